@@ -1,0 +1,92 @@
+//! Attention pieces: head split and merge, and the masked softmax.
+
+use super::{Backward, BackwardContext, Tape, Var};
+use crate::backend::cpu::softmax::{masked_softmax_fwd, softmax_bwd};
+use crate::error::{Error, Result};
+use crate::tensor::{Float, Tensor};
+use crate::with_float;
+
+/// (B, T, H·D) -> (B, H, T, D) when `split`, and the inverse otherwise.
+fn permute_heads<T: Float>(x: &[T], b: usize, t: usize, h: usize, d: usize, split: bool) -> Vec<T> {
+    let mut y = vec![T::ZERO; x.len()];
+    for bi in 0..b {
+        for ti in 0..t {
+            for hi in 0..h {
+                let merged = ((bi * t + ti) * h + hi) * d;
+                let split_at = ((bi * h + hi) * t + ti) * d;
+                let (src, dst) = if split { (merged, split_at) } else { (split_at, merged) };
+                y[dst..dst + d].copy_from_slice(&x[src..src + d]);
+            }
+        }
+    }
+    y
+}
+
+struct PermuteHeads {
+    split: bool,
+    heads: usize,
+}
+
+impl Backward for PermuteHeads {
+    fn name(&self) -> &'static str {
+        if self.split { "split_heads" } else { "merge_heads" }
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let x = ctx.inputs[0];
+        let (b, t, h, d) = if self.split {
+            (x.shape()[0], x.shape()[1], self.heads, x.shape()[2] / self.heads)
+        } else {
+            (x.shape()[0], x.shape()[2], x.shape()[1], x.shape()[3])
+        };
+        let dx = with_float!(x.dtype(), "permute_heads", |T| Tensor::from_vec(permute_heads(dout.data::<T>()?, b, t, h, d, !self.split), x.shape()))?;
+        Ok(vec![Some(dx)])
+    }
+}
+
+/// x (B, T, H·D) -> (B, H, T, D).
+pub fn split_heads(tape: &mut Tape, x: Var, heads: usize) -> Result<Var> {
+    let t = tape.value(x);
+    if t.dims() != 3 || heads == 0 || t.shape()[2] % heads != 0 {
+        return Err(Error::shape("split_heads", format!("x {:?} into {heads} heads", t.shape())));
+    }
+    let (b, tl, c) = (t.shape()[0], t.shape()[1], t.shape()[2]);
+    let d = c / heads;
+    let out = with_float!(t.dtype(), "split_heads", |T| Tensor::from_vec(permute_heads(t.data::<T>()?, b, tl, heads, d, true), &[b, heads, tl, d]))?;
+    Ok(tape.push(out, &[x], PermuteHeads { split: true, heads }))
+}
+
+/// x (B, H, T, D) -> (B, T, H·D).
+pub fn merge_heads(tape: &mut Tape, x: Var) -> Result<Var> {
+    let t = tape.value(x);
+    if t.dims() != 4 {
+        return Err(Error::shape("merge_heads", format!("expected (B, H, T, D), got {:?}", t.shape())));
+    }
+    let (b, h, tl, d) = (t.shape()[0], t.shape()[1], t.shape()[2], t.shape()[3]);
+    let out = with_float!(t.dtype(), "merge_heads", |T| Tensor::from_vec(permute_heads(t.data::<T>()?, b, tl, h, d, false), &[b, tl, h * d]))?;
+    Ok(tape.push(out, &[x], PermuteHeads { split: false, heads: h }))
+}
+
+struct MaskedSoftmax;
+
+impl Backward for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked_softmax"
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let p = ctx.output;
+        let tk = *p.shape().last().unwrap();
+        let ds = with_float!(p.dtype(), "masked_softmax", |T| Tensor::from_vec(softmax_bwd(p.data::<T>()?, dout.data::<T>()?, tk), p.shape()))?;
+        Ok(vec![Some(ds)])
+    }
+}
+
+/// scores (B, H, Tq, Tk), key_mask (B·Tk, 1 = attend) -> probabilities over keys.
+pub fn masked_softmax(tape: &mut Tape, scores: Var, key_mask: &[u8]) -> Result<Var> {
+    let t = tape.value(scores);
+    if t.dims() != 4 || key_mask.len() != t.shape()[0] * t.shape()[3] {
+        return Err(Error::shape("masked_softmax", format!("scores {:?} with a mask of {} entries", t.shape(), key_mask.len())));
+    }
+    let (h, tq, tk) = (t.shape()[1], t.shape()[2], t.shape()[3]);
+    let out = with_float!(t.dtype(), "masked_softmax", |T| Tensor::from_vec(masked_softmax_fwd(t.data::<T>()?, key_mask, h, tq, tk), t.shape()))?;
+    Ok(tape.push(out, &[scores], MaskedSoftmax))
+}

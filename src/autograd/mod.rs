@@ -1,0 +1,181 @@
+//! A minimal autograd tape (DESIGN.md §3).
+//!
+//! The tape is a `Vec` of values; each value produced by an op has a node
+//! holding the op's backward and its input ids. `backward` walks the nodes in
+//! reverse and accumulates gradients. Every op lives in one file with its
+//! forward and backward side by side; no op can be recorded without a
+//! backward, because recording requires a [`Backward`] implementation.
+
+pub mod attention;
+pub mod basic;
+pub mod embedding;
+pub mod linear;
+pub mod loss;
+pub mod norm;
+
+use crate::backend::cpu::activation::add_assign;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+use crate::with_float;
+
+/// A handle to a value on the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Var(pub(crate) usize);
+
+/// What an op's backward sees: its inputs and output as computed in forward.
+pub struct BackwardContext<'a> {
+    pub inputs: Vec<&'a Tensor>,
+    pub output: &'a Tensor,
+    /// Whether each input needs a gradient; ops may skip work for the others.
+    pub needs_grad: Vec<bool>,
+}
+
+/// The backward half of an op. Returns one gradient per input (None where the
+/// input needs none or is not differentiable, such as token ids).
+pub trait Backward: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>>;
+}
+
+struct Node {
+    inputs: Vec<usize>,
+    op: Box<dyn Backward>,
+}
+
+pub struct Tape {
+    values: Vec<Tensor>,
+    nodes: Vec<Option<Node>>,
+    requires_grad: Vec<bool>,
+    grad_enabled: bool,
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Tape::new()
+    }
+}
+
+impl Tape {
+    /// A tape that records ops for backward.
+    pub fn new() -> Tape {
+        Tape { values: Vec::new(), nodes: Vec::new(), requires_grad: Vec::new(), grad_enabled: true }
+    }
+
+    /// Inference mode: nothing is recorded for backward.
+    pub fn no_grad() -> Tape {
+        Tape { grad_enabled: false, ..Tape::new() }
+    }
+
+    pub fn grad_enabled(&self) -> bool {
+        self.grad_enabled
+    }
+
+    /// Registers an input or parameter.
+    pub fn leaf(&mut self, value: Tensor, requires_grad: bool) -> Var {
+        self.values.push(value);
+        self.nodes.push(None);
+        self.requires_grad.push(requires_grad && self.grad_enabled);
+        Var(self.values.len() - 1)
+    }
+
+    pub fn value(&self, v: Var) -> &Tensor {
+        &self.values[v.0]
+    }
+
+    pub fn requires_grad(&self, v: Var) -> bool {
+        self.requires_grad[v.0]
+    }
+
+    /// Records an op's output; the node is kept only when some input needs a gradient.
+    pub fn push(&mut self, output: Tensor, inputs: &[Var], op: impl Backward + 'static) -> Var {
+        let needs = self.grad_enabled && inputs.iter().any(|v| self.requires_grad[v.0]);
+        self.values.push(output);
+        self.requires_grad.push(needs);
+        self.nodes.push(if needs { Some(Node { inputs: inputs.iter().map(|v| v.0).collect(), op: Box::new(op) }) } else { None });
+        Var(self.values.len() - 1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Back-propagates from a scalar `loss`, seeding d(loss) = 1.
+    pub fn backward(&mut self, loss: Var) -> Result<Gradients> {
+        let seed = Tensor::full(self.values[loss.0].shape(), 1.0, self.values[loss.0].dtype());
+        self.backward_with(loss, seed)
+    }
+
+    /// Back-propagates from `output` with the given upstream gradient.
+    pub fn backward_with(&mut self, output: Var, seed: Tensor) -> Result<Gradients> {
+        if !self.grad_enabled {
+            return Err(Error::InvalidArgument("backward called on a no_grad tape".into()));
+        }
+        if seed.shape() != self.values[output.0].shape() {
+            return Err(Error::shape("backward", format!("seed {:?} vs output {:?}", seed.shape(), self.values[output.0].shape())));
+        }
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.values.len()];
+        grads[output.0] = Some(seed);
+        for index in (0..=output.0).rev() {
+            let Some(node) = &self.nodes[index] else { continue };
+            let Some(dout) = grads[index].take() else { continue };
+            let ctx = BackwardContext {
+                inputs: node.inputs.iter().map(|&i| &self.values[i]).collect(),
+                output: &self.values[index],
+                needs_grad: node.inputs.iter().map(|&i| self.requires_grad[i]).collect(),
+            };
+            let input_grads = node.op.backward(&dout, &ctx)?;
+            if input_grads.len() != node.inputs.len() {
+                return Err(Error::shape(node.op.name(), "backward returned the wrong number of gradients"));
+            }
+            for (&input, grad) in node.inputs.iter().zip(input_grads) {
+                let Some(grad) = grad else { continue };
+                if !self.requires_grad[input] {
+                    continue;
+                }
+                if grad.shape() != self.values[input].shape() {
+                    return Err(Error::shape(
+                        node.op.name(),
+                        format!("gradient {:?} for an input of shape {:?}", grad.shape(), self.values[input].shape()),
+                    ));
+                }
+                match &mut grads[input] {
+                    slot @ None => *slot = Some(grad),
+                    Some(acc) => accumulate(acc, &grad)?,
+                }
+            }
+            // Keep leaf gradients only; intermediate ones are freed as we go.
+            if self.nodes[index].is_some() {
+                grads[index] = None;
+            }
+        }
+        Ok(Gradients { grads })
+    }
+}
+
+fn accumulate(acc: &mut Tensor, grad: &Tensor) -> Result<()> {
+    let dtype: DType = acc.dtype();
+    with_float!(dtype, "accumulate", |T| {
+        let g = grad.data::<T>()?;
+        add_assign(acc.data_mut::<T>()?, g);
+        Ok(())
+    })
+}
+
+/// Gradients of the leaves, after [`Tape::backward`].
+pub struct Gradients {
+    grads: Vec<Option<Tensor>>,
+}
+
+impl Gradients {
+    pub fn get(&self, v: Var) -> Option<&Tensor> {
+        self.grads.get(v.0).and_then(|g| g.as_ref())
+    }
+
+    pub fn take(&mut self, v: Var) -> Option<Tensor> {
+        self.grads.get_mut(v.0).and_then(|g| g.take())
+    }
+}

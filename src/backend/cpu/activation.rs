@@ -1,0 +1,76 @@
+//! Element-wise activations: exact-erf GELU (BERT's `hidden_act: "gelu"`) and tanh.
+
+use rayon::prelude::*;
+
+use crate::tensor::Float;
+
+const CHUNK: usize = 8192;
+
+fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut y = vec![T::ZERO; x.len()];
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    });
+    y
+}
+
+fn map2<T: Float>(x: &[T], dy: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut dx = vec![T::ZERO; x.len()];
+    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dx, (x, dy))| {
+        for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+            *o = f(v, g);
+        }
+    });
+    dx
+}
+
+/// y = x · Φ(x) = x/2 · (1 + erf(x/√2)).
+pub fn gelu_fwd<T: Float>(x: &[T]) -> Vec<T> {
+    let half = T::from_f64(0.5);
+    let inv_sqrt2 = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
+    map(x, |v| half * v * (T::ONE + (v * inv_sqrt2).erf()))
+}
+
+/// dx = dy · (Φ(x) + x·φ(x)), the derivative of the same exact form.
+pub fn gelu_bwd<T: Float>(x: &[T], dy: &[T]) -> Vec<T> {
+    let half = T::from_f64(0.5);
+    let inv_sqrt2 = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
+    let inv_sqrt_2pi = T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+    map2(x, dy, |v, g| {
+        let cdf = half * (T::ONE + (v * inv_sqrt2).erf());
+        let pdf = inv_sqrt_2pi * (-(half * v * v)).exp();
+        g * (cdf + v * pdf)
+    })
+}
+
+pub fn tanh_fwd<T: Float>(x: &[T]) -> Vec<T> {
+    map(x, |v| v.tanh())
+}
+
+/// dx = dy · (1 − y²), from the saved output y.
+pub fn tanh_bwd<T: Float>(y: &[T], dy: &[T]) -> Vec<T> {
+    map2(y, dy, |t, g| g * (T::ONE - t * t))
+}
+
+pub fn scale<T: Float>(x: &[T], s: T) -> Vec<T> {
+    map(x, |v| v * s)
+}
+
+pub fn add<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
+    map2(a, b, |x, y| x + y)
+}
+
+/// a += b, in place.
+pub fn add_assign<T: Float>(a: &mut [T], b: &[T]) {
+    a.par_chunks_mut(CHUNK).zip(b.par_chunks(CHUNK)).for_each(|(a, b)| {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+    });
+}
+
+pub fn mul<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
+    map2(a, b, |x, y| x * y)
+}

@@ -1,0 +1,31 @@
+//! The CPU backend: reference semantics for every op, and a fast fallback.
+//! Each file holds one op family with its forward and backward side by side.
+//! Functions are generic over [`Float`](crate::tensor::Float) so the same
+//! code runs in f64 for gradient checks and in f32 for real work.
+
+pub mod activation;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod softmax;
+
+use rayon::prelude::*;
+
+/// Rows per rayon task for row-wise ops: large enough that the scheduling
+/// cost stays small next to the work.
+pub(crate) fn rows_per_task(cols: usize) -> usize {
+    (16_384 / cols.max(1)).max(1)
+}
+
+/// Applies `f(row_index, row)` to every row of `data` (rows of `cols`) in parallel.
+pub(crate) fn for_each_row_mut<T: Send>(data: &mut [T], cols: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if cols == 0 {
+        return;
+    }
+    let per_task = rows_per_task(cols);
+    data.par_chunks_mut(cols * per_task).enumerate().for_each(|(chunk_index, chunk)| {
+        for (i, row) in chunk.chunks_mut(cols).enumerate() {
+            f(chunk_index * per_task + i, row);
+        }
+    });
+}

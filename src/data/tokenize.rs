@@ -1,0 +1,147 @@
+//! Tokenisation with the `tokenizers` crate: `tokenizer.json` when the model
+//! has one, otherwise a BERT WordPiece tokenizer built from `vocab.txt`.
+//!
+//! Any padding or truncation stored in `tokenizer.json` is switched off
+//! (all-MiniLM-L6-v2's pads every input to 128): berth pads per batch and
+//! truncates to its own `max_length`, longest-first for pairs.
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+use crate::model::Batch;
+
+/// One tokenised example.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// For each token, the index of the word it came from (None for special tokens).
+    pub word_ids: Vec<Option<u32>>,
+}
+
+pub struct BerthTokenizer {
+    inner: Tokenizer,
+    source: PathBuf,
+    max_length: usize,
+    pad_id: u32,
+}
+
+fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer { path: path.into(), message: e.to_string() }
+}
+
+impl BerthTokenizer {
+    /// Loads the tokenizer of a model folder.
+    pub fn from_dir(dir: &Path, max_length: usize) -> Result<BerthTokenizer> {
+        let json = dir.join("tokenizer.json");
+        let vocab = dir.join("vocab.txt");
+        if json.exists() {
+            let inner = Tokenizer::from_file(&json).map_err(|e| tok_err(&json, e))?;
+            Self::configure(inner, json, max_length)
+        } else if vocab.exists() {
+            Self::from_vocab(&vocab, max_length, true)
+        } else {
+            Err(tok_err(dir, "neither tokenizer.json nor vocab.txt is present"))
+        }
+    }
+
+    /// BERT's WordPiece pipeline from a vocabulary file.
+    pub fn from_vocab(vocab: &Path, max_length: usize, lowercase: bool) -> Result<BerthTokenizer> {
+        let path_str = vocab.to_str().ok_or_else(|| tok_err(vocab, "path is not UTF-8"))?;
+        let model = WordPiece::from_file(path_str).unk_token("[UNK]".into()).build().map_err(|e| tok_err(vocab, e))?;
+        let id = |token: &str| {
+            tokenizers::Model::token_to_id(&model, token).ok_or_else(|| tok_err(vocab, format!("the vocabulary has no {token} token")))
+        };
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        let mut inner = Tokenizer::new(model);
+        inner
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .map_err(|e| tok_err(vocab, e))?;
+        inner.with_pre_tokenizer(Some(BertPreTokenizer));
+        inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        Self::configure(inner, vocab.into(), max_length)
+    }
+
+    fn configure(mut inner: Tokenizer, source: PathBuf, max_length: usize) -> Result<BerthTokenizer> {
+        if max_length < 4 {
+            return Err(Error::InvalidArgument(format!("max_length {max_length} is too small (at least 4)")));
+        }
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| tok_err(&source, e))?;
+        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        Ok(BerthTokenizer { inner, source, max_length, pad_id })
+    }
+
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// Tokenises a text, or a text pair, adding [CLS] and [SEP].
+    pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
+        let input: EncodeInput = match pair {
+            Some(p) => (text, p).into(),
+            None => text.into(),
+        };
+        let e = self.inner.encode(input, true).map_err(|e| tok_err(&self.source, e))?;
+        Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() })
+    }
+
+    /// Tokenises many examples in parallel.
+    pub fn encode_many(&self, texts: &[(String, Option<String>)]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput> =
+            texts.iter().map(|(t, p)| match p { Some(p) => (t.as_str(), p.as_str()).into(), None => t.as_str().into() }).collect();
+        let encodings = self.inner.encode_batch(inputs, true).map_err(|e| tok_err(&self.source, e))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() })
+            .collect())
+    }
+
+    /// Tokenises pre-split words (token tasks); word_ids index `words`.
+    pub fn encode_words(&self, words: &[String]) -> Result<Encoded> {
+        let input: EncodeInput = tokenizers::InputSequence::from(words.to_vec()).into();
+        let e = self.inner.encode(input, true).map_err(|e| tok_err(&self.source, e))?;
+        Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() })
+    }
+}
+
+/// Pads encodings to the longest in the group (dynamic padding), on the right.
+pub fn pad_batch(encodings: &[&Encoded], pad_id: u32) -> Batch {
+    let b = encodings.len();
+    let t = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    let mut batch = Batch {
+        batch_size: b,
+        seq_len: t,
+        input_ids: vec![pad_id; b * t],
+        token_type_ids: vec![0; b * t],
+        attention_mask: vec![0; b * t],
+    };
+    for (i, e) in encodings.iter().enumerate() {
+        let n = e.ids.len();
+        batch.input_ids[i * t..i * t + n].copy_from_slice(&e.ids);
+        batch.token_type_ids[i * t..i * t + n].copy_from_slice(&e.type_ids);
+        batch.attention_mask[i * t..i * t + n].fill(1);
+    }
+    batch
+}

@@ -1,0 +1,65 @@
+//! The one error type of the crate. Every variant carries the context a user
+//! needs to fix the problem: the file, the line or row, the tensor or op name.
+
+use std::path::PathBuf;
+
+use crate::tensor::DType;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: invalid config: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error("{path}: invalid checkpoint: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+
+    #[error("{path}: tokenizer: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+
+    /// Bad user data: names the file, the 1-based line or row, and the field when there is one.
+    #[error("{path}:{line}{}: {message}", field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
+    Input {
+        path: PathBuf,
+        line: usize,
+        field: Option<String>,
+        message: String,
+    },
+
+    #[error("{op}: shape mismatch: {message}")]
+    Shape { op: &'static str, message: String },
+
+    #[error("{op}: dtype {dtype:?} is not supported here")]
+    DType { op: &'static str, dtype: DType },
+
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    #[error("numerical failure: {0}")]
+    Numerical(String),
+
+    #[error("device: {0}")]
+    Device(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn shape(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Shape { op, message: message.into() }
+    }
+
+    pub fn input(path: impl Into<PathBuf>, line: usize, field: Option<&str>, message: impl Into<String>) -> Self {
+        Error::Input { path: path.into(), line, field: field.map(str::to_owned), message: message.into() }
+    }
+}

@@ -1,0 +1,25 @@
+//! berth: fine-tune and serve BERT-family encoders.
+//!
+//! Layers, with arrows pointing one way only (see DESIGN.md):
+//! `cli → infer → model → autograd → backend`, with `data` feeding the
+//! model and `tensor` underneath everything.
+//!
+//! - [`tensor`]: contiguous row-major tensors with a runtime dtype.
+//! - [`backend`]: the CPU reference kernels (generic over f32 and f64).
+//! - [`autograd`]: the tape; one file per op family, forward beside backward.
+//! - [`model`]: BERT, its heads and losses, HF checkpoints in and out.
+//! - [`data`]: tokenisation and batching.
+//! - [`infer`]: batched prediction.
+//! - [`rng`]: the counter-based random numbers dropout uses.
+
+pub mod autograd;
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod infer;
+pub mod io;
+pub mod model;
+pub mod rng;
+pub mod tensor;
+
+pub use error::{Error, Result};

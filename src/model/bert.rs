@@ -1,0 +1,208 @@
+//! The BERT encoder: embeddings, then `num_hidden_layers` post-LN
+//! transformer layers, written once on the tape so forward and backward
+//! share one description of the model.
+
+use super::config::BertConfig;
+use super::params::ParamStore;
+use crate::autograd::attention::{masked_softmax, merge_heads, split_heads};
+use crate::autograd::basic::{DropoutKey, add, dropout, gelu, scale};
+use crate::autograd::embedding::embedding;
+use crate::autograd::linear::{batched_matmul_op, linear};
+use crate::autograd::norm::layer_norm;
+use crate::autograd::{Tape, Var};
+use crate::error::{Error, Result};
+
+/// A padded batch of token sequences, row-major (B, T).
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+    /// 1 for a real token, 0 for padding.
+    pub attention_mask: Vec<u8>,
+}
+
+impl Batch {
+    /// Number of real (unpadded) tokens.
+    pub fn real_tokens(&self) -> usize {
+        self.attention_mask.iter().filter(|&&m| m != 0).count()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let n = self.batch_size * self.seq_len;
+        if self.input_ids.len() != n || self.token_type_ids.len() != n || self.attention_mask.len() != n {
+            return Err(Error::shape(
+                "Batch",
+                format!(
+                    "(B={}, T={}) needs {n} ids, type ids and mask entries; got {}, {}, {}",
+                    self.batch_size,
+                    self.seq_len,
+                    self.input_ids.len(),
+                    self.token_type_ids.len(),
+                    self.attention_mask.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a forward pass runs: with dropout (training) or without (evaluation).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForwardMode {
+    /// Some(seed) turns dropout on; each dropout site draws from its own stream.
+    pub dropout_seed: Option<u64>,
+}
+
+impl ForwardMode {
+    pub fn eval() -> Self {
+        ForwardMode { dropout_seed: None }
+    }
+
+    pub fn train(seed: u64) -> Self {
+        ForwardMode { dropout_seed: Some(seed) }
+    }
+
+    /// The dropout key of site `stream`, or None at evaluation.
+    pub fn key(&self, stream: u64) -> Option<DropoutKey> {
+        self.dropout_seed.map(|seed| DropoutKey { seed, stream })
+    }
+}
+
+/// Dropout stream ids: one per site, stable across devices and runs.
+pub mod streams {
+    pub const EMBEDDINGS: u64 = 0;
+    pub fn attention_probs(layer: usize) -> u64 {
+        1 + 3 * layer as u64
+    }
+    pub fn attention_output(layer: usize) -> u64 {
+        2 + 3 * layer as u64
+    }
+    pub fn ffn_output(layer: usize) -> u64 {
+        3 + 3 * layer as u64
+    }
+    pub const CLASSIFIER: u64 = 1 << 20;
+}
+
+/// Indices into the ParamStore of one encoder layer's parameters.
+#[derive(Clone, Debug)]
+struct LayerParams {
+    query: (usize, usize),
+    key: (usize, usize),
+    value: (usize, usize),
+    attention_output: (usize, usize),
+    attention_norm: (usize, usize),
+    intermediate: (usize, usize),
+    output: (usize, usize),
+    output_norm: (usize, usize),
+}
+
+/// The encoder's parameter positions, resolved once at load.
+#[derive(Clone, Debug)]
+pub struct EncoderParams {
+    word: usize,
+    position: usize,
+    token_type: usize,
+    embedding_norm: (usize, usize),
+    layers: Vec<LayerParams>,
+}
+
+fn pair(store: &ParamStore, prefix: &str, weight: &str, bias: &str) -> Result<(usize, usize)> {
+    Ok((store.position(&format!("{prefix}.{weight}"))?, store.position(&format!("{prefix}.{bias}"))?))
+}
+
+impl EncoderParams {
+    pub fn resolve(store: &ParamStore, config: &BertConfig) -> Result<EncoderParams> {
+        let e = "bert.embeddings";
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("bert.encoder.layer.{l}");
+            let wb = |name: &str| pair(store, &format!("{p}.{name}"), "weight", "bias");
+            layers.push(LayerParams {
+                query: wb("attention.self.query")?,
+                key: wb("attention.self.key")?,
+                value: wb("attention.self.value")?,
+                attention_output: wb("attention.output.dense")?,
+                attention_norm: wb("attention.output.LayerNorm")?,
+                intermediate: wb("intermediate.dense")?,
+                output: wb("output.dense")?,
+                output_norm: wb("output.LayerNorm")?,
+            });
+        }
+        Ok(EncoderParams {
+            word: store.position(&format!("{e}.word_embeddings.weight"))?,
+            position: store.position(&format!("{e}.position_embeddings.weight"))?,
+            token_type: store.position(&format!("{e}.token_type_embeddings.weight"))?,
+            embedding_norm: pair(store, &format!("{e}.LayerNorm"), "weight", "bias")?,
+            layers,
+        })
+    }
+}
+
+/// Runs the encoder. `params` are the tape variables of the ParamStore, in
+/// store order. Returns the hidden states: the embedding output first, then
+/// the output of each layer, each (B, T, H).
+pub fn encoder_forward(
+    tape: &mut Tape,
+    config: &BertConfig,
+    ids: &EncoderParams,
+    params: &[Var],
+    batch: &Batch,
+    mode: ForwardMode,
+) -> Result<Vec<Var>> {
+    batch.validate()?;
+    let (b, t) = (batch.batch_size, batch.seq_len);
+    if t > config.max_position_embeddings {
+        return Err(Error::InvalidArgument(format!(
+            "sequence length {t} exceeds max_position_embeddings {}",
+            config.max_position_embeddings
+        )));
+    }
+    let eps = config.layer_norm_eps;
+    let heads = config.num_attention_heads;
+    let hidden_p = config.hidden_dropout_prob;
+
+    // Embeddings: word + token type + position (HF's order of addition), LayerNorm, dropout.
+    let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+    let words = embedding(tape, params[ids.word], &batch.input_ids, &[b, t], "input_ids")?;
+    let types = embedding(tape, params[ids.token_type], &batch.token_type_ids, &[b, t], "token_type_ids")?;
+    let pos = embedding(tape, params[ids.position], &positions, &[b, t], "position_ids")?;
+    let x = add(tape, words, types)?;
+    let x = add(tape, x, pos)?;
+    let (w, bias) = ids.embedding_norm;
+    let x = layer_norm(tape, x, params[w], params[bias], eps)?;
+    let mut x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
+
+    let mut hidden_states = vec![x];
+    let scale_factor = 1.0 / (config.head_dim() as f64).sqrt();
+    for (l, lp) in ids.layers.iter().enumerate() {
+        // Self-attention: (B, T, H) -> per-head (B, heads, T, d).
+        let q = linear(tape, x, params[lp.query.0], Some(params[lp.query.1]))?;
+        let k = linear(tape, x, params[lp.key.0], Some(params[lp.key.1]))?;
+        let v = linear(tape, x, params[lp.value.0], Some(params[lp.value.1]))?;
+        let q = split_heads(tape, q, heads)?;
+        let k = split_heads(tape, k, heads)?;
+        let v = split_heads(tape, v, heads)?;
+        let scores = batched_matmul_op(tape, q, k, false, true)?; // (B, heads, T, T)
+        let scores = scale(tape, scores, scale_factor)?;
+        let probs = masked_softmax(tape, scores, &batch.attention_mask)?;
+        let probs = dropout(tape, probs, config.attention_probs_dropout_prob, mode.key(streams::attention_probs(l)))?;
+        let context = batched_matmul_op(tape, probs, v, false, false)?; // (B, heads, T, d)
+        let context = merge_heads(tape, context)?;
+        let attn = linear(tape, context, params[lp.attention_output.0], Some(params[lp.attention_output.1]))?;
+        let attn = dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?;
+        let attn = add(tape, attn, x)?;
+        let x1 = layer_norm(tape, attn, params[lp.attention_norm.0], params[lp.attention_norm.1], eps)?;
+
+        // Feed-forward: H -> intermediate (GELU) -> H, residual, LayerNorm.
+        let inner = linear(tape, x1, params[lp.intermediate.0], Some(params[lp.intermediate.1]))?;
+        let inner = gelu(tape, inner)?;
+        let out = linear(tape, inner, params[lp.output.0], Some(params[lp.output.1]))?;
+        let out = dropout(tape, out, hidden_p, mode.key(streams::ffn_output(l)))?;
+        let out = add(tape, out, x1)?;
+        x = layer_norm(tape, out, params[lp.output_norm.0], params[lp.output_norm.1], eps)?;
+        hidden_states.push(x);
+    }
+    Ok(hidden_states)
+}

@@ -1,0 +1,258 @@
+//! Hugging Face checkpoints in and out: `config.json` + `model.safetensors`.
+//!
+//! Loading accepts names with or without the `bert.` prefix, the legacy
+//! `LayerNorm.gamma`/`beta`, and F32, F16, BF16 or F64 storage; it ignores
+//! the `embeddings.position_ids` buffer. Problems are collected and reported
+//! together, so one error lists every missing, unexpected or mis-shaped tensor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+
+use super::config::{BertConfig, ProblemType};
+use super::heads::BertClassifier;
+use super::params::{HeadKind, ParamStore, expected_parameters, init_parameter};
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use crate::tensor::{DType, Storage, Tensor};
+
+/// Choices that override what the checkpoint says.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Force a head; by default it follows `architectures` in config.json.
+    pub head: Option<HeadKind>,
+    /// New label names; a classifier of another size is re-initialised.
+    pub labels: Option<Vec<String>>,
+    pub problem_type: Option<ProblemType>,
+    /// Seed for any head that has to be initialised.
+    pub seed: u64,
+    /// The dtype parameters are converted to (F32 for work, F64 for checks).
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { head: None, labels: None, problem_type: None, seed: 42, dtype: DType::F32 }
+    }
+}
+
+/// What loading did besides reading tensors, for the user to see.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    /// Parameters that were initialised because the checkpoint lacked them or had another shape.
+    pub initialized: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Maps a stored tensor name to berth's (HF `BertFor…`) name.
+pub fn canonical_name(name: &str) -> String {
+    let mut n = name.to_owned();
+    if let Some(stem) = n.strip_suffix("LayerNorm.gamma") {
+        n = format!("{stem}LayerNorm.weight");
+    } else if let Some(stem) = n.strip_suffix("LayerNorm.beta") {
+        n = format!("{stem}LayerNorm.bias");
+    }
+    if n.starts_with("bert.") || n.starts_with("classifier.") || n.starts_with("cls.") {
+        n
+    } else {
+        format!("bert.{n}")
+    }
+}
+
+fn decode(dtype: Dtype, bytes: &[u8], target: DType) -> Option<Storage> {
+    let as_f64: Vec<f64> = match dtype {
+        Dtype::F32 => {
+            let values = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            if target == DType::F32 {
+                return Some(Storage::F32(values.collect()));
+            }
+            values.map(f64::from).collect()
+        }
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+        Dtype::BF16 => {
+            let values = bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]));
+            if target == DType::BF16 {
+                return Some(Storage::BF16(values.collect()));
+            }
+            values.map(|v| v.to_f64()).collect()
+        }
+        Dtype::F64 => bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        _ => return None,
+    };
+    Some(match target {
+        DType::F32 => Storage::F32(as_f64.iter().map(|&v| v as f32).collect()),
+        DType::F64 => Storage::F64(as_f64),
+        DType::BF16 => Storage::BF16(as_f64.iter().map(|&v| bf16::from_f64(v)).collect()),
+    })
+}
+
+/// Reads every floating-point tensor of a safetensors file, under its stored name.
+/// Integer tensors (such as `position_ids`) are skipped.
+pub fn read_safetensors(path: &Path, dtype: DType) -> Result<Vec<(String, Tensor)>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        message: format!("not a readable safetensors file (truncated or corrupt?): {e}"),
+    })?;
+    let mut out = Vec::new();
+    for (name, view) in file.tensors() {
+        if matches!(view.dtype(), Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL | Dtype::I8 | Dtype::I16 | Dtype::U32 | Dtype::U64 | Dtype::U16) {
+            continue;
+        }
+        let storage = decode(view.dtype(), view.data(), dtype).ok_or_else(|| Error::Checkpoint {
+            path: path.into(),
+            message: format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()),
+        })?;
+        let tensor = Tensor::from_storage(storage, view.shape()).map_err(|e| Error::Checkpoint { path: path.into(), message: format!("tensor `{name}`: {e}") })?;
+        out.push((name, tensor));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Reads integer tensors (token ids, labels in fixtures) as i64.
+pub fn read_safetensors_i64(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<i64>)>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })?;
+    let mut out = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() == Dtype::I64 {
+            let values = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+            out.insert(name, (view.shape().to_vec(), values));
+        }
+    }
+    Ok(out)
+}
+
+fn head_from_config(config: &BertConfig) -> HeadKind {
+    match config.architecture() {
+        Some("BertForTokenClassification") => HeadKind::TokenClassification,
+        _ => HeadKind::SequenceClassification,
+    }
+}
+
+/// Loads `dir/config.json` and `dir/model.safetensors` into a classifier.
+pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, LoadReport)> {
+    let config = BertConfig::from_file(&dir.join("config.json"))?;
+    let weights_path = dir.join("model.safetensors");
+    let stored = read_safetensors(&weights_path, options.dtype)?;
+    let head = options.head.unwrap_or_else(|| head_from_config(&config));
+    let labels = options.labels.clone().unwrap_or_else(|| config.labels());
+    let problem_type = options.problem_type.or_else(|| config.problem_type());
+    let mut report = LoadReport::default();
+
+    let mut by_name: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut ignored_pretraining = 0;
+    for (name, tensor) in stored {
+        let canonical = canonical_name(&name);
+        if canonical.starts_with("cls.") {
+            ignored_pretraining += 1;
+            continue;
+        }
+        by_name.insert(canonical, tensor);
+    }
+    if ignored_pretraining > 0 {
+        report.notes.push(format!("ignored {ignored_pretraining} pre-training head tensors (cls.*)"));
+    }
+
+    let expected = expected_parameters(&config, head, labels.len());
+    let is_head_part = |name: &str| name.starts_with("classifier.") || name.starts_with("bert.pooler.");
+    let mut missing = Vec::new();
+    let mut wrong_shape = Vec::new();
+    let mut store = ParamStore::default();
+    for (name, shape) in &expected {
+        match by_name.remove(name) {
+            Some(t) if t.shape() == shape.as_slice() => store.push(name.clone(), t),
+            Some(t) if name.starts_with("classifier.") => {
+                // HF's ignore_mismatched_sizes: a head for other labels is replaced.
+                report.notes.push(format!("`{name}` has shape {:?}, the new head needs {:?}: re-initialised", t.shape(), shape));
+                report.initialized.push(name.clone());
+                store.push(name.clone(), init_parameter(name, shape, config.initializer_range, options.seed, options.dtype));
+            }
+            Some(t) => wrong_shape.push(format!("{name}: stored {:?}, expected {:?}", t.shape(), shape)),
+            None if is_head_part(name) => {
+                report.initialized.push(name.clone());
+                store.push(name.clone(), init_parameter(name, shape, config.initializer_range, options.seed, options.dtype));
+            }
+            None => missing.push(name.clone()),
+        }
+    }
+    // A pooler stored for a token head is unused, as in HF.
+    if head == HeadKind::TokenClassification {
+        let pooler: Vec<String> = by_name.keys().filter(|k| k.starts_with("bert.pooler.")).cloned().collect();
+        for k in pooler {
+            by_name.remove(&k);
+            report.notes.push(format!("`{k}` is not used by a token-classification head"));
+        }
+    }
+    let unexpected: Vec<String> = by_name.keys().cloned().collect();
+    if !missing.is_empty() || !wrong_shape.is_empty() || !unexpected.is_empty() {
+        let mut message = String::from("the tensors do not match the config");
+        for (title, list) in [("missing", &missing), ("wrong shape", &wrong_shape), ("unexpected", &unexpected)] {
+            if !list.is_empty() {
+                message.push_str(&format!("\n  {title} ({}):", list.len()));
+                for item in list.iter() {
+                    message.push_str(&format!("\n    {item}"));
+                }
+            }
+        }
+        return Err(Error::Checkpoint { path: weights_path, message });
+    }
+    if !report.initialized.is_empty() {
+        report.notes.push(format!(
+            "initialised {} (normal, std {}, seed {}): the checkpoint has no trained head for these labels",
+            report.initialized.join(", "),
+            config.initializer_range,
+            options.seed
+        ));
+    }
+    let model = BertClassifier::new(config, head, problem_type, labels, store)?;
+    Ok((model, report))
+}
+
+/// Writes `config.json` and `model.safetensors` (in `dtype`) that transformers loads unchanged.
+/// Each file is written to a temporary name and renamed, so a crash never leaves a torn file.
+pub fn save_model(model: &BertClassifier, dir: &Path, dtype: DType) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let config = model.config.to_json(model.head.architecture(), &model.labels, model.problem_type);
+    let config_text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
+    write_atomic(&dir.join("config.json"), config_text.as_bytes())?;
+
+    let converted: Vec<(String, Tensor)> =
+        model.params.iter().map(|(n, t)| (n.to_owned(), if t.dtype() == dtype { t.clone() } else { t.to_dtype(dtype) })).collect();
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = converted.iter().map(|(n, t)| (n.clone(), t.to_le_bytes(), t.shape().to_vec())).collect();
+    let st_dtype = match dtype {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        DType::BF16 => Dtype::BF16,
+    };
+    let views = bytes
+        .iter()
+        .map(|(n, b, s)| safetensors::tensor::TensorView::new(st_dtype, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Checkpoint { path: dir.join("model.safetensors"), message: e.to_string() })?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let data = safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| Error::Checkpoint { path: dir.join("model.safetensors"), message: e.to_string() })?;
+    write_atomic(&dir.join("model.safetensors"), &data)
+}
+
+/// The tokenizer files that travel with a checkpoint.
+pub const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
+
+/// Copies whichever tokenizer files exist from `from` into `to`.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
+    if from == to {
+        return Ok(());
+    }
+    for name in TOKENIZER_FILES {
+        let src = from.join(name);
+        if src.exists() {
+            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+            write_atomic(&to.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The Hugging Face `config.json` of a BERT model, read and written.
+//!
+//! Unknown fields are kept in `raw` and written back unchanged, so a
+//! checkpoint that goes through berth keeps everything transformers put there.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+
+/// What the loss and the prediction head treat the labels as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemType {
+    SingleLabel,
+    MultiLabel,
+    Regression,
+}
+
+impl ProblemType {
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            ProblemType::SingleLabel => "single_label_classification",
+            ProblemType::MultiLabel => "multi_label_classification",
+            ProblemType::Regression => "regression",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ProblemType> {
+        match name {
+            "single_label_classification" => Some(ProblemType::SingleLabel),
+            "multi_label_classification" => Some(ProblemType::MultiLabel),
+            "regression" => Some(ProblemType::Regression),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_position_type")]
+    pub position_embedding_type: String,
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
+    #[serde(default)]
+    pub id2label: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub problem_type: Option<String>,
+    #[serde(default)]
+    pub architectures: Option<Vec<String>>,
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    /// The whole file as read, so that fields berth does not use survive a save.
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_max_positions() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_position_type() -> String {
+    "absolute".into()
+}
+
+impl BertConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<BertConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_str(&text, path)
+    }
+
+    pub fn from_json_str(text: &str, path: &Path) -> Result<BertConfig> {
+        let raw: Value = serde_json::from_str(text).map_err(|e| Error::Config { path: path.into(), message: e.to_string() })?;
+        let mut config: BertConfig =
+            serde_json::from_value(raw.clone()).map_err(|e| Error::Config { path: path.into(), message: e.to_string() })?;
+        config.raw = raw;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |message: String| Err(Error::Config { path: path.into(), message });
+        if self.hidden_act != "gelu" {
+            return bad(format!(
+                "hidden_act `{}` is not supported; berth implements BERT's exact erf GELU (`gelu`) only",
+                self.hidden_act
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return bad(format!(
+                "position_embedding_type `{}` is not supported; berth implements `absolute` only",
+                self.position_embedding_type
+            ));
+        }
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return bad(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.vocab_size == 0 || self.hidden_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
+            return bad("vocab_size, hidden_size, max_position_embeddings and type_vocab_size must be positive".into());
+        }
+        if let Some(p) = &self.problem_type {
+            if ProblemType::parse(p).is_none() {
+                return bad(format!("unknown problem_type `{p}`"));
+            }
+        }
+        if let Some(map) = &self.id2label {
+            for i in 0..map.len() {
+                if !map.contains_key(&i.to_string()) {
+                    return bad(format!("id2label has {} entries but no id {i}", map.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Label names in id order, from id2label; `LABEL_i` names when absent (HF's default of 2).
+    pub fn labels(&self) -> Vec<String> {
+        match &self.id2label {
+            Some(map) if !map.is_empty() => (0..map.len()).map(|i| map[&i.to_string()].clone()).collect(),
+            _ => (0..self.num_labels.unwrap_or(2)).map(|i| format!("LABEL_{i}")).collect(),
+        }
+    }
+
+    pub fn problem_type(&self) -> Option<ProblemType> {
+        self.problem_type.as_deref().and_then(ProblemType::parse)
+    }
+
+    pub fn architecture(&self) -> Option<&str> {
+        self.architectures.as_ref().and_then(|a| a.first()).map(String::as_str)
+    }
+
+    /// The JSON to save: the original fields with the head's fields replaced.
+    pub fn to_json(&self, architecture: &str, labels: &[String], problem_type: Option<ProblemType>) -> Value {
+        let mut out = if self.raw.is_object() { self.raw.clone() } else { json!({}) };
+        let id2label: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
+        let label2id: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+        let obj = out.as_object_mut().expect("object");
+        obj.insert("architectures".into(), json!([architecture]));
+        obj.insert("id2label".into(), Value::Object(id2label));
+        obj.insert("label2id".into(), Value::Object(label2id));
+        obj.insert("problem_type".into(), problem_type.map_or(Value::Null, |p| json!(p.hf_name())));
+        obj.remove("num_labels");
+        obj.insert("model_type".into(), json!("bert"));
+        for (key, value) in [
+            ("vocab_size", json!(self.vocab_size)),
+            ("hidden_size", json!(self.hidden_size)),
+            ("num_hidden_layers", json!(self.num_hidden_layers)),
+            ("num_attention_heads", json!(self.num_attention_heads)),
+            ("intermediate_size", json!(self.intermediate_size)),
+            ("hidden_act", json!(self.hidden_act)),
+            ("hidden_dropout_prob", json!(self.hidden_dropout_prob)),
+            ("attention_probs_dropout_prob", json!(self.attention_probs_dropout_prob)),
+            ("max_position_embeddings", json!(self.max_position_embeddings)),
+            ("type_vocab_size", json!(self.type_vocab_size)),
+            ("initializer_range", json!(self.initializer_range)),
+            ("layer_norm_eps", json!(self.layer_norm_eps)),
+        ] {
+            obj.insert(key.into(), value);
+        }
+        out
+    }
+
+    /// A bert-base-sized configuration (for benchmarks with random weights).
+    pub fn bert_base() -> BertConfig {
+        Self::synthetic(30522, 768, 12, 12, 3072)
+    }
+
+    /// A configuration built in code, with BERT's defaults elsewhere.
+    pub fn synthetic(vocab: usize, hidden: usize, layers: usize, heads: usize, intermediate: usize) -> BertConfig {
+        let text = json!({
+            "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": intermediate,
+            "max_position_embeddings": 512, "model_type": "bert"
+        });
+        BertConfig::from_json_str(&text.to_string(), Path::new("<built-in config>")).expect("valid built-in config")
+    }
+}

@@ -1,0 +1,140 @@
+//! `BertForSequenceClassification` and `BertForTokenClassification`: the
+//! encoder plus a head, and the loss each problem type uses.
+
+use super::bert::{Batch, EncoderParams, ForwardMode, encoder_forward, streams};
+use super::config::{BertConfig, ProblemType};
+use super::params::{HeadKind, ParamStore};
+use crate::autograd::basic::{dropout, first_token, tanh};
+use crate::autograd::linear::linear;
+use crate::autograd::loss::{bce_with_logits, cross_entropy, mse};
+use crate::autograd::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::tensor::DType;
+
+/// Targets for one batch, in the form each problem type needs.
+#[derive(Clone, Debug)]
+pub enum Labels {
+    /// (B) class ids.
+    SingleLabel(Vec<i64>),
+    /// (B, C) 0/1 (or soft) targets, row-major.
+    MultiLabel(Vec<f64>),
+    /// (B) real-valued targets.
+    Regression(Vec<f64>),
+    /// (B, T) class ids, −100 where a position is not scored.
+    Token(Vec<i64>),
+}
+
+/// What a forward pass returns, as tape variables.
+pub struct ForwardOutput {
+    /// (B, C) for sequence heads, (B, T, C) for token heads.
+    pub logits: Var,
+    /// The embedding output, then each layer's output, each (B, T, H).
+    pub hidden_states: Vec<Var>,
+    /// (B, H) tanh pooler output, for sequence heads.
+    pub pooled: Option<Var>,
+    /// The tape variables of every parameter, in ParamStore order.
+    pub params: Vec<Var>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BertClassifier {
+    pub config: BertConfig,
+    pub head: HeadKind,
+    /// None for token classification, which always uses cross-entropy.
+    pub problem_type: Option<ProblemType>,
+    pub labels: Vec<String>,
+    pub params: ParamStore,
+    encoder: EncoderParams,
+    pooler: Option<(usize, usize)>,
+    classifier: (usize, usize),
+}
+
+impl BertClassifier {
+    /// Assembles a model from parameters already checked against the config.
+    pub fn new(
+        config: BertConfig,
+        head: HeadKind,
+        problem_type: Option<ProblemType>,
+        labels: Vec<String>,
+        params: ParamStore,
+    ) -> Result<BertClassifier> {
+        let encoder = EncoderParams::resolve(&params, &config)?;
+        let pooler = if head.has_pooler() {
+            Some((params.position("bert.pooler.dense.weight")?, params.position("bert.pooler.dense.bias")?))
+        } else {
+            None
+        };
+        let classifier = (params.position("classifier.weight")?, params.position("classifier.bias")?);
+        let rows = params.tensors()[classifier.0].shape()[0];
+        if rows != labels.len() {
+            return Err(Error::InvalidArgument(format!("classifier has {rows} outputs but {} labels are named", labels.len())));
+        }
+        let problem_type = match head {
+            HeadKind::TokenClassification => None,
+            HeadKind::SequenceClassification => Some(problem_type.unwrap_or(if labels.len() == 1 {
+                ProblemType::Regression
+            } else {
+                ProblemType::SingleLabel
+            })),
+        };
+        Ok(BertClassifier { config, head, problem_type, labels, params, encoder, pooler, classifier })
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.params.tensors()[0].dtype()
+    }
+
+    /// The same model with every parameter converted (f64 for gradient checks).
+    pub fn to_dtype(&self, dtype: DType) -> BertClassifier {
+        BertClassifier { params: self.params.to_dtype(dtype), ..self.clone() }
+    }
+
+    /// Puts every parameter on the tape as a leaf.
+    pub fn register_params(&self, tape: &mut Tape, trainable: bool) -> Vec<Var> {
+        self.params.tensors().iter().map(|t| tape.leaf(t.clone(), trainable)).collect()
+    }
+
+    /// batch (B, T) -> logits. Parameters are registered as trainable leaves
+    /// when the tape records gradients.
+    pub fn forward(&self, tape: &mut Tape, batch: &Batch, mode: ForwardMode) -> Result<ForwardOutput> {
+        let trainable = tape.grad_enabled();
+        let params = self.register_params(tape, trainable);
+        let hidden_states = encoder_forward(tape, &self.config, &self.encoder, &params, batch, mode)?;
+        let last = *hidden_states.last().expect("embedding output is always present");
+        let classifier_p = self.config.classifier_dropout.unwrap_or(self.config.hidden_dropout_prob);
+        let (cw, cb) = (params[self.classifier.0], params[self.classifier.1]);
+        let (logits, pooled) = match self.head {
+            HeadKind::SequenceClassification => {
+                let (pw, pb) = self.pooler.expect("sequence heads have a pooler");
+                let cls = first_token(tape, last)?; // (B, H)
+                let pooled = linear(tape, cls, params[pw], Some(params[pb]))?;
+                let pooled = tanh(tape, pooled)?;
+                let x = dropout(tape, pooled, classifier_p, mode.key(streams::CLASSIFIER))?;
+                (linear(tape, x, cw, Some(cb))?, Some(pooled))
+            }
+            HeadKind::TokenClassification => {
+                let x = dropout(tape, last, classifier_p, mode.key(streams::CLASSIFIER))?;
+                (linear(tape, x, cw, Some(cb))?, None)
+            }
+        };
+        Ok(ForwardOutput { logits, hidden_states, pooled, params })
+    }
+
+    /// The loss HF computes for this head and problem type (mean reduction).
+    pub fn loss(&self, tape: &mut Tape, logits: Var, labels: &Labels, class_weights: Option<&[f64]>) -> Result<Var> {
+        let expected = |what: &str| Error::InvalidArgument(format!("this model needs {what} labels, got {labels:?}").chars().take(200).collect());
+        match (self.head, self.problem_type, labels) {
+            (HeadKind::TokenClassification, _, Labels::Token(y)) => cross_entropy(tape, logits, y, class_weights),
+            (HeadKind::TokenClassification, _, _) => Err(expected("per-token")),
+            (_, Some(ProblemType::SingleLabel), Labels::SingleLabel(y)) => cross_entropy(tape, logits, y, class_weights),
+            (_, Some(ProblemType::MultiLabel), Labels::MultiLabel(y)) => bce_with_logits(tape, logits, y),
+            (_, Some(ProblemType::Regression), Labels::Regression(y)) => mse(tape, logits, y),
+            (_, Some(p), _) => Err(expected(p.hf_name())),
+            (_, None, _) => Err(expected("sequence")),
+        }
+    }
+}

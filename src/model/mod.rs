@@ -1,0 +1,13 @@
+//! The model: BERT encoder, task heads, losses and checkpoints.
+
+pub mod bert;
+pub mod checkpoint;
+pub mod config;
+pub mod heads;
+pub mod params;
+
+pub use bert::{Batch, ForwardMode};
+pub use checkpoint::{LoadOptions, LoadReport, load_model, save_model};
+pub use config::{BertConfig, ProblemType};
+pub use heads::{BertClassifier, ForwardOutput, Labels};
+pub use params::{HeadKind, ParamStore};

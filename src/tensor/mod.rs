@@ -1,0 +1,241 @@
+//! Tensors: contiguous, row-major, with a runtime dtype and device.
+//!
+//! Storage is reference counted, so cloning a tensor (for example to save it
+//! for a backward pass, or to register a parameter on the tape) is cheap.
+//! Mutation goes through [`Tensor::data_mut`], which copies only when shared.
+
+mod float;
+
+use std::sync::Arc;
+
+use half::bf16;
+
+pub use float::Float;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F64,
+    BF16,
+}
+
+impl DType {
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+            DType::BF16 => 2,
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<DType> {
+        match name.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(DType::F32),
+            "f64" | "fp64" | "float64" => Ok(DType::F64),
+            "bf16" | "bfloat16" => Ok(DType::BF16),
+            other => Err(Error::InvalidArgument(format!("unknown dtype `{other}` (expected f32, f64 or bf16)"))),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+#[derive(Clone, Debug)]
+pub enum Storage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    BF16(Vec<bf16>),
+}
+
+impl Storage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::F32(_) => DType::F32,
+            Storage::F64(_) => DType::F64,
+            Storage::BF16(_) => DType::BF16,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::F32(v) => v.len(),
+            Storage::F64(v) => v.len(),
+            Storage::BF16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    storage: Arc<Storage>,
+    device: Device,
+}
+
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    /// Builds a CPU tensor from a vector; the length must match the shape.
+    pub fn from_vec<T: Float>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return Err(Error::shape(
+                "Tensor::from_vec",
+                format!("{} values do not fill shape {:?}", data.len(), shape),
+            ));
+        }
+        Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(T::into_storage(data)), device: Device::Cpu })
+    }
+
+    pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {
+        if storage.len() != numel(shape) {
+            return Err(Error::shape(
+                "Tensor::from_storage",
+                format!("{} values do not fill shape {:?}", storage.len(), shape),
+            ));
+        }
+        Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(storage), device: Device::Cpu })
+    }
+
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        let n = numel(shape);
+        let storage = match dtype {
+            DType::F32 => Storage::F32(vec![0.0; n]),
+            DType::F64 => Storage::F64(vec![0.0; n]),
+            DType::BF16 => Storage::BF16(vec![bf16::ZERO; n]),
+        };
+        Tensor { shape: shape.to_vec(), storage: Arc::new(storage), device: Device::Cpu }
+    }
+
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        let n = numel(shape);
+        let storage = match dtype {
+            DType::F32 => Storage::F32(vec![value as f32; n]),
+            DType::F64 => Storage::F64(vec![value; n]),
+            DType::BF16 => Storage::BF16(vec![bf16::from_f64(value); n]),
+        };
+        Tensor { shape: shape.to_vec(), storage: Arc::new(storage), device: Device::Cpu }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn dims(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The size of the last dimension, and the number of rows before it.
+    pub fn rows_cols(&self) -> (usize, usize) {
+        let cols = *self.shape.last().unwrap_or(&1);
+        let rows = if cols == 0 { 0 } else { self.numel() / cols };
+        (rows, cols)
+    }
+
+    /// Borrows the values as `T`; an error names `op` when the dtype differs.
+    pub fn data<T: Float>(&self) -> Result<&[T]> {
+        T::slice(&self.storage).ok_or(Error::DType { op: "Tensor::data", dtype: self.dtype() })
+    }
+
+    /// Mutable access; copies the storage first when another tensor shares it.
+    pub fn data_mut<T: Float>(&mut self) -> Result<&mut [T]> {
+        let dtype = self.dtype();
+        T::slice_mut(Arc::make_mut(&mut self.storage)).ok_or(Error::DType { op: "Tensor::data_mut", dtype })
+    }
+
+    /// The same values under another shape with the same number of elements.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel(shape) != self.numel() {
+            return Err(Error::shape("reshape", format!("{:?} cannot become {:?}", self.shape, shape)));
+        }
+        Ok(Tensor { shape: shape.to_vec(), storage: self.storage.clone(), device: self.device })
+    }
+
+    /// Converts to another dtype (a copy, even when the dtype is the same).
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        let values: Vec<f64> = self.to_f64_vec();
+        let storage = match dtype {
+            DType::F32 => Storage::F32(values.iter().map(|&v| v as f32).collect()),
+            DType::F64 => Storage::F64(values),
+            DType::BF16 => Storage::BF16(values.iter().map(|&v| bf16::from_f64(v)).collect()),
+        };
+        Tensor { shape: self.shape.clone(), storage: Arc::new(storage), device: self.device }
+    }
+
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match &*self.storage {
+            Storage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            Storage::F64(v) => v.clone(),
+            Storage::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
+        }
+    }
+
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match &*self.storage {
+            Storage::F32(v) => v.clone(),
+            Storage::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            Storage::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
+    /// Whether two tensors share the same storage (used to avoid copies).
+    pub fn shares_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    /// Raw little-endian bytes of the values, for checkpoint writing.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match &*self.storage {
+            Storage::F32(v) => bytemuck::cast_slice(v).to_vec(),
+            Storage::F64(v) => bytemuck::cast_slice(v).to_vec(),
+            Storage::BF16(v) => bytemuck::cast_slice(v).to_vec(),
+        }
+    }
+}
+
+/// Runs `$body` with `$T` bound to the Rust float type of `$dtype` (F32 or
+/// F64). BF16 compute on the CPU is not offered: it returns a DType error
+/// naming `$op`.
+#[macro_export]
+macro_rules! with_float {
+    ($dtype:expr, $op:expr, |$T:ident| $body:expr) => {
+        match $dtype {
+            $crate::tensor::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::tensor::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => Err($crate::error::Error::DType { op: $op, dtype: other }),
+        }
+    };
+}

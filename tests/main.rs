@@ -1,0 +1,13 @@
+//! The one integration-test binary (DESIGN.md style). Each module covers one
+//! area; regression tests are named `r<issue>_…` after the issue they guard.
+
+// Shared helpers: paths to ../shared, relative errors, skipping with a message.
+mod common;
+// Parity with the Hugging Face float64 fixtures (logits, loss, hidden states, gradients).
+mod fixtures;
+// Central-difference gradient checks in f64, for every op and for whole tiny models.
+mod gradcheck;
+// Checkpoint loading errors and round trips.
+mod checkpoint;
+// The berth binary: predict on the fixtures, bad input files.
+mod cli;

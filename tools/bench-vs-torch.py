@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""PyTorch peer benchmark for berth: the same BERT workloads, run by HF transformers on the CPU.
+
+Measures, per model config, in float32 on the CPU:
+  fwd-b1     inference forward, B=1,  T=128 (model.eval(), torch.inference_mode)
+  fwd-b32    inference forward, B=32, T=128
+  train-b32  one training step, B=32, T=128: forward with labels, loss.backward(),
+             AdamW step, zero_grad (model.train(), dropout on, as HF Trainer does)
+
+Each case runs in a fresh subprocess, so the peak resident memory (ru_maxrss) is per case.
+That peak covers the whole process: the Python interpreter, torch and transformers
+themselves, the model, the optimizer state and the activations. The table also shows the
+peak right after importing torch and transformers, so the framework's own share can be
+told apart (it is large with the CUDA-bundled torch wheel, even on the CPU).
+
+Usage:
+  python tools/bench-vs-torch.py [--model DIR] [--configs minilm,bert-base]
+      [--cases fwd-b1,fwd-b32,train-b32] [--threads N] [--iters N] [--warmup N]
+      [--attn sdpa|eager] [--seq-len T] [--json OUT]
+
+Needs torch, transformers and safetensors (CPU wheels are enough).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODEL = "models/all-MiniLM-L6-v2"
+ALL_CONFIGS = ("minilm", "bert-base")
+# case name -> (kind, batch size)
+ALL_CASES = {
+    "fwd-b1": ("forward", 1),
+    "fwd-b32": ("forward", 32),
+    "train-b32": ("train", 32),
+}
+RESULT_MARKER = "BENCH_RESULT "
+NUM_LABELS = 2
+
+
+def available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def resolve_model_dir(path):
+    """A relative --model is looked up from the current directory, then from the repo root."""
+    if os.path.isabs(path) or os.path.isdir(path):
+        return path
+    candidate = os.path.join(REPO_ROOT, path)
+    return candidate if os.path.isdir(candidate) else path
+
+
+def split_list(value, allowed, what):
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in items if v not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# Worker: one case in its own process.
+# --------------------------------------------------------------------------------------------
+
+def peak_rss_mib():
+    import resource
+
+    # Linux reports ru_maxrss in KiB, macOS in bytes.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def build_model(spec):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    if spec["config"] == "minilm":
+        return BertForSequenceClassification.from_pretrained(
+            spec["model_dir"],
+            num_labels=NUM_LABELS,
+            attn_implementation=spec["attn"],
+            dtype=torch.float32,
+        )
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        num_labels=NUM_LABELS,
+    )
+    config._attn_implementation = spec["attn"]
+    model = BertForSequenceClassification(config)
+    return model.to(torch.float32)
+
+
+def run_worker(spec):
+    threads = spec["threads"]
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    torch.set_num_threads(threads)
+    rss_after_import = peak_rss_mib()
+
+    torch.manual_seed(0)
+    model = build_model(spec)
+    params = sum(p.numel() for p in model.parameters())
+    kind, batch = ALL_CASES[spec["case"]]
+    seq = spec["seq_len"]
+    vocab = model.config.vocab_size
+
+    gen = torch.Generator().manual_seed(1234)
+    input_ids = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.long)
+    attention_mask = torch.ones(batch, seq, dtype=torch.long)
+    token_type_ids = torch.zeros(batch, seq, dtype=torch.long)
+    labels = torch.randint(0, NUM_LABELS, (batch,), generator=gen, dtype=torch.long)
+
+    if kind == "forward":
+        model.eval()
+
+        def step():
+            with torch.inference_mode():
+                model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+
+    else:
+        model.train()
+        # HF Trainer defaults: AdamW, lr 5e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0.
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+        def step():
+            out = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                labels=labels,
+            )
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(spec["warmup"]):
+        step()
+    times_ms = []
+    for _ in range(spec["iters"]):
+        t0 = time.perf_counter()
+        step()
+        times_ms.append((time.perf_counter() - t0) * 1000.0)
+
+    median_ms = statistics.median(times_ms)
+    result = {
+        "config": spec["config"],
+        "case": spec["case"],
+        "kind": kind,
+        "batch": batch,
+        "seq_len": seq,
+        "attn": spec["attn"],
+        "threads": torch.get_num_threads(),
+        "params": params,
+        "warmup": spec["warmup"],
+        "iters": spec["iters"],
+        "median_ms": median_ms,
+        "min_ms": min(times_ms),
+        "tokens_per_s": batch * seq / (median_ms / 1000.0),
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_after_import_mib": rss_after_import,
+        "times_ms": times_ms,
+    }
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+def run_case(spec):
+    env = dict(os.environ)
+    threads = str(spec["threads"])
+    env["OMP_NUM_THREADS"] = threads
+    env["MKL_NUM_THREADS"] = threads
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    print(f"  {spec['config']}/{spec['case']}: worker failed (exit {proc.returncode})", file=sys.stderr)
+    return None
+
+
+def versions():
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def markdown_table(results):
+    lines = [
+        "| config | case | B | T | median ms | min ms | tokens/s | peak RSS MiB | RSS after import MiB | iters |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['config']} | {r['case']} | {r['batch']} | {r['seq_len']} | {r['median_ms']:.2f} | "
+            f"{r['min_ms']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['rss_after_import_mib']:.0f} | {r['iters']} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="PyTorch/transformers CPU peer benchmark for berth.")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="HF BertModel checkpoint folder for 'minilm' (default: %(default)s, "
+                        "relative to the current directory or the repo root)")
+    p.add_argument("--configs", default=",".join(ALL_CONFIGS),
+                   help="comma-separated, from: %s (default: all)" % ", ".join(ALL_CONFIGS))
+    p.add_argument("--cases", default=",".join(ALL_CASES),
+                   help="comma-separated, from: %s (default: all)" % ", ".join(ALL_CASES))
+    p.add_argument("--threads", type=int, default=available_cores(),
+                   help="torch intra-op threads (default: all cores, %(default)s here)")
+    p.add_argument("--iters", type=int, default=20, help="timed iterations per case (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default: %(default)s)")
+    p.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
+                   help="attn_implementation (default: %(default)s)")
+    p.add_argument("--seq-len", type=int, default=128, help="sequence length T (default: %(default)s)")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.iters < 1 or args.warmup < 0 or args.threads < 1 or args.seq_len < 1:
+        p.error("--iters and --threads must be >= 1, --warmup >= 0, --seq-len >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(json.loads(args.worker))
+        return 0
+
+    configs = split_list(args.configs, ALL_CONFIGS, "config")
+    cases = split_list(args.cases, tuple(ALL_CASES), "case")
+    model_dir = resolve_model_dir(args.model)
+    if "minilm" in configs and not os.path.isfile(os.path.join(model_dir, "config.json")):
+        print(f"skipping minilm: no checkpoint at {args.model} (run tools/fetch-model.sh)")
+        configs = [c for c in configs if c != "minilm"]
+
+    meta = versions()
+    meta.update({
+        "threads": args.threads,
+        "cores": available_cores(),
+        "attn": args.attn,
+        "dtype": "float32",
+        "device": "cpu",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "seq_len": args.seq_len,
+    })
+    print(f"# berth peer benchmark: torch {meta['torch']}, transformers {meta['transformers']}, "
+          f"{args.threads} thread(s) of {meta['cores']} core(s), attn={args.attn}, float32 on CPU, "
+          f"warmup {args.warmup}, iters {args.iters}")
+    print()
+
+    results = []
+    for config in configs:
+        for case in cases:
+            spec = {
+                "config": config,
+                "case": case,
+                "model_dir": os.path.abspath(model_dir),
+                "attn": args.attn,
+                "threads": args.threads,
+                "iters": args.iters,
+                "warmup": args.warmup,
+                "seq_len": args.seq_len,
+            }
+            print(f"  running {config}/{case} ...", file=sys.stderr, flush=True)
+            r = run_case(spec)
+            if r is not None:
+                results.append(r)
+
+    print(markdown_table(results))
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, args.json)
+        print(f"\nwrote {args.json}")
+    expected = len(configs) * len(cases)
+    return 0 if len(results) == expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
