@@ -2,6 +2,7 @@
 // backward side by side (DESIGN.md, Decisions 4 and 7).
 //
 //   y  = x * Phi(x)                      Phi(x) = 0.5 * (1 + erf(x / sqrt(2)))
+//                                               = 0.5 * erfc(-x / sqrt(2))
 //   dx = dy * (Phi(x) + x * phi(x))      phi(x) = exp(-x^2 / 2) / sqrt(2 * pi)
 //
 // Elementwise, so the tensor's shape does not matter: x is read as n
@@ -12,13 +13,19 @@
 #define BERTH_INV_SQRT2 0.70710678118654752440f      // 1 / sqrt(2)
 #define BERTH_INV_SQRT_2PI 0.39894228040143267794f   // 1 / sqrt(2 * pi)
 
+// Phi through erfc: for x < 0, 1 + erf(x/sqrt2) cancels and loses most of
+// float's digits (seen on the H200: 1.7e-4 relative error at x = -4.4).
+BERTH_DEVICE_INLINE float normal_cdf_f32(float x) {
+    return 0.5f * erfcf(-x * BERTH_INV_SQRT2);
+}
+
 BERTH_DEVICE_INLINE float gelu_f32(float x) {
-    return 0.5f * x * (1.0f + erff(x * BERTH_INV_SQRT2));
+    return x * normal_cdf_f32(x);
 }
 
 // d gelu(x) / dx
 BERTH_DEVICE_INLINE float gelu_grad_f32(float x) {
-    float cdf = 0.5f * (1.0f + erff(x * BERTH_INV_SQRT2));
+    float cdf = normal_cdf_f32(x);
     float pdf = BERTH_INV_SQRT_2PI * expf(-0.5f * x * x);
     return cdf + x * pdf;
 }

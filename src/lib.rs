@@ -13,6 +13,7 @@
 //! - [`rng`]: the counter-based random numbers dropout uses.
 
 pub mod autograd;
+pub mod cli;
 pub mod backend;
 pub mod data;
 pub mod error;

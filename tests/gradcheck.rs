@@ -1,1 +1,512 @@
+//! Central-difference gradient checks in f64 (DESIGN.md, "Tolerances").
+//!
+//! Every op on the tape is checked on its own, then a whole tiny BERT under
+//! every head, with dropout off and on. The objective of an op check is
+//! Σ w·out with fixed random weights w, so every output element matters; it
+//! is fed to the tape as the upstream gradient (`backward_with(out, w)`).
 
+use berth::autograd::attention::{masked_softmax, merge_heads, split_heads};
+use berth::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
+use berth::autograd::embedding::embedding;
+use berth::autograd::linear::{batched_matmul_op, linear, matmul_op};
+use berth::autograd::loss::{IGNORE_INDEX, bce_with_logits, cross_entropy, mse};
+use berth::autograd::norm::layer_norm;
+use berth::autograd::{Tape, Var};
+use berth::model::params::random_parameters;
+use berth::model::{Batch, BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, ProblemType};
+use berth::rng::{self, SeqRng};
+use berth::tensor::{DType, Tensor};
+
+/// DESIGN.md: tape gradients within 1e-6 relative of central differences.
+const TOL: f64 = 1e-6;
+/// The central-difference step, relative to the magnitude of the entry.
+const REL_STEP: f64 = 1e-6;
+
+// ---------- helpers ----------
+
+fn randn(seed: u64, n: usize) -> Vec<f64> {
+    (0..n as u64).map(|i| rng::normal(seed, 0x6772_6164, i)).collect()
+}
+
+fn t64(values: Vec<f64>, shape: &[usize]) -> Tensor {
+    Tensor::from_vec(values, shape).unwrap()
+}
+
+/// A tensor of standard normal draws (non-zero with probability one).
+fn randt(seed: u64, shape: &[usize]) -> Tensor {
+    t64(randn(seed, shape.iter().product()), shape)
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> f64 {
+    a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| x * y).sum()
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+fn step(x: f64) -> f64 {
+    REL_STEP * x.abs().max(1.0)
+}
+
+/// The noise floor of central differences, and why relative errors are floored.
+///
+/// (F(x+h) − F(x−h)) / 2h carries, besides its O(h²) truncation error, the
+/// rounding error of the two evaluations of F: about ε·|F| each (ε = 2⁻⁵²),
+/// so about ε·|F|/h ≈ 2e-10·|F| per entry at h = 1e-6 (measured: 1e-10 to
+/// 3e-10 on the tiny BERT below). A gradient that is mathematically zero,
+/// such as the key bias of attention (a bias added to every key cannot
+/// change a softmax over keys), then compares the tape's ~1e-17 with central
+/// differences' ~1e-10: noise on both sides, for which ‖a−b‖/‖b‖ ≈ 1 means
+/// nothing. So ‖b‖ is floored at the norm central differences can resolve to
+/// TOL with a margin of 10 over that noise: 10·ε·S/h·√k / TOL over k entries,
+/// with S = max(|F|, 1). That is ≈ 2e-3·S·√k; every real gradient below is
+/// well above it, so their check stays relative, and below it the check is
+/// absolute at TOL·floor ≈ 2e-9·S·√k, still far tighter than any backward bug.
+fn floor_for(objective: f64, h: f64, k: usize) -> f64 {
+    const MARGIN: f64 = 10.0;
+    MARGIN * f64::EPSILON * objective.abs().max(1.0) / h * (k as f64).sqrt() / TOL
+}
+
+/// ‖a − b‖ / max(‖b‖, floor).
+fn rel_error_floored(got: &[f64], want: &[f64], floor: f64) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let diff: Vec<f64> = got.iter().zip(want).map(|(a, b)| a - b).collect();
+    norm(&diff) / norm(want).max(floor)
+}
+
+/// Checks every input of `f` (all differentiable) against central
+/// differences of Σ w·f(inputs), element by element. Returns the worst error.
+fn check_op(name: &str, seed: u64, inputs: &[Tensor], f: impl Fn(&mut Tape, &[Var]) -> berth::Result<Var>) -> f64 {
+    let mut tape = Tape::new();
+    let vars: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone(), true)).collect();
+    let out = f(&mut tape, &vars).unwrap();
+    let w = randt(seed ^ 0x5eed, tape.value(out).shape());
+    let base = dot(tape.value(out), &w);
+    let grads = tape.backward_with(out, w.clone()).unwrap();
+
+    let objective = |xs: &[Tensor]| -> f64 {
+        let mut tape = Tape::no_grad();
+        let vars: Vec<Var> = xs.iter().map(|t| tape.leaf(t.clone(), false)).collect();
+        let out = f(&mut tape, &vars).unwrap();
+        dot(tape.value(out), &w)
+    };
+
+    let mut worst: f64 = 0.0;
+    let mut total_norm = 0.0;
+    for (i, input) in inputs.iter().enumerate() {
+        let analytic = grads.get(vars[i]).unwrap_or_else(|| panic!("{name}: input {i} got no gradient")).to_f64_vec();
+        assert_eq!(analytic.len(), input.numel(), "{name}: gradient {i} has the wrong size");
+        let mut numeric = vec![0.0; input.numel()];
+        let mut xs = inputs.to_vec();
+        let mut max_h: f64 = 0.0;
+        for (j, slot) in numeric.iter_mut().enumerate() {
+            let x = input.data::<f64>().unwrap()[j];
+            let h = step(x);
+            max_h = max_h.max(h);
+            xs[i].data_mut::<f64>().unwrap()[j] = x + h;
+            let plus = objective(&xs);
+            xs[i].data_mut::<f64>().unwrap()[j] = x - h;
+            let minus = objective(&xs);
+            xs[i].data_mut::<f64>().unwrap()[j] = x;
+            *slot = (plus - minus) / (2.0 * h);
+        }
+        let floor = floor_for(base, REL_STEP, numeric.len());
+        let e = rel_error_floored(&analytic, &numeric, floor);
+        eprintln!("{name}: input {i} {:?}: ‖grad‖ {:.3e}, relative error {e:.2e}", input.shape(), norm(&numeric));
+        assert!(e <= TOL, "{name}: input {i}: relative error {e:.3e} > {TOL:e}\n tape    {analytic:?}\n numeric {numeric:?}");
+        worst = worst.max(e);
+        total_norm += norm(&numeric);
+    }
+    // A check against an all-zero gradient would prove nothing.
+    assert!(total_norm > 1e-3, "{name}: the gradients are all zero, so the check is vacuous");
+    worst
+}
+
+// ---------- one test per op ----------
+
+#[test]
+fn op_add() {
+    let (a, b) = (randt(1, &[3, 4]), randt(2, &[3, 4]));
+    check_op("add", 10, &[a, b], |t, v| add(t, v[0], v[1]));
+}
+
+#[test]
+fn op_add_same_input_twice_accumulates() {
+    // x + x: both gradient contributions land on one leaf.
+    check_op("add(x, x)", 11, &[randt(3, &[5])], |t, v| add(t, v[0], v[0]));
+}
+
+#[test]
+fn op_scale() {
+    check_op("scale", 12, &[randt(4, &[2, 3, 4])], |t, v| scale(t, v[0], -0.37));
+}
+
+#[test]
+fn op_reshape() {
+    // Reshape then a non-linear op, so a scrambled backward reshape would show.
+    check_op("reshape", 13, &[randt(5, &[2, 3, 4])], |t, v| {
+        let y = reshape(t, v[0], &[6, 4])?;
+        tanh(t, y)
+    });
+}
+
+#[test]
+fn op_gelu_near_zero_and_at_large_magnitude() {
+    let mut x = randn(6, 12);
+    x.extend([1e-8, -1e-8, 1e-3, -1e-3, 0.3, -0.3, 4.0, -4.0, 8.0, -8.0, 30.0, -30.0]);
+    let n = x.len();
+    check_op("gelu", 14, &[t64(x, &[n])], |t, v| gelu(t, v[0]));
+}
+
+#[test]
+fn op_tanh() {
+    let mut x = randn(7, 12);
+    x.extend([1e-6, -2.5, 6.0]);
+    let n = x.len();
+    check_op("tanh", 15, &[t64(x, &[n])], |t, v| tanh(t, v[0]));
+}
+
+#[test]
+fn op_first_token() {
+    check_op("first_token", 16, &[randt(8, &[3, 4, 5])], |t, v| first_token(t, v[0]));
+}
+
+#[test]
+fn op_dropout_is_linear_given_the_mask() {
+    let key = DropoutKey { seed: 1234, stream: 7 };
+    let p = 0.3;
+    let x = randt(9, &[4, 25]);
+    check_op("dropout", 17, std::slice::from_ref(&x), |t, v| dropout(t, v[0], p, Some(key)));
+
+    // The mask itself: every element is either dropped or scaled by 1/(1−p),
+    // a fair share is dropped, and the same key gives the same mask.
+    let run = |key: DropoutKey| {
+        let mut tape = Tape::no_grad();
+        let v = tape.leaf(x.clone(), false);
+        let y = dropout(&mut tape, v, p, Some(key)).unwrap();
+        tape.value(y).to_f64_vec()
+    };
+    let y = run(key);
+    let xs = x.to_f64_vec();
+    let dropped = y.iter().filter(|v| **v == 0.0).count();
+    for (a, b) in xs.iter().zip(&y) {
+        assert!(*b == 0.0 || (b - a / (1.0 - p)).abs() <= 1e-15 * a.abs(), "{b} is neither 0 nor {a}/(1−p)");
+    }
+    assert!((15..=45).contains(&dropped), "dropped {dropped} of 100 at p = {p}");
+    assert_eq!(y, run(key));
+    assert_ne!(y, run(DropoutKey { seed: 1234, stream: 8 }), "another stream must give another mask");
+}
+
+#[test]
+fn op_embedding_with_repeated_ids() {
+    let ids = [3u32, 1, 3, 0, 3, 1];
+    check_op("embedding", 18, &[randt(10, &[5, 4])], |t, v| embedding(t, v[0], &ids, &[2, 3], "ids"));
+}
+
+#[test]
+fn op_linear_with_and_without_bias() {
+    let (x, w, b) = (randt(11, &[2, 3, 5]), randt(12, &[4, 5]), randt(13, &[4]));
+    check_op("linear+bias", 19, &[x.clone(), w.clone(), b], |t, v| linear(t, v[0], v[1], Some(v[2])));
+    check_op("linear", 20, &[x, w], |t, v| linear(t, v[0], v[1], None));
+}
+
+#[test]
+fn op_batched_matmul_all_transposes_and_2d_matmul() {
+    // Logical shapes: a' (2, 3, M=4, K=5) · b' (2, 3, K=5, N=3).
+    let (m, k, n) = (4, 5, 3);
+    for (i, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
+        let a_shape = if ta { [2, 3, k, m] } else { [2, 3, m, k] };
+        let b_shape = if tb { [2, 3, n, k] } else { [2, 3, k, n] };
+        let (a, b) = (randt(20 + i as u64, &a_shape), randt(30 + i as u64, &b_shape));
+        check_op(&format!("batched_matmul(ta={ta}, tb={tb})"), 21 + i as u64, &[a, b], |t, v| batched_matmul_op(t, v[0], v[1], ta, tb));
+    }
+    check_op("matmul", 25, &[randt(40, &[m, k]), randt(41, &[k, n])], |t, v| matmul_op(t, v[0], v[1]));
+}
+
+#[test]
+fn op_layer_norm() {
+    let x = randt(42, &[2, 3, 6]);
+    let w = t64(randn(43, 6).iter().map(|v| 1.0 + 0.5 * v).collect(), &[6]);
+    let b = randt(44, &[6]);
+    check_op("layer_norm", 26, &[x, w, b], |t, v| layer_norm(t, v[0], v[1], v[2], 1e-12));
+}
+
+#[test]
+fn op_split_heads() {
+    // Split, then a non-linear op so a wrong permutation in backward shows.
+    check_op("split_heads", 27, &[randt(45, &[2, 3, 6])], |t, v| {
+        let y = split_heads(t, v[0], 3)?;
+        tanh(t, y)
+    });
+}
+
+#[test]
+fn op_merge_heads() {
+    check_op("merge_heads", 28, &[randt(46, &[2, 3, 4, 2])], |t, v| {
+        let y = merge_heads(t, v[0])?;
+        tanh(t, y)
+    });
+}
+
+#[test]
+fn op_masked_softmax_with_padding_and_a_fully_masked_row() {
+    // scores (B=3, H=2, Tq=3, Tk=4); batch 1 pads two keys, batch 2 masks every key.
+    let mask = [1u8, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0];
+    let scores = randt(47, &[3, 2, 3, 4]);
+    check_op("masked_softmax", 29, std::slice::from_ref(&scores), |t, v| masked_softmax(t, v[0], &mask));
+
+    // Padded keys get probability exactly 0 and no gradient; a fully masked
+    // row is uniform and constant, so its gradient is exactly 0 as well.
+    let mut tape = Tape::new();
+    let s = tape.leaf(scores, true);
+    let p = masked_softmax(&mut tape, s, &mask).unwrap();
+    let probs = tape.value(p).to_f64_vec();
+    let w = randt(48, &[3, 2, 3, 4]);
+    let grads = tape.backward_with(p, w).unwrap();
+    let ds = grads.get(s).unwrap().to_f64_vec();
+    for row in 0..18 {
+        let b = row / 6;
+        for j in 0..4 {
+            let i = row * 4 + j;
+            match b {
+                1 if j >= 2 => assert!(probs[i] == 0.0 && ds[i] == 0.0, "padded key {j} of row {row}"),
+                2 => assert!(probs[i] == 0.25 && ds[i] == 0.0, "fully masked row {row}: p {} ds {}", probs[i], ds[i]),
+                _ => assert!(probs[i] > 0.0),
+            }
+        }
+    }
+}
+
+#[test]
+fn op_cross_entropy_with_ignored_rows_and_class_weights() {
+    let logits = randt(49, &[5, 4]);
+    let targets = [2i64, IGNORE_INDEX, 0, 3, IGNORE_INDEX];
+    check_op("cross_entropy", 30, std::slice::from_ref(&logits), |t, v| cross_entropy(t, v[0], &targets, None));
+    let weights = [0.5, 2.0, 1.0, 3.0];
+    check_op("cross_entropy weighted", 31, std::slice::from_ref(&logits), |t, v| cross_entropy(t, v[0], &targets, Some(&weights)));
+
+    // Ignored rows take no gradient; the weighted mean divides by Σ w[y].
+    let mut tape = Tape::new();
+    let x = tape.leaf(logits.clone(), true);
+    let loss = cross_entropy(&mut tape, x, &targets, Some(&weights)).unwrap();
+    let value = tape.value(loss).to_f64_vec()[0];
+    let g = tape.backward(loss).unwrap().get(x).unwrap().to_f64_vec();
+    assert!(g[4..8].iter().chain(&g[16..20]).all(|v| *v == 0.0), "ignored rows got gradient");
+    let lv = logits.to_f64_vec();
+    let nll = |r: usize, y: usize| {
+        let row = &lv[r * 4..r * 4 + 4];
+        row.iter().map(|v| v.exp()).sum::<f64>().ln() - row[y]
+    };
+    let want = (1.0 * nll(0, 2) + 0.5 * nll(2, 0) + 3.0 * nll(3, 3)) / (1.0 + 0.5 + 3.0);
+    assert!((value - want).abs() <= 1e-14 * want.abs(), "weighted loss {value} vs {want}");
+}
+
+#[test]
+fn op_bce_with_logits() {
+    let mut x = randn(50, 9);
+    x.extend([25.0, -25.0, 0.0]);
+    let targets = [1.0, 0.0, 0.0, 1.0, 0.3, 1.0, 0.0, 0.7, 1.0, 0.0, 1.0, 0.5];
+    check_op("bce_with_logits", 32, &[t64(x, &[3, 4])], |t, v| bce_with_logits(t, v[0], &targets));
+}
+
+#[test]
+fn op_mse() {
+    let targets = [0.5, -1.0, 2.0, 0.0];
+    check_op("mse", 33, &[randt(51, &[4, 1])], |t, v| mse(t, v[0], &targets));
+}
+
+// ---------- whole tiny BERT under every head ----------
+
+const SEQ: usize = 5;
+const LENGTHS: [usize; 4] = [5, 3, 1, 4];
+
+fn tiny_config() -> BertConfig {
+    let mut config = BertConfig::synthetic(50, 8, 2, 2, 16);
+    config.max_position_embeddings = 8;
+    // Weights large enough that attention is far from uniform and GELU far
+    // from linear; with BERT's 0.02 the model is almost linear.
+    config.initializer_range = 0.4;
+    config
+}
+
+/// A right-padded batch with ragged lengths, including a one-token sequence,
+/// and a second segment (token type 1) in the longest row.
+fn tiny_batch() -> Batch {
+    let mut draw = SeqRng::new(99);
+    let mut batch = Batch { batch_size: LENGTHS.len(), seq_len: SEQ, ..Batch::default() };
+    for &len in &LENGTHS {
+        for t in 0..SEQ {
+            let real = t < len;
+            batch.input_ids.push(if t == 0 { 2 } else if real { 3 + draw.below(47) as u32 } else { 0 });
+            batch.token_type_ids.push(u32::from(len == SEQ && t >= 3));
+            batch.attention_mask.push(u8::from(real));
+        }
+    }
+    batch
+}
+
+/// A tiny model in f64 whose LayerNorm weights and every bias are random and
+/// non-trivial (random_parameters gives LayerNorm 1/0 and biases 0).
+fn tiny_model(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
+    let config = tiny_config();
+    let mut params = random_parameters(&config, head, num_labels, 5, DType::F64);
+    let names: Vec<String> = params.names().to_vec();
+    for (i, (name, t)) in names.iter().zip(params.tensors_mut()).enumerate() {
+        let noise = randn(1000 + i as u64, t.numel());
+        let values = t.data_mut::<f64>().unwrap();
+        if name.ends_with("LayerNorm.weight") {
+            values.iter_mut().zip(&noise).for_each(|(v, n)| *v = 1.0 + 0.4 * n);
+        } else if name.ends_with(".bias") {
+            values.iter_mut().zip(&noise).for_each(|(v, n)| *v = 0.3 * n);
+        }
+    }
+    let labels = (0..num_labels).map(|i| format!("L{i}")).collect();
+    BertClassifier::new(config, head, problem_type, labels, params).unwrap()
+}
+
+fn loss_of(model: &BertClassifier, tape: &mut Tape, batch: &Batch, labels: &Labels, mode: ForwardMode) -> (Var, Vec<Var>) {
+    let out = model.forward(tape, batch, mode).unwrap();
+    let loss = model.loss(tape, out.logits, labels, None).unwrap();
+    (loss, out.params)
+}
+
+/// Up to `per_tensor` entries of a tensor: random ones, and the entries with
+/// the largest tape gradient (so rarely touched rows such as embeddings are
+/// covered where they matter).
+fn pick_entries(draw: &mut SeqRng, analytic: &[f64], per_tensor: usize) -> Vec<usize> {
+    let n = analytic.len();
+    if n <= per_tensor {
+        return (0..n).collect();
+    }
+    let mut by_size: Vec<usize> = (0..n).collect();
+    by_size.sort_by(|&a, &b| analytic[b].abs().total_cmp(&analytic[a].abs()));
+    let mut picked: Vec<usize> = by_size[..per_tensor / 3].to_vec();
+    while picked.len() < per_tensor {
+        let j = draw.below(n as u64) as usize;
+        if !picked.contains(&j) {
+            picked.push(j);
+        }
+    }
+    picked
+}
+
+/// Checks the loss gradient of every parameter (a few entries each) against
+/// central differences, in eval mode and with dropout on.
+fn check_model(name: &str, model: &BertClassifier, labels: &Labels) {
+    let batch = tiny_batch();
+    for mode in [ForwardMode::eval(), ForwardMode::train(77)] {
+        let mut tape = Tape::new();
+        let (loss, params) = loss_of(model, &mut tape, &batch, labels, mode);
+        let base = tape.value(loss).to_f64_vec()[0];
+        let grads = tape.backward(loss).unwrap();
+
+        let objective = |m: &BertClassifier| {
+            let mut tape = Tape::no_grad();
+            let (loss, _) = loss_of(m, &mut tape, &batch, labels, mode);
+            tape.value(loss).to_f64_vec()[0]
+        };
+        let mut perturbed = model.clone();
+        let mut draw = SeqRng::new(2024);
+        let mut worst = (0.0, String::new());
+        let mut failures = Vec::new();
+        let mut unresolved = Vec::new();
+        for (i, pname) in model.params.names().iter().enumerate() {
+            let analytic_all = grads.get(params[i]).unwrap_or_else(|| panic!("{name}: {pname} got no gradient")).to_f64_vec();
+            let entries = pick_entries(&mut draw, &analytic_all, 6);
+            let mut analytic = Vec::new();
+            let mut numeric = Vec::new();
+            for &j in &entries {
+                let x = model.params.tensors()[i].data::<f64>().unwrap()[j];
+                let h = step(x);
+                perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x + h;
+                let plus = objective(&perturbed);
+                perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x - h;
+                let minus = objective(&perturbed);
+                perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x;
+                analytic.push(analytic_all[j]);
+                numeric.push((plus - minus) / (2.0 * h));
+            }
+            let floor = floor_for(base, REL_STEP, entries.len());
+            let e = rel_error_floored(&analytic, &numeric, floor);
+            if norm(&numeric) <= floor {
+                unresolved.push(pname.clone());
+            }
+            eprintln!("{name} {mode:?} {pname}: ‖grad‖ {:.3e}, error {e:.2e}", norm(&numeric));
+            if e > worst.0 {
+                worst = (e, pname.clone());
+            }
+            if !(e <= TOL) {
+                failures.push(format!("{pname}: {e:.3e} (tape {analytic:?}, numeric {numeric:?})"));
+            }
+        }
+        eprintln!("{name} {mode:?}: loss {base:.6}, worst relative error {:.2e} at {}", worst.0, worst.1);
+        assert!(failures.is_empty(), "{name} {mode:?}: gradients off by more than {TOL:e}:\n{}", failures.join("\n"));
+        // Every gradient must be large enough for a relative check, except
+        // the key biases, which are zero by construction (see floor_for).
+        let key_biases = unresolved.iter().filter(|n| n.ends_with("attention.self.key.bias")).count();
+        assert!(key_biases == unresolved.len(), "{name} {mode:?}: gradients too small to check: {unresolved:?}");
+    }
+}
+
+#[test]
+fn bert_single_label_gradients() {
+    let model = tiny_model(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    check_model("single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn bert_multi_label_gradients() {
+    let model = tiny_model(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
+    let targets = vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+    check_model("multi-label", &model, &Labels::MultiLabel(targets));
+}
+
+#[test]
+fn bert_regression_gradients() {
+    let model = tiny_model(HeadKind::SequenceClassification, Some(ProblemType::Regression), 1);
+    check_model("regression", &model, &Labels::Regression(vec![0.7, -1.2, 2.5, 0.1]));
+}
+
+#[test]
+fn bert_token_classification_gradients() {
+    let model = tiny_model(HeadKind::TokenClassification, None, 5);
+    let mut tags = Vec::new();
+    for &len in &LENGTHS {
+        for t in 0..SEQ {
+            // Padding and every third real position are not scored.
+            tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
+        }
+    }
+    check_model("token", &model, &Labels::Token(tags));
+}
+
+// ---------- dropout determinism ----------
+
+fn eval_loss(model: &BertClassifier, mode: ForwardMode) -> f64 {
+    let labels = Labels::SingleLabel(vec![0, 2, 1, 2]);
+    let mut tape = Tape::no_grad();
+    let (loss, _) = loss_of(model, &mut tape, &tiny_batch(), &labels, mode);
+    tape.value(loss).to_f64_vec()[0]
+}
+
+#[test]
+fn dropout_is_deterministic_per_seed_and_eval_equals_p0() {
+    let model = tiny_model(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    assert!(model.config.hidden_dropout_prob > 0.0 && model.config.attention_probs_dropout_prob > 0.0);
+    let a = eval_loss(&model, ForwardMode::train(1));
+    let b = eval_loss(&model, ForwardMode::train(1));
+    let c = eval_loss(&model, ForwardMode::train(2));
+    let eval = eval_loss(&model, ForwardMode::eval());
+    assert_eq!(a.to_bits(), b.to_bits(), "the same seed must give the same loss");
+    assert_ne!(a, c, "another seed must give another loss");
+    assert_ne!(a, eval, "dropout must change the loss");
+
+    let mut p0 = model.clone();
+    p0.config.hidden_dropout_prob = 0.0;
+    p0.config.attention_probs_dropout_prob = 0.0;
+    p0.config.classifier_dropout = None;
+    let train_p0 = eval_loss(&p0, ForwardMode::train(1));
+    assert_eq!(eval.to_bits(), train_p0.to_bits(), "eval mode must equal training with p = 0");
+    assert_eq!(eval.to_bits(), eval_loss(&p0, ForwardMode::eval()).to_bits());
+}

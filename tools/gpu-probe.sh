@@ -61,8 +61,9 @@ print("torch", torch.__version__, "built for CUDA", torch.version.cuda,
       "cuda available:", torch.cuda.is_available())
 '
 step ldconfig 5 bash -c "ldconfig -p | grep -E 'libcuda|libcublas|libnvrtc' || echo '(none in the ldconfig cache)'"
+LIBS_FOUND=$(mktemp)
 step find-libs 60 bash -c "find / \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o \
-    \\( -name 'libcublasLt.so*' -o -name 'libnvrtc.so*' \\) -print 2>/dev/null | head -n 30"
+    \\( -name 'libcublasLt.so*' -o -name 'libnvrtc.so*' \\) -print 2>/dev/null | head -n 30 | tee $LIBS_FOUND"
 
 if [[ -f gpu-bundle/berth ]]; then
     if [[ ! -x gpu-bundle/berth ]]; then
@@ -72,6 +73,16 @@ if [[ -f gpu-bundle/berth ]]; then
     step berth-version 10 gpu-bundle/berth --version
     if ((LAST_RC == 0)); then echo "berth ran"; else echo "berth did NOT run (rc $LAST_RC)"; fi
     step ldd-berth 5 ldd gpu-bundle/berth
+    # berth's own CUDA probe (cudarc, dynamic loading): first with the
+    # loader's default paths, then with the folders find-libs found, so we
+    # learn whether the libraries are reachable without help.
+    step berth-device-info 30 gpu-bundle/berth device-info
+    # (stubs/ is left out: its libcuda stub makes context creation fail with CUDA_ERROR_STUB_LIBRARY)
+    EXTRA_DIRS=$(xargs -r -n1 dirname < "$LIBS_FOUND" | grep -v '/stubs$' | sort -u | paste -sd: -)
+    if [[ -n "$EXTRA_DIRS" ]]; then
+        echo "library folders found: $EXTRA_DIRS"
+        step berth-device-info-with-found-libs 30 env LD_LIBRARY_PATH="$EXTRA_DIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" gpu-bundle/berth device-info
+    fi
 else
     echo
     echo "=== berth: gpu-bundle/berth not present, skipped"

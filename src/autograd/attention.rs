@@ -1,7 +1,7 @@
 //! Attention pieces: head split and merge, and the masked softmax.
 
 use super::{Backward, BackwardContext, Tape, Var};
-use crate::backend::cpu::softmax::{masked_softmax_fwd, softmax_bwd};
+use crate::backend::cpu::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
 use crate::with_float;
@@ -66,7 +66,11 @@ pub fn merge_heads(tape: &mut Tape, x: Var) -> Result<Var> {
     Ok(tape.push(out, &[x], PermuteHeads { split: false, heads: h }))
 }
 
-struct MaskedSoftmax;
+/// Keeps the key mask (B·Tk): a row whose keys are all masked is constant in
+/// forward, so backward must give it a zero gradient.
+struct MaskedSoftmax {
+    key_mask: Vec<u8>,
+}
 
 impl Backward for MaskedSoftmax {
     fn name(&self) -> &'static str {
@@ -74,8 +78,10 @@ impl Backward for MaskedSoftmax {
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let p = ctx.output;
-        let tk = *p.shape().last().unwrap();
-        let ds = with_float!(p.dtype(), "masked_softmax", |T| Tensor::from_vec(softmax_bwd(p.data::<T>()?, dout.data::<T>()?, tk), p.shape()))?;
+        let (h, tq, tk) = (p.shape()[1], p.shape()[2], p.shape()[3]);
+        let ds = with_float!(p.dtype(), "masked_softmax", |T| {
+            Tensor::from_vec(masked_softmax_bwd(p.data::<T>()?, dout.data::<T>()?, &self.key_mask, h, tq, tk), p.shape())
+        })?;
         Ok(vec![Some(ds)])
     }
 }
@@ -88,5 +94,5 @@ pub fn masked_softmax(tape: &mut Tape, scores: Var, key_mask: &[u8]) -> Result<V
     }
     let (h, tq, tk) = (t.shape()[1], t.shape()[2], t.shape()[3]);
     let out = with_float!(t.dtype(), "masked_softmax", |T| Tensor::from_vec(masked_softmax_fwd(t.data::<T>()?, key_mask, h, tq, tk), t.shape()))?;
-    Ok(tape.push(out, &[scores], MaskedSoftmax))
+    Ok(tape.push(out, &[scores], MaskedSoftmax { key_mask: key_mask.to_vec() }))
 }

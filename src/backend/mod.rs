@@ -2,3 +2,4 @@
 //! backend (kernels/*.cu + cuBLASLt) must match it.
 
 pub mod cpu;
+pub mod cuda;

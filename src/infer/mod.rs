@@ -1,1 +1,5 @@
-//! Inference.
+//! Inference: batched prediction over texts, shared by `berth predict` and the library API.
+
+pub mod predictor;
+
+pub use predictor::{Prediction, Predictor};

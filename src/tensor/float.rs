@@ -40,6 +40,7 @@ pub trait Float:
     fn tanh(self) -> Self;
     fn sqrt(self) -> Self;
     fn erf(self) -> Self;
+    fn erfc(self) -> Self;
     fn abs(self) -> Self;
     fn is_finite(self) -> bool;
     fn max(self, other: Self) -> Self;
@@ -50,7 +51,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $variant:ident, $erf:path) => {
+    ($t:ty, $variant:ident, $erf:path, $erfc:path) => {
         impl Float for $t {
             const DTYPE: DType = DType::$variant;
             const ZERO: Self = 0.0;
@@ -90,6 +91,10 @@ macro_rules! impl_float {
                 $erf(self)
             }
             #[inline]
+            fn erfc(self) -> Self {
+                $erfc(self)
+            }
+            #[inline]
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
@@ -120,5 +125,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, F32, libm::erff);
-impl_float!(f64, F64, libm::erf);
+impl_float!(f32, F32, libm::erff, libm::erfcf);
+impl_float!(f64, F64, libm::erf, libm::erfc);

@@ -26,20 +26,24 @@ fn map2<T: Float>(x: &[T], dy: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     dx
 }
 
-/// y = x · Φ(x) = x/2 · (1 + erf(x/√2)).
+/// Φ(x) = (1 + erf(x/√2))/2, computed as erfc(−x/√2)/2: for x < 0 the
+/// sum 1 + erf cancels and loses most of f32's digits, erfc does not.
+#[inline]
+fn normal_cdf<T: Float>(v: T) -> T {
+    T::from_f64(0.5) * (-(v * T::from_f64(std::f64::consts::FRAC_1_SQRT_2))).erfc()
+}
+
+/// y = x · Φ(x), the exact GELU.
 pub fn gelu_fwd<T: Float>(x: &[T]) -> Vec<T> {
-    let half = T::from_f64(0.5);
-    let inv_sqrt2 = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
-    map(x, |v| half * v * (T::ONE + (v * inv_sqrt2).erf()))
+    map(x, |v| v * normal_cdf(v))
 }
 
 /// dx = dy · (Φ(x) + x·φ(x)), the derivative of the same exact form.
 pub fn gelu_bwd<T: Float>(x: &[T], dy: &[T]) -> Vec<T> {
     let half = T::from_f64(0.5);
-    let inv_sqrt2 = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
     let inv_sqrt_2pi = T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt());
     map2(x, dy, |v, g| {
-        let cdf = half * (T::ONE + (v * inv_sqrt2).erf());
+        let cdf = normal_cdf(v);
         let pdf = inv_sqrt_2pi * (-(half * v * v)).exp();
         g * (cdf + v * pdf)
     })

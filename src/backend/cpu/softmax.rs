@@ -40,7 +40,23 @@ pub fn masked_softmax_fwd<T: Float>(scores: &[T], key_mask: &[u8], heads: usize,
     probs
 }
 
-/// dscores = p · (dp − Σ dp·p), row by row.
+/// Backward of [`masked_softmax_fwd`]: dscores = p · (dp − Σ dp·p), row by
+/// row, except that a row whose keys are all masked gets 0. Its forward is
+/// the constant uniform row, whatever the scores, so its true gradient is 0;
+/// the plain softmax formula would return p · (dp − mean dp) instead.
+/// probs, dprobs (B, H, Tq, Tk), key_mask (B, Tk) -> dscores (B, H, Tq, Tk).
+pub fn masked_softmax_bwd<T: Float>(probs: &[T], dprobs: &[T], key_mask: &[u8], heads: usize, tq: usize, tk: usize) -> Vec<T> {
+    let mut ds = softmax_bwd(probs, dprobs, tk);
+    for_each_row_mut(&mut ds, tk, |row, d| {
+        let b = row / (heads * tq);
+        if key_mask[b * tk..(b + 1) * tk].iter().all(|&m| m == 0) {
+            d.fill(T::ZERO);
+        }
+    });
+    ds
+}
+
+/// dscores = p · (dp − Σ dp·p), row by row (no mask).
 pub fn softmax_bwd<T: Float>(probs: &[T], dprobs: &[T], tk: usize) -> Vec<T> {
     let mut ds = vec![T::ZERO; probs.len()];
     for_each_row_mut(&mut ds, tk, |row, d| {

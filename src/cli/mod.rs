@@ -1,0 +1,35 @@
+//! The `berth` command line: one file per subcommand.
+
+pub mod convert;
+pub mod device_info;
+pub mod input;
+pub mod predict;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about = "Fine-tune and serve BERT-family encoders for classification and sequence tasks")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Predict labels for texts, one example per line (TAB separates a text pair).
+    Predict(predict::PredictArgs),
+    /// Re-save a checkpoint in another dtype (for example a BF16 copy for the GPU machine).
+    Convert(convert::ConvertArgs),
+    /// Probe the CUDA stack: libraries, context, and whether our kernels load and compute correctly.
+    DeviceInfo(device_info::DeviceInfoArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Predict(args) => predict::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::DeviceInfo(args) => device_info::run(args),
+    }
+}

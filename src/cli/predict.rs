@@ -1,0 +1,47 @@
+//! `berth predict`: JSON lines out, one per input line.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::input::read_lines;
+use crate::error::{Error, Result};
+use crate::infer::Predictor;
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model folder: config.json, model.safetensors and tokenizer files.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Input file: one example per line; a TAB separates text and text pair.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output file for JSON lines (standard output when omitted).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per example after truncation (longest-first for pairs).
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let examples = read_lines(&args.input)?;
+    let (predictor, report) = Predictor::load(&args.model, args.max_length)?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    let predictions = predictor.predict(&examples, args.batch_size)?;
+    let mut text = String::new();
+    for p in &predictions {
+        text.push_str(&serde_json::to_string(p).expect("predictions serialise"));
+        text.push('\n');
+    }
+    match &args.output {
+        Some(path) => crate::io::write_atomic(path, text.as_bytes()),
+        None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| Error::io("<stdout>", e)),
+    }
+}

@@ -1,0 +1,141 @@
+//! Batched prediction: tokenise once, sort by length so batches pad little,
+//! run the model without a tape, and return results in input order.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::autograd::Tape;
+use crate::data::{BerthTokenizer, Encoded, pad_batch};
+use crate::error::{Error, Result};
+use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
+
+/// One prediction. Which fields are present depends on the head.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Prediction {
+    /// (C) for sequence heads; per real token (T, C) rows for token heads.
+    pub logits: serde_json::Value,
+    /// Softmax (single-label) or per-label sigmoid (multi-label) probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<Vec<f64>>,
+    /// The predicted label name (single-label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Every label at or above its threshold (multi-label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// The predicted value (regression).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Word pieces and their predicted tags (token heads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+pub struct Predictor {
+    pub model: BertClassifier,
+    pub tokenizer: BerthTokenizer,
+}
+
+pub fn softmax(x: &[f64]) -> Vec<f64> {
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = x.iter().map(|v| (v - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn argmax(x: &[f64]) -> usize {
+    x.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
+}
+
+impl Predictor {
+    /// Loads a model folder (config.json, model.safetensors, tokenizer files).
+    pub fn load(dir: &Path, max_length: usize) -> Result<(Predictor, LoadReport)> {
+        let (model, report) = load_model(dir, &LoadOptions::default())?;
+        let max_length = max_length.min(model.config.max_position_embeddings);
+        let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
+        Ok((Predictor { model, tokenizer }, report))
+    }
+
+    /// Predicts every (text, optional pair) in input order, `batch_size` at a time.
+    pub fn predict(&self, inputs: &[(String, Option<String>)], batch_size: usize) -> Result<Vec<Prediction>> {
+        if batch_size == 0 {
+            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+        }
+        let encoded = self.tokenizer.encode_many(inputs)?;
+        // Longest first, so each batch holds similar lengths and pads little.
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        let mut results: Vec<Option<Prediction>> = vec![None; encoded.len()];
+        for chunk in order.chunks(batch_size) {
+            let group: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
+            let predictions = self.predict_encoded(&group)?;
+            for (&i, p) in chunk.iter().zip(predictions) {
+                results[i] = Some(p);
+            }
+        }
+        Ok(results.into_iter().map(|p| p.expect("every input predicted")).collect())
+    }
+
+    fn predict_encoded(&self, group: &[&Encoded]) -> Result<Vec<Prediction>> {
+        let batch = pad_batch(group, self.tokenizer.pad_id());
+        let mut tape = Tape::no_grad();
+        let out = self.model.forward(&mut tape, &batch, ForwardMode::eval())?;
+        let logits = tape.value(out.logits).to_f64_vec();
+        let c = self.model.num_labels();
+        let labels = &self.model.labels;
+        let mut predictions = Vec::with_capacity(group.len());
+        for (i, e) in group.iter().enumerate() {
+            let p = match (self.model.head, self.model.problem_type) {
+                (HeadKind::TokenClassification, _) => {
+                    let t = batch.seq_len;
+                    let rows: Vec<Vec<f64>> = (0..e.ids.len()).map(|j| logits[(i * t + j) * c..(i * t + j + 1) * c].to_vec()).collect();
+                    let tags = rows.iter().map(|r| labels[argmax(r)].clone()).collect();
+                    let tokens = e.ids.iter().map(|&id| self.tokenizer.inner().id_to_token(id).unwrap_or_default()).collect();
+                    Prediction {
+                        logits: serde_json::json!(rows),
+                        probabilities: None,
+                        label: None,
+                        labels: None,
+                        score: None,
+                        tokens: Some(tokens),
+                        tags: Some(tags),
+                    }
+                }
+                (_, problem) => {
+                    let row = logits[i * c..(i + 1) * c].to_vec();
+                    let mut p = Prediction {
+                        logits: serde_json::json!(row),
+                        probabilities: None,
+                        label: None,
+                        labels: None,
+                        score: None,
+                        tokens: None,
+                        tags: None,
+                    };
+                    match problem {
+                        Some(ProblemType::Regression) => p.score = Some(row[0]),
+                        Some(ProblemType::MultiLabel) => {
+                            let probs: Vec<f64> = row.iter().map(|&v| sigmoid(v)).collect();
+                            p.labels = Some(probs.iter().zip(labels).filter(|(q, _)| **q >= 0.5).map(|(_, l)| l.clone()).collect());
+                            p.probabilities = Some(probs);
+                        }
+                        _ => {
+                            p.label = Some(labels[argmax(&row)].clone());
+                            p.probabilities = Some(softmax(&row));
+                        }
+                    }
+                    p
+                }
+            };
+            predictions.push(p);
+        }
+        Ok(predictions)
+    }
+}
