@@ -12,17 +12,38 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The key of one (seed, stream) pair. Element loops compute it once and
+/// then pay a single hash per two elements (see [`bits32`]).
+#[inline]
+pub fn stream_key(seed: u64, stream: u64) -> u64 {
+    mix64(seed ^ mix64(stream.wrapping_add(0x9e37_79b9_7f4a_7c15)))
+}
+
 /// 64 random bits for (seed, stream, offset).
 #[inline]
 pub fn bits(seed: u64, stream: u64, offset: u64) -> u64 {
-    let key = mix64(seed ^ mix64(stream.wrapping_add(0x9e37_79b9_7f4a_7c15)));
-    mix64(key ^ offset.wrapping_mul(0xd1b5_4a32_d192_ed03))
+    mix64(stream_key(seed, stream) ^ offset.wrapping_mul(0xd1b5_4a32_d192_ed03))
+}
+
+/// 32 random bits for element `offset` of a keyed stream. One 64-bit hash
+/// serves two neighbouring offsets: the low half for the even one, the high
+/// half for the odd one. The CUDA dropout kernel must draw exactly this.
+#[inline(always)]
+pub fn bits32(key: u64, offset: u64) -> u32 {
+    let h = mix64(key ^ (offset >> 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
+    if offset & 1 == 0 { h as u32 } else { (h >> 32) as u32 }
+}
+
+/// The 24-bit integer behind [`uniform`]: uniform on 0..2^24.
+#[inline(always)]
+pub fn bits24(key: u64, offset: u64) -> u32 {
+    bits32(key, offset) >> 8
 }
 
 /// A uniform draw in [0, 1) with 24 bits of resolution, the same on every device.
 #[inline]
 pub fn uniform(seed: u64, stream: u64, offset: u64) -> f32 {
-    (bits(seed, stream, offset) >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+    bits24(stream_key(seed, stream), offset) as f32 * (1.0 / (1u32 << 24) as f32)
 }
 
 /// A standard normal draw (Box–Muller on two uniforms with 53-bit resolution).

@@ -164,14 +164,23 @@ struct Dropout {
     key: DropoutKey,
 }
 
+/// Element i is dropped when its 24-bit draw is below p·2^24, so the test
+/// is an integer compare; each hash covers two elements (rng::bits32).
 fn dropout_apply<T: crate::tensor::Float>(x: &[T], p: f64, key: DropoutKey) -> Vec<T> {
-    let keep_scale = T::from_f64(1.0 / (1.0 - p));
-    let p = p as f32;
     use rayon::prelude::*;
-    x.par_iter()
-        .enumerate()
-        .map(|(i, &v)| if rng::uniform(key.seed, key.stream, i as u64) < p { T::ZERO } else { v * keep_scale })
-        .collect()
+    const CHUNK: usize = 1 << 14; // even, so a chunk starts on a hash pair
+    let keep_scale = T::from_f64(1.0 / (1.0 - p));
+    let threshold = (p * (1u32 << 24) as f64).round() as u32;
+    let stream_key = rng::stream_key(key.seed, key.stream);
+    let mut y = vec![T::ZERO; x.len()];
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (y, x))| {
+        let base = (c * CHUNK) as u64;
+        for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+            let keep = rng::bits24(stream_key, base + i as u64) >= threshold;
+            *o = if keep { v * keep_scale } else { T::ZERO };
+        }
+    });
+    y
 }
 
 impl Backward for Dropout {

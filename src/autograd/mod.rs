@@ -47,6 +47,47 @@ pub struct Tape {
     nodes: Vec<Option<Node>>,
     requires_grad: Vec<bool>,
     grad_enabled: bool,
+    profile: Option<Profile>,
+}
+
+/// Wall time per op name, forward and backward (enabled by [`Tape::enable_profile`]).
+/// Forward time of an op is the time since the previous record, which is
+/// where its forward ran.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    pub forward: std::collections::BTreeMap<&'static str, (f64, usize)>,
+    pub backward: std::collections::BTreeMap<&'static str, (f64, usize)>,
+    last: Option<std::time::Instant>,
+}
+
+impl Profile {
+    /// Adds another profile's totals into this one.
+    pub fn merge(&mut self, other: &Profile) {
+        for (mine, theirs) in [(&mut self.forward, &other.forward), (&mut self.backward, &other.backward)] {
+            for (k, (t, n)) in theirs {
+                let e = mine.entry(k).or_default();
+                e.0 += t;
+                e.1 += n;
+            }
+        }
+    }
+
+    /// A table of the ops by total time, largest first.
+    pub fn report(&self) -> String {
+        let mut rows: Vec<(String, f64, usize)> = Vec::new();
+        for (dir, map) in [("fwd", &self.forward), ("bwd", &self.backward)] {
+            for (k, (t, n)) in map {
+                rows.push((format!("{k} {dir}"), *t, *n));
+            }
+        }
+        rows.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+        let total: f64 = rows.iter().map(|r| r.1).sum();
+        let mut out = format!("{:<28} {:>10} {:>7} {:>6}\n", "op", "ms", "calls", "share");
+        for (name, t, n) in rows {
+            out.push_str(&format!("{name:<28} {:>10.2} {n:>7} {:>5.1}%\n", t * 1e3, 100.0 * t / total.max(1e-12)));
+        }
+        out
+    }
 }
 
 impl Default for Tape {
@@ -58,12 +99,21 @@ impl Default for Tape {
 impl Tape {
     /// A tape that records ops for backward.
     pub fn new() -> Tape {
-        Tape { values: Vec::new(), nodes: Vec::new(), requires_grad: Vec::new(), grad_enabled: true }
+        Tape { values: Vec::new(), nodes: Vec::new(), requires_grad: Vec::new(), grad_enabled: true, profile: None }
     }
 
     /// Inference mode: nothing is recorded for backward.
     pub fn no_grad() -> Tape {
         Tape { grad_enabled: false, ..Tape::new() }
+    }
+
+    /// Starts timing every op recorded from now on.
+    pub fn enable_profile(&mut self) {
+        self.profile = Some(Profile { last: Some(std::time::Instant::now()), ..Profile::default() });
+    }
+
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
     }
 
     pub fn grad_enabled(&self) -> bool {
@@ -72,6 +122,9 @@ impl Tape {
 
     /// Registers an input or parameter.
     pub fn leaf(&mut self, value: Tensor, requires_grad: bool) -> Var {
+        if let Some(p) = &mut self.profile {
+            p.last = Some(std::time::Instant::now());
+        }
         self.values.push(value);
         self.nodes.push(None);
         self.requires_grad.push(requires_grad && self.grad_enabled);
@@ -88,6 +141,13 @@ impl Tape {
 
     /// Records an op's output; the node is kept only when some input needs a gradient.
     pub fn push(&mut self, output: Tensor, inputs: &[Var], op: impl Backward + 'static) -> Var {
+        if let Some(p) = &mut self.profile {
+            let now = std::time::Instant::now();
+            let e = p.forward.entry(op.name()).or_default();
+            e.0 += p.last.map_or(0.0, |t| (now - t).as_secs_f64());
+            e.1 += 1;
+            p.last = Some(now);
+        }
         let needs = self.grad_enabled && inputs.iter().any(|v| self.requires_grad[v.0]);
         self.values.push(output);
         self.requires_grad.push(needs);
@@ -127,7 +187,13 @@ impl Tape {
                 output: &self.values[index],
                 needs_grad: node.inputs.iter().map(|&i| self.requires_grad[i]).collect(),
             };
+            let started = self.profile.as_ref().map(|_| std::time::Instant::now());
             let input_grads = node.op.backward(&dout, &ctx)?;
+            if let (Some(p), Some(t)) = (self.profile.as_mut(), started) {
+                let e = p.backward.entry(node.op.name()).or_default();
+                e.0 += t.elapsed().as_secs_f64();
+                e.1 += 1;
+            }
             if input_grads.len() != node.inputs.len() {
                 return Err(Error::shape(node.op.name(), "backward returned the wrong number of gradients"));
             }

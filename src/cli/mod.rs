@@ -1,5 +1,6 @@
 //! The `berth` command line: one file per subcommand.
 
+pub mod bench;
 pub mod convert;
 pub mod device_info;
 pub mod input;
@@ -22,6 +23,8 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Re-save a checkpoint in another dtype (for example a BF16 copy for the GPU machine).
     Convert(convert::ConvertArgs),
+    /// Time one benchmark case (forward or train step) on the CPU.
+    Bench(bench::BenchArgs),
     /// Probe the CUDA stack: libraries, context, and whether our kernels load and compute correctly.
     DeviceInfo(device_info::DeviceInfoArgs),
 }
@@ -31,5 +34,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Convert(args) => convert::run(args),
         Command::DeviceInfo(args) => device_info::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::autograd::Tape;
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
+use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
 
 /// One prediction. Which fields are present depends on the head.
@@ -37,6 +38,8 @@ pub struct Prediction {
 pub struct Predictor {
     pub model: BertClassifier,
     pub tokenizer: BerthTokenizer,
+    /// Transposed linear weights, built once at load.
+    cache: WeightCache,
 }
 
 pub fn softmax(x: &[f64]) -> Vec<f64> {
@@ -60,7 +63,8 @@ impl Predictor {
         let (model, report) = load_model(dir, &LoadOptions::default())?;
         let max_length = max_length.min(model.config.max_position_embeddings);
         let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
-        Ok((Predictor { model, tokenizer }, report))
+        let cache = model.weight_cache()?;
+        Ok((Predictor { model, tokenizer, cache }, report))
     }
 
     /// Predicts every (text, optional pair) in input order, `batch_size` at a time.
@@ -86,7 +90,7 @@ impl Predictor {
     fn predict_encoded(&self, group: &[&Encoded]) -> Result<Vec<Prediction>> {
         let batch = pad_batch(group, self.tokenizer.pad_id());
         let mut tape = Tape::no_grad();
-        let out = self.model.forward(&mut tape, &batch, ForwardMode::eval())?;
+        let out = self.model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(&self.cache))?;
         let logits = tape.value(out.logits).to_f64_vec();
         let c = self.model.num_labels();
         let labels = &self.model.labels;

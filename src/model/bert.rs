@@ -3,11 +3,11 @@
 //! share one description of the model.
 
 use super::config::BertConfig;
-use super::params::ParamStore;
+use super::params::{ParamStore, WeightCache};
 use crate::autograd::attention::{masked_softmax, merge_heads, split_heads};
 use crate::autograd::basic::{DropoutKey, add, dropout, gelu, scale};
 use crate::autograd::embedding::embedding;
-use crate::autograd::linear::{batched_matmul_op, linear};
+use crate::autograd::linear::{batched_matmul_op, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
@@ -150,7 +150,14 @@ pub fn encoder_forward(
     params: &[Var],
     batch: &Batch,
     mode: ForwardMode,
+    cache: Option<(&ParamStore, &WeightCache)>,
 ) -> Result<Vec<Var>> {
+    // A linear layer from (weight, bias) positions, using the cache's
+    // transposed weight when one is current.
+    let lin = |tape: &mut Tape, x: Var, (w, b): (usize, usize)| {
+        let weight_t = cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
+        linear_with(tape, x, params[w], Some(params[b]), weight_t)
+    };
     batch.validate()?;
     let (b, t) = (batch.batch_size, batch.seq_len);
     if t > config.max_position_embeddings {
@@ -178,9 +185,9 @@ pub fn encoder_forward(
     let scale_factor = 1.0 / (config.head_dim() as f64).sqrt();
     for (l, lp) in ids.layers.iter().enumerate() {
         // Self-attention: (B, T, H) -> per-head (B, heads, T, d).
-        let q = linear(tape, x, params[lp.query.0], Some(params[lp.query.1]))?;
-        let k = linear(tape, x, params[lp.key.0], Some(params[lp.key.1]))?;
-        let v = linear(tape, x, params[lp.value.0], Some(params[lp.value.1]))?;
+        let q = lin(tape, x, lp.query)?;
+        let k = lin(tape, x, lp.key)?;
+        let v = lin(tape, x, lp.value)?;
         let q = split_heads(tape, q, heads)?;
         let k = split_heads(tape, k, heads)?;
         let v = split_heads(tape, v, heads)?;
@@ -190,15 +197,15 @@ pub fn encoder_forward(
         let probs = dropout(tape, probs, config.attention_probs_dropout_prob, mode.key(streams::attention_probs(l)))?;
         let context = batched_matmul_op(tape, probs, v, false, false)?; // (B, heads, T, d)
         let context = merge_heads(tape, context)?;
-        let attn = linear(tape, context, params[lp.attention_output.0], Some(params[lp.attention_output.1]))?;
+        let attn = lin(tape, context, lp.attention_output)?;
         let attn = dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?;
         let attn = add(tape, attn, x)?;
         let x1 = layer_norm(tape, attn, params[lp.attention_norm.0], params[lp.attention_norm.1], eps)?;
 
         // Feed-forward: H -> intermediate (GELU) -> H, residual, LayerNorm.
-        let inner = linear(tape, x1, params[lp.intermediate.0], Some(params[lp.intermediate.1]))?;
+        let inner = lin(tape, x1, lp.intermediate)?;
         let inner = gelu(tape, inner)?;
-        let out = linear(tape, inner, params[lp.output.0], Some(params[lp.output.1]))?;
+        let out = lin(tape, inner, lp.output)?;
         let out = dropout(tape, out, hidden_p, mode.key(streams::ffn_output(l)))?;
         let out = add(tape, out, x1)?;
         x = layer_norm(tape, out, params[lp.output_norm.0], params[lp.output_norm.1], eps)?;

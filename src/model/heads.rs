@@ -3,7 +3,7 @@
 
 use super::bert::{Batch, EncoderParams, ForwardMode, encoder_forward, streams};
 use super::config::{BertConfig, ProblemType};
-use super::params::{HeadKind, ParamStore};
+use super::params::{HeadKind, ParamStore, WeightCache};
 use crate::autograd::basic::{dropout, first_token, tanh};
 use crate::autograd::linear::linear;
 use crate::autograd::loss::{bce_with_logits, cross_entropy, mse};
@@ -101,9 +101,21 @@ impl BertClassifier {
     /// batch (B, T) -> logits. Parameters are registered as trainable leaves
     /// when the tape records gradients.
     pub fn forward(&self, tape: &mut Tape, batch: &Batch, mode: ForwardMode) -> Result<ForwardOutput> {
+        self.forward_cached(tape, batch, mode, None)
+    }
+
+    /// Transposed copies of the linear weights, for [`Self::forward_cached`].
+    pub fn weight_cache(&self) -> Result<WeightCache> {
+        WeightCache::build(&self.params)
+    }
+
+    /// As [`Self::forward`], using transposed weights from `cache` where they
+    /// are still current (faster on the CPU; results are identical up to rounding order).
+    pub fn forward_cached(&self, tape: &mut Tape, batch: &Batch, mode: ForwardMode, cache: Option<&WeightCache>) -> Result<ForwardOutput> {
         let trainable = tape.grad_enabled();
         let params = self.register_params(tape, trainable);
-        let hidden_states = encoder_forward(tape, &self.config, &self.encoder, &params, batch, mode)?;
+        let cache = cache.map(|c| (&self.params, c));
+        let hidden_states = encoder_forward(tape, &self.config, &self.encoder, &params, batch, mode, cache)?;
         let last = *hidden_states.last().expect("embedding output is always present");
         let classifier_p = self.config.classifier_dropout.unwrap_or(self.config.hidden_dropout_prob);
         let (cw, cb) = (params[self.classifier.0], params[self.classifier.1]);

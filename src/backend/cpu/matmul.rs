@@ -117,3 +117,27 @@ pub fn batched_matmul<T: Float>(
         }
     }
 }
+
+/// src (rows, cols) row-major -> (cols, rows) row-major, in cache-sized tiles.
+pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const TILE: usize = 32;
+    let mut dst = vec![T::ZERO; rows * cols];
+    if rows == 0 || cols == 0 {
+        return dst;
+    }
+    // Each task writes TILE whole rows of dst (= TILE columns of src).
+    dst.par_chunks_mut(TILE * rows).enumerate().for_each(|(block, out)| {
+        let c0 = block * TILE;
+        let c1 = (c0 + TILE).min(cols);
+        for r0 in (0..rows).step_by(TILE) {
+            let r1 = (r0 + TILE).min(rows);
+            for c in c0..c1 {
+                let out_row = &mut out[(c - c0) * rows..(c - c0 + 1) * rows];
+                for r in r0..r1 {
+                    out_row[r] = src[r * cols + c];
+                }
+            }
+        }
+    });
+    dst
+}

@@ -29,3 +29,47 @@ pub(crate) fn for_each_row_mut<T: Send>(data: &mut [T], cols: usize, f: impl Fn(
         }
     });
 }
+
+/// Independent accumulators for reductions: a float sum is a serial chain of
+/// dependent adds unless it is split, and split this way it vectorises.
+const LANES: usize = 8;
+
+/// Σ x, in 8 interleaved partial sums.
+#[inline]
+pub(crate) fn sum<T: crate::tensor::Float>(x: &[T]) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    let mut total = tail.iter().copied().sum::<T>();
+    for a in acc {
+        total += a;
+    }
+    total
+}
+
+
+/// Σ a_i·b_i, in 8 interleaved partial sums.
+#[inline]
+pub(crate) fn dot<T: crate::tensor::Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let n = a.len().min(b.len());
+    let full = n / LANES * LANES;
+    for i in (0..full).step_by(LANES) {
+        for l in 0..LANES {
+            acc[l] += a[i + l] * b[i + l];
+        }
+    }
+    let mut total = T::ZERO;
+    for i in full..n {
+        total += a[i] * b[i];
+    }
+    for v in acc {
+        total += v;
+    }
+    total
+}

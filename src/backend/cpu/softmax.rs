@@ -4,7 +4,7 @@
 //! masked scores: a masked key gets probability exactly 0, unless every key
 //! of the row is masked, in which case the row is uniform.
 
-use super::for_each_row_mut;
+use super::{dot, for_each_row_mut, sum};
 use crate::tensor::Float;
 
 /// scores (B, H, Tq, Tk), key_mask (B, Tk) with 1 = real token -> probs (B, H, Tq, Tk).
@@ -14,25 +14,25 @@ pub fn masked_softmax_fwd<T: Float>(scores: &[T], key_mask: &[u8], heads: usize,
         let b = row / (heads * tq);
         let mask = &key_mask[b * tk..(b + 1) * tk];
         let s = &scores[row * tk..(row + 1) * tk];
-        let mut max = T::MIN;
+        // The maximum over real keys, in lanes so the loop vectorises.
+        let mut lanes = [T::MIN; 8];
         let mut any = false;
-        for j in 0..tk {
-            if mask[j] != 0 {
-                max = max.max(s[j]);
-                any = true;
-            }
+        for (j, (&v, &m)) in s.iter().zip(mask).enumerate() {
+            let candidate = if m != 0 { v } else { T::MIN };
+            lanes[j % 8] = lanes[j % 8].max(candidate);
+            any |= m != 0;
         }
         if !any {
             let u = T::ONE / T::from_f64(tk as f64);
             p.fill(u);
             return;
         }
-        let mut sum = T::ZERO;
-        for j in 0..tk {
-            p[j] = if mask[j] != 0 { (s[j] - max).exp() } else { T::ZERO };
-            sum += p[j];
+        let max = lanes.iter().copied().fold(T::MIN, T::max);
+        for ((o, &v), &m) in p.iter_mut().zip(s).zip(mask) {
+            let e = (v - max).exp();
+            *o = if m != 0 { e } else { T::ZERO };
         }
-        let inv = T::ONE / sum;
+        let inv = T::ONE / sum(p);
         for v in p.iter_mut() {
             *v *= inv;
         }
@@ -62,7 +62,7 @@ pub fn softmax_bwd<T: Float>(probs: &[T], dprobs: &[T], tk: usize) -> Vec<T> {
     for_each_row_mut(&mut ds, tk, |row, d| {
         let p = &probs[row * tk..(row + 1) * tk];
         let g = &dprobs[row * tk..(row + 1) * tk];
-        let dot: T = p.iter().zip(g).map(|(&a, &b)| a * b).sum();
+        let dot: T = dot(p, g);
         for j in 0..tk {
             d[j] = p[j] * (g[j] - dot);
         }

@@ -1,0 +1,156 @@
+//! `berth bench`: one benchmark case in this process, reporting median and
+//! minimum time per iteration, tokens/s and peak resident memory. Run one
+//! case per process (as `tools/bench-vs-torch.py` does for PyTorch) so each
+//! peak belongs to its case.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::autograd::Tape;
+use crate::error::{Error, Result};
+use crate::model::params::random_parameters;
+use crate::model::{Batch, BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
+use crate::rng::SeqRng;
+use crate::tensor::DType;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model folder; when omitted, `--config` picks a randomly initialised model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Built-in configuration when no --model is given: bert-base or minilm.
+    #[arg(long, default_value = "bert-base")]
+    pub config: String,
+    /// fwd (inference, no tape) or train (forward + backward, dropout on).
+    #[arg(long, default_value = "fwd")]
+    pub case: String,
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Print a per-op time table (forward and backward) after the run.
+    #[arg(long)]
+    pub profile: bool,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Peak resident set size of this process in MiB (Linux), from VmHWM.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn build_model(args: &BenchArgs) -> Result<BertClassifier> {
+    if let Some(dir) = &args.model {
+        let options = LoadOptions { labels: Some(vec!["0".into(), "1".into()]), ..LoadOptions::default() };
+        return Ok(load_model(dir, &options)?.0);
+    }
+    let config = match args.config.as_str() {
+        "bert-base" => BertConfig::bert_base(),
+        "minilm" => BertConfig::synthetic(30522, 384, 6, 12, 1536),
+        other => return Err(Error::InvalidArgument(format!("unknown --config `{other}` (bert-base or minilm)"))),
+    };
+    let params = random_parameters(&config, HeadKind::SequenceClassification, 2, 0, DType::F32);
+    BertClassifier::new(config, HeadKind::SequenceClassification, None, vec!["0".into(), "1".into()], params)
+}
+
+/// A full (unpadded) batch of random token ids.
+pub fn random_batch(batch_size: usize, seq_len: usize, vocab: usize, seed: u64) -> Batch {
+    let mut rng = SeqRng::new(seed);
+    let n = batch_size * seq_len;
+    Batch {
+        batch_size,
+        seq_len,
+        input_ids: (0..n).map(|_| rng.below(vocab as u64) as u32).collect(),
+        token_type_ids: vec![0; n],
+        attention_mask: vec![1; n],
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let model = build_model(&args)?;
+    let batch = random_batch(args.batch_size, args.seq_len, model.config.vocab_size, 1);
+    let labels = Labels::SingleLabel((0..args.batch_size as i64).map(|i| i % 2).collect());
+    let train = match args.case.as_str() {
+        "fwd" => false,
+        "train" => true,
+        other => return Err(Error::InvalidArgument(format!("unknown --case `{other}` (fwd or train)"))),
+    };
+    let profile = std::cell::RefCell::new(crate::autograd::Profile::default());
+    // Inference reuses one cache of transposed weights, as the predictor does;
+    // a train step rebuilds it every time, as weights change every step.
+    let inference_cache = model.weight_cache()?;
+    let step = |i: usize| -> Result<()> {
+        if train {
+            let mut tape = Tape::new();
+            if args.profile {
+                tape.enable_profile();
+            }
+            let cache = model.weight_cache()?;
+            let out = model.forward_cached(&mut tape, &batch, ForwardMode::train(i as u64), Some(&cache))?;
+            let loss = model.loss(&mut tape, out.logits, &labels, None)?;
+            let grads = tape.backward(loss)?;
+            std::hint::black_box(grads.get(out.params[0]).map(|g| g.numel()));
+            if let Some(p) = tape.profile() {
+                profile.borrow_mut().merge(p);
+            }
+        } else {
+            let mut tape = Tape::no_grad();
+            if args.profile {
+                tape.enable_profile();
+            }
+            let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(&inference_cache))?;
+            std::hint::black_box(tape.value(out.logits).numel());
+            if let Some(p) = tape.profile() {
+                profile.borrow_mut().merge(p);
+            }
+        }
+        Ok(())
+    };
+    for i in 0..args.warmup {
+        step(i)?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for i in 0..args.iters {
+        let start = Instant::now();
+        step(args.warmup + i)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    if args.profile {
+        eprintln!("{}", profile.borrow().report());
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = times[times.len() / 2];
+    let min = times[0];
+    let tokens_per_s = (args.batch_size * args.seq_len) as f64 / (median / 1e3);
+    let rss = peak_rss_mib().unwrap_or(f64::NAN);
+    let name = args.model.as_ref().map(|p| p.display().to_string()).unwrap_or(args.config.clone());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"model": name, "case": args.case, "batch_size": args.batch_size, "seq_len": args.seq_len,
+                "median_ms": median, "min_ms": min, "tokens_per_s": tokens_per_s, "peak_rss_mib": rss,
+                "iters": args.iters, "threads": rayon::current_num_threads()})
+        );
+    } else {
+        println!(
+            "cpu/{name} {} B={} T={}: median {median:.2} ms, min {min:.2} ms, {tokens_per_s:.0} tokens/s, peak RSS {rss:.0} MiB ({} iters, {} threads)",
+            args.case,
+            args.batch_size,
+            args.seq_len,
+            args.iters,
+            rayon::current_num_threads()
+        );
+    }
+    Ok(())
+}
