@@ -26,7 +26,8 @@ pub enum Error {
     Tokenizer { path: PathBuf, message: String },
 
     /// Bad user data: names the file, the 1-based line or row, and the field when there is one.
-    #[error("{path}:{line}{}: {message}", field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
+    /// Line 0 means the problem concerns the whole file (it is empty, say).
+    #[error("{}{}: {message}", location(path, *line), field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
     Input {
         path: PathBuf,
         line: usize,
@@ -48,6 +49,10 @@ pub enum Error {
 
     #[error("device: {0}")]
     Device(String),
+}
+
+fn location(path: &std::path::Path, line: usize) -> String {
+    if line == 0 { path.display().to_string() } else { format!("{}:{line}", path.display()) }
 }
 
 impl Error {

@@ -6,6 +6,8 @@ Measures, per model config, in float32 on the CPU:
   fwd-b32    inference forward, B=32, T=128
   train-b32  one training step, B=32, T=128: forward with labels, loss.backward(),
              AdamW step, zero_grad (model.train(), dropout on, as HF Trainer does)
+  fwdbwd-b32 forward with labels and loss.backward() only (no optimizer), B=32, T=128:
+             the same work as `berth bench --case train`
 
 Each case runs in a fresh subprocess, so the peak resident memory (ru_maxrss) is per case.
 That peak covers the whole process: the Python interpreter, torch and transformers
@@ -38,6 +40,7 @@ ALL_CASES = {
     "fwd-b1": ("forward", 1),
     "fwd-b32": ("forward", 32),
     "train-b32": ("train", 32),
+    "fwdbwd-b32": ("fwdbwd", 32),
 }
 RESULT_MARKER = "BENCH_RESULT "
 NUM_LABELS = 2
@@ -131,6 +134,19 @@ def run_worker(spec):
         def step():
             with torch.inference_mode():
                 model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+
+    elif kind == "fwdbwd":
+        model.train()
+
+        def step():
+            out = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                labels=labels,
+            )
+            out.loss.backward()
+            model.zero_grad(set_to_none=True)
 
     else:
         model.train()
