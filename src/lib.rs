@@ -19,7 +19,10 @@ pub mod data;
 pub mod error;
 pub mod infer;
 pub mod io;
+pub mod metrics;
 pub mod model;
+pub mod optim;
+pub mod train;
 pub mod rng;
 pub mod tensor;
 

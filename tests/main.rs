@@ -11,3 +11,5 @@ mod gradcheck;
 mod checkpoint;
 // The berth binary: predict on the fixtures, bad input files.
 mod cli;
+// Classification metrics against scikit-learn (tests/data/metrics/cases.json).
+mod metrics;

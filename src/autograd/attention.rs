@@ -8,7 +8,7 @@ use crate::with_float;
 
 /// (B, T, H·D) -> (B, H, T, D) when `split`, and the inverse otherwise.
 fn permute_heads<T: Float>(x: &[T], b: usize, t: usize, h: usize, d: usize, split: bool) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = crate::tensor::pool::take::<T>(x.len());
     for bi in 0..b {
         for ti in 0..t {
             for hi in 0..h {

@@ -122,7 +122,7 @@ impl Backward for FirstToken {
         let (b, t, c) = (shape[0], shape[1], shape[2]);
         let dx = with_float!(dout.dtype(), "first_token", |T| {
             let d = dout.data::<T>()?;
-            let mut dx = vec![0.0 as T; b * t * c];
+            let mut dx = crate::tensor::pool::zeros::<T>(b * t * c);
             for i in 0..b {
                 dx[i * t * c..i * t * c + c].copy_from_slice(&d[i * c..(i + 1) * c]);
             }
@@ -172,7 +172,7 @@ fn dropout_apply<T: crate::tensor::Float>(x: &[T], p: f64, key: DropoutKey) -> V
     let keep_scale = T::from_f64(1.0 / (1.0 - p));
     let threshold = (p * (1u32 << 24) as f64).round() as u32;
     let stream_key = rng::stream_key(key.seed, key.stream);
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = crate::tensor::pool::take::<T>(x.len());
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (y, x))| {
         let base = (c * CHUNK) as u64;
         for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {

@@ -20,7 +20,7 @@ impl Backward for Embedding {
         let cols = table.shape()[1];
         let dtable = with_float!(table.dtype(), "embedding", |T| {
             let d = dout.data::<T>()?;
-            let mut dt = vec![0.0 as T; table.numel()];
+            let mut dt = crate::tensor::pool::zeros::<T>(table.numel());
             // Scatter-add row by row; repeated ids accumulate.
             for (i, &id) in self.ids.iter().enumerate() {
                 let dst = &mut dt[id as usize * cols..(id as usize + 1) * cols];
@@ -49,7 +49,7 @@ pub fn embedding(tape: &mut Tape, table: Var, ids: &[u32], ids_shape: &[usize], 
     out_shape.push(cols);
     let out = with_float!(t.dtype(), "embedding", |T| {
         let table = t.data::<T>()?;
-        let mut y = vec![0.0 as T; ids.len() * cols];
+        let mut y = crate::tensor::pool::take::<T>(ids.len() * cols);
         y.par_chunks_mut(cols).zip(ids.par_iter()).for_each(|(row, &id)| {
             row.copy_from_slice(&table[id as usize * cols..(id as usize + 1) * cols]);
         });

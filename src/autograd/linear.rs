@@ -23,7 +23,7 @@ impl Backward for Linear {
             let mut grads = Vec::with_capacity(ctx.inputs.len());
             // dx (N, in) = dy (N, out) · W (out, in)
             grads.push(if ctx.needs_grad[0] {
-                let mut dx = vec![0.0 as T; n * k];
+                let mut dx = crate::tensor::pool::take::<T>(n * k);
                 matmul(Operand::new(dy, n, out_features, false), Operand::new(w.data::<T>()?, out_features, k, false), &mut dx, false, true);
                 Some(Tensor::from_vec(dx, x.shape())?)
             } else {
@@ -31,7 +31,7 @@ impl Backward for Linear {
             });
             // dW (out, in) = dyᵀ (out, N) · x (N, in)
             grads.push(if ctx.needs_grad[1] {
-                let mut dw = vec![0.0 as T; out_features * k];
+                let mut dw = crate::tensor::pool::take::<T>(out_features * k);
                 matmul(Operand::new(dy, n, out_features, true), Operand::new(x.data::<T>()?, n, k, false), &mut dw, false, true);
                 Some(Tensor::from_vec(dw, w.shape())?)
             } else {
@@ -69,7 +69,7 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
         }
     }
     let out = with_float!(tx.dtype(), "linear", |T| {
-        let mut y = vec![0.0 as T; n * out_features];
+        let mut y = crate::tensor::pool::take::<T>(n * out_features);
         if let Some(b) = bias {
             // Start from the broadcast bias and accumulate the product onto it.
             let bias = tape.value(b).data::<T>()?;
@@ -120,7 +120,7 @@ impl Backward for BatchedMatmul {
             // With C = A'·B': dA' = dC·B'ᵀ and dB' = A'ᵀ·dC; transposing back
             // where A or B entered transposed gives the four cases below.
             let grad_a = if ctx.needs_grad[0] {
-                let mut g = vec![0.0 as T; a.numel()];
+                let mut g = crate::tensor::pool::take::<T>(a.numel());
                 if !ta {
                     batched_matmul(batch, dc, m, n, false, db_, br, bc, !tb, &mut g, false);
                 } else {
@@ -131,7 +131,7 @@ impl Backward for BatchedMatmul {
                 None
             };
             let grad_b = if ctx.needs_grad[1] {
-                let mut g = vec![0.0 as T; b.numel()];
+                let mut g = crate::tensor::pool::take::<T>(b.numel());
                 if !tb {
                     batched_matmul(batch, da_, ar, ac, !ta, dc, m, n, false, &mut g, false);
                 } else {
@@ -164,7 +164,7 @@ pub fn batched_matmul_op(tape: &mut Tape, a: Var, b: Var, transpose_a: bool, tra
     let mut out_shape = t_a.shape()[..t_a.dims() - 2].to_vec();
     out_shape.extend([m, n]);
     let out = with_float!(t_a.dtype(), "batched_matmul", |T| {
-        let mut c = vec![0.0 as T; batch * m * n];
+        let mut c = crate::tensor::pool::take::<T>(batch * m * n);
         batched_matmul(batch, t_a.data::<T>()?, ar, ac, transpose_a, t_b.data::<T>()?, br, bc, transpose_b, &mut c, false);
         Tensor::from_vec(c, &out_shape)
     })?;

@@ -46,6 +46,8 @@ pub struct Tape {
     values: Vec<Tensor>,
     nodes: Vec<Option<Node>>,
     requires_grad: Vec<bool>,
+    /// Whether each value is a leaf (input or parameter) rather than an op output.
+    is_leaf: Vec<bool>,
     grad_enabled: bool,
     profile: Option<Profile>,
 }
@@ -99,7 +101,7 @@ impl Default for Tape {
 impl Tape {
     /// A tape that records ops for backward.
     pub fn new() -> Tape {
-        Tape { values: Vec::new(), nodes: Vec::new(), requires_grad: Vec::new(), grad_enabled: true, profile: None }
+        Tape { values: Vec::new(), nodes: Vec::new(), requires_grad: Vec::new(), is_leaf: Vec::new(), grad_enabled: true, profile: None }
     }
 
     /// Inference mode: nothing is recorded for backward.
@@ -126,6 +128,7 @@ impl Tape {
             p.last = Some(std::time::Instant::now());
         }
         self.values.push(value);
+        self.is_leaf.push(true);
         self.nodes.push(None);
         self.requires_grad.push(requires_grad && self.grad_enabled);
         Var(self.values.len() - 1)
@@ -150,6 +153,7 @@ impl Tape {
         }
         let needs = self.grad_enabled && inputs.iter().any(|v| self.requires_grad[v.0]);
         self.values.push(output);
+        self.is_leaf.push(false);
         self.requires_grad.push(needs);
         self.nodes.push(if needs { Some(Node { inputs: inputs.iter().map(|v| v.0).collect(), op: Box::new(op) }) } else { None });
         Var(self.values.len() - 1)
@@ -157,6 +161,23 @@ impl Tape {
 
     pub fn len(&self) -> usize {
         self.values.len()
+    }
+
+    /// On a no_grad tape, frees every value recorded at or after `start`
+    /// except leaves and `keep`: inference drops a layer's intermediates as
+    /// soon as the layer is done, so memory stays at one layer's worth and
+    /// the allocator reuses the same blocks layer after layer. A freed value
+    /// reads as an empty tensor. Does nothing on a tape that records
+    /// gradients, since backward needs every value.
+    pub fn release_since(&mut self, start: usize, keep: &[Var]) {
+        if self.grad_enabled {
+            return;
+        }
+        for i in start..self.values.len() {
+            if !self.is_leaf[i] && !keep.iter().any(|v| v.0 == i) && self.values[i].numel() > 0 {
+                self.values[i] = Tensor::zeros(&[0], self.values[i].dtype());
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -3,8 +3,10 @@
 pub mod bench;
 pub mod convert;
 pub mod device_info;
+pub mod eval;
 pub mod input;
 pub mod predict;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Fine-tune a classifier on a labelled file (flags override a --config TOML file).
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a trained classifier on a labelled file: report and metrics.json.
+    Eval(eval::EvalArgs),
     /// Predict labels for texts, one example per line (TAB separates a text pair).
     Predict(predict::PredictArgs),
     /// Re-save a checkpoint in another dtype (for example a BF16 copy for the GPU machine).
@@ -31,6 +37,8 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Convert(args) => convert::run(args),
         Command::DeviceInfo(args) => device_info::run(args),

@@ -1,5 +1,7 @@
-//! Data: tokenisation and batching.
+//! Data: readers of labelled examples, tokenisation and batching.
 
+pub mod readers;
 pub mod tokenize;
 
+pub use readers::{Column, Example, Format, LabelSet, ReaderOptions, read_examples};
 pub use tokenize::{BerthTokenizer, Encoded, pad_batch};

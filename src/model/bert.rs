@@ -180,10 +180,12 @@ pub fn encoder_forward(
     let (w, bias) = ids.embedding_norm;
     let x = layer_norm(tape, x, params[w], params[bias], eps)?;
     let mut x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
+    tape.release_since(0, &[x]);
 
     let mut hidden_states = vec![x];
     let scale_factor = 1.0 / (config.head_dim() as f64).sqrt();
     for (l, lp) in ids.layers.iter().enumerate() {
+        let layer_start = tape.len();
         // Self-attention: (B, T, H) -> per-head (B, heads, T, d).
         let q = lin(tape, x, lp.query)?;
         let k = lin(tape, x, lp.key)?;
@@ -210,6 +212,7 @@ pub fn encoder_forward(
         let out = add(tape, out, x1)?;
         x = layer_norm(tape, out, params[lp.output_norm.0], params[lp.output_norm.1], eps)?;
         hidden_states.push(x);
+        tape.release_since(layer_start, &hidden_states);
     }
     Ok(hidden_states)
 }

@@ -25,6 +25,7 @@ pub trait Float:
     + MulAssign
     + DivAssign
     + Sum
+    + super::pool::Poolable
 {
     const DTYPE: DType;
     const ZERO: Self;

@@ -5,6 +5,7 @@
 //! Mutation goes through [`Tensor::data_mut`], which copies only when shared.
 
 mod float;
+pub mod pool;
 
 use std::sync::Arc;
 
@@ -51,6 +52,17 @@ pub enum Storage {
     F32(Vec<f32>),
     F64(Vec<f64>),
     BF16(Vec<bf16>),
+}
+
+impl Drop for Storage {
+    /// Hands the buffer to the pool, so the next tensor of this size reuses it.
+    fn drop(&mut self) {
+        match self {
+            Storage::F32(v) => pool::give(std::mem::take(v)),
+            Storage::F64(v) => pool::give(std::mem::take(v)),
+            Storage::BF16(v) => pool::give(std::mem::take(v)),
+        }
+    }
 }
 
 impl Storage {
@@ -111,9 +123,9 @@ impl Tensor {
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         let n = numel(shape);
         let storage = match dtype {
-            DType::F32 => Storage::F32(vec![0.0; n]),
-            DType::F64 => Storage::F64(vec![0.0; n]),
-            DType::BF16 => Storage::BF16(vec![bf16::ZERO; n]),
+            DType::F32 => Storage::F32(pool::zeros(n)),
+            DType::F64 => Storage::F64(pool::zeros(n)),
+            DType::BF16 => Storage::BF16(pool::zeros(n)),
         };
         Tensor { shape: shape.to_vec(), storage: Arc::new(storage), device: Device::Cpu }
     }

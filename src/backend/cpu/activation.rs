@@ -7,7 +7,7 @@ use crate::tensor::Float;
 const CHUNK: usize = 8192;
 
 fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = crate::tensor::pool::take::<T>(x.len());
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = f(v);
@@ -17,7 +17,7 @@ fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 }
 
 fn map2<T: Float>(x: &[T], dy: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut dx = vec![T::ZERO; x.len()];
+    let mut dx = crate::tensor::pool::take::<T>(x.len());
     dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dx, (x, dy))| {
         // Indexed over equal lengths (checked once), which vectorises where
         // a zip of zips did not.

@@ -121,7 +121,7 @@ pub fn batched_matmul<T: Float>(
 /// src (rows, cols) row-major -> (cols, rows) row-major, in cache-sized tiles.
 pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
     const TILE: usize = 32;
-    let mut dst = vec![T::ZERO; rows * cols];
+    let mut dst = crate::tensor::pool::take::<T>(rows * cols);
     if rows == 0 || cols == 0 {
         return dst;
     }

@@ -8,7 +8,7 @@ use crate::tensor::Float;
 /// x (N, C), weight (C), bias (C) -> y (N, C), mean (N), rstd (N).
 pub fn layer_norm_fwd<T: Float>(x: &[T], weight: &[T], bias: &[T], cols: usize, eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
     let rows = x.len() / cols.max(1);
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = crate::tensor::pool::take::<T>(x.len());
     let mut stats = vec![(T::ZERO, T::ZERO); rows];
     let eps = T::from_f64(eps);
     let n = T::from_f64(cols as f64);
@@ -41,7 +41,7 @@ pub fn layer_norm_bwd<T: Float>(
     cols: usize,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let n = T::from_f64(cols as f64);
-    let mut dx = vec![T::ZERO; x.len()];
+    let mut dx = crate::tensor::pool::take::<T>(x.len());
     for_each_row_mut(&mut dx, cols, |row, dx_row| {
         let x_row = &x[row * cols..(row + 1) * cols];
         let dy_row = &dy[row * cols..(row + 1) * cols];
@@ -64,7 +64,10 @@ pub fn layer_norm_bwd<T: Float>(
     });
     let rows = mean.len();
     let per_task = rows_per_task(cols);
-    let (dweight, dbias) = (0..rows.div_ceil(per_task))
+    // Partial sums per fixed chunk, collected in order and added up in
+    // order: a rayon `reduce` would associate them in whatever tree the
+    // work-stealing produced, and training would not be bit-reproducible.
+    let partials: Vec<(Vec<T>, Vec<T>)> = (0..rows.div_ceil(per_task))
         .into_par_iter()
         .map(|chunk| {
             let mut dw = vec![T::ZERO; cols];
@@ -79,24 +82,24 @@ pub fn layer_norm_bwd<T: Float>(
             }
             (dw, db)
         })
-        .reduce(
-            || (vec![T::ZERO; cols], vec![T::ZERO; cols]),
-            |(mut dw, mut db), (dw2, db2)| {
-                for c in 0..cols {
-                    dw[c] += dw2[c];
-                    db[c] += db2[c];
-                }
-                (dw, db)
-            },
-        );
+        .collect();
+    let mut dweight = vec![T::ZERO; cols];
+    let mut dbias = vec![T::ZERO; cols];
+    for (dw, db) in partials {
+        for c in 0..cols {
+            dweight[c] += dw[c];
+            dbias[c] += db[c];
+        }
+    }
     (dx, dweight, dbias)
 }
 
 /// Column sums of x (N, C) -> (C): the bias gradient of a linear layer.
+/// Chunks are summed in a fixed order so the result is reproducible.
 pub fn sum_rows<T: Float>(x: &[T], cols: usize) -> Vec<T> {
     let rows = x.len() / cols.max(1);
     let per_task = rows_per_task(cols);
-    (0..rows.div_ceil(per_task))
+    let partials: Vec<Vec<T>> = (0..rows.div_ceil(per_task))
         .into_par_iter()
         .map(|chunk| {
             let mut acc = vec![T::ZERO; cols];
@@ -107,13 +110,12 @@ pub fn sum_rows<T: Float>(x: &[T], cols: usize) -> Vec<T> {
             }
             acc
         })
-        .reduce(
-            || vec![T::ZERO; cols],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                a
-            },
-        )
+        .collect();
+    let mut total = vec![T::ZERO; cols];
+    for p in partials {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
 }

@@ -9,7 +9,7 @@ use crate::tensor::Float;
 
 /// scores (B, H, Tq, Tk), key_mask (B, Tk) with 1 = real token -> probs (B, H, Tq, Tk).
 pub fn masked_softmax_fwd<T: Float>(scores: &[T], key_mask: &[u8], heads: usize, tq: usize, tk: usize) -> Vec<T> {
-    let mut probs = vec![T::ZERO; scores.len()];
+    let mut probs = crate::tensor::pool::take::<T>(scores.len());
     for_each_row_mut(&mut probs, tk, |row, p| {
         let b = row / (heads * tq);
         let mask = &key_mask[b * tk..(b + 1) * tk];
@@ -58,7 +58,7 @@ pub fn masked_softmax_bwd<T: Float>(probs: &[T], dprobs: &[T], key_mask: &[u8], 
 
 /// dscores = p · (dp − Σ dp·p), row by row (no mask).
 pub fn softmax_bwd<T: Float>(probs: &[T], dprobs: &[T], tk: usize) -> Vec<T> {
-    let mut ds = vec![T::ZERO; probs.len()];
+    let mut ds = crate::tensor::pool::take::<T>(probs.len());
     for_each_row_mut(&mut ds, tk, |row, d| {
         let p = &probs[row * tk..(row + 1) * tk];
         let g = &dprobs[row * tk..(row + 1) * tk];

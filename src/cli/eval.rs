@@ -1,0 +1,77 @@
+//! `berth eval`: the classification report of a trained model on a labelled file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::data::BerthTokenizer;
+use crate::data::readers::{Column, Format, LabelSet, ReaderOptions};
+use crate::error::Result;
+use crate::io::write_atomic;
+use crate::model::{LoadOptions, load_model};
+use crate::train::dataset::{encode, read_labelled};
+use crate::train::evaluate::evaluate;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Trained model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled data file.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// tsv, csv or jsonl (default: from the file extension).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Text column: a header name or a 0-based index.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Second-text column for sentence pairs.
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// Label column: a header name or a 0-based index.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Whether the first row is a header (default: yes when columns are given by name).
+    #[arg(long)]
+    pub header: Option<bool>,
+    /// Whether `"` quotes fields (default: off for TSV, on for CSV).
+    #[arg(long)]
+    pub quoting: Option<bool>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Where to write metrics.json (default: metrics.json in the model folder).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let (model, _) = load_model(&args.model, &LoadOptions::default())?;
+    let format = match &args.format {
+        Some(f) => Format::parse(f)?,
+        None => Format::from_path(&args.data),
+    };
+    let mut options = ReaderOptions::new(format);
+    options.text = Column::parse(&args.text_column)?;
+    options.text_pair = args.text_pair_column.as_deref().map(Column::parse).transpose()?;
+    options.label = Some(Column::parse(&args.label_column)?);
+    options.has_header = args.header;
+    if let Some(q) = args.quoting {
+        options.quoting = q;
+    }
+    let examples = read_labelled(&args.data, &options)?;
+    let labels = LabelSet::from_names(model.labels.clone())?;
+    let tokenizer = BerthTokenizer::from_dir(&args.model, args.max_length.min(model.config.max_position_embeddings))?;
+    let data = encode(&args.data, &examples, &labels, &tokenizer)?;
+    let evaluation = evaluate(&model, &data, args.batch_size, tokenizer.pad_id())?;
+    println!("{}", evaluation.report.to_text());
+    println!("loss {:.4}", evaluation.loss);
+    let mut metrics = evaluation.report.to_json();
+    metrics["eval_loss"] = serde_json::json!(evaluation.loss);
+    let path = args.output.unwrap_or_else(|| args.model.join("metrics.json"));
+    write_atomic(&path, serde_json::to_string_pretty(&metrics).expect("json").as_bytes())?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,654 @@
+//! Readers for labelled examples of single-label classification, one text or a
+//! text pair per example: TSV, CSV and JSON Lines.
+//!
+//! - **TSV and CSV** go through the `csv` crate. Rows may carry more fields than
+//!   the selected columns need (STS-B has extra trailing columns); those are
+//!   ignored. TSV does not treat `"` as a quoting character by default, because
+//!   RTE sentences contain quotes that are part of the text; CSV does.
+//! - **JSON Lines** holds one object per line; columns are keys, so only
+//!   [`Column::Name`] is valid. A label may be a string or a number.
+//!
+//! Texts are kept verbatim (SST-2's trailing space included); labels are
+//! trimmed, and an empty label is an error. Blank lines are skipped. Every
+//! error is an [`Error::Input`] that names the file, the 1-based line and the
+//! role of the field (`text`, `text_pair` or `label`).
+//!
+//! Labels stay strings here; [`LabelSet`] maps them to class ids.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// The layout of an input file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Tab-separated values.
+    Tsv,
+    /// Comma-separated values.
+    Csv,
+    /// JSON Lines: one JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// Parses `tsv`, `csv`, `jsonl` (or `json`, `ndjson`), in any case.
+    pub fn parse(s: &str) -> Result<Format> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tsv" | "tab" => Ok(Format::Tsv),
+            "csv" => Ok(Format::Csv),
+            "jsonl" | "json" | "ndjson" => Ok(Format::Jsonl),
+            _ => Err(Error::InvalidArgument(format!("unknown input format `{s}`; expected tsv, csv or jsonl"))),
+        }
+    }
+
+    /// Guesses the format from the file extension: `.csv` is CSV, `.jsonl`,
+    /// `.json` and `.ndjson` are JSON Lines, and anything else is TSV.
+    pub fn from_path(path: &Path) -> Format {
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("csv") => Format::Csv,
+            Some("jsonl" | "json" | "ndjson") => Format::Jsonl,
+            _ => Format::Tsv,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Tsv => "tsv",
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Format> {
+        Format::parse(s)
+    }
+}
+
+/// Which field of a row holds a value: a header name (or JSON key), or a
+/// 0-based field index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Column {
+    Name(String),
+    Index(usize),
+}
+
+impl Column {
+    /// All ASCII digits make an [`Column::Index`] (0-based); anything else is a
+    /// [`Column::Name`]. An empty string is an error.
+    pub fn parse(s: &str) -> Result<Column> {
+        if s.is_empty() {
+            return Err(Error::InvalidArgument("a column name or index must not be empty".into()));
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse()
+                .map(Column::Index)
+                .map_err(|_| Error::InvalidArgument(format!("column index `{s}` is too large")));
+        }
+        Ok(Column::Name(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Column {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Column::Name(name) => write!(f, "`{name}`"),
+            Column::Index(index) => write!(f, "index {index}"),
+        }
+    }
+}
+
+impl FromStr for Column {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Column> {
+        Column::parse(s)
+    }
+}
+
+/// How to read a file of examples.
+///
+/// Defaults ([`ReaderOptions::new`]): the text in the column named `text`, the
+/// label in the column named `label`, no text pair, the header detected
+/// automatically (so, with these names, a header is expected), and quoting on
+/// for CSV only. These names match the demo data and the usual JSON Lines
+/// keys; for GLUE files set `text` to `sentence` (SST-2) or `sentence1` and
+/// `text_pair` to `sentence2` (RTE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaderOptions {
+    pub format: Format,
+    /// `None` detects it: the first row is a header exactly when every selected
+    /// column is given by name. Ignored for JSON Lines.
+    pub has_header: Option<bool>,
+    pub text: Column,
+    pub text_pair: Option<Column>,
+    /// `None` when the file is unlabelled (prediction).
+    pub label: Option<Column>,
+    /// Whether `"` quotes fields (TSV and CSV only).
+    pub quoting: bool,
+}
+
+impl ReaderOptions {
+    /// The defaults for a format; quoting is on for CSV and off otherwise.
+    pub fn new(format: Format) -> ReaderOptions {
+        ReaderOptions {
+            format,
+            has_header: None,
+            text: Column::Name("text".into()),
+            text_pair: None,
+            label: Some(Column::Name("label".into())),
+            quoting: format == Format::Csv,
+        }
+    }
+
+    /// The defaults for the format that the file extension suggests.
+    pub fn for_path(path: &Path) -> ReaderOptions {
+        ReaderOptions::new(Format::from_path(path))
+    }
+
+    /// The selected columns with the role each plays.
+    fn columns(&self) -> Vec<(&'static str, &Column)> {
+        let mut columns = vec![("text", &self.text)];
+        if let Some(pair) = &self.text_pair {
+            columns.push(("text_pair", pair));
+        }
+        if let Some(label) = &self.label {
+            columns.push(("label", label));
+        }
+        columns
+    }
+}
+
+impl Default for ReaderOptions {
+    fn default() -> ReaderOptions {
+        ReaderOptions::new(Format::Tsv)
+    }
+}
+
+/// One example as read from the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    pub text: String,
+    pub text_pair: Option<String>,
+    /// The raw label, trimmed; `None` when no label column was selected.
+    pub label: Option<String>,
+    /// The 1-based line of the file where the example starts.
+    pub line: usize,
+}
+
+/// Reads every example of a file. An empty file, or one with a header and no
+/// data rows, is an error.
+pub fn read_examples(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
+    let examples = match options.format {
+        Format::Tsv => read_delimited(path, options, b'\t')?,
+        Format::Csv => read_delimited(path, options, b',')?,
+        Format::Jsonl => read_jsonl(path, options)?,
+    };
+    if examples.is_empty() {
+        return Err(Error::input(path, 0, None, "the file holds no examples"));
+    }
+    Ok(examples)
+}
+
+// ---------------------------------------------------------------- TSV / CSV
+
+/// A selected column resolved to a field index.
+struct Slot {
+    role: &'static str,
+    index: usize,
+    /// How messages name the column: "`sentence1` (index 1)" or "index 1".
+    describe: String,
+}
+
+/// The resolved columns of a delimited file.
+struct Selection {
+    text: Slot,
+    text_pair: Option<Slot>,
+    label: Option<Slot>,
+}
+
+impl Selection {
+    /// Resolves the columns against a header row, or, without one, requires indices.
+    fn resolve(
+        options: &ReaderOptions,
+        header: Option<&[String]>,
+        path: &Path,
+        header_line: usize,
+    ) -> Result<Selection> {
+        let slot = |role: &'static str, column: &Column| -> Result<Slot> {
+            match (column, header) {
+                (Column::Index(index), _) => Ok(Slot { role, index: *index, describe: format!("index {index}") }),
+                (Column::Name(name), Some(names)) => {
+                    let matches: Vec<usize> =
+                        names.iter().enumerate().filter(|(_, n)| n.trim() == name).map(|(i, _)| i).collect();
+                    match matches.as_slice() {
+                        [index] => Ok(Slot { role, index: *index, describe: format!("`{name}` (index {index})") }),
+                        [] => Err(Error::input(
+                            path,
+                            header_line,
+                            Some(role),
+                            format!("the header has no column `{name}`; its columns are: {}", list_names(names)),
+                        )),
+                        _ => Err(Error::input(
+                            path,
+                            header_line,
+                            Some(role),
+                            format!("the header names column `{name}` more than once (indices {matches:?})"),
+                        )),
+                    }
+                }
+                (Column::Name(name), None) => Err(Error::input(
+                    path,
+                    0,
+                    Some(role),
+                    format!(
+                        "column `{name}` is given by name, but the file is read without a header; \
+                         give its 0-based index, or read the first row as a header"
+                    ),
+                )),
+            }
+        };
+        Ok(Selection {
+            text: slot("text", &options.text)?,
+            text_pair: options.text_pair.as_ref().map(|c| slot("text_pair", c)).transpose()?,
+            label: options.label.as_ref().map(|c| slot("label", c)).transpose()?,
+        })
+    }
+
+    fn extract(&self, record: &csv::ByteRecord, path: &Path, line: usize) -> Result<Example> {
+        let text = field(record, &self.text, path, line)?;
+        let text_pair = self.text_pair.as_ref().map(|s| field(record, s, path, line)).transpose()?;
+        let label = match &self.label {
+            Some(slot) => Some(clean_label(field(record, slot, path, line)?, path, line)?),
+            None => None,
+        };
+        Ok(Example { text, text_pair, label, line })
+    }
+}
+
+fn list_names(names: &[String]) -> String {
+    names.iter().map(|n| format!("`{}`", n.trim())).collect::<Vec<_>>().join(", ")
+}
+
+/// The text of one selected field of a row.
+fn field(record: &csv::ByteRecord, slot: &Slot, path: &Path, line: usize) -> Result<String> {
+    let Some(bytes) = record.get(slot.index) else {
+        let n = record.len();
+        return Err(Error::input(
+            path,
+            line,
+            Some(slot.role),
+            format!(
+                "the row has {n} field{}, but column {} needs at least {}",
+                if n == 1 { "" } else { "s" },
+                slot.describe,
+                slot.index + 1
+            ),
+        ));
+    };
+    utf8(bytes, path, line, Some(slot.role))
+}
+
+fn utf8(bytes: &[u8], path: &Path, line: usize, role: Option<&str>) -> Result<String> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_owned()),
+        Err(e) => Err(Error::input(
+            path,
+            line,
+            role,
+            format!("not valid UTF-8 (invalid byte at byte {} of the field)", e.valid_up_to() + 1),
+        )),
+    }
+}
+
+fn clean_label(raw: String, path: &Path, line: usize) -> Result<String> {
+    let label = raw.trim();
+    if label.is_empty() {
+        return Err(Error::input(path, line, Some("label"), "the label is empty"));
+    }
+    Ok(label.to_owned())
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn read_delimited(path: &Path, options: &ReaderOptions, delimiter: u8) -> Result<Vec<Example>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quoting(options.quoting)
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(bytes.as_slice());
+
+    let expect_header = options
+        .has_header
+        .unwrap_or_else(|| options.columns().iter().all(|(_, c)| matches!(c, Column::Name(_))));
+    let mut selection = if expect_header { None } else { Some(Selection::resolve(options, None, path, 0)?) };
+
+    let mut examples = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut lines = LineCounter { bytes: &bytes, offset: 0, line: 1 };
+    let mut first = true;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(path, e)),
+        }
+        let line = lines.record_line(record.position().map_or(0, |p| p.byte() as usize));
+        if first {
+            first = false;
+            strip_bom(&mut record);
+        }
+        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            continue;
+        }
+        match &selection {
+            Some(selection) => examples.push(selection.extract(&record, path, line)?),
+            None => {
+                let names = record
+                    .iter()
+                    .map(|f| utf8(f, path, line, None))
+                    .collect::<Result<Vec<String>>>()?;
+                selection = Some(Selection::resolve(options, Some(&names), path, line)?);
+            }
+        }
+    }
+    if examples.is_empty() && selection.is_some() && expect_header {
+        return Err(Error::input(path, 0, None, "the file has a header but no data rows"));
+    }
+    Ok(examples)
+}
+
+/// Turns the byte offsets of records into 1-based line numbers. The `csv`
+/// crate's own line count lags behind skipped blank lines and CRLF endings, so
+/// lines are counted here, moving forward only, as records come in order.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl LineCounter<'_> {
+    /// The line of a record whose read began at `start`: line terminators
+    /// before the first byte of the record belong to earlier lines.
+    fn record_line(&mut self, start: usize) -> usize {
+        let mut start = start.min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        // A line ends at `\n`, or at a `\r` that no `\n` follows.
+        while self.offset < start {
+            let byte = self.bytes[self.offset];
+            if byte == b'\n' || (byte == b'\r' && self.bytes.get(self.offset + 1) != Some(&b'\n')) {
+                self.line += 1;
+            }
+            self.offset += 1;
+        }
+        self.line
+    }
+}
+
+/// Removes a UTF-8 byte-order mark from the start of the first field.
+fn strip_bom(record: &mut csv::ByteRecord) {
+    if !record.get(0).is_some_and(|f| f.starts_with(BOM)) {
+        return;
+    }
+    let position = record.position().cloned();
+    let mut stripped = csv::ByteRecord::new();
+    for (i, f) in record.iter().enumerate() {
+        stripped.push_field(if i == 0 { &f[BOM.len()..] } else { f });
+    }
+    stripped.set_position(position);
+    *record = stripped;
+}
+
+fn csv_error(path: &Path, error: csv::Error) -> Error {
+    let line = error.position().map_or(0, |p| p.line() as usize);
+    let message = error.to_string();
+    match error.into_kind() {
+        csv::ErrorKind::Io(e) => Error::io(path, e),
+        _ => Error::input(path, line, None, message),
+    }
+}
+
+// ---------------------------------------------------------------- JSON Lines
+
+fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
+    let mut keys = Vec::new();
+    for (role, column) in options.columns() {
+        match column {
+            Column::Name(name) => keys.push((role, name.as_str())),
+            Column::Index(index) => {
+                return Err(Error::input(
+                    path,
+                    0,
+                    Some(role),
+                    format!("JSON Lines fields are chosen by key; column index {index} is not valid here"),
+                ));
+            }
+        }
+    }
+
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut examples = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let raw = if i == 0 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
+        let text = utf8(raw, path, line, None)?;
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m);
+            let hint = if i == 0 && text.starts_with('[') {
+                "; expected one JSON object per line (JSON Lines), not a JSON array"
+            } else {
+                ""
+            };
+            Error::input(path, line, None, format!("invalid JSON at column {}: {message}{hint}", e.column()))
+        })?;
+        let serde_json::Value::Object(object) = value else {
+            return Err(Error::input(
+                path,
+                line,
+                None,
+                format!("expected a JSON object, found {}", json_kind(&value)),
+            ));
+        };
+        let mut example = Example { text: String::new(), text_pair: None, label: None, line };
+        for &(role, key) in &keys {
+            let value = json_field(&object, role, key, path, line)?;
+            match role {
+                "text" => example.text = value,
+                "text_pair" => example.text_pair = Some(value),
+                _ => example.label = Some(clean_label(value, path, line)?),
+            }
+        }
+        examples.push(example);
+    }
+    Ok(examples)
+}
+
+fn json_field(
+    object: &serde_json::Map<String, serde_json::Value>,
+    role: &'static str,
+    key: &str,
+    path: &Path,
+    line: usize,
+) -> Result<String> {
+    use serde_json::Value;
+    match object.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) if role == "label" => Ok(n.to_string()),
+        None => {
+            let present: Vec<String> = object.keys().map(|k| format!("`{k}`")).collect();
+            Err(Error::input(
+                path,
+                line,
+                Some(role),
+                format!("key `{key}` is missing; the object has: {}", present.join(", ")),
+            ))
+        }
+        Some(other) => Err(Error::input(
+            path,
+            line,
+            Some(role),
+            format!(
+                "key `{key}` must be a string{}, found {}",
+                if role == "label" { " or a number" } else { "" },
+                json_kind(other)
+            ),
+        )),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+// ---------------------------------------------------------------- labels
+
+/// The class names of a single-label task and their ids, in a fixed order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelSet {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl LabelSet {
+    /// Takes the names in the order given; a duplicate or empty name is an error.
+    pub fn from_names(names: Vec<String>) -> Result<LabelSet> {
+        let mut index = HashMap::with_capacity(names.len());
+        for (id, name) in names.iter().enumerate() {
+            if name.trim().is_empty() {
+                return Err(Error::InvalidArgument(format!("label {id} has an empty name")));
+            }
+            if let Some(first) = index.insert(name.clone(), id) {
+                return Err(Error::InvalidArgument(format!("label `{name}` appears twice (ids {first} and {id})")));
+            }
+        }
+        Ok(LabelSet { names, index })
+    }
+
+    /// The distinct labels of the examples, sorted as scikit-learn's and
+    /// Hugging Face's `unique` do: numerically when every label is an integer
+    /// (so `2` comes before `10`), otherwise by string. Unlabelled examples are
+    /// skipped.
+    pub fn from_examples(examples: &[Example]) -> LabelSet {
+        let mut names: Vec<String> = examples.iter().filter_map(|e| e.label.clone()).collect();
+        names.sort();
+        names.dedup();
+        let numbers: Option<Vec<i64>> = names.iter().map(|n| n.parse::<i64>().ok()).collect();
+        if let Some(numbers) = numbers {
+            let mut pairs: Vec<(i64, String)> = numbers.into_iter().zip(names).collect();
+            pairs.sort();
+            names = pairs.into_iter().map(|(_, n)| n).collect();
+        }
+        let index = names.iter().enumerate().map(|(id, n)| (n.clone(), id)).collect();
+        LabelSet { names, index }
+    }
+
+    /// Reads one label per line, in order; names are trimmed and blank lines
+    /// skipped. A duplicate is an error naming its line; so is an empty file.
+    pub fn from_file(path: &Path) -> Result<LabelSet> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut names = Vec::new();
+        let mut index = HashMap::new();
+        let mut first_line = HashMap::new();
+        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = i + 1;
+            let raw = if i == 0 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
+            let name = utf8(raw, path, line, Some("label"))?;
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            if let Some(first) = first_line.insert(name.to_owned(), line) {
+                return Err(Error::input(
+                    path,
+                    line,
+                    Some("label"),
+                    format!("label `{name}` is listed twice (first on line {first})"),
+                ));
+            }
+            index.insert(name.to_owned(), names.len());
+            names.push(name.to_owned());
+        }
+        if names.is_empty() {
+            return Err(Error::input(path, 0, None, "the file lists no labels"));
+        }
+        Ok(LabelSet { names, index })
+    }
+
+    /// The id of a label; an unknown label is an error naming the file and line
+    /// it came from.
+    pub fn id(&self, label: &str, path: &Path, line: usize) -> Result<usize> {
+        self.get(label).ok_or_else(|| {
+            const SHOWN: usize = 20;
+            let mut known = list_names(&self.names[..self.names.len().min(SHOWN)]);
+            if self.names.len() > SHOWN {
+                known.push_str(&format!(" and {} more", self.names.len() - SHOWN));
+            }
+            Error::input(path, line, Some("label"), format!("unknown label `{label}`; the labels are: {known}"))
+        })
+    }
+
+    /// The ids of the examples' labels, in order; an unlabelled example or an
+    /// unknown label is an error.
+    pub fn ids(&self, examples: &[Example], path: &Path) -> Result<Vec<usize>> {
+        examples
+            .iter()
+            .map(|e| match &e.label {
+                Some(label) => self.id(label, path, e.line),
+                None => Err(Error::input(path, e.line, Some("label"), "the example has no label")),
+            })
+            .collect()
+    }
+
+    pub fn get(&self, label: &str) -> Option<usize> {
+        self.index.get(label).copied()
+    }
+
+    pub fn name(&self, id: usize) -> Option<&str> {
+        self.names.get(id).map(String::as_str)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

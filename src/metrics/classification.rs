@@ -1,0 +1,297 @@
+//! Single-label classification metrics with scikit-learn's definitions.
+//!
+//! [`classification_report`] takes the true and predicted label ids of every
+//! sample and the label names in id order, and computes what
+//! `sklearn.metrics.classification_report(y_true, y_pred,
+//! labels=range(len(names)), target_names=names, zero_division=0)` does,
+//! plus the micro average and the confusion matrix.
+//!
+//! Definitions, per class `c` (tp: true and predicted `c`; fp: predicted `c`
+//! but not `c`; fn: `c` but predicted otherwise):
+//!
+//! - precision = tp / (tp + fp), recall = tp / (tp + fn), support = tp + fn;
+//! - F1 = 2·tp / (2·tp + fp + fn), the form scikit-learn uses (≥ 1.3). It
+//!   equals 2PR / (P + R) whenever both are defined, and it is 0 (not
+//!   undefined) when only one of P and R is undefined but tp + fp + fn > 0;
+//! - a 0/0 is 0, scikit-learn's `zero_division=0` (and what its default
+//!   `"warn"` returns, with a warning);
+//! - every label in the list is reported, even one that never occurs and is
+//!   never predicted (all scores 0, support 0), and it counts in the macro
+//!   average, as in scikit-learn when `labels=` is passed.
+//!
+//! Averages: macro is the plain mean over labels; weighted is the mean
+//! weighted by support; micro pools tp, fp and fn over labels. Since every id
+//! must name a label, micro precision = recall = F1 = accuracy here, which is
+//! why scikit-learn prints it as the `accuracy` row. Empty input (which
+//! scikit-learn rejects) gives 0 for every score.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+use crate::{Error, Result};
+
+/// Precision, recall, F1 and support of one class, or an average over classes
+/// (where support is the number of samples).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+/// Everything scikit-learn's classification report holds, plus the micro
+/// average and the confusion matrix. Build it with [`classification_report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassificationReport {
+    /// Label names in id order.
+    pub labels: Vec<String>,
+    /// One entry per label, in id order.
+    pub per_class: Vec<Scores>,
+    /// Fraction of samples predicted right.
+    pub accuracy: f64,
+    /// Unweighted mean of the per-class scores.
+    pub macro_avg: Scores,
+    /// Mean of the per-class scores weighted by support.
+    pub weighted_avg: Scores,
+    /// Scores from tp, fp and fn pooled over classes (all equal to accuracy).
+    pub micro_avg: Scores,
+    /// `confusion_matrix[t][p]`: samples of true label `t` predicted as `p`
+    /// (rows true, columns predicted: scikit-learn's convention).
+    pub confusion_matrix: Vec<Vec<usize>>,
+}
+
+/// Column headers of the text report (the keys of the per-class JSON objects).
+const SCORE_KEYS: [&str; 4] = ["precision", "recall", "f1-score", "support"];
+
+/// The report for `y_true` and `y_pred` (label ids, one per sample) with
+/// label names `labels` (index = id).
+///
+/// # Panics
+///
+/// If `y_true` and `y_pred` differ in length, or an id is not below
+/// `labels.len()`. Use [`try_classification_report`] where these come from
+/// user input.
+pub fn classification_report(y_true: &[usize], y_pred: &[usize], labels: &[String]) -> ClassificationReport {
+    try_classification_report(y_true, y_pred, labels).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`classification_report`], with an [`Error::InvalidArgument`] instead of a
+/// panic for mismatched lengths or an id that names no label.
+pub fn try_classification_report(y_true: &[usize], y_pred: &[usize], labels: &[String]) -> Result<ClassificationReport> {
+    if y_true.len() != y_pred.len() {
+        return Err(Error::InvalidArgument(format!(
+            "classification_report: y_true has {} samples but y_pred has {}",
+            y_true.len(),
+            y_pred.len()
+        )));
+    }
+    let k = labels.len();
+    for (name, ids) in [("y_true", y_true), ("y_pred", y_pred)] {
+        if let Some(i) = ids.iter().position(|&id| id >= k) {
+            return Err(Error::InvalidArgument(format!(
+                "classification_report: {name}[{i}] = {} is not a label id (there are {k} labels)",
+                ids[i]
+            )));
+        }
+    }
+
+    // confusion (K, K): rows true, columns predicted
+    let mut confusion = vec![vec![0usize; k]; k];
+    for (&t, &p) in y_true.iter().zip(y_pred) {
+        confusion[t][p] += 1;
+    }
+    let n = y_true.len();
+    let tp: Vec<usize> = (0..k).map(|c| confusion[c][c]).collect();
+    let true_count: Vec<usize> = confusion.iter().map(|row| row.iter().sum()).collect();
+    let pred_count: Vec<usize> = (0..k).map(|c| confusion.iter().map(|row| row[c]).sum()).collect();
+
+    let per_class: Vec<Scores> = (0..k).map(|c| scores(tp[c], pred_count[c], true_count[c])).collect();
+    let correct: usize = tp.iter().sum();
+    // Every sample is counted once in the pooled predictions and once in the
+    // pooled truths, because every id names a label.
+    let micro_avg = scores(correct, n, n);
+
+    Ok(ClassificationReport {
+        labels: labels.to_vec(),
+        accuracy: divide(correct, n),
+        macro_avg: average(&per_class, None, n),
+        weighted_avg: average(&per_class, Some(&true_count), n),
+        micro_avg,
+        per_class,
+        confusion_matrix: confusion,
+    })
+}
+
+/// n / d, or 0 when d is 0 (scikit-learn's `zero_division=0`).
+fn divide(n: usize, d: usize) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+/// Scores from counts: tp, predicted (tp + fp), true (tp + fn).
+fn scores(tp: usize, predicted: usize, truth: usize) -> Scores {
+    Scores {
+        precision: divide(tp, predicted),
+        recall: divide(tp, truth),
+        f1: divide(2 * tp, truth + predicted),
+        support: truth,
+    }
+}
+
+/// Mean of the per-class scores, weighted by `weights` when given. As in
+/// scikit-learn, all-zero weights fall back to the plain mean, and no classes
+/// average to 0. `support` is the sample count `n`.
+fn average(per_class: &[Scores], weights: Option<&[usize]>, n: usize) -> Scores {
+    let mean = |get: fn(&Scores) -> f64| -> f64 {
+        if per_class.is_empty() {
+            return 0.0;
+        }
+        match weights {
+            Some(w) if w.iter().any(|&x| x > 0) => {
+                // numpy.average: sum(a * w) / sum(w)
+                let num: f64 = per_class.iter().zip(w).map(|(s, &x)| get(s) * x as f64).sum();
+                let den: f64 = w.iter().map(|&x| x as f64).sum();
+                num / den
+            }
+            _ => per_class.iter().map(get).sum::<f64>() / per_class.len() as f64,
+        }
+    };
+    Scores { precision: mean(|s| s.precision), recall: mean(|s| s.recall), f1: mean(|s| s.f1), support: n }
+}
+
+impl Scores {
+    fn to_json(self) -> Value {
+        json!({
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1-score": self.f1,
+            "support": self.support,
+        })
+    }
+}
+
+impl ClassificationReport {
+    /// The shape of scikit-learn's `classification_report(output_dict=True)`:
+    /// one object per label name (`precision`, `recall`, `f1-score`,
+    /// `support`), then `accuracy` (a number), `macro avg`, `weighted avg`;
+    /// then berth's extras `micro avg`, `confusion_matrix` (rows true) and
+    /// `labels` (names in id order).
+    ///
+    /// Keys are inserted in that order; they stay in it when serialised only
+    /// if serde_json's `preserve_order` feature is on (otherwise they come
+    /// out sorted). As in scikit-learn, a label named like a later key
+    /// (`accuracy`, say) is shadowed by it in the map; `labels` and
+    /// `confusion_matrix` still carry every class.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        for (name, s) in self.labels.iter().zip(&self.per_class) {
+            map.insert(name.clone(), s.to_json());
+        }
+        map.insert("accuracy".into(), json!(self.accuracy));
+        map.insert("macro avg".into(), self.macro_avg.to_json());
+        map.insert("weighted avg".into(), self.weighted_avg.to_json());
+        map.insert("micro avg".into(), self.micro_avg.to_json());
+        map.insert("confusion_matrix".into(), json!(self.confusion_matrix));
+        map.insert("labels".into(), json!(self.labels));
+        Value::Object(map)
+    }
+
+    /// [`to_text_digits`](Self::to_text_digits) with 4 digits.
+    pub fn to_text(&self) -> String {
+        self.to_text_digits(4)
+    }
+
+    /// An aligned table, character for character scikit-learn's text report
+    /// with `digits` decimals (its default is 2), then a blank line and the
+    /// confusion matrix, rows true and columns predicted. The micro average
+    /// is not printed: it equals the `accuracy` row.
+    pub fn to_text_digits(&self, digits: usize) -> String {
+        let d = digits;
+        // Widths count chars, as Python's str.format does.
+        let width = self.labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).max("weighted avg".len()).max(d);
+        let mut out = String::new();
+
+        // write! into a String cannot fail.
+        let _ = write!(out, "{:>width$} ", "");
+        for h in SCORE_KEYS {
+            let _ = write!(out, " {h:>9}");
+        }
+        out.push_str("\n\n");
+        let row = |out: &mut String, name: &str, s: &Scores| {
+            let _ = writeln!(out, "{name:>width$}  {:>9.d$} {:>9.d$} {:>9.d$} {:>9}", s.precision, s.recall, s.f1, s.support);
+        };
+        for (name, s) in self.labels.iter().zip(&self.per_class) {
+            row(&mut out, name, s);
+        }
+        out.push('\n');
+        let _ = writeln!(out, "{:>width$}  {:>9} {:>9} {:>9.d$} {:>9}", "accuracy", "", "", self.micro_avg.f1, self.micro_avg.support);
+        row(&mut out, "macro avg", &self.macro_avg);
+        row(&mut out, "weighted avg", &self.weighted_avg);
+
+        out.push('\n');
+        out.push_str(&self.confusion_text(width));
+        out
+    }
+
+    /// The confusion matrix as a table: true labels down the side (right
+    /// aligned in `width`), predicted labels across, each column as wide as
+    /// its name or its largest count.
+    fn confusion_text(&self, width: usize) -> String {
+        let mut out = String::from("confusion matrix (rows: true label, columns: predicted label)\n\n");
+        let col_width: Vec<usize> = (0..self.labels.len())
+            .map(|c| {
+                let max_count = self.confusion_matrix.iter().map(|row| row[c]).max().unwrap_or(0);
+                self.labels[c].chars().count().max(max_count.to_string().len())
+            })
+            .collect();
+        let _ = write!(out, "{:>width$} ", "");
+        for (name, w) in self.labels.iter().zip(&col_width) {
+            let _ = write!(out, " {name:>w$}");
+        }
+        out.push('\n');
+        for (name, row) in self.labels.iter().zip(&self.confusion_matrix) {
+            let _ = write!(out, "{name:>width$} ");
+            for (count, w) in row.iter().zip(&col_width) {
+                let _ = write!(out, " {count:>w$}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn f1_is_zero_when_only_precision_is_undefined() {
+        // class 1: support 1, never predicted: P = 0/0 -> 0, R = 0, F1 = 0/1 = 0
+        let r = classification_report(&[0, 1], &[0, 0], &names(&["a", "b"]));
+        assert_eq!(r.per_class[1], Scores { precision: 0.0, recall: 0.0, f1: 0.0, support: 1 });
+        assert_eq!(r.per_class[0].f1, 2.0 / 3.0);
+    }
+
+    #[test]
+    fn empty_input_gives_zeros() {
+        let r = classification_report(&[], &[], &names(&["a", "b"]));
+        assert_eq!(r.accuracy, 0.0);
+        assert_eq!(r.macro_avg, Scores { precision: 0.0, recall: 0.0, f1: 0.0, support: 0 });
+        assert_eq!(r.weighted_avg, r.macro_avg);
+        assert_eq!(r.micro_avg, r.macro_avg);
+        assert_eq!(r.confusion_matrix, vec![vec![0, 0], vec![0, 0]]);
+        let _ = r.to_text();
+    }
+
+    #[test]
+    fn no_labels_and_no_samples_is_not_an_error() {
+        let r = classification_report(&[], &[], &[]);
+        assert!(r.per_class.is_empty());
+        assert!(r.to_text().contains("accuracy"));
+    }
+}

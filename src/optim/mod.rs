@@ -1,0 +1,10 @@
+//! Optimisation: AdamW with decoupled weight decay, learning-rate schedules,
+//! and gradient clipping by global norm.
+
+pub mod adamw;
+pub mod clip;
+pub mod schedule;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use clip::clip_grad_norm;
+pub use schedule::{Schedule, ScheduleKind};

@@ -1,0 +1,53 @@
+//! Evaluation: predictions, mean loss and the classification report.
+
+use crate::autograd::Tape;
+use crate::error::Result;
+use crate::metrics::classification::{ClassificationReport, try_classification_report};
+use crate::model::{BertClassifier, ForwardMode};
+use crate::model::params::WeightCache;
+
+use super::dataset::EncodedDataset;
+
+#[derive(Debug)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub predictions: Vec<usize>,
+    pub report: ClassificationReport,
+}
+
+impl Evaluation {
+    /// The value of a metric by name (accuracy, macro_f1, weighted_f1, loss).
+    pub fn metric(&self, name: &str) -> f64 {
+        match name {
+            "loss" => self.loss,
+            "macro_f1" => self.report.macro_avg.f1,
+            "weighted_f1" => self.report.weighted_avg.f1,
+            _ => self.report.accuracy,
+        }
+    }
+}
+
+/// Runs the model over `data` without dropout, `batch_size` examples at a time.
+pub fn evaluate(model: &BertClassifier, data: &EncodedDataset, batch_size: usize, pad_id: u32) -> Result<Evaluation> {
+    let cache = WeightCache::build(&model.params)?;
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(data.encodings[i].ids.len()));
+    let mut predictions = vec![0usize; data.len()];
+    let mut loss_sum = 0.0;
+    for chunk in order.chunks(batch_size.max(1)) {
+        let (batch, labels) = data.batch(chunk, pad_id);
+        let mut tape = Tape::no_grad();
+        let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(&cache))?;
+        let logits = tape.value(out.logits).to_f64_vec();
+        let c = model.num_labels();
+        for (row, (&i, &y)) in chunk.iter().zip(&labels).enumerate() {
+            let x = &logits[row * c..(row + 1) * c];
+            let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let log_z = max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            loss_sum += log_z - x[y as usize];
+            predictions[i] = x.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b }).0;
+        }
+    }
+    let report = try_classification_report(&data.labels, &predictions, &model.labels)?;
+    Ok(Evaluation { loss: loss_sum / data.len().max(1) as f64, predictions, report })
+}

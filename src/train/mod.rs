@@ -1,0 +1,12 @@
+//! Fine-tuning: options, the encoded dataset and its batches, the training
+//! loop with evaluation and checkpoints, and the state that makes a resumed
+//! run continue exactly where the interrupted one stopped.
+
+pub mod dataset;
+pub mod evaluate;
+pub mod options;
+pub mod state;
+pub mod trainer;
+
+pub use options::{TrainConfig, TrainOptions};
+pub use trainer::{TrainSummary, train};

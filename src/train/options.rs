@@ -1,0 +1,266 @@
+//! `berth train` options: command-line flags, an optional TOML file with the
+//! same keys (flags win), and HF Trainer's defaults for whatever neither sets.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Every option is optional here, so a flag can override the file and the
+/// file can override the default. Keys in the TOML file are the flag names
+/// without the leading dashes (`batch-size = 32`).
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TrainOptions {
+    /// Pre-trained model folder (config.json, model.safetensors, tokenizer files).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training data file.
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// Evaluation data file; without it there is no evaluation and no best-model selection.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    /// Output folder for the fine-tuned model, checkpoints and logs.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// A TOML file with any of these options (flags override it).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Data format: tsv, csv or jsonl (default: from the file extension).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Text column: a header name, or a 0-based index (default: `text`).
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// Second-text column for sentence pairs (name or 0-based index).
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// Label column (name or 0-based index; default: `label`).
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Whether the first row is a header (default: yes when columns are given by name).
+    #[arg(long)]
+    pub header: Option<bool>,
+    /// Whether `"` quotes fields (default: off for TSV, on for CSV).
+    #[arg(long)]
+    pub quoting: Option<bool>,
+    /// A file with one label per line: fixes the label set and its order.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+
+    /// Number of passes over the training data (default 3; fractions allowed).
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Stop after this many optimizer steps (overrides --epochs).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Examples per forward pass (default 8).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Forward passes accumulated per optimizer step (default 1).
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Peak learning rate (default 2e-5).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Decoupled weight decay; biases and LayerNorm weights are exempt (default 0).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Warmup as a fraction of all optimizer steps (default 0).
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Warmup as a number of optimizer steps (overrides --warmup-ratio).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Decay after warmup: linear, cosine or constant (default linear).
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Clip gradients to this global L2 norm; 0 turns clipping off (default 1.0).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Tokens per example after truncation, longest-first for pairs (default 128).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Seed for data order, dropout and any new head (default 42).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Group examples of similar length into batches to pad less (default true).
+    #[arg(long)]
+    pub length_bucketing: Option<bool>,
+
+    /// Evaluate every N optimizer steps (default: at the end of every epoch).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Write a checkpoint every N optimizer steps (default: none).
+    #[arg(long)]
+    pub save_every: Option<u64>,
+    /// Keep at most this many step checkpoints; the oldest are deleted (default 2).
+    #[arg(long)]
+    pub save_limit: Option<usize>,
+    /// Metric that picks the best model: accuracy, macro_f1, weighted_f1 or loss (default accuracy).
+    #[arg(long)]
+    pub metric_for_best: Option<String>,
+    /// Whether a larger metric is better (default: true, false for loss).
+    #[arg(long)]
+    pub greater_is_better: Option<bool>,
+    /// Stop after this many evaluations without improvement (default: never).
+    #[arg(long)]
+    pub early_stopping_patience: Option<usize>,
+    /// Log loss and learning rate every N optimizer steps (default 50).
+    #[arg(long)]
+    pub logging_steps: Option<u64>,
+    /// Continue from a checkpoint folder written by an earlier run.
+    #[arg(long)]
+    #[serde(skip)]
+    pub resume_from: Option<PathBuf>,
+    /// cpu, cuda or auto (default auto: the CPU until the CUDA engine lands).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+macro_rules! merge_fields {
+    ($flags:expr, $file:expr, $($field:ident),* $(,)?) => {
+        TrainOptions { $($field: $flags.$field.clone().or_else(|| $file.$field.clone()),)* }
+    };
+}
+
+impl TrainOptions {
+    /// Reads a TOML options file.
+    pub fn from_toml_file(path: &Path) -> Result<TrainOptions> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config { path: path.into(), message: e.to_string() })
+    }
+
+    /// Flags first, then the file's values.
+    pub fn merged_over(&self, file: &TrainOptions) -> TrainOptions {
+        merge_fields!(
+            self, file, model, train, eval, output, config, format, text_column, text_pair_column, label_column, header,
+            quoting, labels, epochs, max_steps, batch_size, grad_accum, lr, weight_decay, warmup_ratio, warmup_steps,
+            schedule, max_grad_norm, max_length, seed, length_bucketing, eval_every, save_every, save_limit,
+            metric_for_best, greater_is_better, early_stopping_patience, logging_steps, resume_from, device,
+        )
+    }
+
+    /// Applies defaults and checks every value.
+    pub fn resolve(&self) -> Result<TrainConfig> {
+        let required = |v: &Option<PathBuf>, flag: &str| {
+            v.clone().ok_or_else(|| Error::InvalidArgument(format!("--{flag} is required (as a flag or in the --config file)")))
+        };
+        let metric = self.metric_for_best.clone().unwrap_or_else(|| "accuracy".into());
+        if !["accuracy", "macro_f1", "weighted_f1", "loss"].contains(&metric.as_str()) {
+            return Err(Error::InvalidArgument(format!("--metric-for-best `{metric}`: use accuracy, macro_f1, weighted_f1 or loss")));
+        }
+        let config = TrainConfig {
+            model: required(&self.model, "model")?,
+            train: required(&self.train, "train")?,
+            eval: self.eval.clone(),
+            output: required(&self.output, "output")?,
+            format: self.format.clone(),
+            text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
+            text_pair_column: self.text_pair_column.clone(),
+            label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
+            header: self.header,
+            quoting: self.quoting,
+            labels: self.labels.clone(),
+            epochs: self.epochs.unwrap_or(3.0),
+            max_steps: self.max_steps,
+            batch_size: self.batch_size.unwrap_or(8),
+            grad_accum: self.grad_accum.unwrap_or(1),
+            lr: self.lr.unwrap_or(2e-5),
+            weight_decay: self.weight_decay.unwrap_or(0.0),
+            warmup_ratio: self.warmup_ratio.unwrap_or(0.0),
+            warmup_steps: self.warmup_steps,
+            schedule: self.schedule.clone().unwrap_or_else(|| "linear".into()),
+            max_grad_norm: self.max_grad_norm.unwrap_or(1.0),
+            max_length: self.max_length.unwrap_or(128),
+            seed: self.seed.unwrap_or(42),
+            length_bucketing: self.length_bucketing.unwrap_or(true),
+            eval_every: self.eval_every,
+            save_every: self.save_every,
+            save_limit: self.save_limit.unwrap_or(2),
+            greater_is_better: self.greater_is_better.unwrap_or(metric != "loss"),
+            metric_for_best: metric,
+            early_stopping_patience: self.early_stopping_patience,
+            logging_steps: self.logging_steps.unwrap_or(50),
+            resume_from: self.resume_from.clone(),
+            device: self.device.clone().unwrap_or_else(|| "auto".into()),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The effective configuration of a run, printed at the start and saved with every checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub model: PathBuf,
+    pub train: PathBuf,
+    pub eval: Option<PathBuf>,
+    pub output: PathBuf,
+    pub format: Option<String>,
+    pub text_column: String,
+    pub text_pair_column: Option<String>,
+    pub label_column: String,
+    pub header: Option<bool>,
+    pub quoting: Option<bool>,
+    pub labels: Option<PathBuf>,
+    pub epochs: f64,
+    pub max_steps: Option<u64>,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    pub warmup_steps: Option<u64>,
+    pub schedule: String,
+    pub max_grad_norm: f64,
+    pub max_length: usize,
+    pub seed: u64,
+    pub length_bucketing: bool,
+    pub eval_every: Option<u64>,
+    pub save_every: Option<u64>,
+    pub save_limit: usize,
+    pub metric_for_best: String,
+    pub greater_is_better: bool,
+    pub early_stopping_patience: Option<usize>,
+    pub logging_steps: u64,
+    pub resume_from: Option<PathBuf>,
+    pub device: String,
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("--batch-size and --grad-accum must be at least 1".into());
+        }
+        if !(self.epochs > 0.0) && self.max_steps.is_none() {
+            return bad(format!("--epochs must be positive (got {})", self.epochs));
+        }
+        if self.max_steps == Some(0) {
+            return bad("--max-steps must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("--lr must be positive and finite (got {})", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad(format!("--warmup-ratio must be in [0, 1) (got {})", self.warmup_ratio));
+        }
+        if self.weight_decay < 0.0 || self.max_grad_norm < 0.0 {
+            return bad("--weight-decay and --max-grad-norm must not be negative".into());
+        }
+        if self.eval_every == Some(0) || self.save_every == Some(0) || self.logging_steps == 0 {
+            return bad("--eval-every, --save-every and --logging-steps must be at least 1".into());
+        }
+        if self.early_stopping_patience.is_some() && self.eval.is_none() {
+            return bad("--early-stopping-patience needs --eval".into());
+        }
+        crate::optim::ScheduleKind::parse(&self.schedule)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,373 @@
+//! The training loop: batches → forward (dropout on) → loss → backward →
+//! gradient accumulation → clipping → AdamW with the schedule; logging,
+//! evaluation, best-model selection, early stopping and checkpoints around it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use super::dataset::{EncodedDataset, encode, epoch_batches, read_labelled, reader_options};
+use super::evaluate::{Evaluation, evaluate};
+use super::options::TrainConfig;
+use super::state::{TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, write_checkpoint, write_state};
+use crate::autograd::Tape;
+use crate::backend::cpu::activation::add_assign;
+use crate::data::BerthTokenizer;
+use crate::data::readers::LabelSet;
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use crate::model::checkpoint::copy_tokenizer_files;
+use crate::model::params::ParamStore;
+use crate::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model, save_model};
+use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
+use crate::rng::mix64;
+use crate::tensor::{DType, Tensor};
+use crate::with_float;
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub seconds: f64,
+    pub real_tokens: u64,
+    pub final_eval: Option<Evaluation>,
+    pub best_step: Option<u64>,
+    pub output: PathBuf,
+}
+
+fn check_device(device: &str) -> Result<()> {
+    match device {
+        "cpu" => Ok(()),
+        "auto" => {
+            eprintln!("device: auto → cpu (the CUDA training engine is not built yet)");
+            Ok(())
+        }
+        "cuda" | "sim" => Err(Error::Device(format!(
+            "--device {device}: training on CUDA needs the CUDA engine, which this build does not have yet; use --device cpu"
+        ))),
+        other => Err(Error::InvalidArgument(format!("unknown --device `{other}` (cpu, cuda or auto)"))),
+    }
+}
+
+/// Runs a whole fine-tuning job as `config` describes.
+pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
+    check_device(&config.device)?;
+    let start = Instant::now();
+    let train_options = reader_options(config, &config.train)?;
+    let train_examples = read_labelled(&config.train, &train_options)?;
+    let labels = match &config.labels {
+        Some(path) => LabelSet::from_file(path)?,
+        None => LabelSet::from_examples(&train_examples),
+    };
+    if labels.len() < 2 {
+        return Err(Error::input(&config.train, 0, Some("label"), format!("single-label classification needs at least 2 labels; found {}", labels.len())));
+    }
+    let eval_examples = match &config.eval {
+        Some(path) => Some((path.clone(), read_labelled(path, &reader_options(config, path)?)?)),
+        None => None,
+    };
+
+    // Resume: the checkpoint's model and state replace the pre-trained start.
+    let resume = match &config.resume_from {
+        Some(dir) if !is_checkpoint(dir) => {
+            return Err(Error::Checkpoint { path: dir.clone(), message: "not a berth checkpoint (training_state.json, optimizer.safetensors and model.safetensors are needed)".into() });
+        }
+        Some(dir) => Some((dir.clone(), read_state(dir)?)),
+        None => None,
+    };
+    let model_dir = resume.as_ref().map(|(d, _)| d.clone()).unwrap_or_else(|| config.model.clone());
+    let names: Vec<String> = labels.names().to_vec();
+    if let Some((dir, state)) = &resume {
+        if state.labels != names {
+            return Err(Error::Checkpoint { path: dir.clone(), message: format!("the checkpoint was trained for labels {:?}, this run has {:?}", state.labels, names) });
+        }
+    }
+    let load = LoadOptions {
+        head: Some(HeadKind::SequenceClassification),
+        labels: Some(names.clone()),
+        problem_type: Some(ProblemType::SingleLabel),
+        seed: config.seed,
+        dtype: DType::F32,
+    };
+    let (mut model, report) = load_model(&model_dir, &load)?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    let tokenizer = BerthTokenizer::from_dir(&model_dir, config.max_length.min(model.config.max_position_embeddings))?;
+    let train_data = encode(&config.train, &train_examples, &labels, &tokenizer)?;
+    let eval_data = match &eval_examples {
+        Some((path, examples)) => Some(encode(path, examples, &labels, &tokenizer)?),
+        None => None,
+    };
+    let lengths: Vec<usize> = train_data.encodings.iter().map(|e| e.ids.len()).collect();
+    let batches_per_epoch = train_data.len().div_ceil(config.batch_size) as u64;
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accum as u64).max(1);
+    let total_steps = config.max_steps.unwrap_or_else(|| (config.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
+    let warmup_steps = config.warmup_steps.unwrap_or_else(|| (config.warmup_ratio * total_steps as f64).ceil() as u64);
+    let schedule = Schedule { kind: ScheduleKind::parse(&config.schedule)?, peak_lr: config.lr, warmup_steps, total_steps };
+
+    std::fs::create_dir_all(&config.output).map_err(|e| Error::io(&config.output, e))?;
+    let trainable = vec![true; model.params.len()];
+    let adam = AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() };
+    let mut optimizer = AdamW::new(adam, model.params.names(), model.params.tensors(), &trainable);
+    let mut state = TrainingState {
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+        micro_batches: 0,
+        total_steps,
+        warmup_steps,
+        adam_step: 0,
+        best_metric: None,
+        best_step: None,
+        evals_without_improvement: 0,
+        real_tokens: 0,
+        labels: names.clone(),
+        config: config.clone(),
+    };
+    if let Some((dir, saved)) = &resume {
+        read_optimizer(dir, &model, &mut optimizer, saved.adam_step)?;
+        state = TrainingState { config: config.clone(), ..saved.clone() };
+        if state.total_steps != total_steps {
+            return Err(Error::Checkpoint { path: dir.clone(), message: format!("the checkpoint's run had {} steps in all; this one would have {total_steps}: use the same data and settings", state.total_steps) });
+        }
+        truncate_log(&config.output.join("metrics.jsonl"), state.step)?;
+        eprintln!("resuming from {} at step {} (epoch {}, batch {})", dir.display(), state.step, state.epoch, state.batch_in_epoch);
+    }
+
+    eprintln!("configuration:\n{}", serde_json::to_string_pretty(config).expect("serialisable"));
+    eprintln!(
+        "data: {} training examples ({} real tokens), {} evaluation examples, {} labels: {}",
+        train_data.len(),
+        train_data.real_tokens(),
+        eval_data.as_ref().map_or(0, EncodedDataset::len),
+        names.len(),
+        names.join(", ")
+    );
+    eprintln!(
+        "plan: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} examples per step), warmup {warmup_steps}, {} parameters trained",
+        config.batch_size * config.grad_accum,
+        model.params.count()
+    );
+
+    let mut best_params: Option<ParamStore> = None;
+    if state.best_step.is_some() {
+        let best_dir = config.output.join("best");
+        if best_dir.join("model.safetensors").is_file() {
+            best_params = Some(load_model(&best_dir, &load)?.0.params);
+        }
+    }
+    let mut log = MetricsLog::open(&config.output.join("metrics.jsonl"))?;
+    let bar = progress_bar(total_steps, state.step);
+    let run_start = Instant::now();
+    let tokens_at_start = state.real_tokens;
+    let pad_id = tokenizer.pad_id();
+    let mut window_loss = 0.0;
+    let mut window_steps = 0u64;
+    let mut stop = false;
+    let mut last_eval: Option<Evaluation> = None;
+
+    'epochs: while state.step < total_steps && !stop {
+        let batches = epoch_batches(&lengths, config.batch_size, config.seed, state.epoch, config.length_bucketing);
+        while state.batch_in_epoch < batches.len() {
+            // One optimizer step: up to grad_accum micro-batches (fewer at the end of an epoch).
+            let group_end = (state.batch_in_epoch + config.grad_accum).min(batches.len());
+            let group = &batches[state.batch_in_epoch..group_end];
+            let mut grads: Vec<Option<Tensor>> = vec![None; model.params.len()];
+            let mut step_loss = 0.0;
+            for (k, indices) in group.iter().enumerate() {
+                let (batch, y) = train_data.batch(indices, pad_id);
+                let dropout_seed = mix64(config.seed ^ mix64(state.micro_batches + k as u64 + 1));
+                let mut tape = Tape::new();
+                let cache = model.weight_cache()?;
+                let out = model.forward_cached(&mut tape, &batch, ForwardMode::train(dropout_seed), Some(&cache))?;
+                let loss = model.loss(&mut tape, out.logits, &Labels::SingleLabel(y), None)?;
+                let loss_value = tape.value(loss).to_f64_vec()[0];
+                if !loss_value.is_finite() {
+                    return Err(non_finite("loss", loss_value, &state, config));
+                }
+                step_loss += loss_value / group.len() as f64;
+                let seed = Tensor::full(&[1], 1.0 / group.len() as f64, model.dtype());
+                let mut g = tape.backward_with(loss, seed)?;
+                for (i, v) in out.params.iter().enumerate() {
+                    if let Some(gi) = g.take(*v) {
+                        match &mut grads[i] {
+                            None => grads[i] = Some(gi),
+                            Some(acc) => with_float!(acc.dtype(), "accumulate", |T| {
+                                add_assign(acc.data_mut::<T>()?, gi.data::<T>()?);
+                                Ok::<(), Error>(())
+                            })?,
+                        }
+                    }
+                }
+                state.real_tokens += batch.real_tokens() as u64;
+            }
+            let grad_norm = clip_grad_norm(&mut grads, config.max_grad_norm).map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?;
+            let lr = schedule.lr(state.step);
+            optimizer.update(model.params.tensors_mut(), &grads, lr)?;
+            state.step += 1;
+            state.adam_step = optimizer.step;
+            state.micro_batches += group.len() as u64;
+            state.batch_in_epoch = group_end;
+            if state.batch_in_epoch >= batches.len() {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+            }
+            window_loss += step_loss;
+            window_steps += 1;
+
+            let elapsed = run_start.elapsed().as_secs_f64().max(1e-9);
+            let tokens_per_s = (state.real_tokens - tokens_at_start) as f64 / elapsed;
+            bar.set_position(state.step);
+            bar.set_message(format!("loss {step_loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"));
+            if state.step % config.logging_steps == 0 || state.step == total_steps {
+                log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "loss": window_loss / window_steps as f64,
+                    "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s}))?;
+                window_loss = 0.0;
+                window_steps = 0;
+            }
+            let epoch_done = state.batch_in_epoch == 0;
+            let eval_now = match config.eval_every {
+                Some(n) => state.step % n == 0 || state.step == total_steps,
+                None => epoch_done || state.step == total_steps,
+            };
+            if let (true, Some(data)) = (eval_now, &eval_data) {
+                let evaluation = evaluate(&model, data, config.batch_size.max(32), pad_id)?;
+                let value = evaluation.metric(&config.metric_for_best);
+                log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "eval_loss": evaluation.loss,
+                    "eval_accuracy": evaluation.report.accuracy, "eval_macro_f1": evaluation.report.macro_avg.f1,
+                    "eval_weighted_f1": evaluation.report.weighted_avg.f1}))?;
+                bar.println(format!("step {}: eval {} = {value:.4} (accuracy {:.4}, loss {:.4})", state.step, config.metric_for_best, evaluation.report.accuracy, evaluation.loss));
+                let improved = state.best_metric.is_none_or(|best| if config.greater_is_better { value > best } else { value < best });
+                if improved {
+                    state.best_metric = Some(value);
+                    state.best_step = Some(state.step);
+                    state.evals_without_improvement = 0;
+                    best_params = Some(model.params.clone());
+                    save_model_dir(&model, &config.output.join("best"), &model_dir)?;
+                } else {
+                    state.evals_without_improvement += 1;
+                    if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
+                        bar.println(format!("early stopping: no improvement in {} evaluations", state.evals_without_improvement));
+                        stop = true;
+                    }
+                }
+                last_eval = Some(evaluation);
+            }
+            if config.save_every.is_some_and(|n| state.step % n == 0) {
+                let dir = config.output.join(format!("checkpoint-{}", state.step));
+                write_checkpoint(&dir, &model, &optimizer, &state, &model_dir)?;
+                prune_checkpoints(&config.output, config.save_limit)?;
+            }
+            if state.step >= total_steps || stop {
+                break 'epochs;
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    // The best model (when there was evaluation) becomes the output.
+    let mut final_eval = last_eval;
+    if let Some(best) = best_params {
+        if state.best_step != Some(state.step) {
+            model.params = best;
+            eprintln!("restored the best model, from step {}", state.best_step.unwrap_or(0));
+            if let Some(data) = &eval_data {
+                final_eval = Some(evaluate(&model, data, config.batch_size.max(32), pad_id)?);
+            }
+        }
+    }
+    save_model(&model, &config.output, DType::F32)?;
+    copy_tokenizer_files(&model_dir, &config.output)?;
+    write_state(&config.output, &state)?;
+    if let Some(e) = &final_eval {
+        let mut metrics = e.report.to_json();
+        metrics["eval_loss"] = json!(e.loss);
+        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&metrics).expect("json").as_bytes())?;
+    }
+    Ok(TrainSummary {
+        steps: state.step,
+        seconds: start.elapsed().as_secs_f64(),
+        real_tokens: state.real_tokens,
+        final_eval,
+        best_step: state.best_step,
+        output: config.output.clone(),
+    })
+}
+
+fn non_finite(what: &str, value: f64, state: &TrainingState, config: &TrainConfig) -> Error {
+    let last = list_checkpoints(&config.output).last().map(|(s, p)| format!("the last checkpoint (step {s}, {}) is intact", p.display()));
+    Error::Numerical(format!(
+        "the {what} is {value} at step {} (epoch {}, batch {}); training stopped without writing anything; {}. A smaller --lr usually helps",
+        state.step + 1,
+        state.epoch,
+        state.batch_in_epoch,
+        last.unwrap_or_else(|| "no checkpoint was written yet".into())
+    ))
+}
+
+fn epoch_float(state: &TrainingState, batches_per_epoch: usize) -> f64 {
+    state.epoch as f64 + state.batch_in_epoch as f64 / batches_per_epoch.max(1) as f64
+}
+
+/// Saves a model folder atomically (temporary folder, then rename).
+fn save_model_dir(model: &BertClassifier, dir: &Path, tokenizer_from: &Path) -> Result<()> {
+    let tmp = dir.with_file_name(format!("{}.tmp", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    save_model(model, &tmp, DType::F32)?;
+    copy_tokenizer_files(tokenizer_from, &tmp)?;
+    replace_dir(&tmp, dir)
+}
+
+fn prune_checkpoints(output: &Path, keep: usize) -> Result<()> {
+    let all = list_checkpoints(output);
+    let excess = all.len().saturating_sub(keep.max(1));
+    for (_, dir) in all.into_iter().take(excess) {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+fn progress_bar(total: u64, position: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(position);
+    bar
+}
+
+/// `metrics.jsonl`: one JSON object per logging step and per evaluation, appended and flushed.
+struct MetricsLog {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    fn open(path: &Path) -> Result<MetricsLog> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(MetricsLog { file, path: path.into() })
+    }
+
+    fn write(&mut self, value: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{value}").and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// On resume, drops log lines from after the checkpoint, which the resumed run will write again.
+fn truncate_log(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_atomic(path, kept.as_bytes())
+}
