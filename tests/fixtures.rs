@@ -149,3 +149,25 @@ fn r2_minilm_tokenizer_and_outputs_match_hf() {
         assert!(e1 <= 1e-5 && e2 <= 1e-5, "{prefix}: {e1} {e2}");
     }
 }
+
+#[test]
+fn r2_wordpiece_from_vocab_matches_tokenizer_json() {
+    // A model folder with only vocab.txt gets BERT's WordPiece pipeline
+    // built in code; it must tokenise exactly as the stored tokenizer.json.
+    let (Some(fixture), Some(model_dir)) = (fixture_dir("minilm-l6"), minilm_dir()) else { return };
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture.join("reference.json")).unwrap()).unwrap();
+    let from_json = BerthTokenizer::from_dir(&model_dir, 128).unwrap();
+    let from_vocab = BerthTokenizer::from_vocab(&model_dir.join("vocab.txt"), 128, true).unwrap();
+    let mut texts: Vec<String> = json["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+    texts.push("A sentence long enough to be truncated ".repeat(40));
+    for text in &texts {
+        assert_eq!(from_vocab.encode(text, None).unwrap(), from_json.encode(text, None).unwrap(), "{text}");
+    }
+    let p = json["pair"].as_array().unwrap();
+    let (a, b) = (p[0].as_str().unwrap(), p[1].as_str().unwrap());
+    assert_eq!(from_vocab.encode(a, Some(b)).unwrap(), from_json.encode(a, Some(b)).unwrap());
+    // Truncation is berth's max_length, not the 128 padding stored in tokenizer.json.
+    let short = BerthTokenizer::from_dir(&model_dir, 16).unwrap();
+    assert_eq!(short.encode(&texts[texts.len() - 1], None).unwrap().ids.len(), 16);
+    assert!(from_json.encode("ok", None).unwrap().ids.len() < 10, "no fixed padding");
+}
