@@ -131,3 +131,34 @@ fn r2_convert_to_bf16_halves_the_file_and_still_predicts() {
     let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(line["logits"].as_array().unwrap().len(), 3);
 }
+
+/// Python with torch and transformers: `BERTH_PYTHON`, else `python3`; None (skip) without them.
+fn python_with_transformers() -> Option<String> {
+    let python = std::env::var("BERTH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python).args(["-c", "import torch, transformers"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if ok {
+        Some(python)
+    } else {
+        eprintln!("SKIP: {python} cannot import torch and transformers (set BERTH_PYTHON to a Python that can)");
+        None
+    }
+}
+
+#[test]
+fn r3_export_loads_in_transformers_with_matching_logits() {
+    let Some(python) = python_with_transformers() else { return };
+    for name in ["a-seqcls", "a-pair", "a-tokcls"] {
+        let Some(dir) = fixture_dir(name) else { return };
+        let work = scratch_dir(&format!("roundtrip-{name}"));
+        // Re-save through berth's writer, predict with berth, then let transformers load the export.
+        let export = work.join("export");
+        assert!(berth().args(["convert", "--dtype", "f32", "--model"]).arg(&dir).arg("--output").arg(&export).status().unwrap().success());
+        let input = work.join("input.txt");
+        std::fs::write(&input, fixture_lines(&dir)).unwrap();
+        let expected = work.join("berth.jsonl");
+        assert!(berth().args(["predict", "--model"]).arg(&export).arg("--input").arg(&input).arg("--output").arg(&expected).status().unwrap().success());
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/hf_roundtrip.py");
+        let out = Command::new(&python).arg(script).arg("--model").arg(&export).arg("--input").arg(&input).arg("--expected").arg(&expected).output().unwrap();
+        assert!(out.status.success(), "{name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -13,3 +13,5 @@ mod checkpoint;
 mod cli;
 // Classification metrics against scikit-learn (tests/data/metrics/cases.json).
 mod metrics;
+// berth train and eval end to end: resume after SIGKILL, bad input, --config, new labels.
+mod train;

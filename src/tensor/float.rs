@@ -155,7 +155,9 @@ pub mod fast_f32 {
             + r * (1.0
                 + r * (0.5
                     + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-        let scale = f32::from_bits((n_int + 127) as u32 * (1 << 23));
+        // Wrapping, so a NaN input (whose n_int is garbage) gives NaN in debug
+        // builds too instead of an overflow panic; in range it is exact.
+        let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
         p * scale
     }
 
