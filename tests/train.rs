@@ -224,8 +224,9 @@ fn r3_resume_after_sigkill_is_bit_identical() {
     let Some(model) = fixture_dir("a-seqcls") else { return };
     let work = scratch_dir("r3-resume");
     let data = write_data(&work, &SENTIMENT);
-    // 60 examples in batches of 4: 15 steps an epoch, so the run crosses two epoch boundaries.
-    let args = ["--max-steps", "40", "--save-every", "5", "--eval-every", "10", "--logging-steps", "5", "--seed", "7", "--batch-size", "4"];
+    // 60 examples in batches of 4: 15 steps an epoch, so the run crosses three epoch
+    // boundaries; at this rate the best evaluation (step 50) comes after the kill.
+    let args = ["--max-steps", "60", "--save-every", "5", "--eval-every", "10", "--logging-steps", "5", "--seed", "7", "--batch-size", "4", "--lr", "1e-3"];
     let run = |output: &Path| {
         let mut c = train_cmd(&model, &data.train, output, &args);
         c.arg("--eval").arg(&data.dev);
@@ -256,18 +257,31 @@ fn r3_resume_after_sigkill_is_bit_identical() {
 
     // Resume B from the newest complete checkpoint.
     let (step, checkpoint) = checkpoints(&b).pop().unwrap();
-    assert!((10..40).contains(&step), "newest checkpoint is at step {step}");
+    assert!((10..60).contains(&step), "newest checkpoint is at step {step}");
     assert_complete_checkpoint(&checkpoint, step);
     let out = succeed(run(&b).arg("--resume-from").arg(&checkpoint), "resumed run B");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resuming from") && stderr.contains(&format!("at step {step}")), "no resume line for step {step}:\n{stderr}");
 
-    // The same bytes as the uninterrupted run: final model, and the best model it came from.
-    for file in ["model.safetensors", "best/model.safetensors"] {
+    // The same bytes as the uninterrupted run: the final (best) model, and the last
+    // checkpoint's weights and optimizer moments; the same files, tokenizer included.
+    for file in ["model.safetensors", "best/model.safetensors", "checkpoint-60/model.safetensors", "checkpoint-60/optimizer.safetensors"] {
         let want = std::fs::read(a.join(file)).unwrap();
-        let got = std::fs::read(b.join(file)).unwrap();
+        let got = std::fs::read(b.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(got == want, "{file}: killed at step {step} and resumed, the bytes differ from the uninterrupted run");
     }
+    for dir in ["", "best", "checkpoint-55", "checkpoint-60"] {
+        let names = |root: &Path| -> Vec<String> {
+            let mut n: Vec<String> = std::fs::read_dir(root.join(dir)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&b), names(&a), "{dir:?}: the resumed run's folder holds other files than the uninterrupted run's");
+    }
+    for file in ["tokenizer.json", "vocab.txt", "best/tokenizer.json", "checkpoint-60/tokenizer.json"] {
+        assert!(std::fs::read(b.join(file)).unwrap() == std::fs::read(a.join(file)).unwrap(), "{file} differs");
+    }
+    predict(&b, &work);
     let (state_a, state_b) = (read_json(&a.join("training_state.json")), read_json(&b.join("training_state.json")));
     for key in ["step", "epoch", "micro_batches", "adam_step", "real_tokens", "best_step", "best_metric"] {
         assert_eq!(state_a[key], state_b[key], "training_state.json `{key}` differs after resume from step {step}");
@@ -291,7 +305,8 @@ fn r3_resume_after_sigkill_is_bit_identical() {
         assert_eq!(logged_b, entries(&a, key, fields), "metrics.jsonl `{key}` entries differ from the uninterrupted run");
     }
     let steps: Vec<u64> = entries(&a, "loss", &["step"]).iter().map(|e| e[0].as_u64().unwrap()).collect();
-    assert_eq!(steps, (1..=8).map(|k| 5 * k).collect::<Vec<u64>>(), "run A's logging steps");
+    assert_eq!(steps, (1..=12).map(|k| 5 * k).collect::<Vec<u64>>(), "run A's logging steps");
+    assert_eq!(state_a["best_step"], 50, "the best evaluation should come after the kill; retune the run");
 }
 
 // ---------------------------------------------------------------- 2. bad input
@@ -387,7 +402,11 @@ fn r3_non_finite_loss_names_the_step_and_keeps_checkpoints() {
     assert!(err.contains(&format!("checkpoint-{}", failed - 1)), "the message should point at the last checkpoint:\n{err}");
     for (step, dir) in &found {
         assert_complete_checkpoint(dir, *step);
-        predict(dir, &work);
+        let lines = predict(dir, &work);
+        if *step == 1 {
+            // Trained at learning rate 0: the fixture's weights, so real logits.
+            assert!(lines.iter().all(|l| l["logits"].as_array().unwrap().iter().all(Value::is_f64)), "{lines:?}");
+        }
     }
     let leftovers: Vec<String> = std::fs::read_dir(&output).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp") || n.ends_with(".old")).collect();
     assert!(leftovers.is_empty(), "half-written folders left: {leftovers:?}");

@@ -247,12 +247,31 @@ pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
     if from == to {
         return Ok(());
     }
-    for name in TOKENIZER_FILES {
-        let src = from.join(name);
-        if src.exists() {
-            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
-            write_atomic(&to.join(name), &bytes)?;
+    TokenizerFiles::read(from)?.write(to)
+}
+
+/// Whichever tokenizer files a model folder has, held in memory. A training
+/// run reads them once and writes them into every checkpoint: the folder it
+/// started from may be a checkpoint that the run itself prunes.
+#[derive(Clone, Debug, Default)]
+pub struct TokenizerFiles(Vec<(&'static str, Vec<u8>)>);
+
+impl TokenizerFiles {
+    pub fn read(dir: &Path) -> Result<TokenizerFiles> {
+        let mut files = Vec::new();
+        for name in TOKENIZER_FILES {
+            let src = dir.join(name);
+            if src.exists() {
+                files.push((name, std::fs::read(&src).map_err(|e| Error::io(&src, e))?));
+            }
         }
+        Ok(TokenizerFiles(files))
     }
-    Ok(())
+
+    pub fn write(&self, to: &Path) -> Result<()> {
+        for (name, bytes) in &self.0 {
+            write_atomic(&to.join(name), bytes)?;
+        }
+        Ok(())
+    }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::model::checkpoint::{TOKENIZER_FILES, copy_tokenizer_files, read_safetensors};
+use crate::model::checkpoint::{TOKENIZER_FILES, TokenizerFiles, read_safetensors};
 use crate::model::{BertClassifier, save_model};
 use crate::optim::AdamW;
 use crate::tensor::{DType, Tensor};
@@ -40,6 +40,12 @@ pub struct TrainingState {
     pub evals_without_improvement: usize,
     /// Non-padding tokens trained on so far.
     pub real_tokens: u64,
+    /// Training loss summed over the optimizer steps since the last log line,
+    /// and their count: saved so a resumed run logs the same averages.
+    #[serde(default)]
+    pub log_window_loss: f64,
+    #[serde(default)]
+    pub log_window_steps: u64,
     pub labels: Vec<String>,
     pub config: TrainConfig,
 }
@@ -47,14 +53,14 @@ pub struct TrainingState {
 /// Writes a complete checkpoint (model, tokenizer, state, optimizer) into a
 /// temporary folder and renames it into place, so `dir` is always either the
 /// previous complete checkpoint or the new complete one.
-pub fn write_checkpoint(dir: &Path, model: &BertClassifier, optimizer: &AdamW, state: &TrainingState, tokenizer_from: &Path) -> Result<()> {
+pub fn write_checkpoint(dir: &Path, model: &BertClassifier, optimizer: &AdamW, state: &TrainingState, tokenizer: &TokenizerFiles) -> Result<()> {
     let tmp = sibling(dir, "tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     save_model(model, &tmp, DType::F32)?;
-    copy_tokenizer_files(tokenizer_from, &tmp)?;
+    tokenizer.write(&tmp)?;
     write_state(&tmp, state)?;
     write_optimizer(&tmp.join(OPTIMIZER_FILE), model, optimizer)?;
     replace_dir(&tmp, dir)

@@ -19,7 +19,7 @@ use crate::data::BerthTokenizer;
 use crate::data::readers::LabelSet;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::model::checkpoint::copy_tokenizer_files;
+use crate::model::checkpoint::TokenizerFiles;
 use crate::model::params::ParamStore;
 use crate::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model, save_model};
 use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
@@ -96,6 +96,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     for note in &report.notes {
         eprintln!("note: {note}");
     }
+    let tokenizer_files = TokenizerFiles::read(&model_dir)?;
     let tokenizer = BerthTokenizer::from_dir(&model_dir, config.max_length.min(model.config.max_position_embeddings))?;
     let train_data = encode(&config.train, &train_examples, &labels, &tokenizer)?;
     let eval_data = match &eval_examples {
@@ -125,6 +126,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         best_step: None,
         evals_without_improvement: 0,
         real_tokens: 0,
+        log_window_loss: 0.0,
+        log_window_steps: 0,
         labels: names.clone(),
         config: config.clone(),
     };
@@ -165,8 +168,6 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     let run_start = Instant::now();
     let tokens_at_start = state.real_tokens;
     let pad_id = tokenizer.pad_id();
-    let mut window_loss = 0.0;
-    let mut window_steps = 0u64;
     let mut stop = false;
     let mut last_eval: Option<Evaluation> = None;
 
@@ -216,18 +217,18 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                 state.epoch += 1;
                 state.batch_in_epoch = 0;
             }
-            window_loss += step_loss;
-            window_steps += 1;
+            state.log_window_loss += step_loss;
+            state.log_window_steps += 1;
 
             let elapsed = run_start.elapsed().as_secs_f64().max(1e-9);
             let tokens_per_s = (state.real_tokens - tokens_at_start) as f64 / elapsed;
             bar.set_position(state.step);
             bar.set_message(format!("loss {step_loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"));
             if state.step % config.logging_steps == 0 || state.step == total_steps {
-                log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "loss": window_loss / window_steps as f64,
+                log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "loss": state.log_window_loss / state.log_window_steps.max(1) as f64,
                     "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s}))?;
-                window_loss = 0.0;
-                window_steps = 0;
+                state.log_window_loss = 0.0;
+                state.log_window_steps = 0;
             }
             let epoch_done = state.batch_in_epoch == 0;
             let eval_now = match config.eval_every {
@@ -247,7 +248,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                     state.best_step = Some(state.step);
                     state.evals_without_improvement = 0;
                     best_params = Some(model.params.clone());
-                    save_model_dir(&model, &config.output.join("best"), &model_dir)?;
+                    save_model_dir(&model, &config.output.join("best"), &tokenizer_files)?;
                 } else {
                     state.evals_without_improvement += 1;
                     if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
@@ -259,7 +260,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             }
             if config.save_every.is_some_and(|n| state.step % n == 0) {
                 let dir = config.output.join(format!("checkpoint-{}", state.step));
-                write_checkpoint(&dir, &model, &optimizer, &state, &model_dir)?;
+                ensure_finite_weights(&model, &state, config)?;
+                write_checkpoint(&dir, &model, &optimizer, &state, &tokenizer_files)?;
                 prune_checkpoints(&config.output, config.save_limit)?;
             }
             if state.step >= total_steps || stop {
@@ -281,7 +283,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         }
     }
     save_model(&model, &config.output, DType::F32)?;
-    copy_tokenizer_files(&model_dir, &config.output)?;
+    tokenizer_files.write(&config.output)?;
     write_state(&config.output, &state)?;
     if let Some(e) = &final_eval {
         let mut metrics = e.report.to_json();
@@ -301,7 +303,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
 fn non_finite(what: &str, value: f64, state: &TrainingState, config: &TrainConfig) -> Error {
     let last = list_checkpoints(&config.output).last().map(|(s, p)| format!("the last checkpoint (step {s}, {}) is intact", p.display()));
     Error::Numerical(format!(
-        "the {what} is {value} at step {} (epoch {}, batch {}); training stopped without writing anything; {}. A smaller --lr usually helps",
+        "the {what} is {value} at step {} (epoch {}, batch {}); training stopped without saving a model; {}. A smaller --lr usually helps",
         state.step + 1,
         state.epoch,
         state.batch_in_epoch,
@@ -309,18 +311,37 @@ fn non_finite(what: &str, value: f64, state: &TrainingState, config: &TrainConfi
     ))
 }
 
+/// Refuses to save weights that are no longer finite (an update can overflow
+/// before any loss turns NaN); the previous checkpoint stays the last good one.
+fn ensure_finite_weights(model: &BertClassifier, state: &TrainingState, config: &TrainConfig) -> Result<()> {
+    for (name, t) in model.params.iter() {
+        let finite = with_float!(t.dtype(), "ensure_finite_weights", |T| Ok::<bool, Error>(
+            t.data::<T>()?.iter().all(|v| crate::tensor::Float::is_finite(*v))
+        ))?;
+        if !finite {
+            let last = list_checkpoints(&config.output).last().map(|(s, p)| format!("the last checkpoint (step {s}, {}) is intact", p.display()));
+            return Err(Error::Numerical(format!(
+                "parameter `{name}` is no longer finite after step {}; training stopped without saving it; {}. A smaller --lr usually helps",
+                state.step,
+                last.unwrap_or_else(|| "no checkpoint was written yet".into())
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn epoch_float(state: &TrainingState, batches_per_epoch: usize) -> f64 {
     state.epoch as f64 + state.batch_in_epoch as f64 / batches_per_epoch.max(1) as f64
 }
 
 /// Saves a model folder atomically (temporary folder, then rename).
-fn save_model_dir(model: &BertClassifier, dir: &Path, tokenizer_from: &Path) -> Result<()> {
+fn save_model_dir(model: &BertClassifier, dir: &Path, tokenizer: &TokenizerFiles) -> Result<()> {
     let tmp = dir.with_file_name(format!("{}.tmp", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     save_model(model, &tmp, DType::F32)?;
-    copy_tokenizer_files(tokenizer_from, &tmp)?;
+    tokenizer.write(&tmp)?;
     replace_dir(&tmp, dir)
 }
 
