@@ -56,9 +56,13 @@ def main():
     train_ds, dev_ds = Dataset(train_x, train_y), Dataset(dev_x, dev_y)
     real_tokens = sum(len(item["input_ids"]) for item in train_ds.items)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
+    # Warmup ratio 0.1 as a step count (transformers 5 dropped `warmup_ratio`): 10% of the
+    # ceil(n / 32) optimizer steps of one epoch, rounded up as berth does.
+    total_steps = -(-len(train_ds) // 32)
+    warmup_steps = -(-total_steps // 10)
     training_args = TrainingArguments(
         output_dir=args.out, num_train_epochs=1, per_device_train_batch_size=32, per_device_eval_batch_size=64,
-        learning_rate=5e-5, warmup_ratio=0.1, weight_decay=0.01, save_strategy="no", eval_strategy="no",
+        learning_rate=5e-5, warmup_steps=warmup_steps, weight_decay=0.01, save_strategy="no", eval_strategy="no",
         logging_steps=100, report_to=[], use_cpu=True, seed=42, dataloader_num_workers=0)
 
     def accuracy(pred):
