@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::data::BerthTokenizer;
-use crate::data::readers::{Column, Format, LabelSet, ReaderOptions};
+use crate::data::readers::LabelSet;
 use crate::error::Result;
 use crate::io::write_atomic;
 use crate::model::{LoadOptions, load_model};
-use crate::train::dataset::{encode, read_labelled};
+use crate::train::dataset::{ColumnChoice, encode, read_labelled};
 use crate::train::evaluate::evaluate;
 
 #[derive(Args, Debug)]
@@ -49,18 +49,15 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let (model, _) = load_model(&args.model, &LoadOptions::default())?;
-    let format = match &args.format {
-        Some(f) => Format::parse(f)?,
-        None => Format::from_path(&args.data),
+    let choice = ColumnChoice {
+        format: args.format.as_deref(),
+        text: &args.text_column,
+        text_pair: args.text_pair_column.as_deref(),
+        label: &args.label_column,
+        header: args.header,
+        quoting: args.quoting,
     };
-    let mut options = ReaderOptions::new(format);
-    options.text = Column::parse(&args.text_column)?;
-    options.text_pair = args.text_pair_column.as_deref().map(Column::parse).transpose()?;
-    options.label = Some(Column::parse(&args.label_column)?);
-    options.has_header = args.header;
-    if let Some(q) = args.quoting {
-        options.quoting = q;
-    }
+    let options = choice.reader_options(&args.data)?;
     let examples = read_labelled(&args.data, &options)?;
     let labels = LabelSet::from_names(model.labels.clone())?;
     let tokenizer = BerthTokenizer::from_dir(&args.model, args.max_length.min(model.config.max_position_embeddings))?;

@@ -40,19 +40,44 @@ impl EncodedDataset {
 
 /// Reader options from the run's configuration, for one file.
 pub fn reader_options(config: &TrainConfig, path: &Path) -> Result<ReaderOptions> {
-    let format = match &config.format {
-        Some(f) => Format::parse(f)?,
-        None => Format::from_path(path),
+    let columns = ColumnChoice {
+        format: config.format.as_deref(),
+        text: &config.text_column,
+        text_pair: config.text_pair_column.as_deref(),
+        label: &config.label_column,
+        header: config.header,
+        quoting: config.quoting,
     };
-    let mut options = ReaderOptions::new(format);
-    options.text = Column::parse(&config.text_column)?;
-    options.text_pair = config.text_pair_column.as_deref().map(Column::parse).transpose()?;
-    options.label = Some(Column::parse(&config.label_column)?);
-    options.has_header = config.header;
-    if let Some(q) = config.quoting {
-        options.quoting = q;
+    columns.reader_options(path)
+}
+
+/// The reader choices `berth train` and `berth eval` share, as given on the command line.
+pub struct ColumnChoice<'a> {
+    pub format: Option<&'a str>,
+    pub text: &'a str,
+    pub text_pair: Option<&'a str>,
+    pub label: &'a str,
+    pub header: Option<bool>,
+    pub quoting: Option<bool>,
+}
+
+impl ColumnChoice<'_> {
+    /// Options for reading `path`: the format from the choice or the file extension.
+    pub fn reader_options(&self, path: &Path) -> Result<ReaderOptions> {
+        let format = match self.format {
+            Some(f) => Format::parse(f)?,
+            None => Format::from_path(path),
+        };
+        let mut options = ReaderOptions::new(format);
+        options.text = Column::parse(self.text)?;
+        options.text_pair = self.text_pair.map(Column::parse).transpose()?;
+        options.label = Some(Column::parse(self.label)?);
+        options.has_header = self.header;
+        if let Some(q) = self.quoting {
+            options.quoting = q;
+        }
+        Ok(options)
     }
-    Ok(options)
 }
 
 /// Reads a labelled file; every label must be in `labels` (the error names file, line and field).
