@@ -243,7 +243,8 @@ impl Tape {
     }
 }
 
-fn accumulate(acc: &mut Tensor, grad: &Tensor) -> Result<()> {
+/// acc += grad, element-wise (same shape and dtype).
+pub fn accumulate(acc: &mut Tensor, grad: &Tensor) -> Result<()> {
     let dtype: DType = acc.dtype();
     with_float!(dtype, "accumulate", |T| {
         let g = grad.data::<T>()?;

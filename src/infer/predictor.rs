@@ -42,18 +42,23 @@ pub struct Predictor {
     cache: WeightCache,
 }
 
-pub fn softmax(x: &[f64]) -> Vec<f64> {
+/// log Σ exp(x), shifted by the maximum so it cannot overflow.
+pub fn log_sum_exp(x: &[f64]) -> f64 {
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = x.iter().map(|v| (v - max).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
+    max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
+pub fn softmax(x: &[f64]) -> Vec<f64> {
+    let lse = log_sum_exp(x);
+    x.iter().map(|v| (v - lse).exp()).collect()
 }
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn argmax(x: &[f64]) -> usize {
+/// Index of the largest value (the first, on ties).
+pub fn argmax(x: &[f64]) -> usize {
     x.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 

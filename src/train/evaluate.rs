@@ -2,6 +2,7 @@
 
 use crate::autograd::Tape;
 use crate::error::Result;
+use crate::infer::predictor::{argmax, log_sum_exp};
 use crate::metrics::classification::{ClassificationReport, try_classification_report};
 use crate::model::{BertClassifier, ForwardMode};
 use crate::model::params::WeightCache;
@@ -42,10 +43,8 @@ pub fn evaluate(model: &BertClassifier, data: &EncodedDataset, batch_size: usize
         let c = model.num_labels();
         for (row, (&i, &y)) in chunk.iter().zip(&labels).enumerate() {
             let x = &logits[row * c..(row + 1) * c];
-            let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let log_z = max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-            loss_sum += log_z - x[y as usize];
-            predictions[i] = x.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b }).0;
+            loss_sum += log_sum_exp(x) - x[y as usize];
+            predictions[i] = argmax(x);
         }
     }
     let report = try_classification_report(&data.labels, &predictions, &model.labels)?;

@@ -82,7 +82,8 @@ pub fn replace_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+/// `dir` with `.suffix` appended to its name, in the same parent folder.
+pub(crate) fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dir.with_file_name(format!("{name}.{suffix}"))
 }

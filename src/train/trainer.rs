@@ -12,9 +12,8 @@ use serde_json::json;
 use super::dataset::{EncodedDataset, encode, epoch_batches, read_labelled, reader_options};
 use super::evaluate::{Evaluation, evaluate};
 use super::options::TrainConfig;
-use super::state::{TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, write_checkpoint, write_state};
-use crate::autograd::Tape;
-use crate::backend::cpu::activation::add_assign;
+use super::state::{TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state};
+use crate::autograd::{Tape, accumulate};
 use crate::data::BerthTokenizer;
 use crate::data::readers::LabelSet;
 use crate::error::{Error, Result};
@@ -179,11 +178,12 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             let group = &batches[state.batch_in_epoch..group_end];
             let mut grads: Vec<Option<Tensor>> = vec![None; model.params.len()];
             let mut step_loss = 0.0;
+            // Weights change only at the update, so one transposed copy serves every micro-batch.
+            let cache = model.weight_cache()?;
             for (k, indices) in group.iter().enumerate() {
                 let (batch, y) = train_data.batch(indices, pad_id);
                 let dropout_seed = mix64(config.seed ^ mix64(state.micro_batches + k as u64 + 1));
                 let mut tape = Tape::new();
-                let cache = model.weight_cache()?;
                 let out = model.forward_cached(&mut tape, &batch, ForwardMode::train(dropout_seed), Some(&cache))?;
                 let loss = model.loss(&mut tape, out.logits, &Labels::SingleLabel(y), None)?;
                 let loss_value = tape.value(loss).to_f64_vec()[0];
@@ -197,10 +197,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                     if let Some(gi) = g.take(*v) {
                         match &mut grads[i] {
                             None => grads[i] = Some(gi),
-                            Some(acc) => with_float!(acc.dtype(), "accumulate", |T| {
-                                add_assign(acc.data_mut::<T>()?, gi.data::<T>()?);
-                                Ok::<(), Error>(())
-                            })?,
+                            Some(acc) => accumulate(acc, &gi)?,
                         }
                     }
                 }
@@ -300,14 +297,21 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     })
 }
 
+/// Where a failed run can restart from, for its error message.
+fn last_checkpoint_note(config: &TrainConfig) -> String {
+    list_checkpoints(&config.output)
+        .last()
+        .map(|(s, p)| format!("the last checkpoint (step {s}, {}) is intact", p.display()))
+        .unwrap_or_else(|| "no checkpoint was written yet".into())
+}
+
 fn non_finite(what: &str, value: f64, state: &TrainingState, config: &TrainConfig) -> Error {
-    let last = list_checkpoints(&config.output).last().map(|(s, p)| format!("the last checkpoint (step {s}, {}) is intact", p.display()));
     Error::Numerical(format!(
         "the {what} is {value} at step {} (epoch {}, batch {}); training stopped without saving a model; {}. A smaller --lr usually helps",
         state.step + 1,
         state.epoch,
         state.batch_in_epoch,
-        last.unwrap_or_else(|| "no checkpoint was written yet".into())
+        last_checkpoint_note(config)
     ))
 }
 
@@ -319,11 +323,10 @@ fn ensure_finite_weights(model: &BertClassifier, state: &TrainingState, config: 
             t.data::<T>()?.iter().all(|v| crate::tensor::Float::is_finite(*v))
         ))?;
         if !finite {
-            let last = list_checkpoints(&config.output).last().map(|(s, p)| format!("the last checkpoint (step {s}, {}) is intact", p.display()));
             return Err(Error::Numerical(format!(
                 "parameter `{name}` is no longer finite after step {}; training stopped without saving it; {}. A smaller --lr usually helps",
                 state.step,
-                last.unwrap_or_else(|| "no checkpoint was written yet".into())
+                last_checkpoint_note(config)
             )));
         }
     }
@@ -336,7 +339,7 @@ fn epoch_float(state: &TrainingState, batches_per_epoch: usize) -> f64 {
 
 /// Saves a model folder atomically (temporary folder, then rename).
 fn save_model_dir(model: &BertClassifier, dir: &Path, tokenizer: &TokenizerFiles) -> Result<()> {
-    let tmp = dir.with_file_name(format!("{}.tmp", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+    let tmp = sibling(dir, "tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
