@@ -28,12 +28,7 @@ pub enum Error {
     /// Bad user data: names the file, the 1-based line or row, and the field when there is one.
     /// Line 0 means the problem concerns the whole file (it is empty, say).
     #[error("{}{}: {message}", location(path, *line), field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
-    Input {
-        path: PathBuf,
-        line: usize,
-        field: Option<String>,
-        message: String,
-    },
+    Input { path: PathBuf, line: usize, field: Option<String>, message: String },
 
     #[error("{op}: shape mismatch: {message}")]
     Shape { op: &'static str, message: String },

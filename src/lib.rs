@@ -13,8 +13,8 @@
 //! - [`rng`]: the counter-based random numbers dropout uses.
 
 pub mod autograd;
-pub mod cli;
 pub mod backend;
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod infer;
@@ -22,8 +22,8 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod optim;
-pub mod train;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -342,7 +342,8 @@ fn save_then_load_round_trips_exactly() {
         // config.json carries what transformers needs to rebuild the head.
         let config = read_json(&dir.join("config.json"));
         assert_eq!(config["architectures"], json!([architecture]), "{fixture}");
-        let id2label: Vec<String> = (0..model.labels.len()).map(|i| config["id2label"][i.to_string()].as_str().unwrap().to_owned()).collect();
+        let id2label: Vec<String> =
+            (0..model.labels.len()).map(|i| config["id2label"][i.to_string()].as_str().unwrap().to_owned()).collect();
         assert_eq!(id2label, model.labels, "{fixture}: id2label");
         for (i, label) in model.labels.iter().enumerate() {
             assert_eq!(config["label2id"][label], json!(i), "{fixture}: label2id[{label}]");

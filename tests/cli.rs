@@ -23,7 +23,12 @@ fn fixture_lines(dir: &Path) -> String {
         pairs.as_array().unwrap().iter().map(|p| format!("{}\t{}", p[0].as_str().unwrap(), p[1].as_str().unwrap())).collect()
     } else {
         // Token classification: words joined by spaces pre-tokenise to the same words.
-        inputs["words"].as_array().unwrap().iter().map(|w| w.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>().join(" ")).collect()
+        inputs["words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>().join(" "))
+            .collect()
     };
     lines.join("\n") + "\n"
 }
@@ -36,12 +41,15 @@ fn r2_predict_reproduces_every_fixture() {
         let input = work.join("input.txt");
         std::fs::write(&input, fixture_lines(&dir)).unwrap();
         let output = work.join("out.jsonl");
-        let status = berth().args(["predict", "--model"]).arg(&dir).arg("--input").arg(&input).arg("--output").arg(&output).status().unwrap();
+        let status =
+            berth().args(["predict", "--model"]).arg(&dir).arg("--input").arg(&input).arg("--output").arg(&output).status().unwrap();
         assert!(status.success(), "{name}: predict failed");
 
         let reference = read_safetensors(&dir.join("reference.safetensors"), DType::F64).unwrap();
-        let (logits_shape, want) = reference.iter().find(|(n, _)| n == "logits").map(|(_, t)| (t.shape().to_vec(), t.to_f64_vec())).unwrap();
-        let mask: Vec<i64> = berth::model::checkpoint::read_safetensors_i64(&dir.join("reference.safetensors")).unwrap()["attention_mask"].1.clone();
+        let (logits_shape, want) =
+            reference.iter().find(|(n, _)| n == "logits").map(|(_, t)| (t.shape().to_vec(), t.to_f64_vec())).unwrap();
+        let mask: Vec<i64> =
+            berth::model::checkpoint::read_safetensors_i64(&dir.join("reference.safetensors")).unwrap()["attention_mask"].1.clone();
         let lines: Vec<serde_json::Value> =
             std::fs::read_to_string(&output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), logits_shape[0], "{name}: one output line per input");
@@ -156,9 +164,29 @@ fn r3_export_loads_in_transformers_with_matching_logits() {
         let input = work.join("input.txt");
         std::fs::write(&input, fixture_lines(&dir)).unwrap();
         let expected = work.join("berth.jsonl");
-        assert!(berth().args(["predict", "--model"]).arg(&export).arg("--input").arg(&input).arg("--output").arg(&expected).status().unwrap().success());
+        assert!(
+            berth()
+                .args(["predict", "--model"])
+                .arg(&export)
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(&expected)
+                .status()
+                .unwrap()
+                .success()
+        );
         let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/hf_roundtrip.py");
-        let out = Command::new(&python).arg(script).arg("--model").arg(&export).arg("--input").arg(&input).arg("--expected").arg(&expected).output().unwrap();
+        let out = Command::new(&python)
+            .arg(script)
+            .arg("--model")
+            .arg(&export)
+            .arg("--input")
+            .arg(&input)
+            .arg("--expected")
+            .arg(&expected)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
 }

@@ -61,7 +61,12 @@ fn check_fixture(name: &str, dtype: DType, tol: f64) {
     // the largest reference gradient norm: ‖a − b‖ ≤ tol · max(‖b‖, floor),
     // DESIGN.md's atol + rtol·|ref| rule with atol tied to the gradients' scale.
     let atol = 1e-3
-        * reference.floats.iter().filter(|(k, _)| k.starts_with("grad")).map(|(_, (_, v))| v.iter().map(|x| x * x).sum::<f64>().sqrt()).fold(0.0, f64::max);
+        * reference
+            .floats
+            .iter()
+            .filter(|(k, _)| k.starts_with("grad"))
+            .map(|(_, (_, v))| v.iter().map(|x| x * x).sum::<f64>().sqrt())
+            .fold(0.0, f64::max);
     let mut compare = |what: String, got: Vec<f64>, want: &[f64]| {
         let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
         let e = rel_error(&got, want) * norm / norm.max(atol);
@@ -86,7 +91,8 @@ fn check_fixture(name: &str, dtype: DType, tol: f64) {
             compare(format!("grad_rows.{pname}"), got, values);
             // Rows the batch never touched must have zero gradient.
             let touched: std::collections::HashSet<i64> = ids.iter().copied().collect();
-            let stray = g.chunks(cols).enumerate().filter(|(r, row)| !touched.contains(&(*r as i64)) && row.iter().any(|v| *v != 0.0)).count();
+            let stray =
+                g.chunks(cols).enumerate().filter(|(r, row)| !touched.contains(&(*r as i64)) && row.iter().any(|v| *v != 0.0)).count();
             assert_eq!(stray, 0, "{name}: untouched embedding rows got gradient");
             seen += 1;
         } else {
@@ -128,7 +134,8 @@ fn r2_minilm_tokenizer_and_outputs_match_hf() {
     for (i, text) in json["texts"].as_array().unwrap().iter().enumerate() {
         let e = tokenizer.encode(text.as_str().unwrap(), None).unwrap();
         let row: Vec<u32> = single.input_ids[i * single.seq_len..(i + 1) * single.seq_len].to_vec();
-        let real: Vec<u32> = row.iter().zip(&single.attention_mask[i * single.seq_len..]).filter(|(_, m)| **m != 0).map(|(v, _)| *v).collect();
+        let real: Vec<u32> =
+            row.iter().zip(&single.attention_mask[i * single.seq_len..]).filter(|(_, m)| **m != 0).map(|(v, _)| *v).collect();
         assert_eq!(e.ids, real, "token ids of text {i}: {text}");
     }
     let pair = batch_from(&reference, "pair.");

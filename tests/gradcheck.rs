@@ -340,7 +340,13 @@ fn tiny_batch() -> Batch {
     for &len in &LENGTHS {
         for t in 0..SEQ {
             let real = t < len;
-            batch.input_ids.push(if t == 0 { 2 } else if real { 3 + draw.below(47) as u32 } else { 0 });
+            batch.input_ids.push(if t == 0 {
+                2
+            } else if real {
+                3 + draw.below(47) as u32
+            } else {
+                0
+            });
             batch.token_type_ids.push(u32::from(len == SEQ && t >= 3));
             batch.attention_mask.push(u8::from(real));
         }

@@ -167,11 +167,7 @@ fn text_table_is_sklearns_then_the_confusion_matrix() {
         for digits in [2, 4] {
             let want = case.expected[format!("text_digits{digits}")].as_str().unwrap();
             let got = r.to_text_digits(digits);
-            assert!(
-                got.starts_with(want),
-                "{}: digits={digits}\n--- berth\n{got}\n--- scikit-learn\n{want}",
-                case.name
-            );
+            assert!(got.starts_with(want), "{}: digits={digits}\n--- berth\n{got}\n--- scikit-learn\n{want}", case.name);
             let rest = &got[want.len()..];
             assert!(rest.starts_with("\nconfusion matrix"), "{}: after the table:\n{rest}", case.name);
             // One line per label under a header line; the counts read back.

@@ -152,7 +152,8 @@ fn assert_complete_checkpoint(dir: &Path, step: u64) {
 fn predict(model: &Path, work: &Path) -> Vec<Value> {
     let input = work.join("predict-input.txt");
     std::fs::write(&input, "the film was great\nthe plot was dull\n").unwrap();
-    let out = succeed(berth().args(["predict", "--model"]).arg(model).arg("--input").arg(&input), &format!("predict on {}", model.display()));
+    let out =
+        succeed(berth().args(["predict", "--model"]).arg(model).arg("--input").arg(&input), &format!("predict on {}", model.display()));
     let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2, "predict on {}: one line per input", model.display());
     lines
@@ -202,7 +203,12 @@ fn assert_fails_cleanly(name: &str, train: &Path, eval: &Path, extra: &[&str], e
         assert!(stderr.contains(part), "{name}: the message should contain `{part}`:\n{stderr}");
     }
     let after = snapshot(&output);
-    assert!(before == after, "{name}: the failed run changed the output folder: {:?} before, {:?} after", before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    assert!(
+        before == after,
+        "{name}: the failed run changed the output folder: {:?} before, {:?} after",
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
 }
 
 /// A copy of the good run's train.tsv with `edit` applied, in a fresh folder.
@@ -226,7 +232,22 @@ fn r3_resume_after_sigkill_is_bit_identical() {
     let data = write_data(&work, &SENTIMENT);
     // 60 examples in batches of 4: 15 steps an epoch, so the run crosses three epoch
     // boundaries; at this rate the best evaluation (step 50) comes after the kill.
-    let args = ["--max-steps", "60", "--save-every", "5", "--eval-every", "10", "--logging-steps", "5", "--seed", "7", "--batch-size", "4", "--lr", "1e-3"];
+    let args = [
+        "--max-steps",
+        "60",
+        "--save-every",
+        "5",
+        "--eval-every",
+        "10",
+        "--logging-steps",
+        "5",
+        "--seed",
+        "7",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+    ];
     let run = |output: &Path| {
         let mut c = train_cmd(&model, &data.train, output, &args);
         c.arg("--eval").arg(&data.dev);
@@ -253,7 +274,10 @@ fn r3_resume_after_sigkill_is_bit_identical() {
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(9), "run B was not killed mid-run: it ended with {status}; make the run longer");
-    assert!(!b.join("training_state.json").exists() && !b.join("model.safetensors").exists(), "run B wrote its final model before the kill");
+    assert!(
+        !b.join("training_state.json").exists() && !b.join("model.safetensors").exists(),
+        "run B wrote its final model before the kill"
+    );
 
     // Resume B from the newest complete checkpoint.
     let (step, checkpoint) = checkpoints(&b).pop().unwrap();
@@ -272,7 +296,8 @@ fn r3_resume_after_sigkill_is_bit_identical() {
     }
     for dir in ["", "best", "checkpoint-55", "checkpoint-60"] {
         let names = |root: &Path| -> Vec<String> {
-            let mut n: Vec<String> = std::fs::read_dir(root.join(dir)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut n: Vec<String> =
+                std::fs::read_dir(root.join(dir)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
             n.sort();
             n
         };
@@ -296,7 +321,9 @@ fn r3_resume_after_sigkill_is_bit_identical() {
             .map(|v| fields.iter().map(|f| v[*f].clone()).collect())
             .collect()
     };
-    for (key, fields) in [("loss", &["step", "loss", "learning_rate", "grad_norm"][..]), ("eval_loss", &["step", "eval_loss", "eval_accuracy"][..])] {
+    for (key, fields) in
+        [("loss", &["step", "loss", "learning_rate", "grad_norm"][..]), ("eval_loss", &["step", "eval_loss", "eval_accuracy"][..])]
+    {
         let logged_b = entries(&b, key, fields);
         let steps: Vec<u64> = logged_b.iter().map(|e| e[0].as_u64().unwrap()).collect();
         let mut unique = steps.clone();
@@ -314,7 +341,13 @@ fn r3_resume_after_sigkill_is_bit_identical() {
 #[test]
 fn r3_wrong_label_column_is_named() {
     let Some(good) = good_run() else { return };
-    assert_fails_cleanly("r3-bad-label-column", &good.data.train, &good.data.dev, &["--label-column", "sentiment"], &["train.tsv:1", "field `label`", "no column `sentiment`", "`text`, `label`"]);
+    assert_fails_cleanly(
+        "r3-bad-label-column",
+        &good.data.train,
+        &good.data.dev,
+        &["--label-column", "sentiment"],
+        &["train.tsv:1", "field `label`", "no column `sentiment`", "`text`, `label`"],
+    );
 }
 
 #[test]
@@ -351,7 +384,13 @@ fn r3_unknown_eval_label_names_the_eval_file_and_line() {
     text.push_str("\n");
     text.push_str("the film was fine\tmaybe\n"); // line 18: a blank line 17 sits before it
     std::fs::write(&dev, text).unwrap();
-    assert_fails_cleanly("r3-unknown-eval-label", &good.data.train, &dev, &[], &["dev.tsv:18", "unknown label `maybe`", "`neg`, `neu`, `pos`"]);
+    assert_fails_cleanly(
+        "r3-unknown-eval-label",
+        &good.data.train,
+        &dev,
+        &[],
+        &["dev.tsv:18", "unknown label `maybe`", "`neg`, `neu`, `pos`"],
+    );
 }
 
 #[test]
@@ -386,7 +425,27 @@ fn r3_non_finite_loss_names_the_step_and_keeps_checkpoints() {
     // from step 2 the rate is 1e30 whatever the number of steps (constant schedule).
     let run = |output: &Path, steps: u64| {
         let steps = steps.to_string();
-        train_cmd(&model, &data.train, output, &["--lr", "1e30", "--warmup-steps", "2", "--schedule", "constant", "--save-every", "1", "--max-steps", &steps, "--seed", "7", "--batch-size", "4"])
+        train_cmd(
+            &model,
+            &data.train,
+            output,
+            &[
+                "--lr",
+                "1e30",
+                "--warmup-steps",
+                "2",
+                "--schedule",
+                "constant",
+                "--save-every",
+                "1",
+                "--max-steps",
+                &steps,
+                "--seed",
+                "7",
+                "--batch-size",
+                "4",
+            ],
+        )
     };
     let output = work.join("out");
     let err = fail(&mut run(&output, 30), "training with --lr 1e30");
@@ -396,7 +455,10 @@ fn r3_non_finite_loss_names_the_step_and_keeps_checkpoints() {
     assert!((3..=30).contains(&failed), "the failing step {failed} should be after the first step with a 1e30 learning rate:\n{err}");
 
     // Nothing final was written; every checkpoint left is complete; the last is the step before the failure.
-    assert!(!output.join("model.safetensors").exists() && !output.join("training_state.json").exists(), "a final model was written after the failure");
+    assert!(
+        !output.join("model.safetensors").exists() && !output.join("training_state.json").exists(),
+        "a final model was written after the failure"
+    );
     let found = checkpoints(&output);
     assert_eq!(found.last().map(|(s, _)| *s), Some(failed - 1), "{err}");
     assert!(err.contains(&format!("checkpoint-{}", failed - 1)), "the message should point at the last checkpoint:\n{err}");
@@ -408,7 +470,12 @@ fn r3_non_finite_loss_names_the_step_and_keeps_checkpoints() {
             assert!(lines.iter().all(|l| l["logits"].as_array().unwrap().iter().all(Value::is_f64)), "{lines:?}");
         }
     }
-    let leftovers: Vec<String> = std::fs::read_dir(&output).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp") || n.ends_with(".old")).collect();
+    let leftovers: Vec<String> = std::fs::read_dir(&output)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") || n.ends_with(".old"))
+        .collect();
     assert!(leftovers.is_empty(), "half-written folders left: {leftovers:?}");
 
     // The last checkpoint is byte for byte what a run that stopped right there saved.
@@ -443,7 +510,11 @@ fn r3_flags_override_config_file() {
     assert_eq!(used["max_length"], 32, "max-length from the flag");
     assert_eq!(used["lr"], 2e-5, "lr: the default, set by neither");
     // 60 examples in 12 batches of 5: two steps saw 10 examples (logging every step, from the file).
-    let logged: Vec<u64> = std::fs::read_to_string(output.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    let logged: Vec<u64> = std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(logged, [1, 2]);
 
     // A misspelt key is an error that names the file and the key.
@@ -505,7 +576,10 @@ fn r3_new_labels_reinitialise_head() {
     let mut cmd = train_cmd(&good.model, &data.train, &output, &["--max-steps", "3", "--batch-size", "4", "--seed", "7"]);
     let out = succeed(cmd.arg("--eval").arg(&data.dev), "training on spam/ham");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("classifier.weight") && stderr.contains("re-initialised"), "no word of re-initialising the classifier:\n{stderr}");
+    assert!(
+        stderr.contains("classifier.weight") && stderr.contains("re-initialised"),
+        "no word of re-initialising the classifier:\n{stderr}"
+    );
 
     let config = read_json(&output.join("config.json"));
     assert_eq!(config["id2label"], serde_json::json!({"0": "ham", "1": "spam"}));

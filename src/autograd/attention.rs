@@ -38,7 +38,10 @@ impl Backward for PermuteHeads {
         } else {
             (x.shape()[0], x.shape()[2], x.shape()[1], x.shape()[3])
         };
-        let dx = with_float!(x.dtype(), "permute_heads", |T| Tensor::from_vec(permute_heads(dout.data::<T>()?, b, t, h, d, !self.split), x.shape()))?;
+        let dx = with_float!(x.dtype(), "permute_heads", |T| Tensor::from_vec(
+            permute_heads(dout.data::<T>()?, b, t, h, d, !self.split),
+            x.shape()
+        ))?;
         Ok(vec![Some(dx)])
     }
 }
@@ -51,7 +54,10 @@ pub fn split_heads(tape: &mut Tape, x: Var, heads: usize) -> Result<Var> {
     }
     let (b, tl, c) = (t.shape()[0], t.shape()[1], t.shape()[2]);
     let d = c / heads;
-    let out = with_float!(t.dtype(), "split_heads", |T| Tensor::from_vec(permute_heads(t.data::<T>()?, b, tl, heads, d, true), &[b, heads, tl, d]))?;
+    let out = with_float!(t.dtype(), "split_heads", |T| Tensor::from_vec(
+        permute_heads(t.data::<T>()?, b, tl, heads, d, true),
+        &[b, heads, tl, d]
+    ))?;
     Ok(tape.push(out, &[x], PermuteHeads { split: true, heads }))
 }
 
@@ -62,7 +68,8 @@ pub fn merge_heads(tape: &mut Tape, x: Var) -> Result<Var> {
         return Err(Error::shape("merge_heads", format!("expected (B, H, T, D), got {:?}", t.shape())));
     }
     let (b, h, tl, d) = (t.shape()[0], t.shape()[1], t.shape()[2], t.shape()[3]);
-    let out = with_float!(t.dtype(), "merge_heads", |T| Tensor::from_vec(permute_heads(t.data::<T>()?, b, tl, h, d, false), &[b, tl, h * d]))?;
+    let out =
+        with_float!(t.dtype(), "merge_heads", |T| Tensor::from_vec(permute_heads(t.data::<T>()?, b, tl, h, d, false), &[b, tl, h * d]))?;
     Ok(tape.push(out, &[x], PermuteHeads { split: false, heads: h }))
 }
 
@@ -93,6 +100,7 @@ pub fn masked_softmax(tape: &mut Tape, scores: Var, key_mask: &[u8]) -> Result<V
         return Err(Error::shape("masked_softmax", format!("scores {:?} with a mask of {} entries", t.shape(), key_mask.len())));
     }
     let (h, tq, tk) = (t.shape()[1], t.shape()[2], t.shape()[3]);
-    let out = with_float!(t.dtype(), "masked_softmax", |T| Tensor::from_vec(masked_softmax_fwd(t.data::<T>()?, key_mask, h, tq, tk), t.shape()))?;
+    let out =
+        with_float!(t.dtype(), "masked_softmax", |T| Tensor::from_vec(masked_softmax_fwd(t.data::<T>()?, key_mask, h, tq, tk), t.shape()))?;
     Ok(tape.push(out, &[scores], MaskedSoftmax { key_mask: key_mask.to_vec() }))
 }

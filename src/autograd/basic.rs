@@ -188,7 +188,8 @@ impl Backward for Dropout {
         "dropout"
     }
     fn backward(&self, dout: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        let dx = with_float!(dout.dtype(), "dropout", |T| Tensor::from_vec(dropout_apply(dout.data::<T>()?, self.p, self.key), dout.shape()))?;
+        let dx =
+            with_float!(dout.dtype(), "dropout", |T| Tensor::from_vec(dropout_apply(dout.data::<T>()?, self.p, self.key), dout.shape()))?;
         Ok(vec![Some(dx)])
     }
 }

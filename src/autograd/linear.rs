@@ -26,7 +26,13 @@ impl Backward for Linear {
             // dx (N, in) = dy (N, out) · W (out, in)
             grads.push(if ctx.needs_grad[0] {
                 let mut dx = crate::tensor::pool::take::<T>(n * k);
-                matmul(Operand::new(dy, n, out_features, false), Operand::new(w.data::<T>()?, out_features, k, false), &mut dx, false, true);
+                matmul(
+                    Operand::new(dy, n, out_features, false),
+                    Operand::new(w.data::<T>()?, out_features, k, false),
+                    &mut dx,
+                    false,
+                    true,
+                );
                 Some(Tensor::from_vec(dx, x.shape())?)
             } else {
                 None
@@ -157,8 +163,17 @@ impl Backward for BatchedMatmul {
 /// The leading dims of a and b must be equal. A 2-D matmul is the case with no leading dims.
 pub fn batched_matmul_op(tape: &mut Tape, a: Var, b: Var, transpose_a: bool, transpose_b: bool) -> Result<Var> {
     let (t_a, t_b) = (tape.value(a), tape.value(b));
-    let bad = || Error::shape("batched_matmul", format!("a {:?} (transposed: {transpose_a}) · b {:?} (transposed: {transpose_b})", t_a.shape(), t_b.shape()));
-    if t_a.dims() < 2 || t_a.dims() != t_b.dims() || t_a.shape()[..t_a.dims() - 2] != t_b.shape()[..t_b.dims() - 2] || t_a.dtype() != t_b.dtype() {
+    let bad = || {
+        Error::shape(
+            "batched_matmul",
+            format!("a {:?} (transposed: {transpose_a}) · b {:?} (transposed: {transpose_b})", t_a.shape(), t_b.shape()),
+        )
+    };
+    if t_a.dims() < 2
+        || t_a.dims() != t_b.dims()
+        || t_a.shape()[..t_a.dims() - 2] != t_b.shape()[..t_b.dims() - 2]
+        || t_a.dtype() != t_b.dtype()
+    {
         return Err(bad());
     }
     let (batch, ar, ac) = batch_dims(t_a);
@@ -181,7 +196,10 @@ pub fn batched_matmul_op(tape: &mut Tape, a: Var, b: Var, transpose_a: bool, tra
 /// a (M, K) · b (K, N) -> (M, N).
 pub fn matmul_op(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
     if tape.value(a).dims() != 2 || tape.value(b).dims() != 2 {
-        return Err(Error::shape("matmul", format!("expected 2-D operands, got {:?} and {:?}", tape.value(a).shape(), tape.value(b).shape())));
+        return Err(Error::shape(
+            "matmul",
+            format!("expected 2-D operands, got {:?} and {:?}", tape.value(a).shape(), tape.value(b).shape()),
+        ));
     }
     batched_matmul_op(tape, a, b, false, false)
 }

@@ -20,7 +20,8 @@ impl Backward for LayerNorm {
         let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
         let cols = w.numel();
         with_float!(x.dtype(), "layer_norm", |T| {
-            let (dx, dw, db) = layer_norm_bwd(x.data::<T>()?, w.data::<T>()?, self.mean.data::<T>()?, self.rstd.data::<T>()?, dout.data::<T>()?, cols);
+            let (dx, dw, db) =
+                layer_norm_bwd(x.data::<T>()?, w.data::<T>()?, self.mean.data::<T>()?, self.rstd.data::<T>()?, dout.data::<T>()?, cols);
             Ok(vec![Some(Tensor::from_vec(dx, x.shape())?), Some(Tensor::from_vec(dw, &[cols])?), Some(Tensor::from_vec(db, &[cols])?)])
         })
     }

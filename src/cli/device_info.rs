@@ -18,7 +18,11 @@ pub fn run(args: DeviceInfoArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
     } else {
-        println!("berth {} — kernels built with nvcc: {COMPILED_WITH_NVCC}; embedded files: {}", env!("CARGO_PKG_VERSION"), KERNEL_FILES.iter().map(|k| k.name).collect::<Vec<_>>().join(", "));
+        println!(
+            "berth {} — kernels built with nvcc: {COMPILED_WITH_NVCC}; embedded files: {}",
+            env!("CARGO_PKG_VERSION"),
+            KERNEL_FILES.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        );
         for s in &report {
             println!("{:<36} {:<4} {}", s.step, if s.ok { "ok" } else { "FAIL" }, s.detail);
         }

@@ -93,10 +93,7 @@ impl Column {
             return Err(Error::InvalidArgument("a column name or index must not be empty".into()));
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
-            return s
-                .parse()
-                .map(Column::Index)
-                .map_err(|_| Error::InvalidArgument(format!("column index `{s}` is too large")));
+            return s.parse().map(Column::Index).map_err(|_| Error::InvalidArgument(format!("column index `{s}` is too large")));
         }
         Ok(Column::Name(s.to_owned()))
     }
@@ -221,18 +218,12 @@ struct Selection {
 
 impl Selection {
     /// Resolves the columns against a header row, or, without one, requires indices.
-    fn resolve(
-        options: &ReaderOptions,
-        header: Option<&[String]>,
-        path: &Path,
-        header_line: usize,
-    ) -> Result<Selection> {
+    fn resolve(options: &ReaderOptions, header: Option<&[String]>, path: &Path, header_line: usize) -> Result<Selection> {
         let slot = |role: &'static str, column: &Column| -> Result<Slot> {
             match (column, header) {
                 (Column::Index(index), _) => Ok(Slot { role, index: *index, describe: format!("index {index}") }),
                 (Column::Name(name), Some(names)) => {
-                    let matches: Vec<usize> =
-                        names.iter().enumerate().filter(|(_, n)| n.trim() == name).map(|(i, _)| i).collect();
+                    let matches: Vec<usize> = names.iter().enumerate().filter(|(_, n)| n.trim() == name).map(|(i, _)| i).collect();
                     match matches.as_slice() {
                         [index] => Ok(Slot { role, index: *index, describe: format!("`{name}` (index {index})") }),
                         [] => Err(Error::input(
@@ -304,12 +295,9 @@ fn field(record: &csv::ByteRecord, slot: &Slot, path: &Path, line: usize) -> Res
 fn utf8(bytes: &[u8], path: &Path, line: usize, role: Option<&str>) -> Result<String> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(s.to_owned()),
-        Err(e) => Err(Error::input(
-            path,
-            line,
-            role,
-            format!("not valid UTF-8 (invalid byte at byte {} of the field)", e.valid_up_to() + 1),
-        )),
+        Err(e) => {
+            Err(Error::input(path, line, role, format!("not valid UTF-8 (invalid byte at byte {} of the field)", e.valid_up_to() + 1)))
+        }
     }
 }
 
@@ -332,9 +320,7 @@ fn read_delimited(path: &Path, options: &ReaderOptions, delimiter: u8) -> Result
         .has_headers(false)
         .from_reader(bytes.as_slice());
 
-    let expect_header = options
-        .has_header
-        .unwrap_or_else(|| options.columns().iter().all(|(_, c)| matches!(c, Column::Name(_))));
+    let expect_header = options.has_header.unwrap_or_else(|| options.columns().iter().all(|(_, c)| matches!(c, Column::Name(_))));
     let mut selection = if expect_header { None } else { Some(Selection::resolve(options, None, path, 0)?) };
 
     let mut examples = Vec::new();
@@ -358,10 +344,7 @@ fn read_delimited(path: &Path, options: &ReaderOptions, delimiter: u8) -> Result
         match &selection {
             Some(selection) => examples.push(selection.extract(&record, path, line)?),
             None => {
-                let names = record
-                    .iter()
-                    .map(|f| utf8(f, path, line, None))
-                    .collect::<Result<Vec<String>>>()?;
+                let names = record.iter().map(|f| utf8(f, path, line, None)).collect::<Result<Vec<String>>>()?;
                 selection = Some(Selection::resolve(options, Some(&names), path, line)?);
             }
         }
@@ -456,20 +439,12 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             let message = e.to_string();
             let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m);
-            let hint = if i == 0 && text.starts_with('[') {
-                "; expected one JSON object per line (JSON Lines), not a JSON array"
-            } else {
-                ""
-            };
+            let hint =
+                if i == 0 && text.starts_with('[') { "; expected one JSON object per line (JSON Lines), not a JSON array" } else { "" };
             Error::input(path, line, None, format!("invalid JSON at column {}: {message}{hint}", e.column()))
         })?;
         let serde_json::Value::Object(object) = value else {
-            return Err(Error::input(
-                path,
-                line,
-                None,
-                format!("expected a JSON object, found {}", json_kind(&value)),
-            ));
+            return Err(Error::input(path, line, None, format!("expected a JSON object, found {}", json_kind(&value))));
         };
         let mut example = Example { text: String::new(), text_pair: None, label: None, line };
         for &(role, key) in &keys {
@@ -498,22 +473,13 @@ fn json_field(
         Some(Value::Number(n)) if role == "label" => Ok(n.to_string()),
         None => {
             let present: Vec<String> = object.keys().map(|k| format!("`{k}`")).collect();
-            Err(Error::input(
-                path,
-                line,
-                Some(role),
-                format!("key `{key}` is missing; the object has: {}", present.join(", ")),
-            ))
+            Err(Error::input(path, line, Some(role), format!("key `{key}` is missing; the object has: {}", present.join(", "))))
         }
         Some(other) => Err(Error::input(
             path,
             line,
             Some(role),
-            format!(
-                "key `{key}` must be a string{}, found {}",
-                if role == "label" { " or a number" } else { "" },
-                json_kind(other)
-            ),
+            format!("key `{key}` must be a string{}, found {}", if role == "label" { " or a number" } else { "" }, json_kind(other)),
         )),
     }
 }
@@ -588,12 +554,7 @@ impl LabelSet {
                 continue;
             }
             if let Some(first) = first_line.insert(name.to_owned(), line) {
-                return Err(Error::input(
-                    path,
-                    line,
-                    Some("label"),
-                    format!("label `{name}` is listed twice (first on line {first})"),
-                ));
+                return Err(Error::input(path, line, Some("label"), format!("label `{name}` is listed twice (first on line {first})")));
             }
             index.insert(name.to_owned(), names.len());
             names.push(name.to_owned());

@@ -60,9 +60,7 @@ impl BerthTokenizer {
         };
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         let mut inner = Tokenizer::new(model);
-        inner
-            .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
-            .map_err(|e| tok_err(vocab, e))?;
+        inner.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| tok_err(vocab, e))?;
         inner.with_pre_tokenizer(Some(BertPreTokenizer));
         inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         Self::configure(inner, vocab.into(), max_length)
@@ -109,8 +107,13 @@ impl BerthTokenizer {
 
     /// Tokenises many examples in parallel.
     pub fn encode_many(&self, texts: &[(String, Option<String>)]) -> Result<Vec<Encoded>> {
-        let inputs: Vec<EncodeInput> =
-            texts.iter().map(|(t, p)| match p { Some(p) => (t.as_str(), p.as_str()).into(), None => t.as_str().into() }).collect();
+        let inputs: Vec<EncodeInput> = texts
+            .iter()
+            .map(|(t, p)| match p {
+                Some(p) => (t.as_str(), p.as_str()).into(),
+                None => t.as_str().into(),
+            })
+            .collect();
         let encodings = self.inner.encode_batch(inputs, true).map_err(|e| tok_err(&self.source, e))?;
         Ok(encodings
             .into_iter()
@@ -130,13 +133,8 @@ impl BerthTokenizer {
 pub fn pad_batch(encodings: &[&Encoded], pad_id: u32) -> Batch {
     let b = encodings.len();
     let t = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(0);
-    let mut batch = Batch {
-        batch_size: b,
-        seq_len: t,
-        input_ids: vec![pad_id; b * t],
-        token_type_ids: vec![0; b * t],
-        attention_mask: vec![0; b * t],
-    };
+    let mut batch =
+        Batch { batch_size: b, seq_len: t, input_ids: vec![pad_id; b * t], token_type_ids: vec![0; b * t], attention_mask: vec![0; b * t] };
     for (i, e) in encodings.iter().enumerate() {
         let n = e.ids.len();
         batch.input_ids[i * t..i * t + n].copy_from_slice(&e.ids);

@@ -131,12 +131,7 @@ fn divide(n: usize, d: usize) -> f64 {
 
 /// Scores from counts: tp, predicted (tp + fp), true (tp + fn).
 fn scores(tp: usize, predicted: usize, truth: usize) -> Scores {
-    Scores {
-        precision: divide(tp, predicted),
-        recall: divide(tp, truth),
-        f1: divide(2 * tp, truth + predicted),
-        support: truth,
-    }
+    Scores { precision: divide(tp, predicted), recall: divide(tp, truth), f1: divide(2 * tp, truth + predicted), support: truth }
 }
 
 /// Mean of the per-class scores, weighted by `weights` when given. As in

@@ -54,11 +54,7 @@ pub fn canonical_name(name: &str) -> String {
     } else if let Some(stem) = n.strip_suffix("LayerNorm.beta") {
         n = format!("{stem}LayerNorm.bias");
     }
-    if n.starts_with("bert.") || n.starts_with("classifier.") || n.starts_with("cls.") {
-        n
-    } else {
-        format!("bert.{n}")
-    }
+    if n.starts_with("bert.") || n.starts_with("classifier.") || n.starts_with("cls.") { n } else { format!("bert.{n}") }
 }
 
 fn decode(dtype: Dtype, bytes: &[u8], target: DType) -> Option<Storage> {
@@ -98,14 +94,18 @@ pub fn read_safetensors(path: &Path, dtype: DType) -> Result<Vec<(String, Tensor
     })?;
     let mut out = Vec::new();
     for (name, view) in file.tensors() {
-        if matches!(view.dtype(), Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL | Dtype::I8 | Dtype::I16 | Dtype::U32 | Dtype::U64 | Dtype::U16) {
+        if matches!(
+            view.dtype(),
+            Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL | Dtype::I8 | Dtype::I16 | Dtype::U32 | Dtype::U64 | Dtype::U16
+        ) {
             continue;
         }
         let storage = decode(view.dtype(), view.data(), dtype).ok_or_else(|| Error::Checkpoint {
             path: path.into(),
             message: format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()),
         })?;
-        let tensor = Tensor::from_storage(storage, view.shape()).map_err(|e| Error::Checkpoint { path: path.into(), message: format!("tensor `{name}`: {e}") })?;
+        let tensor = Tensor::from_storage(storage, view.shape())
+            .map_err(|e| Error::Checkpoint { path: path.into(), message: format!("tensor `{name}`: {e}") })?;
         out.push((name, tensor));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -222,7 +222,8 @@ pub fn save_model(model: &BertClassifier, dir: &Path, dtype: DType) -> Result<()
 
     let converted: Vec<(String, Tensor)> =
         model.params.iter().map(|(n, t)| (n.to_owned(), if t.dtype() == dtype { t.clone() } else { t.to_dtype(dtype) })).collect();
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = converted.iter().map(|(n, t)| (n.clone(), t.to_le_bytes(), t.shape().to_vec())).collect();
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
+        converted.iter().map(|(n, t)| (n.clone(), t.to_le_bytes(), t.shape().to_vec())).collect();
     let st_dtype = match dtype {
         DType::F32 => Dtype::F32,
         DType::F64 => Dtype::F64,

@@ -117,10 +117,7 @@ impl BertConfig {
     fn validate(&self, path: &Path) -> Result<()> {
         let bad = |message: String| Err(Error::Config { path: path.into(), message });
         if self.hidden_act != "gelu" {
-            return bad(format!(
-                "hidden_act `{}` is not supported; berth implements BERT's exact erf GELU (`gelu`) only",
-                self.hidden_act
-            ));
+            return bad(format!("hidden_act `{}` is not supported; berth implements BERT's exact erf GELU (`gelu`) only", self.hidden_act));
         }
         if self.position_embedding_type != "absolute" {
             return bad(format!(
@@ -129,10 +126,7 @@ impl BertConfig {
             ));
         }
         if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return bad(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
+            return bad(format!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads));
         }
         if self.vocab_size == 0 || self.hidden_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
             return bad("vocab_size, hidden_size, max_position_embeddings and type_vocab_size must be positive".into());

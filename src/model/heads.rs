@@ -71,11 +71,9 @@ impl BertClassifier {
         }
         let problem_type = match head {
             HeadKind::TokenClassification => None,
-            HeadKind::SequenceClassification => Some(problem_type.unwrap_or(if labels.len() == 1 {
-                ProblemType::Regression
-            } else {
-                ProblemType::SingleLabel
-            })),
+            HeadKind::SequenceClassification => {
+                Some(problem_type.unwrap_or(if labels.len() == 1 { ProblemType::Regression } else { ProblemType::SingleLabel }))
+            }
         };
         Ok(BertClassifier { config, head, problem_type, labels, params, encoder, pooler, classifier })
     }
@@ -138,7 +136,8 @@ impl BertClassifier {
 
     /// The loss HF computes for this head and problem type (mean reduction).
     pub fn loss(&self, tape: &mut Tape, logits: Var, labels: &Labels, class_weights: Option<&[f64]>) -> Result<Var> {
-        let expected = |what: &str| Error::InvalidArgument(format!("this model needs {what} labels, got {labels:?}").chars().take(200).collect());
+        let expected =
+            |what: &str| Error::InvalidArgument(format!("this model needs {what} labels, got {labels:?}").chars().take(200).collect());
         match (self.head, self.problem_type, labels) {
             (HeadKind::TokenClassification, _, Labels::Token(y)) => cross_entropy(tape, logits, y, class_weights),
             (HeadKind::TokenClassification, _, _) => Err(expected("per-token")),

@@ -70,7 +70,10 @@ impl AdamW {
     /// Applies one update with learning rate `lr`. `grads[i]` None leaves parameter i unchanged.
     pub fn update(&mut self, params: &mut [Tensor], grads: &[Option<Tensor>], lr: f64) -> Result<()> {
         if params.len() != self.moments.len() || grads.len() != params.len() {
-            return Err(Error::shape("AdamW", format!("{} parameters, {} gradients, state for {}", params.len(), grads.len(), self.moments.len())));
+            return Err(Error::shape(
+                "AdamW",
+                format!("{} parameters, {} gradients, state for {}", params.len(), grads.len(), self.moments.len()),
+            ));
         }
         self.step += 1;
         let c = self.config;
@@ -173,7 +176,8 @@ mod tests {
         let mut params = vec![Tensor::full(&[3], 1.0, crate::tensor::DType::F32), Tensor::full(&[3], 1.0, crate::tensor::DType::F32)];
         let mut opt = AdamW::new(AdamWConfig::default(), &names, &params, &[true, false]);
         assert_eq!(opt.state_count(), 1);
-        let grads = vec![Some(Tensor::full(&[3], 1.0, crate::tensor::DType::F32)), Some(Tensor::full(&[3], 1.0, crate::tensor::DType::F32))];
+        let grads =
+            vec![Some(Tensor::full(&[3], 1.0, crate::tensor::DType::F32)), Some(Tensor::full(&[3], 1.0, crate::tensor::DType::F32))];
         opt.update(&mut params, &grads, 0.1).unwrap();
         assert_eq!(params[1].to_f32_vec(), vec![1.0; 3]);
         assert!(params[0].to_f32_vec()[0] < 1.0);

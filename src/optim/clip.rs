@@ -11,7 +11,13 @@ pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64
     let mut sum_sq = 0.0f64;
     for g in grads.iter().flatten() {
         sum_sq += with_float!(g.dtype(), "clip_grad_norm", |T| Ok::<f64, Error>(
-            g.data::<T>()?.iter().map(|&v| { let v = v as f64; v * v }).sum::<f64>()
+            g.data::<T>()?
+                .iter()
+                .map(|&v| {
+                    let v = v as f64;
+                    v * v
+                })
+                .sum::<f64>()
         ))?;
     }
     let norm = sum_sq.sqrt();

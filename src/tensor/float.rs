@@ -151,10 +151,8 @@ pub mod fast_f32 {
         let n = biased - ROUNDER;
         let n_int = biased.to_bits().wrapping_sub(ROUNDER.to_bits()) as i32;
         let r = (x - n * LN2_HI) - n * LN2_LO;
-        let p = 1.0
-            + r * (1.0
-                + r * (0.5
-                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+        let p =
+            1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
         // Wrapping, so a NaN input (whose n_int is garbage) gives NaN in debug
         // builds too instead of an overflow panic; in range it is exact.
         let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);

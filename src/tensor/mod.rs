@@ -102,20 +102,14 @@ impl Tensor {
     /// Builds a CPU tensor from a vector; the length must match the shape.
     pub fn from_vec<T: Float>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
         if data.len() != numel(shape) {
-            return Err(Error::shape(
-                "Tensor::from_vec",
-                format!("{} values do not fill shape {:?}", data.len(), shape),
-            ));
+            return Err(Error::shape("Tensor::from_vec", format!("{} values do not fill shape {:?}", data.len(), shape)));
         }
         Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(T::into_storage(data)), device: Device::Cpu })
     }
 
     pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {
         if storage.len() != numel(shape) {
-            return Err(Error::shape(
-                "Tensor::from_storage",
-                format!("{} values do not fill shape {:?}", storage.len(), shape),
-            ));
+            return Err(Error::shape("Tensor::from_storage", format!("{} values do not fill shape {:?}", storage.len(), shape)));
         }
         Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(storage), device: Device::Cpu })
     }

@@ -138,7 +138,8 @@ mod tests {
             assert_eq!(all, (0..1000).collect::<Vec<_>>());
         }
         // Bucketing pads less: compare the total padded size.
-        let padded = |batches: &[Vec<usize>]| -> usize { batches.iter().map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap()).sum() };
+        let padded =
+            |batches: &[Vec<usize>]| -> usize { batches.iter().map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap()).sum() };
         assert!(padded(&epoch_batches(&lengths, 32, 7, 0, true)) < padded(&epoch_batches(&lengths, 32, 7, 0, false)));
     }
 }

@@ -4,8 +4,8 @@ use crate::autograd::Tape;
 use crate::error::Result;
 use crate::infer::predictor::{argmax, log_sum_exp};
 use crate::metrics::classification::{ClassificationReport, try_classification_report};
-use crate::model::{BertClassifier, ForwardMode};
 use crate::model::params::WeightCache;
+use crate::model::{BertClassifier, ForwardMode};
 
 use super::dataset::EncodedDataset;
 

@@ -53,7 +53,13 @@ pub struct TrainingState {
 /// Writes a complete checkpoint (model, tokenizer, state, optimizer) into a
 /// temporary folder and renames it into place, so `dir` is always either the
 /// previous complete checkpoint or the new complete one.
-pub fn write_checkpoint(dir: &Path, model: &BertClassifier, optimizer: &AdamW, state: &TrainingState, tokenizer: &TokenizerFiles) -> Result<()> {
+pub fn write_checkpoint(
+    dir: &Path,
+    model: &BertClassifier,
+    optimizer: &AdamW,
+    state: &TrainingState,
+    tokenizer: &TokenizerFiles,
+) -> Result<()> {
     let tmp = sibling(dir, "tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -130,7 +136,10 @@ pub fn read_optimizer(dir: &Path, model: &BertClassifier, optimizer: &mut AdamW,
                 return Err(Error::Checkpoint { path: path.clone(), message: format!("no optimizer moments for `{name}`") });
             };
             if first.shape() != m.m.shape() || second.shape() != m.v.shape() {
-                return Err(Error::Checkpoint { path: path.clone(), message: format!("optimizer moments for `{name}` have the wrong shape") });
+                return Err(Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("optimizer moments for `{name}` have the wrong shape"),
+                });
             }
             m.m = first.clone();
             m.v = second.clone();

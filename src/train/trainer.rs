@@ -12,7 +12,9 @@ use serde_json::json;
 use super::dataset::{EncodedDataset, encode, epoch_batches, read_labelled, reader_options};
 use super::evaluate::{Evaluation, evaluate};
 use super::options::TrainConfig;
-use super::state::{TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state};
+use super::state::{
+    TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state,
+};
 use crate::autograd::{Tape, accumulate};
 use crate::data::BerthTokenizer;
 use crate::data::readers::LabelSet;
@@ -62,7 +64,12 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         None => LabelSet::from_examples(&train_examples),
     };
     if labels.len() < 2 {
-        return Err(Error::input(&config.train, 0, Some("label"), format!("single-label classification needs at least 2 labels; found {}", labels.len())));
+        return Err(Error::input(
+            &config.train,
+            0,
+            Some("label"),
+            format!("single-label classification needs at least 2 labels; found {}", labels.len()),
+        ));
     }
     let eval_examples = match &config.eval {
         Some(path) => Some((path.clone(), read_labelled(path, &reader_options(config, path)?)?)),
@@ -72,7 +79,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     // Resume: the checkpoint's model and state replace the pre-trained start.
     let resume = match &config.resume_from {
         Some(dir) if !is_checkpoint(dir) => {
-            return Err(Error::Checkpoint { path: dir.clone(), message: "not a berth checkpoint (training_state.json, optimizer.safetensors and model.safetensors are needed)".into() });
+            return Err(Error::Checkpoint {
+                path: dir.clone(),
+                message: "not a berth checkpoint (training_state.json, optimizer.safetensors and model.safetensors are needed)".into(),
+            });
         }
         Some(dir) => Some((dir.clone(), read_state(dir)?)),
         None => None,
@@ -81,7 +91,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     let names: Vec<String> = labels.names().to_vec();
     if let Some((dir, state)) = &resume {
         if state.labels != names {
-            return Err(Error::Checkpoint { path: dir.clone(), message: format!("the checkpoint was trained for labels {:?}, this run has {:?}", state.labels, names) });
+            return Err(Error::Checkpoint {
+                path: dir.clone(),
+                message: format!("the checkpoint was trained for labels {:?}, this run has {:?}", state.labels, names),
+            });
         }
     }
     let load = LoadOptions {
@@ -134,7 +147,13 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         read_optimizer(dir, &model, &mut optimizer, saved.adam_step)?;
         state = TrainingState { config: config.clone(), ..saved.clone() };
         if state.total_steps != total_steps {
-            return Err(Error::Checkpoint { path: dir.clone(), message: format!("the checkpoint's run had {} steps in all; this one would have {total_steps}: use the same data and settings", state.total_steps) });
+            return Err(Error::Checkpoint {
+                path: dir.clone(),
+                message: format!(
+                    "the checkpoint's run had {} steps in all; this one would have {total_steps}: use the same data and settings",
+                    state.total_steps
+                ),
+            });
         }
         truncate_log(&config.output.join("metrics.jsonl"), state.step)?;
         eprintln!("resuming from {} at step {} (epoch {}, batch {})", dir.display(), state.step, state.epoch, state.batch_in_epoch);
@@ -203,7 +222,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                 }
                 state.real_tokens += batch.real_tokens() as u64;
             }
-            let grad_norm = clip_grad_norm(&mut grads, config.max_grad_norm).map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?;
+            let grad_norm =
+                clip_grad_norm(&mut grads, config.max_grad_norm).map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?;
             let lr = schedule.lr(state.step);
             optimizer.update(model.params.tensors_mut(), &grads, lr)?;
             state.step += 1;
@@ -238,7 +258,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                 log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "eval_loss": evaluation.loss,
                     "eval_accuracy": evaluation.report.accuracy, "eval_macro_f1": evaluation.report.macro_avg.f1,
                     "eval_weighted_f1": evaluation.report.weighted_avg.f1}))?;
-                bar.println(format!("step {}: eval {} = {value:.4} (accuracy {:.4}, loss {:.4})", state.step, config.metric_for_best, evaluation.report.accuracy, evaluation.loss));
+                bar.println(format!(
+                    "step {}: eval {} = {value:.4} (accuracy {:.4}, loss {:.4})",
+                    state.step, config.metric_for_best, evaluation.report.accuracy, evaluation.loss
+                ));
                 let improved = state.best_metric.is_none_or(|best| if config.greater_is_better { value > best } else { value < best });
                 if improved {
                     state.best_metric = Some(value);

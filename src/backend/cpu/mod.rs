@@ -52,7 +52,6 @@ pub(crate) fn sum<T: crate::tensor::Float>(x: &[T]) -> T {
     total
 }
 
-
 /// Σ a_i·b_i, in 8 interleaved partial sums.
 #[inline]
 pub(crate) fn dot<T: crate::tensor::Float>(a: &[T], b: &[T]) -> T {

@@ -32,14 +32,7 @@ pub fn layer_norm_fwd<T: Float>(x: &[T], weight: &[T], bias: &[T], cols: usize, 
 }
 
 /// Gradients of layer norm: returns dx (N, C), dweight (C), dbias (C).
-pub fn layer_norm_bwd<T: Float>(
-    x: &[T],
-    weight: &[T],
-    mean: &[T],
-    rstd: &[T],
-    dy: &[T],
-    cols: usize,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+pub fn layer_norm_bwd<T: Float>(x: &[T], weight: &[T], mean: &[T], rstd: &[T], dy: &[T], cols: usize) -> (Vec<T>, Vec<T>, Vec<T>) {
     let n = T::from_f64(cols as f64);
     let mut dx = crate::tensor::pool::take::<T>(x.len());
     for_each_row_mut(&mut dx, cols, |row, dx_row| {

@@ -39,11 +39,7 @@ pub fn run_probe() -> Vec<ProbeStep> {
     let mut report = Vec::new();
     // SAFETY: these only try to dlopen each library.
     let (driver, nvrtc, cublaslt) = unsafe {
-        (
-            cudarc::driver::sys::is_culib_present(),
-            cudarc::nvrtc::sys::is_culib_present(),
-            cudarc::cublaslt::sys::is_culib_present(),
-        )
+        (cudarc::driver::sys::is_culib_present(), cudarc::nvrtc::sys::is_culib_present(), cudarc::cublaslt::sys::is_culib_present())
     };
     step(&mut report, "libcuda loads", if driver { Ok("yes".into()) } else { Err("libcuda was not found".into()) });
     step(&mut report, "libnvrtc loads", if nvrtc { Ok("yes".into()) } else { Err("libnvrtc was not found".into()) });
@@ -91,17 +87,15 @@ pub fn run_probe() -> Vec<ProbeStep> {
             cudarc::nvrtc::compile_ptx_with_opts(inline_common(gelu.source), opts)
         });
         match r {
-            Ok(Ok(ptx)) => {
-                match ctx.load_module(ptx) {
-                    Ok(m) => {
-                        step(&mut report, "NVRTC compiles and loads gelu.cu", Ok("yes".into()));
-                        module.get_or_insert(m);
-                    }
-                    Err(e) => {
-                        step(&mut report, "NVRTC compiles and loads gelu.cu", Err(e.to_string()));
-                    }
+            Ok(Ok(ptx)) => match ctx.load_module(ptx) {
+                Ok(m) => {
+                    step(&mut report, "NVRTC compiles and loads gelu.cu", Ok("yes".into()));
+                    module.get_or_insert(m);
                 }
-            }
+                Err(e) => {
+                    step(&mut report, "NVRTC compiles and loads gelu.cu", Err(e.to_string()));
+                }
+            },
             Ok(Err(e)) => {
                 step(&mut report, "NVRTC compiles gelu.cu", Err(e.to_string()));
             }
@@ -112,7 +106,9 @@ pub fn run_probe() -> Vec<ProbeStep> {
     }
     if cublaslt {
         let stream = ctx.default_stream();
-        let r = std::panic::catch_unwind(move || cudarc::cublaslt::CudaBlasLT::new(stream).map(|_| "handle created".to_string()).map_err(|e| e.to_string()));
+        let r = std::panic::catch_unwind(move || {
+            cudarc::cublaslt::CudaBlasLT::new(stream).map(|_| "handle created".to_string()).map_err(|e| e.to_string())
+        });
         step(&mut report, "cuBLASLt handle", r.unwrap_or_else(|_| Err("cuBLASLt panicked".into())));
     }
     if let Some(module) = module {
@@ -169,6 +165,7 @@ fn launch_gelu(ctx: &Arc<CudaContext>, module: &Arc<cudarc::driver::CudaModule>)
     let got = stream.clone_dtoh(&y_dev).map_err(e)?;
     let max_err = got.iter().zip(&want).map(|(a, b)| ((a - b).abs() / (1e-5 + 1e-5 * b.abs())) as f64).fold(0.0, f64::max);
     let gbps = (2 * n * 4) as f64 / seconds / 1e9;
-    let detail = format!("{n} elements, worst error {max_err:.3} of the f32 tolerance (1e-5 + 1e-5·|ref|), {:.1} µs, {gbps:.0} GB/s", seconds * 1e6);
+    let detail =
+        format!("{n} elements, worst error {max_err:.3} of the f32 tolerance (1e-5 + 1e-5·|ref|), {:.1} µs, {gbps:.0} GB/s", seconds * 1e6);
     if max_err <= 1.0 { Ok(detail) } else { Err(detail) }
 }

@@ -123,10 +123,7 @@ fn tsv_no_header_by_index() {
 fn tsv_header_skipped_with_index_columns() {
     let dir = Scratch::new("tsv-header-index");
     let path = dir.file("a.tsv", "sentence\tlabel\ngood\t1\n");
-    let opts = ReaderOptions {
-        has_header: Some(true),
-        ..options(Format::Tsv, Column::Index(0), None, Some(Column::Index(1)))
-    };
+    let opts = ReaderOptions { has_header: Some(true), ..options(Format::Tsv, Column::Index(0), None, Some(Column::Index(1))) };
     let examples = read_examples(&path, &opts).unwrap();
     assert_eq!(examples.len(), 1);
     assert_eq!(examples[0].text, "good");
@@ -503,11 +500,7 @@ fn shared_sst2_dev() {
 fn shared_rte_dev() {
     let Some(data) = shared_data() else { return };
     let path = data.join("rte/dev.tsv");
-    let opts = ReaderOptions {
-        text: name("sentence1"),
-        text_pair: Some(name("sentence2")),
-        ..ReaderOptions::default()
-    };
+    let opts = ReaderOptions { text: name("sentence1"), text_pair: Some(name("sentence2")), ..ReaderOptions::default() };
     let examples = read_examples(&path, &opts).unwrap();
     assert_eq!(examples.len(), 277);
     assert!(examples.iter().all(|e| e.text_pair.is_some()));
