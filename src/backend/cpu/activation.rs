@@ -83,7 +83,3 @@ pub fn add_assign<T: Float>(a: &mut [T], b: &[T]) {
         }
     });
 }
-
-pub fn mul<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
-    map2(a, b, |x, y| x * y)
-}
