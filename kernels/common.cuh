@@ -17,6 +17,16 @@
 #define BERTH_DEVICE_INLINE __device__ __forceinline__
 #endif
 
+// Dynamic shared memory, sized by the launch: `BERTH_DYNAMIC_SHARED(float, smem);`
+// declares `float* smem`. The simulator hands out one buffer per launch.
+#ifdef BERTH_SIM
+#define BERTH_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(berth_sim_dynamic_shared())
+#else
+#define BERTH_DYNAMIC_SHARED(T, name)                          \
+    extern __shared__ __align__(16) unsigned char berth_smem[]; \
+    T* name = reinterpret_cast<T*>(berth_smem)
+#endif
+
 #define BERTH_WARP_SIZE 32
 #define BERTH_FULL_MASK 0xffffffffu
 

@@ -1,6 +1,7 @@
 //! The `berth` command line: one file per subcommand.
 
 pub mod bench;
+pub mod check;
 pub mod convert;
 pub mod device_info;
 pub mod eval;
@@ -31,6 +32,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Time one benchmark case (forward or train step) on the CPU.
     Bench(bench::BenchArgs),
+    /// Check every kernel against the CPU reference on a device (sim, cuda), plus the CPU gradient checks.
+    Check(check::CheckArgs),
     /// Probe the CUDA stack: libraries, context, and whether our kernels load and compute correctly.
     DeviceInfo(device_info::DeviceInfoArgs),
 }
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Convert(args) => convert::run(args),
         Command::DeviceInfo(args) => device_info::run(args),
+        Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

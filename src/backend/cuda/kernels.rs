@@ -10,6 +10,8 @@ pub struct KernelFile {
     pub ptx: Option<&'static str>,
     /// sm_90 + sm_80 machine code and compute_90 PTX, when build.rs had nvcc.
     pub fatbin: Option<&'static [u8]>,
+    /// The `extern "C" __global__` kernels the file defines.
+    pub kernels: &'static [&'static str],
 }
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
@@ -17,4 +19,9 @@ include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 /// Looks up an embedded kernel file by name (the file stem).
 pub fn kernel_file(name: &str) -> Option<&'static KernelFile> {
     KERNEL_FILES.iter().find(|k| k.name == name)
+}
+
+/// The file that defines kernel `name`.
+pub fn file_of_kernel(name: &str) -> Option<&'static KernelFile> {
+    KERNEL_FILES.iter().find(|k| k.kernels.contains(&name))
 }
