@@ -231,12 +231,86 @@ fn build_simulator(kernels_dir: &Path, include: &Path, files: &[(PathBuf, Vec<Ke
         .opt_level(2)
         .warnings(false)
         .flag_if_supported("-Wno-unknown-pragmas")
-        .flag_if_supported("-Wno-unused-parameter")
-        .files(&units);
-    build.compile("berth_kernel_sim");
+        .flag_if_supported("-Wno-unused-parameter");
+    // Objects are cached by content hash: cc would recompile every unit on
+    // every change, and there is one unit per kernel file.
+    let compiler = build.get_compiler();
+    let headers = shared_headers(kernels_dir);
+    let mut objects = Vec::new();
+    std::thread::scope(|scope| {
+        let mut jobs = Vec::new();
+        for unit in &units {
+            let mut deps = std::fs::read(unit).unwrap();
+            // A generated unit includes its .cu file by path: hash that too.
+            if let Some(stem) = unit.file_stem().unwrap().to_string_lossy().strip_prefix("sim_")
+                && let Ok(cu) = std::fs::read(kernels_dir.join(format!("{stem}.cu")))
+            {
+                deps.extend(cu);
+            }
+            let key = content_hash(&[&deps, &headers, format!("{:?}", compiler.args()).as_bytes()]);
+            let object = sim_dir.join(format!("{}-{key:016x}.o", unit.file_stem().unwrap().to_string_lossy()));
+            objects.push(object.clone());
+            if object.is_file() {
+                continue;
+            }
+            let mut command = compiler.to_command();
+            command.arg("-c").arg(unit).arg("-o").arg(&object);
+            jobs.push(scope.spawn(move || {
+                let o = command.output().unwrap_or_else(|e| panic!("could not run the C++ compiler: {e}"));
+                if !o.status.success() {
+                    panic!(
+                        "the simulated device failed to compile {}:\n{}{}",
+                        unit.display(),
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+            }));
+        }
+        for job in jobs {
+            if let Err(e) = job.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+    let archive = sim_dir.join("libberth_kernel_sim.a");
+    let _ = std::fs::remove_file(&archive);
+    let status = Command::new("ar").arg("crs").arg(&archive).args(&objects).status().expect("could not run ar");
+    assert!(status.success(), "ar failed to archive the simulated device");
+    println!("cargo:rustc-link-search=native={}", sim_dir.display());
+    println!("cargo:rustc-link-lib=static=berth_kernel_sim");
+    println!("cargo:rustc-link-lib=stdc++");
+}
+
+/// A stable hash of everything a compile depends on, so an unchanged kernel
+/// file is not recompiled when another one changes.
+fn content_hash(parts: &[&[u8]]) -> u64 {
+    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Everything under kernels/ that a .cu file may include.
+fn shared_headers(kernels_dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for name in ["common.cuh", "sim/cuda_sim.h"] {
+        bytes.extend(std::fs::read(kernels_dir.join(name)).unwrap_or_default());
+    }
+    bytes
 }
 
 fn compile(nvcc: &Path, src: &Path, include: &Path, mode: &[&str], output: &Path) {
+    let key = content_hash(&[&std::fs::read(src).unwrap(), &shared_headers(include), mode.join(" ").as_bytes()]);
+    let stamp = output.with_extension(format!("{}.hash", output.extension().unwrap().to_string_lossy()));
+    if output.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == key.to_string()) {
+        return;
+    }
     let result = Command::new(nvcc)
         .args(mode)
         .args(["-O3", "-std=c++17", "--Werror", "all-warnings", "-I"])
@@ -246,7 +320,7 @@ fn compile(nvcc: &Path, src: &Path, include: &Path, mode: &[&str], output: &Path
         .arg(src)
         .output();
     match result {
-        Ok(o) if o.status.success() => {}
+        Ok(o) if o.status.success() => std::fs::write(&stamp, key.to_string()).unwrap(),
         Ok(o) => panic!("nvcc failed on {}:\n{}{}", src.display(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
         Err(e) => panic!("could not run nvcc at {}: {e}", nvcc.display()),
     }

@@ -77,4 +77,55 @@ BERTH_DEVICE_INLINE float warp_sum(float v) {
     return v;
 }
 
+// Block-wide sum for blocks whose size is a multiple of 32 (at most 1024).
+// Every thread of the block must call it; every thread gets the result.
+// `scratch` is a __shared__ float[32] owned by the caller; the function
+// syncs before returning so scratch may be reused straight away.
+BERTH_DEVICE_INLINE float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x % BERTH_WARP_SIZE;
+    int warp = threadIdx.x / BERTH_WARP_SIZE;
+    int warps = blockDim.x / BERTH_WARP_SIZE;
+    v = warp_sum(v);
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = lane < warps ? scratch[lane] : 0.0f;
+    total = warp_sum(total);
+    __syncthreads();
+    return total;
+}
+
+// v: one value per lane -> max over the 32 lanes
+BERTH_DEVICE_INLINE float warp_max(float v) {
+    for (int offset = BERTH_WARP_SIZE / 2; offset > 0; offset /= 2) {
+        v = fmaxf(v, __shfl_xor_sync(BERTH_FULL_MASK, v, offset));
+    }
+    return v;
+}
+
+// ---------------------------------------------------------------------------
+// The counter-based RNG of src/rng.rs, bit for bit, so CPU and GPU draw the
+// same dropout masks (DESIGN.md, Decision 5). The host computes the stream
+// key (rng::stream_key(seed, stream)) and passes it as an unsigned long long.
+// ---------------------------------------------------------------------------
+
+// SplitMix64's finaliser (rng::mix64).
+BERTH_DEVICE_INLINE unsigned long long rng_mix64(unsigned long long z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+// rng::bits32: one 64-bit hash per pair of offsets; low half for the even
+// offset, high half for the odd one.
+BERTH_DEVICE_INLINE unsigned int rng_bits32(unsigned long long key, unsigned long long offset) {
+    unsigned long long h = rng_mix64(key ^ ((offset >> 1) * 0xd1b54a32d192ed03ull));
+    return (offset & 1ull) ? (unsigned int)(h >> 32) : (unsigned int)h;
+}
+
+// rng::bits24: dropout keeps element `offset` when this is >= round(p * 2^24).
+BERTH_DEVICE_INLINE unsigned int rng_bits24(unsigned long long key, unsigned long long offset) {
+    return rng_bits32(key, offset) >> 8;
+}
+
 #endif  // BERTH_KERNELS_COMMON_CUH

@@ -77,6 +77,16 @@ pub fn cases(device: &Device) -> Result<Vec<CheckRow>> {
             rows.push(compare(&format!("gemm linear_bwd_weight {sfx}"), &shapes, &dw.to_f32_vec()?, &want_dw, tol));
             let want_db: Vec<f64> = (0..o).map(|j| (0..n).map(|r| dy64[r * o + j]).sum()).collect();
             rows.push(compare(&format!("gemm bgradb (bias grad) {sfx}"), &shapes, &db.to_f32_vec()?, &want_db, tol));
+            if elem == Elem::BF16 {
+                // Mixed precision: bf16 operands, f32 parameter gradients.
+                let (dw32, db32) = (DeviceBuffer::uninit(device, o * i, Elem::F32)?, DeviceBuffer::uninit(device, o, Elem::F32)?);
+                dw32.poison()?;
+                db32.poison()?;
+                gemm::linear_bwd_weight(&dy, &x, &dw32, Some(&db32), n, false)?;
+                let tol32 = Tolerance::for_elem(Elem::F32);
+                rows.push(compare("gemm linear_bwd_weight bf16→f32", &shapes, &dw32.to_f32_vec()?, &want_dw, tol32));
+                rows.push(compare("gemm bgradb bf16→f32", &shapes, &db32.to_f32_vec()?, &want_db, tol32));
+            }
         }
         // Attention-shaped batched products in all four transpose cases.
         let (batch, m, nn, k) = if device.is_simulated() { (3, 5, 7, 32) } else { (64 * 12, 128, 128, 64) };

@@ -8,8 +8,15 @@
 //!
 //! Each kernel family has its own file of cases; `all_cases` lists them.
 
+mod adamw;
+mod attention;
+mod dropout;
+mod elementwise;
+mod embedding;
 mod gelu;
 mod gemm;
+mod layernorm;
+mod loss;
 
 use half::bf16;
 
@@ -120,7 +127,17 @@ pub type CaseFn = fn(&Device) -> Result<Vec<CheckRow>>;
 
 /// Every kernel family's cases, in table order.
 pub fn all_cases() -> Vec<(&'static str, CaseFn)> {
-    vec![("gelu", gelu::cases), ("gemm", gemm::cases)]
+    vec![
+        ("gemm", gemm::cases),
+        ("gelu", gelu::cases),
+        ("elementwise", elementwise::cases),
+        ("dropout", dropout::cases),
+        ("layernorm", layernorm::cases),
+        ("embedding", embedding::cases),
+        ("attention", attention::cases),
+        ("loss", loss::cases),
+        ("adamw", adamw::cases),
+    ]
 }
 
 /// Runs every case; a case that errors becomes a failing row naming it.

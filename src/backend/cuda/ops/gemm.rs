@@ -94,7 +94,9 @@ pub fn linear_bwd_input(dy: &DeviceBuffer, w: &DeviceBuffer, dx: &DeviceBuffer, 
 }
 
 // dw (out, in) (+)= dyᵀ (out, N) · x (N, in); dbias (out) = Σ_rows dy, written
-// (never accumulated: cuBLASLt's BGRADB epilogue overwrites it).
+// (never accumulated: cuBLASLt's BGRADB epilogue overwrites it). dw and
+// dbias may be F32 when dy and x are BF16: parameter gradients stay F32
+// under mixed precision.
 // Column-major: dwᵀ (in × out) = (x as in × N) · op_T(dy as out × N); BGRADB
 // reduces op(B) = dy (N × out) over k = N.
 pub fn linear_bwd_weight(
@@ -106,7 +108,10 @@ pub fn linear_bwd_weight(
     accumulate: bool,
 ) -> Result<()> {
     let op = "linear_bwd_weight (cuBLASLt)";
-    let elem = same_float_type(op, &[dy, x, dw])?;
+    let elem = same_float_type(op, &[dy, x])?;
+    if dw.elem() != elem && dw.elem() != Elem::F32 {
+        return Err(Error::shape(op, format!("dw {dw:?} must be F32 or match dy {dy:?}")));
+    }
     let out_f = dy.len() / rows.max(1);
     let in_f = x.len() / rows.max(1);
     check_len(op, "dw", dw, out_f * in_f)?;
@@ -116,8 +121,9 @@ pub fn linear_bwd_weight(
     (g.b, g.ldb) = (dy.ptr(), out_f as u64);
     (g.d, g.ldd) = (dw.ptr(), in_f as u64);
     g.beta = if accumulate { 1.0 } else { 0.0 };
+    g.d_type = dw.elem();
     if let Some(db) = dbias {
-        same_float_type(op, &[dy, db])?;
+        same_float_type(op, &[dw, db])?;
         check_len(op, "dbias", db, out_f)?;
         g.epilogue = Epilogue::BGradB;
         g.bias = db.ptr();

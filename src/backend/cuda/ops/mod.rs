@@ -2,8 +2,15 @@
 //! buffers into a launch of the matching `kernels/<family>.cu` kernel. Each
 //! launcher checks its shapes and names the op in its errors.
 
+pub mod adamw;
+pub mod attention;
+pub mod dropout;
+pub mod elementwise;
+pub mod embedding;
 pub mod gelu;
 pub mod gemm;
+pub mod layernorm;
+pub mod loss;
 
 use super::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};

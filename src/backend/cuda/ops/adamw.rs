@@ -1,0 +1,1 @@
+//! Launchers for kernels/adamw.cu (being written).

@@ -1,0 +1,1 @@
+//! Launchers for kernels/dropout.cu (being written).

@@ -1,0 +1,1 @@
+//! Launchers for kernels/elementwise.cu (being written).

@@ -1,0 +1,1 @@
+//! Launchers for kernels/embedding.cu (being written).
