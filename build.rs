@@ -296,13 +296,15 @@ fn content_hash(parts: &[&[u8]]) -> u64 {
     h
 }
 
-/// Everything under kernels/ that a .cu file may include.
+/// Every header under kernels/ (any .cu file may include any of them).
 fn shared_headers(kernels_dir: &Path) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for name in ["common.cuh", "sim/cuda_sim.h"] {
-        bytes.extend(std::fs::read(kernels_dir.join(name)).unwrap_or_default());
-    }
-    bytes
+    let mut headers: Vec<PathBuf> = ["", "sim"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(kernels_dir.join(sub)).into_iter().flatten().flatten().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "cuh" || e == "h"))
+        .collect();
+    headers.sort();
+    headers.iter().flat_map(|p| std::fs::read(p).unwrap_or_default()).collect()
 }
 
 fn compile(nvcc: &Path, src: &Path, include: &Path, mode: &[&str], output: &Path) {

@@ -518,3 +518,83 @@ fn dropout_is_deterministic_per_seed_and_eval_equals_p0() {
     assert_eq!(eval.to_bits(), train_p0.to_bits(), "eval mode must equal training with p = 0");
     assert_eq!(eval.to_bits(), eval_loss(&p0, ForwardMode::eval()).to_bits());
 }
+
+// ---------- the library's checks (what `berth check` runs) ----------
+
+#[test]
+fn library_gradchecks_all_pass() {
+    let started = std::time::Instant::now();
+    let rows = berth::autograd::gradcheck::run_all_gradchecks();
+    eprintln!("run_all_gradchecks: {} rows in {:.2} s", rows.len(), started.elapsed().as_secs_f64());
+    for r in &rows {
+        eprintln!("{:<24} {:<36} {:.3e} {}", r.op, r.shapes, r.rel_err, r.note);
+    }
+    let failed: Vec<String> =
+        rows.iter().filter(|r| !r.pass).map(|r| format!("{} [{}]: {:.3e} {}", r.op, r.shapes, r.rel_err, r.note)).collect();
+    assert!(failed.is_empty(), "gradient checks failed:\n{}", failed.join("\n"));
+    assert!(rows.iter().all(|r| r.tolerance == TOL && r.rel_err <= TOL));
+    let expected = [
+        "add",
+        "scale",
+        "gelu",
+        "tanh",
+        "reshape",
+        "first_token",
+        "split_heads",
+        "merge_heads",
+        "dropout",
+        "embedding",
+        "linear+bias",
+        "linear",
+        "batched_matmul",
+        "layer_norm",
+        "masked_softmax",
+        "cross_entropy",
+        "cross_entropy weighted",
+        "bce_with_logits",
+        "mse",
+        "bert single-label",
+        "bert multi-label",
+        "bert regression",
+        "bert token",
+    ];
+    for op in expected {
+        assert!(rows.iter().any(|r| r.op == op), "no gradient check for {op}");
+    }
+    assert_eq!(rows.iter().filter(|r| r.op == "batched_matmul").count(), 4, "all four transpose cases of batched_matmul");
+}
+
+/// y = x², whose backward returns `factor`·2x·dy: right at factor 1, wrong at 2.
+struct Square {
+    factor: f64,
+}
+
+impl berth::autograd::Backward for Square {
+    fn name(&self) -> &'static str {
+        "square"
+    }
+    fn backward(&self, dout: &Tensor, ctx: &berth::autograd::BackwardContext) -> berth::Result<Vec<Option<Tensor>>> {
+        let x = ctx.inputs[0].to_f64_vec();
+        let dx = x.iter().zip(dout.to_f64_vec()).map(|(x, d)| self.factor * 2.0 * x * d).collect();
+        Ok(vec![Some(Tensor::from_vec(dx, ctx.inputs[0].shape())?)])
+    }
+}
+
+fn square_row(factor: f64) -> berth::autograd::gradcheck::GradcheckRow {
+    berth::autograd::gradcheck::check_op("square", 61, &[randt(60, &[2, 3])], |t, v| {
+        let y: Vec<f64> = t.value(v[0]).to_f64_vec().iter().map(|x| x * x).collect();
+        let y = Tensor::from_vec(y, t.value(v[0]).shape())?;
+        Ok(t.push(y, &[v[0]], Square { factor }))
+    })
+}
+
+#[test]
+fn library_gradcheck_catches_a_wrong_backward() {
+    let right = square_row(1.0);
+    assert!(right.pass, "the correct backward must pass: {right:?}");
+    let wrong = square_row(2.0);
+    assert!(!wrong.pass, "a backward off by a factor of 2 must fail: {wrong:?}");
+    // ‖2g − g‖ / ‖g‖ = 1, up to the central differences' own error.
+    assert!((wrong.rel_err - 1.0).abs() < 1e-6, "relative error {} for a gradient twice too large", wrong.rel_err);
+    assert!(wrong.note.contains("input 0"), "the note names the leaf: {}", wrong.note);
+}

@@ -1,10 +1,12 @@
-//! `berth check`: every kernel's parity with the CPU reference on the chosen
-//! device, one table row per kernel and shape. What a user runs on a new GPU,
-//! and what tools/gpu-check.sh runs on the lent machine.
+//! `berth check`: the gradient checks (CPU, f64, central differences), then
+//! every kernel's parity with the CPU reference on the chosen device, one
+//! table row per op or kernel and shape. What a user runs on a new GPU, and
+//! what tools/gpu-check.sh runs on the lent machine.
 
 use clap::Args;
 
-use crate::backend::cuda::check::{format_table, run_all};
+use crate::autograd::gradcheck::{GradcheckRow, run_gradchecks};
+use crate::backend::cuda::check::{CheckRow, format_table, run_all};
 use crate::backend::cuda::{DeviceChoice, open};
 use crate::error::{Error, Result};
 
@@ -14,16 +16,39 @@ pub struct CheckArgs {
     /// `cpu` runs only the CPU gradient checks.
     #[arg(long, value_enum, default_value = "sim")]
     pub device: DeviceChoice,
-    /// Only kernel families whose name contains this (for example `attention`).
+    /// Only kernel families whose name contains this (for example `attention`), and
+    /// gradient-check families whose "gradcheck <family>" name does (`gradcheck` for all).
     #[arg(long)]
     pub only: Option<String>,
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Skip the CPU gradient checks (f64, central differences) and run only the kernels.
+    #[arg(long)]
+    pub skip_gradcheck: bool,
+}
+
+/// A gradient check as a table row: its relative error stands in the error
+/// column, and rtol holds the tolerance, so "of tol" reads the same as for a kernel.
+fn gradcheck_row(r: GradcheckRow) -> CheckRow {
+    CheckRow {
+        kernel: format!("gradcheck {}", r.op),
+        shapes: r.shapes,
+        max_abs_err: r.rel_err,
+        worst_ratio: r.rel_err / r.tolerance,
+        atol: 0.0,
+        rtol: r.tolerance,
+        pass: r.pass,
+        note: r.note,
+    }
 }
 
 pub fn run(args: CheckArgs) -> Result<()> {
-    let mut rows = Vec::new();
+    // The gradient checks come first: with `--only`, a family runs when
+    // "gradcheck <family>" contains the filter (`--only gradcheck` runs them all).
+    let select = |family: &str| args.only.as_deref().is_none_or(|only| format!("gradcheck {family}").contains(only));
+    let mut rows: Vec<CheckRow> =
+        if args.skip_gradcheck { Vec::new() } else { run_gradchecks(select).into_iter().map(gradcheck_row).collect() };
     if let Some(device) = open(args.device)? {
         println!("device: {}", device.describe());
         rows.extend(run_all(&device, args.only.as_deref()));
@@ -35,5 +60,5 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     let failed = rows.iter().filter(|r| !r.pass).count();
     println!("{} rows, {failed} failed", rows.len());
-    if failed == 0 { Ok(()) } else { Err(Error::Device(format!("{failed} of {} parity checks failed", rows.len()))) }
+    if failed == 0 { Ok(()) } else { Err(Error::Device(format!("{failed} of {} checks failed", rows.len()))) }
 }

@@ -9,7 +9,7 @@ use crate::autograd::linear::linear;
 use crate::autograd::loss::{bce_with_logits, cross_entropy, mse};
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
-use crate::tensor::DType;
+use crate::tensor::{DType, Tensor};
 
 /// Targets for one batch, in the form each problem type needs.
 #[derive(Clone, Debug)]
@@ -112,6 +112,29 @@ impl BertClassifier {
     pub fn forward_cached(&self, tape: &mut Tape, batch: &Batch, mode: ForwardMode, cache: Option<&WeightCache>) -> Result<ForwardOutput> {
         let trainable = tape.grad_enabled();
         let params = self.register_params(tape, trainable);
+        self.forward_params(tape, params, batch, mode, cache)
+    }
+
+    /// As [`Self::forward`], with the parameters taken from `tensors` (in
+    /// store order) instead of the store: the device copies when training or
+    /// predicting on a CUDA device.
+    pub fn forward_on(&self, tape: &mut Tape, tensors: &[Tensor], batch: &Batch, mode: ForwardMode) -> Result<ForwardOutput> {
+        if tensors.len() != self.params.len() {
+            return Err(Error::shape("forward_on", format!("{} tensors for {} parameters", tensors.len(), self.params.len())));
+        }
+        let trainable = tape.grad_enabled();
+        let params = tensors.iter().map(|t| tape.leaf(t.clone(), trainable)).collect();
+        self.forward_params(tape, params, batch, mode, None)
+    }
+
+    fn forward_params(
+        &self,
+        tape: &mut Tape,
+        params: Vec<Var>,
+        batch: &Batch,
+        mode: ForwardMode,
+        cache: Option<&WeightCache>,
+    ) -> Result<ForwardOutput> {
         let cache = cache.map(|c| (&self.params, c));
         let hidden_states = encoder_forward(tape, &self.config, &self.encoder, &params, batch, mode, cache)?;
         let last = *hidden_states.last().expect("embedding output is always present");

@@ -62,6 +62,11 @@ impl AdamW {
         AdamW { config, step: 0, moments, decay: names.iter().map(|n| !no_decay(n)).collect() }
     }
 
+    /// Whether parameter `i` gets weight decay (biases and LayerNorm weights do not).
+    pub fn decays(&self, i: usize) -> bool {
+        self.decay.get(i).copied().unwrap_or(false)
+    }
+
     /// Number of parameters that have optimizer state.
     pub fn state_count(&self) -> usize {
         self.moments.iter().flatten().count()

@@ -13,6 +13,7 @@ use half::bf16;
 
 pub use float::Float;
 
+use crate::backend::cuda::device::{Device as CudaDevice, DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,6 +53,9 @@ pub enum Storage {
     F32(Vec<f32>),
     F64(Vec<f64>),
     BF16(Vec<bf16>),
+    /// F32 or BF16 values in a CUDA (or simulated) device's memory. Shared,
+    /// never copied: device tensors are not mutated through `data_mut`.
+    Device(Arc<DeviceBuffer>),
 }
 
 impl Drop for Storage {
@@ -61,6 +65,7 @@ impl Drop for Storage {
             Storage::F32(v) => pool::give(std::mem::take(v)),
             Storage::F64(v) => pool::give(std::mem::take(v)),
             Storage::BF16(v) => pool::give(std::mem::take(v)),
+            Storage::Device(_) => {}
         }
     }
 }
@@ -71,6 +76,10 @@ impl Storage {
             Storage::F32(_) => DType::F32,
             Storage::F64(_) => DType::F64,
             Storage::BF16(_) => DType::BF16,
+            Storage::Device(b) => match b.elem() {
+                Elem::BF16 => DType::BF16,
+                _ => DType::F32,
+            },
         }
     }
 
@@ -79,6 +88,7 @@ impl Storage {
             Storage::F32(v) => v.len(),
             Storage::F64(v) => v.len(),
             Storage::BF16(v) => v.len(),
+            Storage::Device(b) => b.len(),
         }
     }
 
@@ -167,11 +177,17 @@ impl Tensor {
 
     /// Borrows the values as `T`; an error names `op` when the dtype differs.
     pub fn data<T: Float>(&self) -> Result<&[T]> {
+        if self.is_on_device() {
+            return Err(Error::Device("a CPU op was given a device tensor (download it with to_host first)".into()));
+        }
         T::slice(&self.storage).ok_or(Error::DType { op: "Tensor::data", dtype: self.dtype() })
     }
 
     /// Mutable access; copies the storage first when another tensor shares it.
     pub fn data_mut<T: Float>(&mut self) -> Result<&mut [T]> {
+        if self.is_on_device() {
+            return Err(Error::Device("device tensors are not mutated from the host".into()));
+        }
         let dtype = self.dtype();
         T::slice_mut(Arc::make_mut(&mut self.storage)).ok_or(Error::DType { op: "Tensor::data_mut", dtype })
     }
@@ -192,14 +208,18 @@ impl Tensor {
             DType::F64 => Storage::F64(values),
             DType::BF16 => Storage::BF16(values.iter().map(|&v| bf16::from_f64(v)).collect()),
         };
-        Tensor { shape: self.shape.clone(), storage: Arc::new(storage), device: self.device }
+        Tensor { shape: self.shape.clone(), storage: Arc::new(storage), device: Device::Cpu }
     }
 
+    /// The values as f64. A device tensor is downloaded; should that fail
+    /// (a lost device), the values read as NaN, which every caller's
+    /// finiteness checks report.
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match &*self.storage {
             Storage::F32(v) => v.iter().map(|&x| x as f64).collect(),
             Storage::F64(v) => v.clone(),
             Storage::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            Storage::Device(_) => self.to_f32_vec().iter().map(|&x| x as f64).collect(),
         }
     }
 
@@ -208,6 +228,43 @@ impl Tensor {
             Storage::F32(v) => v.clone(),
             Storage::F64(v) => v.iter().map(|&x| x as f32).collect(),
             Storage::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Storage::Device(b) => b.to_f32_vec().unwrap_or_else(|_| vec![f32::NAN; b.len()]),
+        }
+    }
+
+    /// A device tensor over `buffer` (F32 or BF16, as many elements as the shape).
+    pub fn from_device(buffer: DeviceBuffer, shape: &[usize]) -> Result<Tensor> {
+        if buffer.len() != numel(shape) || !matches!(buffer.elem(), Elem::F32 | Elem::BF16) {
+            return Err(Error::shape("Tensor::from_device", format!("{buffer:?} cannot hold shape {shape:?}")));
+        }
+        Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(Storage::Device(Arc::new(buffer))), device: Device::Cuda(0) })
+    }
+
+    pub fn is_on_device(&self) -> bool {
+        matches!(&*self.storage, Storage::Device(_))
+    }
+
+    /// The device buffer behind a device tensor.
+    pub fn device_buffer(&self) -> Option<&DeviceBuffer> {
+        match &*self.storage {
+            Storage::Device(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Uploads a CPU tensor to `device` as `elem` (F32 or BF16); a device tensor is returned as is.
+    pub fn to_device(&self, device: &CudaDevice, elem: Elem) -> Result<Tensor> {
+        if self.is_on_device() {
+            return Ok(self.clone());
+        }
+        Tensor::from_device(DeviceBuffer::from_f32(device, &self.to_f32_vec(), elem)?, &self.shape)
+    }
+
+    /// Downloads a device tensor into an F32 CPU tensor; a CPU tensor is returned as is.
+    pub fn to_host(&self) -> Result<Tensor> {
+        match &*self.storage {
+            Storage::Device(b) => Tensor::from_vec(b.to_f32_vec()?, &self.shape),
+            _ => Ok(self.clone()),
         }
     }
 
@@ -219,6 +276,7 @@ impl Tensor {
     /// Raw little-endian bytes of the values, for checkpoint writing.
     pub fn to_le_bytes(&self) -> Vec<u8> {
         match &*self.storage {
+            Storage::Device(_) => self.to_dtype(self.dtype()).to_le_bytes(),
             Storage::F32(v) => bytemuck::cast_slice(v).to_vec(),
             Storage::F64(v) => bytemuck::cast_slice(v).to_vec(),
             Storage::BF16(v) => bytemuck::cast_slice(v).to_vec(),

@@ -30,7 +30,19 @@ impl Evaluation {
 
 /// Runs the model over `data` without dropout, `batch_size` examples at a time.
 pub fn evaluate(model: &BertClassifier, data: &EncodedDataset, batch_size: usize, pad_id: u32) -> Result<Evaluation> {
-    let cache = WeightCache::build(&model.params)?;
+    evaluate_with(model, None, data, batch_size, pad_id)
+}
+
+/// As [`evaluate`], with the forward passes on a device when `device_params`
+/// holds the model's device copies (in store order).
+pub fn evaluate_with(
+    model: &BertClassifier,
+    device_params: Option<&[crate::tensor::Tensor]>,
+    data: &EncodedDataset,
+    batch_size: usize,
+    pad_id: u32,
+) -> Result<Evaluation> {
+    let cache = if device_params.is_none() { Some(WeightCache::build(&model.params)?) } else { None };
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(data.encodings[i].ids.len()));
     let mut predictions = vec![0usize; data.len()];
@@ -38,7 +50,10 @@ pub fn evaluate(model: &BertClassifier, data: &EncodedDataset, batch_size: usize
     for chunk in order.chunks(batch_size.max(1)) {
         let (batch, labels) = data.batch(chunk, pad_id);
         let mut tape = Tape::no_grad();
-        let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(&cache))?;
+        let out = match device_params {
+            Some(params) => model.forward_on(&mut tape, params, &batch, ForwardMode::eval())?,
+            None => model.forward_cached(&mut tape, &batch, ForwardMode::eval(), cache.as_ref())?,
+        };
         let logits = tape.value(out.logits).to_f64_vec();
         let c = model.num_labels();
         for (row, (&i, &y)) in chunk.iter().zip(&labels).enumerate() {

@@ -118,9 +118,14 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip)]
     pub resume_from: Option<PathBuf>,
-    /// cpu, cuda or auto (default auto: the CPU until the CUDA engine lands).
+    /// auto, cpu, cuda or sim (default auto: CUDA when a GPU is there, else the CPU).
+    /// `sim` runs the CUDA kernels on the simulated device, for testing.
     #[arg(long)]
     pub device: Option<String>,
+    /// fp32 or bf16 (default fp32). bf16 is mixed precision on a CUDA device:
+    /// BF16 activations and GEMM operands, F32 master weights and moments.
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -175,6 +180,7 @@ impl TrainOptions {
             logging_steps,
             resume_from,
             device,
+            precision,
         )
     }
 
@@ -221,6 +227,7 @@ impl TrainOptions {
             logging_steps: self.logging_steps.unwrap_or(50),
             resume_from: self.resume_from.clone(),
             device: self.device.clone().unwrap_or_else(|| "auto".into()),
+            precision: self.precision.clone().unwrap_or_else(|| "fp32".into()),
         };
         config.validate()?;
         Ok(config)
@@ -263,6 +270,7 @@ pub struct TrainConfig {
     pub logging_steps: u64,
     pub resume_from: Option<PathBuf>,
     pub device: String,
+    pub precision: String,
 }
 
 impl TrainConfig {

@@ -1,1 +1,187 @@
-//! Launchers for kernels/attention.cu (being written).
+//! Fused attention launchers (kernels/attention.cu): scores, masked softmax,
+//! dropout on the probabilities and the context product in one pass per
+//! (batch, head), flash style; the (B, H, T, T) probabilities never reach
+//! global memory. The backward recomputes them from q, k and the saved lse.
+//!
+//! Semantics are those of the CPU encoder (model/bert.rs): per head,
+//! `softmax(q·kᵀ·scale, key_mask)` with masked keys at exactly 0 and an
+//! all-masked batch row uniform (its scores gradient is 0), then dropout
+//! with the counter-based RNG at offset ((b·H + h)·T + i)·T + j, then ·v.
+//!
+//! Launch branches, by head_dim (the kernels' `d<D>` name part) and dtype:
+//! `d8`, `d16`, `d32` give each row one thread; `d64` gives it two lanes
+//! ([`split`]). Every kernel runs B·H·ceil(T/64) blocks of 64·split threads;
+//! a block owns 64 query rows (forward, dq) or 64 key rows (dk/dv) and
+//! streams the other side through shared memory in tiles of 64. Any other
+//! head_dim is an error.
+
+use super::{expect, expect_float};
+use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape};
+use crate::error::{Error, Result};
+
+/// Rows (queries or keys) a block owns; also the tile of the streamed side.
+pub const ROWS: usize = 64;
+/// The head dims the kernels are instantiated for.
+pub const HEAD_DIMS: [usize; 4] = [8, 16, 32, 64];
+
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionDims {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+/// Dropout on the attention probabilities: p in [0, 1), stream_key = rng::stream_key(seed, stream).
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionDropout {
+    pub p: f32,
+    pub stream_key: u64,
+}
+
+/// Lanes per row for a head dim (the kernels' SPLIT template argument).
+pub fn split(head_dim: usize) -> u32 {
+    if head_dim == 64 { 2 } else { 1 }
+}
+
+/// The kernel arguments the dropout turns into: (stream_key, threshold, keep_scale).
+/// Element kept when rng_bits24 >= threshold; threshold 0 with keep_scale 1 is no dropout.
+fn dropout_args(op: &'static str, dropout: Option<AttentionDropout>) -> Result<(u64, u32, f32)> {
+    match dropout {
+        None => Ok((0, 0, 1.0)),
+        Some(d) => {
+            if !(0.0..1.0).contains(&d.p) {
+                return Err(Error::shape(op, format!("dropout probability {} must be in [0, 1)", d.p)));
+            }
+            let p = d.p as f64;
+            Ok((d.stream_key, (p * (1u32 << 24) as f64).round() as u32, (1.0 / (1.0 - p)) as f32))
+        }
+    }
+}
+
+/// Checks dims, the common inputs, and returns (kernel-name suffix, launch shape).
+fn check(
+    op: &'static str,
+    dims: AttentionDims,
+    inputs: &[(&str, &DeviceBuffer)],
+    key_mask: &DeviceBuffer,
+    lse: &DeviceBuffer,
+) -> Result<(String, LaunchShape)> {
+    let AttentionDims { batch, seq_len, heads, head_dim } = dims;
+    if batch == 0 || seq_len == 0 || heads == 0 {
+        return Err(Error::shape(op, format!("{dims:?}: batch, seq_len and heads must be at least 1")));
+    }
+    if !HEAD_DIMS.contains(&head_dim) {
+        return Err(Error::shape(op, format!("{dims:?}: head_dim must be one of {HEAD_DIMS:?}")));
+    }
+    let n = batch * seq_len * heads * head_dim;
+    let elem = inputs[0].1.elem();
+    for (what, b) in inputs {
+        expect_float(op, what, b, n)?;
+        if b.elem() != elem {
+            return Err(Error::shape(op, format!("{what} {b:?} differs in dtype from {:?}", elem)));
+        }
+    }
+    expect(op, "key_mask", key_mask, batch * seq_len, Elem::U8)?;
+    expect(op, "lse", lse, batch * heads * seq_len, Elem::F32)?;
+    let blocks = batch * heads * seq_len.div_ceil(ROWS);
+    let blocks = u32::try_from(blocks).map_err(|_| Error::shape(op, format!("{dims:?} needs too many blocks")))?;
+    let suffix = format!("d{head_dim}_{}", elem.suffix());
+    Ok((suffix, LaunchShape::linear(blocks, ROWS as u32 * split(head_dim))))
+}
+
+// q, k, v (B, T, H·D) T; key_mask (B, T) U8 -> out (B, T, H·D) T, lse (B, H, T) F32
+#[allow(clippy::too_many_arguments)]
+pub fn attention_fwd(
+    q: &DeviceBuffer,
+    k: &DeviceBuffer,
+    v: &DeviceBuffer,
+    key_mask: &DeviceBuffer,
+    out: &DeviceBuffer,
+    lse: &DeviceBuffer,
+    dims: AttentionDims,
+    scale: f32,
+    dropout: Option<AttentionDropout>,
+) -> Result<()> {
+    let op = "attention_fwd";
+    let (suffix, shape) = check(op, dims, &[("q", q), ("k", k), ("v", v), ("out", out)], key_mask, lse)?;
+    let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
+    KernelArgs::new()
+        .buf(q)
+        .buf(k)
+        .buf(v)
+        .buf(key_mask)
+        .buf(out)
+        .buf(lse)
+        .len(dims.batch)?
+        .len(dims.seq_len)?
+        .len(dims.heads)?
+        .f32(scale)
+        .u64(key)
+        .u32(threshold)
+        .f32(keep_scale)
+        .launch(q.device(), &format!("attention_fwd_{suffix}"), shape)
+}
+
+// q, k, v, out (B, T, H·D) T; key_mask (B, T) U8; lse (B, H, T) F32 from the
+// forward; dout (B, T, H·D) T -> dq, dk, dv (B, T, H·D) T, written.
+// Two launches: dq (which also writes delta = rowsum(dout ∘ out), a (B, H, T)
+// F32 scratch), then dk/dv, which reads delta.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_bwd(
+    q: &DeviceBuffer,
+    k: &DeviceBuffer,
+    v: &DeviceBuffer,
+    key_mask: &DeviceBuffer,
+    out: &DeviceBuffer,
+    lse: &DeviceBuffer,
+    dout: &DeviceBuffer,
+    dq: &DeviceBuffer,
+    dk: &DeviceBuffer,
+    dv: &DeviceBuffer,
+    dims: AttentionDims,
+    scale: f32,
+    dropout: Option<AttentionDropout>,
+) -> Result<()> {
+    let op = "attention_bwd";
+    let inputs = [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout), ("dq", dq), ("dk", dk), ("dv", dv)];
+    let (suffix, shape) = check(op, dims, &inputs, key_mask, lse)?;
+    let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
+    let delta = DeviceBuffer::uninit(q.device(), dims.batch * dims.heads * dims.seq_len, Elem::F32)?;
+    KernelArgs::new()
+        .buf(q)
+        .buf(k)
+        .buf(v)
+        .buf(key_mask)
+        .buf(out)
+        .buf(lse)
+        .buf(dout)
+        .buf(dq)
+        .buf(&delta)
+        .len(dims.batch)?
+        .len(dims.seq_len)?
+        .len(dims.heads)?
+        .f32(scale)
+        .u64(key)
+        .u32(threshold)
+        .f32(keep_scale)
+        .launch(q.device(), &format!("attention_bwd_dq_{suffix}"), shape)?;
+    KernelArgs::new()
+        .buf(q)
+        .buf(k)
+        .buf(v)
+        .buf(key_mask)
+        .buf(lse)
+        .buf(&delta)
+        .buf(dout)
+        .buf(dk)
+        .buf(dv)
+        .len(dims.batch)?
+        .len(dims.seq_len)?
+        .len(dims.heads)?
+        .f32(scale)
+        .u64(key)
+        .u32(threshold)
+        .f32(keep_scale)
+        .launch(q.device(), &format!("attention_bwd_dkdv_{suffix}"), shape)
+}

@@ -1,0 +1,540 @@
+// Fused scaled-dot-product attention in the flash style: the (B, H, T, T)
+// scores never reach global memory. Forward and backward side by side
+// (DESIGN.md, Decisions 4, 5 and 7).
+//
+// Layout: q, k, v, out, dout, dq, dk, dv are (B, T, H·D) row-major, exactly
+// what the Q/K/V linear layers produce; head h of token t is the D values at
+// (b·T + t)·H·D + h·D. key_mask (B, T) u8, 1 = attend. lse (B, H, T) f32.
+//
+// Per (b, h), with s_ij = scale · q_i·k_j:
+//   P_ij    = softmax_j over real keys (masked key: exactly 0). A batch row
+//             whose keys are all masked is uniform 1/T over every key (HF's
+//             finfo.min rule); we compute it as s_ij = 0 for every key, so
+//             lse = log T and P_ij = exp(0 − lse) = 1/T.
+//   Z_ij    = keep_scale when rng_bits24(stream_key, ((b·H + h)·T + i)·T + j)
+//             >= threshold, else 0 (threshold 0, keep_scale 1: no dropout).
+//   out_i   = Σ_j P_ij Z_ij v_j,   lse_i = log Σ_j exp(s_ij) over real keys.
+// Backward (dP is the gradient of the pre-dropout probabilities):
+//   dv_j    = Σ_i P_ij Z_ij dout_i
+//   dP_ij   = Z_ij (dout_i·v_j)
+//   delta_i = Σ_j P_ij dP_ij = dout_i·out_i   (because out_i = Σ_j P_ij Z_ij v_j)
+//   dS_ij   = P_ij (dP_ij − delta_i), and 0 in an all-masked batch row
+//             (its forward is constant in the scores)
+//   dq_i    = scale Σ_j dS_ij k_j,   dk_j = scale Σ_i dS_ij q_i
+//
+// Tiling (scalar f32 FMAs, no tensor cores): a block owns ROWS = 64 rows
+// (query rows in the forward and dq kernels, key rows in the dk/dv kernel)
+// of one (b, h); each row is held by SPLIT adjacent lanes, each owning D/SPLIT
+// of the head dimensions in registers (dot products finish with SPLIT−1 xor
+// shuffles). The other side streams through shared memory in tiles of 64 rows,
+// converted to f32, zero-filled past T. Keys/queries are consumed in chunks of
+// CH = 8 so the dot products are independent chains. The forward keeps an
+// online softmax (running max m and sum l). The backward runs dq first (it
+// also writes delta), then dk/dv; each output element is written by exactly
+// one thread, so both are deterministic (no atomics). Keys past the last
+// real key of a batch row (trailing padding) have probability 0, so the
+// forward and dq stop streaming there, and dk/dv blocks wholly past it skip
+// the query loop and write zeros.
+#include "common.cuh"
+
+#define ATTN_ROWS 64  // rows a block owns
+#define ATTN_TILE 64  // rows of the streamed side per shared-memory tile
+#define ATTN_CH 8     // keys (or queries) per inner chunk
+
+// The backward reads each staged chunk twice (dot products, then the gradient
+// update). Without a fence between the passes ptxas keeps the whole chunk's
+// shared loads alive in registers for the second pass (255 registers and
+// spills from D = 16 up); a block-scope fence makes it reload them instead.
+// The simulator needs nothing here.
+#ifdef BERTH_SIM
+#define ATTN_RELOAD_SHARED() ((void)0)
+#else
+#define ATTN_RELOAD_SHARED() __threadfence_block()
+#endif
+
+// One streamed row in shared memory: SPLIT slices of D/SPLIT floats, padded by
+// 4 floats when SPLIT > 1 so the slices start in different banks.
+template <int D, int SPLIT>
+struct AttnTile {
+    static constexpr int DP = D / SPLIT;
+    static constexpr int PAD = SPLIT > 1 ? 4 : 0;
+    static constexpr int ROW = SPLIT * (DP + PAD);
+    // Element d of row r.
+    static BERTH_DEVICE_INLINE int at(int r, int d) { return r * ROW + (d / DP) * (DP + PAD) + d % DP; }
+    // Slice `part` of row r.
+    static BERTH_DEVICE_INLINE int slice(int r, int part) { return r * ROW + part * (DP + PAD); }
+};
+
+// Sum of a partial over the SPLIT lanes sharing a row; all of them get it.
+template <int SPLIT>
+BERTH_DEVICE_INLINE float split_sum(float v) {
+    for (int offset = SPLIT / 2; offset > 0; offset /= 2) {
+        v += __shfl_xor_sync(BERTH_FULL_MASK, v, offset);
+    }
+    return v;
+}
+
+// Z_ij: the dropout factor of probability element `offset`.
+BERTH_DEVICE_INLINE float attn_dropout(unsigned long long key, unsigned threshold, float keep_scale, long long offset) {
+    if (threshold == 0u) return keep_scale;
+    return rng_bits24(key, (unsigned long long)offset) >= threshold ? keep_scale : 0.0f;
+}
+
+// The keys of batch row b that can count: [0, kend), where kend is one past
+// the last real key, or T when every key is masked (the uniform row). Keys
+// at or past kend are masked padding with probability 0, so loops stop
+// there. Sets *all_masked; the whole block agrees. Syncs.
+BERTH_DEVICE_INLINE int attn_key_end(const unsigned char* key_mask, int b, int T, int* flag, bool* all_masked) {
+    if (threadIdx.x == 0) *flag = 0;
+    __syncthreads();
+    for (int j = threadIdx.x; j < T; j += blockDim.x) {
+        if (key_mask[(long long)b * T + j]) atomicMax(flag, j + 1);
+    }
+    __syncthreads();
+    int end = *flag;
+    *all_masked = end == 0;
+    return end == 0 ? T : end;
+}
+
+// Stages rows [r0, r0 + n) of x's head h (batch b) into `tile` as f32,
+// zero-filled up to ATTN_TILE rows. Callers sync around it.
+template <typename T, int D, int SPLIT>
+BERTH_DEVICE_INLINE void attn_stage(const T* x, float* tile, int b, int T_, int H, int h, int r0, int n) {
+    using Tile = AttnTile<D, SPLIT>;
+    for (int e = threadIdx.x; e < ATTN_TILE * D; e += blockDim.x) {
+        int r = e / D, d = e % D;
+        float val = 0.0f;
+        if (r < n) val = load_f32(x, ((long long)b * T_ + r0 + r) * H * D + (long long)h * D + d);
+        tile[Tile::at(r, d)] = val;
+    }
+}
+
+// q, k, v (B, T, H·D), key_mask (B, T) -> out (B, T, H·D), lse (B, H, T) f32.
+// Grid: B·H·ceil(T/64) blocks of 64·SPLIT threads.
+template <typename T, int D, int SPLIT>
+BERTH_DEVICE_INLINE void attention_fwd(const T* q, const T* k, const T* v, const unsigned char* key_mask, T* out,
+                                       float* lse, int B, int T_, int H, float scale, unsigned long long key,
+                                       unsigned threshold, float keep_scale) {
+    using Tile = AttnTile<D, SPLIT>;
+    constexpr int DP = Tile::DP;
+    __shared__ __align__(16) float ks[ATTN_TILE * Tile::ROW];
+    __shared__ __align__(16) float vs[ATTN_TILE * Tile::ROW];
+    __shared__ float bias[ATTN_TILE];  // 0 for a key that counts, -inf otherwise
+    __shared__ int flag;
+    (void)B;
+    int tiles = (T_ + ATTN_ROWS - 1) / ATTN_ROWS;
+    int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
+    int row = threadIdx.x / SPLIT, part = threadIdx.x % SPLIT;
+    int i = (blockIdx.x % tiles) * ATTN_ROWS + row;
+    bool active = i < T_;
+    long long at = ((long long)b * T_ + i) * H * D + (long long)h * D + part * DP;
+    bool all_masked;
+    int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked);
+
+    float qr[DP], acc[DP];
+    #pragma unroll
+    for (int d = 0; d < DP; ++d) {
+        qr[d] = active ? load_f32(q, at + d) : 0.0f;
+        acc[d] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    long long offset_row = ((long long)bh * T_ + i) * T_;
+    #pragma unroll 1
+    for (int j0 = 0; j0 < kend; j0 += ATTN_TILE) {
+        int n = kend - j0 < ATTN_TILE ? kend - j0 : ATTN_TILE;
+        __syncthreads();  // the previous tile is no longer read
+        attn_stage<T, D, SPLIT>(k, ks, b, T_, H, h, j0, n);
+        attn_stage<T, D, SPLIT>(v, vs, b, T_, H, h, j0, n);
+        for (int j = threadIdx.x; j < ATTN_TILE; j += blockDim.x) {
+            bool counts = j < n && (all_masked || key_mask[(long long)b * T_ + j0 + j]);
+            bias[j] = counts ? 0.0f : -INFINITY;
+        }
+        __syncthreads();
+        #pragma unroll 1
+        for (int c0 = 0; c0 < n; c0 += ATTN_CH) {
+            float s[ATTN_CH];
+            #pragma unroll
+            for (int c = 0; c < ATTN_CH; ++c) {
+                const float* kr = ks + Tile::slice(c0 + c, part);
+                float dot = 0.0f;
+                #pragma unroll
+                for (int d = 0; d < DP; ++d) dot += qr[d] * kr[d];
+                s[c] = dot;
+            }
+            float cmax = -INFINITY;
+            #pragma unroll
+            for (int c = 0; c < ATTN_CH; ++c) {
+                float dot = split_sum<SPLIT>(s[c]);
+                s[c] = (all_masked ? 0.0f : dot * scale) + bias[c0 + c];
+                cmax = fmaxf(cmax, s[c]);
+            }
+            float m_new = fmaxf(m, cmax);
+            if (m_new == -INFINITY) continue;  // no key counted yet (same in all SPLIT lanes)
+            float corr = expf(m - m_new);      // 0 while m is -inf
+            l *= corr;
+            #pragma unroll
+            for (int d = 0; d < DP; ++d) acc[d] *= corr;
+            #pragma unroll
+            for (int c = 0; c < ATTN_CH; ++c) {
+                float p = expf(s[c] - m_new);  // 0 for a key that does not count
+                l += p;
+                float pz = p * attn_dropout(key, threshold, keep_scale, offset_row + j0 + c0 + c);
+                const float* vr = vs + Tile::slice(c0 + c, part);
+                #pragma unroll
+                for (int d = 0; d < DP; ++d) acc[d] += pz * vr[d];
+            }
+            m = m_new;
+        }
+    }
+    if (active) {
+        float inv = 1.0f / l;  // l >= 1: the maximum's own term
+        #pragma unroll
+        for (int d = 0; d < DP; ++d) store_f32(out, at + d, acc[d] * inv);
+        if (part == 0) lse[(long long)bh * T_ + i] = m + logf(l);
+    }
+}
+
+// q, k, v, out, dout (B, T, H·D), key_mask (B, T), lse (B, H, T)
+//   -> dq (B, T, H·D) written, delta (B, H, T) f32 = rowsum(dout ∘ out).
+// Grid: B·H·ceil(T/64) blocks of 64·SPLIT threads; runs before the dk/dv kernel.
+template <typename T, int D, int SPLIT>
+BERTH_DEVICE_INLINE void attention_bwd_dq(const T* q, const T* k, const T* v, const unsigned char* key_mask,
+                                          const T* out, const float* lse, const T* dout, T* dq, float* delta,
+                                          int B, int T_, int H, float scale, unsigned long long key,
+                                          unsigned threshold, float keep_scale) {
+    using Tile = AttnTile<D, SPLIT>;
+    constexpr int DP = Tile::DP;
+    __shared__ __align__(16) float ks[ATTN_TILE * Tile::ROW];
+    __shared__ __align__(16) float vs[ATTN_TILE * Tile::ROW];
+    __shared__ float bias[ATTN_TILE];
+    __shared__ int flag;
+    (void)B;
+    int tiles = (T_ + ATTN_ROWS - 1) / ATTN_ROWS;
+    int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
+    int row = threadIdx.x / SPLIT, part = threadIdx.x % SPLIT;
+    int i = (blockIdx.x % tiles) * ATTN_ROWS + row;
+    bool active = i < T_;
+    long long at = ((long long)b * T_ + i) * H * D + (long long)h * D + part * DP;
+    bool all_masked;
+    int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked);
+
+    float qr[DP], dor[DP], dqa[DP];
+    float partial = 0.0f;
+    #pragma unroll
+    for (int d = 0; d < DP; ++d) {
+        qr[d] = active ? load_f32(q, at + d) : 0.0f;
+        dor[d] = active ? load_f32(dout, at + d) : 0.0f;
+        partial += dor[d] * (active ? load_f32(out, at + d) : 0.0f);
+        dqa[d] = 0.0f;
+    }
+    float delta_i = split_sum<SPLIT>(partial);
+    float lse_i = active ? lse[(long long)bh * T_ + i] : INFINITY;  // padding rows: P = 0
+    if (active && part == 0) delta[(long long)bh * T_ + i] = delta_i;
+
+    long long offset_row = ((long long)bh * T_ + i) * T_;
+    #pragma unroll 1
+    for (int j0 = 0; j0 < kend; j0 += ATTN_TILE) {
+        int n = kend - j0 < ATTN_TILE ? kend - j0 : ATTN_TILE;
+        __syncthreads();
+        attn_stage<T, D, SPLIT>(k, ks, b, T_, H, h, j0, n);
+        attn_stage<T, D, SPLIT>(v, vs, b, T_, H, h, j0, n);
+        for (int j = threadIdx.x; j < ATTN_TILE; j += blockDim.x) {
+            bool counts = j < n && (all_masked || key_mask[(long long)b * T_ + j0 + j]);
+            bias[j] = counts ? 0.0f : -INFINITY;
+        }
+        __syncthreads();
+        #pragma unroll 1
+        for (int c0 = 0; c0 < n; c0 += ATTN_CH) {
+            float s[ATTN_CH], dp[ATTN_CH];
+            #pragma unroll
+            for (int c = 0; c < ATTN_CH; ++c) s[c] = dp[c] = 0.0f;
+            #pragma unroll
+            for (int d = 0; d < DP; ++d) {
+                #pragma unroll
+                for (int c = 0; c < ATTN_CH; ++c) {
+                    s[c] += qr[d] * ks[Tile::slice(c0 + c, part) + d];
+                    dp[c] += dor[d] * vs[Tile::slice(c0 + c, part) + d];
+                }
+            }
+            float ds[ATTN_CH];
+            #pragma unroll
+            for (int c = 0; c < ATTN_CH; ++c) {
+                float dot = split_sum<SPLIT>(s[c]);
+                float sc = (all_masked ? 0.0f : dot * scale) + bias[c0 + c];
+                float dpv = split_sum<SPLIT>(dp[c]);
+                float p = expf(sc - lse_i);
+                float z = attn_dropout(key, threshold, keep_scale, offset_row + j0 + c0 + c);
+                ds[c] = all_masked ? 0.0f : p * (dpv * z - delta_i);
+            }
+            ATTN_RELOAD_SHARED();
+            #pragma unroll
+            for (int d = 0; d < DP; ++d) {
+                #pragma unroll
+                for (int c = 0; c < ATTN_CH; ++c) dqa[d] += ds[c] * ks[Tile::slice(c0 + c, part) + d];
+            }
+        }
+    }
+    if (active) {
+        #pragma unroll
+        for (int d = 0; d < DP; ++d) store_f32(dq, at + d, dqa[d] * scale);
+    }
+}
+
+// q, k, v, dout (B, T, H·D), key_mask (B, T), lse, delta (B, H, T) f32
+//   -> dk, dv (B, T, H·D), written. Grid: B·H·ceil(T/64) blocks of 64·SPLIT
+// threads, each owning 64 keys and streaming the queries.
+template <typename T, int D, int SPLIT>
+BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, const unsigned char* key_mask,
+                                            const float* lse, const float* delta, const T* dout, T* dk, T* dv,
+                                            int B, int T_, int H, float scale, unsigned long long key,
+                                            unsigned threshold, float keep_scale) {
+    using Tile = AttnTile<D, SPLIT>;
+    constexpr int DP = Tile::DP;
+    __shared__ __align__(16) float qs[ATTN_TILE * Tile::ROW];
+    __shared__ __align__(16) float dos[ATTN_TILE * Tile::ROW];
+    __shared__ float lse_s[ATTN_TILE];    // +inf past T, so P = 0 there
+    __shared__ float delta_s[ATTN_TILE];
+    __shared__ int flag;
+    (void)B;
+    int tiles = (T_ + ATTN_ROWS - 1) / ATTN_ROWS;
+    int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
+    int row = threadIdx.x / SPLIT, part = threadIdx.x % SPLIT;
+    int j = (blockIdx.x % tiles) * ATTN_ROWS + row;
+    bool active = j < T_;
+    long long at = ((long long)b * T_ + j) * H * D + (long long)h * D + part * DP;
+    bool all_masked;
+    int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked);
+    bool counts = active && (all_masked || key_mask[(long long)b * T_ + j]);
+    float bias = counts ? 0.0f : -INFINITY;
+
+    float kr[DP], vr[DP], dka[DP], dva[DP];
+    #pragma unroll
+    for (int d = 0; d < DP; ++d) {
+        kr[d] = active ? load_f32(k, at + d) : 0.0f;
+        vr[d] = active ? load_f32(v, at + d) : 0.0f;
+        dka[d] = 0.0f;
+        dva[d] = 0.0f;
+    }
+    long long offset_base = (long long)bh * T_ * T_ + j;  // + i·T
+    int i_end = (blockIdx.x % tiles) * ATTN_ROWS < kend ? T_ : 0;  // keys all past kend: dk = dv = 0
+    #pragma unroll 1
+    for (int i0 = 0; i0 < i_end; i0 += ATTN_TILE) {
+        int n = T_ - i0 < ATTN_TILE ? T_ - i0 : ATTN_TILE;
+        __syncthreads();
+        attn_stage<T, D, SPLIT>(q, qs, b, T_, H, h, i0, n);
+        attn_stage<T, D, SPLIT>(dout, dos, b, T_, H, h, i0, n);
+        for (int r = threadIdx.x; r < ATTN_TILE; r += blockDim.x) {
+            lse_s[r] = r < n ? lse[(long long)bh * T_ + i0 + r] : INFINITY;
+            delta_s[r] = r < n ? delta[(long long)bh * T_ + i0 + r] : 0.0f;
+        }
+        __syncthreads();
+        #pragma unroll 1
+        for (int c0 = 0; c0 < n; c0 += ATTN_CH) {
+            float s[ATTN_CH], dp[ATTN_CH];
+            #pragma unroll
+            for (int c = 0; c < ATTN_CH; ++c) s[c] = dp[c] = 0.0f;
+            #pragma unroll
+            for (int d = 0; d < DP; ++d) {
+                #pragma unroll
+                for (int c = 0; c < ATTN_CH; ++c) {
+                    s[c] += qs[Tile::slice(c0 + c, part) + d] * kr[d];
+                    dp[c] += dos[Tile::slice(c0 + c, part) + d] * vr[d];
+                }
+            }
+            float pz[ATTN_CH], ds[ATTN_CH];
+            #pragma unroll
+            for (int c = 0; c < ATTN_CH; ++c) {
+                int r = c0 + c;
+                float dot = split_sum<SPLIT>(s[c]);
+                float sc = (all_masked ? 0.0f : dot * scale) + bias;
+                float dpv = split_sum<SPLIT>(dp[c]);
+                float p = expf(sc - lse_s[r]);
+                float z = attn_dropout(key, threshold, keep_scale, offset_base + (long long)(i0 + r) * T_);
+                pz[c] = p * z;
+                ds[c] = all_masked ? 0.0f : p * (dpv * z - delta_s[r]);
+            }
+            ATTN_RELOAD_SHARED();
+            #pragma unroll
+            for (int d = 0; d < DP; ++d) {
+                #pragma unroll
+                for (int c = 0; c < ATTN_CH; ++c) {
+                    dva[d] += pz[c] * dos[Tile::slice(c0 + c, part) + d];
+                    dka[d] += ds[c] * qs[Tile::slice(c0 + c, part) + d];
+                }
+            }
+        }
+    }
+    if (active) {
+        #pragma unroll
+        for (int d = 0; d < DP; ++d) {
+            store_f32(dk, at + d, dka[d] * scale);
+            store_f32(dv, at + d, dva[d]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// extern "C" entry points: attention_<fwd|bwd_dq|bwd_dkdv>_d<D>_<f32|bf16>.
+// SPLIT (lanes per row) is 1 for D <= 32 and 2 for D = 64; the launcher
+// launches 64·SPLIT threads per block.
+// ---------------------------------------------------------------------------
+
+// q, k, v (B, T, H·8) f32, key_mask (B, T) -> out (B, T, H·8) f32, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d8_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<float, 8, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·8) f32, lse (B, H, T) -> dq (B, T, H·8) f32 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d8_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<float, 8, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·8) f32 -> dk, dv (B, T, H·8) f32 written
+extern "C" __global__ void attention_bwd_dkdv_d8_f32(const float* q, const float* k, const float* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<float, 8, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// q, k, v (B, T, H·8) bf16, key_mask (B, T) -> out (B, T, H·8) bf16, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d8_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<__nv_bfloat16, 8, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·8) bf16, lse (B, H, T) -> dq (B, T, H·8) bf16 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d8_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<__nv_bfloat16, 8, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·8) bf16 -> dk, dv (B, T, H·8) bf16 written
+extern "C" __global__ void attention_bwd_dkdv_d8_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<__nv_bfloat16, 8, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// q, k, v (B, T, H·16) f32, key_mask (B, T) -> out (B, T, H·16) f32, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d16_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<float, 16, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·16) f32, lse (B, H, T) -> dq (B, T, H·16) f32 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d16_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<float, 16, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·16) f32 -> dk, dv (B, T, H·16) f32 written
+extern "C" __global__ void attention_bwd_dkdv_d16_f32(const float* q, const float* k, const float* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<float, 16, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// q, k, v (B, T, H·16) bf16, key_mask (B, T) -> out (B, T, H·16) bf16, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d16_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<__nv_bfloat16, 16, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·16) bf16, lse (B, H, T) -> dq (B, T, H·16) bf16 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d16_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<__nv_bfloat16, 16, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·16) bf16 -> dk, dv (B, T, H·16) bf16 written
+extern "C" __global__ void attention_bwd_dkdv_d16_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<__nv_bfloat16, 16, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// q, k, v (B, T, H·32) f32, key_mask (B, T) -> out (B, T, H·32) f32, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d32_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<float, 32, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·32) f32, lse (B, H, T) -> dq (B, T, H·32) f32 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d32_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<float, 32, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·32) f32 -> dk, dv (B, T, H·32) f32 written
+extern "C" __global__ void attention_bwd_dkdv_d32_f32(const float* q, const float* k, const float* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<float, 32, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// q, k, v (B, T, H·32) bf16, key_mask (B, T) -> out (B, T, H·32) bf16, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<__nv_bfloat16, 32, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·32) bf16, lse (B, H, T) -> dq (B, T, H·32) bf16 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<__nv_bfloat16, 32, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·32) bf16 -> dk, dv (B, T, H·32) bf16 written
+extern "C" __global__ void attention_bwd_dkdv_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<__nv_bfloat16, 32, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// q, k, v (B, T, H·64) f32, key_mask (B, T) -> out (B, T, H·64) f32, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d64_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<float, 64, 2>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·64) f32, lse (B, H, T) -> dq (B, T, H·64) f32 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d64_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
+        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<float, 64, 2>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·64) f32 -> dk, dv (B, T, H·64) f32 written
+extern "C" __global__ void attention_bwd_dkdv_d64_f32(const float* q, const float* k, const float* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<float, 64, 2>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// q, k, v (B, T, H·64) bf16, key_mask (B, T) -> out (B, T, H·64) bf16, lse (B, H, T) f32
+extern "C" __global__ void attention_fwd_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_fwd<__nv_bfloat16, 64, 2>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + out, dout (B, T, H·64) bf16, lse (B, H, T) -> dq (B, T, H·64) bf16 written, delta (B, H, T) f32
+extern "C" __global__ void attention_bwd_dq_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
+        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
+        unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dq<__nv_bfloat16, 64, 2>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
+}
+
+// + lse, delta (B, H, T) f32, dout (B, T, H·64) bf16 -> dk, dv (B, T, H·64) bf16 written
+extern "C" __global__ void attention_bwd_dkdv_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
+        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+    attention_bwd_dkdv<__nv_bfloat16, 64, 2>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
+}
