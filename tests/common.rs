@@ -1,8 +1,12 @@
 use std::path::PathBuf;
 
 /// `../shared` beside the project, or None (tests then skip with a message).
+/// BERTH_SHARED overrides it (the GPU machine gets the fixtures in gpu-bundle/).
 pub fn shared_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let dir = match std::env::var_os("BERTH_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    };
     if dir.join("fixtures").is_dir() {
         Some(dir)
     } else {

@@ -10,19 +10,19 @@ use berth::tensor::DType;
 
 use crate::common::{fixture_dir, minilm_dir, rel_error};
 
-struct Reference {
-    floats: HashMap<String, (Vec<usize>, Vec<f64>)>,
-    ints: HashMap<String, (Vec<usize>, Vec<i64>)>,
+pub(crate) struct Reference {
+    pub(crate) floats: HashMap<String, (Vec<usize>, Vec<f64>)>,
+    pub(crate) ints: HashMap<String, (Vec<usize>, Vec<i64>)>,
 }
 
-fn read_reference(dir: &std::path::Path) -> Reference {
+pub(crate) fn read_reference(dir: &std::path::Path) -> Reference {
     let path = dir.join("reference.safetensors");
     let floats = read_safetensors(&path, DType::F64).unwrap().into_iter().map(|(n, t)| (n, (t.shape().to_vec(), t.to_f64_vec()))).collect();
     let ints = read_safetensors_i64(&path).unwrap();
     Reference { floats, ints }
 }
 
-fn batch_from(reference: &Reference, prefix: &str) -> Batch {
+pub(crate) fn batch_from(reference: &Reference, prefix: &str) -> Batch {
     let (shape, ids) = &reference.ints[&format!("{prefix}input_ids")];
     let types = &reference.ints[&format!("{prefix}token_type_ids")].1;
     let mask = &reference.ints[&format!("{prefix}attention_mask")].1;

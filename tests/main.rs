@@ -15,3 +15,5 @@ mod cli;
 mod metrics;
 // berth train and eval end to end: resume after SIGKILL, bad input, --config, new labels.
 mod train;
+// The CUDA engine on the simulated device (BERTH_TEST_DEVICE=cuda for a GPU): kernel parity, training steps.
+mod device;

@@ -96,7 +96,7 @@ run() {
     done
     step "infer bert-base B=1 fp32" 40 "$berth" bench --case fwd --device cuda --precision fp32 --config bert-base --batch-size 1 --seq-len 128 --iters 50 --warmup 5
     step "infer bert-base B=1 bf16" 40 "$berth" bench --case fwd --device cuda --precision bf16 --config bert-base --batch-size 1 --seq-len 128 --iters 50 --warmup 5
-    step "device tests" 90 env BERTH_FIXTURES="$BUNDLE/fixtures" BERTH_TEST_DEVICE=cuda "$BUNDLE/berth-tests" device::
+    step "device tests" 90 env BERTH_SHARED="$BUNDLE" BERTH_TEST_DEVICE=cuda "$BUNDLE/berth-tests" device::
     step "pytorch, same shapes" 120 python3 tools/torch-gpu-baseline.py --iters 20
     echo
     echo "=== summary ($((SECONDS - START)) s)"

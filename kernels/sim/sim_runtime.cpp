@@ -1,13 +1,17 @@
 // The simulated device's scheduler: runs one kernel launch on the CPU with
 // CUDA's block and thread structure (see cuda_sim.h for the model).
 //
-// A launch starts blockDim OS threads once. Every thread walks the grid's
-// blocks in order; after each block all threads meet at a block-end barrier,
-// so block b+1 never sees block b's shared memory in use.
+// A launch runs on blockDim OS threads, taken from a pool that lives as long
+// as the process (creating 256 threads per launch cost more than the
+// kernels). Every thread walks the grid's blocks in order; after each block
+// all threads meet at a block-end barrier, so block b+1 never sees block b's
+// shared memory in use. Launches are serialised by the caller.
+#include <atomic>
 #include <barrier>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -25,41 +29,55 @@ namespace {
 // A barrier over the threads that are still running the current block. A
 // thread that returns from the kernel drops out, so a later __syncthreads
 // among the others does not wait for it (as on sm_70 and newer).
+//
+// The live and arrived counts share one atomic word, so an arrival and a
+// drop can never both miss that the barrier is complete; waiters sleep on a
+// generation counter (a futex through std::atomic::wait), which wakes them
+// without a mutex for all of them to queue on.
 class LiveBarrier {
    public:
     void reset(int live) {
-        live_ = live;
-        arrived_ = 0;
+        state_.store((uint64_t)(uint32_t)live << 32, std::memory_order_release);
     }
 
     void arrive_and_wait() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        uint64_t generation = generation_;
-        if (++arrived_ >= live_) {
-            release();
-        } else {
-            cv_.wait(lock, [&] { return generation_ != generation; });
+        uint32_t generation = generation_.load(std::memory_order_acquire);
+        uint64_t state = state_.load(std::memory_order_acquire);
+        for (;;) {
+            uint32_t live = (uint32_t)(state >> 32), arrived = (uint32_t)state + 1;
+            uint64_t next = arrived >= live ? (uint64_t)live << 32 : ((uint64_t)live << 32) | arrived;
+            if (state_.compare_exchange_weak(state, next, std::memory_order_acq_rel)) {
+                if (arrived >= live) {
+                    release();
+                    return;
+                }
+                break;
+            }
         }
+        while (generation_.load(std::memory_order_acquire) == generation) generation_.wait(generation);
     }
 
     void drop() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        --live_;
-        if (arrived_ > 0 && arrived_ >= live_) release();
+        uint64_t state = state_.load(std::memory_order_acquire);
+        for (;;) {
+            uint32_t live = (uint32_t)(state >> 32) - 1, arrived = (uint32_t)state;
+            bool complete = arrived > 0 && arrived >= live;
+            uint64_t next = complete ? (uint64_t)live << 32 : ((uint64_t)live << 32) | arrived;
+            if (state_.compare_exchange_weak(state, next, std::memory_order_acq_rel)) {
+                if (complete) release();
+                return;
+            }
+        }
     }
 
    private:
     void release() {
-        arrived_ = 0;
-        ++generation_;
-        cv_.notify_all();
+        generation_.fetch_add(1, std::memory_order_acq_rel);
+        generation_.notify_all();
     }
 
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    int live_ = 0;
-    int arrived_ = 0;
-    uint64_t generation_ = 0;
+    std::atomic<uint64_t> state_{0};  // live << 32 | arrived
+    std::atomic<uint32_t> generation_{0};
 };
 
 struct Warp {
@@ -85,6 +103,62 @@ struct Launch {
 
 thread_local Launch* current_launch = nullptr;
 thread_local int current_linear_thread = 0;
+
+// Worker threads that sleep between launches. Worker w runs linear thread
+// w + 1 of a launch; the launching thread itself runs thread 0.
+class Pool {
+   public:
+    // Starts body(linear) for linear = 1..threads-1 on pool workers; the
+    // caller runs thread 0 itself, then calls wait().
+    void start(int threads, const std::function<void(int)>& body) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        while ((int)workers_ + 1 < threads) {
+            std::thread(&Pool::loop, this, (int)workers_).detach();
+            ++workers_;
+        }
+        body_ = &body;
+        needed_ = threads - 1;
+        finished_ = 0;
+        ++generation_;
+        start_.notify_all();
+    }
+
+    void wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [&] { return finished_ == needed_; });
+        body_ = nullptr;
+    }
+
+   private:
+    void loop(int id) {
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mutex_);
+        for (;;) {
+            start_.wait(lock, [&] { return generation_ != seen; });
+            seen = generation_;
+            if (id >= needed_) continue;
+            const std::function<void(int)>* body = body_;
+            lock.unlock();
+            (*body)(id + 1);
+            lock.lock();
+            if (++finished_ == needed_) done_.notify_one();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable start_, done_;
+    size_t workers_ = 0;
+    uint64_t generation_ = 0;
+    int needed_ = 0;
+    int finished_ = 0;
+    const std::function<void(int)>* body_ = nullptr;
+};
+
+// Never destroyed: its detached workers outlive every static destructor.
+Pool& pool() {
+    static Pool* p = new Pool();
+    return *p;
+}
 
 }  // namespace
 
@@ -141,10 +215,9 @@ extern "C" int berth_sim_run(void (*kernel)(void**), void** args, unsigned gx, u
         }
         current_launch = nullptr;
     };
-    std::vector<std::thread> pool;
-    pool.reserve(threads - 1);
-    for (int t = 1; t < (int)threads; ++t) pool.emplace_back(worker, t);
+    std::function<void(int)> body = worker;
+    pool().start((int)threads, body);
     worker(0);
-    for (auto& t : pool) t.join();
+    pool().wait();
     return 0;
 }

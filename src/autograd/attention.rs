@@ -52,6 +52,9 @@ pub fn split_heads(tape: &mut Tape, x: Var, heads: usize) -> Result<Var> {
     if t.dims() != 3 || heads == 0 || t.shape()[2] % heads != 0 {
         return Err(Error::shape("split_heads", format!("x {:?} into {heads} heads", t.shape())));
     }
+    if t.is_on_device() {
+        return Err(Error::Device("split_heads: not offered on a device (attention runs there as one fused op)".into()));
+    }
     let (b, tl, c) = (t.shape()[0], t.shape()[1], t.shape()[2]);
     let d = c / heads;
     let out = with_float!(t.dtype(), "split_heads", |T| Tensor::from_vec(

@@ -1,7 +1,7 @@
 //! Element-wise ops and simple views: add, scale, reshape, GELU, tanh,
 //! taking the first ([CLS]) token, and dropout.
 
-use super::{Backward, BackwardContext, Tape, Var};
+use super::{Backward, BackwardContext, Tape, Var, on_device};
 use crate::backend::cpu::activation;
 use crate::error::{Error, Result};
 use crate::rng;
@@ -30,6 +30,9 @@ impl Backward for Add {
 pub fn add(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
     let (ta, tb) = (tape.value(a), tape.value(b));
     same_shape("add", ta, tb)?;
+    if ta.is_on_device() {
+        return on_device::add(tape, a, b);
+    }
     let out = with_float!(ta.dtype(), "add", |T| Tensor::from_vec(activation::add(ta.data::<T>()?, tb.data::<T>()?), ta.shape()))?;
     Ok(tape.push(out, &[a, b], Add))
 }
@@ -49,6 +52,9 @@ impl Backward for Scale {
 
 pub fn scale(tape: &mut Tape, x: Var, s: f64) -> Result<Var> {
     let t = tape.value(x);
+    if t.is_on_device() {
+        return on_device::scale(tape, x, s);
+    }
     let out = with_float!(t.dtype(), "scale", |T| Tensor::from_vec(activation::scale(t.data::<T>()?, s as T), t.shape()))?;
     Ok(tape.push(out, &[x], Scale(s)))
 }
@@ -86,6 +92,9 @@ impl Backward for Gelu {
 
 pub fn gelu(tape: &mut Tape, x: Var) -> Result<Var> {
     let t = tape.value(x);
+    if t.is_on_device() {
+        return on_device::gelu(tape, x);
+    }
     let out = with_float!(t.dtype(), "gelu", |T| Tensor::from_vec(activation::gelu_fwd(t.data::<T>()?), t.shape()))?;
     Ok(tape.push(out, &[x], Gelu))
 }
@@ -106,6 +115,9 @@ impl Backward for Tanh {
 
 pub fn tanh(tape: &mut Tape, x: Var) -> Result<Var> {
     let t = tape.value(x);
+    if t.is_on_device() {
+        return on_device::tanh(tape, x);
+    }
     let out = with_float!(t.dtype(), "tanh", |T| Tensor::from_vec(activation::tanh_fwd(t.data::<T>()?), t.shape()))?;
     Ok(tape.push(out, &[x], Tanh))
 }
@@ -136,6 +148,9 @@ pub fn first_token(tape: &mut Tape, x: Var) -> Result<Var> {
     let t = tape.value(x);
     if t.dims() != 3 || t.shape()[1] == 0 {
         return Err(Error::shape("first_token", format!("expected (B, T>0, C), got {:?}", t.shape())));
+    }
+    if t.is_on_device() {
+        return on_device::first_token(tape, x);
     }
     let (b, tl, c) = (t.shape()[0], t.shape()[1], t.shape()[2]);
     let out = with_float!(t.dtype(), "first_token", |T| {
@@ -205,6 +220,9 @@ pub fn dropout(tape: &mut Tape, x: Var, p: f64, key: Option<DropoutKey>) -> Resu
         return Err(Error::InvalidArgument(format!("dropout probability {p} must be below 1")));
     }
     let t = tape.value(x);
+    if t.is_on_device() {
+        return on_device::dropout(tape, x, p, key.seed, key.stream);
+    }
     let out = with_float!(t.dtype(), "dropout", |T| Tensor::from_vec(dropout_apply(t.data::<T>()?, p, key), t.shape()))?;
     Ok(tape.push(out, &[x], Dropout { p, key }))
 }

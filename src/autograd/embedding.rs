@@ -41,6 +41,9 @@ pub fn embedding(tape: &mut Tape, table: Var, ids: &[u32], ids_shape: &[usize], 
     if t.dims() != 2 || ids.len() != ids_shape.iter().product::<usize>() {
         return Err(Error::shape("embedding", format!("table {:?}, {} ids for shape {:?}", t.shape(), ids.len(), ids_shape)));
     }
+    if t.is_on_device() {
+        return Err(Error::Device("embedding: on a device the embeddings run as one fused op (on_device::embeddings_ln)".into()));
+    }
     let (vocab, cols) = (t.shape()[0], t.shape()[1]);
     if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
         return Err(Error::InvalidArgument(format!("{what}: id {bad} is out of range for a table of {vocab} rows")));

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{Backward, BackwardContext, Tape, Var};
+use super::{Backward, BackwardContext, Tape, Var, on_device};
 use crate::backend::cpu::matmul::{Operand, batched_matmul, matmul};
 use crate::backend::cpu::norm::sum_rows;
 use crate::error::{Error, Result};
@@ -75,6 +75,9 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
         if tb.shape() != [out_features] || tb.dtype() != tx.dtype() {
             return Err(Error::shape("linear", format!("bias {:?} for {} outputs", tb.shape(), out_features)));
         }
+    }
+    if tx.is_on_device() {
+        return on_device::linear(tape, x, weight, bias, &out_shape);
     }
     let out = with_float!(tx.dtype(), "linear", |T| {
         let mut y = crate::tensor::pool::take::<T>(n * out_features);
@@ -175,6 +178,9 @@ pub fn batched_matmul_op(tape: &mut Tape, a: Var, b: Var, transpose_a: bool, tra
         || t_a.dtype() != t_b.dtype()
     {
         return Err(bad());
+    }
+    if t_a.is_on_device() {
+        return Err(Error::Device("batched_matmul: not offered on a device (attention runs there as one fused op)".into()));
     }
     let (batch, ar, ac) = batch_dims(t_a);
     let (_, br, bc) = batch_dims(t_b);

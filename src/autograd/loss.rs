@@ -1,5 +1,6 @@
 //! Losses on the tape. Each produces a scalar (shape [1]).
 
+use super::on_device::{self, LossKind};
 use super::{Backward, BackwardContext, Tape, Var};
 use crate::backend::cpu::activation::scale;
 use crate::backend::cpu::loss as cpu;
@@ -43,6 +44,9 @@ pub fn cross_entropy(tape: &mut Tape, logits: Var, targets: &[i64], class_weight
             return Err(Error::shape("cross_entropy", format!("{} class weights for {classes} classes", w.len())));
         }
     }
+    if t.is_on_device() {
+        return on_device::loss_op(tape, logits, LossKind::CrossEntropy { targets, class_weights });
+    }
     let (loss, d) = with_float!(t.dtype(), "cross_entropy", |T| {
         let w: Option<Vec<T>> = class_weights.map(|w| w.iter().map(|&v| v as T).collect());
         let (loss, d) = cpu::cross_entropy(t.data::<T>()?, targets, classes, w.as_deref());
@@ -57,6 +61,9 @@ pub fn bce_with_logits(tape: &mut Tape, logits: Var, targets: &[f64]) -> Result<
     if t.numel() != targets.len() {
         return Err(Error::shape("bce_with_logits", format!("logits {:?} with {} targets", t.shape(), targets.len())));
     }
+    if t.is_on_device() {
+        return on_device::loss_op(tape, logits, LossKind::BceWithLogits { targets });
+    }
     let (loss, d) = with_float!(t.dtype(), "bce_with_logits", |T| {
         let y: Vec<T> = targets.iter().map(|&v| v as T).collect();
         let (loss, d) = cpu::bce_with_logits(t.data::<T>()?, &y);
@@ -70,6 +77,9 @@ pub fn mse(tape: &mut Tape, predictions: Var, targets: &[f64]) -> Result<Var> {
     let t = tape.value(predictions);
     if t.numel() != targets.len() {
         return Err(Error::shape("mse", format!("predictions {:?} with {} targets", t.shape(), targets.len())));
+    }
+    if t.is_on_device() {
+        return on_device::loss_op(tape, predictions, LossKind::Mse { targets });
     }
     let (loss, d) = with_float!(t.dtype(), "mse", |T| {
         let y: Vec<T> = targets.iter().map(|&v| v as T).collect();

@@ -13,6 +13,7 @@ pub mod gradcheck;
 pub mod linear;
 pub mod loss;
 pub mod norm;
+pub mod on_device;
 
 use crate::backend::cpu::activation::add_assign;
 use crate::error::{Error, Result};
@@ -246,6 +247,9 @@ impl Tape {
 
 /// acc += grad, element-wise (same shape and dtype).
 pub fn accumulate(acc: &mut Tensor, grad: &Tensor) -> Result<()> {
+    if acc.is_on_device() {
+        return on_device::accumulate(acc, grad);
+    }
     let dtype: DType = acc.dtype();
     with_float!(dtype, "accumulate", |T| {
         let g = grad.data::<T>()?;

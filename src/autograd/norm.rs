@@ -1,6 +1,6 @@
 //! Layer norm over the last dimension, with eps from config.json.
 
-use super::{Backward, BackwardContext, Tape, Var};
+use super::{Backward, BackwardContext, Tape, Var, on_device};
 use crate::backend::cpu::norm::{layer_norm_bwd, layer_norm_fwd};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -33,6 +33,9 @@ pub fn layer_norm(tape: &mut Tape, x: Var, weight: Var, bias: Var, eps: f64) -> 
     let (_, cols) = tx.rows_cols();
     if tx.dims() == 0 || tw.shape() != [cols] || tb.shape() != [cols] || tw.dtype() != tx.dtype() || tb.dtype() != tx.dtype() {
         return Err(Error::shape("layer_norm", format!("x {:?}, weight {:?}, bias {:?}", tx.shape(), tw.shape(), tb.shape())));
+    }
+    if tx.is_on_device() {
+        return on_device::layer_norm(tape, x, weight, bias, eps);
     }
     let (out, mean, rstd) = with_float!(tx.dtype(), "layer_norm", |T| {
         let (y, mean, rstd) = layer_norm_fwd(tx.data::<T>()?, tw.data::<T>()?, tb.data::<T>()?, cols, eps);

@@ -9,6 +9,7 @@ use crate::autograd::basic::{DropoutKey, add, dropout, gelu, scale};
 use crate::autograd::embedding::embedding;
 use crate::autograd::linear::{batched_matmul_op, linear_with};
 use crate::autograd::norm::layer_norm;
+use crate::autograd::on_device;
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
 
@@ -170,15 +171,25 @@ pub fn encoder_forward(
     let heads = config.num_attention_heads;
     let hidden_p = config.hidden_dropout_prob;
 
+    // On a CUDA device the embeddings (with their LayerNorm) and the attention
+    // core are single fused kernels; the CPU composes the same computation
+    // from smaller ops. Everything else is the same code on both.
+    let on_device = tape.value(params[ids.word]).is_on_device();
+
     // Embeddings: word + token type + position (HF's order of addition), LayerNorm, dropout.
-    let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
-    let words = embedding(tape, params[ids.word], &batch.input_ids, &[b, t], "input_ids")?;
-    let types = embedding(tape, params[ids.token_type], &batch.token_type_ids, &[b, t], "token_type_ids")?;
-    let pos = embedding(tape, params[ids.position], &positions, &[b, t], "position_ids")?;
-    let x = add(tape, words, types)?;
-    let x = add(tape, x, pos)?;
     let (w, bias) = ids.embedding_norm;
-    let x = layer_norm(tape, x, params[w], params[bias], eps)?;
+    let x = if on_device {
+        let (word, types, pos, ln) = (params[ids.word], params[ids.token_type], params[ids.position], (params[w], params[bias]));
+        on_device::embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, &batch.token_type_ids, (b, t), eps)?
+    } else {
+        let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let words = embedding(tape, params[ids.word], &batch.input_ids, &[b, t], "input_ids")?;
+        let types = embedding(tape, params[ids.token_type], &batch.token_type_ids, &[b, t], "token_type_ids")?;
+        let pos = embedding(tape, params[ids.position], &positions, &[b, t], "position_ids")?;
+        let x = add(tape, words, types)?;
+        let x = add(tape, x, pos)?;
+        layer_norm(tape, x, params[w], params[bias], eps)?
+    };
     let mut x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
     tape.release_since(0, &[x]);
 
@@ -190,15 +201,20 @@ pub fn encoder_forward(
         let q = lin(tape, x, lp.query)?;
         let k = lin(tape, x, lp.key)?;
         let v = lin(tape, x, lp.value)?;
-        let q = split_heads(tape, q, heads)?;
-        let k = split_heads(tape, k, heads)?;
-        let v = split_heads(tape, v, heads)?;
-        let scores = batched_matmul_op(tape, q, k, false, true)?; // (B, heads, T, T)
-        let scores = scale(tape, scores, scale_factor)?;
-        let probs = masked_softmax(tape, scores, &batch.attention_mask)?;
-        let probs = dropout(tape, probs, config.attention_probs_dropout_prob, mode.key(streams::attention_probs(l)))?;
-        let context = batched_matmul_op(tape, probs, v, false, false)?; // (B, heads, T, d)
-        let context = merge_heads(tape, context)?;
+        let context = if on_device {
+            let probs_dropout = mode.key(streams::attention_probs(l)).map(|k| (config.attention_probs_dropout_prob, k.seed, k.stream));
+            on_device::attention(tape, (q, k, v), &batch.attention_mask, heads, scale_factor, probs_dropout)?
+        } else {
+            let q = split_heads(tape, q, heads)?;
+            let k = split_heads(tape, k, heads)?;
+            let v = split_heads(tape, v, heads)?;
+            let scores = batched_matmul_op(tape, q, k, false, true)?; // (B, heads, T, T)
+            let scores = scale(tape, scores, scale_factor)?;
+            let probs = masked_softmax(tape, scores, &batch.attention_mask)?;
+            let probs = dropout(tape, probs, config.attention_probs_dropout_prob, mode.key(streams::attention_probs(l)))?;
+            let context = batched_matmul_op(tape, probs, v, false, false)?; // (B, heads, T, d)
+            merge_heads(tape, context)? // (B, T, H)
+        };
         let attn = lin(tape, context, lp.attention_output)?;
         let attn = dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?;
         let attn = add(tape, attn, x)?;

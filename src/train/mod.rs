@@ -3,6 +3,7 @@
 //! run continue exactly where the interrupted one stopped.
 
 pub mod dataset;
+pub mod device_model;
 pub mod evaluate;
 pub mod options;
 pub mod state;

@@ -10,12 +10,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::dataset::{EncodedDataset, encode, epoch_batches, read_labelled, reader_options};
-use super::evaluate::{Evaluation, evaluate};
+use super::evaluate::{Evaluation, evaluate, evaluate_with};
 use super::options::TrainConfig;
 use super::state::{
     TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state,
 };
 use crate::autograd::{Tape, accumulate};
+use crate::backend::cuda::{Device, DeviceChoice, open};
 use crate::data::BerthTokenizer;
 use crate::data::readers::LabelSet;
 use crate::error::{Error, Result};
@@ -26,7 +27,9 @@ use crate::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, P
 use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
 use crate::rng::mix64;
 use crate::tensor::{DType, Tensor};
+use crate::train::device_model::{DeviceModel, Precision};
 use crate::with_float;
+use clap::ValueEnum;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -39,23 +42,22 @@ pub struct TrainSummary {
     pub output: PathBuf,
 }
 
-fn check_device(device: &str) -> Result<()> {
-    match device {
-        "cpu" => Ok(()),
-        "auto" => {
-            eprintln!("device: auto → cpu (the CUDA training engine is not built yet)");
-            Ok(())
-        }
-        "cuda" | "sim" => Err(Error::Device(format!(
-            "--device {device}: training on CUDA needs the CUDA engine, which this build does not have yet; use --device cpu"
-        ))),
-        other => Err(Error::InvalidArgument(format!("unknown --device `{other}` (cpu, cuda or auto)"))),
+/// Opens the device `--device` names (None: the CPU) and parses `--precision`.
+pub fn training_device(device: &str, precision: &str) -> Result<(Option<Device>, Precision)> {
+    let choice = DeviceChoice::from_str(device, true)
+        .map_err(|_| Error::InvalidArgument(format!("unknown --device `{device}` (auto, cpu, cuda or sim)")))?;
+    let precision = Precision::from_str(precision, true)
+        .map_err(|_| Error::InvalidArgument(format!("unknown --precision `{precision}` (fp32 or bf16)")))?;
+    let device = open(choice)?;
+    if device.is_none() && precision == Precision::Bf16 {
+        return Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU trains in fp32".into()));
     }
+    Ok((device, precision))
 }
 
 /// Runs a whole fine-tuning job as `config` describes.
 pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
-    check_device(&config.device)?;
+    let (device, precision) = training_device(&config.device, &config.precision)?;
     let start = Instant::now();
     let train_options = reader_options(config, &config.train)?;
     let train_examples = read_labelled(&config.train, &train_options)?;
@@ -159,6 +161,18 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         eprintln!("resuming from {} at step {} (epoch {}, batch {})", dir.display(), state.step, state.epoch, state.batch_in_epoch);
     }
 
+    // On a device, the weights and moments live there; the host copies are
+    // refreshed before evaluation, checkpoints and the final save.
+    let mut engine = match &device {
+        Some(d) => {
+            eprintln!("device: {} ({:?})", d.describe(), precision);
+            Some(DeviceModel::upload(d, precision, &model.params, Some(&optimizer))?)
+        }
+        None => {
+            eprintln!("device: cpu");
+            None
+        }
+    };
     eprintln!("configuration:\n{}", serde_json::to_string_pretty(config).expect("serialisable"));
     eprintln!(
         "data: {} training examples ({} real tokens), {} evaluation examples, {} labels: {}",
@@ -197,13 +211,18 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             let group = &batches[state.batch_in_epoch..group_end];
             let mut grads: Vec<Option<Tensor>> = vec![None; model.params.len()];
             let mut step_loss = 0.0;
-            // Weights change only at the update, so one transposed copy serves every micro-batch.
-            let cache = model.weight_cache()?;
+            // Weights change only at the update, so one transposed copy serves
+            // every micro-batch (the CPU's GEMMs want it; a device does not).
+            let cache = if engine.is_none() { Some(model.weight_cache()?) } else { None };
             for (k, indices) in group.iter().enumerate() {
                 let (batch, y) = train_data.batch(indices, pad_id);
                 let dropout_seed = mix64(config.seed ^ mix64(state.micro_batches + k as u64 + 1));
                 let mut tape = Tape::new();
-                let out = model.forward_cached(&mut tape, &batch, ForwardMode::train(dropout_seed), Some(&cache))?;
+                let mode = ForwardMode::train(dropout_seed);
+                let out = match &engine {
+                    Some(e) => model.forward_on(&mut tape, &e.params, &batch, mode)?,
+                    None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
+                };
                 let loss = model.loss(&mut tape, out.logits, &Labels::SingleLabel(y), None)?;
                 let loss_value = tape.value(loss).to_f64_vec()[0];
                 if !loss_value.is_finite() {
@@ -222,10 +241,18 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                 }
                 state.real_tokens += batch.real_tokens() as u64;
             }
-            let grad_norm =
-                clip_grad_norm(&mut grads, config.max_grad_norm).map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?;
             let lr = schedule.lr(state.step);
-            optimizer.update(model.params.tensors_mut(), &grads, lr)?;
+            let grad_norm = match &mut engine {
+                Some(e) => e
+                    .step(&mut optimizer, &grads, lr, config.max_grad_norm)
+                    .map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?,
+                None => {
+                    let norm = clip_grad_norm(&mut grads, config.max_grad_norm)
+                        .map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?;
+                    optimizer.update(model.params.tensors_mut(), &grads, lr)?;
+                    norm
+                }
+            };
             state.step += 1;
             state.adam_step = optimizer.step;
             state.micro_batches += group.len() as u64;
@@ -252,8 +279,15 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                 Some(n) => state.step % n == 0 || state.step == total_steps,
                 None => epoch_done || state.step == total_steps,
             };
+            let save_now = config.save_every.is_some_and(|n| state.step % n == 0);
+            if let Some(e) = &engine
+                && (eval_now || save_now)
+            {
+                e.download(&mut model.params, Some(&mut optimizer))?;
+            }
             if let (true, Some(data)) = (eval_now, &eval_data) {
-                let evaluation = evaluate(&model, data, config.batch_size.max(32), pad_id)?;
+                let on_device = engine.as_ref().map(|e| e.params.as_slice());
+                let evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id)?;
                 let value = evaluation.metric(&config.metric_for_best);
                 log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "eval_loss": evaluation.loss,
                     "eval_accuracy": evaluation.report.accuracy, "eval_macro_f1": evaluation.report.macro_avg.f1,
@@ -278,7 +312,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                 }
                 last_eval = Some(evaluation);
             }
-            if config.save_every.is_some_and(|n| state.step % n == 0) {
+            if save_now {
                 let dir = config.output.join(format!("checkpoint-{}", state.step));
                 ensure_finite_weights(&model, &state, config)?;
                 write_checkpoint(&dir, &model, &optimizer, &state, &tokenizer_files)?;
@@ -290,6 +324,9 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         }
     }
     bar.finish_and_clear();
+    if let Some(e) = &engine {
+        e.download(&mut model.params, Some(&mut optimizer))?;
+    }
 
     // The best model (when there was evaluation) becomes the output.
     let mut final_eval = last_eval;

@@ -388,3 +388,15 @@ impl KernelArgs {
 pub fn elementwise_blocks(n: usize, threads: u32) -> u32 {
     (n.div_ceil(threads as usize)).clamp(1, 65_535) as u32
 }
+
+/// The most blocks a grid-stride kernel gets on the simulated device, where
+/// every block costs a round of OS-thread barriers: a few blocks cover any
+/// size by striding, which also exercises the stride on every run.
+pub const SIM_MAX_GRID_STRIDE_BLOCKS: u32 = 8;
+
+/// As [`elementwise_blocks`], capped on the simulated device. Only for
+/// kernels whose result does not depend on the grid (plain grid-stride loops).
+pub fn grid_stride_blocks(device: &Device, n: usize, threads: u32) -> u32 {
+    let blocks = elementwise_blocks(n, threads);
+    if device.is_simulated() { blocks.min(SIM_MAX_GRID_STRIDE_BLOCKS) } else { blocks }
+}

@@ -29,13 +29,28 @@ unsafe extern "C" {
     ) -> i32;
 }
 
+static SIM_LAUNCH_LOCK: Mutex<()> = Mutex::new(());
+
 /// Allocations are aligned like cudaMalloc's.
 const ALIGN: usize = 256;
 
 pub struct SimDevice {
     allocations: Mutex<HashMap<DevPtr, Layout>>,
-    /// Kernels use `static` shared memory in the simulator: one launch at a time.
-    launch_lock: Mutex<()>,
+    /// With BERTH_SIM_PROFILE set: seconds and launches per kernel, printed on drop.
+    profile: Option<Mutex<HashMap<String, (f64, usize)>>>,
+}
+
+impl Drop for SimDevice {
+    fn drop(&mut self) {
+        if let Some(profile) = &self.profile {
+            let mut rows: Vec<(String, (f64, usize))> = profile.lock().unwrap().drain().collect();
+            rows.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+            eprintln!("simulated device, time per kernel:");
+            for (name, (seconds, launches)) in rows {
+                eprintln!("  {name:<40} {:>9.1} ms {launches:>7} launches", seconds * 1e3);
+            }
+        }
+    }
 }
 
 impl SimDevice {
@@ -47,7 +62,8 @@ impl SimDevice {
                 "the simulated device was not built: build.rs found no CUDA headers (install the pinned toolchain into .cuda-venv)".into(),
             ));
         }
-        Ok(Arc::new(SimDevice { allocations: Mutex::new(HashMap::new()), launch_lock: Mutex::new(()) }))
+        let profile = std::env::var_os("BERTH_SIM_PROFILE").map(|_| Mutex::new(HashMap::new()));
+        Ok(Arc::new(SimDevice { allocations: Mutex::new(HashMap::new()), profile }))
     }
 
     fn check_range(&self, ptr: DevPtr, bytes: usize, what: &str) -> Result<()> {
@@ -120,10 +136,19 @@ impl DeviceApi for SimDevice {
     #[cfg(berth_sim)]
     unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &mut [*mut c_void]) -> Result<()> {
         let name = CString::new(kernel).map_err(|_| Error::Device(format!("kernel name {kernel:?}")))?;
-        let _one_at_a_time = self.launch_lock.lock().unwrap();
+        // Kernels use `static` shared memory and one process-wide thread pool:
+        // one launch at a time in the whole process, across SimDevice instances.
+        let _one_at_a_time = SIM_LAUNCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let (g, b) = (shape.grid, shape.block);
+        let started = std::time::Instant::now();
         // SAFETY: the caller guarantees the argument array matches the kernel.
         let status = unsafe { berth_sim_launch(name.as_ptr(), g.0, g.1, g.2, b.0, b.1, b.2, shape.shared_bytes, args.as_mut_ptr()) };
+        if let Some(profile) = &self.profile {
+            let mut p = profile.lock().unwrap();
+            let e = p.entry(kernel.to_string()).or_default();
+            e.0 += started.elapsed().as_secs_f64();
+            e.1 += 1;
+        }
         match status {
             0 => Ok(()),
             1 => Err(Error::Device(format!("{kernel}: launch shape {shape:?} is invalid on a CUDA device"))),
@@ -133,7 +158,7 @@ impl DeviceApi for SimDevice {
 
     #[cfg(not(berth_sim))]
     unsafe fn launch(&self, kernel: &str, _shape: LaunchShape, _args: &mut [*mut c_void]) -> Result<()> {
-        let _ = (CString::new(""), &self.launch_lock);
+        let _ = (CString::new(""), &SIM_LAUNCH_LOCK);
         Err(Error::Device(format!("{kernel}: the simulated device was not built")))
     }
 

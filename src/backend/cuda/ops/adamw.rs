@@ -13,7 +13,8 @@
 //! error). Callers read `norm` when they log it, and stop on a non-finite one.
 
 use super::expect;
-use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape, elementwise_blocks};
+use crate::backend::cuda::device::Device;
+use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape, SIM_MAX_GRID_STRIDE_BLOCKS, grid_stride_blocks};
 use crate::error::{Error, Result};
 use crate::optim::adamw::AdamWConfig;
 
@@ -110,13 +111,15 @@ pub fn adamw_update(
         .f32(step.inv_sqrt_bias2)
         .f32(step.eps)
         .len(n)?
-        .launch(master.device(), kernel, LaunchShape::linear(elementwise_blocks(n, THREADS), THREADS))
+        .launch(master.device(), kernel, LaunchShape::linear(grid_stride_blocks(master.device(), n, THREADS), THREADS))
 }
 
 /// Blocks of grad_norm_partial_f32 for a buffer of `n` elements: fixed by n
-/// alone, so the partial sums (and the norm) are the same on every run.
-fn norm_blocks(n: usize) -> usize {
-    n.div_ceil(NORM_THREADS as usize * NORM_ELEMS_PER_THREAD).clamp(1, NORM_MAX_BLOCKS)
+/// (and the kind of device) alone, so the partial sums (and the norm) are the
+/// same on every run. The simulated device gets fewer, longer-striding blocks.
+fn norm_blocks(device: &Device, n: usize) -> usize {
+    let cap = if device.is_simulated() { SIM_MAX_GRID_STRIDE_BLOCKS as usize } else { NORM_MAX_BLOCKS };
+    n.div_ceil(NORM_THREADS as usize * NORM_ELEMS_PER_THREAD).clamp(1, cap)
 }
 
 // grads: any number of F32 buffers of any lengths (empty ones are skipped)
@@ -135,11 +138,11 @@ pub fn grad_norm(grads: &[&DeviceBuffer], max_norm: f32, norm: &DeviceBuffer, sc
         expect(OP, &format!("grads[{i}]"), g, g.len(), Elem::F32)?;
     }
     let device = norm.device();
-    let count: usize = grads.iter().filter(|g| !g.is_empty()).map(|g| norm_blocks(g.len())).sum();
+    let count: usize = grads.iter().filter(|g| !g.is_empty()).map(|g| norm_blocks(device, g.len())).sum();
     let partials = DeviceBuffer::uninit(device, count, Elem::F32)?;
     let mut offset = 0;
     for g in grads.iter().filter(|g| !g.is_empty()) {
-        let blocks = norm_blocks(g.len());
+        let blocks = norm_blocks(device, g.len());
         KernelArgs::new().buf(g).len(g.len())?.ptr(partials.ptr_at(offset)).launch(
             device,
             "grad_norm_partial_f32",

@@ -1,0 +1,221 @@
+//! The CUDA engine on the simulated device (or on a real GPU when
+//! BERTH_TEST_DEVICE=cuda, as tools/gpu-check.sh runs it): every kernel's
+//! parity table, and whole training steps against the CPU path.
+
+use berth::autograd::Tape;
+use berth::backend::cuda::check::run_all;
+use berth::backend::cuda::{Device, DeviceChoice, open};
+use berth::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model};
+use berth::optim::{AdamW, AdamWConfig, clip_grad_norm};
+use berth::tensor::{DType, Tensor};
+use berth::train::device_model::{DeviceModel, Precision};
+
+use crate::common::{fixture_dir, scratch_dir};
+use crate::fixtures::{batch_from, read_reference};
+
+/// The device under test: sim unless BERTH_TEST_DEVICE=cuda.
+fn test_device() -> Device {
+    let choice = match std::env::var("BERTH_TEST_DEVICE").as_deref() {
+        Ok("cuda") => DeviceChoice::Cuda,
+        _ => DeviceChoice::Sim,
+    };
+    open(choice).expect("the test device opens").expect("a device, not the CPU")
+}
+
+#[test]
+fn r4_every_kernel_matches_the_cpu_reference() {
+    let device = test_device();
+    let rows = run_all(&device, None);
+    let failed: Vec<String> = rows.iter().filter(|r| !r.pass).map(|r| format!("{} {}: {}", r.kernel, r.shapes, r.note)).collect();
+    assert!(failed.is_empty(), "{} of {} parity rows failed:\n{}", failed.len(), rows.len(), failed.join("\n"));
+    // Every kernel family contributes rows, in both float types.
+    for family in ["gemm", "gelu", "dropout", "layer_norm", "embedding", "attention", "cross_entropy", "focal", "adamw", "grad_norm"] {
+        assert!(rows.iter().any(|r| r.kernel.contains(family)), "no parity rows for {family}");
+    }
+    assert!(rows.iter().any(|r| r.kernel.ends_with("bf16") || r.kernel.contains("bf16 ")), "no bf16 rows");
+}
+
+/// What one training step produced: the loss, each parameter's gradient
+/// (F32 on the device), and the parameters after AdamW.
+struct Step {
+    loss: f64,
+    grads: Vec<Vec<f64>>,
+    params: Vec<Vec<f64>>,
+}
+
+const LR: f64 = 1e-3;
+const MAX_NORM: f64 = 1.0;
+
+fn adamw(model: &BertClassifier) -> AdamW {
+    let config = AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() };
+    AdamW::new(config, model.params.names(), model.params.tensors(), &vec![true; model.params.len()])
+}
+
+/// One step (forward with dropout, backward, clipping, AdamW) on the CPU.
+fn cpu_step(model: &BertClassifier, batch: &berth::model::Batch, labels: &Labels) -> Step {
+    let mut model = model.clone();
+    let mut tape = Tape::new();
+    let out = model.forward(&mut tape, batch, ForwardMode::train(7)).unwrap();
+    let loss = model.loss(&mut tape, out.logits, labels, None).unwrap();
+    let loss_value = tape.value(loss).to_f64_vec()[0];
+    let mut g = tape.backward(loss).unwrap();
+    let mut grads: Vec<Option<Tensor>> = out.params.iter().map(|v| g.take(*v)).collect();
+    let grad_values = grads.iter().map(|g| g.as_ref().unwrap().to_f64_vec()).collect();
+    clip_grad_norm(&mut grads, MAX_NORM).unwrap();
+    let mut optimizer = adamw(&model);
+    optimizer.update(model.params.tensors_mut(), &grads, LR).unwrap();
+    Step { loss: loss_value, grads: grad_values, params: model.params.tensors().iter().map(|t| t.to_f64_vec()).collect() }
+}
+
+/// The same step on a device, through the engine the trainer uses.
+fn device_step(device: &Device, precision: Precision, model: &BertClassifier, batch: &berth::model::Batch, labels: &Labels) -> Step {
+    let mut model = model.clone();
+    let mut optimizer = adamw(&model);
+    let mut engine = DeviceModel::upload(device, precision, &model.params, Some(&optimizer)).unwrap();
+    let mut tape = Tape::new();
+    let out = model.forward_on(&mut tape, &engine.params, batch, ForwardMode::train(7)).unwrap();
+    let loss = model.loss(&mut tape, out.logits, labels, None).unwrap();
+    let loss_value = tape.value(loss).to_f64_vec()[0];
+    let mut g = tape.backward(loss).unwrap();
+    let grads: Vec<Option<Tensor>> = out.params.iter().map(|v| g.take(*v)).collect();
+    for (grad, t) in grads.iter().zip(model.params.tensors()) {
+        let grad = grad.as_ref().expect("every parameter gets a gradient");
+        assert!(grad.is_on_device() && grad.dtype() == DType::F32, "parameter gradients are F32 device tensors");
+        assert_eq!(grad.shape(), t.shape());
+    }
+    let grad_values = grads.iter().map(|g| g.as_ref().unwrap().to_f64_vec()).collect();
+    engine.step(&mut optimizer, &grads, LR, MAX_NORM).unwrap();
+    engine.download(&mut model.params, Some(&mut optimizer)).unwrap();
+    Step { loss: loss_value, grads: grad_values, params: model.params.tensors().iter().map(|t| t.to_f64_vec()).collect() }
+}
+
+/// ‖a−b‖ over ‖b‖ per tensor, with ‖b‖ floored at 1e-3 of the largest
+/// norm: the attention key-bias gradients are zero up to rounding (see
+/// tests/fixtures.rs), and comparing noise with noise proves nothing.
+fn worst_relative(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, usize) {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let largest = b.iter().map(|v| norm(v)).fold(0.0, f64::max);
+    let mut worst = (0.0, 0);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let diff: f64 = x.iter().zip(y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
+        let e = diff / norm(y).max(1e-3 * largest);
+        if e > worst.0 {
+            worst = (e, i);
+        }
+    }
+    worst
+}
+
+fn fixture(name: &str, dtype: DType) -> Option<(BertClassifier, berth::model::Batch, Labels)> {
+    let dir = fixture_dir(name)?;
+    let reference = read_reference(&dir);
+    let (model, _) = load_model(&dir, &LoadOptions { dtype, ..LoadOptions::default() }).unwrap();
+    let batch = batch_from(&reference, "");
+    let labels = match (model.head, model.problem_type) {
+        (HeadKind::TokenClassification, _) => Labels::Token(reference.ints["labels"].1.clone()),
+        (_, Some(ProblemType::SingleLabel)) => Labels::SingleLabel(reference.ints["labels"].1.clone()),
+        (_, Some(ProblemType::MultiLabel)) => Labels::MultiLabel(reference.floats["labels"].1.clone()),
+        (_, Some(ProblemType::Regression)) => Labels::Regression(reference.floats["labels"].1.clone()),
+        other => panic!("unexpected head {other:?}"),
+    };
+    Some((model, batch, labels))
+}
+
+const FIXTURES: [&str; 5] = ["a-seqcls", "a-tokcls", "a-pair", "a-multilabel", "a-regression"];
+
+/// DESIGN.md: CUDA f32 against CPU f32 within 1e-5 (‖a−b‖/‖b‖), with dropout
+/// on, so the device's masks must be the CPU's.
+#[test]
+fn r4_training_step_on_the_device_matches_the_cpu_in_f32() {
+    let device = test_device();
+    for name in FIXTURES {
+        let Some((model, batch, labels)) = fixture(name, DType::F32) else { return };
+        let cpu = cpu_step(&model, &batch, &labels);
+        let dev = device_step(&device, Precision::Fp32, &model, &batch, &labels);
+        let loss_err = (dev.loss - cpu.loss).abs() / cpu.loss.abs().max(1e-12);
+        let (grad_err, gi) = worst_relative(&dev.grads, &cpu.grads);
+        // The key biases' gradients are rounding noise (see worst_relative), so
+        // AdamW's sign-like first update of them is noise too: leave them out.
+        let keep: Vec<usize> = (0..model.params.len()).filter(|&i| !model.params.names()[i].ends_with("key.bias")).collect();
+        let pick = |v: &[Vec<f64>]| keep.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+        let (param_err, pk) = worst_relative(&pick(&dev.params), &pick(&cpu.params));
+        let pi = keep[pk];
+        eprintln!("{name} f32: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}", model.params.names()[gi]);
+        assert!(loss_err <= 1e-5, "{name}: loss {} vs {} on the CPU", dev.loss, cpu.loss);
+        assert!(grad_err <= 1e-5, "{name}: gradient of {} is {grad_err:.2e} from the CPU's", model.params.names()[gi]);
+        assert!(param_err <= 1e-5, "{name}: {} after AdamW is {param_err:.2e} from the CPU's", model.params.names()[pi]);
+    }
+}
+
+/// DESIGN.md: CUDA bf16 against the f64 reference at most 2e-2. The
+/// reference is the CPU step in f64 from the same weights.
+#[test]
+fn r4_training_step_on_the_device_in_bf16_is_within_2e_2_of_f64() {
+    let device = test_device();
+    for name in FIXTURES {
+        let Some((model64, batch, labels)) = fixture(name, DType::F64) else { return };
+        let Some((model32, _, _)) = fixture(name, DType::F32) else { return };
+        let reference = cpu_step(&model64, &batch, &labels);
+        let dev = device_step(&device, Precision::Bf16, &model32, &batch, &labels);
+        let loss_err = (dev.loss - reference.loss).abs() / reference.loss.abs().max(1e-12);
+        let (grad_err, gi) = worst_relative(&dev.grads, &reference.grads);
+        let (param_err, pi) = worst_relative(&dev.params, &reference.params);
+        eprintln!(
+            "{name} bf16: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}",
+            model32.params.names()[gi]
+        );
+        assert!(loss_err <= 2e-2, "{name}: bf16 loss {} vs {} in f64", dev.loss, reference.loss);
+        assert!(grad_err <= 2e-2, "{name}: bf16 gradient of {} is {grad_err:.2e} from f64", model32.params.names()[gi]);
+        assert!(param_err <= 2e-2, "{name}: bf16 {} after AdamW is {param_err:.2e} from f64", model32.params.names()[pi]);
+    }
+}
+
+/// The same engine must reject what the CPU rejects, with the same clear errors.
+#[test]
+fn r4_device_forward_rejects_out_of_range_ids() {
+    let device = test_device();
+    let Some((model, mut batch, _)) = fixture("a-seqcls", DType::F32) else { return };
+    batch.input_ids[0] = model.config.vocab_size as u32 + 5;
+    let engine = DeviceModel::upload(&device, Precision::Fp32, &model.params, None).unwrap();
+    let mut tape = Tape::no_grad();
+    let err = model.forward_on(&mut tape, &engine.params, &batch, ForwardMode::eval()).err().expect("an error");
+    assert!(err.to_string().contains("input_ids") && err.to_string().contains("out of range"), "{err}");
+}
+
+/// `berth train --device sim` on the a-seqcls fixture: a few real steps on a
+/// tiny two-class set it can fit, and the loss falls.
+#[test]
+fn r4_berth_train_on_the_simulated_device_lowers_the_loss() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let dir = scratch_dir("r4-train-sim");
+    let train = dir.join("train.tsv");
+    let mut rows = String::from("text\tlabel\n");
+    for i in 0..8 {
+        let (text, label) = if i % 2 == 0 { ("good great nice", "pos") } else { ("bad awful poor", "neg") };
+        rows.push_str(&format!("{text} {i}\t{label}\n"));
+    }
+    std::fs::write(&train, rows).unwrap();
+    let output = dir.join("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["train", "--device", "sim", "--max-length", "16", "--batch-size", "8", "--max-steps", "6", "--lr", "5e-2"])
+        .args(["--warmup-steps", "0", "--logging-steps", "1", "--seed", "1"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--train")
+        .arg(&train)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "berth train --device sim failed:\n{stderr}");
+    assert!(stderr.contains("simulated device"), "the run says which device it used:\n{stderr}");
+    let losses: Vec<f64> = std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("loss")?.as_f64())
+        .collect();
+    assert_eq!(losses.len(), 6, "one logged loss per step: {losses:?}");
+    assert!(losses[5] < 0.5 * losses[0], "the loss should fall over 6 steps: {losses:?}");
+    assert!(output.join("model.safetensors").is_file(), "the trained model is saved");
+}
