@@ -8,12 +8,12 @@
 #   tools/gpu-check.sh run       # there, from the repo root, gpu-bundle/ carried
 #
 # The run step prints nvidia-smi, `berth check --device cuda` (every kernel
-# against the CPU reference), a kernel timing table against measured
-# ceilings, train-step throughput and MFU for a randomly initialised
-# bert-base (T=128, B=64) in fp32 and bf16, inference latency at B=1, T=128,
-# and the same shapes through PyTorch in the same run. A short summary table
-# comes last. Every step runs under `timeout`, failures do not stop the
-# script, and the whole run stays under 8 minutes. Outputs also go to $OUT
+# against the CPU reference), the device integration tests (whole training
+# steps against the CPU, in f32 and bf16, for every fixture), and PyTorch's
+# bert-base figures on the same card. A short summary table comes last.
+# Not yet here (next step of the CUDA engine issue): the kernel timing table
+# and berth's own train-step/latency benchmarks on the device.
+# Every step runs under `timeout`, failures do not stop the script, and the whole run stays under 8 minutes. Outputs also go to $OUT
 # when that is set (the device tool fetches them).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -25,19 +25,15 @@ bundle() {
     cargo build --release --bin berth
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/ptx" "$BUNDLE/fixtures"
     cp target/release/berth "$BUNDLE/"
-    # The integration-test and bench executables, by the paths cargo reports.
+    strip "$BUNDLE/berth"
+    # The integration-test executable, by the path cargo reports.
     cargo test --release --no-run --test main --message-format=json 2>/dev/null |
         python3 -c 'import sys, json
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "main":
         print(m["executable"])' | tail -n 1 | xargs -I{} cp {} "$BUNDLE/berth-tests"
-    cargo bench --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import sys, json
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
-        print(m["executable"])' | while read -r exe; do cp "$exe" "$BUNDLE/bench-$(basename "$exe" | sed 's/-[0-9a-f]*$//')"; done
+    strip "$BUNDLE/berth-tests"
     # The PTX of the newest release build of the kernels.
     out=$(ls -td target/release/build/berth-*/out | head -n 1)
     cp "$out"/*.ptx "$BUNDLE/ptx/"
@@ -89,14 +85,7 @@ run() {
     echo "gpu-check: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), bundle of commit $(cat $BUNDLE/COMMIT 2>/dev/null || echo unknown)"
     step "nvidia-smi" 15 nvidia-smi
     step "berth check --device cuda" 150 "$berth" check --device cuda --json "$out/check.json"
-    step "kernel timings" 60 "$berth" bench --case kernels --device cuda --json-out "$out/kernels.json"
-    for precision in fp32 bf16; do
-        step "train step bert-base $precision" 60 "$berth" bench --case step --device cuda --precision "$precision" \
-            --config bert-base --batch-size 64 --seq-len 128 --iters 10 --warmup 3
-    done
-    step "infer bert-base B=1 fp32" 40 "$berth" bench --case fwd --device cuda --precision fp32 --config bert-base --batch-size 1 --seq-len 128 --iters 50 --warmup 5
-    step "infer bert-base B=1 bf16" 40 "$berth" bench --case fwd --device cuda --precision bf16 --config bert-base --batch-size 1 --seq-len 128 --iters 50 --warmup 5
-    step "device tests" 90 env BERTH_SHARED="$BUNDLE" BERTH_TEST_DEVICE=cuda "$BUNDLE/berth-tests" device::
+    step "device tests" 90 env BERTH_SHARED="$BUNDLE" BERTH_TEST_DEVICE=cuda "$BUNDLE/berth-tests" device:: --skip berth_train
     step "pytorch, same shapes" 120 python3 tools/torch-gpu-baseline.py --iters 20
     echo
     echo "=== summary ($((SECONDS - START)) s)"
