@@ -219,3 +219,123 @@ fn r4_berth_train_on_the_simulated_device_lowers_the_loss() {
     assert!(losses[5] < 0.5 * losses[0], "the loss should fall over 6 steps: {losses:?}");
     assert!(output.join("model.safetensors").is_file(), "the trained model is saved");
 }
+
+fn flatten_logits(value: &serde_json::Value, out: &mut Vec<f64>) {
+    match value {
+        serde_json::Value::Array(items) => items.iter().for_each(|v| flatten_logits(v, out)),
+        v => out.push(v.as_f64().expect("logits are numbers")),
+    }
+}
+
+/// Prediction on the device gives the CPU's logits and labels for every head
+/// (sequence, pair, multi-label, regression, token).
+#[test]
+fn r4_prediction_on_the_device_matches_the_cpu_for_every_fixture() {
+    let device = test_device();
+    let inputs = vec![
+        ("the film was a quiet delight".to_string(), None),
+        ("a".to_string(), Some("second text of the pair, longer than the first".to_string())),
+        ("tokens that split into many word pieces: unbelievably".to_string(), None),
+    ];
+    for name in ["a-seqcls", "a-pair", "a-multilabel", "a-regression", "a-tokcls"] {
+        let Some(dir) = fixture_dir(name) else { return };
+        let (cpu, _) = berth::infer::Predictor::load(&dir, 64).unwrap();
+        let (on_device, _) = berth::infer::Predictor::load_on(&dir, 64, Some(&device), Precision::Fp32).unwrap();
+        assert!(on_device.device_name().contains(&device.describe()), "{name}: {}", on_device.device_name());
+        let (a, b) = (cpu.predict(&inputs, 2).unwrap(), on_device.predict(&inputs, 2).unwrap());
+        for (pa, pb) in a.iter().zip(&b) {
+            let (mut la, mut lb) = (Vec::new(), Vec::new());
+            flatten_logits(&pa.logits, &mut la);
+            flatten_logits(&pb.logits, &mut lb);
+            assert_eq!(la.len(), lb.len(), "{name}: logits shape");
+            let worst = la.iter().zip(&lb).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-4, "{name}: device logits differ from the CPU's by {worst:e}");
+            assert_eq!((&pa.label, &pa.labels, &pa.tags), (&pb.label, &pb.labels, &pb.tags), "{name}: predicted labels differ");
+        }
+    }
+}
+
+fn berth(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth")).args(args).output().unwrap()
+}
+
+/// `berth eval` and `berth predict` take --device: the simulated device gives
+/// the CPU's metrics, and asking for CUDA where there is none is a clear error.
+#[test]
+fn r4_eval_and_predict_take_a_device() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let model = model.to_str().unwrap();
+    let dir = scratch_dir("r4-eval-sim");
+    let labels: Vec<String> =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(fixture_dir("a-seqcls").unwrap().join("config.json")).unwrap())
+            .unwrap()["id2label"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+    let data = dir.join("dev.tsv");
+    let rows: String = (0..6).map(|i| format!("example number {i} for evaluation\t{}\n", labels[i % labels.len()])).collect();
+    std::fs::write(&data, format!("text\tlabel\n{rows}")).unwrap();
+    let mut metrics = Vec::new();
+    for device in ["cpu", "sim"] {
+        let out = dir.join(format!("metrics-{device}.json"));
+        let run =
+            berth(&["eval", "--device", device, "--model", model, "--data", data.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        assert!(run.status.success(), "eval --device {device}: {}", String::from_utf8_lossy(&run.stderr));
+        metrics.push(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&out).unwrap()).unwrap());
+    }
+    let loss = |m: &serde_json::Value| m["eval_loss"].as_f64().unwrap();
+    assert!((loss(&metrics[0]) - loss(&metrics[1])).abs() < 1e-5, "eval loss cpu {} vs sim {}", loss(&metrics[0]), loss(&metrics[1]));
+    assert_eq!(metrics[0]["accuracy"], metrics[1]["accuracy"]);
+
+    let input = dir.join("input.txt");
+    std::fs::write(&input, "one line\nanother line\n").unwrap();
+    let cpu = berth(&["predict", "--device", "cpu", "--model", model, "--input", input.to_str().unwrap()]);
+    let sim = berth(&["predict", "--device", "sim", "--model", model, "--input", input.to_str().unwrap()]);
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    let labels_of = |o: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].to_string())
+            .collect()
+    };
+    assert_eq!(labels_of(&cpu), labels_of(&sim));
+    assert_eq!(labels_of(&sim).len(), 2);
+
+    if std::env::var("BERTH_TEST_DEVICE").as_deref() != Ok("cuda") && open(DeviceChoice::Cuda).is_err() {
+        let run = berth(&["predict", "--device", "cuda", "--model", model, "--input", input.to_str().unwrap()]);
+        assert!(!run.status.success(), "--device cuda without a GPU must fail");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("--device cuda"), "the error names the flag: {stderr}");
+        assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    }
+}
+
+/// `berth bench --device sim --case kernels` times every kernel family and
+/// reports finite, positive figures (the table tools/gpu-check.sh prints).
+#[test]
+fn r4_bench_kernel_table_covers_every_family() {
+    let run = berth(&["bench", "--device", "sim", "--case", "kernels", "--json"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let table: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let rows = table["kernels"].as_array().unwrap();
+    for family in [
+        "ceiling: device copy",
+        "gemm",
+        "layer_norm fwd",
+        "layer_norm bwd",
+        "gelu",
+        "dropout",
+        "attention fwd",
+        "attention bwd",
+        "grad_norm",
+        "adamw",
+    ] {
+        assert!(rows.iter().any(|r| r["kernel"].as_str().unwrap().starts_with(family)), "no `{family}` row in the kernel table");
+    }
+    for r in rows {
+        let (us, achieved) = (r["median_us"].as_f64().unwrap(), r["achieved"].as_f64().unwrap());
+        assert!(us > 0.0 && us.is_finite() && achieved > 0.0 && achieved.is_finite(), "bad row {r}");
+    }
+}

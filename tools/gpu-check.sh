@@ -9,10 +9,11 @@
 #
 # The run step prints nvidia-smi, `berth check --device cuda` (every kernel
 # against the CPU reference), the device integration tests (whole training
-# steps against the CPU, in f32 and bf16, for every fixture), and PyTorch's
-# bert-base figures on the same card. A short summary table comes last.
-# Not yet here (next step of the CUDA engine issue): the kernel timing table
-# and berth's own train-step/latency benchmarks on the device.
+# steps against the CPU, in f32 and bf16, for every fixture), the kernel
+# timing table against measured copy and GEMM ceilings, berth's bert-base
+# train step (B=64, T=128, fp32 and bf16: tokens/s and MFU) and B=1 latency,
+# then PyTorch's figures for the same shapes on the same card, so the ratio is
+# valid. A short summary table comes last.
 # Every step runs under `timeout`, failures do not stop the script, and the whole run stays under 8 minutes. Outputs also go to $OUT
 # when that is set (the device tool fetches them).
 set -u
@@ -84,13 +85,19 @@ run() {
     local berth="$BUNDLE/berth"
     echo "gpu-check: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), bundle of commit $(cat $BUNDLE/COMMIT 2>/dev/null || echo unknown)"
     step "nvidia-smi" 15 nvidia-smi
-    step "berth check --device cuda" 150 "$berth" check --device cuda --json "$out/check.json"
-    step "device tests" 90 env BERTH_SHARED="$BUNDLE" BERTH_TEST_DEVICE=cuda "$BUNDLE/berth-tests" device:: --skip berth_train
-    step "pytorch, same shapes" 120 python3 tools/torch-gpu-baseline.py --iters 20
+    step "berth check --device cuda" 90 "$berth" check --device cuda --json "$out/check.json"
+    step "device tests" 60 env BERTH_SHARED="$BUNDLE" BERTH_TEST_DEVICE=cuda "$BUNDLE/berth-tests" device:: --skip berth_train
+    step "kernel timings" 45 "$berth" bench --device cuda --case kernels
+    local bert="--config bert-base --seq-len 128"
+    step "train step fp32 B=64" 45 "$berth" bench --device cuda --precision fp32 --case train $bert --batch-size 64 --warmup 3 --iters 10
+    step "train step bf16 B=64" 45 "$berth" bench --device cuda --precision bf16 --case train $bert --batch-size 64 --warmup 3 --iters 10
+    step "latency fp32 B=1" 20 "$berth" bench --device cuda --precision fp32 --case fwd $bert --batch-size 1 --warmup 5 --iters 50
+    step "latency bf16 B=1" 20 "$berth" bench --device cuda --precision bf16 --case fwd $bert --batch-size 1 --warmup 5 --iters 50
+    step "pytorch, same shapes" 100 python3 tools/torch-gpu-baseline.py --iters 20
     echo
     echo "=== summary ($((SECONDS - START)) s)"
     printf '%s\n' "${SUMMARY[@]}" | tee "$out/summary.txt"
-    grep -E "^(gpu/|cuda/)" "$LOG" | tee -a "$out/summary.txt" || true
+    grep -E "tokens/s|^\| " "$LOG" | tee -a "$out/summary.txt" || true
     grep -E "FAIL|rows, [0-9]+ failed" "$LOG" | head -n 40 | tee -a "$out/summary.txt" || true
 }
 

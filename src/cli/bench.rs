@@ -14,6 +14,9 @@ use crate::model::params::random_parameters;
 use crate::model::{Batch, BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
 use crate::rng::SeqRng;
 use crate::tensor::DType;
+use crate::train::device_model::{Precision, select_device};
+
+use super::bench_device::{PEAK_FLOPS, format_timings, kernel_timings, model_case, train_flops_per_token};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -23,9 +26,17 @@ pub struct BenchArgs {
     /// Built-in configuration when no --model is given: bert-base or minilm.
     #[arg(long, default_value = "bert-base")]
     pub config: String,
-    /// fwd (inference, no tape) or train (forward + backward, dropout on).
+    /// fwd (inference, no tape), train (forward + backward, dropout on; on a
+    /// device also the gradient norm and AdamW), or kernels (a device's kernel
+    /// timing table against measured ceilings).
     #[arg(long, default_value = "fwd")]
     pub case: String,
+    /// cpu, cuda or sim (the simulated device: correct but slow, for testing).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// fp32 or bf16 (bf16 needs a device).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 128)]
@@ -78,6 +89,18 @@ pub fn random_batch(batch_size: usize, seq_len: usize, vocab: usize, seed: u64) 
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.device == "auto" {
+        return Err(Error::InvalidArgument(
+            "berth bench needs an explicit --device (cpu, cuda or sim), so a figure names its device".into(),
+        ));
+    }
+    let (device, precision) = select_device(&args.device, &args.precision)?;
+    if let Some(device) = device {
+        return run_on_device(&args, &device, precision);
+    }
+    if args.case == "kernels" {
+        return Err(Error::InvalidArgument("--case kernels times CUDA kernels: give --device cuda or sim".into()));
+    }
     let model = build_model(&args)?;
     let batch = random_batch(args.batch_size, args.seq_len, model.config.vocab_size, 1);
     let labels = Labels::SingleLabel((0..args.batch_size as i64).map(|i| i % 2).collect());
@@ -150,6 +173,51 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.seq_len,
             args.iters,
             rayon::current_num_threads()
+        );
+    }
+    Ok(())
+}
+
+/// `berth bench --device cuda|sim`: the kernel table, or a whole-model case
+/// with tokens/s and (for train) MFU against the H100's BF16 peak.
+fn run_on_device(args: &BenchArgs, device: &crate::backend::cuda::Device, precision: Precision) -> Result<()> {
+    let where_ = format!("{} ({precision:?})", device.describe());
+    if args.case == "kernels" {
+        let rows = kernel_timings(device)?;
+        if args.json {
+            println!("{}", serde_json::json!({"device": where_, "kernels": rows}));
+        } else {
+            println!("kernel timings on {where_}");
+            print!("{}", format_timings(device, &rows));
+        }
+        return Ok(());
+    }
+    let train = match args.case.as_str() {
+        "fwd" => false,
+        "train" => true,
+        other => return Err(Error::InvalidArgument(format!("unknown --case `{other}` (fwd, train or kernels)"))),
+    };
+    let model = build_model(args)?;
+    let batch = random_batch(args.batch_size, args.seq_len, model.config.vocab_size, 1);
+    let labels = Labels::SingleLabel((0..args.batch_size as i64).map(|i| i % 2).collect());
+    let (median, min) = model_case(device, &model, precision, &batch, &labels, train, (args.warmup, args.iters))?;
+    let tokens = (args.batch_size * args.seq_len) as f64;
+    let tokens_per_s = tokens / (median / 1e3);
+    // MFU counts model FLOPs only (no recomputation) against 989 TFLOP/s.
+    let mfu = train.then(|| tokens_per_s * train_flops_per_token(&model.config, args.seq_len) / PEAK_FLOPS);
+    let name = args.model.as_ref().map(|p| p.display().to_string()).unwrap_or(args.config.clone());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"model": name, "case": args.case, "device": where_, "precision": args.precision,
+                "batch_size": args.batch_size, "seq_len": args.seq_len, "median_ms": median, "min_ms": min,
+                "tokens_per_s": tokens_per_s, "mfu": mfu, "iters": args.iters})
+        );
+    } else {
+        let mfu_text = mfu.map(|m| format!(", MFU {:.1}%", 100.0 * m)).unwrap_or_default();
+        println!(
+            "{where_}/{name} {} B={} T={}: median {median:.2} ms, min {min:.2} ms, {tokens_per_s:.0} tokens/s{mfu_text} ({} iters)",
+            args.case, args.batch_size, args.seq_len, args.iters
         );
     }
     Ok(())

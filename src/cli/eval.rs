@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::io::write_atomic;
 use crate::model::{LoadOptions, load_model};
 use crate::train::dataset::{ColumnChoice, encode, read_labelled};
-use crate::train::evaluate::evaluate;
+use crate::train::device_model::{DeviceModel, select_device};
+use crate::train::evaluate::evaluate_with;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -42,6 +43,12 @@ pub struct EvalArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
+    /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// fp32 or bf16 (bf16 runs the weights and activations in BF16 on a device).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
     /// Where to write metrics.json (default: metrics.json in the model folder).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -62,7 +69,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let labels = LabelSet::from_names(model.labels.clone())?;
     let tokenizer = BerthTokenizer::from_dir(&args.model, args.max_length.min(model.config.max_position_embeddings))?;
     let data = encode(&args.data, &examples, &labels, &tokenizer)?;
-    let evaluation = evaluate(&model, &data, args.batch_size, tokenizer.pad_id())?;
+    let (device, precision) = select_device(&args.device, &args.precision)?;
+    let on_device = match &device {
+        Some(d) => Some(DeviceModel::upload(d, precision, &model.params, None)?),
+        None => None,
+    };
+    let device_params = on_device.as_ref().map(|e| e.params.as_slice());
+    let evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id())?;
     println!("{}", evaluation.report.to_text());
     println!("loss {:.4}", evaluation.loss);
     let mut metrics = evaluation.report.to_json();

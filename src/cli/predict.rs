@@ -8,6 +8,7 @@ use clap::Args;
 use super::input::read_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
+use crate::train::device_model::select_device;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -26,11 +27,18 @@ pub struct PredictArgs {
     /// Tokens per example after truncation (longest-first for pairs).
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
+    /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// fp32 or bf16 (bf16 runs the weights and activations in BF16 on a device).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let examples = read_lines(&args.input)?;
-    let (predictor, report) = Predictor::load(&args.model, args.max_length)?;
+    let (device, precision) = select_device(&args.device, &args.precision)?;
+    let (predictor, report) = Predictor::load_on(&args.model, args.max_length, device.as_ref(), precision)?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }

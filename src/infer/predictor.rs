@@ -6,10 +6,12 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::autograd::Tape;
+use crate::backend::cuda::Device;
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
 use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
+use crate::train::device_model::{DeviceModel, Precision};
 
 /// One prediction. Which fields are present depends on the head.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -38,8 +40,14 @@ pub struct Prediction {
 pub struct Predictor {
     pub model: BertClassifier,
     pub tokenizer: BerthTokenizer,
-    /// Transposed linear weights, built once at load.
-    cache: WeightCache,
+    /// Where the forward passes run: the CPU with transposed linear weights
+    /// built once at load, or a device holding the weights in the chosen precision.
+    engine: Engine,
+}
+
+enum Engine {
+    Cpu(WeightCache),
+    Device(DeviceModel),
 }
 
 /// log Σ exp(x), shifted by the maximum so it cannot overflow.
@@ -65,11 +73,28 @@ pub fn argmax(x: &[f64]) -> usize {
 impl Predictor {
     /// Loads a model folder (config.json, model.safetensors, tokenizer files).
     pub fn load(dir: &Path, max_length: usize) -> Result<(Predictor, LoadReport)> {
+        Predictor::load_on(dir, max_length, None, Precision::Fp32)
+    }
+
+    /// As [`Predictor::load`], running on `device` (None: the CPU) with the
+    /// weights uploaded once in `precision`.
+    pub fn load_on(dir: &Path, max_length: usize, device: Option<&Device>, precision: Precision) -> Result<(Predictor, LoadReport)> {
         let (model, report) = load_model(dir, &LoadOptions::default())?;
         let max_length = max_length.min(model.config.max_position_embeddings);
         let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
-        let cache = model.weight_cache()?;
-        Ok((Predictor { model, tokenizer, cache }, report))
+        let engine = match device {
+            Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params, None)?),
+            None => Engine::Cpu(model.weight_cache()?),
+        };
+        Ok((Predictor { model, tokenizer, engine }, report))
+    }
+
+    /// The device's description, or `cpu`.
+    pub fn device_name(&self) -> String {
+        match &self.engine {
+            Engine::Cpu(_) => "cpu".into(),
+            Engine::Device(d) => format!("{} ({:?})", d.device().describe(), d.precision()),
+        }
     }
 
     /// Predicts every (text, optional pair) in input order, `batch_size` at a time.
@@ -95,7 +120,10 @@ impl Predictor {
     fn predict_encoded(&self, group: &[&Encoded]) -> Result<Vec<Prediction>> {
         let batch = pad_batch(group, self.tokenizer.pad_id());
         let mut tape = Tape::no_grad();
-        let out = self.model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(&self.cache))?;
+        let out = match &self.engine {
+            Engine::Cpu(cache) => self.model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(cache))?,
+            Engine::Device(d) => self.model.forward_on(&mut tape, &d.params, &batch, ForwardMode::eval())?,
+        };
         let logits = tape.value(out.logits).to_f64_vec();
         let c = self.model.num_labels();
         let labels = &self.model.labels;

@@ -9,13 +9,30 @@
 //! up to date only when asked: before evaluation on the CPU, checkpoints and
 //! the final save.
 
+use clap::ValueEnum;
+
 use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::adamw::{AdamWStep, adamw_update, grad_norm};
+use crate::backend::cuda::{DeviceChoice, open};
 use crate::error::{Error, Result};
 use crate::model::params::ParamStore;
 use crate::optim::AdamW;
 use crate::optim::adamw::Moments;
 use crate::tensor::Tensor;
+
+/// Opens the device `--device` names (None: the CPU) and parses `--precision`;
+/// train, eval, predict and bench share it.
+pub fn select_device(device: &str, precision: &str) -> Result<(Option<Device>, Precision)> {
+    let choice = DeviceChoice::from_str(device, true)
+        .map_err(|_| Error::InvalidArgument(format!("unknown --device `{device}` (auto, cpu, cuda or sim)")))?;
+    let precision = Precision::from_str(precision, true)
+        .map_err(|_| Error::InvalidArgument(format!("unknown --precision `{precision}` (fp32 or bf16)")))?;
+    let device = open(choice)?;
+    if device.is_none() && precision == Precision::Bf16 {
+        return Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs in fp32".into()));
+    }
+    Ok((device, precision))
+}
 
 /// The precision `--precision` asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]

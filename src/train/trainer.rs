@@ -16,7 +16,6 @@ use super::state::{
     TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state,
 };
 use crate::autograd::{Tape, accumulate};
-use crate::backend::cuda::{Device, DeviceChoice, open};
 use crate::data::BerthTokenizer;
 use crate::data::readers::LabelSet;
 use crate::error::{Error, Result};
@@ -27,9 +26,8 @@ use crate::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, P
 use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
 use crate::rng::mix64;
 use crate::tensor::{DType, Tensor};
-use crate::train::device_model::{DeviceModel, Precision};
+use crate::train::device_model::{DeviceModel, select_device};
 use crate::with_float;
-use clap::ValueEnum;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -42,22 +40,9 @@ pub struct TrainSummary {
     pub output: PathBuf,
 }
 
-/// Opens the device `--device` names (None: the CPU) and parses `--precision`.
-pub fn training_device(device: &str, precision: &str) -> Result<(Option<Device>, Precision)> {
-    let choice = DeviceChoice::from_str(device, true)
-        .map_err(|_| Error::InvalidArgument(format!("unknown --device `{device}` (auto, cpu, cuda or sim)")))?;
-    let precision = Precision::from_str(precision, true)
-        .map_err(|_| Error::InvalidArgument(format!("unknown --precision `{precision}` (fp32 or bf16)")))?;
-    let device = open(choice)?;
-    if device.is_none() && precision == Precision::Bf16 {
-        return Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU trains in fp32".into()));
-    }
-    Ok((device, precision))
-}
-
 /// Runs a whole fine-tuning job as `config` describes.
 pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
-    let (device, precision) = training_device(&config.device, &config.precision)?;
+    let (device, precision) = select_device(&config.device, &config.precision)?;
     let start = Instant::now();
     let train_options = reader_options(config, &config.train)?;
     let train_examples = read_labelled(&config.train, &train_options)?;
