@@ -22,7 +22,8 @@
 //             (its forward is constant in the scores)
 //   dq_i    = scale Σ_j dS_ij k_j,   dk_j = scale Σ_i dS_ij q_i
 //
-// Tiling (scalar f32 FMAs, no tensor cores): a block owns ROWS = 64 rows
+// Tiling (scalar f32 FMAs; bf16 at D = 32 and 64 uses the tensor-core
+// kernels of attention_tc.cu instead): a block owns ROWS = 64 rows
 // (query rows in the forward and dq kernels, key rows in the dk/dv kernel)
 // of one (b, h); each row is held by SPLIT adjacent lanes, each owning D/SPLIT
 // of the head dimensions in registers (dot products finish with SPLIT−1 xor
@@ -72,28 +73,6 @@ BERTH_DEVICE_INLINE float split_sum(float v) {
         v += __shfl_xor_sync(BERTH_FULL_MASK, v, offset);
     }
     return v;
-}
-
-// Z_ij: the dropout factor of probability element `offset`.
-BERTH_DEVICE_INLINE float attn_dropout(unsigned long long key, unsigned threshold, float keep_scale, long long offset) {
-    if (threshold == 0u) return keep_scale;
-    return rng_bits24(key, (unsigned long long)offset) >= threshold ? keep_scale : 0.0f;
-}
-
-// The keys of batch row b that can count: [0, kend), where kend is one past
-// the last real key, or T when every key is masked (the uniform row). Keys
-// at or past kend are masked padding with probability 0, so loops stop
-// there. Sets *all_masked; the whole block agrees. Syncs.
-BERTH_DEVICE_INLINE int attn_key_end(const unsigned char* key_mask, int b, int T, int* flag, bool* all_masked) {
-    if (threadIdx.x == 0) *flag = 0;
-    __syncthreads();
-    for (int j = threadIdx.x; j < T; j += blockDim.x) {
-        if (key_mask[(long long)b * T + j]) atomicMax(flag, j + 1);
-    }
-    __syncthreads();
-    int end = *flag;
-    *all_masked = end == 0;
-    return end == 0 ? T : end;
 }
 
 // Stages rows [r0, r0 + n) of x's head h (batch b) into `tile` as f32,
@@ -374,9 +353,10 @@ BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, 
 }
 
 // ---------------------------------------------------------------------------
-// extern "C" entry points: attention_<fwd|bwd_dq|bwd_dkdv>_d<D>_<f32|bf16>.
-// SPLIT (lanes per row) is 1 for D <= 32 and 2 for D = 64; the launcher
-// launches 64·SPLIT threads per block.
+// extern "C" entry points: attention_<fwd|bwd_dq|bwd_dkdv>_d<D>_<f32|bf16>,
+// f32 at every head dim and bf16 at 8 and 16 (bf16 at 32 and 64 runs on
+// tensor cores: attention_tc.cu). SPLIT (lanes per row) is 1 for D <= 32 and
+// 2 for D = 64; the launcher launches 64·SPLIT threads per block.
 // ---------------------------------------------------------------------------
 
 // q, k, v (B, T, H·8) f32, key_mask (B, T) -> out (B, T, H·8) f32, lse (B, H, T) f32
@@ -479,26 +459,6 @@ extern "C" __global__ void attention_bwd_dkdv_d32_f32(const float* q, const floa
     attention_bwd_dkdv<float, 32, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
 }
 
-// q, k, v (B, T, H·32) bf16, key_mask (B, T) -> out (B, T, H·32) bf16, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<__nv_bfloat16, 32, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·32) bf16, lse (B, H, T) -> dq (B, T, H·32) bf16 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<__nv_bfloat16, 32, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·32) bf16 -> dk, dv (B, T, H·32) bf16 written
-extern "C" __global__ void attention_bwd_dkdv_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<__nv_bfloat16, 32, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}
-
 // q, k, v (B, T, H·64) f32, key_mask (B, T) -> out (B, T, H·64) f32, lse (B, H, T) f32
 extern "C" __global__ void attention_fwd_d64_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
         float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
@@ -519,22 +479,3 @@ extern "C" __global__ void attention_bwd_dkdv_d64_f32(const float* q, const floa
     attention_bwd_dkdv<float, 64, 2>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
 }
 
-// q, k, v (B, T, H·64) bf16, key_mask (B, T) -> out (B, T, H·64) bf16, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<__nv_bfloat16, 64, 2>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·64) bf16, lse (B, H, T) -> dq (B, T, H·64) bf16 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<__nv_bfloat16, 64, 2>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·64) bf16 -> dk, dv (B, T, H·64) bf16 written
-extern "C" __global__ void attention_bwd_dkdv_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<__nv_bfloat16, 64, 2>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}

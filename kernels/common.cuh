@@ -128,4 +128,32 @@ BERTH_DEVICE_INLINE unsigned int rng_bits24(unsigned long long key, unsigned lon
     return rng_bits32(key, offset) >> 8;
 }
 
+// ---------------------------------------------------------------------------
+// Attention helpers shared by the scalar kernels (attention.cu) and the
+// tensor-core kernels (attention_tc.cu); semantics in attention.cu's header.
+// ---------------------------------------------------------------------------
+
+// Z_ij: the dropout factor of probability element `offset`.
+BERTH_DEVICE_INLINE float attn_dropout(unsigned long long key, unsigned threshold, float keep_scale, long long offset) {
+    if (threshold == 0u) return keep_scale;
+    return rng_bits24(key, (unsigned long long)offset) >= threshold ? keep_scale : 0.0f;
+}
+
+// The keys of batch row b that can count: [0, kend), where kend is one past
+// the last real key, or T when every key is masked (the uniform row). Keys
+// at or past kend are masked padding with probability 0, so loops stop
+// there. Sets *all_masked; the whole block agrees. Syncs.
+BERTH_DEVICE_INLINE int attn_key_end(const unsigned char* key_mask, int b, int T, int* flag, bool* all_masked) {
+    if (threadIdx.x == 0) *flag = 0;
+    __syncthreads();
+    for (int j = threadIdx.x; j < T; j += blockDim.x) {
+        if (key_mask[(long long)b * T + j]) atomicMax(flag, j + 1);
+    }
+    __syncthreads();
+    int end = *flag;
+    *all_masked = end == 0;
+    return end == 0 ? T : end;
+}
+
 #endif  // BERTH_KERNELS_COMMON_CUH
+

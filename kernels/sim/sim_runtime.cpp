@@ -57,6 +57,9 @@ class LiveBarrier {
         while (generation_.load(std::memory_order_acquire) == generation) generation_.wait(generation);
     }
 
+    // Threads still running the block (meaningful once the barrier completed).
+    uint32_t live() const { return (uint32_t)(state_.load(std::memory_order_acquire) >> 32); }
+
     void drop() {
         uint64_t state = state_.load(std::memory_order_acquire);
         for (;;) {
@@ -175,6 +178,18 @@ extern "C" uint64_t berth_sim_warp_exchange(uint64_t value, int src_lane) {
     uint64_t got = warp.slots[src_lane & 31];
     warp.barrier.arrive_and_wait();
     return got;
+}
+
+extern "C" int berth_sim_warp_collective(uint64_t tag) {
+    Warp& warp = *current_launch->warps[current_linear_thread / 32];
+    warp.slots[current_linear_thread % 32] = tag;
+    warp.barrier.arrive_and_wait();
+    int status = warp.barrier.live() < 32 ? 2 : 0;
+    for (int lane = 0; lane < 32 && status == 0; ++lane) {
+        if (warp.slots[lane] != tag) status = 1;
+    }
+    warp.barrier.arrive_and_wait();
+    return status;
 }
 
 extern "C" void* berth_sim_dynamic_shared() { return current_launch->dynamic_shared.data(); }

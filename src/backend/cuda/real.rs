@@ -104,7 +104,12 @@ impl CudaDevice {
         }
         if module.is_none() {
             let source = file.source.replace("#include \"common.cuh\"", include_str!("../../../kernels/common.cuh"));
-            let opts = cudarc::nvrtc::CompileOptions { include_paths: super::probe::cuda_include_dirs(), ..Default::default() };
+            // compute_80: the tensor-core kernels need bf16 WMMA (sm_80 and newer).
+            let opts = cudarc::nvrtc::CompileOptions {
+                arch: Some("compute_80"),
+                include_paths: super::probe::cuda_include_dirs(),
+                ..Default::default()
+            };
             match cudarc::nvrtc::compile_ptx_with_opts(source, opts) {
                 Ok(ptx) => match self.ctx.load_module(ptx) {
                     Ok(m) => module = Some(m),

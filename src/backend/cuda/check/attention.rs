@@ -7,14 +7,19 @@
 //! T = 1 with an all-masked batch row; T = 37 (less than one 64-row tile)
 //! with a padded row and an all-masked row; T = 70 (ragged, two tiles) with a
 //! padded row. Dropout p = 0.1 on the first two, and on T = 70 for half the
-//! head dims. On a real GPU, also bert-base-sized cases (B 8, H 12, D 64,
-//! T 128 and 512) with timings in the note.
+//! head dims. At head dims 32 and 64 (bf16 there is the tensor-core path,
+//! attention_tc.cu) also T = 130 (three 64-key forward tiles, five 32-row
+//! backward tiles, a padded row whose last two 64-key blocks are past its last
+//! key), with dropout at 32 and without at 64, so the tensor-core kernels see
+//! dropout on and off at both. Rows are named after the kernels that ran.
+//! On a real GPU, also bert-base-sized cases (B 8, H 12, D 64, T 128 and
+//! 512) with timings in the note.
 
 use rayon::prelude::*;
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
 use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
-use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, HEAD_DIMS, attention_bwd, attention_fwd};
+use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, AttentionPath, HEAD_DIMS, attention_bwd, attention_fwd, path};
 use crate::error::Result;
 
 struct Case {
@@ -159,7 +164,11 @@ fn run_case(device: &Device, case: &Case, elem: Elem, seed: u64) -> Result<Vec<C
     let p = case.dropout.map_or(String::new(), |p| format!(" p{p}"));
     let shapes = format!("B{b} T{t} H{} D{} len[{}]{p}", case.heads, case.head_dim, lens.join(","));
     let tol = Tolerance::for_elem(elem);
-    let name = |kernel: &str, what: &str| format!("attention_{kernel}_d{}_{} {what}", case.head_dim, elem.suffix());
+    let stem = match path(case.head_dim, elem) {
+        AttentionPath::TensorCore => "attention_tc",
+        AttentionPath::Scalar => "attention",
+    };
+    let name = |kernel: &str, what: &str| format!("{stem}_{kernel}_d{}_{} {what}", case.head_dim, elem.suffix());
     let mut rows = vec![
         compare(&name("fwd", "out"), &shapes, &out.to_f32_vec()?, &want.out, tol),
         compare(&name("fwd", "lse"), &shapes, &lse.to_f32_vec()?, &want.lse, tol),
@@ -194,11 +203,15 @@ pub fn cases(device: &Device) -> Result<Vec<CheckRow>> {
     let mut rows = Vec::new();
     for &elem in &FLOAT_TYPES {
         for (n, &head_dim) in HEAD_DIMS.iter().enumerate() {
-            let cases = [
+            let mut cases = vec![
                 Case { batch: 2, seq_len: 1, heads: 2, head_dim, lens: vec![1, 0], dropout: Some(0.1), timed: false },
                 Case { batch: 2, seq_len: 37, heads: 1, head_dim, lens: vec![30, 0], dropout: Some(0.1), timed: false },
                 Case { batch: 2, seq_len: 70, heads: 2, head_dim, lens: vec![61, 70], dropout: (n % 2 == 1).then_some(0.1), timed: false },
             ];
+            if head_dim >= 32 {
+                let dropout = (head_dim == 32).then_some(0.1);
+                cases.push(Case { batch: 2, seq_len: 130, heads: 1, head_dim, lens: vec![50, 130], dropout, timed: false });
+            }
             for (c, case) in cases.iter().enumerate() {
                 rows.extend(run_case(device, case, elem, 100 + 10 * c as u64 + n as u64)?);
             }

@@ -8,12 +8,17 @@
 //! all-masked batch row uniform (its scores gradient is 0), then dropout
 //! with the counter-based RNG at offset ((b·H + h)·T + i)·T + j, then ·v.
 //!
-//! Launch branches, by head_dim (the kernels' `d<D>` name part) and dtype:
-//! `d8`, `d16`, `d32` give each row one thread; `d64` gives it two lanes
-//! ([`split`]). Every kernel runs B·H·ceil(T/64) blocks of 64·split threads;
-//! a block owns 64 query rows (forward, dq) or 64 key rows (dk/dv) and
-//! streams the other side through shared memory in tiles of 64. Any other
-//! head_dim is an error.
+//! Launch branches, by head_dim and dtype ([`path`]):
+//! - BF16 at head_dim 32 and 64 (MiniLM, bert-base): the tensor-core
+//!   kernels `attention_tc_*_d<D>_bf16` (kernels/attention_tc.cu, WMMA with
+//!   f32 accumulation), 128 threads (4 warps of 16 rows) per block;
+//! - F32 at every head dim, and BF16 at 8 and 16: the scalar kernels
+//!   `attention_*_d<D>_<dtype>` (kernels/attention.cu); `d8`, `d16`, `d32`
+//!   give each row one thread, `d64` two lanes ([`split`]), 64·split threads.
+//!
+//! Every kernel runs B·H·ceil(T/64) blocks; a block owns 64 query rows
+//! (forward, dq) or 64 key rows (dk/dv) and streams the other side through
+//! shared memory. Any other head_dim is an error.
 
 use super::{expect, expect_float};
 use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape};
@@ -39,6 +44,23 @@ pub struct AttentionDropout {
     pub stream_key: u64,
 }
 
+/// Which kernels a launch uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionPath {
+    /// kernels/attention_tc.cu: WMMA tensor cores (BF16 at head_dim 32 and 64).
+    TensorCore,
+    /// kernels/attention.cu: f32 FMAs (F32, and BF16 at head_dim 8 and 16).
+    Scalar,
+}
+
+/// The kernels a (head_dim, dtype) runs on.
+pub fn path(head_dim: usize, elem: Elem) -> AttentionPath {
+    if elem == Elem::BF16 && matches!(head_dim, 32 | 64) { AttentionPath::TensorCore } else { AttentionPath::Scalar }
+}
+
+/// Threads per block of the tensor-core kernels (4 warps of 16 rows).
+const TC_THREADS: u32 = 128;
+
 /// Lanes per row for a head dim (the kernels' SPLIT template argument).
 pub fn split(head_dim: usize) -> u32 {
     if head_dim == 64 { 2 } else { 1 }
@@ -59,14 +81,15 @@ fn dropout_args(op: &'static str, dropout: Option<AttentionDropout>) -> Result<(
     }
 }
 
-/// Checks dims, the common inputs, and returns (kernel-name suffix, launch shape).
+/// Checks dims, the common inputs, and returns the kernel-name stem (`attention`
+/// or `attention_tc`), the suffix (`d<D>_<dtype>`) and the launch shape.
 fn check(
     op: &'static str,
     dims: AttentionDims,
     inputs: &[(&str, &DeviceBuffer)],
     key_mask: &DeviceBuffer,
     lse: &DeviceBuffer,
-) -> Result<(String, LaunchShape)> {
+) -> Result<(&'static str, String, LaunchShape)> {
     let AttentionDims { batch, seq_len, heads, head_dim } = dims;
     if batch == 0 || seq_len == 0 || heads == 0 {
         return Err(Error::shape(op, format!("{dims:?}: batch, seq_len and heads must be at least 1")));
@@ -87,7 +110,10 @@ fn check(
     let blocks = batch * heads * seq_len.div_ceil(ROWS);
     let blocks = u32::try_from(blocks).map_err(|_| Error::shape(op, format!("{dims:?} needs too many blocks")))?;
     let suffix = format!("d{head_dim}_{}", elem.suffix());
-    Ok((suffix, LaunchShape::linear(blocks, ROWS as u32 * split(head_dim))))
+    Ok(match path(head_dim, elem) {
+        AttentionPath::TensorCore => ("attention_tc", suffix, LaunchShape::linear(blocks, TC_THREADS)),
+        AttentionPath::Scalar => ("attention", suffix, LaunchShape::linear(blocks, ROWS as u32 * split(head_dim))),
+    })
 }
 
 // q, k, v (B, T, H·D) T; key_mask (B, T) U8 -> out (B, T, H·D) T, lse (B, H, T) F32
@@ -104,7 +130,7 @@ pub fn attention_fwd(
     dropout: Option<AttentionDropout>,
 ) -> Result<()> {
     let op = "attention_fwd";
-    let (suffix, shape) = check(op, dims, &[("q", q), ("k", k), ("v", v), ("out", out)], key_mask, lse)?;
+    let (stem, suffix, shape) = check(op, dims, &[("q", q), ("k", k), ("v", v), ("out", out)], key_mask, lse)?;
     let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
     KernelArgs::new()
         .buf(q)
@@ -120,7 +146,7 @@ pub fn attention_fwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
-        .launch(q.device(), &format!("attention_fwd_{suffix}"), shape)
+        .launch(q.device(), &format!("{stem}_fwd_{suffix}"), shape)
 }
 
 // q, k, v, out (B, T, H·D) T; key_mask (B, T) U8; lse (B, H, T) F32 from the
@@ -145,7 +171,7 @@ pub fn attention_bwd(
 ) -> Result<()> {
     let op = "attention_bwd";
     let inputs = [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout), ("dq", dq), ("dk", dk), ("dv", dv)];
-    let (suffix, shape) = check(op, dims, &inputs, key_mask, lse)?;
+    let (stem, suffix, shape) = check(op, dims, &inputs, key_mask, lse)?;
     let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
     let delta = DeviceBuffer::uninit(q.device(), dims.batch * dims.heads * dims.seq_len, Elem::F32)?;
     KernelArgs::new()
@@ -165,7 +191,7 @@ pub fn attention_bwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
-        .launch(q.device(), &format!("attention_bwd_dq_{suffix}"), shape)?;
+        .launch(q.device(), &format!("{stem}_bwd_dq_{suffix}"), shape)?;
     KernelArgs::new()
         .buf(q)
         .buf(k)
@@ -183,5 +209,5 @@ pub fn attention_bwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
-        .launch(q.device(), &format!("attention_bwd_dkdv_{suffix}"), shape)
+        .launch(q.device(), &format!("{stem}_bwd_dkdv_{suffix}"), shape)
 }
