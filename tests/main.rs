@@ -13,7 +13,11 @@ mod checkpoint;
 mod cli;
 // Classification metrics against scikit-learn (tests/data/metrics/cases.json).
 mod metrics;
+// Multi-label, entity-level (seqeval) and regression metrics against their references (tests/data/metrics/task_cases.json).
+mod task_metrics;
 // berth train and eval end to end: resume after SIGKILL, bad input, --config, new labels.
 mod train;
 // The CUDA engine on the simulated device (BERTH_TEST_DEVICE=cuda for a GPU): kernel parity, training steps.
 mod device;
+// Token classification: sub-word label alignment (first/all), decoding back to words, windows over long sentences.
+mod token_alignment;

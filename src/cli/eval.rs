@@ -5,13 +5,16 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::data::BerthTokenizer;
+use crate::data::align::Alignment;
 use crate::data::readers::LabelSet;
 use crate::error::Result;
+use crate::infer::settings::InferenceSettings;
 use crate::io::write_atomic;
 use crate::model::{LoadOptions, load_model};
-use crate::train::dataset::{ColumnChoice, encode, read_labelled};
+use crate::train::dataset::{ColumnChoice, DataSpec};
 use crate::train::device_model::{DeviceModel, select_device};
 use crate::train::evaluate::evaluate_with;
+use crate::train::task::Task;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -21,9 +24,15 @@ pub struct EvalArgs {
     /// Labelled data file.
     #[arg(long)]
     pub data: PathBuf,
-    /// tsv, csv or jsonl (default: from the file extension).
+    /// tsv, csv, jsonl or conll (default: from the file extension; conll for token models).
     #[arg(long)]
     pub format: Option<String>,
+    /// CoNLL files: the 0-based tag column (default: the last).
+    #[arg(long)]
+    pub tag_column: Option<usize>,
+    /// Multi-label: what separates the labels in one field.
+    #[arg(long, default_value = ",")]
+    pub label_separator: String,
     /// Text column: a header name or a 0-based index.
     #[arg(long, default_value = "text")]
     pub text_column: String,
@@ -55,33 +64,38 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    let (device, precision) = select_device(&args.device, &args.precision)?;
     let (model, _) = load_model(&args.model, &LoadOptions::default())?;
-    let choice = ColumnChoice {
-        format: args.format.as_deref(),
-        text: &args.text_column,
-        text_pair: args.text_pair_column.as_deref(),
-        label: &args.label_column,
-        header: args.header,
-        quoting: args.quoting,
+    let settings = InferenceSettings::read(&args.model, model.num_labels())?;
+    let task = Task::of_model(&model);
+    let spec = DataSpec {
+        task,
+        columns: ColumnChoice {
+            format: args.format.as_deref(),
+            text: &args.text_column,
+            text_pair: args.text_pair_column.as_deref(),
+            label: &args.label_column,
+            header: args.header,
+            quoting: args.quoting,
+        },
+        tag_column: args.tag_column,
+        label_separator: &args.label_separator,
+        alignment: Alignment::parse(settings.alignment.as_deref().unwrap_or("first"))?,
     };
-    let options = choice.reader_options(&args.data)?;
-    let examples = read_labelled(&args.data, &options)?;
+    let raw = spec.read(&args.data)?;
     let labels = LabelSet::from_names(model.labels.clone())?;
     let tokenizer = BerthTokenizer::from_dir(&args.model, args.max_length.min(model.config.max_position_embeddings))?;
-    let data = encode(&args.data, &examples, &labels, &tokenizer)?;
-    let (device, precision) = select_device(&args.device, &args.precision)?;
+    let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
     let on_device = match &device {
         Some(d) => Some(DeviceModel::upload(d, precision, &model.params, None)?),
         None => None,
     };
     let device_params = on_device.as_ref().map(|e| e.params.as_slice());
-    let evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id())?;
-    println!("{}", evaluation.report.to_text());
+    let evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
+    println!("{}", evaluation.to_text());
     println!("loss {:.4}", evaluation.loss);
-    let mut metrics = evaluation.report.to_json();
-    metrics["eval_loss"] = serde_json::json!(evaluation.loss);
     let path = args.output.unwrap_or_else(|| args.model.join("metrics.json"));
-    write_atomic(&path, serde_json::to_string_pretty(&metrics).expect("json").as_bytes())?;
+    write_atomic(&path, serde_json::to_string_pretty(&evaluation.to_json()).expect("json").as_bytes())?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::input::read_lines;
+use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
 use crate::train::device_model::select_device;
@@ -18,6 +19,10 @@ pub struct PredictArgs {
     /// Input file: one example per line; a TAB separates text and text pair.
     #[arg(long)]
     pub input: PathBuf,
+    /// Token models: each input line is one sentence of words separated by
+    /// spaces; the output is `{"words", "tags", "entities"}` per line.
+    #[arg(long)]
+    pub words: bool,
     /// Output file for JSON lines (standard output when omitted).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -36,17 +41,24 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let examples = read_lines(&args.input)?;
     let (device, precision) = select_device(&args.device, &args.precision)?;
     let (predictor, report) = Predictor::load_on(&args.model, args.max_length, device.as_ref(), precision)?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
-    let predictions = predictor.predict(&examples, args.batch_size)?;
     let mut text = String::new();
-    for p in &predictions {
-        text.push_str(&serde_json::to_string(p).expect("predictions serialise"));
-        text.push('\n');
+    if args.words {
+        let sentences = read_word_lines(&args.input)?;
+        for p in predictor.predict_words(&sentences, args.batch_size)? {
+            text.push_str(&serde_json::to_string(&p).expect("predictions serialise"));
+            text.push('\n');
+        }
+    } else {
+        let examples = read_lines(&args.input)?;
+        for p in predictor.predict(&examples, args.batch_size)? {
+            text.push_str(&serde_json::to_string(&p).expect("predictions serialise"));
+            text.push('\n');
+        }
     }
     match &args.output {
         Some(path) => crate::io::write_atomic(path, text.as_bytes()),

@@ -19,7 +19,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = options.resolve()?;
     let summary = train(&config)?;
     if let Some(e) = &summary.final_eval {
-        println!("{}", e.report.to_text());
+        println!("{}", e.to_text());
         println!("eval loss {:.4}", e.loss);
     }
     println!(

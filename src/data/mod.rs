@@ -1,5 +1,7 @@
 //! Data: readers of labelled examples, tokenisation and batching.
 
+pub mod align;
+pub mod conll;
 pub mod readers;
 pub mod tokenize;
 

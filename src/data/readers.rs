@@ -133,6 +133,10 @@ pub struct ReaderOptions {
     pub text_pair: Option<Column>,
     /// `None` when the file is unlabelled (prediction).
     pub label: Option<Column>,
+    /// Multi-label files with one 0/1 column per label: these columns replace
+    /// `label`, and an example's label becomes the names of its 1 columns,
+    /// joined by [`crate::train::task::LABEL_LIST_SEPARATOR`].
+    pub multi_hot: Vec<Column>,
     /// Whether `"` quotes fields (TSV and CSV only).
     pub quoting: bool,
 }
@@ -146,6 +150,7 @@ impl ReaderOptions {
             text: Column::Name("text".into()),
             text_pair: None,
             label: Some(Column::Name("label".into())),
+            multi_hot: Vec::new(),
             quoting: format == Format::Csv,
         }
     }
@@ -161,7 +166,9 @@ impl ReaderOptions {
         if let Some(pair) = &self.text_pair {
             columns.push(("text_pair", pair));
         }
-        if let Some(label) = &self.label {
+        if !self.multi_hot.is_empty() {
+            columns.extend(self.multi_hot.iter().map(|c| ("label", c)));
+        } else if let Some(label) = &self.label {
             columns.push(("label", label));
         }
         columns
@@ -214,6 +221,8 @@ struct Selection {
     text: Slot,
     text_pair: Option<Slot>,
     label: Option<Slot>,
+    /// 0/1 label columns, each with the label name it stands for.
+    multi_hot: Vec<(Slot, String)>,
 }
 
 impl Selection {
@@ -251,10 +260,24 @@ impl Selection {
                 )),
             }
         };
+        let multi_hot = options
+            .multi_hot
+            .iter()
+            .map(|c| {
+                let s = slot("label", c)?;
+                let name = match (c, header) {
+                    (Column::Name(n), _) => n.clone(),
+                    (Column::Index(i), Some(names)) => names.get(*i).map(|n| n.trim().to_owned()).unwrap_or_else(|| i.to_string()),
+                    (Column::Index(i), None) => i.to_string(),
+                };
+                Ok((s, name))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Selection {
             text: slot("text", &options.text)?,
             text_pair: options.text_pair.as_ref().map(|c| slot("text_pair", c)).transpose()?,
-            label: options.label.as_ref().map(|c| slot("label", c)).transpose()?,
+            label: if multi_hot.is_empty() { options.label.as_ref().map(|c| slot("label", c)).transpose()? } else { None },
+            multi_hot,
         })
     }
 
@@ -263,9 +286,27 @@ impl Selection {
         let text_pair = self.text_pair.as_ref().map(|s| field(record, s, path, line)).transpose()?;
         let label = match &self.label {
             Some(slot) => Some(clean_label(field(record, slot, path, line)?, path, line)?),
+            None if !self.multi_hot.is_empty() => {
+                let mut positive = Vec::new();
+                for (slot, name) in &self.multi_hot {
+                    if zero_or_one(&field(record, slot, path, line)?, path, line, &slot.describe)? {
+                        positive.push(name.as_str());
+                    }
+                }
+                Some(positive.join(&crate::train::task::LABEL_LIST_SEPARATOR.to_string()))
+            }
             None => None,
         };
         Ok(Example { text, text_pair, label, line })
+    }
+}
+
+/// A 0/1 label cell (also `true`/`false`, `0.0`/`1.0`).
+fn zero_or_one(raw: &str, path: &Path, line: usize, column: &str) -> Result<bool> {
+    match raw.trim() {
+        "1" | "1.0" | "true" | "True" => Ok(true),
+        "0" | "0.0" | "false" | "False" => Ok(false),
+        other => Err(Error::input(path, line, Some("label"), format!("column {column} must hold 0 or 1, found `{other}`"))),
     }
 }
 
@@ -447,7 +488,21 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
             return Err(Error::input(path, line, None, format!("expected a JSON object, found {}", json_kind(&value))));
         };
         let mut example = Example { text: String::new(), text_pair: None, label: None, line };
+        let mut positive: Vec<&str> = Vec::new();
         for &(role, key) in &keys {
+            if role == "label" && !options.multi_hot.is_empty() {
+                let value = json_field(&object, role, key, path, line)?;
+                if zero_or_one(&value, path, line, &format!("`{key}`"))? {
+                    positive.push(key);
+                }
+                continue;
+            }
+            if role == "label"
+                && let Some(serde_json::Value::Array(items)) = object.get(key)
+            {
+                example.label = Some(json_label_list(items, key, path, line)?);
+                continue;
+            }
             let value = json_field(&object, role, key, path, line)?;
             match role {
                 "text" => example.text = value,
@@ -455,9 +510,32 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
                 _ => example.label = Some(clean_label(value, path, line)?),
             }
         }
+        if !options.multi_hot.is_empty() {
+            example.label = Some(positive.join(&crate::train::task::LABEL_LIST_SEPARATOR.to_string()));
+        }
         examples.push(example);
     }
     Ok(examples)
+}
+
+/// A JSON array of label names (or ids), joined for the multi-label parser.
+fn json_label_list(items: &[serde_json::Value], key: &str, path: &Path, line: usize) -> Result<String> {
+    let mut names = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            serde_json::Value::String(s) => names.push(s.trim().to_owned()),
+            serde_json::Value::Number(n) => names.push(n.to_string()),
+            other => {
+                return Err(Error::input(
+                    path,
+                    line,
+                    Some("label"),
+                    format!("key `{key}` holds a list whose items must be label names or ids, found {}", json_kind(other)),
+                ));
+            }
+        }
+    }
+    Ok(names.join(&crate::train::task::LABEL_LIST_SEPARATOR.to_string()))
 }
 
 fn json_field(

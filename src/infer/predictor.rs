@@ -7,10 +7,14 @@ use serde::Serialize;
 
 use crate::autograd::Tape;
 use crate::backend::cuda::Device;
+use crate::data::align::word_predictions;
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
+use crate::infer::settings::InferenceSettings;
+use crate::metrics::entity::{EntityScheme, extract_entities};
 use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
+use crate::train::dataset::sentence_windows;
 use crate::train::device_model::{DeviceModel, Precision};
 
 /// One prediction. Which fields are present depends on the head.
@@ -37,9 +41,33 @@ pub struct Prediction {
     pub tags: Option<Vec<String>>,
 }
 
+/// A token model's prediction for one sentence of words.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WordPrediction {
+    pub words: Vec<String>,
+    /// One tag per word: the prediction of the word's first sub-token.
+    pub tags: Vec<String>,
+    pub entities: Vec<EntitySpan>,
+}
+
+/// An entity found in a sentence's tags (seqeval's default chunking).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EntitySpan {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The first word of the entity (0-based).
+    pub start: usize,
+    /// One past its last word, as in a slice: `words[start..end]`.
+    pub end: usize,
+    /// Its words joined by spaces.
+    pub text: String,
+}
+
 pub struct Predictor {
     pub model: BertClassifier,
     pub tokenizer: BerthTokenizer,
+    /// Thresholds and the task, from `berth-inference.json` when the folder has one.
+    pub settings: InferenceSettings,
     /// Where the forward passes run: the CPU with transposed linear weights
     /// built once at load, or a device holding the weights in the chosen precision.
     engine: Engine,
@@ -82,11 +110,12 @@ impl Predictor {
         let (model, report) = load_model(dir, &LoadOptions::default())?;
         let max_length = max_length.min(model.config.max_position_embeddings);
         let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
+        let settings = InferenceSettings::read(dir, model.num_labels())?;
         let engine = match device {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params, None)?),
             None => Engine::Cpu(model.weight_cache()?),
         };
-        Ok((Predictor { model, tokenizer, engine }, report))
+        Ok((Predictor { model, tokenizer, settings, engine }, report))
     }
 
     /// The device's description, or `cpu`.
@@ -117,21 +146,75 @@ impl Predictor {
         Ok(results.into_iter().map(|p| p.expect("every input predicted")).collect())
     }
 
-    fn predict_encoded(&self, group: &[&Encoded]) -> Result<Vec<Prediction>> {
+    /// The logits of a batch, flat: (B, C) or (B, T, C) with T the longest row.
+    fn logits(&self, group: &[&Encoded]) -> Result<(Vec<f64>, usize)> {
         let batch = pad_batch(group, self.tokenizer.pad_id());
         let mut tape = Tape::no_grad();
         let out = match &self.engine {
             Engine::Cpu(cache) => self.model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(cache))?,
             Engine::Device(d) => self.model.forward_on(&mut tape, &d.params, &batch, ForwardMode::eval())?,
         };
-        let logits = tape.value(out.logits).to_f64_vec();
+        Ok((tape.value(out.logits).to_f64_vec(), batch.seq_len))
+    }
+
+    /// Token models: word-level tags and entity spans for sentences given as
+    /// words. A sentence longer than the model's length is read in overlapping
+    /// windows, so no word is dropped.
+    pub fn predict_words(&self, sentences: &[Vec<String>], batch_size: usize) -> Result<Vec<WordPrediction>> {
+        if self.model.head != HeadKind::TokenClassification {
+            return Err(Error::InvalidArgument("--words needs a token-classification model; this one classifies whole texts".into()));
+        }
+        if batch_size == 0 {
+            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+        }
+        let mut rows = Vec::new();
+        for (s, words) in sentences.iter().enumerate() {
+            for window in sentence_windows(words, &self.tokenizer)? {
+                let encoded = self.tokenizer.encode_words(&words[window.start..window.end])?;
+                rows.push((s, window, encoded));
+            }
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(rows[i].2.ids.len()));
+        let mut tags: Vec<Vec<String>> = sentences.iter().map(|w| vec!["O".to_string(); w.len()]).collect();
+        let c = self.model.num_labels();
+        for chunk in order.chunks(batch_size) {
+            let group: Vec<&Encoded> = chunk.iter().map(|&i| &rows[i].2).collect();
+            let (logits, t) = self.logits(&group)?;
+            for (b, &i) in chunk.iter().enumerate() {
+                let (s, window, encoded) = &rows[i];
+                let predictions: Vec<usize> =
+                    (0..encoded.ids.len()).map(|j| argmax(&logits[(b * t + j) * c..(b * t + j + 1) * c])).collect();
+                let words = word_predictions(&encoded.word_ids, &predictions, window.end - window.start);
+                for w in window.keep_start..window.keep_end {
+                    if let Some(p) = words[w - window.start] {
+                        tags[*s][w] = self.model.labels[p].clone();
+                    }
+                }
+            }
+        }
+        Ok(sentences
+            .iter()
+            .zip(tags)
+            .map(|(words, tags)| {
+                let entities = extract_entities(&tags, EntityScheme::Default)
+                    .into_iter()
+                    .map(|e| EntitySpan { text: words[e.start..e.end].join(" "), kind: e.kind, start: e.start, end: e.end })
+                    .collect();
+                WordPrediction { words: words.clone(), tags, entities }
+            })
+            .collect())
+    }
+
+    fn predict_encoded(&self, group: &[&Encoded]) -> Result<Vec<Prediction>> {
+        let (logits, seq_len) = self.logits(group)?;
         let c = self.model.num_labels();
         let labels = &self.model.labels;
         let mut predictions = Vec::with_capacity(group.len());
         for (i, e) in group.iter().enumerate() {
             let p = match (self.model.head, self.model.problem_type) {
                 (HeadKind::TokenClassification, _) => {
-                    let t = batch.seq_len;
+                    let t = seq_len;
                     let rows: Vec<Vec<f64>> = (0..e.ids.len()).map(|j| logits[(i * t + j) * c..(i * t + j + 1) * c].to_vec()).collect();
                     let tags = rows.iter().map(|r| labels[argmax(r)].clone()).collect();
                     let tokens = e.ids.iter().map(|&id| self.tokenizer.inner().id_to_token(id).unwrap_or_default()).collect();
@@ -160,7 +243,16 @@ impl Predictor {
                         Some(ProblemType::Regression) => p.score = Some(row[0]),
                         Some(ProblemType::MultiLabel) => {
                             let probs: Vec<f64> = row.iter().map(|&v| sigmoid(v)).collect();
-                            p.labels = Some(probs.iter().zip(labels).filter(|(q, _)| **q >= 0.5).map(|(_, l)| l.clone()).collect());
+                            let threshold = |j: usize| self.settings.thresholds.as_ref().map_or(0.5, |t| t[j]);
+                            p.labels = Some(
+                                probs
+                                    .iter()
+                                    .zip(labels)
+                                    .enumerate()
+                                    .filter(|(j, (q, _))| **q >= threshold(*j))
+                                    .map(|(_, (_, l))| l.clone())
+                                    .collect(),
+                            );
                             p.probabilities = Some(probs);
                         }
                         _ => {

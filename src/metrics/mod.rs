@@ -8,7 +8,21 @@
 //! - [`classification`]: single-label classification — per-class precision,
 //!   recall, F1 and support, accuracy, macro / weighted / micro averages and
 //!   the confusion matrix, as one [`ClassificationReport`].
+//! - [`multilabel`]: multi-label classification (indicator matrices) —
+//!   per-label, micro / macro / weighted / samples averages, subset accuracy
+//!   and Hamming loss as one [`MultiLabelReport`]; per-label F1-best
+//!   decision thresholds.
+//! - [`entity`]: entity-level (NER) precision, recall and F1 as seqeval
+//!   computes them, in its default or strict-IOB2 mode, as one [`EntityReport`].
+//! - [`regression`]: Pearson and Spearman correlation (scipy's) and mean
+//!   squared error.
 
 pub mod classification;
+pub mod entity;
+pub mod multilabel;
+pub mod regression;
 
 pub use classification::{ClassificationReport, Scores, classification_report, try_classification_report};
+pub use entity::{Entity, EntityReport, EntityScheme, entity_report, extract_entities};
+pub use multilabel::{MultiLabelReport, best_f1_threshold, multilabel_report, tune_thresholds};
+pub use regression::{mse, pearson, spearman};

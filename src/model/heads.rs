@@ -44,6 +44,8 @@ pub struct BertClassifier {
     pub problem_type: Option<ProblemType>,
     pub labels: Vec<String>,
     pub params: ParamStore,
+    /// Which parameters receive gradients (all, unless `--freeze` says otherwise).
+    pub trainable: Vec<bool>,
     encoder: EncoderParams,
     pooler: Option<(usize, usize)>,
     classifier: (usize, usize),
@@ -75,7 +77,8 @@ impl BertClassifier {
                 Some(problem_type.unwrap_or(if labels.len() == 1 { ProblemType::Regression } else { ProblemType::SingleLabel }))
             }
         };
-        Ok(BertClassifier { config, head, problem_type, labels, params, encoder, pooler, classifier })
+        let trainable = vec![true; params.len()];
+        Ok(BertClassifier { config, head, problem_type, labels, params, trainable, encoder, pooler, classifier })
     }
 
     pub fn num_labels(&self) -> usize {
@@ -91,9 +94,19 @@ impl BertClassifier {
         BertClassifier { params: self.params.to_dtype(dtype), ..self.clone() }
     }
 
-    /// Puts every parameter on the tape as a leaf.
+    /// Puts every parameter on the tape as a leaf; when `trainable`, the
+    /// unfrozen ones record gradients.
     pub fn register_params(&self, tape: &mut Tape, trainable: bool) -> Vec<Var> {
-        self.params.tensors().iter().map(|t| tape.leaf(t.clone(), trainable)).collect()
+        self.leaves(tape, self.params.tensors(), trainable)
+    }
+
+    fn leaves(&self, tape: &mut Tape, tensors: &[Tensor], trainable: bool) -> Vec<Var> {
+        tensors.iter().zip(&self.trainable).map(|(t, &train)| tape.leaf(t.clone(), trainable && train)).collect()
+    }
+
+    /// Parameters that are trained, counted in scalars.
+    pub fn trained_parameter_count(&self) -> usize {
+        self.params.tensors().iter().zip(&self.trainable).filter(|(_, t)| **t).map(|(p, _)| p.numel()).sum()
     }
 
     /// batch (B, T) -> logits. Parameters are registered as trainable leaves
@@ -123,7 +136,7 @@ impl BertClassifier {
             return Err(Error::shape("forward_on", format!("{} tensors for {} parameters", tensors.len(), self.params.len())));
         }
         let trainable = tape.grad_enabled();
-        let params = tensors.iter().map(|t| tape.leaf(t.clone(), trainable)).collect();
+        let params = self.leaves(tape, tensors, trainable);
         self.forward_params(tape, params, batch, mode, None)
     }
 

@@ -2,19 +2,46 @@
 
 use std::path::Path;
 
+use crate::data::align::{Alignment, IGNORE_INDEX, Window, align_labels, continuation_ids, plan_windows};
+use crate::data::conll::{ConllOptions, Sentence, read_conll};
 use crate::data::readers::{Column, Example, Format, LabelSet, ReaderOptions, read_examples};
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
-use crate::model::Batch;
+use crate::model::{Batch, Labels};
 use crate::rng::{SeqRng, mix64};
 
 use super::options::TrainConfig;
+use super::task::{REGRESSION_LABEL, Task, multi_hot, multi_label_set, regression_target};
+
+/// The targets of every encoded row, in the form each task needs.
+#[derive(Clone, Debug)]
+pub enum Targets {
+    /// Class ids.
+    Single(Vec<usize>),
+    /// One 0/1 row per example, as wide as the label set.
+    Multi(Vec<Vec<bool>>),
+    Regression(Vec<f64>),
+    /// Per row, the label of each token (IGNORE_INDEX where the loss skips it).
+    Token(Vec<Vec<i64>>),
+}
+
+/// Where each encoded row of a token dataset came from: sentences longer than
+/// the model's length are cut into overlapping windows of whole words.
+#[derive(Clone, Debug)]
+pub struct TokenRows {
+    /// The gold sentences, word by word.
+    pub sentences: Vec<Sentence>,
+    /// Per row: its sentence and window.
+    pub rows: Vec<(usize, Window)>,
+}
 
 /// A labelled dataset, tokenised.
 pub struct EncodedDataset {
     pub path: std::path::PathBuf,
     pub encodings: Vec<Encoded>,
-    pub labels: Vec<usize>,
+    pub targets: Targets,
+    /// Token tasks only.
+    pub token_rows: Option<TokenRows>,
 }
 
 impl EncodedDataset {
@@ -26,15 +53,231 @@ impl EncodedDataset {
         self.encodings.is_empty()
     }
 
-    /// The padded batch of examples `indices`, with their label ids.
-    pub fn batch(&self, indices: &[usize], pad_id: u32) -> (Batch, Vec<i64>) {
+    /// The padded batch of rows `indices`, with their targets.
+    pub fn batch(&self, indices: &[usize], pad_id: u32) -> (Batch, Labels) {
         let group: Vec<&Encoded> = indices.iter().map(|&i| &self.encodings[i]).collect();
-        (pad_batch(&group, pad_id), indices.iter().map(|&i| self.labels[i] as i64).collect())
+        let batch = pad_batch(&group, pad_id);
+        let labels = match &self.targets {
+            Targets::Single(y) => Labels::SingleLabel(indices.iter().map(|&i| y[i] as i64).collect()),
+            Targets::Multi(y) => {
+                Labels::MultiLabel(indices.iter().flat_map(|&i| y[i].iter().map(|&b| if b { 1.0 } else { 0.0 })).collect())
+            }
+            Targets::Regression(y) => Labels::Regression(indices.iter().map(|&i| y[i]).collect()),
+            Targets::Token(y) => {
+                let t = batch.seq_len;
+                let mut flat = vec![IGNORE_INDEX; indices.len() * t];
+                for (row, &i) in indices.iter().enumerate() {
+                    flat[row * t..row * t + y[i].len()].copy_from_slice(&y[i]);
+                }
+                Labels::Token(flat)
+            }
+        };
+        (batch, labels)
+    }
+
+    /// Class ids, for single-label data.
+    pub fn class_ids(&self) -> Option<&[usize]> {
+        match &self.targets {
+            Targets::Single(y) => Some(y),
+            _ => None,
+        }
     }
 
     /// Tokens that are not padding, summed over the dataset.
     pub fn real_tokens(&self) -> usize {
         self.encodings.iter().map(|e| e.ids.len()).sum()
+    }
+}
+
+/// What a data file holds once read: labelled examples, or CoNLL sentences.
+pub enum RawData {
+    Examples(Vec<Example>),
+    Sentences(Vec<Sentence>),
+}
+
+impl RawData {
+    pub fn len(&self) -> usize {
+        match self {
+            RawData::Examples(e) => e.len(),
+            RawData::Sentences(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How to read and encode a task's files.
+pub struct DataSpec<'a> {
+    pub task: Task,
+    pub columns: ColumnChoice<'a>,
+    /// CoNLL: the tag column (None: the last).
+    pub tag_column: Option<usize>,
+    pub label_separator: &'a str,
+    pub alignment: Alignment,
+}
+
+impl<'a> DataSpec<'a> {
+    /// The spec of a training run's files.
+    pub fn from_config(config: &'a TrainConfig) -> Result<DataSpec<'a>> {
+        Ok(DataSpec {
+            task: config.task,
+            columns: ColumnChoice {
+                format: config.format.as_deref(),
+                text: &config.text_column,
+                text_pair: config.text_pair_column.as_deref(),
+                label: &config.label_column,
+                header: config.header,
+                quoting: config.quoting,
+            },
+            tag_column: config.tag_column,
+            label_separator: &config.label_separator,
+            alignment: Alignment::parse(&config.alignment)?,
+        })
+    }
+
+    /// Reads a labelled file.
+    pub fn read(&self, path: &Path) -> Result<RawData> {
+        if self.task == Task::TokenClassification {
+            if let Some(f) = self.columns.format
+                && f != "conll"
+            {
+                return Err(Error::InvalidArgument(format!("token classification reads CoNLL files: use --format conll, not `{f}`")));
+            }
+            let options = ConllOptions { tag_column: self.tag_column, ..ConllOptions::default() };
+            return Ok(RawData::Sentences(read_conll(path, &options)?));
+        }
+        let mut options = self.columns.reader_options(path)?;
+        if self.task == Task::MultiLabel && self.columns.label.contains(',') {
+            options.multi_hot = self.columns.label.split(',').map(|c| Column::parse(c.trim())).collect::<Result<_>>()?;
+            options.label = None;
+        }
+        Ok(RawData::Examples(read_labelled(path, &options)?))
+    }
+
+    /// The label set: the `--labels` file when given, else what the training
+    /// data holds (sorted; for tags, `O` first as seqeval-era tools do not
+    /// require, but it keeps the id of the most common tag stable).
+    pub fn label_set(&self, train: &RawData, labels_file: Option<&Path>, train_path: &Path) -> Result<LabelSet> {
+        if self.task == Task::Regression {
+            return LabelSet::from_names(vec![REGRESSION_LABEL.into()]);
+        }
+        let labels = match (labels_file, train) {
+            (Some(path), _) => LabelSet::from_file(path)?,
+            (None, RawData::Examples(examples)) if self.task == Task::MultiLabel => multi_label_set(examples, self.label_separator),
+            (None, RawData::Examples(examples)) => LabelSet::from_examples(examples),
+            (None, RawData::Sentences(sentences)) => {
+                let mut tags: Vec<String> = sentences.iter().flat_map(|s| s.tags.iter().cloned()).collect();
+                tags.sort();
+                tags.dedup();
+                if let Some(o) = tags.iter().position(|t| t == "O") {
+                    let o = tags.remove(o);
+                    tags.insert(0, o);
+                }
+                LabelSet::from_names(tags)?
+            }
+        };
+        let needed = if self.task == Task::MultiLabel { 1 } else { 2 };
+        if labels.len() < needed {
+            return Err(Error::input(
+                train_path,
+                0,
+                Some("label"),
+                format!("a {} task needs at least {needed} labels; found {}", self.task.name(), labels.len()),
+            ));
+        }
+        Ok(labels)
+    }
+
+    /// Tokenises the data once and turns its labels into targets; a label
+    /// outside the set is an error naming the file and line.
+    pub fn encode(&self, path: &Path, raw: &RawData, labels: &LabelSet, tokenizer: &BerthTokenizer) -> Result<EncodedDataset> {
+        match raw {
+            RawData::Examples(examples) => {
+                let targets = match self.task {
+                    Task::Classification => Targets::Single(labels.ids(examples, path)?),
+                    Task::MultiLabel => Targets::Multi(
+                        examples
+                            .iter()
+                            .map(|e| multi_hot(e.label.as_deref().unwrap_or(""), self.label_separator, labels, path, e.line))
+                            .collect::<Result<_>>()?,
+                    ),
+                    Task::Regression => Targets::Regression(
+                        examples
+                            .iter()
+                            .map(|e| regression_target(e.label.as_deref().unwrap_or(""), path, e.line))
+                            .collect::<Result<_>>()?,
+                    ),
+                    Task::TokenClassification => unreachable!("token tasks read sentences"),
+                };
+                let texts: Vec<(String, Option<String>)> = examples.iter().map(|e| (e.text.clone(), e.text_pair.clone())).collect();
+                let encodings = tokenizer.encode_many(&texts)?;
+                Ok(EncodedDataset { path: path.into(), encodings, targets, token_rows: None })
+            }
+            RawData::Sentences(sentences) => encode_sentences(path, sentences, labels, tokenizer, self.alignment),
+        }
+    }
+}
+
+/// Token data: each sentence is one row, or several overlapping windows when
+/// its word pieces do not fit; every sub-token gets its label by `alignment`.
+pub fn encode_sentences(
+    path: &Path,
+    sentences: &[Sentence],
+    labels: &LabelSet,
+    tokenizer: &BerthTokenizer,
+    alignment: Alignment,
+) -> Result<EncodedDataset> {
+    let continuation = continuation_ids(labels.names());
+    let mut encodings = Vec::with_capacity(sentences.len());
+    let mut targets = Vec::with_capacity(sentences.len());
+    let mut rows = Vec::with_capacity(sentences.len());
+    for (s, sentence) in sentences.iter().enumerate() {
+        let tag_ids: Vec<usize> = sentence
+            .tags
+            .iter()
+            .zip(&sentence.word_lines)
+            .map(|(tag, &line)| labels.id(tag, path, line).map_err(|e| retag(e, "tag")))
+            .collect::<Result<_>>()?;
+        for window in sentence_windows(&sentence.words, tokenizer)? {
+            let encoded = tokenizer.encode_words(&sentence.words[window.start..window.end])?;
+            targets.push(align_labels(&encoded.word_ids, &tag_ids[window.start..window.end], alignment, &continuation));
+            encodings.push(encoded);
+            rows.push((s, window));
+        }
+    }
+    Ok(EncodedDataset {
+        path: path.into(),
+        encodings,
+        targets: Targets::Token(targets),
+        token_rows: Some(TokenRows { sentences: sentences.to_vec(), rows }),
+    })
+}
+
+/// The windows of one sentence: one when it fits the tokenizer's length.
+pub fn sentence_windows(words: &[String], tokenizer: &BerthTokenizer) -> Result<Vec<Window>> {
+    let whole = tokenizer.encode_words(words)?;
+    let last_word = whole.word_ids.iter().rev().flatten().next().copied();
+    if words.is_empty() || last_word == Some(words.len() as u32 - 1) {
+        return Ok(vec![Window { start: 0, end: words.len(), keep_start: 0, keep_end: words.len() }]);
+    }
+    // Truncated: count each word's pieces and plan overlapping windows.
+    let pieces: Vec<usize> = words
+        .iter()
+        .map(|w| tokenizer.inner().encode(w.as_str(), false).map(|e| e.get_ids().len().max(1)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::InvalidArgument(format!("tokenizing a word: {e}")))?;
+    Ok(plan_windows(&pieces, tokenizer.max_length() - 2))
+}
+
+/// The same input error, naming another field.
+fn retag(error: Error, field: &str) -> Error {
+    match error {
+        Error::Input { path, line, message, .. } => {
+            Error::Input { path, line, field: Some(field.into()), message: message.replace("label", field) }
+        }
+        other => other,
     }
 }
 
@@ -87,14 +330,6 @@ pub fn read_labelled(path: &Path, options: &ReaderOptions) -> Result<Vec<Example
         return Err(Error::input(path, e.line, Some("label"), "the label is missing"));
     }
     Ok(examples)
-}
-
-/// Tokenises examples once and maps their labels to ids.
-pub fn encode(path: &Path, examples: &[Example], labels: &LabelSet, tokenizer: &BerthTokenizer) -> Result<EncodedDataset> {
-    let ids = labels.ids(examples, path)?;
-    let texts: Vec<(String, Option<String>)> = examples.iter().map(|e| (e.text.clone(), e.text_pair.clone())).collect();
-    let encodings = tokenizer.encode_many(&texts)?;
-    Ok(EncodedDataset { path: path.into(), encodings, labels: ids })
 }
 
 /// The micro-batches of one epoch, as example indices: a seeded shuffle that

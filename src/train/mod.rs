@@ -5,8 +5,10 @@
 pub mod dataset;
 pub mod device_model;
 pub mod evaluate;
+pub mod freeze;
 pub mod options;
 pub mod state;
+pub mod task;
 pub mod trainer;
 
 pub use options::{TrainConfig, TrainOptions};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use super::task::Task;
 use crate::error::{Error, Result};
 
 /// Every option is optional here, so a flag can override the file and the
@@ -31,9 +32,31 @@ pub struct TrainOptions {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Data format: tsv, csv or jsonl (default: from the file extension).
+    /// classification, multi-label, token-classification or regression (default classification).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Data format: tsv, csv, jsonl or conll (default: from the file extension; conll for token tasks).
     #[arg(long)]
     pub format: Option<String>,
+    /// CoNLL files: the 0-based column that holds the tag (default: the last column).
+    #[arg(long)]
+    pub tag_column: Option<usize>,
+    /// Token tasks: which sub-tokens of a word get its label: first (the rest are
+    /// ignored by the loss) or all (a B- continuation becomes I-) (default first).
+    #[arg(long)]
+    pub alignment: Option<String>,
+    /// Multi-label: what separates the labels in one field (default `,`).
+    /// JSON arrays and 0/1 columns (`--label-column a,b,c`) need no separator.
+    #[arg(long)]
+    pub label_separator: Option<String>,
+    /// Multi-label: after training, choose each label's threshold to maximise
+    /// its F1 on the evaluation file; saved with the model and used by predict.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tune_thresholds: Option<bool>,
+    /// Parameters that are not trained: embeddings, layers:0-3, encoder (all of
+    /// the encoder: the head alone trains), or several joined by `,`.
+    #[arg(long)]
+    pub freeze: Option<String>,
     /// Text column: a header name, or a 0-based index (default: `text`).
     #[arg(long)]
     pub text_column: Option<String>,
@@ -151,7 +174,13 @@ impl TrainOptions {
             eval,
             output,
             config,
+            task,
             format,
+            tag_column,
+            alignment,
+            label_separator,
+            tune_thresholds,
+            freeze,
             text_column,
             text_pair_column,
             label_column,
@@ -189,16 +218,27 @@ impl TrainOptions {
         let required = |v: &Option<PathBuf>, flag: &str| {
             v.clone().ok_or_else(|| Error::InvalidArgument(format!("--{flag} is required (as a flag or in the --config file)")))
         };
-        let metric = self.metric_for_best.clone().unwrap_or_else(|| "accuracy".into());
-        if !["accuracy", "macro_f1", "weighted_f1", "loss"].contains(&metric.as_str()) {
-            return Err(Error::InvalidArgument(format!("--metric-for-best `{metric}`: use accuracy, macro_f1, weighted_f1 or loss")));
+        let task = Task::parse(self.task.as_deref().unwrap_or("classification"))?;
+        let metric = self.metric_for_best.clone().unwrap_or_else(|| task.default_metric().into());
+        if !task.metrics().contains(&metric.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "--metric-for-best `{metric}` is not a {} metric: use {}",
+                task.name(),
+                task.metrics().join(", ")
+            )));
         }
         let config = TrainConfig {
             model: required(&self.model, "model")?,
             train: required(&self.train, "train")?,
             eval: self.eval.clone(),
             output: required(&self.output, "output")?,
+            task,
             format: self.format.clone(),
+            tag_column: self.tag_column,
+            alignment: self.alignment.clone().unwrap_or_else(|| "first".into()),
+            label_separator: self.label_separator.clone().unwrap_or_else(|| ",".into()),
+            tune_thresholds: self.tune_thresholds.unwrap_or(false),
+            freeze: self.freeze.clone(),
             text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
             text_pair_column: self.text_pair_column.clone(),
             label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
@@ -241,7 +281,13 @@ pub struct TrainConfig {
     pub train: PathBuf,
     pub eval: Option<PathBuf>,
     pub output: PathBuf,
+    pub task: Task,
     pub format: Option<String>,
+    pub tag_column: Option<usize>,
+    pub alignment: String,
+    pub label_separator: String,
+    pub tune_thresholds: bool,
+    pub freeze: Option<String>,
     pub text_column: String,
     pub text_pair_column: Option<String>,
     pub label_column: String,
@@ -301,6 +347,18 @@ impl TrainConfig {
             return bad("--early-stopping-patience needs --eval".into());
         }
         crate::optim::ScheduleKind::parse(&self.schedule)?;
+        if !["first", "all"].contains(&self.alignment.as_str()) {
+            return bad(format!("--alignment `{}`: use first or all", self.alignment));
+        }
+        if self.label_separator.is_empty() {
+            return bad("--label-separator must not be empty".into());
+        }
+        if self.tune_thresholds && (self.task != Task::MultiLabel || self.eval.is_none()) {
+            return bad("--tune-thresholds needs --task multi-label and an --eval file to tune on".into());
+        }
+        if let Some(spec) = &self.freeze {
+            super::freeze::FreezeSpec::parse(spec)?;
+        }
         Ok(())
     }
 }

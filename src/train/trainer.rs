@@ -9,20 +9,23 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use super::dataset::{EncodedDataset, encode, epoch_batches, read_labelled, reader_options};
+use super::dataset::{DataSpec, EncodedDataset, Targets, epoch_batches};
 use super::evaluate::{Evaluation, evaluate, evaluate_with};
+use super::freeze::FreezeSpec;
 use super::options::TrainConfig;
 use super::state::{
     TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state,
 };
+use super::task::Task;
 use crate::autograd::{Tape, accumulate};
 use crate::data::BerthTokenizer;
-use crate::data::readers::LabelSet;
 use crate::error::{Error, Result};
+use crate::infer::settings::InferenceSettings;
 use crate::io::write_atomic;
+use crate::metrics::multilabel::tune_thresholds;
 use crate::model::checkpoint::TokenizerFiles;
 use crate::model::params::ParamStore;
-use crate::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model, save_model};
+use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
 use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
 use crate::rng::mix64;
 use crate::tensor::{DType, Tensor};
@@ -44,22 +47,11 @@ pub struct TrainSummary {
 pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     let (device, precision) = select_device(&config.device, &config.precision)?;
     let start = Instant::now();
-    let train_options = reader_options(config, &config.train)?;
-    let train_examples = read_labelled(&config.train, &train_options)?;
-    let labels = match &config.labels {
-        Some(path) => LabelSet::from_file(path)?,
-        None => LabelSet::from_examples(&train_examples),
-    };
-    if labels.len() < 2 {
-        return Err(Error::input(
-            &config.train,
-            0,
-            Some("label"),
-            format!("single-label classification needs at least 2 labels; found {}", labels.len()),
-        ));
-    }
-    let eval_examples = match &config.eval {
-        Some(path) => Some((path.clone(), read_labelled(path, &reader_options(config, path)?)?)),
+    let spec = DataSpec::from_config(config)?;
+    let train_raw = spec.read(&config.train)?;
+    let labels = spec.label_set(&train_raw, config.labels.as_deref(), &config.train)?;
+    let eval_raw = match &config.eval {
+        Some(path) => Some((path.clone(), spec.read(path)?)),
         None => None,
     };
 
@@ -85,9 +77,9 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         }
     }
     let load = LoadOptions {
-        head: Some(HeadKind::SequenceClassification),
+        head: Some(config.task.head()),
         labels: Some(names.clone()),
-        problem_type: Some(ProblemType::SingleLabel),
+        problem_type: config.task.problem_type(),
         seed: config.seed,
         dtype: DType::F32,
     };
@@ -97,10 +89,18 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     }
     let tokenizer_files = TokenizerFiles::read(&model_dir)?;
     let tokenizer = BerthTokenizer::from_dir(&model_dir, config.max_length.min(model.config.max_position_embeddings))?;
-    let train_data = encode(&config.train, &train_examples, &labels, &tokenizer)?;
-    let eval_data = match &eval_examples {
-        Some((path, examples)) => Some(encode(path, examples, &labels, &tokenizer)?),
+    let train_data = spec.encode(&config.train, &train_raw, &labels, &tokenizer)?;
+    let eval_data = match &eval_raw {
+        Some((path, raw)) => Some(spec.encode(path, raw, &labels, &tokenizer)?),
         None => None,
+    };
+    if let Some(spec) = &config.freeze {
+        model.trainable = FreezeSpec::parse(spec)?.trainable(model.params.names(), model.config.num_hidden_layers)?;
+    }
+    let settings = InferenceSettings {
+        task: Some(config.task),
+        thresholds: None,
+        alignment: (config.task == Task::TokenClassification).then(|| config.alignment.clone()),
     };
     let lengths: Vec<usize> = train_data.encodings.iter().map(|e| e.ids.len()).collect();
     let batches_per_epoch = train_data.len().div_ceil(config.batch_size) as u64;
@@ -110,9 +110,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     let schedule = Schedule { kind: ScheduleKind::parse(&config.schedule)?, peak_lr: config.lr, warmup_steps, total_steps };
 
     std::fs::create_dir_all(&config.output).map_err(|e| Error::io(&config.output, e))?;
-    let trainable = vec![true; model.params.len()];
     let adam = AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() };
-    let mut optimizer = AdamW::new(adam, model.params.names(), model.params.tensors(), &trainable);
+    let mut optimizer = AdamW::new(adam, model.params.names(), model.params.tensors(), &model.trainable);
     let mut state = TrainingState {
         step: 0,
         epoch: 0,
@@ -160,7 +159,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     };
     eprintln!("configuration:\n{}", serde_json::to_string_pretty(config).expect("serialisable"));
     eprintln!(
-        "data: {} training examples ({} real tokens), {} evaluation examples, {} labels: {}",
+        "data ({}): {} training rows ({} real tokens), {} evaluation rows, {} labels: {}",
+        config.task.name(),
         train_data.len(),
         train_data.real_tokens(),
         eval_data.as_ref().map_or(0, EncodedDataset::len),
@@ -168,8 +168,9 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         names.join(", ")
     );
     eprintln!(
-        "plan: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} examples per step), warmup {warmup_steps}, {} parameters trained",
+        "plan: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} examples per step), warmup {warmup_steps}, {} of {} parameters trained",
         config.batch_size * config.grad_accum,
+        model.trained_parameter_count(),
         model.params.count()
     );
 
@@ -200,7 +201,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             // every micro-batch (the CPU's GEMMs want it; a device does not).
             let cache = if engine.is_none() { Some(model.weight_cache()?) } else { None };
             for (k, indices) in group.iter().enumerate() {
-                let (batch, y) = train_data.batch(indices, pad_id);
+                let (batch, targets) = train_data.batch(indices, pad_id);
                 let dropout_seed = mix64(config.seed ^ mix64(state.micro_batches + k as u64 + 1));
                 let mut tape = Tape::new();
                 let mode = ForwardMode::train(dropout_seed);
@@ -208,7 +209,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                     Some(e) => model.forward_on(&mut tape, &e.params, &batch, mode)?,
                     None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
                 };
-                let loss = model.loss(&mut tape, out.logits, &Labels::SingleLabel(y), None)?;
+                let loss = model.loss(&mut tape, out.logits, &targets, None)?;
                 let loss_value = tape.value(loss).to_f64_vec()[0];
                 if !loss_value.is_finite() {
                     return Err(non_finite("loss", loss_value, &state, config));
@@ -272,22 +273,23 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             }
             if let (true, Some(data)) = (eval_now, &eval_data) {
                 let on_device = engine.as_ref().map(|e| e.params.as_slice());
-                let evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id)?;
+                let evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id, None)?;
                 let value = evaluation.metric(&config.metric_for_best);
-                log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "eval_loss": evaluation.loss,
-                    "eval_accuracy": evaluation.report.accuracy, "eval_macro_f1": evaluation.report.macro_avg.f1,
-                    "eval_weighted_f1": evaluation.report.weighted_avg.f1}))?;
-                bar.println(format!(
-                    "step {}: eval {} = {value:.4} (accuracy {:.4}, loss {:.4})",
-                    state.step, config.metric_for_best, evaluation.report.accuracy, evaluation.loss
-                ));
+                let mut entry = json!({"step": state.step, "epoch": epoch_float(&state, batches.len())});
+                for (key, v) in evaluation.log_fields() {
+                    entry[key] = json!(v);
+                }
+                log.write(entry)?;
+                let fields: Vec<String> =
+                    evaluation.log_fields().iter().map(|(k, v)| format!("{} {v:.4}", k.trim_start_matches("eval_"))).collect();
+                bar.println(format!("step {}: eval {} = {value:.4} ({})", state.step, config.metric_for_best, fields.join(", ")));
                 let improved = state.best_metric.is_none_or(|best| if config.greater_is_better { value > best } else { value < best });
                 if improved {
                     state.best_metric = Some(value);
                     state.best_step = Some(state.step);
                     state.evals_without_improvement = 0;
                     best_params = Some(model.params.clone());
-                    save_model_dir(&model, &config.output.join("best"), &tokenizer_files)?;
+                    save_model_dir(&model, &config.output.join("best"), &tokenizer_files, &settings)?;
                 } else {
                     state.evals_without_improvement += 1;
                     if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
@@ -324,13 +326,28 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             }
         }
     }
+    let mut settings = settings;
+    if config.task == Task::MultiLabel && config.tune_thresholds {
+        if let (Some(data), Some(before)) = (&eval_data, &final_eval) {
+            let Targets::Multi(gold) = &data.targets else { unreachable!("multi-label data") };
+            let thresholds = tune_thresholds(&before.probabilities, gold, 0.5);
+            let tuned = evaluate_with(&model, None, data, config.batch_size.max(32), pad_id, Some(&thresholds))?;
+            eprintln!(
+                "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned",
+                data.path.display(),
+                before.metric("macro_f1"),
+                tuned.metric("macro_f1")
+            );
+            settings.thresholds = Some(thresholds);
+            final_eval = Some(tuned);
+        }
+    }
     save_model(&model, &config.output, DType::F32)?;
     tokenizer_files.write(&config.output)?;
+    settings.write(&config.output)?;
     write_state(&config.output, &state)?;
     if let Some(e) = &final_eval {
-        let mut metrics = e.report.to_json();
-        metrics["eval_loss"] = json!(e.loss);
-        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&metrics).expect("json").as_bytes())?;
+        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&e.to_json()).expect("json").as_bytes())?;
     }
     Ok(TrainSummary {
         steps: state.step,
@@ -383,13 +400,14 @@ fn epoch_float(state: &TrainingState, batches_per_epoch: usize) -> f64 {
 }
 
 /// Saves a model folder atomically (temporary folder, then rename).
-fn save_model_dir(model: &BertClassifier, dir: &Path, tokenizer: &TokenizerFiles) -> Result<()> {
+fn save_model_dir(model: &BertClassifier, dir: &Path, tokenizer: &TokenizerFiles, settings: &InferenceSettings) -> Result<()> {
     let tmp = sibling(dir, "tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     save_model(model, &tmp, DType::F32)?;
     tokenizer.write(&tmp)?;
+    settings.write(&tmp)?;
     replace_dir(&tmp, dir)
 }
 
