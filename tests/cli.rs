@@ -141,7 +141,7 @@ fn r2_convert_to_bf16_halves_the_file_and_still_predicts() {
 }
 
 /// Python with torch and transformers: `BERTH_PYTHON`, else `python3`; None (skip) without them.
-fn python_with_transformers() -> Option<String> {
+pub fn python_with_transformers() -> Option<String> {
     let python = std::env::var("BERTH_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python).args(["-c", "import torch, transformers"]).output().map(|o| o.status.success()).unwrap_or(false);
     if ok {

@@ -21,3 +21,5 @@ mod train;
 mod device;
 // Token classification: sub-word label alignment (first/all), decoding back to words, windows over long sentences.
 mod token_alignment;
+// The other tasks end to end: multi-label with thresholds, NER from CoNLL, regression, freezing, bad input, exports in transformers.
+mod tasks;

@@ -7,7 +7,7 @@ attention), and compares them with the logits that `berth predict` wrote.
 
 Usage:
   python tools/hf_roundtrip.py --model DIR --input FILE --expected FILE [--tol 1e-4]
-      [--max-length N]
+      [--max-length N] [--expect-problem-type NAME] [--expect-labels NAMES]
 
 --input     one example per line; a TAB separates an optional text pair ("text<TAB>pair").
             Blank lines are skipped.
@@ -72,6 +72,10 @@ def main(argv=None):
     p.add_argument("--input", required=True, help="texts, one per line, TAB before an optional pair")
     p.add_argument("--expected", required=True, help="JSONL with a \"logits\" array per line")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs difference allowed (default: %(default)s)")
+    p.add_argument("--expect-problem-type", default=None,
+                   help="fail unless config.problem_type is this (`none` for no problem type)")
+    p.add_argument("--expect-labels", default=None,
+                   help="fail unless id2label lists these names in id order, joined by the 0x1f character")
     p.add_argument("--max-length", type=int, default=None,
                    help="truncate to N tokens (default: the tokenizer's limit, capped at max_position_embeddings)")
     args = p.parse_args(argv)
@@ -93,6 +97,17 @@ def main(argv=None):
     model = auto_cls.from_pretrained(args.model, attn_implementation="eager", dtype=torch.float64)
     model = model.to(torch.float64).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
+    if args.expect_problem_type is not None:
+        want = None if args.expect_problem_type == "none" else args.expect_problem_type
+        if model.config.problem_type != want:
+            print(f"hf_roundtrip: FAIL: problem_type is {model.config.problem_type!r}, expected {want!r}")
+            return 1
+    if args.expect_labels is not None:
+        want = args.expect_labels.split("\x1f")
+        got = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if got != want or [model.config.label2id[n] for n in want] != list(range(len(want))):
+            print(f"hf_roundtrip: FAIL: id2label {got} / label2id {model.config.label2id}, expected {want}")
+            return 1
 
     max_len = args.max_length
     if max_len is None:

@@ -137,6 +137,8 @@ pub struct ReaderOptions {
     /// `label`, and an example's label becomes the names of its 1 columns,
     /// joined by [`crate::train::task::LABEL_LIST_SEPARATOR`].
     pub multi_hot: Vec<Column>,
+    /// Whether an empty label field is allowed (multi-label: no label applies).
+    pub allow_empty_label: bool,
     /// Whether `"` quotes fields (TSV and CSV only).
     pub quoting: bool,
 }
@@ -151,6 +153,7 @@ impl ReaderOptions {
             text_pair: None,
             label: Some(Column::Name("label".into())),
             multi_hot: Vec::new(),
+            allow_empty_label: false,
             quoting: format == Format::Csv,
         }
     }
@@ -218,6 +221,7 @@ struct Slot {
 
 /// The resolved columns of a delimited file.
 struct Selection {
+    allow_empty_label: bool,
     text: Slot,
     text_pair: Option<Slot>,
     label: Option<Slot>,
@@ -274,6 +278,7 @@ impl Selection {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Selection {
+            allow_empty_label: options.allow_empty_label,
             text: slot("text", &options.text)?,
             text_pair: options.text_pair.as_ref().map(|c| slot("text_pair", c)).transpose()?,
             label: if multi_hot.is_empty() { options.label.as_ref().map(|c| slot("label", c)).transpose()? } else { None },
@@ -285,6 +290,7 @@ impl Selection {
         let text = field(record, &self.text, path, line)?;
         let text_pair = self.text_pair.as_ref().map(|s| field(record, s, path, line)).transpose()?;
         let label = match &self.label {
+            Some(slot) if self.allow_empty_label => Some(field(record, slot, path, line)?.trim().to_owned()),
             Some(slot) => Some(clean_label(field(record, slot, path, line)?, path, line)?),
             None if !self.multi_hot.is_empty() => {
                 let mut positive = Vec::new();
@@ -507,6 +513,7 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
             match role {
                 "text" => example.text = value,
                 "text_pair" => example.text_pair = Some(value),
+                _ if options.allow_empty_label => example.label = Some(value.trim().to_owned()),
                 _ => example.label = Some(clean_label(value, path, line)?),
             }
         }

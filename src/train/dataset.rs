@@ -149,6 +149,7 @@ impl<'a> DataSpec<'a> {
             return Ok(RawData::Sentences(read_conll(path, &options)?));
         }
         let mut options = self.columns.reader_options(path)?;
+        options.allow_empty_label = self.task == Task::MultiLabel;
         if self.task == Task::MultiLabel && self.columns.label.contains(',') {
             options.multi_hot = self.columns.label.split(',').map(|c| Column::parse(c.trim())).collect::<Result<_>>()?;
             options.label = None;
