@@ -470,3 +470,83 @@ fn t6_task_exports_load_in_transformers() {
         assert!(check.status.success(), "{name}: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
     }
 }
+
+// ---------------------------------------------------------------- multi-task
+
+/// Two heads on one encoder: sentiment (sequence classification) and NER
+/// (CoNLL), one checkpoint, each head's loss falls, predict reports each head.
+#[test]
+fn t6_multi_task_trains_two_heads_on_one_encoder() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let dir = scratch_dir("t6-multitask");
+    let rows: String = (0..32)
+        .map(|i| format!("{} film {i}\t{}\n", if i % 2 == 0 { "great lovely" } else { "awful dull" }, ["pos", "neg"][i % 2]))
+        .collect();
+    std::fs::write(dir.join("sentiment.tsv"), format!("text\tlabel\n{rows}")).unwrap();
+    std::fs::write(dir.join("ner.txt"), conll_sentences(32, 0)).unwrap();
+    std::fs::write(
+        dir.join("heads.toml"),
+        "mixing = \"alternate\"\n\n[[head]]\nname = \"sentiment\"\ntrain = \"sentiment.tsv\"\neval = \"sentiment.tsv\"\nloss-weight = 1.0\n\n\
+         [[head]]\nname = \"ner\"\ntask = \"token-classification\"\ntrain = \"ner.txt\"\neval = \"ner.txt\"\nloss-weight = 0.5\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    succeed(
+        run(
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "8",
+                "--lr",
+                "1e-2",
+                "--max-length",
+                "24",
+                "--seed",
+                "3",
+                "--logging-steps",
+                "1",
+                "--epochs",
+                "6",
+            ],
+            &[("--model", &model), ("--heads", &dir.join("heads.toml")), ("--output", &out)],
+        ),
+        "multi-task training",
+    );
+    let heads = read_json(&out.join("heads.json"));
+    let names: Vec<&str> = heads["heads"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["sentiment", "ner"]);
+    assert_eq!(heads["heads"][1]["task"], "token-classification");
+    assert_eq!(heads["heads"][1]["loss_weight"], 0.5);
+    let weights = tensors(&out.join("model.safetensors"));
+    for name in ["heads.sentiment.classifier.weight", "heads.ner.classifier.weight", "bert.encoder.layer.0.attention.self.query.weight"] {
+        assert!(weights.contains_key(name), "model.safetensors lacks {name}");
+    }
+    assert!(!weights.contains_key("classifier.weight"), "no unnamed head");
+    let metrics = read_json(&out.join("metrics.json"));
+    assert!(metrics["sentiment"]["accuracy"].is_number() && metrics["ner"]["micro avg"]["f1-score"].is_number(), "{metrics}");
+    // Each head's training loss falls from its first logged value to its last.
+    let log: Vec<Value> =
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for head in ["sentiment", "ner"] {
+        let losses: Vec<f64> = log.iter().filter_map(|e| e[format!("loss_{head}")].as_f64()).collect();
+        assert!(losses.len() > 5 && losses.last().unwrap() < &(0.7 * losses[0]), "{head} losses: {losses:?}");
+    }
+
+    let input = dir.join("input.txt");
+    std::fs::write(&input, "great lovely film\nMaria visited Lagos\n").unwrap();
+    let all = succeed(run(&["predict", "--device", "cpu"], &[("--model", &out), ("--input", &input)]), "predict every head");
+    for line in all.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v["sentiment"]["label"].is_string() && v["ner"]["tags"].is_array(), "{line}");
+    }
+    let one = succeed(run(&["predict", "--device", "cpu", "--head", "sentiment"], &[("--model", &out), ("--input", &input)]), "--head");
+    let first: Value = serde_json::from_str(one.lines().next().unwrap()).unwrap();
+    assert_eq!(first["label"], "pos", "{first}");
+    let words = succeed(run(&["predict", "--device", "cpu", "--words"], &[("--model", &out), ("--input", &input)]), "--words");
+    let v: Value = serde_json::from_str(words.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(v["ner"]["words"][2], "Lagos", "{v}");
+    let e = fail(run(&["predict", "--device", "cpu", "--head", "topic"], &[("--model", &out), ("--input", &input)]), "unknown head");
+    assert!(e.contains("no head `topic`") && e.contains("sentiment, ner"), "{e}");
+}

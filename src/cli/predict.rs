@@ -10,6 +10,8 @@ use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
 use crate::train::device_model::select_device;
+use crate::train::multitask::MultiTaskModel;
+use crate::train::task::Task;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -23,6 +25,10 @@ pub struct PredictArgs {
     /// spaces; the output is `{"words", "tags", "entities"}` per line.
     #[arg(long)]
     pub words: bool,
+    /// Multi-task models: the head to use (default: every head, each line
+    /// then maps head names to their predictions).
+    #[arg(long)]
+    pub head: Option<String>,
     /// Output file for JSON lines (standard output when omitted).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -42,23 +48,54 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let (device, precision) = select_device(&args.device, &args.precision)?;
-    let (predictor, report) = Predictor::load_on(&args.model, args.max_length, device.as_ref(), precision)?;
-    for note in &report.notes {
-        eprintln!("note: {note}");
-    }
-    let mut text = String::new();
-    if args.words {
-        let sentences = read_word_lines(&args.input)?;
-        for p in predictor.predict_words(&sentences, args.batch_size)? {
-            text.push_str(&serde_json::to_string(&p).expect("predictions serialise"));
-            text.push('\n');
+    // (name, predictor): one unnamed predictor, or a multi-task model's heads.
+    let mut predictors: Vec<(Option<String>, Predictor)> = Vec::new();
+    if MultiTaskModel::is_multitask(&args.model) {
+        let heads: Vec<(String, Task)> = match &args.head {
+            Some(h) => vec![(h.clone(), Task::Classification)],
+            None => MultiTaskModel::load(&args.model)?.heads.iter().map(|h| (h.name.clone(), h.task)).collect(),
+        };
+        for (name, task) in heads {
+            // --words without --head reports the token heads only.
+            if args.words && args.head.is_none() && task != Task::TokenClassification {
+                continue;
+            }
+            let p = Predictor::load_head(&args.model, &name, args.max_length, device.as_ref(), precision)?;
+            predictors.push((args.head.is_none().then_some(name), p));
+        }
+        if predictors.is_empty() {
+            return Err(Error::InvalidArgument("--words needs a token-classification head, and this model has none".into()));
         }
     } else {
-        let examples = read_lines(&args.input)?;
-        for p in predictor.predict(&examples, args.batch_size)? {
-            text.push_str(&serde_json::to_string(&p).expect("predictions serialise"));
-            text.push('\n');
+        if args.head.is_some() {
+            return Err(Error::InvalidArgument(format!("--head: {} is a single-task model", args.model.display())));
         }
+        let (predictor, report) = Predictor::load_on(&args.model, args.max_length, device.as_ref(), precision)?;
+        for note in &report.notes {
+            eprintln!("note: {note}");
+        }
+        predictors.push((None, predictor));
+    }
+    // Every predictor's outputs, one JSON value per input line.
+    let mut columns: Vec<(Option<String>, Vec<serde_json::Value>)> = Vec::new();
+    for (name, predictor) in &predictors {
+        let values = if args.words {
+            let sentences = read_word_lines(&args.input)?;
+            predictor.predict_words(&sentences, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+        } else {
+            let examples = read_lines(&args.input)?;
+            predictor.predict(&examples, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+        };
+        columns.push((name.clone(), values));
+    }
+    let mut text = String::new();
+    for i in 0..columns.first().map_or(0, |c| c.1.len()) {
+        let line = match &columns[..] {
+            [(None, values)] => values[i].clone(),
+            _ => serde_json::Value::Object(columns.iter().map(|(n, v)| (n.clone().unwrap_or_default(), v[i].clone())).collect()),
+        };
+        text.push_str(&line.to_string());
+        text.push('\n');
     }
     match &args.output {
         Some(path) => crate::io::write_atomic(path, text.as_bytes()),

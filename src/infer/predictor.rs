@@ -16,6 +16,7 @@ use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
 use crate::train::dataset::sentence_windows;
 use crate::train::device_model::{DeviceModel, Precision};
+use crate::train::multitask::MultiTaskModel;
 
 /// One prediction. Which fields are present depends on the head.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -107,15 +108,43 @@ impl Predictor {
     /// As [`Predictor::load`], running on `device` (None: the CPU) with the
     /// weights uploaded once in `precision`.
     pub fn load_on(dir: &Path, max_length: usize, device: Option<&Device>, precision: Precision) -> Result<(Predictor, LoadReport)> {
+        if MultiTaskModel::is_multitask(dir) {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds a multi-task model: choose a head (--head NAME, or Predictor::load_head)",
+                dir.display()
+            )));
+        }
         let (model, report) = load_model(dir, &LoadOptions::default())?;
+        let settings = InferenceSettings::read(dir, model.num_labels())?;
+        Ok((Predictor::from_model(model, dir, settings, max_length, device, precision)?, report))
+    }
+
+    /// One head of a multi-task folder (`berth train --heads`), as a predictor.
+    pub fn load_head(dir: &Path, head: &str, max_length: usize, device: Option<&Device>, precision: Precision) -> Result<Predictor> {
+        let multi = MultiTaskModel::load(dir)?;
+        let h = multi.head_index(head)?;
+        let (model, _) = multi.head_model(h)?;
+        let info = &multi.heads[h];
+        let settings = InferenceSettings { task: Some(info.task), thresholds: None, alignment: info.alignment.clone() };
+        Predictor::from_model(model, dir, settings, max_length, device, precision)
+    }
+
+    /// A predictor for a model already in memory; the tokenizer comes from `dir`.
+    pub fn from_model(
+        model: BertClassifier,
+        dir: &Path,
+        settings: InferenceSettings,
+        max_length: usize,
+        device: Option<&Device>,
+        precision: Precision,
+    ) -> Result<Predictor> {
         let max_length = max_length.min(model.config.max_position_embeddings);
         let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
-        let settings = InferenceSettings::read(dir, model.num_labels())?;
         let engine = match device {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params, None)?),
             None => Engine::Cpu(model.weight_cache()?),
         };
-        Ok((Predictor { model, tokenizer, settings, engine }, report))
+        Ok(Predictor { model, tokenizer, settings, engine })
     }
 
     /// The device's description, or `cpu`.

@@ -220,8 +220,13 @@ pub fn save_model(model: &BertClassifier, dir: &Path, dtype: DType) -> Result<()
     let config_text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
     write_atomic(&dir.join("config.json"), config_text.as_bytes())?;
 
+    write_safetensors(&dir.join("model.safetensors"), model.params.iter(), dtype)
+}
+
+/// Writes named tensors, converted to `dtype`, as one safetensors file (atomically).
+pub fn write_safetensors<'a>(path: &Path, tensors: impl Iterator<Item = (&'a str, &'a Tensor)>, dtype: DType) -> Result<()> {
     let converted: Vec<(String, Tensor)> =
-        model.params.iter().map(|(n, t)| (n.to_owned(), if t.dtype() == dtype { t.clone() } else { t.to_dtype(dtype) })).collect();
+        tensors.map(|(n, t)| (n.to_owned(), if t.dtype() == dtype { t.clone() } else { t.to_dtype(dtype) })).collect();
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
         converted.iter().map(|(n, t)| (n.clone(), t.to_le_bytes(), t.shape().to_vec())).collect();
     let st_dtype = match dtype {
@@ -233,11 +238,11 @@ pub fn save_model(model: &BertClassifier, dir: &Path, dtype: DType) -> Result<()
         .iter()
         .map(|(n, b, s)| safetensors::tensor::TensorView::new(st_dtype, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Checkpoint { path: dir.join("model.safetensors"), message: e.to_string() })?;
+        .map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let data = safetensors::tensor::serialize(views, Some(metadata))
-        .map_err(|e| Error::Checkpoint { path: dir.join("model.safetensors"), message: e.to_string() })?;
-    write_atomic(&dir.join("model.safetensors"), &data)
+        .map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })?;
+    write_atomic(path, &data)
 }
 
 /// The tokenizer files that travel with a checkpoint.

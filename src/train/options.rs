@@ -21,6 +21,11 @@ pub struct TrainOptions {
     /// Training data file.
     #[arg(long)]
     pub train: Option<PathBuf>,
+    /// Multi-task: a TOML file of `[[head]]` entries (name, task, train, eval,
+    /// columns, labels, loss-weight) trained together on one encoder; replaces
+    /// --train and --eval. See the README's "Multi-task" section.
+    #[arg(long)]
+    pub heads: Option<PathBuf>,
     /// Evaluation data file; without it there is no evaluation and no best-model selection.
     #[arg(long)]
     pub eval: Option<PathBuf>,
@@ -171,6 +176,7 @@ impl TrainOptions {
             file,
             model,
             train,
+            heads,
             eval,
             output,
             config,
@@ -229,7 +235,8 @@ impl TrainOptions {
         }
         let config = TrainConfig {
             model: required(&self.model, "model")?,
-            train: required(&self.train, "train")?,
+            train: if self.heads.is_some() { self.train.clone().unwrap_or_default() } else { required(&self.train, "train")? },
+            heads: self.heads.clone(),
             eval: self.eval.clone(),
             output: required(&self.output, "output")?,
             task,
@@ -279,6 +286,7 @@ impl TrainOptions {
 pub struct TrainConfig {
     pub model: PathBuf,
     pub train: PathBuf,
+    pub heads: Option<PathBuf>,
     pub eval: Option<PathBuf>,
     pub output: PathBuf,
     pub task: Task,
@@ -342,6 +350,9 @@ impl TrainConfig {
         }
         if self.eval_every == Some(0) || self.save_every == Some(0) || self.logging_steps == 0 {
             return bad("--eval-every, --save-every and --logging-steps must be at least 1".into());
+        }
+        if self.heads.is_some() && (!self.train.as_os_str().is_empty() || self.eval.is_some()) {
+            return bad("--heads names each head's train and eval files; do not also give --train or --eval".into());
         }
         if self.early_stopping_patience.is_some() && self.eval.is_none() {
             return bad("--early-stopping-patience needs --eval".into());

@@ -45,6 +45,9 @@ pub struct TrainSummary {
 
 /// Runs a whole fine-tuning job as `config` describes.
 pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
+    if let Some(heads) = &config.heads {
+        return super::multitask::train_multitask(config, heads);
+    }
     let (device, precision) = select_device(&config.device, &config.precision)?;
     let start = Instant::now();
     let spec = DataSpec::from_config(config)?;
