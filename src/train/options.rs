@@ -130,7 +130,8 @@ pub struct TrainOptions {
     /// Keep at most this many step checkpoints; the oldest are deleted (default 2).
     #[arg(long)]
     pub save_limit: Option<usize>,
-    /// Metric that picks the best model: accuracy, macro_f1, weighted_f1 or loss (default accuracy).
+    /// Metric that picks the best model (default by task: accuracy, macro_f1 for multi-label,
+    /// f1 for entities, pearson for regression; loss and the other metrics of the task are allowed).
     #[arg(long)]
     pub metric_for_best: Option<String>,
     /// Whether a larger metric is better (default: true, false for loss).
