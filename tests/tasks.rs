@@ -550,3 +550,61 @@ fn t6_multi_task_trains_two_heads_on_one_encoder() {
     let e = fail(run(&["predict", "--device", "cpu", "--head", "topic"], &[("--model", &out), ("--input", &input)]), "unknown head");
     assert!(e.contains("no head `topic`") && e.contains("sentiment, ner"), "{e}");
 }
+
+/// Sentences longer than the model's length become overlapping windows:
+/// every row fits, every word is owned by exactly one window, and the labels
+/// of each window's first pieces are the words' gold tags.
+#[test]
+fn t6_long_sentences_are_windowed_not_truncated() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let dir = scratch_dir("t6-windows");
+    let path = dir.join("long.txt");
+    let mut text = conll_sentences(3, 0);
+    // One sentence of 60 words, far over --max-length 16.
+    for i in 0..60 {
+        text.push_str(&format!("{} X X {}\n", PEOPLE[i % 4], if i % 5 == 0 { "B-PER" } else { "O" }));
+    }
+    std::fs::write(&path, text).unwrap();
+    let spec = berth::train::dataset::DataSpec {
+        task: berth::train::task::Task::TokenClassification,
+        columns: berth::train::dataset::ColumnChoice {
+            format: None,
+            text: "text",
+            text_pair: None,
+            label: "label",
+            header: None,
+            quoting: None,
+        },
+        tag_column: None,
+        label_separator: ",",
+        alignment: berth::data::align::Alignment::First,
+    };
+    let tokenizer = berth::data::BerthTokenizer::from_dir(&model, 16).unwrap();
+    let raw = spec.read(&path).unwrap();
+    let labels = spec.label_set(&raw, None, &path).unwrap();
+    let data = spec.encode(&path, &raw, &labels, &tokenizer).unwrap();
+    let rows = data.token_rows.as_ref().unwrap();
+    let berth::train::dataset::Targets::Token(targets) = &data.targets else { panic!("token targets") };
+    let mut owned: Vec<Vec<usize>> = rows.sentences.iter().map(|s| vec![0; s.words.len()]).collect();
+    for (i, (s, w)) in rows.rows.iter().enumerate() {
+        assert!(data.encodings[i].ids.len() <= 16, "row {i} is {} tokens", data.encodings[i].ids.len());
+        let firsts: Vec<(u32, i64)> = data.encodings[i]
+            .word_ids
+            .iter()
+            .zip(&targets[i])
+            .enumerate()
+            .filter(|(j, (wid, _))| wid.is_some() && (*j == 0 || data.encodings[i].word_ids[j - 1] != **wid))
+            .map(|(_, (wid, &t))| (wid.unwrap(), t))
+            .collect();
+        assert_eq!(firsts.len(), w.end - w.start, "row {i}: every word of the window is there");
+        for (wid, t) in firsts {
+            let word = w.start + wid as usize;
+            assert_eq!(labels.name(t as usize).unwrap(), rows.sentences[*s].tags[word], "row {i}, word {word}");
+        }
+        for word in w.keep_start..w.keep_end {
+            owned[*s][word] += 1;
+        }
+    }
+    assert!(rows.rows.iter().filter(|(s, _)| *s == 3).count() > 3, "the long sentence is split");
+    assert!(owned.iter().flatten().all(|&n| n == 1), "each word is owned by exactly one window: {owned:?}");
+}

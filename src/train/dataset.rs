@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::data::align::{Alignment, IGNORE_INDEX, Window, align_labels, continuation_ids, plan_windows};
+use crate::data::align::{Alignment, IGNORE_INDEX, Window, align_labels, continuation_ids, plan_windows, word_piece_counts};
 use crate::data::conll::{ConllOptions, Sentence, read_conll};
 use crate::data::readers::{Column, Example, Format, LabelSet, ReaderOptions, read_examples};
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
@@ -264,12 +264,7 @@ pub fn sentence_windows(words: &[String], tokenizer: &BerthTokenizer) -> Result<
         return Ok(vec![Window { start: 0, end: words.len(), keep_start: 0, keep_end: words.len() }]);
     }
     // Truncated: count each word's pieces and plan overlapping windows.
-    let pieces: Vec<usize> = words
-        .iter()
-        .map(|w| tokenizer.inner().encode(w.as_str(), false).map(|e| e.get_ids().len().max(1)))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::InvalidArgument(format!("tokenizing a word: {e}")))?;
-    Ok(plan_windows(&pieces, tokenizer.max_length() - 2))
+    Ok(plan_windows(&word_piece_counts(tokenizer, words)?, tokenizer.max_length() - 2))
 }
 
 /// The same input error, naming another field.
@@ -280,19 +275,6 @@ fn retag(error: Error, field: &str) -> Error {
         }
         other => other,
     }
-}
-
-/// Reader options from the run's configuration, for one file.
-pub fn reader_options(config: &TrainConfig, path: &Path) -> Result<ReaderOptions> {
-    let columns = ColumnChoice {
-        format: config.format.as_deref(),
-        text: &config.text_column,
-        text_pair: config.text_pair_column.as_deref(),
-        label: &config.label_column,
-        header: config.header,
-        quoting: config.quoting,
-    };
-    columns.reader_options(path)
 }
 
 /// The reader choices `berth train` and `berth eval` share, as given on the command line.
