@@ -94,6 +94,8 @@ fn t6_multi_label_trains_tunes_thresholds_and_predict_uses_them() {
     let thresholds: Vec<f64> = settings["thresholds"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(thresholds.len(), 4);
     assert!(thresholds.iter().all(|t| (0.0..=1.0).contains(t)), "{thresholds:?}");
+    // The best model was chosen by tuned macro F1, and its folder keeps its thresholds.
+    assert_eq!(read_json(&out.join("best/berth-inference.json"))["thresholds"].as_array().map(Vec::len), Some(4));
     let metrics = read_json(&out.join("metrics.json"));
     for key in ["micro avg", "macro avg", "weighted avg", "samples avg", "subset_accuracy", "hamming_loss", "thresholds"] {
         assert!(metrics.get(key).is_some(), "metrics.json lacks `{key}`: {metrics}");

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::infer::predictor::{argmax, log_sum_exp};
 use crate::metrics::classification::{ClassificationReport, try_classification_report};
 use crate::metrics::entity::{EntityReport, EntityScheme, entity_report};
-use crate::metrics::multilabel::{MultiLabelReport, multilabel_report};
+use crate::metrics::multilabel::{MultiLabelReport, multilabel_report, tune_thresholds};
 use crate::metrics::regression::{pearson, spearman};
 use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, ForwardMode};
@@ -75,6 +75,40 @@ impl Evaluation {
                 "spearman" => r.spearman,
                 _ => r.pearson,
             },
+        }
+    }
+
+    /// Multi-label: the same evaluation with each label's threshold tuned for
+    /// that label's F1 on this data (from the stored probabilities: no new
+    /// forward pass). Other tasks: an error.
+    pub fn with_tuned_thresholds(&self, data: &EncodedDataset, labels: &[String]) -> Result<Evaluation> {
+        let Targets::Multi(gold) = &data.targets else {
+            return Err(crate::error::Error::InvalidArgument("thresholds are tuned for multi-label tasks only".into()));
+        };
+        self.with_thresholds(data, labels, tune_thresholds(&self.probabilities, gold, 0.5))
+    }
+
+    /// Multi-label: the same evaluation with other thresholds (no new forward pass).
+    pub fn with_thresholds(&self, data: &EncodedDataset, labels: &[String], thresholds: Vec<f64>) -> Result<Evaluation> {
+        let Targets::Multi(gold) = &data.targets else {
+            return Err(crate::error::Error::InvalidArgument("thresholds apply to multi-label tasks only".into()));
+        };
+        let predicted: Vec<Vec<bool>> =
+            self.probabilities.iter().map(|p| p.iter().zip(&thresholds).map(|(q, t)| q >= t).collect()).collect();
+        let report = multilabel_report(gold, &predicted, labels)?;
+        Ok(Evaluation {
+            loss: self.loss,
+            report: TaskReport::MultiLabel(report, thresholds),
+            predictions: Vec::new(),
+            probabilities: self.probabilities.clone(),
+        })
+    }
+
+    /// The thresholds a multi-label evaluation used.
+    pub fn thresholds(&self) -> Option<&[f64]> {
+        match &self.report {
+            TaskReport::MultiLabel(_, t) => Some(t),
+            _ => None,
         }
     }
 

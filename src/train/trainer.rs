@@ -9,7 +9,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use super::dataset::{DataSpec, EncodedDataset, Targets, epoch_batches};
+use super::dataset::{DataSpec, EncodedDataset, epoch_batches};
 use super::evaluate::{Evaluation, evaluate, evaluate_with};
 use super::freeze::FreezeSpec;
 use super::options::TrainConfig;
@@ -22,7 +22,6 @@ use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
 use crate::infer::settings::InferenceSettings;
 use crate::io::write_atomic;
-use crate::metrics::multilabel::tune_thresholds;
 use crate::model::checkpoint::TokenizerFiles;
 use crate::model::params::ParamStore;
 use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
@@ -276,7 +275,11 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             }
             if let (true, Some(data)) = (eval_now, &eval_data) {
                 let on_device = engine.as_ref().map(|e| e.params.as_slice());
-                let evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id, None)?;
+                let mut evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id, None)?;
+                if config.tune_thresholds {
+                    // Select the best model by what predict will do: tuned thresholds.
+                    evaluation = evaluation.with_tuned_thresholds(data, &model.labels)?;
+                }
                 let value = evaluation.metric(&config.metric_for_best);
                 let mut entry = json!({"step": state.step, "epoch": epoch_float(&state, batches.len())});
                 for (key, v) in evaluation.log_fields() {
@@ -292,7 +295,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                     state.best_step = Some(state.step);
                     state.evals_without_improvement = 0;
                     best_params = Some(model.params.clone());
-                    save_model_dir(&model, &config.output.join("best"), &tokenizer_files, &settings)?;
+                    let best_settings = InferenceSettings { thresholds: evaluation.thresholds().map(<[f64]>::to_vec), ..settings.clone() };
+                    save_model_dir(&model, &config.output.join("best"), &tokenizer_files, &best_settings)?;
                 } else {
                     state.evals_without_improvement += 1;
                     if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
@@ -330,20 +334,19 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         }
     }
     let mut settings = settings;
-    if config.task == Task::MultiLabel && config.tune_thresholds {
-        if let (Some(data), Some(before)) = (&eval_data, &final_eval) {
-            let Targets::Multi(gold) = &data.targets else { unreachable!("multi-label data") };
-            let thresholds = tune_thresholds(&before.probabilities, gold, 0.5);
-            let tuned = evaluate_with(&model, None, data, config.batch_size.max(32), pad_id, Some(&thresholds))?;
-            eprintln!(
-                "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned",
-                data.path.display(),
-                before.metric("macro_f1"),
-                tuned.metric("macro_f1")
-            );
-            settings.thresholds = Some(thresholds);
-            final_eval = Some(tuned);
-        }
+    if config.tune_thresholds
+        && let (Some(data), Some(e)) = (&eval_data, &final_eval)
+    {
+        let untuned = e.with_thresholds(data, &model.labels, vec![0.5; model.num_labels()])?;
+        let tuned = e.with_tuned_thresholds(data, &model.labels)?;
+        eprintln!(
+            "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned",
+            data.path.display(),
+            untuned.metric("macro_f1"),
+            tuned.metric("macro_f1")
+        );
+        settings.thresholds = tuned.thresholds().map(<[f64]>::to_vec);
+        final_eval = Some(tuned);
     }
     save_model(&model, &config.output, DType::F32)?;
     tokenizer_files.write(&config.output)?;
