@@ -27,8 +27,9 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::report::{TEXT_DIGITS, average, divide, name_width, per_class_json, scores, scores_json, text_table};
 use crate::{Error, Result};
 
 /// Precision, recall, F1 and support of one class, or an average over classes
@@ -61,9 +62,6 @@ pub struct ClassificationReport {
     /// (rows true, columns predicted: scikit-learn's convention).
     pub confusion_matrix: Vec<Vec<usize>>,
 }
-
-/// Column headers of the text report (the keys of the per-class JSON objects).
-const SCORE_KEYS: [&str; 4] = ["precision", "recall", "f1-score", "support"];
 
 /// The report for `y_true` and `y_pred` (label ids, one per sample) with
 /// label names `labels` (index = id).
@@ -124,48 +122,6 @@ pub fn try_classification_report(y_true: &[usize], y_pred: &[usize], labels: &[S
     })
 }
 
-/// n / d, or 0 when d is 0 (scikit-learn's `zero_division=0`).
-fn divide(n: usize, d: usize) -> f64 {
-    if d == 0 { 0.0 } else { n as f64 / d as f64 }
-}
-
-/// Scores from counts: tp, predicted (tp + fp), true (tp + fn).
-fn scores(tp: usize, predicted: usize, truth: usize) -> Scores {
-    Scores { precision: divide(tp, predicted), recall: divide(tp, truth), f1: divide(2 * tp, truth + predicted), support: truth }
-}
-
-/// Mean of the per-class scores, weighted by `weights` when given. As in
-/// scikit-learn, all-zero weights fall back to the plain mean, and no classes
-/// average to 0. `support` is the sample count `n`.
-fn average(per_class: &[Scores], weights: Option<&[usize]>, n: usize) -> Scores {
-    let mean = |get: fn(&Scores) -> f64| -> f64 {
-        if per_class.is_empty() {
-            return 0.0;
-        }
-        match weights {
-            Some(w) if w.iter().any(|&x| x > 0) => {
-                // numpy.average: sum(a * w) / sum(w)
-                let num: f64 = per_class.iter().zip(w).map(|(s, &x)| get(s) * x as f64).sum();
-                let den: f64 = w.iter().map(|&x| x as f64).sum();
-                num / den
-            }
-            _ => per_class.iter().map(get).sum::<f64>() / per_class.len() as f64,
-        }
-    };
-    Scores { precision: mean(|s| s.precision), recall: mean(|s| s.recall), f1: mean(|s| s.f1), support: n }
-}
-
-impl Scores {
-    fn to_json(self) -> Value {
-        json!({
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1-score": self.f1,
-            "support": self.support,
-        })
-    }
-}
-
 impl ClassificationReport {
     /// The shape of scikit-learn's `classification_report(output_dict=True)`:
     /// one object per label name (`precision`, `recall`, `f1-score`,
@@ -179,14 +135,11 @@ impl ClassificationReport {
     /// (`accuracy`, say) is shadowed by it in the map; `labels` and
     /// `confusion_matrix` still carry every class.
     pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        for (name, s) in self.labels.iter().zip(&self.per_class) {
-            map.insert(name.clone(), s.to_json());
-        }
+        let mut map = per_class_json(&self.labels, &self.per_class);
         map.insert("accuracy".into(), json!(self.accuracy));
-        map.insert("macro avg".into(), self.macro_avg.to_json());
-        map.insert("weighted avg".into(), self.weighted_avg.to_json());
-        map.insert("micro avg".into(), self.micro_avg.to_json());
+        map.insert("macro avg".into(), scores_json(&self.macro_avg));
+        map.insert("weighted avg".into(), scores_json(&self.weighted_avg));
+        map.insert("micro avg".into(), scores_json(&self.micro_avg));
         map.insert("confusion_matrix".into(), json!(self.confusion_matrix));
         map.insert("labels".into(), json!(self.labels));
         Value::Object(map)
@@ -194,7 +147,7 @@ impl ClassificationReport {
 
     /// [`to_text_digits`](Self::to_text_digits) with 4 digits.
     pub fn to_text(&self) -> String {
-        self.to_text_digits(4)
+        self.to_text_digits(TEXT_DIGITS)
     }
 
     /// An aligned table, character for character scikit-learn's text report
@@ -202,30 +155,11 @@ impl ClassificationReport {
     /// confusion matrix, rows true and columns predicted. The micro average
     /// is not printed: it equals the `accuracy` row.
     pub fn to_text_digits(&self, digits: usize) -> String {
-        let d = digits;
-        // Widths count chars, as Python's str.format does.
-        let width = self.labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).max("weighted avg".len()).max(d);
-        let mut out = String::new();
-
-        // write! into a String cannot fail.
-        let _ = write!(out, "{:>width$} ", "");
-        for h in SCORE_KEYS {
-            let _ = write!(out, " {h:>9}");
-        }
-        out.push_str("\n\n");
-        let row = |out: &mut String, name: &str, s: &Scores| {
-            let _ = writeln!(out, "{name:>width$}  {:>9.d$} {:>9.d$} {:>9.d$} {:>9}", s.precision, s.recall, s.f1, s.support);
-        };
-        for (name, s) in self.labels.iter().zip(&self.per_class) {
-            row(&mut out, name, s);
-        }
+        let averages = [("macro avg", &self.macro_avg), ("weighted avg", &self.weighted_avg)];
+        let accuracy = Some((self.micro_avg.f1, self.micro_avg.support));
+        let mut out = text_table(&self.labels, &self.per_class, accuracy, &averages, digits);
         out.push('\n');
-        let _ = writeln!(out, "{:>width$}  {:>9} {:>9} {:>9.d$} {:>9}", "accuracy", "", "", self.micro_avg.f1, self.micro_avg.support);
-        row(&mut out, "macro avg", &self.macro_avg);
-        row(&mut out, "weighted avg", &self.weighted_avg);
-
-        out.push('\n');
-        out.push_str(&self.confusion_text(width));
+        out.push_str(&self.confusion_text(name_width(&self.labels, digits)));
         out
     }
 

@@ -62,11 +62,11 @@
 //! entity at all seqeval's macro average is NaN; berth's is 0.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::Scores;
+use super::report::{TEXT_DIGITS, average, divide, per_class_json, scores_json, text_table};
 use crate::{Error, Result};
 
 /// How tags are grouped into entities; see the [module docs](self).
@@ -216,14 +216,15 @@ pub fn entity_report(y_true: &[Vec<String>], y_pred: &[Vec<String>], scheme: Ent
     let pooled = counts.iter().fold((0, 0, 0), |acc, c| (acc.0 + c.0, acc.1 + c.1, acc.2 + c.2));
     let total_true = pooled.2;
 
-    let mean =
-        |get: fn(&Scores) -> f64| if per_type.is_empty() { 0.0 } else { per_type.iter().map(get).sum::<f64>() / per_type.len() as f64 };
-    let macro_avg = Scores { precision: mean(|s| s.precision), recall: mean(|s| s.recall), f1: mean(|s| s.f1), support: total_true };
-    let weighted = |get: fn(&Scores) -> f64| {
-        if total_true == 0 { 0.0 } else { per_type.iter().map(|s| get(s) * s.support as f64).sum::<f64>() / total_true as f64 }
+    let macro_avg = average(&per_type, None, total_true);
+    // seqeval: all 0 when there is no true entity (not scikit-learn's
+    // fallback to the plain mean).
+    let supports: Vec<usize> = per_type.iter().map(|s| s.support).collect();
+    let weighted_avg = if total_true == 0 {
+        Scores { precision: 0.0, recall: 0.0, f1: 0.0, support: total_true }
+    } else {
+        average(&per_type, Some(&supports), total_true)
     };
-    let weighted_avg =
-        Scores { precision: weighted(|s| s.precision), recall: weighted(|s| s.recall), f1: weighted(|s| s.f1), support: total_true };
 
     Ok(EntityReport {
         types: types.into_iter().cloned().collect(),
@@ -263,20 +264,13 @@ fn corpus_spans(corpus: &[Vec<String>], name: &str, scheme: EntityScheme) -> Res
     Ok(out)
 }
 
-/// n / d, or 0 when d is 0.
-fn divide(n: usize, d: usize) -> f64 {
-    if d == 0 { 0.0 } else { n as f64 / d as f64 }
-}
-
-/// seqeval's scores from counts: F1 from P and R, 0 when both are 0.
+/// seqeval's scores from counts: F1 = 2·P·R / (P + R), 0 when both are 0
+/// (not scikit-learn's 2·tp / (true + predicted), which may differ in the
+/// last bit).
 fn scores(tp: usize, predicted: usize, truth: usize) -> Scores {
     let (p, r) = (divide(tp, predicted), divide(tp, truth));
     let f1 = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
     Scores { precision: p, recall: r, f1, support: truth }
-}
-
-fn scores_json(s: &Scores) -> Value {
-    json!({ "precision": s.precision, "recall": s.recall, "f1-score": s.f1, "support": s.support })
 }
 
 impl EntityReport {
@@ -284,10 +278,7 @@ impl EntityReport {
     /// object per type (`precision`, `recall`, `f1-score`, `support`), then
     /// `micro avg`, `macro avg`, `weighted avg`. Supports are integers.
     pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        for (name, s) in self.types.iter().zip(&self.per_type) {
-            map.insert(name.clone(), scores_json(s));
-        }
+        let mut map = per_class_json(&self.types, &self.per_type);
         map.insert("micro avg".into(), scores_json(&self.micro_avg));
         map.insert("macro avg".into(), scores_json(&self.macro_avg));
         map.insert("weighted avg".into(), scores_json(&self.weighted_avg));
@@ -296,33 +287,15 @@ impl EntityReport {
 
     /// [`to_text_digits`](Self::to_text_digits) with 4 digits.
     pub fn to_text(&self) -> String {
-        self.to_text_digits(4)
+        self.to_text_digits(TEXT_DIGITS)
     }
 
     /// seqeval's text report, character for character, with `digits`
     /// decimals (its default is 2). With no entity at all (where seqeval
     /// fails) the table has just the average rows.
     pub fn to_text_digits(&self, digits: usize) -> String {
-        let d = digits;
-        let width = self.types.iter().map(|l| l.chars().count()).max().unwrap_or(0).max("weighted avg".len()).max(d);
-        let mut out = String::new();
-        // write! into a String cannot fail.
-        let _ = write!(out, "{:>width$} ", "");
-        for h in ["precision", "recall", "f1-score", "support"] {
-            let _ = write!(out, " {h:>9}");
-        }
-        out.push_str("\n\n");
-        let row = |out: &mut String, name: &str, s: &Scores| {
-            let _ = writeln!(out, "{name:>width$}  {:>9.d$} {:>9.d$} {:>9.d$} {:>9}", s.precision, s.recall, s.f1, s.support);
-        };
-        for (name, s) in self.types.iter().zip(&self.per_type) {
-            row(&mut out, name, s);
-        }
-        out.push('\n');
-        row(&mut out, "micro avg", &self.micro_avg);
-        row(&mut out, "macro avg", &self.macro_avg);
-        row(&mut out, "weighted avg", &self.weighted_avg);
-        out
+        let averages = [("micro avg", &self.micro_avg), ("macro avg", &self.macro_avg), ("weighted avg", &self.weighted_avg)];
+        text_table(&self.types, &self.per_type, None, &averages, digits)
     }
 }
 

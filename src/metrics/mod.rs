@@ -21,6 +21,7 @@ pub mod classification;
 pub mod entity;
 pub mod multilabel;
 pub mod regression;
+mod report;
 
 pub use classification::{ClassificationReport, Scores, classification_report, try_classification_report};
 pub use entity::{Entity, EntityReport, EntityScheme, entity_report, extract_entities};

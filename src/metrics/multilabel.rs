@@ -34,9 +34,10 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::Scores;
+use super::report::{TEXT_DIGITS, average, divide, per_class_json, scores, scores_json, text_table};
 use crate::{Error, Result};
 
 /// Everything scikit-learn's multi-label classification report holds, plus
@@ -119,39 +120,6 @@ pub fn multilabel_report(y_true: &[Vec<bool>], y_pred: &[Vec<bool>], labels: &[S
     })
 }
 
-/// n / d, or 0 when d is 0 (scikit-learn's `zero_division=0`).
-fn divide(n: usize, d: usize) -> f64 {
-    if d == 0 { 0.0 } else { n as f64 / d as f64 }
-}
-
-/// Scores from counts: tp, predicted (tp + fp), true (tp + fn).
-fn scores(tp: usize, predicted: usize, truth: usize) -> Scores {
-    Scores { precision: divide(tp, predicted), recall: divide(tp, truth), f1: divide(2 * tp, truth + predicted), support: truth }
-}
-
-/// Mean of `rows`' scores, weighted by `weights` when given and not all zero
-/// (else the plain mean; no rows average to 0). `support` is stored as is.
-fn average(rows: &[Scores], weights: Option<&[usize]>, support: usize) -> Scores {
-    let mean = |get: fn(&Scores) -> f64| -> f64 {
-        if rows.is_empty() {
-            return 0.0;
-        }
-        match weights {
-            Some(w) if w.iter().any(|&x| x > 0) => {
-                let num: f64 = rows.iter().zip(w).map(|(s, &x)| get(s) * x as f64).sum();
-                let den: f64 = w.iter().map(|&x| x as f64).sum();
-                num / den
-            }
-            _ => rows.iter().map(get).sum::<f64>() / rows.len() as f64,
-        }
-    };
-    Scores { precision: mean(|s| s.precision), recall: mean(|s| s.recall), f1: mean(|s| s.f1), support }
-}
-
-fn scores_json(s: &Scores) -> Value {
-    json!({ "precision": s.precision, "recall": s.recall, "f1-score": s.f1, "support": s.support })
-}
-
 impl MultiLabelReport {
     /// The shape of scikit-learn's `classification_report(output_dict=True)`
     /// for indicator input: one object per label name (`precision`, `recall`,
@@ -160,10 +128,7 @@ impl MultiLabelReport {
     /// `hamming_loss` (numbers). Supports are integers. As in scikit-learn, a
     /// label named like a later key is shadowed by it.
     pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        for (name, s) in self.labels.iter().zip(&self.per_label) {
-            map.insert(name.clone(), scores_json(s));
-        }
+        let mut map = per_class_json(&self.labels, &self.per_label);
         map.insert("micro avg".into(), scores_json(&self.micro_avg));
         map.insert("macro avg".into(), scores_json(&self.macro_avg));
         map.insert("weighted avg".into(), scores_json(&self.weighted_avg));
@@ -175,7 +140,7 @@ impl MultiLabelReport {
 
     /// [`to_text_digits`](Self::to_text_digits) with 4 digits.
     pub fn to_text(&self) -> String {
-        self.to_text_digits(4)
+        self.to_text_digits(TEXT_DIGITS)
     }
 
     /// scikit-learn's text report for indicator input, character for
@@ -183,26 +148,15 @@ impl MultiLabelReport {
     /// `subset accuracy: …` and `hamming loss: …`.
     pub fn to_text_digits(&self, digits: usize) -> String {
         let d = digits;
-        let width = self.labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).max("weighted avg".len()).max(d);
-        let mut out = String::new();
+        let averages = [
+            ("micro avg", &self.micro_avg),
+            ("macro avg", &self.macro_avg),
+            ("weighted avg", &self.weighted_avg),
+            ("samples avg", &self.samples_avg),
+        ];
+        let mut out = text_table(&self.labels, &self.per_label, None, &averages, d);
+        out.push('\n');
         // write! into a String cannot fail.
-        let _ = write!(out, "{:>width$} ", "");
-        for h in ["precision", "recall", "f1-score", "support"] {
-            let _ = write!(out, " {h:>9}");
-        }
-        out.push_str("\n\n");
-        let row = |out: &mut String, name: &str, s: &Scores| {
-            let _ = writeln!(out, "{name:>width$}  {:>9.d$} {:>9.d$} {:>9.d$} {:>9}", s.precision, s.recall, s.f1, s.support);
-        };
-        for (name, s) in self.labels.iter().zip(&self.per_label) {
-            row(&mut out, name, s);
-        }
-        out.push('\n');
-        row(&mut out, "micro avg", &self.micro_avg);
-        row(&mut out, "macro avg", &self.macro_avg);
-        row(&mut out, "weighted avg", &self.weighted_avg);
-        row(&mut out, "samples avg", &self.samples_avg);
-        out.push('\n');
         let _ = writeln!(out, "subset accuracy: {:.d$}", self.subset_accuracy);
         let _ = writeln!(out, "hamming loss: {:.d$}", self.hamming_loss);
         out
