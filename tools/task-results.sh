@@ -3,7 +3,7 @@
 # for each task of the chapter and prints each run's final metrics and wall
 # time. Needs ../shared/data and a release build.
 #
-#   tools/task-results.sh [stsb|rte|conll|goemotions ...]   # default: all four
+#   tools/task-results.sh [stsb|stsb_long|rte|rte_long|conll|conll_long|goemotions ...]   # default: stsb_long rte conll_long goemotions
 #
 # Each run writes runs/<task>/ (the model, metrics.json, metrics.jsonl) and
 # runs/<task>.log; the last lines of the log are the dev (or test) report.
@@ -34,11 +34,27 @@ stsb() {
         --epochs 3 --batch-size 32 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 100
 }
 
+# The settings that reached the 0.85 Pearson (docs/results.md has both runs).
+stsb_long() {
+    run stsb-long train --task regression --model $model \
+        --train $data/stsb/train.tsv --eval $data/stsb/dev.tsv --header false \
+        --text-column 5 --text-pair-column 6 --label-column 4 --output runs/stsb-long \
+        --epochs 4 --batch-size 16 --lr 8e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 100
+}
+
 rte() {
     run rte train --model $model \
         --train $data/rte/train.tsv --eval $data/rte/dev.tsv \
         --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte \
         --epochs 5 --batch-size 16 --lr 3e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 100
+}
+
+# RTE's premises run past 128 tokens; this variant keeps them whole (not run yet).
+rte_long() {
+    run rte-long train --model $model \
+        --train $data/rte/train.tsv --eval $data/rte/dev.tsv \
+        --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte-long \
+        --epochs 4 --batch-size 16 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 256 --seed 42 --logging-steps 100
 }
 
 conll() {
@@ -49,6 +65,15 @@ conll() {
     "$berth" eval --model runs/conll --data $data/conll2003/test.txt --output runs/conll/test-metrics.json | tee runs/conll-test.log
 }
 
+# The three-epoch run was still improving on dev; this one trains four.
+conll_long() {
+    run conll-long train --task token-classification --format conll --model $model \
+        --train $data/conll2003/train.txt --eval $data/conll2003/valid.txt --output runs/conll-long \
+        --epochs 4 --batch-size 16 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 200
+    echo "=== conll-long: test set"
+    "$berth" eval --model runs/conll-long --data $data/conll2003/test.txt --output runs/conll-long/test-metrics.json | tee runs/conll-long-test.log
+}
+
 goemotions() {
     run goemotions train --task multi-label --model $model \
         --train $data/goemotions/train.tsv --eval $data/goemotions/dev.tsv --labels $data/goemotions/labels.txt \
@@ -56,6 +81,6 @@ goemotions() {
         --epochs 2 --batch-size 32 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 64 --seed 42 --logging-steps 200
 }
 
-for task in "${@:-stsb rte conll goemotions}"; do
+for task in "${@:-stsb_long rte conll_long goemotions}"; do
     for t in $task; do "$t"; done
 done
