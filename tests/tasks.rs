@@ -114,6 +114,54 @@ fn t6_multi_label_trains_tunes_thresholds_and_predict_uses_them() {
     }
 }
 
+/// `--head-bias-init prior` starts a new multi-label head at each label's
+/// training log-odds (with a learning rate too small to move it in one step).
+#[test]
+fn t6_prior_head_bias_starts_at_the_label_log_odds() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let dir = scratch_dir("t6-prior-bias");
+    let (train, labels, out) = (dir.join("train.tsv"), dir.join("labels.txt"), dir.join("out"));
+    let rows = emotion_rows(48, 0);
+    std::fs::write(&train, &rows).unwrap();
+    std::fs::write(&labels, EMOTIONS.join("\n")).unwrap();
+    let mut positives = [0usize; 4];
+    for line in rows.lines() {
+        for id in line.split('\t').nth(1).unwrap().split(',') {
+            positives[id.parse::<usize>().unwrap()] += 1;
+        }
+    }
+    let flags =
+        ["--device", "cpu", "--batch-size", "8", "--lr", "1e-9", "--max-length", "24", "--max-steps", "1", "--head-bias-init", "prior"];
+    let stderr = String::from_utf8_lossy(
+        &run(
+            &[&["train", "--task", "multi-label", "--header", "false", "--text-column", "0", "--label-column", "1"][..], &flags].concat(),
+            &[("--model", &model), ("--train", &train), ("--labels", &labels), ("--output", &out)],
+        )
+        .stderr,
+    )
+    .to_string();
+    assert!(stderr.contains("head bias initialised from the training labels' prior"), "{stderr}");
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = st.tensor("classifier.bias").unwrap();
+    assert_eq!(view.dtype(), safetensors::Dtype::F32);
+    let bias: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    for (label, (&got, &count)) in bias.iter().zip(&positives).enumerate() {
+        let p = (count as f64 + 0.5) / 49.0;
+        let want = (p / (1.0 - p)).ln();
+        assert!((got as f64 - want).abs() < 1e-5, "label {label}: bias {got}, log-odds {want} ({count} of 48 rows)");
+    }
+
+    let bad = fail(
+        run(
+            &[&["train", "--head-bias-init", "mean"][..], &TRAIN_FLAGS, &["--max-steps", "1"]].concat(),
+            &[("--model", &model), ("--train", &train), ("--output", &dir.join("bad"))],
+        ),
+        "an unknown --head-bias-init",
+    );
+    assert!(bad.contains("--head-bias-init") && bad.contains("zero or prior"), "{bad}");
+}
+
 /// The three multi-label layouts (id lists, JSON arrays of names, 0/1
 /// columns) read into the same targets.
 #[test]

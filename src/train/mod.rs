@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod device_model;
 pub mod evaluate;
 pub mod freeze;
+pub mod head_prior;
 pub mod multitask;
 pub mod options;
 pub mod state;

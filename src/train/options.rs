@@ -62,6 +62,11 @@ pub struct TrainOptions {
     /// the encoder: the head alone trains), or several joined by `,`.
     #[arg(long)]
     pub freeze: Option<String>,
+    /// A new head's bias: zero (as transformers initialises it) or prior (each
+    /// label's training frequency: log-odds for multi-label, log-frequency for
+    /// classes and tags, the mean for regression) (default zero).
+    #[arg(long)]
+    pub head_bias_init: Option<String>,
     /// Text column: a header name, or a 0-based index (default: `text`).
     #[arg(long)]
     pub text_column: Option<String>,
@@ -188,6 +193,7 @@ impl TrainOptions {
             label_separator,
             tune_thresholds,
             freeze,
+            head_bias_init,
             text_column,
             text_pair_column,
             label_column,
@@ -247,6 +253,7 @@ impl TrainOptions {
             label_separator: self.label_separator.clone().unwrap_or_else(|| ",".into()),
             tune_thresholds: self.tune_thresholds.unwrap_or(false),
             freeze: self.freeze.clone(),
+            head_bias_init: self.head_bias_init.clone().unwrap_or_else(|| "zero".into()),
             text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
             text_pair_column: self.text_pair_column.clone(),
             label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
@@ -297,6 +304,9 @@ pub struct TrainConfig {
     pub label_separator: String,
     pub tune_thresholds: bool,
     pub freeze: Option<String>,
+    /// Absent in the states of runs from before the flag existed.
+    #[serde(default = "zero_bias_init")]
+    pub head_bias_init: String,
     pub text_column: String,
     pub text_pair_column: Option<String>,
     pub label_column: String,
@@ -326,6 +336,10 @@ pub struct TrainConfig {
     pub resume_from: Option<PathBuf>,
     pub device: String,
     pub precision: String,
+}
+
+fn zero_bias_init() -> String {
+    "zero".into()
 }
 
 impl TrainConfig {
@@ -370,6 +384,9 @@ impl TrainConfig {
         }
         if let Some(spec) = &self.freeze {
             super::freeze::FreezeSpec::parse(spec)?;
+        }
+        if !["zero", "prior"].contains(&self.head_bias_init.as_str()) {
+            return bad(format!("--head-bias-init `{}`: use zero or prior", self.head_bias_init));
         }
         Ok(())
     }

@@ -96,6 +96,9 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         Some((path, raw)) => Some(spec.encode(path, raw, &labels, &tokenizer)?),
         None => None,
     };
+    if config.head_bias_init == "prior" && resume.is_none() {
+        set_prior_bias(&mut model, &report.initialized, &train_data)?;
+    }
     if let Some(spec) = &config.freeze {
         model.trainable = FreezeSpec::parse(spec)?.trainable(model.params.names(), model.config.num_hidden_layers)?;
     }
@@ -463,4 +466,22 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     write_atomic(path, kept.as_bytes())
+}
+
+/// `--head-bias-init prior`: a head this run initialised starts from the
+/// training labels' prior (src/train/head_prior.rs); a trained head is kept.
+fn set_prior_bias(model: &mut BertClassifier, initialized: &[String], train_data: &EncodedDataset) -> Result<()> {
+    let name = "classifier.bias";
+    if !initialized.iter().any(|n| n == name) {
+        eprintln!("note: --head-bias-init prior: the checkpoint has a trained head for these labels, so its bias is kept");
+        return Ok(());
+    }
+    let index = model.params.position(name)?;
+    let bias = &mut model.params.tensors_mut()[index];
+    let prior = super::head_prior::prior_bias(&train_data.targets, bias.numel());
+    let shape = bias.shape().to_vec();
+    *bias = Tensor::from_vec(prior.clone(), &shape)?.to_dtype(bias.dtype());
+    let shown: Vec<String> = prior.iter().take(8).map(|b| format!("{b:.2}")).collect();
+    eprintln!("head bias initialised from the training labels' prior: [{}{}]", shown.join(", "), if prior.len() > 8 { ", …" } else { "" });
+    Ok(())
 }
