@@ -388,6 +388,9 @@ impl TrainConfig {
         if !["zero", "prior"].contains(&self.head_bias_init.as_str()) {
             return bad(format!("--head-bias-init `{}`: use zero or prior", self.head_bias_init));
         }
+        if self.heads.is_some() && self.head_bias_init != "zero" {
+            return bad("--head-bias-init prior is for single-head runs; --heads initialises each head as transformers does".into());
+        }
         Ok(())
     }
 }
