@@ -516,6 +516,15 @@ fn r3_flags_override_config_file() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
         .collect();
     assert_eq!(logged, [1, 2]);
+    // A second run into the same folder starts a new log rather than appending to the old one.
+    let mut again = train_cmd(&model, &data.train, &output, &["--max-steps", "2"]);
+    succeed(again.arg("--config").arg(&config), "training again into the same folder");
+    let relogged: Vec<u64> = std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(relogged, [1, 2], "the second run's log");
 
     // A misspelt key is an error that names the file and the key.
     std::fs::write(&config, "batch_size = 5\n").unwrap();

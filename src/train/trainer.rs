@@ -148,6 +148,9 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         }
         truncate_log(&config.output.join("metrics.jsonl"), state.step)?;
         eprintln!("resuming from {} at step {} (epoch {}, batch {})", dir.display(), state.step, state.epoch, state.batch_in_epoch);
+    } else {
+        // A new run into a used folder starts its own log; appending would mix two runs' steps.
+        write_atomic(&config.output.join("metrics.jsonl"), b"")?;
     }
 
     // On a device, the weights and moments live there; the host copies are
