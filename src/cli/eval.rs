@@ -91,7 +91,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => None,
     };
     let device_params = on_device.as_ref().map(|e| e.params.as_slice());
-    let evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
+    let mut evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
+    if task == Task::Classification && (settings.threshold.is_some() || settings.temperature.is_some()) {
+        // What predict does: the fitted temperature, then the tuned threshold.
+        evaluation = evaluation.with_decision(&data, &model.labels, settings.threshold, settings.temperature.unwrap_or(1.0))?;
+    }
     println!("{}", evaluation.to_text());
     println!("loss {:.4}", evaluation.loss);
     let path = args.output.unwrap_or_else(|| args.model.join("metrics.json"));
