@@ -252,10 +252,6 @@ impl Sampler {
 mod tests {
     use super::*;
 
-    fn names(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("c{i}")).collect()
-    }
-
     #[test]
     fn parse_checks_ratios() {
         assert_eq!(SamplerKind::parse("random").unwrap(), SamplerKind::Random);

@@ -10,8 +10,8 @@
 //!   minimise the mean negative log-likelihood on held-out data. The argmax
 //!   does not move, so accuracy is unchanged; only the confidences do.
 //! - **Precision-recall curve**: `sklearn.metrics.precision_recall_curve`:
-//!   one point per distinct score (thresholds ascending), then the point
-//!   (precision 1, recall 0). **Average precision**: Σ_n (R_n − R_{n−1})·P_n
+//!   one point per distinct score (thresholds ascending, every one kept, as
+//!   scikit-learn ≥ 1.3 does), then the point (precision 1, recall 0). **Average precision**: Σ_n (R_n − R_{n−1})·P_n
 //!   (`sklearn.metrics.average_precision_score`, no interpolation).
 
 /// log Σ exp(x), shifted by the maximum so it cannot overflow.
@@ -175,10 +175,6 @@ pub fn precision_recall_curve(scores: &[f64], y_true: &[bool]) -> (Vec<f64>, Vec
         precision.push(tp as f64 / (tp + fp) as f64);
         recall.push(tp as f64 / positives as f64);
         thresholds.push(threshold);
-        // scikit-learn stops at full recall (drop_intermediate aside).
-        if tp == positives {
-            break;
-        }
     }
     precision.reverse();
     recall.reverse();

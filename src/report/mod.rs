@@ -188,14 +188,14 @@ fn single_label_calibration(e: &Evaluation, save: &mut Saver) -> Result<String> 
         Some(a) => {
             let _ = writeln!(
                 md,
-                "Expected calibration error (15 equal bins of top-label confidence): **{ece_before:.4}** before and **{a:.4}** after temperature scaling (T = {:.4}, fitted on the evaluation file; predict divides the logits by it).",
+                "Expected calibration error (ECE; 15 equal bins of top-label confidence): **{ece_before:.4}** before and **{a:.4}** after temperature scaling (T = {:.4}, fitted on the evaluation file; predict divides the logits by it).",
                 e.temperature
             );
         }
         None => {
             let _ = writeln!(
                 md,
-                "Expected calibration error (15 equal bins of top-label confidence): **{ece_before:.4}**. No temperature was fitted (`--calibrate` fits one)."
+                "Expected calibration error (ECE; 15 equal bins of top-label confidence): **{ece_before:.4}**. No temperature was fitted (`--calibrate` fits one)."
             );
         }
     }

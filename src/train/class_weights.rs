@@ -194,10 +194,6 @@ mod tests {
         (0..n).map(|i| format!("c{i}")).collect()
     }
 
-    fn round2(v: &[f64]) -> Vec<f64> {
-        v.iter().map(|w| (w * 100.0).round() / 100.0).collect()
-    }
-
     #[test]
     fn spec_parses_every_form() {
         assert_eq!(ClassWeightSpec::parse("inverse").unwrap(), ClassWeightSpec::Inverse);

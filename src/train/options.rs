@@ -79,7 +79,7 @@ pub struct TrainOptions {
     #[arg(long)]
     pub loss: Option<String>,
     /// Focal loss: gamma ≥ 0 (default 2; 0 is cross-entropy).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub focal_gamma: Option<f64>,
     /// Focal loss: per-class alpha `a,b,c` (one value for two classes: the
     /// positive class's, 1 − it for the other; multi-label: one value, the

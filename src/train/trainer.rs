@@ -360,6 +360,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         settings.thresholds = tuned.thresholds().map(<[f64]>::to_vec);
         final_eval = Some(tuned);
     }
+    let mut argmax_eval = None;
     // Single-label: temperature first, then the binary threshold on the
     // calibrated probabilities, which is the order predict applies them in.
     if let (Some(data), Some(e)) = (&eval_data, &final_eval)
@@ -390,6 +391,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             );
             settings.threshold = Some(t);
             final_eval = Some(tuned);
+            argmax_eval = Some(calibrated);
         } else {
             final_eval = Some(calibrated);
         }
@@ -399,7 +401,12 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     settings.write(&config.output)?;
     write_state(&config.output, &state)?;
     if let Some(e) = &final_eval {
-        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&e.to_json()).expect("json").as_bytes())?;
+        let mut json = e.to_json();
+        if let (Some(a), true) = (&argmax_eval, e.threshold.is_some()) {
+            // What the same model scores without the tuned threshold, for comparison.
+            json["argmax"] = a.to_json();
+        }
+        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
     }
     if let (Some(e), Some(data)) = (&final_eval, &eval_data) {
         write_run_report(config, &model.labels, &imbalance, e, data)?;
