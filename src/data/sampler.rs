@@ -183,14 +183,7 @@ impl Sampler {
             SamplerKind::Random => {
                 let mut order: Vec<usize> = (0..self.rows).collect();
                 rng.shuffle(&mut order);
-                // An epoch of another length wraps around (or stops early).
-                let mut out = Vec::with_capacity(self.epoch_length);
-                while out.len() < self.epoch_length && !order.is_empty() {
-                    let take = (self.epoch_length - out.len()).min(order.len());
-                    out.extend_from_slice(&order[..take]);
-                    rng.shuffle(&mut order);
-                }
-                out
+                cycle(order, self.epoch_length, &mut rng)
             }
             SamplerKind::Weighted { .. } => {
                 // Inverse-CDF over the class shares, then a uniform example of the class.
@@ -217,13 +210,7 @@ impl Sampler {
                     kept.extend_from_slice(&m[..k]);
                 }
                 rng.shuffle(&mut kept);
-                let mut out = Vec::with_capacity(self.epoch_length);
-                while out.len() < self.epoch_length && !kept.is_empty() {
-                    let take = (self.epoch_length - out.len()).min(kept.len());
-                    out.extend_from_slice(&kept[..take]);
-                    rng.shuffle(&mut kept);
-                }
-                out
+                cycle(kept, self.epoch_length, &mut rng)
             }
         }
     }
@@ -246,6 +233,18 @@ impl Sampler {
         }
         line
     }
+}
+
+/// `length` indices from a shuffled `order`: its first `length` when that is
+/// enough, else all of it, then reshuffled passes until `length` are taken.
+fn cycle(mut order: Vec<usize>, length: usize, rng: &mut SeqRng) -> Vec<usize> {
+    let mut out = Vec::with_capacity(length);
+    while out.len() < length && !order.is_empty() {
+        let take = (length - out.len()).min(order.len());
+        out.extend_from_slice(&order[..take]);
+        rng.shuffle(&mut order);
+    }
+    out
 }
 
 #[cfg(test)]

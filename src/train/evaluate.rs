@@ -59,6 +59,22 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// The fields only single-label evaluations fill (logits, gold labels,
+    /// threshold, temperature), empty; the rest are placeholders that every
+    /// caller sets.
+    fn outputs_free() -> Evaluation {
+        Evaluation {
+            loss: 0.0,
+            report: TaskReport::Regression(RegressionScores { pearson: 0.0, spearman: 0.0, mse: 0.0, count: 0 }),
+            predictions: Vec::new(),
+            probabilities: Vec::new(),
+            logits: Vec::new(),
+            gold: Vec::new(),
+            threshold: None,
+            temperature: 1.0,
+        }
+    }
+
     /// The value of a metric by name; the names are [`super::task::Task::metrics`].
     pub fn metric(&self, name: &str) -> f64 {
         if name == "loss" {
@@ -113,10 +129,7 @@ impl Evaluation {
             report: TaskReport::MultiLabel(report, thresholds),
             predictions: Vec::new(),
             probabilities: self.probabilities.clone(),
-            logits: Vec::new(),
-            gold: Vec::new(),
-            threshold: None,
-            temperature: 1.0,
+            ..Evaluation::outputs_free()
         })
     }
 
@@ -338,10 +351,7 @@ pub fn evaluate_with(
                 report: TaskReport::MultiLabel(report, thresholds),
                 predictions: Vec::new(),
                 probabilities,
-                logits: Vec::new(),
-                gold: Vec::new(),
-                threshold: None,
-                temperature: 1.0,
+                ..Evaluation::outputs_free()
             })
         }
         Targets::Regression(y) => {
@@ -353,10 +363,7 @@ pub fn evaluate_with(
                 report: TaskReport::Regression(scores),
                 predictions: Vec::new(),
                 probabilities: Vec::new(),
-                logits: Vec::new(),
-                gold: Vec::new(),
-                threshold: None,
-                temperature: 1.0,
+                ..Evaluation::outputs_free()
             })
         }
         Targets::Token(y) => {
@@ -386,10 +393,7 @@ pub fn evaluate_with(
                 report: TaskReport::Token(report),
                 predictions: Vec::new(),
                 probabilities: Vec::new(),
-                logits: Vec::new(),
-                gold: Vec::new(),
-                threshold: None,
-                temperature: 1.0,
+                ..Evaluation::outputs_free()
             })
         }
     }
