@@ -150,21 +150,22 @@ pub fn pr_curves(curves: &[PrCurve], title: &str) -> String {
 /// a temperature was fitted; below, how many samples each bin holds.
 pub fn reliability_diagram(before: &[ReliabilityBin], after: Option<&[ReliabilityBin]>, ece: (f64, Option<f64>), x_title: &str) -> String {
     let (w, h, hist_h) = (440.0, 340.0, 70.0);
-    let mut svg = Svg::new(w + 250.0, h + hist_h + 130.0);
+    let mut svg = Svg::new(w + 280.0, h + hist_h + 130.0);
     let title = match ece.1 {
         Some(a) => format!("Reliability: ECE {:.4} before, {a:.4} after temperature scaling", ece.0),
         None => format!("Reliability: ECE {:.4} (15 bins)", ece.0),
     };
-    svg.text((w + 250.0) / 2.0, 24.0, 15.0, Anchor::Middle, "#111", &title);
+    svg.text((w + 280.0) / 2.0, 24.0, 15.0, Anchor::Middle, "#111", &title);
     let area = PlotArea { left: 70.0, top: 46.0, width: w, height: h, x_range: (0.0, 1.0), y_range: (0.0, 1.0) };
     area.axes(&mut svg, "", "fraction correct");
     svg.line(area.x(0.0), area.y(0.0), area.x(1.0), area.y(1.0), "#999", 1.2, true);
     for b in before.iter().filter(|b| b.count > 0) {
         let (x0, x1) = (area.x(b.lower) + 1.0, area.x(b.upper) - 1.0);
         svg.rect(x0, area.y(b.accuracy), x1 - x0, area.y(0.0) - area.y(b.accuracy), "#1f77b4", None);
-        // The gap to the mean confidence of the bin, the part ECE sums.
+        // The gap to the bin's mean confidence (the part ECE sums), and that confidence as a tick.
         let (ya, yc) = (area.y(b.accuracy), area.y(b.confidence));
-        svg.rect(x0, ya.min(yc), x1 - x0, (ya - yc).abs(), "#d62728", None);
+        svg.translucent_rect(x0, ya.min(yc), x1 - x0, (ya - yc).abs(), "#d62728", 0.45);
+        svg.line(x0, yc, x1, yc, "#111", 1.5, false);
     }
     if let Some(after) = after {
         let pts: Vec<(f64, f64)> = after.iter().filter(|b| b.count > 0).map(|b| (area.x(b.confidence), area.y(b.accuracy))).collect();
@@ -177,8 +178,9 @@ pub fn reliability_diagram(before: &[ReliabilityBin], after: Option<&[Reliabilit
     let lx = area.left + w + 20.0;
     svg.rect(lx, 60.0, 14.0, 12.0, "#1f77b4", None);
     svg.text(lx + 20.0, 70.0, 11.0, Anchor::Start, "#222", "accuracy per bin");
-    svg.rect(lx, 80.0, 14.0, 12.0, "#d62728", None);
-    svg.text(lx + 20.0, 90.0, 11.0, Anchor::Start, "#222", "gap to mean confidence");
+    svg.translucent_rect(lx, 80.0, 14.0, 12.0, "#d62728", 0.45);
+    svg.line(lx, 86.0, lx + 14.0, 86.0, "#111", 1.5, false);
+    svg.text(lx + 20.0, 90.0, 11.0, Anchor::Start, "#222", "gap to mean confidence (line)");
     svg.line(lx, 106.0, lx + 14.0, 106.0, "#999", 1.2, true);
     svg.text(lx + 20.0, 110.0, 11.0, Anchor::Start, "#222", "perfect calibration");
     if after.is_some() {

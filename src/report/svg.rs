@@ -51,6 +51,16 @@ impl Svg {
         );
     }
 
+    /// A filled rectangle drawn see-through (opacity in [0, 1]).
+    pub fn translucent_rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, opacity: f64) {
+        let _ = writeln!(
+            self.body,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" fill-opacity="{opacity:.2}"/>"#,
+            w.max(0.0),
+            h.max(0.0)
+        );
+    }
+
     pub fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str, width: f64, dashed: bool) {
         let dash = if dashed { r#" stroke-dasharray="5,4""# } else { "" };
         let _ = writeln!(
