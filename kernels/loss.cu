@@ -190,39 +190,51 @@ extern "C" __global__ void bce_with_logits_fwd_bf16(const __nv_bfloat16* logits,
     bce_elements(logits, targets, pos_weight, dloss_scale, partial, dlogits, n, classes);
 }
 
-// logits (n) T; targets (n) f32 -> partial (gridDim) f32; dlogits (n) T or null, written.
-// p = σ(x), m = 1 − p_t = p(1 − y) + σ(−x)·y, α_t = α·y + (1 − α)(1 − y) (1 when !use_alpha):
-//   loss = α_t·m^γ·BCE        dx = α_t·m^γ·((p − y) + γ·(p·σ(−x)/m)·(1 − 2y)·BCE)·s/n
+// logits (n) T; targets (n) f32; pos_weight (classes) f32 or null -> partial (gridDim) f32;
+// dlogits (n) T or null, written. Element i is class i % classes.
+// p = σ(x), m = 1 − p_t = p(1 − y) + σ(−x)·y, α_t = α·y + (1 − α)(1 − y) (1 when !use_alpha),
+// B and dB/dx the BCE term of bce_elements (plain, or with pos_weight):
+//   loss = α_t·m^γ·B        dx = α_t·m^γ·(dB/dx + γ·(p·σ(−x)/m)·(1 − 2y)·B)·s/n
 // p·σ(−x)/m ≤ 2 for y in [0, 1]; at m = 0 the term is multiplied by 0 either way.
 template <typename T>
-BERTH_DEVICE_INLINE void sigmoid_focal_elements(const T* logits, const float* targets, float gamma, float alpha, int use_alpha,
-                                                float dloss_scale, float* partial, T* dlogits, int n) {
+BERTH_DEVICE_INLINE void sigmoid_focal_elements(const T* logits, const float* targets, const float* pos_weight, float gamma,
+                                                float alpha, int use_alpha, float dloss_scale, float* partial, T* dlogits,
+                                                int n, int classes) {
     const float gscale = dloss_scale / (float)n;
     float acc = 0.0f;
     for (long long i = grid_start(); i < n; i += grid_stride()) {
         const float x = load_f32(logits, i);
         const float y = targets[i];
-        const float bce = fmaxf(x, 0.0f) - x * y + softplus_tail_f32(x);
+        const float tail = softplus_tail_f32(x);
         const float p = sigmoid_f32(x);
         const float pn = sigmoid_f32(-x);
+        float b, db;
+        if (pos_weight) {
+            const float pw = pos_weight[i % classes];
+            b = (1.0f - y) * (fmaxf(x, 0.0f) + tail) + pw * y * (fmaxf(-x, 0.0f) + tail);
+            db = (1.0f - y) * p - pw * y * pn;
+        } else {
+            b = fmaxf(x, 0.0f) - x * y + tail;
+            db = p - y;
+        }
         const float m = p * (1.0f - y) + pn * y;
         const float at = use_alpha ? alpha * y + (1.0f - alpha) * (1.0f - y) : 1.0f;
         const float amg = at * powf(m, gamma);
         const float ratio = m != 0.0f ? p * pn / m : 0.0f;
-        acc += amg * bce;
-        if (dlogits) store_f32(dlogits, i, amg * ((p - y) + gamma * ratio * (1.0f - 2.0f * y) * bce) * gscale);
+        acc += amg * b;
+        if (dlogits) store_f32(dlogits, i, amg * (db + gamma * ratio * (1.0f - 2.0f * y) * b) * gscale);
     }
     store_block_partial(acc, partial);
 }
 
-// logits (n) f32; targets (n) f32 -> partial (gridDim) f32; dlogits (n) f32 or null
-extern "C" __global__ void sigmoid_focal_fwd_f32(const float* logits, const float* targets, float gamma, float alpha, int use_alpha, float dloss_scale, float* partial, float* dlogits, int n) {
-    sigmoid_focal_elements(logits, targets, gamma, alpha, use_alpha, dloss_scale, partial, dlogits, n);
+// logits (n) f32; targets (n) f32; pos_weight (classes) f32 or null -> partial (gridDim) f32; dlogits (n) f32 or null
+extern "C" __global__ void sigmoid_focal_fwd_f32(const float* logits, const float* targets, const float* pos_weight, float gamma, float alpha, int use_alpha, float dloss_scale, float* partial, float* dlogits, int n, int classes) {
+    sigmoid_focal_elements(logits, targets, pos_weight, gamma, alpha, use_alpha, dloss_scale, partial, dlogits, n, classes);
 }
 
-// logits (n) bf16; targets (n) f32 -> partial (gridDim) f32; dlogits (n) bf16 or null
-extern "C" __global__ void sigmoid_focal_fwd_bf16(const __nv_bfloat16* logits, const float* targets, float gamma, float alpha, int use_alpha, float dloss_scale, float* partial, __nv_bfloat16* dlogits, int n) {
-    sigmoid_focal_elements(logits, targets, gamma, alpha, use_alpha, dloss_scale, partial, dlogits, n);
+// logits (n) bf16; targets (n) f32; pos_weight (classes) f32 or null -> partial (gridDim) f32; dlogits (n) bf16 or null
+extern "C" __global__ void sigmoid_focal_fwd_bf16(const __nv_bfloat16* logits, const float* targets, const float* pos_weight, float gamma, float alpha, int use_alpha, float dloss_scale, float* partial, __nv_bfloat16* dlogits, int n, int classes) {
+    sigmoid_focal_elements(logits, targets, pos_weight, gamma, alpha, use_alpha, dloss_scale, partial, dlogits, n, classes);
 }
 
 // pred (n) T; targets (n) f32 -> partial (gridDim) f32 of (p − t)^2; dpred (n) T or null = 2(p − t)·s/n

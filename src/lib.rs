@@ -10,6 +10,7 @@
 //! - [`model`]: BERT, its heads and losses, HF checkpoints in and out.
 //! - [`data`]: tokenisation and batching.
 //! - [`infer`]: batched prediction.
+//! - [`report`]: the run's report.md and its SVG charts.
 //! - [`rng`]: the counter-based random numbers dropout uses.
 
 pub mod autograd;
@@ -22,6 +23,7 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod report;
 pub mod rng;
 pub mod tensor;
 pub mod train;

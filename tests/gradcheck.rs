@@ -9,7 +9,9 @@ use berth::autograd::attention::{masked_softmax, merge_heads, split_heads};
 use berth::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
 use berth::autograd::embedding::embedding;
 use berth::autograd::linear::{batched_matmul_op, linear, matmul_op};
-use berth::autograd::loss::{IGNORE_INDEX, bce_with_logits, cross_entropy, mse};
+use berth::autograd::loss::{
+    IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal,
+};
 use berth::autograd::norm::layer_norm;
 use berth::autograd::{Tape, Var};
 use berth::model::params::random_parameters;
@@ -302,6 +304,47 @@ fn op_cross_entropy_with_ignored_rows_and_class_weights() {
     };
     let want = (1.0 * nll(0, 2) + 0.5 * nll(2, 0) + 3.0 * nll(3, 3)) / (1.0 + 0.5 + 3.0);
     assert!((value - want).abs() <= 1e-14 * want.abs(), "weighted loss {value} vs {want}");
+}
+
+/// Softmax focal loss through the tape: every gamma, with and without alpha,
+/// ignored rows, and one nearly certain row (p ≈ 1, where (1 − p)^(γ−1) of
+/// the textbook gradient would blow up for γ < 1).
+#[test]
+fn r7_op_focal_cross_entropy() {
+    let mut x = randn(60, 20);
+    x[4..8].copy_from_slice(&[0.0, 0.0, 24.0, 0.0]);
+    let logits = t64(x, &[5, 4]);
+    let targets = [2i64, 2, 0, IGNORE_INDEX, 3];
+    let alpha = [0.25, 2.0, 1.0, 0.75];
+    for (k, gamma) in [0.0, 0.5, 1.0, 2.0, 3.5].into_iter().enumerate() {
+        check_op("focal_cross_entropy", 70 + k as u64, std::slice::from_ref(&logits), |t, v| {
+            focal_cross_entropy(t, v[0], &targets, gamma, None)
+        });
+        check_op("focal_cross_entropy alpha", 80 + k as u64, std::slice::from_ref(&logits), |t, v| {
+            focal_cross_entropy(t, v[0], &targets, gamma, Some(&alpha))
+        });
+    }
+}
+
+/// Sigmoid focal loss through the tape: hard and soft targets, alpha, and a
+/// per-label pos_weight (the multi-label class weights), and BCE with pos_weight.
+#[test]
+fn r7_op_sigmoid_focal_and_weighted_bce() {
+    let mut x = randn(61, 12);
+    x[0] = 28.0; // 1 − p_t ≈ 7e-13 with y = 1
+    let logits = t64(x, &[3, 4]);
+    let targets = [1.0, 0.0, 1.0, 0.0, 0.3, 1.0, 0.0, 0.7, 1.0, 0.0, 0.0, 0.5];
+    let pos_weight = [0.5, 3.0, 1.0, 8.0];
+    for (k, gamma) in [0.0, 0.5, 1.0, 2.0].into_iter().enumerate() {
+        for (j, (alpha, pw)) in
+            [(None, None), (Some(0.25), None), (None, Some(&pos_weight[..])), (Some(0.75), Some(&pos_weight[..]))].into_iter().enumerate()
+        {
+            check_op("sigmoid_focal", 90 + 4 * k as u64 + j as u64, std::slice::from_ref(&logits), |t, v| {
+                sigmoid_focal(t, v[0], &targets, gamma, alpha, pw)
+            });
+        }
+    }
+    check_op("bce_with_logits_weighted", 99, &[logits], |t, v| bce_with_logits_weighted(t, v[0], &targets, &pos_weight));
 }
 
 #[test]

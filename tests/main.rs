@@ -23,3 +23,5 @@ mod device;
 mod token_alignment;
 // The other tasks end to end: multi-label with thresholds, NER from CoNLL, regression, freezing, bad input, exports in transformers.
 mod tasks;
+// Class imbalance and calibration: weights, samplers, focal loss, thresholds, ECE, temperature, the report.
+mod imbalance;

@@ -15,7 +15,7 @@ use super::attention::{masked_softmax, merge_heads, split_heads};
 use super::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
 use super::embedding::embedding;
 use super::linear::{batched_matmul_op, linear};
-use super::loss::{IGNORE_INDEX, bce_with_logits, cross_entropy, mse};
+use super::loss::{IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
 use super::norm::layer_norm;
 use super::{Tape, Var};
 use crate::error::{Error, Result};
@@ -315,8 +315,19 @@ fn loss_cases() -> Result<Vec<GradcheckRow>> {
     let mse_targets = [0.5, -1.0, 2.0, 0.0];
     Ok(vec![
         check_op("cross_entropy", 30, std::slice::from_ref(&logits), |t, v| cross_entropy(t, v[0], &targets, None)),
-        check_op("cross_entropy weighted", 31, &[logits], |t, v| cross_entropy(t, v[0], &targets, Some(&weights))),
-        check_op("bce_with_logits", 32, &[Tensor::from_vec(bce_logits, &[3, 4])?], |t, v| bce_with_logits(t, v[0], &bce_targets)),
+        check_op("cross_entropy weighted", 31, std::slice::from_ref(&logits), |t, v| cross_entropy(t, v[0], &targets, Some(&weights))),
+        check_op("focal_cross_entropy γ2", 34, std::slice::from_ref(&logits), |t, v| focal_cross_entropy(t, v[0], &targets, 2.0, None)),
+        check_op("focal_cross_entropy γ0.5 alpha", 35, &[logits], |t, v| focal_cross_entropy(t, v[0], &targets, 0.5, Some(&weights))),
+        check_op("bce_with_logits", 32, &[Tensor::from_vec(bce_logits.clone(), &[3, 4])?], |t, v| bce_with_logits(t, v[0], &bce_targets)),
+        check_op("bce_with_logits pos_weight", 36, &[Tensor::from_vec(bce_logits.clone(), &[3, 4])?], |t, v| {
+            bce_with_logits_weighted(t, v[0], &bce_targets, &weights)
+        }),
+        check_op("sigmoid_focal γ2 α0.25", 37, &[Tensor::from_vec(bce_logits.clone(), &[3, 4])?], |t, v| {
+            sigmoid_focal(t, v[0], &bce_targets, 2.0, Some(0.25), None)
+        }),
+        check_op("sigmoid_focal γ1 pos_weight", 38, &[Tensor::from_vec(bce_logits, &[3, 4])?], |t, v| {
+            sigmoid_focal(t, v[0], &bce_targets, 1.0, None, Some(&weights))
+        }),
         check_op("mse", 33, &[random_tensor(51, &[4, 1])], |t, v| mse(t, v[0], &mse_targets)),
     ])
 }

@@ -459,7 +459,9 @@ impl Backward for ScaledGrad {
 /// Which loss a device loss op computes, with its host-side targets.
 pub(crate) enum LossKind<'a> {
     CrossEntropy { targets: &'a [i64], class_weights: Option<&'a [f64]> },
-    BceWithLogits { targets: &'a [f64] },
+    Focal { targets: &'a [i64], gamma: f64, alpha: Option<&'a [f64]> },
+    BceWithLogits { targets: &'a [f64], pos_weight: Option<&'a [f64]> },
+    SigmoidFocal { targets: &'a [f64], gamma: f64, alpha: Option<f64>, pos_weight: Option<&'a [f64]> },
     Mse { targets: &'a [f64] },
 }
 
@@ -479,10 +481,25 @@ pub(crate) fn loss_op(tape: &mut Tape, logits: Var, kind: LossKind) -> Result<Va
             loss::cross_entropy(lb, &y, w.as_ref(), &loss_buf, Some(&d), rows, classes, 1.0)?;
             "cross_entropy"
         }
-        LossKind::BceWithLogits { targets } => {
+        LossKind::Focal { targets, gamma, alpha } => {
+            let y: Vec<i32> = targets.iter().map(|&v| v as i32).collect();
+            let y = DeviceBuffer::from_i32(device, &y)?;
+            let a = alpha.map(|w| DeviceBuffer::from_f32(device, &to_f32(w), Elem::F32)).transpose()?;
+            loss::focal_cross_entropy(lb, &y, gamma as f32, a.as_ref(), &loss_buf, Some(&d), rows, classes, 1.0)?;
+            "focal_cross_entropy"
+        }
+        LossKind::BceWithLogits { targets, pos_weight } => {
             let y = DeviceBuffer::from_f32(device, &to_f32(targets), Elem::F32)?;
-            loss::bce_with_logits(lb, &y, None, &loss_buf, Some(&d), rows, classes, 1.0)?;
+            let pw = pos_weight.map(|w| DeviceBuffer::from_f32(device, &to_f32(w), Elem::F32)).transpose()?;
+            loss::bce_with_logits(lb, &y, pw.as_ref(), &loss_buf, Some(&d), rows, classes, 1.0)?;
             "bce_with_logits"
+        }
+        LossKind::SigmoidFocal { targets, gamma, alpha, pos_weight } => {
+            let y = DeviceBuffer::from_f32(device, &to_f32(targets), Elem::F32)?;
+            let pw = pos_weight.map(|w| DeviceBuffer::from_f32(device, &to_f32(w), Elem::F32)).transpose()?;
+            let a = alpha.map(|a| a as f32);
+            loss::sigmoid_focal(lb, &y, pw.as_ref(), gamma as f32, a, &loss_buf, Some(&d), rows, classes, 1.0)?;
+            "sigmoid_focal"
         }
         LossKind::Mse { targets } => {
             let y = DeviceBuffer::from_f32(device, &to_f32(targets), Elem::F32)?;

@@ -61,6 +61,10 @@ pub struct EvalArgs {
     /// Where to write metrics.json (default: metrics.json in the model folder).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also write report.md and its charts (plots/*.svg) into this folder;
+    /// the training curves come from the model folder's metrics.jsonl.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -91,11 +95,51 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => None,
     };
     let device_params = on_device.as_ref().map(|e| e.params.as_slice());
-    let evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
+    let mut evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
+    if task == Task::Classification && (settings.threshold.is_some() || settings.temperature.is_some()) {
+        // What predict does: the fitted temperature, then the tuned threshold.
+        evaluation = evaluation.with_decision(&data, &model.labels, settings.threshold, settings.temperature.unwrap_or(1.0))?;
+    }
     println!("{}", evaluation.to_text());
     println!("loss {:.4}", evaluation.loss);
-    let path = args.output.unwrap_or_else(|| args.model.join("metrics.json"));
+    let path = args.output.clone().unwrap_or_else(|| args.model.join("metrics.json"));
     write_atomic(&path, serde_json::to_string_pretty(&evaluation.to_json()).expect("json").as_bytes())?;
     eprintln!("wrote {}", path.display());
+    if let Some(dir) = &args.report {
+        write_eval_report(dir, &args, &model.labels, &evaluation, &data, task)?;
+    }
+    Ok(())
+}
+
+fn write_eval_report(
+    dir: &std::path::Path,
+    args: &EvalArgs,
+    labels: &[String],
+    evaluation: &crate::train::evaluate::Evaluation,
+    data: &crate::train::dataset::EncodedDataset,
+    task: Task,
+) -> Result<()> {
+    // The training log, when the model folder is a training run's output.
+    let log = std::fs::read_to_string(args.model.join("metrics.jsonl"))
+        .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default();
+    let multi_gold = match &data.targets {
+        crate::train::dataset::Targets::Multi(g) => Some(g.as_slice()),
+        _ => None,
+    };
+    let input = crate::report::ReportInput {
+        title: args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        labels,
+        train_counts: &[],
+        evaluation,
+        multi_gold,
+        eval_file: data.path.display().to_string(),
+        log,
+        metric: task.default_metric().into(),
+        setup: vec![format!("model: `{}`", args.model.display())],
+    };
+    std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e))?;
+    let files = crate::report::write_report(dir, &input)?;
+    eprintln!("report: {}", files.iter().map(|f| dir.join(f).display().to_string()).collect::<Vec<_>>().join(", "));
     Ok(())
 }

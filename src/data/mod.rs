@@ -3,6 +3,7 @@
 pub mod align;
 pub mod conll;
 pub mod readers;
+pub mod sampler;
 pub mod tokenize;
 
 pub use readers::{Column, Example, Format, LabelSet, ReaderOptions, read_examples};

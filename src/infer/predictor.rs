@@ -125,7 +125,7 @@ impl Predictor {
         let h = multi.head_index(head)?;
         let (model, _) = multi.head_model(h)?;
         let info = &multi.heads[h];
-        let settings = InferenceSettings { task: Some(info.task), thresholds: None, alignment: info.alignment.clone() };
+        let settings = InferenceSettings { task: Some(info.task), alignment: info.alignment.clone(), ..InferenceSettings::default() };
         Predictor::from_model(model, dir, settings, max_length, device, precision)
     }
 
@@ -285,8 +285,15 @@ impl Predictor {
                             p.probabilities = Some(probs);
                         }
                         _ => {
-                            p.label = Some(labels[argmax(&row)].clone());
-                            p.probabilities = Some(softmax(&row));
+                            // Calibrated probabilities; a binary threshold decides the label when one was tuned.
+                            let temperature = self.settings.temperature.unwrap_or(1.0);
+                            let probs = softmax(&row.iter().map(|v| v / temperature).collect::<Vec<f64>>());
+                            let id = match self.settings.threshold {
+                                Some(t) if probs.len() == 2 => usize::from(probs[1] >= t),
+                                _ => argmax(&row),
+                            };
+                            p.label = Some(labels[id].clone());
+                            p.probabilities = Some(probs);
                         }
                     }
                     p

@@ -1,6 +1,7 @@
 //! `berth-inference.json`: what prediction needs besides the weights and
 //! config.json, written beside them by `berth train`: the task, the
-//! multi-label thresholds, and the token alignment. Transformers ignores the
+//! multi-label thresholds, the binary decision threshold, the fitted
+//! temperature, and the token alignment. Transformers ignores the
 //! file; a model folder without it predicts with the defaults.
 
 use std::path::Path;
@@ -21,6 +22,14 @@ pub struct InferenceSettings {
     /// Multi-label: one probability threshold per label (0.5 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Vec<f64>>,
+    /// Binary single-label: the second label is predicted where its
+    /// probability is at or above this (the argmax when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Single-label: the fitted temperature the logits are divided by before
+    /// the softmax (1 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// Token tasks: `first` or `all`, as trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alignment: Option<String>,
@@ -44,6 +53,19 @@ impl InferenceSettings {
             if let Some(bad) = t.iter().find(|v| !(0.0..=1.0).contains(*v)) {
                 return Err(Error::Config { path, message: format!("threshold {bad} is not a probability in [0, 1]") });
             }
+        }
+        if let Some(t) = settings.threshold {
+            if num_labels != 2 {
+                return Err(Error::Config { path, message: format!("a decision threshold needs two labels; the model has {num_labels}") });
+            }
+            if !(0.0..=1.0).contains(&t) {
+                return Err(Error::Config { path, message: format!("threshold {t} is not a probability in [0, 1]") });
+            }
+        }
+        if let Some(t) = settings.temperature
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(Error::Config { path, message: format!("temperature {t} must be a positive number") });
         }
         Ok(settings)
     }

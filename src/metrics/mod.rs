@@ -14,9 +14,12 @@
 //!   decision thresholds.
 //! - [`entity`]: entity-level (NER) precision, recall and F1 as seqeval
 //!   computes them, in its default or strict-IOB2 mode, as one [`EntityReport`].
+//! - [`calibration`]: expected calibration error, reliability bins,
+//!   temperature scaling, precision-recall curves and average precision.
 //! - [`regression`]: Pearson and Spearman correlation (scipy's) and mean
 //!   squared error.
 
+pub mod calibration;
 pub mod classification;
 pub mod entity;
 pub mod multilabel;

@@ -38,6 +38,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::Scores;
+use super::calibration::precision_recall_curve;
 use super::report::{TEXT_DIGITS, average, divide, per_class_json, scores, scores_json, text_table};
 use crate::{Error, Result};
 
@@ -176,38 +177,15 @@ impl MultiLabelReport {
 /// `None` when `y_true` has no positive (F1 is then 0 at every threshold),
 /// when the slices are empty or differ in length, or when a score is NaN.
 pub fn best_f1_threshold(scores: &[f64], y_true: &[bool]) -> Option<(f64, f64)> {
-    if scores.len() != y_true.len() || scores.iter().any(|s| s.is_nan()) {
-        return None;
-    }
-    let positives = y_true.iter().filter(|&&t| t).count();
-    if positives == 0 {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    // Descending; no NaN, so partial_cmp is total (and -0.0 == 0.0, as in numpy).
-    order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
-
+    let (precision, recall, thresholds) = precision_recall_curve(scores, y_true);
     let mut best: Option<(f64, f64)> = None;
-    let (mut tp, mut fp) = (0usize, 0usize);
-    let mut i = 0;
-    while i < order.len() {
-        // Take every sample whose score equals this one: they cross the threshold together.
-        let threshold = scores[order[i]];
-        while i < order.len() && scores[order[i]] == threshold {
-            if y_true[order[i]] {
-                tp += 1
-            } else {
-                fp += 1
-            }
-            i += 1;
-        }
-        let p = tp as f64 / (tp + fp) as f64;
-        let r = tp as f64 / positives as f64;
+    // Thresholds ascend: walk them from the largest, and only a strictly
+    // better F1 replaces the best, so ties keep the larger threshold.
+    for k in (0..thresholds.len()).rev() {
+        let (p, r) = (precision[k], recall[k]);
         let f1 = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
-        // Thresholds come in decreasing order: only a strictly better F1
-        // replaces the best, so ties keep the larger threshold.
         if best.is_none_or(|(_, b)| f1 > b) {
-            best = Some((threshold, f1));
+            best = Some((thresholds[k], f1));
         }
     }
     best

@@ -3,10 +3,11 @@
 
 use super::bert::{Batch, EncoderParams, ForwardMode, encoder_forward, streams};
 use super::config::{BertConfig, ProblemType};
+use super::loss::{LossKind, LossSpec};
 use super::params::{HeadKind, ParamStore, WeightCache};
 use crate::autograd::basic::{dropout, first_token, tanh};
 use crate::autograd::linear::linear;
-use crate::autograd::loss::{bce_with_logits, cross_entropy, mse};
+use crate::autograd::loss::{bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -170,16 +171,39 @@ impl BertClassifier {
         Ok(ForwardOutput { logits, hidden_states, pooled, params })
     }
 
-    /// The loss HF computes for this head and problem type (mean reduction).
+    /// The loss HF computes for this head and problem type (mean reduction),
+    /// with optional class weights.
     pub fn loss(&self, tape: &mut Tape, logits: Var, labels: &Labels, class_weights: Option<&[f64]>) -> Result<Var> {
+        self.loss_with(tape, logits, labels, &LossSpec::standard(class_weights))
+    }
+
+    /// The loss `spec` names for this head: cross-entropy or softmax focal
+    /// for single-label and token heads, BCE or sigmoid focal for
+    /// multi-label (class weights as `pos_weight`), MSE for regression.
+    pub fn loss_with(&self, tape: &mut Tape, logits: Var, labels: &Labels, spec: &LossSpec) -> Result<Var> {
         let expected =
             |what: &str| Error::InvalidArgument(format!("this model needs {what} labels, got {labels:?}").chars().take(200).collect());
+        let softmax = |tape: &mut Tape, y: &[i64]| match &spec.kind {
+            LossKind::Standard => cross_entropy(tape, logits, y, spec.class_weights.as_deref()),
+            LossKind::Focal { gamma, .. } => focal_cross_entropy(tape, logits, y, *gamma, spec.row_weights().as_deref()),
+        };
         match (self.head, self.problem_type, labels) {
-            (HeadKind::TokenClassification, _, Labels::Token(y)) => cross_entropy(tape, logits, y, class_weights),
+            (HeadKind::TokenClassification, _, Labels::Token(y)) => softmax(tape, y),
             (HeadKind::TokenClassification, _, _) => Err(expected("per-token")),
-            (_, Some(ProblemType::SingleLabel), Labels::SingleLabel(y)) => cross_entropy(tape, logits, y, class_weights),
-            (_, Some(ProblemType::MultiLabel), Labels::MultiLabel(y)) => bce_with_logits(tape, logits, y),
-            (_, Some(ProblemType::Regression), Labels::Regression(y)) => mse(tape, logits, y),
+            (_, Some(ProblemType::SingleLabel), Labels::SingleLabel(y)) => softmax(tape, y),
+            (_, Some(ProblemType::MultiLabel), Labels::MultiLabel(y)) => match (&spec.kind, &spec.class_weights) {
+                (LossKind::Standard, None) => bce_with_logits(tape, logits, y),
+                (LossKind::Standard, Some(pw)) => bce_with_logits_weighted(tape, logits, y, pw),
+                (LossKind::Focal { gamma, alpha }, pw) => {
+                    sigmoid_focal(tape, logits, y, *gamma, alpha.as_ref().and_then(|a| a.first().copied()), pw.as_deref())
+                }
+            },
+            (_, Some(ProblemType::Regression), Labels::Regression(y)) => {
+                if *spec != LossSpec::default() {
+                    return Err(Error::InvalidArgument("regression uses MSE: focal loss and class weights do not apply".into()));
+                }
+                mse(tape, logits, y)
+            }
             (_, Some(p), _) => Err(expected(p.hf_name())),
             (_, None, _) => Err(expected("sequence")),
         }

@@ -4,10 +4,12 @@ pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod heads;
+pub mod loss;
 pub mod params;
 
 pub use bert::{Batch, ForwardMode};
 pub use checkpoint::{LoadOptions, LoadReport, load_model, save_model};
 pub use config::{BertConfig, ProblemType};
 pub use heads::{BertClassifier, ForwardOutput, Labels};
+pub use loss::{LossKind, LossSpec};
 pub use params::{HeadKind, ParamStore};

@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::data::align::{Alignment, IGNORE_INDEX, Window, align_labels, continuation_ids, plan_windows, word_piece_counts};
 use crate::data::conll::{ConllOptions, Sentence, read_conll};
 use crate::data::readers::{Column, Example, Format, LabelSet, ReaderOptions, read_examples};
+use crate::data::sampler::{Sampler, SamplerKind};
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
 use crate::model::{Batch, Labels};
@@ -324,6 +325,22 @@ pub fn epoch_batches(lengths: &[usize], batch_size: usize, seed: u64, epoch: u64
     let mut rng = SeqRng::new(mix64(seed ^ mix64(epoch.wrapping_add(0x5bd1_e995))));
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     rng.shuffle(&mut order);
+    group_batches(&order, lengths, batch_size, &mut rng, bucketing)
+}
+
+/// The micro-batches of one epoch as `sampler` draws it. The plain random
+/// sampler over the whole set gives exactly [`epoch_batches`].
+pub fn sampled_batches(sampler: &Sampler, lengths: &[usize], batch_size: usize, seed: u64, epoch: u64, bucketing: bool) -> Vec<Vec<usize>> {
+    if *sampler.kind() == SamplerKind::Random && sampler.epoch_length() == lengths.len() {
+        return epoch_batches(lengths, batch_size, seed, epoch, bucketing);
+    }
+    let order = sampler.epoch(epoch);
+    let mut rng = SeqRng::new(mix64(seed ^ mix64(epoch.wrapping_add(0x27d4_eb2f))));
+    group_batches(&order, lengths, batch_size, &mut rng, bucketing)
+}
+
+/// Cuts an epoch's order into batches, bucketed by length when asked.
+fn group_batches(order: &[usize], lengths: &[usize], batch_size: usize, rng: &mut SeqRng, bucketing: bool) -> Vec<Vec<usize>> {
     if !bucketing {
         return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
     }

@@ -7,9 +7,10 @@ use crate::autograd::Tape;
 use crate::data::align::word_predictions;
 use crate::error::Result;
 use crate::infer::predictor::{argmax, log_sum_exp};
+use crate::metrics::calibration::{average_precision, ece_of_logits, softmax_rows};
 use crate::metrics::classification::{ClassificationReport, try_classification_report};
 use crate::metrics::entity::{EntityReport, EntityScheme, entity_report};
-use crate::metrics::multilabel::{MultiLabelReport, multilabel_report, tune_thresholds};
+use crate::metrics::multilabel::{MultiLabelReport, best_f1_threshold, margin_threshold, multilabel_report, tune_thresholds};
 use crate::metrics::regression::{pearson, spearman};
 use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, ForwardMode};
@@ -44,9 +45,36 @@ pub struct Evaluation {
     pub predictions: Vec<usize>,
     /// Multi-label: each example's sigmoid probabilities (for threshold tuning).
     pub probabilities: Vec<Vec<f64>>,
+    /// Single-label: each example's logits (for the binary threshold,
+    /// calibration and the report's curves).
+    pub logits: Vec<Vec<f64>>,
+    /// Single-label: each example's true class, beside its logits.
+    pub gold: Vec<usize>,
+    /// Binary single-label: the probability of the second label at or above
+    /// which an example is predicted as it (None: the argmax).
+    pub threshold: Option<f64>,
+    /// Single-label: what the logits are divided by before the softmax (1
+    /// unless a temperature was fitted).
+    pub temperature: f64,
 }
 
 impl Evaluation {
+    /// The fields only single-label evaluations fill (logits, gold labels,
+    /// threshold, temperature), empty; the rest are placeholders that every
+    /// caller sets.
+    fn outputs_free() -> Evaluation {
+        Evaluation {
+            loss: 0.0,
+            report: TaskReport::Regression(RegressionScores { pearson: 0.0, spearman: 0.0, mse: 0.0, count: 0 }),
+            predictions: Vec::new(),
+            probabilities: Vec::new(),
+            logits: Vec::new(),
+            gold: Vec::new(),
+            threshold: None,
+            temperature: 1.0,
+        }
+    }
+
     /// The value of a metric by name; the names are [`super::task::Task::metrics`].
     pub fn metric(&self, name: &str) -> f64 {
         if name == "loss" {
@@ -101,7 +129,68 @@ impl Evaluation {
             report: TaskReport::MultiLabel(report, thresholds),
             predictions: Vec::new(),
             probabilities: self.probabilities.clone(),
+            ..Evaluation::outputs_free()
         })
+    }
+
+    /// Single-label: the same evaluation with another decision rule (no new
+    /// forward pass): probabilities softmax(logits / temperature), and for two
+    /// classes, the second label predicted where its probability ≥ threshold
+    /// (None: the argmax).
+    pub fn with_decision(&self, data: &EncodedDataset, labels: &[String], threshold: Option<f64>, temperature: f64) -> Result<Evaluation> {
+        let Targets::Single(gold) = &data.targets else {
+            return Err(crate::error::Error::InvalidArgument("a decision threshold and a temperature apply to single-label tasks".into()));
+        };
+        if threshold.is_some() && labels.len() != 2 {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "a decision threshold needs two classes; this model has {}",
+                labels.len()
+            )));
+        }
+        let probs = softmax_rows(&self.logits, temperature);
+        let predictions: Vec<usize> = probs
+            .iter()
+            .map(|p| match threshold {
+                Some(t) => usize::from(p[1] >= t),
+                None => argmax(p),
+            })
+            .collect();
+        let report = try_classification_report(gold, &predictions, labels)?;
+        Ok(Evaluation {
+            loss: self.loss,
+            report: TaskReport::Classification(report),
+            predictions,
+            probabilities: Vec::new(),
+            logits: self.logits.clone(),
+            gold: gold.clone(),
+            threshold,
+            temperature,
+        })
+    }
+
+    /// Binary single-label: the second label's probability threshold with
+    /// the best F1 on this data (scikit-learn's precision-recall thresholds;
+    /// ties go to the larger, then moved halfway down to the next score, as
+    /// multi-label thresholds are: see `margin_threshold`), and that F1. None
+    /// when there is no positive.
+    pub fn best_binary_threshold(&self) -> Option<(f64, f64)> {
+        let (scores, positive) = self.binary_scores()?;
+        best_f1_threshold(&scores, &positive).map(|(t, f1)| (margin_threshold(&scores, t), f1))
+    }
+
+    /// Binary single-label: the second label's probabilities (at this
+    /// evaluation's temperature) and whether each example is of it.
+    pub fn binary_scores(&self) -> Option<(Vec<f64>, Vec<bool>)> {
+        if self.logits.first().is_none_or(|r| r.len() != 2) {
+            return None;
+        }
+        let scores = softmax_rows(&self.logits, self.temperature).iter().map(|p| p[1]).collect();
+        Some((scores, self.gold.iter().map(|&y| y == 1).collect()))
+    }
+
+    /// Single-label: the expected calibration error (15 bins) at `temperature`.
+    pub fn ece(&self, temperature: f64) -> Option<f64> {
+        (!self.logits.is_empty()).then(|| ece_of_logits(&self.logits, &self.gold, temperature))
     }
 
     /// The thresholds a multi-label evaluation used.
@@ -115,7 +204,24 @@ impl Evaluation {
     /// `metrics.json`: the report in its library's JSON shape, plus `eval_loss`.
     pub fn to_json(&self) -> Value {
         let mut value = match &self.report {
-            TaskReport::Classification(r) => r.to_json(),
+            TaskReport::Classification(r) => {
+                let mut v = r.to_json();
+                if let Some(t) = self.threshold {
+                    v["threshold"] = json!(t);
+                }
+                if !self.logits.is_empty() {
+                    let gold = &self.gold;
+                    v["ece"] = json!(ece_of_logits(&self.logits, gold, self.temperature));
+                    if self.temperature != 1.0 {
+                        v["temperature"] = json!(self.temperature);
+                        v["ece_before_calibration"] = json!(ece_of_logits(&self.logits, gold, 1.0));
+                    }
+                    if let Some((scores, positive)) = self.binary_scores() {
+                        v["average_precision"] = json!(average_precision(&scores, &positive));
+                    }
+                }
+                v
+            }
             TaskReport::MultiLabel(r, thresholds) => {
                 let mut v = r.to_json();
                 v["thresholds"] = json!(thresholds);
@@ -220,7 +326,16 @@ pub fn evaluate_with(
                 })
                 .collect();
             let report = try_classification_report(y, &predictions, &model.labels)?;
-            Ok(Evaluation { loss: loss / n, report: TaskReport::Classification(report), predictions, probabilities: Vec::new() })
+            Ok(Evaluation {
+                loss: loss / n,
+                report: TaskReport::Classification(report),
+                predictions,
+                probabilities: Vec::new(),
+                logits: outputs,
+                gold: y.clone(),
+                threshold: None,
+                temperature: 1.0,
+            })
         }
         Targets::Multi(y) => {
             let thresholds = thresholds.map(<[f64]>::to_vec).unwrap_or_else(|| vec![0.5; c]);
@@ -233,13 +348,25 @@ pub fn evaluate_with(
             let predicted: Vec<Vec<bool>> =
                 probabilities.iter().map(|p| p.iter().zip(&thresholds).map(|(q, t)| q >= t).collect()).collect();
             let report = multilabel_report(y, &predicted, &model.labels)?;
-            Ok(Evaluation { loss: loss / n, report: TaskReport::MultiLabel(report, thresholds), predictions: Vec::new(), probabilities })
+            Ok(Evaluation {
+                loss: loss / n,
+                report: TaskReport::MultiLabel(report, thresholds),
+                predictions: Vec::new(),
+                probabilities,
+                ..Evaluation::outputs_free()
+            })
         }
         Targets::Regression(y) => {
             let predicted: Vec<f64> = outputs.iter().map(|x| x[0]).collect();
             let mse = predicted.iter().zip(y).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / n;
             let scores = RegressionScores { pearson: pearson(&predicted, y)?, spearman: spearman(&predicted, y)?, mse, count: y.len() };
-            Ok(Evaluation { loss: mse, report: TaskReport::Regression(scores), predictions: Vec::new(), probabilities: Vec::new() })
+            Ok(Evaluation {
+                loss: mse,
+                report: TaskReport::Regression(scores),
+                predictions: Vec::new(),
+                probabilities: Vec::new(),
+                ..Evaluation::outputs_free()
+            })
         }
         Targets::Token(y) => {
             let rows = data.token_rows.as_ref().expect("token data carries its sentences");
@@ -268,6 +395,7 @@ pub fn evaluate_with(
                 report: TaskReport::Token(report),
                 predictions: Vec::new(),
                 probabilities: Vec::new(),
+                ..Evaluation::outputs_free()
             })
         }
     }

@@ -2,11 +2,13 @@
 //! loop with evaluation and checkpoints, and the state that makes a resumed
 //! run continue exactly where the interrupted one stopped.
 
+pub mod class_weights;
 pub mod dataset;
 pub mod device_model;
 pub mod evaluate;
 pub mod freeze;
 pub mod head_prior;
+pub mod imbalance;
 pub mod multitask;
 pub mod options;
 pub mod state;

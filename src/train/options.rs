@@ -58,6 +58,43 @@ pub struct TrainOptions {
     /// its F1 on the evaluation file; saved with the model and used by predict.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub tune_thresholds: Option<bool>,
+    /// Class imbalance: per-class loss weights: inverse, sqrt-inverse or
+    /// effective[:beta] (from the training counts, scaled to mean 1; beta
+    /// 0.9999 by default), or a file with one weight per class. Multi-label
+    /// tasks get one pos_weight per label.
+    #[arg(long)]
+    pub class_weights: Option<String>,
+    /// Which examples an epoch visits: random (each once), weighted[:R]
+    /// (with replacement, classes balanced, or the majority at most R times
+    /// any class) or undersample[:R] (each class cut to at most R times the
+    /// smallest). Seeded by --seed. Single-label tasks.
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// Examples per epoch (default: the training set's size; for undersample,
+    /// the examples kept).
+    #[arg(long)]
+    pub epoch_length: Option<usize>,
+    /// ce (the task's standard loss: cross-entropy, BCE for multi-label) or
+    /// focal (softmax focal, sigmoid focal for multi-label).
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Focal loss: gamma ≥ 0 (default 2; 0 is cross-entropy).
+    #[arg(long, allow_hyphen_values = true)]
+    pub focal_gamma: Option<f64>,
+    /// Focal loss: per-class alpha `a,b,c` (one value for two classes: the
+    /// positive class's, 1 − it for the other; multi-label: one value, the
+    /// positives' weight).
+    #[arg(long)]
+    pub focal_alpha: Option<String>,
+    /// Binary classification: choose the positive class's (the second
+    /// label's) probability threshold that maximises F1 on the evaluation
+    /// file; saved with the model and used by predict.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tune_threshold: Option<bool>,
+    /// Single-label: after training, fit a temperature on the evaluation
+    /// file (temperature scaling); saved with the model and applied by predict.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub calibrate: Option<bool>,
     /// Parameters that are not trained: embeddings, layers:0-3, encoder (all of
     /// the encoder: the head alone trains), or several joined by `,`.
     #[arg(long)]
@@ -192,6 +229,14 @@ impl TrainOptions {
             alignment,
             label_separator,
             tune_thresholds,
+            class_weights,
+            sampler,
+            epoch_length,
+            loss,
+            focal_gamma,
+            focal_alpha,
+            tune_threshold,
+            calibrate,
             freeze,
             head_bias_init,
             text_column,
@@ -252,6 +297,14 @@ impl TrainOptions {
             alignment: self.alignment.clone().unwrap_or_else(|| "first".into()),
             label_separator: self.label_separator.clone().unwrap_or_else(|| ",".into()),
             tune_thresholds: self.tune_thresholds.unwrap_or(false),
+            class_weights: self.class_weights.clone(),
+            sampler: self.sampler.clone().unwrap_or_else(|| "random".into()),
+            epoch_length: self.epoch_length,
+            loss: self.loss.clone().unwrap_or_else(|| "ce".into()),
+            focal_gamma: self.focal_gamma,
+            focal_alpha: self.focal_alpha.clone(),
+            tune_threshold: self.tune_threshold.unwrap_or(false),
+            calibrate: self.calibrate.unwrap_or(false),
             freeze: self.freeze.clone(),
             head_bias_init: self.head_bias_init.clone().unwrap_or_else(|| "zero".into()),
             text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
@@ -303,6 +356,22 @@ pub struct TrainConfig {
     pub alignment: String,
     pub label_separator: String,
     pub tune_thresholds: bool,
+    #[serde(default)]
+    pub class_weights: Option<String>,
+    #[serde(default = "default_sampler")]
+    pub sampler: String,
+    #[serde(default)]
+    pub epoch_length: Option<usize>,
+    #[serde(default = "default_loss")]
+    pub loss: String,
+    #[serde(default)]
+    pub focal_gamma: Option<f64>,
+    #[serde(default)]
+    pub focal_alpha: Option<String>,
+    #[serde(default)]
+    pub tune_threshold: bool,
+    #[serde(default)]
+    pub calibrate: bool,
     pub freeze: Option<String>,
     /// Absent in the states of runs from before the flag existed.
     #[serde(default = "zero_bias_init")]
@@ -342,7 +411,20 @@ fn zero_bias_init() -> String {
     "zero".into()
 }
 
+fn default_sampler() -> String {
+    "random".into()
+}
+
+fn default_loss() -> String {
+    "ce".into()
+}
+
 impl TrainConfig {
+    /// The loss kind the options name (class weights come from the data).
+    pub fn loss_kind(&self) -> Result<crate::model::LossKind> {
+        crate::model::LossSpec::parse_kind(&self.loss, self.focal_gamma, self.focal_alpha.as_deref())
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if self.batch_size == 0 || self.grad_accum == 0 {
@@ -390,6 +472,32 @@ impl TrainConfig {
         }
         if self.heads.is_some() && self.head_bias_init != "zero" {
             return bad("--head-bias-init prior is for single-head runs; --heads initialises each head as transformers does".into());
+        }
+        self.loss_kind()?;
+        if let Some(spec) = &self.class_weights {
+            super::class_weights::ClassWeightSpec::parse(spec)?;
+        }
+        let sampler = crate::data::sampler::SamplerKind::parse(&self.sampler)?;
+        let single = self.task == Task::Classification;
+        if sampler != crate::data::sampler::SamplerKind::Random && !single {
+            return bad(format!("--sampler {} needs --task classification (one class per example)", self.sampler));
+        }
+        if self.epoch_length == Some(0) {
+            return bad("--epoch-length must be at least 1".into());
+        }
+        if self.task == Task::Regression && (self.class_weights.is_some() || self.loss != "ce") {
+            return bad("regression uses MSE: --class-weights and --loss focal do not apply".into());
+        }
+        if self.tune_threshold && (!single || self.eval.is_none()) {
+            return bad("--tune-threshold needs --task classification with two labels and an --eval file to tune on".into());
+        }
+        if self.calibrate && (!single || self.eval.is_none()) {
+            return bad("--calibrate needs --task classification and an --eval file to fit the temperature on".into());
+        }
+        if self.heads.is_some()
+            && (self.class_weights.is_some() || self.loss != "ce" || self.sampler != "random" || self.tune_threshold || self.calibrate)
+        {
+            return bad("--heads: class weights, focal loss, samplers, --tune-threshold and --calibrate apply to single-task runs".into());
         }
         Ok(())
     }

@@ -9,9 +9,10 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use super::dataset::{DataSpec, EncodedDataset, epoch_batches};
+use super::dataset::{DataSpec, EncodedDataset, sampled_batches};
 use super::evaluate::{Evaluation, evaluate, evaluate_with};
 use super::freeze::FreezeSpec;
+use super::imbalance::ImbalanceSetup;
 use super::options::TrainConfig;
 use super::state::{
     TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state,
@@ -22,6 +23,7 @@ use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
 use crate::infer::settings::InferenceSettings;
 use crate::io::write_atomic;
+use crate::metrics::calibration::fit_temperature;
 use crate::model::checkpoint::TokenizerFiles;
 use crate::model::params::ParamStore;
 use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
@@ -104,11 +106,12 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     }
     let settings = InferenceSettings {
         task: Some(config.task),
-        thresholds: None,
         alignment: (config.task == Task::TokenClassification).then(|| config.alignment.clone()),
+        ..InferenceSettings::default()
     };
+    let imbalance = ImbalanceSetup::new(config, &train_data, &names)?;
     let lengths: Vec<usize> = train_data.encodings.iter().map(|e| e.ids.len()).collect();
-    let batches_per_epoch = train_data.len().div_ceil(config.batch_size) as u64;
+    let batches_per_epoch = imbalance.sampler.epoch_length().div_ceil(config.batch_size) as u64;
     let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accum as u64).max(1);
     let total_steps = config.max_steps.unwrap_or_else(|| (config.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
     let warmup_steps = config.warmup_steps.unwrap_or_else(|| (config.warmup_ratio * total_steps as f64).ceil() as u64);
@@ -198,7 +201,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     let mut last_eval: Option<Evaluation> = None;
 
     'epochs: while state.step < total_steps && !stop {
-        let batches = epoch_batches(&lengths, config.batch_size, config.seed, state.epoch, config.length_bucketing);
+        let batches = sampled_batches(&imbalance.sampler, &lengths, config.batch_size, config.seed, state.epoch, config.length_bucketing);
         while state.batch_in_epoch < batches.len() {
             // One optimizer step: up to grad_accum micro-batches (fewer at the end of an epoch).
             let group_end = (state.batch_in_epoch + config.grad_accum).min(batches.len());
@@ -217,7 +220,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                     Some(e) => model.forward_on(&mut tape, &e.params, &batch, mode)?,
                     None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
                 };
-                let loss = model.loss(&mut tape, out.logits, &targets, None)?;
+                let loss = model.loss_with(&mut tape, out.logits, &targets, &imbalance.loss)?;
                 let loss_value = tape.value(loss).to_f64_vec()[0];
                 if !loss_value.is_finite() {
                     return Err(non_finite("loss", loss_value, &state, config));
@@ -286,6 +289,11 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                     // Select the best model by what predict will do: tuned thresholds.
                     evaluation = evaluation.with_tuned_thresholds(data, &model.labels)?;
                 }
+                if config.tune_threshold
+                    && let Some((t, _)) = evaluation.best_binary_threshold()
+                {
+                    evaluation = evaluation.with_decision(data, &model.labels, Some(t), 1.0)?;
+                }
                 let value = evaluation.metric(&config.metric_for_best);
                 let mut entry = json!({"step": state.step, "epoch": epoch_float(&state, batches.len())});
                 for (key, v) in evaluation.log_fields() {
@@ -301,7 +309,11 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                     state.best_step = Some(state.step);
                     state.evals_without_improvement = 0;
                     best_params = Some(model.params.clone());
-                    let best_settings = InferenceSettings { thresholds: evaluation.thresholds().map(<[f64]>::to_vec), ..settings.clone() };
+                    let best_settings = InferenceSettings {
+                        thresholds: evaluation.thresholds().map(<[f64]>::to_vec),
+                        threshold: evaluation.threshold,
+                        ..settings.clone()
+                    };
                     save_model_dir(&model, &config.output.join("best"), &tokenizer_files, &best_settings)?;
                 } else {
                     state.evals_without_improvement += 1;
@@ -354,12 +366,56 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         settings.thresholds = tuned.thresholds().map(<[f64]>::to_vec);
         final_eval = Some(tuned);
     }
+    let mut argmax_eval = None;
+    // Single-label: temperature first, then the binary threshold on the
+    // calibrated probabilities, which is the order predict applies them in.
+    if let (Some(data), Some(e)) = (&eval_data, &final_eval)
+        && (config.calibrate || config.tune_threshold)
+    {
+        let plain = e.with_decision(data, &model.labels, None, 1.0)?;
+        let temperature = if config.calibrate { fit_temperature(&plain.logits, &plain.gold) } else { 1.0 };
+        if config.calibrate {
+            eprintln!(
+                "temperature {temperature:.4} fitted on {}: ECE {:.4} before, {:.4} after (15 bins)",
+                data.path.display(),
+                plain.ece(1.0).unwrap_or(0.0),
+                plain.ece(temperature).unwrap_or(0.0)
+            );
+            settings.temperature = Some(temperature);
+        }
+        let calibrated = plain.with_decision(data, &model.labels, None, temperature)?;
+        let threshold = if config.tune_threshold { calibrated.best_binary_threshold().map(|(t, _)| t) } else { None };
+        if let Some(t) = threshold {
+            let tuned = calibrated.with_decision(data, &model.labels, Some(t), temperature)?;
+            eprintln!(
+                "threshold {t:.4} on P({}) tuned on {}: F1 of `{}` {:.4} at the argmax, {:.4} tuned",
+                model.labels[1],
+                data.path.display(),
+                model.labels[1],
+                f1_of(&calibrated, 1),
+                f1_of(&tuned, 1)
+            );
+            settings.threshold = Some(t);
+            final_eval = Some(tuned);
+            argmax_eval = Some(calibrated);
+        } else {
+            final_eval = Some(calibrated);
+        }
+    }
     save_model(&model, &config.output, DType::F32)?;
     tokenizer_files.write(&config.output)?;
     settings.write(&config.output)?;
     write_state(&config.output, &state)?;
     if let Some(e) = &final_eval {
-        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&e.to_json()).expect("json").as_bytes())?;
+        let mut json = e.to_json();
+        if let (Some(a), true) = (&argmax_eval, e.threshold.is_some()) {
+            // What the same model scores without the tuned threshold, for comparison.
+            json["argmax"] = a.to_json();
+        }
+        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
+    }
+    if let (Some(e), Some(data)) = (&final_eval, &eval_data) {
+        write_run_report(config, &model.labels, &imbalance, e, data)?;
     }
     Ok(TrainSummary {
         steps: state.step,
@@ -369,6 +425,59 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         best_step: state.best_step,
         output: config.output.clone(),
     })
+}
+
+/// report.md and plots/ in the output folder.
+fn write_run_report(
+    config: &TrainConfig,
+    labels: &[String],
+    imbalance: &ImbalanceSetup,
+    e: &Evaluation,
+    data: &EncodedDataset,
+) -> Result<()> {
+    let log_path = config.output.join("metrics.jsonl");
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(&log_path)
+        .map_err(|err| Error::io(&log_path, err))?
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let metric = if config.metric_for_best == "loss" { config.task.default_metric().to_string() } else { config.metric_for_best.clone() };
+    let mut setup = vec![
+        format!("task: {}, trained on `{}`", config.task.name(), config.train.display()),
+        format!("loss: {}", imbalance.loss.describe()),
+    ];
+    if let (Some(spec), Some(w)) = (&config.class_weights, &imbalance.loss.class_weights) {
+        setup.push(format!("class weights ({spec}): {}", super::class_weights::describe(labels, w)));
+    }
+    if config.sampler != "random" || config.epoch_length.is_some() {
+        setup.push(imbalance.sampler.describe(labels));
+    }
+    let multi_gold = match &data.targets {
+        super::dataset::Targets::Multi(g) => Some(g.as_slice()),
+        _ => None,
+    };
+    let input = crate::report::ReportInput {
+        title: config.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        labels,
+        train_counts: &imbalance.counts,
+        evaluation: e,
+        multi_gold,
+        eval_file: data.path.display().to_string(),
+        log,
+        metric,
+        setup,
+    };
+    let files = crate::report::write_report(&config.output, &input)?;
+    eprintln!("report: {}", files.iter().map(|f| config.output.join(f).display().to_string()).collect::<Vec<_>>().join(", "));
+    Ok(())
+}
+
+/// The F1 of class `c` in a single-label evaluation (0 for other tasks).
+fn f1_of(e: &Evaluation, c: usize) -> f64 {
+    match &e.report {
+        super::evaluate::TaskReport::Classification(r) => r.per_class.get(c).map_or(0.0, |s| s.f1),
+        _ => 0.0,
+    }
 }
 
 /// Where a failed run can restart from, for its error message.

@@ -159,24 +159,39 @@ pub fn focal_cross_entropy<T: Float>(logits: &[T], targets: &[i64], classes: usi
 }
 
 /// Sigmoid focal loss, mean over all elements: logits and targets (N, C),
-/// targets in [0, 1] (soft labels allowed). Per element, with p = σ(x):
-/// p_t = p·y + (1 − p)(1 − y), α_t = α·y + (1 − α)(1 − y) (1 without alpha),
-/// loss = α_t·(1 − p_t)^γ·BCE(x, y), BCE in the stable with-logits form, so
-/// gamma 0 without alpha is exactly `bce_with_logits`.
+/// targets in [0, 1] (soft labels allowed), optional pos_weight (C). Per
+/// element, with p = σ(x): p_t = p·y + (1 − p)(1 − y), α_t = α·y + (1 − α)(1 − y)
+/// (1 without alpha), B = the BCE term — the stable with-logits form, or
+/// with pos_weight (1 − y)·softplus(x) + pw[c]·y·softplus(−x) as in
+/// `bce_with_logits_weighted` — and loss = α_t·(1 − p_t)^γ·B. Gamma 0
+/// without alpha is exactly `bce_with_logits` (or its weighted form).
 ///
 /// With m = 1 − p_t = p(1 − y) + (1 − p)y: dm/dx = p(1 − p)(1 − 2y), and
-/// d loss/dx = α_t·m^γ·((p − y) + γ·(p(1 − p)/m)·(1 − 2y)·BCE), where
+/// d loss/dx = α_t·m^γ·(dB/dx + γ·(p(1 − p)/m)·(1 − 2y)·B), where
 /// p(1 − p)/m ≤ 2, so no m^(γ−1) blows up as m → 0.
-pub fn sigmoid_focal<T: Float>(logits: &[T], targets: &[T], gamma: f64, alpha: Option<f64>) -> (T, Vec<T>) {
+pub fn sigmoid_focal<T: Float>(
+    logits: &[T],
+    targets: &[T],
+    classes: usize,
+    gamma: f64,
+    alpha: Option<f64>,
+    pos_weight: Option<&[T]>,
+) -> (T, Vec<T>) {
     let n = T::from_f64(logits.len().max(1) as f64);
     let g = T::from_f64(gamma);
     let two = T::from_f64(2.0);
     let mut total = T::ZERO;
     let mut d = vec![T::ZERO; logits.len()];
     for (i, (&x, &y)) in logits.iter().zip(targets).enumerate() {
-        let bce = x.max(T::ZERO) - x * y + (-x.abs()).exp().ln_1p();
         let p = sigmoid(x);
         let pn = sigmoid(-x);
+        let (b, db) = match pos_weight {
+            None => (x.max(T::ZERO) - x * y + (-x.abs()).exp().ln_1p(), p - y),
+            Some(pw) => {
+                let w = pw[i % classes.max(1)];
+                ((T::ONE - y) * softplus(x) + w * y * softplus(-x), (T::ONE - y) * p - w * y * pn)
+            }
+        };
         let m = p * (T::ONE - y) + pn * y;
         let mg = pow(m, gamma);
         let at = alpha.map_or(T::ONE, |a| {
@@ -184,8 +199,8 @@ pub fn sigmoid_focal<T: Float>(logits: &[T], targets: &[T], gamma: f64, alpha: O
             a * y + (T::ONE - a) * (T::ONE - y)
         });
         let ratio = if m == T::ZERO { T::ZERO } else { p * pn / m };
-        total += at * mg * bce;
-        d[i] = at * mg * ((p - y) + g * ratio * (T::ONE - two * y) * bce) / n;
+        total += at * mg * b;
+        d[i] = at * mg * (db + g * ratio * (T::ONE - two * y) * b) / n;
     }
     (total / n, d)
 }
@@ -265,7 +280,9 @@ mod tests {
     fn sigmoid_focal_with_gamma_zero_is_bce_bit_for_bit() {
         let x = normal(4, 24, 4.0);
         for y in [uniform(5, 24), uniform(5, 24).iter().map(|v| v.round()).collect()] {
-            assert_eq!(sigmoid_focal(&x, &y, 0.0, None), bce_with_logits(&x, &y));
+            assert_eq!(sigmoid_focal(&x, &y, 6, 0.0, None, None), bce_with_logits(&x, &y));
+            let pw = [0.5, 2.0, 3.5, 1.0, 0.1, 1.5];
+            assert_eq!(sigmoid_focal(&x, &y, 6, 0.0, None, Some(&pw)), bce_with_logits_weighted(&x, &y, 6, Some(&pw)));
             assert_eq!(bce_with_logits_weighted(&x, &y, 6, None), bce_with_logits(&x, &y));
             let (l, d) = bce_with_logits_weighted(&x, &y, 6, Some(&[1.0; 6]));
             let (lb, db) = bce_with_logits(&x, &y);
@@ -305,9 +322,11 @@ mod tests {
         for y in [&hard, &soft] {
             for gamma in [0.0, 0.5, 1.0, 2.0] {
                 for alpha in [None, Some(0.25)] {
-                    let (_, d) = sigmoid_focal(&x, y, gamma, alpha);
-                    let e = grad_error(&x, &d, |xs| sigmoid_focal(xs, y, gamma, alpha).0);
-                    assert!(e <= 1e-6, "gamma {gamma}, alpha {alpha:?}: relative error {e:e}");
+                    for pw in [None, Some(&[0.5, 2.0, 3.5, 1.0, 0.1][..])] {
+                        let (_, d) = sigmoid_focal(&x, y, 5, gamma, alpha, pw);
+                        let e = grad_error(&x, &d, |xs| sigmoid_focal(xs, y, 5, gamma, alpha, pw).0);
+                        assert!(e <= 1e-6, "gamma {gamma}, alpha {alpha:?}, pos_weight {}: relative error {e:e}", pw.is_some());
+                    }
                 }
             }
             let pw = [0.5, 2.0, 3.5, 1.0, 0.1];

@@ -179,7 +179,7 @@ fn bad_label_case(device: &Device, out: &mut Vec<CheckRow>) -> Result<()> {
 #[derive(Clone, Copy)]
 enum Elementwise {
     Bce { pos_weight: bool },
-    Focal { gamma: f32, alpha: Option<f32> },
+    Focal { gamma: f32, alpha: Option<f32>, pos_weight: bool },
 }
 
 /// One elementwise case: logits of standard deviation `spread`, soft
@@ -219,11 +219,12 @@ fn elementwise_case(device: &Device, elem: Elem, c: ElementwiseCase, out: &mut V
             let want = bce_with_logits_weighted(&x64, &y64, classes, pos_weight.then_some(pw64.as_slice()));
             (format!("bce_with_logits_fwd_{}", elem.suffix()), shapes, want)
         }
-        Elementwise::Focal { gamma, alpha } => {
-            loss::sigmoid_focal(&x, &y, gamma, alpha, &l, d_dev, rows, classes, scale)?;
+        Elementwise::Focal { gamma, alpha, pos_weight } => {
+            loss::sigmoid_focal(&x, &y, pos_weight.then_some(&pw), gamma, alpha, &l, d_dev, rows, classes, scale)?;
             let a = alpha.map_or(String::new(), |a| format!(" α{a}"));
-            let shapes = format!("{inputs} γ{gamma}{a} ×{scale}");
-            let want = sigmoid_focal(&x64, &y64, gamma as f64, alpha.map(|a| a as f64));
+            let shapes = format!("{inputs} γ{gamma}{a}{} ×{scale}", if pos_weight { " pw" } else { "" });
+            let pw_ref = pos_weight.then_some(pw64.as_slice());
+            let want = sigmoid_focal(&x64, &y64, classes, gamma as f64, alpha.map(|a| a as f64), pw_ref);
             (format!("sigmoid_focal_fwd_{}", elem.suffix()), shapes, want)
         }
     };
@@ -260,16 +261,28 @@ fn elementwise_cases(device: &Device, elem: Elem, out: &mut Vec<CheckRow>) -> Re
             ElementwiseCase { kind: Elementwise::Bce { pos_weight: true }, soft: !soft, scale: 0.25, ..c },
             out,
         )?;
-        elementwise_case(device, elem, ElementwiseCase { kind: Elementwise::Focal { gamma, alpha: None }, soft, scale: 0.5, ..c }, out)?;
-        let focal_alpha = Elementwise::Focal { gamma, alpha: Some(0.25) };
+        elementwise_case(
+            device,
+            elem,
+            ElementwiseCase { kind: Elementwise::Focal { gamma, alpha: None, pos_weight: false }, soft, scale: 0.5, ..c },
+            out,
+        )?;
+        let focal_alpha = Elementwise::Focal { gamma, alpha: Some(0.25), pos_weight: false };
         elementwise_case(device, elem, ElementwiseCase { kind: focal_alpha, soft: !soft, ..c }, out)?;
+        let focal_weighted = Elementwise::Focal { gamma, alpha: None, pos_weight: true };
+        elementwise_case(device, elem, ElementwiseCase { kind: focal_weighted, soft, scale: 0.25, ..c }, out)?;
     }
     // Every gamma on soft and hard targets; then saturated logits (|x| up to
     // ~150: σ(−x) underflows, so 1 − p_t is exactly 0 in f32); then the loss alone.
     let c = ElementwiseCase { rows: 11, classes: 7, ..base };
     for gamma in [0.0, 0.5, 1.0, 2.0] {
         for soft in [false, true] {
-            elementwise_case(device, elem, ElementwiseCase { kind: Elementwise::Focal { gamma, alpha: Some(0.25) }, soft, ..c }, out)?;
+            elementwise_case(
+                device,
+                elem,
+                ElementwiseCase { kind: Elementwise::Focal { gamma, alpha: Some(0.25), pos_weight: false }, soft, ..c },
+                out,
+            )?;
         }
     }
     let big = ElementwiseCase { rows: 37, classes: 77, spread: 40.0, ..base };
@@ -278,11 +291,27 @@ fn elementwise_cases(device: &Device, elem: Elem, out: &mut Vec<CheckRow>) -> Re
     }
     for gamma in [0.5, 2.0] {
         for soft in [false, true] {
-            elementwise_case(device, elem, ElementwiseCase { kind: Elementwise::Focal { gamma, alpha: Some(0.25) }, soft, ..big }, out)?;
+            elementwise_case(
+                device,
+                elem,
+                ElementwiseCase { kind: Elementwise::Focal { gamma, alpha: Some(0.25), pos_weight: false }, soft, ..big },
+                out,
+            )?;
+            elementwise_case(
+                device,
+                elem,
+                ElementwiseCase { kind: Elementwise::Focal { gamma, alpha: Some(0.25), pos_weight: true }, soft, ..big },
+                out,
+            )?;
         }
     }
     elementwise_case(device, elem, ElementwiseCase { kind: Elementwise::Bce { pos_weight: true }, grad: false, ..c }, out)?;
-    elementwise_case(device, elem, ElementwiseCase { kind: Elementwise::Focal { gamma: 2.0, alpha: None }, grad: false, ..c }, out)?;
+    elementwise_case(
+        device,
+        elem,
+        ElementwiseCase { kind: Elementwise::Focal { gamma: 2.0, alpha: None, pos_weight: false }, grad: false, ..c },
+        out,
+    )?;
     Ok(())
 }
 

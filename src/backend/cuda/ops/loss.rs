@@ -188,13 +188,15 @@ pub fn bce_with_logits(
     finish(&partial, n, loss)
 }
 
-/// logits (N, C) T; targets (N, C) F32 in [0, 1] -> loss (1) F32, the mean
-/// over N·C of α_t·(1 − p_t)^γ·BCE (α_t = 1 without alpha); dlogits (N, C)
-/// T optional, written, times dloss_scale.
+/// logits (N, C) T; targets (N, C) F32 in [0, 1]; pos_weight (C) F32
+/// optional -> loss (1) F32, the mean over N·C of α_t·(1 − p_t)^γ·B, where B
+/// is the BCE term of `bce_with_logits` (with pos_weight when given) and
+/// α_t = 1 without alpha; dlogits (N, C) T optional, written, times dloss_scale.
 #[allow(clippy::too_many_arguments)]
 pub fn sigmoid_focal(
     logits: &DeviceBuffer,
     targets: &DeviceBuffer,
+    pos_weight: Option<&DeviceBuffer>,
     gamma: f32,
     alpha: Option<f32>,
     loss: &DeviceBuffer,
@@ -208,6 +210,9 @@ pub fn sigmoid_focal(
     check_common(op, logits, loss, dlogits, n)?;
     expect(op, "targets", targets, n, Elem::F32)?;
     check_gamma(op, gamma)?;
+    if let Some(w) = pos_weight {
+        expect(op, "pos_weight", w, classes, Elem::F32)?;
+    }
     if alpha.is_some_and(|a| !a.is_finite()) {
         return Err(Error::InvalidArgument(format!("{op}: alpha must be finite, got {alpha:?}")));
     }
@@ -216,6 +221,7 @@ pub fn sigmoid_focal(
     KernelArgs::new()
         .buf(logits)
         .buf(targets)
+        .ptr(opt_ptr(pos_weight))
         .f32(gamma)
         .f32(alpha.unwrap_or(0.0))
         .i32(alpha.is_some() as i32)
@@ -223,6 +229,7 @@ pub fn sigmoid_focal(
         .buf(&partial)
         .ptr(opt_ptr(dlogits))
         .len(n)?
+        .len(classes)?
         .launch(logits.device(), &kernel, LaunchShape::linear(blocks, THREADS))?;
     finish(&partial, n, loss)
 }

@@ -1,0 +1,70 @@
+//! A run's answer to class imbalance, set up from its options and training
+//! data: the loss (cross-entropy or focal, with class weights) and the
+//! sampler that draws each epoch. Both are announced at the start of training.
+
+use super::class_weights::{ClassWeightSpec, describe};
+use super::dataset::{EncodedDataset, Targets};
+use super::options::TrainConfig;
+use crate::data::sampler::{Sampler, SamplerKind};
+use crate::error::Result;
+use crate::model::LossSpec;
+
+pub struct ImbalanceSetup {
+    pub loss: LossSpec,
+    pub sampler: Sampler,
+    /// Training examples (single-label), positives (multi-label) or scored
+    /// tokens (token tasks) per class; empty for regression.
+    pub counts: Vec<usize>,
+}
+
+/// Examples per class: (counts, rows those counts are out of).
+pub fn class_counts(data: &EncodedDataset, classes: usize) -> (Vec<usize>, usize) {
+    let mut counts = vec![0usize; classes];
+    let rows = match &data.targets {
+        Targets::Single(y) => {
+            y.iter().for_each(|&c| counts[c] += 1);
+            y.len()
+        }
+        Targets::Multi(y) => {
+            for row in y {
+                row.iter().enumerate().filter(|(_, b)| **b).for_each(|(c, _)| counts[c] += 1);
+            }
+            y.len()
+        }
+        Targets::Token(y) => {
+            let scored: Vec<usize> = y.iter().flatten().filter(|&&t| t >= 0).map(|&t| t as usize).collect();
+            scored.iter().for_each(|&c| counts[c] += 1);
+            scored.len()
+        }
+        Targets::Regression(y) => return (Vec::new(), y.len()),
+    };
+    (counts, rows)
+}
+
+impl ImbalanceSetup {
+    /// Builds the loss and sampler and prints what they are.
+    pub fn new(config: &TrainConfig, data: &EncodedDataset, labels: &[String]) -> Result<ImbalanceSetup> {
+        let multi_label = matches!(data.targets, Targets::Multi(_));
+        let (counts, rows) = class_counts(data, labels.len());
+        let class_weights = match &config.class_weights {
+            Some(spec) => {
+                let spec = ClassWeightSpec::parse(spec)?;
+                let w = spec.weights(labels, &counts, rows, multi_label)?;
+                let what = if multi_label { "pos_weight per label" } else { "class weights" };
+                eprintln!("{what} ({}): {}", config.class_weights.as_deref().unwrap_or_default(), describe(labels, &w));
+                Some(w)
+            }
+            None => None,
+        };
+        let loss = LossSpec { kind: config.loss_kind()?, class_weights }.checked(labels.len(), multi_label)?;
+        if config.loss != "ce" {
+            eprintln!("loss: {}", loss.describe());
+        }
+        let kind = SamplerKind::parse(&config.sampler)?;
+        let sampler = Sampler::new(&kind, data.len(), data.class_ids(), labels, config.epoch_length, config.seed)?;
+        if kind != SamplerKind::Random || config.epoch_length.is_some() {
+            eprintln!("{}", sampler.describe(labels));
+        }
+        Ok(ImbalanceSetup { loss, sampler, counts })
+    }
+}
