@@ -9,7 +9,7 @@
 //! - [`autograd`]: the tape; one file per op family, forward beside backward.
 //! - [`model`]: BERT, its heads and losses, HF checkpoints in and out.
 //! - [`data`]: tokenisation and batching.
-//! - [`infer`]: batched prediction.
+//! - [`infer`]: batched prediction, and [`Classifier`], the library API.
 //! - [`rng`]: the counter-based random numbers dropout uses.
 
 pub mod autograd;
@@ -26,4 +26,7 @@ pub mod rng;
 pub mod tensor;
 pub mod train;
 
+pub use backend::cuda::DeviceChoice;
 pub use error::{Error, Result};
+pub use infer::{Classifier, ClassifierOptions, EntitySpan, LabelScore, ModelKind, TextPrediction, WordPrediction};
+pub use train::device_model::Precision;

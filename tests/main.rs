@@ -23,3 +23,5 @@ mod device;
 mod token_alignment;
 // The other tasks end to end: multi-label with thresholds, NER from CoNLL, regression, freezing, bad input, exports in transformers.
 mod tasks;
+// The library API: berth::Classifier against the fixtures, and shared by four threads.
+mod classifier;
