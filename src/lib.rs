@@ -10,6 +10,7 @@
 //! - [`model`]: BERT, its heads and losses, HF checkpoints in and out.
 //! - [`data`]: tokenisation and batching.
 //! - [`infer`]: batched prediction, and [`Classifier`], the library API.
+//! - [`serve`]: `berth serve`, an HTTP server with dynamic batching.
 //! - [`rng`]: the counter-based random numbers dropout uses.
 
 pub mod autograd;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod rng;
+pub mod serve;
 pub mod tensor;
 pub mod train;
 
