@@ -49,7 +49,9 @@ trap cleanup EXIT
 tail -n +2 "$SENTENCES_TSV" | cut -f1 | sed 's/[[:space:]]*$//' | grep -v '^$' > "$work/sentences.txt"
 head -n 1 "$work/sentences.txt" > "$work/one.txt"
 n_sentences=$(wc -l < "$work/sentences.txt")
-busy_before=$(pgrep -fc "berth train" || true)
+# Other training runs on the machine (any berth binary, renamed copies too) skew every figure.
+busy_pattern='berth[^ ]* train'
+busy_before=$(pgrep -fc "$busy_pattern" || true)
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 echo "load test: $MODEL, $n_sentences sentences; berth train processes running: $busy_before; load average $load_before"
 
@@ -109,7 +111,8 @@ server_errors=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '$1 ~ /^berth_req
 kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=""
-busy_after=$(pgrep -fc "berth train" || true)
+busy_after=$(pgrep -fc "$busy_pattern" || true)
+load_after=$(cut -d' ' -f1 /proc/loadavg)
 
 field() { echo "${result[$1]}" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
 total_errors=$(( $(field 1 errors) + $(field 8 errors) + $(field 64 errors) + server_errors ))
@@ -120,10 +123,11 @@ errors_ok=$([ "$total_errors" -eq 0 ] && echo met || echo missed)
 commit=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- src tools Cargo.toml Cargo.lock || commit="$commit with uncommitted changes"
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
-if [ "$busy_before" = 0 ] && [ "$busy_after" = 0 ]; then
-  quiet="no \`berth train\` ran at the start or the end (1-minute load average $load_before at the start)"
+loads="1-minute load average $load_before at the start, $load_after at the end"
+if [ "$busy_before" = 0 ] && [ "$busy_after" = 0 ] && awk -v l="$load_before" 'BEGIN { exit !(l < 1.5) }'; then
+  quiet="quiet: no \`berth train\` ran at the start or the end ($loads)"
 else
-  quiet="**not quiet**: \`berth train\` processes were running ($busy_before at the start, $busy_after at the end; 1-minute load average $load_before at the start), so every figure is slower than on an idle machine"
+  quiet="**not quiet**: other work was running (\`berth train\` processes: $busy_before at the start, $busy_after at the end; $loads), so the figures are slower and noisier than on an idle machine"
 fi
 
 cat > "$OUT" <<EOF
