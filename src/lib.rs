@@ -9,7 +9,8 @@
 //! - [`autograd`]: the tape; one file per op family, forward beside backward.
 //! - [`model`]: BERT, its heads and losses, HF checkpoints in and out.
 //! - [`data`]: tokenisation and batching.
-//! - [`infer`]: batched prediction.
+//! - [`infer`]: batched prediction, and [`Classifier`], the library API.
+//! - [`serve`]: `berth serve`, an HTTP server with dynamic batching.
 //! - [`report`]: the run's report.md and its SVG charts.
 //! - [`rng`]: the counter-based random numbers dropout uses.
 
@@ -25,7 +26,11 @@ pub mod model;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod serve;
 pub mod tensor;
 pub mod train;
 
+pub use backend::cuda::DeviceChoice;
 pub use error::{Error, Result};
+pub use infer::{Classifier, ClassifierOptions, EntitySpan, LabelScore, ModelKind, TextPrediction, WordPrediction};
+pub use train::device_model::Precision;

@@ -25,3 +25,7 @@ mod token_alignment;
 mod tasks;
 // Class imbalance and calibration: weights, samplers, focal loss, thresholds, ECE, temperature, the report.
 mod imbalance;
+// The library API: berth::Classifier against the fixtures, and shared by four threads.
+mod classifier;
+// berth serve end to end: concurrent answers, batching, 400/413/503, SIGTERM draining.
+mod serve;

@@ -8,6 +8,7 @@ pub mod device_info;
 pub mod eval;
 pub mod input;
 pub mod predict;
+pub mod serve;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Predict labels for texts, one example per line (TAB separates a text pair).
     Predict(predict::PredictArgs),
+    /// Serve a classifier over HTTP: POST /predict with dynamic batching, /health, /info, /metrics.
+    Serve(serve::ServeArgs),
     /// Re-save a checkpoint in another dtype (for example a BF16 copy for the GPU machine).
     Convert(convert::ConvertArgs),
     /// Time one benchmark case (forward or train step) on the CPU.
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Convert(args) => convert::run(args),
         Command::DeviceInfo(args) => device_info::run(args),
         Command::Check(args) => check::run(args),

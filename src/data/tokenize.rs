@@ -19,7 +19,9 @@ use crate::model::Batch;
 /// One tokenised example.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encoded {
+    /// Token ids, with [CLS] first and [SEP] after each text.
     pub ids: Vec<u32>,
+    /// 0 for the first text's tokens, 1 for the pair's.
     pub type_ids: Vec<u32>,
     /// For each token, the index of the word it came from (None for special tokens).
     pub word_ids: Vec<Option<u32>>,

@@ -1,6 +1,9 @@
-//! Inference: batched prediction over texts, shared by `berth predict` and the library API.
+//! Inference: batched prediction over texts, shared by `berth predict`, the
+//! library API ([`Classifier`]) and `berth serve`.
 
+pub mod classifier;
 pub mod predictor;
 pub mod settings;
 
-pub use predictor::{Prediction, Predictor};
+pub use classifier::{Classifier, ClassifierOptions, LabelScore, ModelKind, TextPrediction};
+pub use predictor::{EntitySpan, Prediction, Predictor, WordPrediction};

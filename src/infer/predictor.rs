@@ -45,6 +45,7 @@ pub struct Prediction {
 /// A token model's prediction for one sentence of words.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct WordPrediction {
+    /// The sentence's words, as given.
     pub words: Vec<String>,
     /// One tag per word: the prediction of the word's first sub-token.
     pub tags: Vec<String>,
@@ -54,6 +55,7 @@ pub struct WordPrediction {
 /// An entity found in a sentence's tags (seqeval's default chunking).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct EntitySpan {
+    /// The entity type: `PER` for the tags `B-PER`, `I-PER`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The first word of the entity (0-based).
@@ -161,12 +163,22 @@ impl Predictor {
             return Err(Error::InvalidArgument("batch size must be at least 1".into()));
         }
         let encoded = self.tokenizer.encode_many(inputs)?;
+        let refs: Vec<&Encoded> = encoded.iter().collect();
+        self.predict_encoded_many(&refs, batch_size)
+    }
+
+    /// As [`Predictor::predict`], for examples the caller has already
+    /// tokenised (the server does, to size its batches by tokens).
+    pub fn predict_encoded_many(&self, encoded: &[&Encoded], batch_size: usize) -> Result<Vec<Prediction>> {
+        if batch_size == 0 {
+            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+        }
         // Longest first, so each batch holds similar lengths and pads little.
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
         let mut results: Vec<Option<Prediction>> = vec![None; encoded.len()];
         for chunk in order.chunks(batch_size) {
-            let group: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
+            let group: Vec<&Encoded> = chunk.iter().map(|&i| encoded[i]).collect();
             let predictions = self.predict_encoded(&group)?;
             for (&i, p) in chunk.iter().zip(predictions) {
                 results[i] = Some(p);

@@ -1,0 +1,96 @@
+//! `berth serve`: the HTTP server (src/serve) with its limits as flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::backend::cuda::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::infer::ClassifierOptions;
+use crate::serve::api::RequestLimits;
+use crate::serve::batcher::BatchLimits;
+use crate::serve::{ServeOptions, run as serve};
+use crate::train::device_model::Precision;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model folder: config.json, model.safetensors and tokenizer files.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// fp32 or bf16 (bf16 needs a CUDA device).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
+    /// Tokens per example after truncation (longest-first for pairs).
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Most examples the batcher puts in one group, and in one forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch_size: usize,
+    /// Most tokens in one group (and padded tokens in one forward pass).
+    #[arg(long, default_value_t = 4096)]
+    pub max_batch_tokens: usize,
+    /// Longest the batcher holds a group open for requests still being read
+    /// (it never waits when none are on the way).
+    #[arg(long, default_value_t = 2)]
+    pub max_wait_ms: u64,
+    /// Most requests waiting; beyond it requests get 503 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    pub max_queue: usize,
+    /// Most examples in one request (413 beyond).
+    #[arg(long, default_value_t = 32)]
+    pub max_client_batch_size: usize,
+    /// Most characters in one text (413 beyond).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_input_chars: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Longest a request may take, queueing included (504 beyond).
+    #[arg(long, default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let positive = [
+        ("--max-batch-size", args.max_batch_size),
+        ("--max-batch-tokens", args.max_batch_tokens),
+        ("--max-queue", args.max_queue),
+        ("--max-client-batch-size", args.max_client_batch_size),
+        ("--max-input-chars", args.max_input_chars),
+        ("--max-body-bytes", args.max_body_bytes),
+        ("--request-timeout-ms", args.request_timeout_ms as usize),
+    ];
+    if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(Error::InvalidArgument(format!("{flag} must be at least 1")));
+    }
+    serve(ServeOptions {
+        model: args.model,
+        host: args.host,
+        port: args.port,
+        classifier: ClassifierOptions {
+            device: args.device,
+            precision: args.precision,
+            max_length: args.max_length,
+            batch_size: args.max_batch_size,
+        },
+        batch: BatchLimits {
+            max_batch_size: args.max_batch_size,
+            max_batch_tokens: args.max_batch_tokens,
+            max_wait: Duration::from_millis(args.max_wait_ms),
+            max_queue: args.max_queue,
+        },
+        request: RequestLimits { max_inputs: args.max_client_batch_size, max_input_chars: args.max_input_chars },
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    })
+}

@@ -1,0 +1,255 @@
+//! The library API: load a trained model once, then classify texts, text
+//! pairs or sentences of words from as many threads as you like.
+//!
+//! [`Classifier`] wraps a [`Predictor`]: the config, the label names, the
+//! tokenizer and the transposed weights (or the weights on a device) are all
+//! built at load, so a call tokenises, runs the forward pass and reads the
+//! logits, and nothing else.
+
+use std::path::Path;
+
+use crate::backend::cuda::{DeviceChoice, open};
+use crate::data::Encoded;
+use crate::error::{Error, Result};
+use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
+use crate::model::{HeadKind, ProblemType};
+use crate::train::device_model::Precision;
+
+/// What a model predicts, read from its `config.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// One label per text: softmax over the labels.
+    SingleLabel,
+    /// Any number of labels per text: a sigmoid per label and a threshold.
+    MultiLabel,
+    /// One real value per text.
+    Regression,
+    /// One tag per word (NER); use [`Classifier::predict_words`].
+    TokenClassification,
+}
+
+/// How to load a [`Classifier`]; [`ClassifierOptions::default`] is what
+/// [`Classifier::load`] uses.
+#[derive(Clone, Debug)]
+pub struct ClassifierOptions {
+    /// Where the forward passes run (`Auto`: CUDA when a GPU is there, else the CPU).
+    pub device: DeviceChoice,
+    /// `Fp32`, or `Bf16` on a CUDA device.
+    pub precision: Precision,
+    /// Tokens per example after truncation (longest-first for pairs); capped
+    /// at the model's `max_position_embeddings`.
+    pub max_length: usize,
+    /// Examples per forward pass when a call holds many.
+    pub batch_size: usize,
+}
+
+impl Default for ClassifierOptions {
+    fn default() -> Self {
+        ClassifierOptions { device: DeviceChoice::Auto, precision: Precision::Fp32, max_length: 128, batch_size: 32 }
+    }
+}
+
+/// One label and its score.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LabelScore {
+    /// The label's name, from `id2label` in `config.json`.
+    pub label: String,
+    /// Its probability (softmax or sigmoid), or the predicted value for regression.
+    pub score: f64,
+}
+
+/// The prediction for one text or text pair.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TextPrediction {
+    /// The labels chosen: the most probable one (single-label), every label at
+    /// or above its threshold (multi-label, possibly none), or the model's only
+    /// label (regression).
+    pub labels: Vec<String>,
+    /// Every label with its score, highest first: softmax probabilities
+    /// (single-label), sigmoid probabilities (multi-label), or the predicted
+    /// value (regression, one entry).
+    pub scores: Vec<LabelScore>,
+    /// The raw logits, in the model's label order.
+    pub logits: Vec<f64>,
+}
+
+impl TextPrediction {
+    /// The highest-scoring label and its score.
+    pub fn top(&self) -> &LabelScore {
+        // Built with one score per label, and a model has at least one label.
+        &self.scores[0]
+    }
+}
+
+/// A trained classifier, loaded once and shared by every caller.
+///
+/// It is `Send + Sync`: wrap it in an `Arc` and call it from many threads.
+/// Each call runs its own forward passes without a lock.
+///
+/// ```no_run
+/// use berth::{Classifier, DeviceChoice};
+///
+/// let classifier = Classifier::load("runs/sst2", DeviceChoice::Cpu)?;
+/// let predictions = classifier.predict(&["a charming and often affecting journey", "bleak and desperate"])?;
+/// for p in &predictions {
+///     println!("{} {:.3}", p.top().label, p.top().score);
+/// }
+/// # Ok::<(), berth::Error>(())
+/// ```
+pub struct Classifier {
+    predictor: Predictor,
+    batch_size: usize,
+    kind: ModelKind,
+}
+
+// The promise of the type: one instance serves many threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Classifier>();
+};
+
+impl Classifier {
+    /// Loads a model folder written by `berth train` (or any Hugging Face
+    /// `BertForSequenceClassification` / `BertForTokenClassification` folder)
+    /// with the default options on `device`.
+    ///
+    /// ```no_run
+    /// let classifier = berth::Classifier::load("runs/sst2", berth::DeviceChoice::Auto)?;
+    /// println!("labels: {:?}", classifier.labels());
+    /// # Ok::<(), berth::Error>(())
+    /// ```
+    pub fn load(dir: impl AsRef<Path>, device: DeviceChoice) -> Result<Classifier> {
+        Classifier::load_with(dir, &ClassifierOptions { device, ..ClassifierOptions::default() })
+    }
+
+    /// Loads a model folder with explicit options.
+    ///
+    /// ```no_run
+    /// use berth::{Classifier, ClassifierOptions, DeviceChoice};
+    ///
+    /// let options = ClassifierOptions { device: DeviceChoice::Cpu, max_length: 64, ..ClassifierOptions::default() };
+    /// let classifier = Classifier::load_with("runs/sst2", &options)?;
+    /// assert_eq!(classifier.max_length(), 64);
+    /// # Ok::<(), berth::Error>(())
+    /// ```
+    pub fn load_with(dir: impl AsRef<Path>, options: &ClassifierOptions) -> Result<Classifier> {
+        if options.batch_size == 0 {
+            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+        }
+        let device = open(options.device)?;
+        if device.is_none() && options.precision == Precision::Bf16 {
+            return Err(Error::InvalidArgument("bf16 needs a CUDA device (cuda or sim); the CPU runs in fp32".into()));
+        }
+        let (predictor, _report) = Predictor::load_on(dir.as_ref(), options.max_length, device.as_ref(), options.precision)?;
+        let kind = match (predictor.model.head, predictor.model.problem_type) {
+            (HeadKind::TokenClassification, _) => ModelKind::TokenClassification,
+            (_, Some(ProblemType::MultiLabel)) => ModelKind::MultiLabel,
+            (_, Some(ProblemType::Regression)) => ModelKind::Regression,
+            _ => ModelKind::SingleLabel,
+        };
+        Ok(Classifier { predictor, batch_size: options.batch_size, kind })
+    }
+
+    /// What the model predicts.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// The label names, in the order of the logits.
+    pub fn labels(&self) -> &[String] {
+        &self.predictor.model.labels
+    }
+
+    /// Tokens per example after truncation.
+    pub fn max_length(&self) -> usize {
+        self.predictor.tokenizer.max_length()
+    }
+
+    /// Where the forward passes run: `cpu`, or the device and its precision.
+    pub fn device_name(&self) -> String {
+        self.predictor.device_name()
+    }
+
+    /// Classifies texts; the results are in input order.
+    ///
+    /// ```no_run
+    /// # let classifier = berth::Classifier::load("runs/sst2", berth::DeviceChoice::Cpu)?;
+    /// let p = classifier.predict(&["what a lovely film"])?;
+    /// println!("{:?} {:?} {:?}", p[0].labels, p[0].scores, p[0].logits);
+    /// # Ok::<(), berth::Error>(())
+    /// ```
+    pub fn predict(&self, texts: &[&str]) -> Result<Vec<TextPrediction>> {
+        let encoded = texts.iter().map(|t| self.encode(t, None)).collect::<Result<Vec<_>>>()?;
+        self.predict_encoded(&encoded.iter().collect::<Vec<_>>())
+    }
+
+    /// Classifies text pairs (premise and hypothesis, two questions, ...);
+    /// each pair is truncated longest-first to the maximum length.
+    ///
+    /// ```no_run
+    /// # let classifier = berth::Classifier::load("runs/rte", berth::DeviceChoice::Cpu)?;
+    /// let p = classifier.predict_pairs(&[("A man is sleeping.", "Nobody is awake.")])?;
+    /// println!("{}", p[0].top().label);
+    /// # Ok::<(), berth::Error>(())
+    /// ```
+    pub fn predict_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<TextPrediction>> {
+        let encoded = pairs.iter().map(|(a, b)| self.encode(a, Some(b))).collect::<Result<Vec<_>>>()?;
+        self.predict_encoded(&encoded.iter().collect::<Vec<_>>())
+    }
+
+    /// Token models (NER): one tag per word and the entity spans, for
+    /// sentences given as words. A sentence longer than the maximum length
+    /// is read in overlapping windows, so no word is dropped.
+    ///
+    /// ```no_run
+    /// # let classifier = berth::Classifier::load("runs/conll", berth::DeviceChoice::Cpu)?;
+    /// let words: Vec<String> = "EU rejects German call".split(' ').map(String::from).collect();
+    /// let p = classifier.predict_words(&[words])?;
+    /// for e in &p[0].entities {
+    ///     println!("{} {}..{} {}", e.kind, e.start, e.end, e.text);
+    /// }
+    /// # Ok::<(), berth::Error>(())
+    /// ```
+    pub fn predict_words(&self, sentences: &[Vec<String>]) -> Result<Vec<WordPrediction>> {
+        if let Some(empty) = sentences.iter().position(|s| s.is_empty()) {
+            return Err(Error::InvalidArgument(format!("sentence {empty} has no words")));
+        }
+        self.predictor.predict_words(sentences, self.batch_size)
+    }
+
+    /// Tokenises a text or a text pair, truncated to the maximum length. With
+    /// [`Classifier::predict_encoded`] it lets a caller size batches by their
+    /// tokens before predicting, as `berth serve` does.
+    pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
+        self.predictor.tokenizer.encode(text, pair)
+    }
+
+    /// Classifies examples tokenised by [`Classifier::encode`], in input order.
+    pub fn predict_encoded(&self, encoded: &[&Encoded]) -> Result<Vec<TextPrediction>> {
+        if self.kind == ModelKind::TokenClassification {
+            return Err(Error::InvalidArgument("this is a token-classification model: it tags words; call predict_words instead".into()));
+        }
+        let predictions = self.predictor.predict_encoded_many(encoded, self.batch_size)?;
+        Ok(predictions.into_iter().map(|p| self.text_prediction(p)).collect())
+    }
+
+    /// Reads a sequence head's [`Prediction`] into the typed form.
+    fn text_prediction(&self, p: Prediction) -> TextPrediction {
+        // Non-finite logits serialise as null; read them back as NaN.
+        let logits: Vec<f64> =
+            p.logits.as_array().map(|row| row.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect()).unwrap_or_default();
+        let names = self.labels();
+        let (labels, mut scores) = match (p.score, p.probabilities) {
+            (Some(value), _) => (names.to_vec(), vec![LabelScore { label: names[0].clone(), score: value }]),
+            (None, probabilities) => {
+                let probabilities = probabilities.unwrap_or_default();
+                let scores = names.iter().zip(probabilities).map(|(l, s)| LabelScore { label: l.clone(), score: s }).collect();
+                let labels = p.labels.or_else(|| p.label.map(|l| vec![l])).unwrap_or_default();
+                (labels, scores)
+            }
+        };
+        scores.sort_by(|a, b| b.score.total_cmp(&a.score));
+        TextPrediction { labels, scores, logits }
+    }
+}
