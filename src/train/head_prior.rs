@@ -11,7 +11,7 @@
 //! the same reason.
 
 use super::dataset::Targets;
-use crate::data::align::IGNORE_INDEX;
+use super::imbalance::class_counts;
 
 /// The prior bias for each of `num_labels` outputs, from the training targets:
 /// - single-label and token tasks: the log of each class's smoothed frequency,
@@ -22,21 +22,21 @@ use crate::data::align::IGNORE_INDEX;
 /// Frequencies use add-one (add-half for multi-label) smoothing, so a class
 /// the training data never shows still gets a finite bias.
 pub fn prior_bias(targets: &Targets, num_labels: usize) -> Vec<f64> {
+    let (counts, rows) = class_counts(targets, num_labels);
     match targets {
-        Targets::Single(classes) => centred_log_frequencies(classes.iter().copied(), num_labels),
-        Targets::Token(rows) => {
-            centred_log_frequencies(rows.iter().flatten().filter(|&&t| t != IGNORE_INDEX && t >= 0).map(|&t| t as usize), num_labels)
+        Targets::Single(_) | Targets::Token(_) => {
+            let total = (rows + num_labels) as f64;
+            let logs: Vec<f64> = counts.iter().map(|&c| ((c + 1) as f64 / total).ln()).collect();
+            let mean = logs.iter().sum::<f64>() / num_labels.max(1) as f64;
+            logs.iter().map(|l| l - mean).collect()
         }
-        Targets::Multi(rows) => {
-            let n = rows.len() as f64;
-            (0..num_labels)
-                .map(|label| {
-                    let positives = rows.iter().filter(|row| row.get(label).copied().unwrap_or(false)).count() as f64;
-                    let p = (positives + 0.5) / (n + 1.0);
-                    (p / (1.0 - p)).ln()
-                })
-                .collect()
-        }
+        Targets::Multi(_) => counts
+            .iter()
+            .map(|&positives| {
+                let p = (positives as f64 + 0.5) / (rows as f64 + 1.0);
+                (p / (1.0 - p)).ln()
+            })
+            .collect(),
         Targets::Regression(values) => {
             let mean = if values.is_empty() { 0.0 } else { values.iter().sum::<f64>() / values.len() as f64 };
             vec![mean; num_labels]
@@ -44,22 +44,10 @@ pub fn prior_bias(targets: &Targets, num_labels: usize) -> Vec<f64> {
     }
 }
 
-fn centred_log_frequencies(classes: impl Iterator<Item = usize>, num_labels: usize) -> Vec<f64> {
-    let mut counts = vec![1.0f64; num_labels];
-    for c in classes {
-        if c < num_labels {
-            counts[c] += 1.0;
-        }
-    }
-    let total: f64 = counts.iter().sum();
-    let logs: Vec<f64> = counts.iter().map(|c| (c / total).ln()).collect();
-    let mean = logs.iter().sum::<f64>() / num_labels.max(1) as f64;
-    logs.iter().map(|l| l - mean).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::align::IGNORE_INDEX;
 
     fn sigmoid(x: f64) -> f64 {
         1.0 / (1.0 + (-x).exp())

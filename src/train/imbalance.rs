@@ -17,10 +17,11 @@ pub struct ImbalanceSetup {
     pub counts: Vec<usize>,
 }
 
-/// Examples per class: (counts, rows those counts are out of).
-pub fn class_counts(data: &EncodedDataset, classes: usize) -> (Vec<usize>, usize) {
+/// Examples per class: (counts, rows those counts are out of). Token tasks
+/// count scored tokens (the loss's ignored positions are skipped).
+pub fn class_counts(targets: &Targets, classes: usize) -> (Vec<usize>, usize) {
     let mut counts = vec![0usize; classes];
-    let rows = match &data.targets {
+    let rows = match targets {
         Targets::Single(y) => {
             y.iter().for_each(|&c| counts[c] += 1);
             y.len()
@@ -32,9 +33,12 @@ pub fn class_counts(data: &EncodedDataset, classes: usize) -> (Vec<usize>, usize
             y.len()
         }
         Targets::Token(y) => {
-            let scored: Vec<usize> = y.iter().flatten().filter(|&&t| t >= 0).map(|&t| t as usize).collect();
-            scored.iter().for_each(|&c| counts[c] += 1);
-            scored.len()
+            let mut scored = 0;
+            for &t in y.iter().flatten().filter(|&&t| t >= 0) {
+                counts[t as usize] += 1;
+                scored += 1;
+            }
+            scored
         }
         Targets::Regression(y) => return (Vec::new(), y.len()),
     };
@@ -45,7 +49,7 @@ impl ImbalanceSetup {
     /// Builds the loss and sampler and prints what they are.
     pub fn new(config: &TrainConfig, data: &EncodedDataset, labels: &[String]) -> Result<ImbalanceSetup> {
         let multi_label = matches!(data.targets, Targets::Multi(_));
-        let (counts, rows) = class_counts(data, labels.len());
+        let (counts, rows) = class_counts(&data.targets, labels.len());
         let class_weights = match &config.class_weights {
             Some(spec) => {
                 let spec = ClassWeightSpec::parse(spec)?;
