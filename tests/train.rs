@@ -96,6 +96,15 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The `step` of every line of `output`'s metrics.jsonl, in order.
+fn logged_steps(output: &Path) -> Vec<u64> {
+    std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect()
+}
+
 /// Step checkpoints (`checkpoint-<step>`) in `output`, oldest first.
 fn checkpoints(output: &Path) -> Vec<(u64, PathBuf)> {
     let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(output)
@@ -510,20 +519,12 @@ fn r3_flags_override_config_file() {
     assert_eq!(used["max_length"], 32, "max-length from the flag");
     assert_eq!(used["lr"], 2e-5, "lr: the default, set by neither");
     // 60 examples in 12 batches of 5: two steps saw 10 examples (logging every step, from the file).
-    let logged: Vec<u64> = std::fs::read_to_string(output.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
-        .collect();
+    let logged = logged_steps(&output);
     assert_eq!(logged, [1, 2]);
     // A second run into the same folder starts a new log rather than appending to the old one.
     let mut again = train_cmd(&model, &data.train, &output, &["--max-steps", "2"]);
     succeed(again.arg("--config").arg(&config), "training again into the same folder");
-    let relogged: Vec<u64> = std::fs::read_to_string(output.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
-        .collect();
+    let relogged = logged_steps(&output);
     assert_eq!(relogged, [1, 2], "the second run's log");
 
     // A misspelt key is an error that names the file and the key.
