@@ -5,13 +5,13 @@
 use berth::autograd::Tape;
 use berth::backend::cuda::check::run_all;
 use berth::backend::cuda::{Device, DeviceChoice, open};
-use berth::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model};
+use berth::model::{BertClassifier, ForwardMode, Labels, LoadOptions, load_model};
 use berth::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use berth::tensor::{DType, Tensor};
 use berth::train::device_model::{DeviceModel, Precision};
 
 use crate::common::{fixture_dir, scratch_dir};
-use crate::fixtures::{batch_from, read_reference};
+use crate::fixtures::{batch_from, fixture_labels, read_reference};
 
 /// The device under test: sim unless BERTH_TEST_DEVICE=cuda.
 fn test_device() -> Device {
@@ -111,13 +111,7 @@ fn fixture(name: &str, dtype: DType) -> Option<(BertClassifier, berth::model::Ba
     let reference = read_reference(&dir);
     let (model, _) = load_model(&dir, &LoadOptions { dtype, ..LoadOptions::default() }).unwrap();
     let batch = batch_from(&reference, "");
-    let labels = match (model.head, model.problem_type) {
-        (HeadKind::TokenClassification, _) => Labels::Token(reference.ints["labels"].1.clone()),
-        (_, Some(ProblemType::SingleLabel)) => Labels::SingleLabel(reference.ints["labels"].1.clone()),
-        (_, Some(ProblemType::MultiLabel)) => Labels::MultiLabel(reference.floats["labels"].1.clone()),
-        (_, Some(ProblemType::Regression)) => Labels::Regression(reference.floats["labels"].1.clone()),
-        other => panic!("unexpected head {other:?}"),
-    };
+    let labels = fixture_labels(&model, &reference);
     Some((model, batch, labels))
 }
 

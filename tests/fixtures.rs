@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use berth::autograd::Tape;
 use berth::data::BerthTokenizer;
 use berth::model::checkpoint::{read_safetensors, read_safetensors_i64};
-use berth::model::{Batch, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model};
+use berth::model::{Batch, BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model};
 use berth::tensor::DType;
 
 use crate::common::{fixture_dir, minilm_dir, rel_error};
@@ -35,6 +35,17 @@ pub(crate) fn batch_from(reference: &Reference, prefix: &str) -> Batch {
     }
 }
 
+/// The fixture's labels, in the form the model's head and problem type take.
+pub(crate) fn fixture_labels(model: &BertClassifier, reference: &Reference) -> Labels {
+    match (model.head, model.problem_type) {
+        (HeadKind::TokenClassification, _) => Labels::Token(reference.ints["labels"].1.clone()),
+        (_, Some(ProblemType::SingleLabel)) => Labels::SingleLabel(reference.ints["labels"].1.clone()),
+        (_, Some(ProblemType::MultiLabel)) => Labels::MultiLabel(reference.floats["labels"].1.clone()),
+        (_, Some(ProblemType::Regression)) => Labels::Regression(reference.floats["labels"].1.clone()),
+        other => panic!("unexpected head {other:?}"),
+    }
+}
+
 /// Runs one fixture in `dtype`; every compared quantity must be within `tol`.
 fn check_fixture(name: &str, dtype: DType, tol: f64) {
     let Some(dir) = fixture_dir(name) else { return };
@@ -43,13 +54,7 @@ fn check_fixture(name: &str, dtype: DType, tol: f64) {
     let (model, report) = load_model(&dir, &options).unwrap();
     assert!(report.initialized.is_empty(), "{name}: fixture heads are complete: {:?}", report.initialized);
     let batch = batch_from(&reference, "");
-    let labels = match (model.head, model.problem_type) {
-        (HeadKind::TokenClassification, _) => Labels::Token(reference.ints["labels"].1.clone()),
-        (_, Some(ProblemType::SingleLabel)) => Labels::SingleLabel(reference.ints["labels"].1.clone()),
-        (_, Some(ProblemType::MultiLabel)) => Labels::MultiLabel(reference.floats["labels"].1.clone()),
-        (_, Some(ProblemType::Regression)) => Labels::Regression(reference.floats["labels"].1.clone()),
-        other => panic!("unexpected head {other:?}"),
-    };
+    let labels = fixture_labels(&model, &reference);
     let mut tape = Tape::new();
     let out = model.forward(&mut tape, &batch, ForwardMode::eval()).unwrap();
     let loss = model.loss(&mut tape, out.logits, &labels, None).unwrap();
@@ -106,6 +111,75 @@ fn check_fixture(name: &str, dtype: DType, tol: f64) {
     eprintln!("{name} {dtype:?}: {} quantities, max relative error {max:.3e}", worst.len());
 }
 
+/// `ForwardMode::skipping_padding` (prediction's CPU path) runs the
+/// token-wise ops on the real tokens only: every real position, the logits,
+/// the loss and every gradient must still be HF's, and padding positions'
+/// hidden states must be zero.
+fn check_fixture_without_padding(name: &str) {
+    let Some(dir) = fixture_dir(name) else { return };
+    let reference = read_reference(&dir);
+    let (model, _) = load_model(&dir, &LoadOptions { dtype: DType::F64, ..LoadOptions::default() }).unwrap();
+    let batch = batch_from(&reference, "");
+    assert!(batch.attention_mask.contains(&0), "{name}: the fixture batch has padding to skip");
+    let labels = fixture_labels(&model, &reference);
+    let mut tape = Tape::new();
+    let out = model.forward(&mut tape, &batch, ForwardMode::eval().skipping_padding()).unwrap();
+    let loss = model.loss(&mut tape, out.logits, &labels, None).unwrap();
+    // Keeps the real positions of a (B, T, C) tensor; zero-checks the padding.
+    let real_positions = |values: Vec<f64>, what: &str| -> Vec<f64> {
+        let cols = values.len() / batch.attention_mask.len();
+        let mut kept = Vec::new();
+        for (row, &m) in values.chunks(cols).zip(&batch.attention_mask) {
+            if m != 0 {
+                kept.extend_from_slice(row);
+            } else {
+                assert!(row.iter().all(|&v| v == 0.0), "{name}: {what} is not zero at a padding position");
+            }
+        }
+        kept
+    };
+    let mut errors: Vec<(String, f64)> = Vec::new();
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        let what = format!("hidden.{i}");
+        let got = real_positions(tape.value(*h).to_f64_vec(), &what);
+        let mask = batch.attention_mask.iter().map(|&m| vec![m; model.config.hidden_size]).collect::<Vec<_>>().concat();
+        let want: Vec<f64> = reference.floats[&what].1.iter().zip(&mask).filter(|(_, m)| **m != 0).map(|(v, _)| *v).collect();
+        errors.push((what, rel_error(&got, &want)));
+    }
+    let logits = tape.value(out.logits).to_f64_vec();
+    let want_logits = &reference.floats["logits"].1;
+    let (got, want) = if model.head == HeadKind::TokenClassification {
+        let c = model.num_labels();
+        let keep = |v: &[f64]| -> Vec<f64> {
+            v.chunks(c).zip(&batch.attention_mask).filter(|(_, m)| **m != 0).flat_map(|(r, _)| r.to_vec()).collect()
+        };
+        (keep(&logits), keep(want_logits))
+    } else {
+        (logits, want_logits.clone())
+    };
+    errors.push(("logits".into(), rel_error(&got, &want)));
+    errors.push(("loss".into(), rel_error(&tape.value(loss).to_f64_vec(), &reference.floats["loss"].1)));
+    let grads = tape.backward(loss).unwrap();
+    for (i, pname) in model.params.names().iter().enumerate() {
+        let g = grads.get(out.params[i]).expect("every parameter gets a gradient").to_f64_vec();
+        if let Some((_, want)) = reference.floats.get(&format!("grad.{pname}")) {
+            // The key-bias gradient is zero up to rounding; compare it absolutely.
+            let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let e = if norm < 1e-12 { g.iter().fold(0.0f64, |m, v| m.max(v.abs())) } else { rel_error(&g, want) };
+            errors.push((format!("grad.{pname}"), e));
+        }
+    }
+    let worst = errors.iter().cloned().fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    assert!(worst.1 <= 1e-9, "{name}: {} differs by {:e} when padding is skipped", worst.0, worst.1);
+}
+
+#[test]
+fn r2_skipping_padding_keeps_hf_outputs_and_gradients() {
+    for name in TINY {
+        check_fixture_without_padding(name);
+    }
+}
+
 const TINY: [&str; 5] = ["a-seqcls", "a-pair", "a-multilabel", "a-regression", "a-tokcls"];
 
 #[test]
@@ -154,6 +228,11 @@ fn r2_minilm_tokenizer_and_outputs_match_hf() {
         let e2 = rel_error(&pooled, &reference.floats[&format!("{prefix}pooler_output")].1);
         eprintln!("minilm {prefix} last_hidden_state {e1:.3e}, pooler_output {e2:.3e}");
         assert!(e1 <= 1e-5 && e2 <= 1e-5, "{prefix}: {e1} {e2}");
+        // Prediction's path, which skips the padding, pools the same.
+        let mut tape = Tape::no_grad();
+        let out = model.forward(&mut tape, batch, ForwardMode::eval().skipping_padding()).unwrap();
+        let e3 = rel_error(&tape.value(out.pooled.unwrap()).to_f64_vec(), &reference.floats[&format!("{prefix}pooler_output")].1);
+        assert!(e3 <= 1e-5, "{prefix} pooler_output without padding: {e3}");
     }
 }
 

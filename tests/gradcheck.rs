@@ -5,7 +5,9 @@
 //! Σ w·out with fixed random weights w, so every output element matters; it
 //! is fed to the tape as the upstream gradient (`backward_with(out, w)`).
 
-use berth::autograd::attention::{masked_softmax, merge_heads, split_heads};
+use std::sync::Arc;
+
+use berth::autograd::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
 use berth::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
 use berth::autograd::embedding::embedding;
 use berth::autograd::linear::{batched_matmul_op, linear, matmul_op};
@@ -13,6 +15,7 @@ use berth::autograd::loss::{
     IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal,
 };
 use berth::autograd::norm::layer_norm;
+use berth::autograd::rows::{gather_rows, scatter_rows};
 use berth::autograd::{Tape, Var};
 use berth::model::params::random_parameters;
 use berth::model::{Batch, BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, ProblemType};
@@ -234,6 +237,53 @@ fn op_layer_norm() {
     let w = t64(randn(43, 6).iter().map(|v| 1.0 + 0.5 * v).collect(), &[6]);
     let b = randt(44, &[6]);
     check_op("layer_norm", 26, &[x, w, b], |t, v| layer_norm(t, v[0], v[1], v[2], 1e-12));
+}
+
+#[test]
+fn op_packed_attention_with_an_empty_sequence() {
+    // Three sequences of 4, 0 and 3 rows, two heads of 3.
+    let inputs = [randt(60, &[7, 6]), randt(61, &[7, 6]), randt(62, &[7, 6])];
+    check_op("packed_attention", 60, &inputs, |t, v| packed_attention(t, v[0], v[1], v[2], Arc::from(vec![4, 0, 3]), 2, 0.7));
+}
+
+#[test]
+fn packed_attention_equals_the_padded_path_at_real_positions() {
+    // Sequences of 4, 2 and 3 tokens, padded to 4; two heads of 3.
+    let (lens, t_len, heads) = ([4usize, 2, 3], 4, 2);
+    let mask: Vec<u8> = lens.iter().flat_map(|&l| (0..t_len).map(move |i| u8::from(i < l))).collect();
+    let real: Arc<[usize]> = mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect();
+    let mut tape = Tape::no_grad();
+    let qkv: Vec<Var> = (0..3).map(|i| tape.leaf(randt(70 + i, &[3, t_len, 6]), false)).collect();
+    // Padded: split heads, scaled scores, masked softmax, context, merge.
+    let heads_of = |tape: &mut Tape, x: Var| split_heads(tape, x, heads).unwrap();
+    let (q, k, v) = (heads_of(&mut tape, qkv[0]), heads_of(&mut tape, qkv[1]), heads_of(&mut tape, qkv[2]));
+    let scores = batched_matmul_op(&mut tape, q, k, false, true).unwrap();
+    let scores = scale(&mut tape, scores, 0.6).unwrap();
+    let probs = masked_softmax(&mut tape, scores, &mask).unwrap();
+    let context = batched_matmul_op(&mut tape, probs, v, false, false).unwrap();
+    let padded = merge_heads(&mut tape, context).unwrap();
+    let want = gather_rows(&mut tape, padded, real.clone()).unwrap();
+    // Packed.
+    let packed: Vec<Var> = qkv.iter().map(|&x| gather_rows(&mut tape, x, real.clone()).unwrap()).collect();
+    let got = packed_attention(&mut tape, packed[0], packed[1], packed[2], Arc::from(lens.to_vec()), heads, 0.6).unwrap();
+    let (got, want) = (tape.value(got).to_f64_vec(), tape.value(want).to_f64_vec());
+    assert_eq!(got.len(), 9 * 6);
+    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-13, "packed and padded attention differ by {worst}");
+}
+
+#[test]
+fn op_gather_and_scatter_rows() {
+    let rows: Arc<[usize]> = Arc::from(vec![0, 1, 2, 4, 5]);
+    let r = rows.clone();
+    check_op("gather_rows", 63, &[randt(63, &[2, 4, 3])], move |t, v| {
+        let y = gather_rows(t, v[0], r.clone())?;
+        tanh(t, y)
+    });
+    check_op("scatter_rows", 64, &[randt(64, &[5, 3])], move |t, v| {
+        let y = scatter_rows(t, v[0], rows.clone(), &[2, 4, 3])?;
+        tanh(t, y)
+    });
 }
 
 #[test]

@@ -1,6 +1,10 @@
-//! Attention pieces: head split and merge, and the masked softmax.
+//! Attention pieces: head split and merge, and the masked softmax; and
+//! attention over packed sequences in one op.
+
+use std::sync::Arc;
 
 use super::{Backward, BackwardContext, Tape, Var};
+use crate::backend::cpu::packed_attention::{packed_attention_bwd, packed_attention_fwd};
 use crate::backend::cpu::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
@@ -106,4 +110,49 @@ pub fn masked_softmax(tape: &mut Tape, scores: Var, key_mask: &[u8]) -> Result<V
     let out =
         with_float!(t.dtype(), "masked_softmax", |T| Tensor::from_vec(masked_softmax_fwd(t.data::<T>()?, key_mask, h, tq, tk), t.shape()))?;
     Ok(tape.push(out, &[scores], MaskedSoftmax { key_mask: key_mask.to_vec() }))
+}
+
+struct PackedAttention {
+    lens: Arc<[usize]>,
+    heads: usize,
+    scale: f64,
+}
+
+impl Backward for PackedAttention {
+    fn name(&self) -> &'static str {
+        "packed_attention"
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let (q, k, v) = (ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]);
+        with_float!(dout.dtype(), "packed_attention", |T| {
+            let (dq, dk, dv) =
+                packed_attention_bwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, dout.data::<T>()?, &self.lens, self.heads, self.scale);
+            Ok(vec![Some(Tensor::from_vec(dq, q.shape())?), Some(Tensor::from_vec(dk, k.shape())?), Some(Tensor::from_vec(dv, v.shape())?)])
+        })
+    }
+}
+
+/// q, k, v (N, heads·D), holding sequences of `lens` rows back to back ->
+/// context (N, heads·D): each sequence attends to its own rows only, with
+/// scores scaled by `scale`. The same function as split_heads, scores,
+/// scale, masked_softmax, context and merge_heads on the padded batch, at
+/// every real position, without computing any padding. No dropout; CPU only.
+pub fn packed_attention(tape: &mut Tape, q: Var, k: Var, v: Var, lens: Arc<[usize]>, heads: usize, scale: f64) -> Result<Var> {
+    let (tq, tk, tv) = (tape.value(q), tape.value(k), tape.value(v));
+    let rows: usize = lens.iter().sum();
+    let fits = |t: &Tensor| t.dims() == 2 && t.shape() == tq.shape() && t.dtype() == tq.dtype();
+    if !(fits(tk) && fits(tv)) || tq.dims() != 2 || tq.shape()[0] != rows || heads == 0 || tq.shape()[1] % heads != 0 {
+        return Err(Error::shape(
+            "packed_attention",
+            format!("q {:?}, k {:?}, v {:?} for sequences of {rows} rows in all and {heads} heads", tq.shape(), tk.shape(), tv.shape()),
+        ));
+    }
+    if tq.is_on_device() {
+        return Err(Error::InvalidArgument("packed_attention runs on the CPU only".into()));
+    }
+    let out = with_float!(tq.dtype(), "packed_attention", |T| Tensor::from_vec(
+        packed_attention_fwd(tq.data::<T>()?, tk.data::<T>()?, tv.data::<T>()?, &lens, heads, scale),
+        tq.shape()
+    ))?;
+    Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale }))
 }

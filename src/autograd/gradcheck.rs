@@ -11,12 +11,13 @@
 //! The whole-model case reaches up into `model` (an arrow against DESIGN.md's
 //! layering, tolerated because this module is a test harness, not an op).
 
-use super::attention::{masked_softmax, merge_heads, split_heads};
+use super::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
 use super::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
 use super::embedding::embedding;
 use super::linear::{batched_matmul_op, linear};
 use super::loss::{IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
 use super::norm::layer_norm;
+use super::rows::{gather_rows, scatter_rows};
 use super::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::model::params::random_parameters;
@@ -243,6 +244,17 @@ fn views() -> Result<Vec<GradcheckRow>> {
             tanh(t, y)
         }),
         check_op("first_token", 16, &[random_tensor(8, &[3, 4, 5])], |t, v| first_token(t, v[0])),
+        check_op("packed_attention", 49, &[random_tensor(49, &[7, 6]), random_tensor(50, &[7, 6]), random_tensor(51, &[7, 6])], |t, v| {
+            packed_attention(t, v[0], v[1], v[2], std::sync::Arc::from(vec![4, 0, 3]), 2, 0.7)
+        }),
+        check_op("gather_rows", 47, &[random_tensor(47, &[2, 4, 3])], |t, v| {
+            let y = gather_rows(t, v[0], std::sync::Arc::from(vec![0, 1, 2, 4, 5]))?;
+            tanh(t, y)
+        }),
+        check_op("scatter_rows", 48, &[random_tensor(48, &[5, 3])], |t, v| {
+            let y = scatter_rows(t, v[0], std::sync::Arc::from(vec![0, 1, 2, 4, 5]), &[2, 4, 3])?;
+            tanh(t, y)
+        }),
         check_op("split_heads", 27, &[random_tensor(45, &[2, 3, 6])], |t, v| {
             let y = split_heads(t, v[0], 3)?;
             tanh(t, y)

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod loss;
 pub mod norm;
 pub mod on_device;
+pub mod rows;
 
 use crate::backend::cpu::activation::add_assign;
 use crate::error::{Error, Result};

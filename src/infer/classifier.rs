@@ -171,6 +171,13 @@ impl Classifier {
         self.predictor.device_name()
     }
 
+    /// Whether a forward pass leaves padding out of its token-wise work
+    /// (on the CPU it does, so batching texts of mixed lengths costs little
+    /// more than their real tokens; a CUDA device computes the padded batch).
+    pub fn skips_padding(&self) -> bool {
+        self.predictor.skips_padding()
+    }
+
     /// Classifies texts; the results are in input order.
     ///
     /// ```no_run

@@ -157,6 +157,12 @@ impl Predictor {
         }
     }
 
+    /// Whether forward passes skip padding positions (the CPU path does:
+    /// [`ForwardMode::skipping_padding`]).
+    pub fn skips_padding(&self) -> bool {
+        matches!(self.engine, Engine::Cpu(_))
+    }
+
     /// Predicts every (text, optional pair) in input order, `batch_size` at a time.
     pub fn predict(&self, inputs: &[(String, Option<String>)], batch_size: usize) -> Result<Vec<Prediction>> {
         if batch_size == 0 {
@@ -192,7 +198,7 @@ impl Predictor {
         let batch = pad_batch(group, self.tokenizer.pad_id());
         let mut tape = Tape::no_grad();
         let out = match &self.engine {
-            Engine::Cpu(cache) => self.model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(cache))?,
+            Engine::Cpu(cache) => self.model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), Some(cache))?,
             Engine::Device(d) => self.model.forward_on(&mut tape, &d.params, &batch, ForwardMode::eval())?,
         };
         Ok((tape.value(out.logits).to_f64_vec(), batch.seq_len))

@@ -2,14 +2,17 @@
 //! transformer layers, written once on the tape so forward and backward
 //! share one description of the model.
 
+use std::sync::Arc;
+
 use super::config::BertConfig;
 use super::params::{ParamStore, WeightCache};
-use crate::autograd::attention::{masked_softmax, merge_heads, split_heads};
+use crate::autograd::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
 use crate::autograd::basic::{DropoutKey, add, dropout, gelu, scale};
 use crate::autograd::embedding::embedding;
 use crate::autograd::linear::{batched_matmul_op, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::on_device;
+use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
 
@@ -54,15 +57,29 @@ impl Batch {
 pub struct ForwardMode {
     /// Some(seed) turns dropout on; each dropout site draws from its own stream.
     pub dropout_seed: Option<u64>,
+    /// On the CPU, compute the batch's real tokens only, none of its
+    /// padding (see [`ForwardMode::skipping_padding`]).
+    pub skip_padding: bool,
 }
 
 impl ForwardMode {
     pub fn eval() -> Self {
-        ForwardMode { dropout_seed: None }
+        ForwardMode { dropout_seed: None, skip_padding: false }
     }
 
     pub fn train(seed: u64) -> Self {
-        ForwardMode { dropout_seed: Some(seed) }
+        ForwardMode { dropout_seed: Some(seed), skip_padding: false }
+    }
+
+    /// The same mode, but on the CPU the encoder computes the batch's real
+    /// tokens only: they are packed (N, H), and each sequence attends to its
+    /// own tokens (with dropout on, attention falls back to the padded
+    /// layout). Real tokens' values, and so logits, are the same up to
+    /// rounding order; hidden states at padding positions are zero instead
+    /// of what Hugging Face computes there, so the reference checks run
+    /// without it. Prediction and evaluation use it: padding costs nothing.
+    pub fn skipping_padding(self) -> Self {
+        ForwardMode { skip_padding: true, ..self }
     }
 
     /// The dropout key of site `stream`, or None at evaluation.
@@ -190,10 +207,27 @@ pub fn encoder_forward(
         let x = add(tape, x, pos)?;
         layer_norm(tape, x, params[w], params[bias], eps)?
     };
-    let mut x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
-    tape.release_since(0, &[x]);
+    let x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
 
-    let mut hidden_states = vec![x];
+    // With `skip_padding` on the CPU, `x` holds the real tokens only, packed
+    // (N, H); `real_rows` are their positions in the padded (B·T) layout.
+    // Hidden states are returned padded, as the heads expect.
+    let hidden = config.hidden_size;
+    let real_rows: Option<Arc<[usize]>> = (mode.skip_padding && !on_device)
+        .then(|| batch.attention_mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect());
+    // Real tokens per sequence: packed, each sequence's rows are consecutive.
+    let sequence_lengths: Arc<[usize]> = batch.attention_mask.chunks(t.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect();
+    let padded = |tape: &mut Tape, v: Var| match &real_rows {
+        Some(rows) => scatter_rows(tape, v, rows.clone(), &[b, t, hidden]),
+        None => Ok(v),
+    };
+    let packed = |tape: &mut Tape, v: Var| match &real_rows {
+        Some(rows) => gather_rows(tape, v, rows.clone()),
+        None => Ok(v),
+    };
+    let mut x = packed(tape, x)?;
+    let mut hidden_states = vec![padded(tape, x)?];
+    tape.release_since(0, &[hidden_states[0], x]);
     let scale_factor = 1.0 / (config.head_dim() as f64).sqrt();
     for (l, lp) in ids.layers.iter().enumerate() {
         let layer_start = tape.len();
@@ -204,7 +238,10 @@ pub fn encoder_forward(
         let context = if on_device {
             let probs_dropout = mode.key(streams::attention_probs(l)).map(|k| (config.attention_probs_dropout_prob, k.seed, k.stream));
             on_device::attention(tape, (q, k, v), &batch.attention_mask, heads, scale_factor, probs_dropout)?
+        } else if real_rows.is_some() && mode.key(streams::attention_probs(l)).is_none() {
+            packed_attention(tape, q, k, v, sequence_lengths.clone(), heads, scale_factor)?
         } else {
+            let (q, k, v) = (padded(tape, q)?, padded(tape, k)?, padded(tape, v)?);
             let q = split_heads(tape, q, heads)?;
             let k = split_heads(tape, k, heads)?;
             let v = split_heads(tape, v, heads)?;
@@ -213,7 +250,8 @@ pub fn encoder_forward(
             let probs = masked_softmax(tape, scores, &batch.attention_mask)?;
             let probs = dropout(tape, probs, config.attention_probs_dropout_prob, mode.key(streams::attention_probs(l)))?;
             let context = batched_matmul_op(tape, probs, v, false, false)?; // (B, heads, T, d)
-            merge_heads(tape, context)? // (B, T, H)
+            let context = merge_heads(tape, context)?; // (B, T, H)
+            packed(tape, context)?
         };
         let attn = lin(tape, context, lp.attention_output)?;
         let attn = dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?;
@@ -227,8 +265,10 @@ pub fn encoder_forward(
         let out = dropout(tape, out, hidden_p, mode.key(streams::ffn_output(l)))?;
         let out = add(tape, out, x1)?;
         x = layer_norm(tape, out, params[lp.output_norm.0], params[lp.output_norm.1], eps)?;
-        hidden_states.push(x);
-        tape.release_since(layer_start, &hidden_states);
+        let state = padded(tape, x)?;
+        hidden_states.push(state);
+        let keep: Vec<Var> = hidden_states.iter().copied().chain([x]).collect();
+        tape.release_since(layer_start, &keep);
     }
     Ok(hidden_states)
 }

@@ -29,6 +29,29 @@ pub struct BatchLimits {
     pub max_wait: Duration,
     /// Most jobs waiting; a job beyond it is refused.
     pub max_queue: usize,
+    /// What padding costs the model, for grouping and pass planning.
+    pub padding: PaddingCost,
+}
+
+/// What one padding position costs a forward pass, against a real token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaddingCost {
+    /// As much as a real token: every op computes the padded layout (CUDA).
+    Full,
+    /// Nothing: the CPU path packs the real tokens and attends within each
+    /// sequence (`ForwardMode::skipping_padding`), so a pass of mixed
+    /// lengths costs what its tokens cost.
+    Skipped,
+}
+
+impl PaddingCost {
+    /// The cost in tenths of a real token.
+    fn tenths(self) -> usize {
+        match self {
+            PaddingCost::Full => 10,
+            PaddingCost::Skipped => 0,
+        }
+    }
 }
 
 /// What a job asks for.
@@ -155,6 +178,12 @@ impl Queue {
 
     /// Blocks until a group is ready; None once closed and empty.
     fn next_group(&self) -> Option<Vec<Job>> {
+        // The wait for arriving requests runs from when the batcher is free
+        // or the oldest job came, whichever is later: jobs that queued during
+        // a long forward pass have already waited, but the requests their
+        // answered neighbours send next are only now arriving, and without
+        // this wait a few early ones would run in a pass of their own.
+        let free_since = Instant::now();
         let mut s = self.lock();
         loop {
             // Jobs whose callers gave up (timeout, closed connection) cost nothing.
@@ -170,7 +199,7 @@ impl Queue {
                 s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
                 continue;
             };
-            let deadline = *oldest + self.limits.max_wait;
+            let deadline = (*oldest).max(free_since) + self.limits.max_wait;
             let queued_tokens: usize = s.jobs.iter().map(|(j, _)| j.tokens.iter().sum::<usize>()).sum();
             let room = s.inputs < self.limits.max_batch_size && queued_tokens < self.limits.max_batch_tokens;
             let now = Instant::now();
@@ -185,66 +214,106 @@ impl Queue {
     }
 }
 
-/// Takes the oldest job, then the queued jobs nearest to it in length, while
-/// the group stays within the limits. The oldest always goes, so no job
-/// waits forever behind others of a more common length.
+/// The fixed cost of one forward pass, in padded tokens' worth of work. On
+/// the 2-core CPU a MiniLM pass costs about 5.5 ms plus 0.14 ms per padded
+/// token (`berth bench --case fwd` at B=1 and B=4 against B=32, T=32), so
+/// a pass costs about 40 tokens before it does any work. Grouping and pass
+/// planning weigh padding against this.
+const PASS_OVERHEAD_TOKENS: usize = 40;
+
+/// What a forward pass of `rows` examples with `real` tokens, padded to
+/// `longest`, costs, in tenths of a real token.
+fn pass_cost(rows: usize, longest: usize, real: usize, padding: PaddingCost) -> usize {
+    10 * (PASS_OVERHEAD_TOKENS + real) + padding.tenths() * (rows * longest).saturating_sub(real)
+}
+
+/// Takes the next group: the oldest job, so none waits forever behind jobs
+/// of a more common length, and the run of queued jobs around it in length
+/// order that costs least per real token ([`pass_cost`]), within
+/// `max_batch_size` examples and `max_batch_tokens` padded tokens. A deep
+/// queue so yields a full pass of near-equal lengths; a long outlier runs
+/// alone rather than making many short examples pad to its length.
 fn take_group(jobs: &mut VecDeque<(Job, Instant)>, limits: &BatchLimits) -> Vec<Job> {
-    let Some((first, _)) = jobs.pop_front() else { return Vec::new() };
-    let target = first.longest();
-    let mut examples = first.tokens.len();
-    let mut tokens: usize = first.tokens.iter().sum();
-    let words = matches!(first.input, JobInput::Words(_));
-    let mut candidates: Vec<usize> = (0..jobs.len()).filter(|&i| matches!(jobs[i].0.input, JobInput::Words(_)) == words).collect();
-    candidates.sort_by_key(|&i| (jobs[i].0.longest().abs_diff(target), i));
-    let mut chosen = Vec::new();
-    for i in candidates {
-        let job = &jobs[i].0;
-        let (n, t) = (job.tokens.len(), job.tokens.iter().sum::<usize>());
-        if examples + n > limits.max_batch_size || tokens + t > limits.max_batch_tokens {
-            continue;
+    let Some((oldest, _)) = jobs.front() else { return Vec::new() };
+    let words = matches!(oldest.input, JobInput::Words(_));
+    // Jobs of the oldest's kind, shortest first (ties in queue order).
+    let mut sorted: Vec<usize> = (0..jobs.len()).filter(|&i| matches!(jobs[i].0.input, JobInput::Words(_)) == words).collect();
+    sorted.sort_by_key(|&i| (jobs[i].0.longest(), i));
+    let anchor = sorted.iter().position(|&i| i == 0).expect("the oldest job is a candidate");
+    let rows = |i: usize| jobs[sorted[i]].0.tokens.len();
+    let real = |i: usize| jobs[sorted[i]].0.tokens.iter().sum::<usize>();
+    let longest = |i: usize| jobs[sorted[i]].0.longest();
+
+    // The window sorted[lo..hi] holding the anchor with the lowest cost per
+    // real token; on a tie the larger one. The anchor alone always fits.
+    let (mut best_lo, mut best_hi) = (anchor, anchor + 1);
+    let cost = |n: usize, longest: usize, real: usize| pass_cost(n, longest, real, limits.padding);
+    let (mut best_cost, mut best_real) = (cost(rows(anchor), longest(anchor), real(anchor)), real(anchor).max(1));
+    let mut left_rows = 0;
+    let mut left_real = 0;
+    for lo in (0..=anchor).rev() {
+        if lo < anchor {
+            left_rows += rows(lo);
+            left_real += real(lo);
         }
-        examples += n;
-        tokens += t;
-        chosen.push(i);
+        let (mut n, mut t) = (left_rows, left_real);
+        for hi in anchor + 1..=sorted.len() {
+            n += rows(hi - 1);
+            t += real(hi - 1);
+            // Sorted, so the last job is the longest; later windows only grow.
+            if (n > limits.max_batch_size || n * longest(hi - 1) > limits.max_batch_tokens) && !(lo == anchor && hi == anchor + 1) {
+                break;
+            }
+            let c = cost(n, longest(hi - 1), t);
+            // c / t < best_cost / best_real, without division.
+            let (this, best) = (c * best_real, best_cost * t.max(1));
+            if this < best || (this == best && hi - lo > best_hi - best_lo) {
+                (best_lo, best_hi, best_cost, best_real) = (lo, hi, c, t.max(1));
+            }
+        }
     }
-    // Remove from the back so the indices stay valid.
+    let mut chosen: Vec<usize> = sorted[best_lo..best_hi].to_vec();
+    // Remove from the back so the indices stay valid; the oldest goes first.
     chosen.sort_unstable();
-    let mut group = vec![first];
-    for i in chosen.into_iter().rev() {
-        group.extend(jobs.remove(i).map(|(j, _)| j));
-    }
+    let mut group: Vec<Job> = chosen.iter().rev().filter_map(|&i| jobs.remove(i).map(|(j, _)| j)).collect();
+    group.reverse();
     group
 }
 
-/// Padding a pass may waste before it is cut. On the CPU a forward pass
-/// costs about the same per token at B=1 as at B=32 (within a quarter), plus
-/// a fixed part worth a few dozen tokens: cutting pays once the waste is
-/// larger than that and a large share of the pass.
-const WASTE_TOKENS: usize = 64;
-
-/// Splits examples sorted by length, longest first, into forward passes:
-/// each pass holds at most `max_rows` examples and `max_tokens` padded
-/// tokens, and is cut early where its padding would exceed both
-/// `WASTE_TOKENS` and a quarter of the pass. Returns (start, end) ranges.
-pub fn plan_passes(sorted_lengths: &[usize], max_rows: usize, max_tokens: usize) -> Vec<(usize, usize)> {
-    let mut passes = Vec::new();
-    let mut start = 0;
-    while start < sorted_lengths.len() {
-        let longest = sorted_lengths[start].max(1);
-        let mut real = longest;
-        let mut end = start + 1;
-        while end < sorted_lengths.len() {
-            let rows = end - start + 1;
-            let padded = rows * longest;
-            let waste = padded - (real + sorted_lengths[end]);
-            if rows > max_rows || padded > max_tokens || (waste > WASTE_TOKENS && waste * 4 > padded) {
+/// Splits examples sorted by length, longest first, into forward passes of
+/// at most `max_batch_size` examples and `max_batch_tokens` padded tokens
+/// (an example longer than that still gets a pass of its own), at the least
+/// total [`pass_cost`]: a dynamic programme over where to cut, since a pass
+/// of sorted examples is always a contiguous run. Returns (start, end) ranges.
+pub fn plan_passes(sorted_lengths: &[usize], limits: &BatchLimits) -> Vec<(usize, usize)> {
+    let (max_rows, max_tokens) = (limits.max_batch_size, limits.max_batch_tokens);
+    let n = sorted_lengths.len();
+    // cheapest[i]: the least cost of examples i.. ; cut[i]: where its first pass ends.
+    let mut cheapest = vec![0usize; n + 1];
+    let mut cut = vec![n; n + 1];
+    for i in (0..n).rev() {
+        let longest = sorted_lengths[i].max(1);
+        cheapest[i] = usize::MAX;
+        let mut real = 0;
+        for end in i + 1..=n {
+            let rows = end - i;
+            if end > i + 1 && (rows > max_rows || rows * longest > max_tokens) {
                 break;
             }
-            real += sorted_lengths[end];
-            end += 1;
+            real += sorted_lengths[end - 1];
+            let cost = pass_cost(rows, longest, real, limits.padding) + cheapest[end];
+            // `<=`: on a tie, the longer pass (fewer passes).
+            if cost <= cheapest[i] {
+                cheapest[i] = cost;
+                cut[i] = end;
+            }
         }
-        passes.push((start, end));
-        start = end;
+    }
+    let mut passes = Vec::new();
+    let mut start = 0;
+    while start < n {
+        passes.push((start, cut[start]));
+        start = cut[start];
     }
     passes
 }
@@ -276,7 +345,7 @@ fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits
     let lengths: Vec<usize> = order.iter().map(|k| example(k).ids.len()).collect();
     let mut results: Vec<Vec<Option<TextPrediction>>> = group.iter().map(|j| vec![None; j.tokens.len()]).collect();
     let mut failed: Vec<Option<String>> = vec![None; group.len()];
-    for (start, end) in plan_passes(&lengths, limits.max_batch_size, limits.max_batch_tokens) {
+    for (start, end) in plan_passes(&lengths, limits) {
         let pass: Vec<&Encoded> = order[start..end].iter().map(example).collect();
         metrics.batch_size.observe(pass.len() as f64);
         match classifier.predict_encoded(&pass) {
@@ -333,34 +402,89 @@ fn run_words(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics) {
 mod tests {
     use super::*;
 
+    /// Limits for planning passes: rows, padded tokens and padding cost.
+    fn plan(max_batch_size: usize, max_batch_tokens: usize, padding: PaddingCost) -> BatchLimits {
+        BatchLimits { max_batch_size, max_batch_tokens, max_wait: Duration::ZERO, max_queue: 1, padding }
+    }
+
     #[test]
     fn passes_keep_similar_lengths_together() {
-        // Eight of 60 tokens, then twenty of 10: the fourth 10 padded to 60
-        // would take the waste over 64 tokens and a quarter of the pass.
+        // Eight of 60 tokens, then twenty of 10: two passes cost 40 + 480 and
+        // 40 + 200 tokens, one pass 40 + 1,680.
         let mut lengths = vec![60; 8];
         lengths.extend([10; 20]);
-        assert_eq!(plan_passes(&lengths, 32, 10_000), vec![(0, 11), (11, 28)]);
-        // Long passes are not cut for a little padding: 64 tokens of 2000.
+        assert_eq!(plan_passes(&lengths, &plan(32, 10_000, PaddingCost::Full)), vec![(0, 8), (8, 28)]);
+        // A 36-token example among 100s pads 64 tokens, more than a pass of
+        // its own costs (40 + 36).
         let mut long = vec![100; 19];
         long.push(36);
-        assert_eq!(plan_passes(&long, 32, 10_000), vec![(0, 20)]);
+        assert_eq!(plan_passes(&long, &plan(32, 10_000, PaddingCost::Full)), vec![(0, 19), (19, 20)]);
+        // When the padding is skipped, one pass is cheaper.
+        assert_eq!(plan_passes(&long, &plan(32, 10_000, PaddingCost::Skipped)), vec![(0, 20)]);
     }
 
     #[test]
     fn passes_respect_rows_and_tokens() {
         let lengths = [20; 10];
-        assert_eq!(plan_passes(&lengths, 4, 10_000), vec![(0, 4), (4, 8), (8, 10)]);
-        assert_eq!(plan_passes(&lengths, 32, 60), vec![(0, 3), (3, 6), (6, 9), (9, 10)]);
-        // One example longer than the token limit still gets its own pass.
-        assert_eq!(plan_passes(&[500, 5], 32, 100), vec![(0, 1), (1, 2)]);
-        assert!(plan_passes(&[], 32, 100).is_empty());
+        for padding in [PaddingCost::Full, PaddingCost::Skipped] {
+            assert_eq!(plan_passes(&lengths, &plan(4, 10_000, padding)), vec![(0, 4), (4, 8), (8, 10)]);
+            assert_eq!(plan_passes(&lengths, &plan(32, 60, padding)), vec![(0, 3), (3, 6), (6, 9), (9, 10)]);
+            // One example longer than the token limit still gets its own pass.
+            assert_eq!(plan_passes(&[500, 5], &plan(32, 100, padding)), vec![(0, 1), (1, 2)]);
+            assert!(plan_passes(&[], &plan(32, 100, padding)).is_empty());
+        }
     }
 
     #[test]
     fn small_waste_is_not_cut() {
-        // 27 tokens of padding: more than a quarter of the pass, but a
-        // second forward pass would cost more.
-        assert_eq!(plan_passes(&[12, 3, 3, 3], 32, 10_000), vec![(0, 4)]);
+        // 27 tokens of padding (40 + 48 in all) cost less than a second pass
+        // (40 + 12 + 40 + 9).
+        assert_eq!(plan_passes(&[12, 3, 3, 3], &plan(32, 10_000, PaddingCost::Full)), vec![(0, 4)]);
+    }
+
+    /// Every way to cut `lengths` into contiguous passes within the limits:
+    /// the least total cost.
+    fn cheapest_by_brute_force(lengths: &[usize], limits: &BatchLimits) -> usize {
+        let n = lengths.len();
+        let mut best = usize::MAX;
+        for cuts in 0..1u32 << (n - 1) {
+            let (mut total, mut start, mut fits) = (0, 0, true);
+            for end in 1..=n {
+                if end == n || cuts & (1 << (end - 1)) != 0 {
+                    let rows = end - start;
+                    fits &= rows == 1 || (rows <= limits.max_batch_size && rows * lengths[start] <= limits.max_batch_tokens);
+                    total += pass_cost(rows, lengths[start], lengths[start..end].iter().sum(), limits.padding);
+                    start = end;
+                }
+            }
+            if fits {
+                best = best.min(total);
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn planned_passes_cost_the_least_of_every_cut() {
+        let mut state = 12345u64;
+        for case in 0..300 {
+            let n = 1 + case % 11;
+            let mut lengths: Vec<usize> = (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    3 + (state >> 33) as usize % 90
+                })
+                .collect();
+            lengths.sort_unstable_by(|a, b| b.cmp(a));
+            let padding = if case % 2 == 0 { PaddingCost::Full } else { PaddingCost::Skipped };
+            let limits = plan(1 + case % 5, 60 + case % 200, padding);
+            let passes = plan_passes(&lengths, &limits);
+            assert_eq!(passes.first().map(|p| p.0), Some(0));
+            assert_eq!(passes.last().map(|p| p.1), Some(n));
+            assert!(passes.windows(2).all(|w| w[0].1 == w[1].0), "{passes:?}");
+            let cost: usize = passes.iter().map(|&(s, e)| pass_cost(e - s, lengths[s], lengths[s..e].iter().sum(), padding)).sum();
+            assert_eq!(cost, cheapest_by_brute_force(&lengths, &limits), "{lengths:?} {limits:?}");
+        }
     }
 
     fn job(tokens: Vec<usize>) -> (Job, oneshot::Receiver<Result<JobOutput, String>>) {
@@ -371,7 +495,7 @@ mod tests {
     }
 
     fn limits(max_batch_size: usize, max_queue: usize) -> BatchLimits {
-        BatchLimits { max_batch_size, max_batch_tokens: 10_000, max_wait: Duration::from_millis(50), max_queue }
+        BatchLimits { max_batch_size, max_batch_tokens: 10_000, max_wait: Duration::from_millis(50), max_queue, padding: PaddingCost::Full }
     }
 
     #[test]
@@ -390,6 +514,58 @@ mod tests {
         assert_eq!(lengths, vec![29, 30, 31]);
         let left: Vec<usize> = jobs.iter().map(|(j, _)| j.longest()).collect();
         assert_eq!(left, vec![5, 6]);
+    }
+
+    fn queue_of(lengths: &[usize]) -> (VecDeque<(Job, Instant)>, Vec<oneshot::Receiver<Result<JobOutput, String>>>) {
+        let mut jobs = VecDeque::new();
+        let mut receivers = Vec::new();
+        for &n in lengths {
+            let (j, rx) = job(vec![n]);
+            jobs.push_back((j, Instant::now()));
+            receivers.push(rx);
+        }
+        (jobs, receivers)
+    }
+
+    #[test]
+    fn a_deep_queue_yields_a_full_group_of_equal_lengths() {
+        // Oldest 20, then 10s, 20s and 40s interleaved: the group is the
+        // eight 20s, not the eight nearest in arrival.
+        let mut lengths = vec![20];
+        for _ in 0..7 {
+            lengths.extend([10, 40, 20]);
+        }
+        let (mut jobs, _receivers) = queue_of(&lengths);
+        let group = take_group(&mut jobs, &limits(8, 64));
+        assert_eq!(group.iter().map(|j| j.longest()).collect::<Vec<_>>(), vec![20; 8]);
+        assert_eq!(jobs.len(), 14);
+    }
+
+    #[test]
+    fn a_long_oldest_job_runs_alone_and_the_short_ones_together() {
+        let mut lengths = vec![60];
+        lengths.extend([10; 20]);
+        let (mut jobs, _receivers) = queue_of(&lengths);
+        let first = take_group(&mut jobs, &limits(32, 64));
+        assert_eq!(first.iter().map(|j| j.longest()).collect::<Vec<_>>(), vec![60]);
+        let second = take_group(&mut jobs, &limits(32, 64));
+        assert_eq!(second.len(), 20);
+        assert!(jobs.is_empty());
+        // When padding costs nothing (the CPU path), one group takes them all.
+        let (mut jobs, _receivers) = queue_of(&lengths);
+        let cheap_padding = BatchLimits { padding: PaddingCost::Skipped, ..limits(32, 64) };
+        assert_eq!(take_group(&mut jobs, &cheap_padding).len(), 21);
+    }
+
+    #[test]
+    fn groups_keep_within_the_token_limit() {
+        let (mut jobs, _receivers) = queue_of(&[30; 10]);
+        let l = BatchLimits { max_batch_tokens: 100, ..limits(32, 64) };
+        let group = take_group(&mut jobs, &l);
+        assert_eq!(group.len(), 3, "three of 30 fit in 100 padded tokens, four do not");
+        // A job bigger than the limit on its own still runs.
+        let (mut big, _r) = queue_of(&[500, 5]);
+        assert_eq!(take_group(&mut big, &l).iter().map(|j| j.longest()).collect::<Vec<_>>(), vec![500]);
     }
 
     #[test]

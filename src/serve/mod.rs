@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::infer::{Classifier, ClassifierOptions, ModelKind};
 use api::{Example, PredictRequest, RequestError, RequestLimits};
-use batcher::{BatchLimits, Job, JobInput, JobOutput, Queue, Refused};
+use batcher::{BatchLimits, Job, JobInput, JobOutput, PaddingCost, Queue, Refused};
 use metrics::Metrics;
 
 /// Everything `berth serve` is configured with.
@@ -116,7 +116,9 @@ async fn serve(options: ServeOptions, classifier: Arc<Classifier>) -> Result<()>
         .await
         .map_err(|e| Error::InvalidArgument(format!("cannot listen on {}:{}: {e}", options.host, options.port)))?;
     let address: SocketAddr = listener.local_addr().map_err(|e| Error::InvalidArgument(format!("listener address: {e}")))?;
-    let queue = Arc::new(Queue::new(options.batch.clone()));
+    // Grouping weighs padding by what it costs this model's device.
+    let padding = if classifier.skips_padding() { PaddingCost::Skipped } else { PaddingCost::Full };
+    let queue = Arc::new(Queue::new(BatchLimits { padding, ..options.batch.clone() }));
     let metrics = Arc::new(Metrics::default());
     let batcher = {
         let (queue, classifier, metrics) = (queue.clone(), classifier.clone(), metrics.clone());

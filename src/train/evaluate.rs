@@ -304,7 +304,7 @@ pub fn evaluate_with(
         let mut tape = Tape::no_grad();
         let out = match device_params {
             Some(params) => model.forward_on(&mut tape, params, &batch, ForwardMode::eval())?,
-            None => model.forward_cached(&mut tape, &batch, ForwardMode::eval(), cache.as_ref())?,
+            None => model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), cache.as_ref())?,
         };
         let logits = tape.value(out.logits).to_f64_vec();
         let per_row = logits.len() / chunk.len().max(1);

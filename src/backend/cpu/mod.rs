@@ -7,6 +7,7 @@ pub mod activation;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod packed_attention;
 pub mod softmax;
 
 use rayon::prelude::*;

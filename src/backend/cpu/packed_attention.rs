@@ -1,0 +1,156 @@
+//! Self-attention over packed sequences: a batch's real tokens as (N, H·D)
+//! rows, each sequence a contiguous run of rows that attends only to itself.
+//! No padding position is computed, so a batch of mixed lengths costs what
+//! its tokens cost. At every real position it is the function of the padded
+//! path (split heads, scores · scale, softmax over the real keys, context).
+//!
+//! The work is one task per (sequence, head): a long lone sequence still
+//! uses every core. The probabilities are recomputed in backward rather than
+//! kept, since they are cheap next to the rest of a layer.
+
+use rayon::prelude::*;
+
+use super::matmul::{Operand, matmul};
+use super::{dot, sum};
+use crate::tensor::Float;
+
+/// Where each sequence starts, in rows.
+fn offsets(lens: &[usize]) -> Vec<usize> {
+    lens.iter()
+        .scan(0, |start, &len| {
+            let here = *start;
+            *start += len;
+            Some(here)
+        })
+        .collect()
+}
+
+/// Every (sequence, head) pair: the unit of work.
+fn tasks(lens: &[usize], heads: usize) -> Vec<(usize, usize)> {
+    (0..lens.len()).filter(|&s| lens[s] > 0).flat_map(|s| (0..heads).map(move |h| (s, h))).collect()
+}
+
+/// Head `h` of a sequence's rows (each `cols` wide, heads of `d`), copied
+/// into a contiguous (len, d) matrix for the products.
+fn head_matrix<T: Float>(x: &[T], len: usize, cols: usize, h: usize, d: usize) -> Vec<T> {
+    let mut m = Vec::with_capacity(len * d);
+    for i in 0..len {
+        m.extend_from_slice(&x[i * cols + h * d..i * cols + (h + 1) * d]);
+    }
+    m
+}
+
+/// c = a' · b' for small operands, on this thread (the caller runs one
+/// task per sequence and head in parallel).
+fn product<T: Float>(a: Operand<T>, b: Operand<T>, rows: usize, cols: usize) -> Vec<T> {
+    let mut c = vec![T::ZERO; rows * cols];
+    matmul(a, b, &mut c, false, false);
+    c
+}
+
+/// The attention probabilities of one head of one sequence: (len, len),
+/// row i the softmax over keys j of scale · q_i · k_j; q, k are (len, d).
+fn probabilities<T: Float>(q: &[T], k: &[T], len: usize, d: usize, scale: T) -> Vec<T> {
+    let mut p = product(Operand::new(q, len, d, false), Operand::new(k, len, d, true), len, len);
+    for row in p.chunks_mut(len) {
+        for s in row.iter_mut() {
+            *s *= scale;
+        }
+        let max = row.iter().copied().fold(T::MIN, T::max);
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+        }
+        let inv = T::ONE / sum(row);
+        for s in row.iter_mut() {
+            *s *= inv;
+        }
+    }
+    p
+}
+
+/// Writes per-(sequence, head) blocks (len, d), in task order, into
+/// (N, H·D) rows; one parallel task per sequence.
+fn assemble<T: Float>(blocks: Vec<Vec<T>>, lens: &[usize], heads: usize, cols: usize, d: usize) -> Vec<T> {
+    let n: usize = lens.iter().sum();
+    let mut out = crate::tensor::pool::take::<T>(n * cols);
+    let mut per_sequence = Vec::with_capacity(lens.len());
+    let (mut rest, mut blocks) = (&mut out[..], blocks.into_iter());
+    for &len in lens.iter().filter(|&&l| l > 0) {
+        let (rows, tail) = std::mem::take(&mut rest).split_at_mut(len * cols);
+        rest = tail;
+        per_sequence.push((rows, blocks.by_ref().take(heads).collect::<Vec<_>>()));
+    }
+    per_sequence.into_par_iter().for_each(|(rows, head_blocks)| {
+        for (h, block) in head_blocks.iter().enumerate() {
+            for (row, values) in rows.chunks_mut(cols).zip(block.chunks(d)) {
+                row[h * d..(h + 1) * d].copy_from_slice(values);
+            }
+        }
+    });
+    out
+}
+
+/// q, k, v (N, heads·D), `lens` summing to N -> context (N, heads·D).
+pub fn packed_attention_fwd<T: Float>(q: &[T], k: &[T], v: &[T], lens: &[usize], heads: usize, scale: f64) -> Vec<T> {
+    let n: usize = lens.iter().sum();
+    let cols = q.len() / n.max(1);
+    let d = cols / heads.max(1);
+    let starts = offsets(lens);
+    let scale = T::from_f64(scale);
+    let blocks: Vec<Vec<T>> = tasks(lens, heads)
+        .into_par_iter()
+        .map(|(s, h)| {
+            let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
+            let [q, k, v] = [q, k, v].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
+            let p = probabilities(&q, &k, len, d, scale);
+            product(Operand::new(&p, len, len, false), Operand::new(&v, len, d, false), len, d)
+        })
+        .collect();
+    assemble(blocks, lens, heads, cols, d)
+}
+
+/// Backward of [`packed_attention_fwd`]: from dout (N, heads·D), returns
+/// (dq, dk, dv). With p the probabilities and dp = dout · vᵀ:
+/// dv = pᵀ · dout, ds = p ∘ (dp − rowsum(dp ∘ p)), dq = scale · ds · k,
+/// dk = scale · dsᵀ · q.
+pub fn packed_attention_bwd<T: Float>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    dout: &[T],
+    lens: &[usize],
+    heads: usize,
+    scale: f64,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let n: usize = lens.iter().sum();
+    let cols = q.len() / n.max(1);
+    let d = cols / heads.max(1);
+    let starts = offsets(lens);
+    let scale = T::from_f64(scale);
+    let grads: Vec<[Vec<T>; 3]> = tasks(lens, heads)
+        .into_par_iter()
+        .map(|(s, h)| {
+            let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
+            let [q, k, v, dout] = [q, k, v, dout].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
+            let p = probabilities(&q, &k, len, d, scale);
+            let dv = product(Operand::new(&p, len, len, true), Operand::new(&dout, len, d, false), len, d);
+            let mut ds = product(Operand::new(&dout, len, d, false), Operand::new(&v, len, d, true), len, len);
+            for (row, p_row) in ds.chunks_mut(len).zip(p.chunks(len)) {
+                let centre = dot(row, p_row);
+                for (x, &pij) in row.iter_mut().zip(p_row) {
+                    *x = pij * (*x - centre) * scale;
+                }
+            }
+            let dq = product(Operand::new(&ds, len, len, false), Operand::new(&k, len, d, false), len, d);
+            let dk = product(Operand::new(&ds, len, len, true), Operand::new(&q, len, d, false), len, d);
+            [dq, dk, dv]
+        })
+        .collect();
+    let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
+    for [q, k, v] in grads {
+        dq.push(q);
+        dk.push(k);
+        dv.push(v);
+    }
+    (assemble(dq, lens, heads, cols, d), assemble(dk, lens, heads, cols, d), assemble(dv, lens, heads, cols, d))
+}
