@@ -39,8 +39,8 @@ pub struct ServeArgs {
     /// Most tokens in one group (and padded tokens in one forward pass).
     #[arg(long, default_value_t = 4096)]
     pub max_batch_tokens: usize,
-    /// Longest the batcher holds a group open for requests still being read
-    /// (it never waits when none are on the way).
+    /// Longest the batcher, once free, holds a group open for requests still
+    /// being read (it never waits when none are on the way).
     #[arg(long, default_value_t = 2)]
     pub max_wait_ms: u64,
     /// Most requests waiting; beyond it requests get 503 with Retry-After.

@@ -4,8 +4,9 @@
 //!
 //! The batcher never waits when nothing more is on the way: a lone request is
 //! run at once, so batching adds no latency at low load. It waits (up to
-//! `max_wait`) only while other requests are being read and tokenised, so
-//! that they can join the group.
+//! `max_wait` from when it is free) only while other requests are being
+//! read and tokenised, so that they can join the group. Groups and passes
+//! are chosen by one cost model ([`PaddingCost`], `pass_cost`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -283,7 +284,7 @@ fn take_group(jobs: &mut VecDeque<(Job, Instant)>, limits: &BatchLimits) -> Vec<
 /// Splits examples sorted by length, longest first, into forward passes of
 /// at most `max_batch_size` examples and `max_batch_tokens` padded tokens
 /// (an example longer than that still gets a pass of its own), at the least
-/// total [`pass_cost`]: a dynamic programme over where to cut, since a pass
+/// total `pass_cost`: a dynamic programme over where to cut, since a pass
 /// of sorted examples is always a contiguous run. Returns (start, end) ranges.
 pub fn plan_passes(sorted_lengths: &[usize], limits: &BatchLimits) -> Vec<(usize, usize)> {
     let (max_rows, max_tokens) = (limits.max_batch_size, limits.max_batch_tokens);
