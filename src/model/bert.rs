@@ -215,8 +215,10 @@ pub fn encoder_forward(
     let hidden = config.hidden_size;
     let real_rows: Option<Arc<[usize]>> = (mode.skip_padding && !on_device)
         .then(|| batch.attention_mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect());
-    // Real tokens per sequence: packed, each sequence's rows are consecutive.
-    let sequence_lengths: Arc<[usize]> = batch.attention_mask.chunks(t.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect();
+    // Real tokens per sequence (packed, each sequence's rows are consecutive);
+    // only the packed path needs them.
+    let sequence_lengths: Option<Arc<[usize]>> =
+        real_rows.as_ref().map(|_| batch.attention_mask.chunks(t.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect());
     let padded = |tape: &mut Tape, v: Var| match &real_rows {
         Some(rows) => scatter_rows(tape, v, rows.clone(), &[b, t, hidden]),
         None => Ok(v),
@@ -238,8 +240,8 @@ pub fn encoder_forward(
         let context = if on_device {
             let probs_dropout = mode.key(streams::attention_probs(l)).map(|k| (config.attention_probs_dropout_prob, k.seed, k.stream));
             on_device::attention(tape, (q, k, v), &batch.attention_mask, heads, scale_factor, probs_dropout)?
-        } else if real_rows.is_some() && mode.key(streams::attention_probs(l)).is_none() {
-            packed_attention(tape, q, k, v, sequence_lengths.clone(), heads, scale_factor)?
+        } else if let Some(lens) = sequence_lengths.as_ref().filter(|_| mode.key(streams::attention_probs(l)).is_none()) {
+            packed_attention(tape, q, k, v, lens.clone(), heads, scale_factor)?
         } else {
             let (q, k, v) = (padded(tape, q)?, padded(tape, k)?, padded(tape, v)?);
             let q = split_heads(tape, q, heads)?;
