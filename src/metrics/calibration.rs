@@ -14,11 +14,7 @@
 //!   scikit-learn ≥ 1.3 does), then the point (precision 1, recall 0). **Average precision**: Σ_n (R_n − R_{n−1})·P_n
 //!   (`sklearn.metrics.average_precision_score`, no interpolation).
 
-/// log Σ exp(x), shifted by the maximum so it cannot overflow.
-fn log_sum_exp(x: &[f64]) -> f64 {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
-}
+use crate::infer::predictor::{argmax, log_sum_exp, softmax};
 
 /// The bins of the reliability diagram and of ECE.
 pub const ECE_BINS: usize = 15;
@@ -75,14 +71,7 @@ pub fn expected_calibration_error(confidence: &[f64], correct: &[bool], bins: us
 
 /// Softmax of each row of logits divided by `temperature`.
 pub fn softmax_rows(logits: &[Vec<f64>], temperature: f64) -> Vec<Vec<f64>> {
-    logits
-        .iter()
-        .map(|row| {
-            let scaled: Vec<f64> = row.iter().map(|v| v / temperature).collect();
-            let lse = log_sum_exp(&scaled);
-            scaled.iter().map(|v| (v - lse).exp()).collect()
-        })
-        .collect()
+    logits.iter().map(|row| softmax(&row.iter().map(|v| v / temperature).collect::<Vec<f64>>())).collect()
 }
 
 /// Top-label confidence and whether it is right, per sample.
@@ -91,8 +80,8 @@ pub fn top_label(probabilities: &[Vec<f64>], labels: &[usize]) -> (Vec<f64>, Vec
         .iter()
         .zip(labels)
         .map(|(p, &y)| {
-            let (best, conf) = p.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            (conf, best == y)
+            let best = argmax(p);
+            (p[best], best == y)
         })
         .unzip()
 }

@@ -40,7 +40,6 @@ pub fn confusion_matrix(labels: &[String], matrix: &[Vec<usize>], title: &str) -
         svg.text(left - 8.0, top + (i as f64 + 0.5) * cell + 4.0, 12.0, Anchor::End, "#222", &short(l));
         let x = left + (i as f64 + 0.5) * cell;
         let y = top + k as f64 * cell + 14.0;
-        let _ = &mut svg;
         svg.text(x, y, 12.0, Anchor::Middle, "#222", &short(l));
     }
     svg.text(left + cell * k as f64 / 2.0, top + k as f64 * cell + 36.0, 12.0, Anchor::Middle, "#222", "predicted label");

@@ -51,11 +51,11 @@ impl ImbalanceSetup {
         let multi_label = matches!(data.targets, Targets::Multi(_));
         let (counts, rows) = class_counts(&data.targets, labels.len());
         let class_weights = match &config.class_weights {
-            Some(spec) => {
-                let spec = ClassWeightSpec::parse(spec)?;
+            Some(text) => {
+                let spec = ClassWeightSpec::parse(text)?;
                 let w = spec.weights(labels, &counts, rows, multi_label)?;
                 let what = if multi_label { "pos_weight per label" } else { "class weights" };
-                eprintln!("{what} ({}): {}", config.class_weights.as_deref().unwrap_or_default(), describe(labels, &w));
+                eprintln!("{what} ({text}): {}", describe(labels, &w));
                 Some(w)
             }
             None => None,
