@@ -473,7 +473,7 @@ impl TrainConfig {
         if self.heads.is_some() && self.head_bias_init != "zero" {
             return bad("--head-bias-init prior is for single-head runs; --heads initialises each head as transformers does".into());
         }
-        self.loss_kind()?;
+        let focal = matches!(self.loss_kind()?, crate::model::LossKind::Focal { .. });
         if let Some(spec) = &self.class_weights {
             super::class_weights::ClassWeightSpec::parse(spec)?;
         }
@@ -485,7 +485,7 @@ impl TrainConfig {
         if self.epoch_length == Some(0) {
             return bad("--epoch-length must be at least 1".into());
         }
-        if self.task == Task::Regression && (self.class_weights.is_some() || self.loss != "ce") {
+        if self.task == Task::Regression && (self.class_weights.is_some() || focal) {
             return bad("regression uses MSE: --class-weights and --loss focal do not apply".into());
         }
         if self.tune_threshold && (!single || self.eval.is_none()) {
@@ -495,10 +495,42 @@ impl TrainConfig {
             return bad("--calibrate needs --task classification and an --eval file to fit the temperature on".into());
         }
         if self.heads.is_some()
-            && (self.class_weights.is_some() || self.loss != "ce" || self.sampler != "random" || self.tune_threshold || self.calibrate)
+            && (self.class_weights.is_some()
+                || focal
+                || sampler != crate::data::sampler::SamplerKind::Random
+                || self.tune_threshold
+                || self.calibrate)
         {
             return bad("--heads: class weights, focal loss, samplers, --tune-threshold and --calibrate apply to single-task runs".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(task: &str, loss: &str) -> TrainOptions {
+        TrainOptions {
+            model: Some("model".into()),
+            train: Some("train.tsv".into()),
+            output: Some("out".into()),
+            task: Some(task.into()),
+            loss: Some(loss.into()),
+            ..TrainOptions::default()
+        }
+    }
+
+    #[test]
+    fn every_name_of_the_plain_loss_passes_and_focal_is_refused_for_regression() {
+        // The plain loss has several names (`LossSpec::parse_kind`); none of
+        // them is focal, so regression must accept each.
+        for loss in ["ce", "standard", "cross-entropy", "bce"] {
+            let resolved = options("regression", loss).resolve();
+            assert!(resolved.is_ok(), "--loss {loss}: {:?}", resolved.err());
+        }
+        let err = options("regression", "focal").resolve().unwrap_err().to_string();
+        assert!(err.contains("regression uses MSE"), "{err}");
     }
 }
