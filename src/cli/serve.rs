@@ -9,7 +9,7 @@ use crate::backend::cuda::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::infer::ClassifierOptions;
 use crate::serve::api::RequestLimits;
-use crate::serve::batcher::{BatchLimits, PaddingCost};
+use crate::serve::batcher::BatchLimits;
 use crate::serve::{ServeOptions, run as serve};
 use crate::train::device_model::Precision;
 
@@ -88,8 +88,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_batch_tokens: args.max_batch_tokens,
             max_wait: Duration::from_millis(args.max_wait_ms),
             max_queue: args.max_queue,
-            // `serve` sets it from the loaded model's device.
-            padding: PaddingCost::Full,
         },
         request: RequestLimits { max_inputs: args.max_client_batch_size, max_input_chars: args.max_input_chars },
         max_body_bytes: args.max_body_bytes,

@@ -30,8 +30,6 @@ pub struct BatchLimits {
     pub max_wait: Duration,
     /// Most jobs waiting; a job beyond it is refused.
     pub max_queue: usize,
-    /// What padding costs the model, for grouping and pass planning.
-    pub padding: PaddingCost,
 }
 
 /// What one padding position costs a forward pass, against a real token.
@@ -109,6 +107,8 @@ pub struct Queue {
     /// Requests being read or tokenised: they may join the next group.
     arriving: AtomicUsize,
     limits: BatchLimits,
+    /// What padding costs the model's device, for grouping and pass planning.
+    padding: PaddingCost,
 }
 
 /// Counts a request as arriving until it is queued or refused.
@@ -123,13 +123,15 @@ impl Drop for Arriving<'_> {
 }
 
 impl Queue {
-    /// An empty queue with these limits.
-    pub fn new(limits: BatchLimits) -> Queue {
+    /// An empty queue with these limits, grouping by what padding costs the
+    /// model's device.
+    pub fn new(limits: BatchLimits, padding: PaddingCost) -> Queue {
         Queue {
             state: Mutex::new(QueueState { jobs: VecDeque::new(), inputs: 0, closed: false }),
             ready: Condvar::new(),
             arriving: AtomicUsize::new(0),
             limits,
+            padding,
         }
     }
 
@@ -208,7 +210,7 @@ impl Queue {
                 s = self.ready.wait_timeout(s, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
                 continue;
             }
-            let group = take_group(&mut s.jobs, &self.limits);
+            let group = take_group(&mut s.jobs, &self.limits, self.padding);
             s.inputs -= group.iter().map(|j| j.tokens.len()).sum::<usize>();
             return Some(group);
         }
@@ -234,7 +236,7 @@ fn pass_cost(rows: usize, longest: usize, real: usize, padding: PaddingCost) -> 
 /// `max_batch_size` examples and `max_batch_tokens` padded tokens. A deep
 /// queue so yields a full pass of near-equal lengths; a long outlier runs
 /// alone rather than making many short examples pad to its length.
-fn take_group(jobs: &mut VecDeque<(Job, Instant)>, limits: &BatchLimits) -> Vec<Job> {
+fn take_group(jobs: &mut VecDeque<(Job, Instant)>, limits: &BatchLimits, padding: PaddingCost) -> Vec<Job> {
     let Some((oldest, _)) = jobs.front() else { return Vec::new() };
     let words = matches!(oldest.input, JobInput::Words(_));
     // Jobs of the oldest's kind, shortest first (ties in queue order).
@@ -248,7 +250,7 @@ fn take_group(jobs: &mut VecDeque<(Job, Instant)>, limits: &BatchLimits) -> Vec<
     // The window sorted[lo..hi] holding the anchor with the lowest cost per
     // real token; on a tie the larger one. The anchor alone always fits.
     let (mut best_lo, mut best_hi) = (anchor, anchor + 1);
-    let cost = |n: usize, longest: usize, real: usize| pass_cost(n, longest, real, limits.padding);
+    let cost = |n: usize, longest: usize, real: usize| pass_cost(n, longest, real, padding);
     let (mut best_cost, mut best_real) = (cost(rows(anchor), longest(anchor), real(anchor)), real(anchor).max(1));
     let mut left_rows = 0;
     let mut left_real = 0;
@@ -286,7 +288,7 @@ fn take_group(jobs: &mut VecDeque<(Job, Instant)>, limits: &BatchLimits) -> Vec<
 /// (an example longer than that still gets a pass of its own), at the least
 /// total `pass_cost`: a dynamic programme over where to cut, since a pass
 /// of sorted examples is always a contiguous run. Returns (start, end) ranges.
-pub fn plan_passes(sorted_lengths: &[usize], limits: &BatchLimits) -> Vec<(usize, usize)> {
+pub fn plan_passes(sorted_lengths: &[usize], limits: &BatchLimits, padding: PaddingCost) -> Vec<(usize, usize)> {
     let (max_rows, max_tokens) = (limits.max_batch_size, limits.max_batch_tokens);
     let n = sorted_lengths.len();
     // cheapest[i]: the least cost of examples i.. ; cut[i]: where its first pass ends.
@@ -302,7 +304,7 @@ pub fn plan_passes(sorted_lengths: &[usize], limits: &BatchLimits) -> Vec<(usize
                 break;
             }
             real += sorted_lengths[end - 1];
-            let cost = pass_cost(rows, longest, real, limits.padding) + cheapest[end];
+            let cost = pass_cost(rows, longest, real, padding) + cheapest[end];
             // `<=`: on a tie, the longer pass (fewer passes).
             if cost <= cheapest[i] {
                 cheapest[i] = cost;
@@ -327,12 +329,12 @@ pub fn run(queue: Arc<Queue>, classifier: Arc<Classifier>, metrics: Arc<Metrics>
         if words {
             run_words(group, &classifier, &metrics);
         } else {
-            run_texts(group, &classifier, &metrics, limits);
+            run_texts(group, &classifier, &metrics, limits, queue.padding);
         }
     }
 }
 
-fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits: &BatchLimits) {
+fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits: &BatchLimits, padding: PaddingCost) {
     // (job, example) for every example of the group, longest first.
     let mut order: Vec<(usize, usize)> = Vec::new();
     for (j, job) in group.iter().enumerate() {
@@ -346,7 +348,7 @@ fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits
     let lengths: Vec<usize> = order.iter().map(|k| example(k).ids.len()).collect();
     let mut results: Vec<Vec<Option<TextPrediction>>> = group.iter().map(|j| vec![None; j.tokens.len()]).collect();
     let mut failed: Vec<Option<String>> = vec![None; group.len()];
-    for (start, end) in plan_passes(&lengths, limits) {
+    for (start, end) in plan_passes(&lengths, limits, padding) {
         let pass: Vec<&Encoded> = order[start..end].iter().map(example).collect();
         metrics.batch_size.observe(pass.len() as f64);
         match classifier.predict_encoded(&pass) {
@@ -403,9 +405,9 @@ fn run_words(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics) {
 mod tests {
     use super::*;
 
-    /// Limits for planning passes: rows, padded tokens and padding cost.
-    fn plan(max_batch_size: usize, max_batch_tokens: usize, padding: PaddingCost) -> BatchLimits {
-        BatchLimits { max_batch_size, max_batch_tokens, max_wait: Duration::ZERO, max_queue: 1, padding }
+    /// Limits for planning passes: rows and padded tokens.
+    fn plan(max_batch_size: usize, max_batch_tokens: usize) -> BatchLimits {
+        BatchLimits { max_batch_size, max_batch_tokens, max_wait: Duration::ZERO, max_queue: 1 }
     }
 
     #[test]
@@ -414,25 +416,25 @@ mod tests {
         // 40 + 200 tokens, one pass 40 + 1,680.
         let mut lengths = vec![60; 8];
         lengths.extend([10; 20]);
-        assert_eq!(plan_passes(&lengths, &plan(32, 10_000, PaddingCost::Full)), vec![(0, 8), (8, 28)]);
+        assert_eq!(plan_passes(&lengths, &plan(32, 10_000), PaddingCost::Full), vec![(0, 8), (8, 28)]);
         // A 36-token example among 100s pads 64 tokens, more than a pass of
         // its own costs (40 + 36).
         let mut long = vec![100; 19];
         long.push(36);
-        assert_eq!(plan_passes(&long, &plan(32, 10_000, PaddingCost::Full)), vec![(0, 19), (19, 20)]);
+        assert_eq!(plan_passes(&long, &plan(32, 10_000), PaddingCost::Full), vec![(0, 19), (19, 20)]);
         // When the padding is skipped, one pass is cheaper.
-        assert_eq!(plan_passes(&long, &plan(32, 10_000, PaddingCost::Skipped)), vec![(0, 20)]);
+        assert_eq!(plan_passes(&long, &plan(32, 10_000), PaddingCost::Skipped), vec![(0, 20)]);
     }
 
     #[test]
     fn passes_respect_rows_and_tokens() {
         let lengths = [20; 10];
         for padding in [PaddingCost::Full, PaddingCost::Skipped] {
-            assert_eq!(plan_passes(&lengths, &plan(4, 10_000, padding)), vec![(0, 4), (4, 8), (8, 10)]);
-            assert_eq!(plan_passes(&lengths, &plan(32, 60, padding)), vec![(0, 3), (3, 6), (6, 9), (9, 10)]);
+            assert_eq!(plan_passes(&lengths, &plan(4, 10_000), padding), vec![(0, 4), (4, 8), (8, 10)]);
+            assert_eq!(plan_passes(&lengths, &plan(32, 60), padding), vec![(0, 3), (3, 6), (6, 9), (9, 10)]);
             // One example longer than the token limit still gets its own pass.
-            assert_eq!(plan_passes(&[500, 5], &plan(32, 100, padding)), vec![(0, 1), (1, 2)]);
-            assert!(plan_passes(&[], &plan(32, 100, padding)).is_empty());
+            assert_eq!(plan_passes(&[500, 5], &plan(32, 100), padding), vec![(0, 1), (1, 2)]);
+            assert!(plan_passes(&[], &plan(32, 100), padding).is_empty());
         }
     }
 
@@ -440,12 +442,12 @@ mod tests {
     fn small_waste_is_not_cut() {
         // 27 tokens of padding (40 + 48 in all) cost less than a second pass
         // (40 + 12 + 40 + 9).
-        assert_eq!(plan_passes(&[12, 3, 3, 3], &plan(32, 10_000, PaddingCost::Full)), vec![(0, 4)]);
+        assert_eq!(plan_passes(&[12, 3, 3, 3], &plan(32, 10_000), PaddingCost::Full), vec![(0, 4)]);
     }
 
     /// Every way to cut `lengths` into contiguous passes within the limits:
     /// the least total cost.
-    fn cheapest_by_brute_force(lengths: &[usize], limits: &BatchLimits) -> usize {
+    fn cheapest_by_brute_force(lengths: &[usize], limits: &BatchLimits, padding: PaddingCost) -> usize {
         let n = lengths.len();
         let mut best = usize::MAX;
         for cuts in 0..1u32 << (n - 1) {
@@ -454,7 +456,7 @@ mod tests {
                 if end == n || cuts & (1 << (end - 1)) != 0 {
                     let rows = end - start;
                     fits &= rows == 1 || (rows <= limits.max_batch_size && rows * lengths[start] <= limits.max_batch_tokens);
-                    total += pass_cost(rows, lengths[start], lengths[start..end].iter().sum(), limits.padding);
+                    total += pass_cost(rows, lengths[start], lengths[start..end].iter().sum(), padding);
                     start = end;
                 }
             }
@@ -478,13 +480,13 @@ mod tests {
                 .collect();
             lengths.sort_unstable_by(|a, b| b.cmp(a));
             let padding = if case % 2 == 0 { PaddingCost::Full } else { PaddingCost::Skipped };
-            let limits = plan(1 + case % 5, 60 + case % 200, padding);
-            let passes = plan_passes(&lengths, &limits);
+            let limits = plan(1 + case % 5, 60 + case % 200);
+            let passes = plan_passes(&lengths, &limits, padding);
             assert_eq!(passes.first().map(|p| p.0), Some(0));
             assert_eq!(passes.last().map(|p| p.1), Some(n));
             assert!(passes.windows(2).all(|w| w[0].1 == w[1].0), "{passes:?}");
             let cost: usize = passes.iter().map(|&(s, e)| pass_cost(e - s, lengths[s], lengths[s..e].iter().sum(), padding)).sum();
-            assert_eq!(cost, cheapest_by_brute_force(&lengths, &limits), "{lengths:?} {limits:?}");
+            assert_eq!(cost, cheapest_by_brute_force(&lengths, &limits, padding), "{lengths:?} {limits:?}");
         }
     }
 
@@ -496,7 +498,7 @@ mod tests {
     }
 
     fn limits(max_batch_size: usize, max_queue: usize) -> BatchLimits {
-        BatchLimits { max_batch_size, max_batch_tokens: 10_000, max_wait: Duration::from_millis(50), max_queue, padding: PaddingCost::Full }
+        BatchLimits { max_batch_size, max_batch_tokens: 10_000, max_wait: Duration::from_millis(50), max_queue }
     }
 
     #[test]
@@ -508,7 +510,7 @@ mod tests {
             jobs.push_back((j, Instant::now()));
             receivers.push(rx);
         }
-        let group = take_group(&mut jobs, &limits(3, 10));
+        let group = take_group(&mut jobs, &limits(3, 10), PaddingCost::Full);
         let mut lengths: Vec<usize> = group.iter().map(|j| j.longest()).collect();
         assert_eq!(lengths[0], 30, "the oldest first");
         lengths.sort_unstable();
@@ -537,7 +539,7 @@ mod tests {
             lengths.extend([10, 40, 20]);
         }
         let (mut jobs, _receivers) = queue_of(&lengths);
-        let group = take_group(&mut jobs, &limits(8, 64));
+        let group = take_group(&mut jobs, &limits(8, 64), PaddingCost::Full);
         assert_eq!(group.iter().map(|j| j.longest()).collect::<Vec<_>>(), vec![20; 8]);
         assert_eq!(jobs.len(), 14);
     }
@@ -547,31 +549,30 @@ mod tests {
         let mut lengths = vec![60];
         lengths.extend([10; 20]);
         let (mut jobs, _receivers) = queue_of(&lengths);
-        let first = take_group(&mut jobs, &limits(32, 64));
+        let first = take_group(&mut jobs, &limits(32, 64), PaddingCost::Full);
         assert_eq!(first.iter().map(|j| j.longest()).collect::<Vec<_>>(), vec![60]);
-        let second = take_group(&mut jobs, &limits(32, 64));
+        let second = take_group(&mut jobs, &limits(32, 64), PaddingCost::Full);
         assert_eq!(second.len(), 20);
         assert!(jobs.is_empty());
         // When padding costs nothing (the CPU path), one group takes them all.
         let (mut jobs, _receivers) = queue_of(&lengths);
-        let cheap_padding = BatchLimits { padding: PaddingCost::Skipped, ..limits(32, 64) };
-        assert_eq!(take_group(&mut jobs, &cheap_padding).len(), 21);
+        assert_eq!(take_group(&mut jobs, &limits(32, 64), PaddingCost::Skipped).len(), 21);
     }
 
     #[test]
     fn groups_keep_within_the_token_limit() {
         let (mut jobs, _receivers) = queue_of(&[30; 10]);
         let l = BatchLimits { max_batch_tokens: 100, ..limits(32, 64) };
-        let group = take_group(&mut jobs, &l);
+        let group = take_group(&mut jobs, &l, PaddingCost::Full);
         assert_eq!(group.len(), 3, "three of 30 fit in 100 padded tokens, four do not");
         // A job bigger than the limit on its own still runs.
         let (mut big, _r) = queue_of(&[500, 5]);
-        assert_eq!(take_group(&mut big, &l).iter().map(|j| j.longest()).collect::<Vec<_>>(), vec![500]);
+        assert_eq!(take_group(&mut big, &l, PaddingCost::Full).iter().map(|j| j.longest()).collect::<Vec<_>>(), vec![500]);
     }
 
     #[test]
     fn a_full_queue_refuses_and_a_closed_one_too() {
-        let queue = Queue::new(limits(8, 2));
+        let queue = Queue::new(limits(8, 2), PaddingCost::Full);
         let (a, _ra) = job(vec![3]);
         let (b, _rb) = job(vec![3]);
         let (c, _rc) = job(vec![3]);
@@ -591,7 +592,7 @@ mod tests {
     fn a_lone_job_is_not_held_for_max_wait() {
         let mut l = limits(8, 4);
         l.max_wait = Duration::from_secs(5);
-        let queue = Queue::new(l);
+        let queue = Queue::new(l, PaddingCost::Full);
         let (a, _ra) = job(vec![3]);
         queue.push(a).unwrap();
         let started = Instant::now();
@@ -601,7 +602,7 @@ mod tests {
 
     #[test]
     fn jobs_whose_callers_left_are_dropped() {
-        let queue = Queue::new(limits(8, 4));
+        let queue = Queue::new(limits(8, 4), PaddingCost::Full);
         let (a, ra) = job(vec![3]);
         let (b, _rb) = job(vec![4]);
         queue.push(a).unwrap();

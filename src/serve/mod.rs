@@ -118,7 +118,7 @@ async fn serve(options: ServeOptions, classifier: Arc<Classifier>) -> Result<()>
     let address: SocketAddr = listener.local_addr().map_err(|e| Error::InvalidArgument(format!("listener address: {e}")))?;
     // Grouping weighs padding by what it costs this model's device.
     let padding = if classifier.skips_padding() { PaddingCost::Skipped } else { PaddingCost::Full };
-    let queue = Arc::new(Queue::new(BatchLimits { padding, ..options.batch.clone() }));
+    let queue = Arc::new(Queue::new(options.batch.clone(), padding));
     let metrics = Arc::new(Metrics::default());
     let batcher = {
         let (queue, classifier, metrics) = (queue.clone(), classifier.clone(), metrics.clone());
