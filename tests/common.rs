@@ -38,8 +38,11 @@ pub fn rel_error(a: &[f64], b: &[f64]) -> f64 {
     diff / norm.max(1e-300)
 }
 
+/// A fresh scratch folder for one test. The process id is part of the name,
+/// so two test runs that share a target folder (worktrees, a second
+/// terminal) never clobber each other's files.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
