@@ -42,6 +42,10 @@ pub enum Error {
     #[error("numerical failure: {0}")]
     Numerical(String),
 
+    /// Writing a model or checkpoint failed; the message says what is kept.
+    #[error("save failed: {0}")]
+    Save(String),
+
     #[error("device: {0}")]
     Device(String),
 }

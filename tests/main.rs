@@ -29,3 +29,9 @@ mod imbalance;
 mod classifier;
 // berth serve end to end: concurrent answers, batching, 400/413/503, SIGTERM draining.
 mod serve;
+// Issue 15, training: the same run on resume, one run per output folder, failed saves, option values.
+mod r15_train;
+// Issue 15, models: no prediction from a random head, non-finite weights, unsupported model types.
+mod r15_model;
+// docs/reliability.md: every test it names exists.
+mod reliability_doc;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use berth::{Classifier, DeviceChoice};
 use serde_json::{Value, json};
 
-use crate::common::{fixture_dir, minilm_dir};
+use crate::common::{fixture_dir, minilm_classifier_dir};
 
 /// A running `berth serve`, killed when dropped.
 struct Server {
@@ -210,7 +210,7 @@ fn serve_answers_each_concurrent_request_with_its_own_prediction() {
 
 #[test]
 fn serve_batches_concurrent_requests_minilm() {
-    let Some(dir) = minilm_dir() else { return };
+    let Some(dir) = minilm_classifier_dir() else { return };
     let server = concurrent_answers_are_each_callers_own(&dir, 24, &["--max-wait-ms", "5"]);
     // 24 requests arrived at once while the model was busy: they shared forward passes.
     let passes = server.metric("berth_batch_size_count");
@@ -319,7 +319,7 @@ fn long_text(i: usize) -> String {
 
 #[test]
 fn serve_queue_overflow_gets_503_and_the_server_survives() {
-    let Some(dir) = minilm_dir() else { return };
+    let Some(dir) = minilm_classifier_dir() else { return };
     let server = Server::start(&dir, &["--max-queue", "2", "--max-batch-size", "1", "--max-wait-ms", "0"]);
     let address = server.address;
     let warm = server.post(&json!({"inputs": long_text(0)}));
@@ -363,7 +363,7 @@ fn serve_queue_overflow_gets_503_and_the_server_survives() {
 
 #[test]
 fn serve_drains_requests_in_flight_on_sigterm() {
-    let Some(dir) = minilm_dir() else { return };
+    let Some(dir) = minilm_classifier_dir() else { return };
     let mut server = Server::start(&dir, &["--max-batch-size", "1"]);
     let address = server.address;
     // Six requests of eight long texts, one forward pass per text: seconds of work.

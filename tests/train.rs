@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::common::{fixture_dir, scratch_dir};
 
-fn berth() -> Command {
+pub(crate) fn berth() -> Command {
     Command::new(env!("CARGO_BIN_EXE_berth"))
 }
 
@@ -23,7 +23,7 @@ fn berth() -> Command {
 
 type Classes = [(&'static str, [&'static str; 6])];
 
-const SENTIMENT: [(&str, [&str; 6]); 3] = [
+pub(crate) const SENTIMENT: [(&str, [&str; 6]); 3] = [
     ("neg", ["awful", "boring", "dreadful", "bad", "terrible", "dull"]),
     ("neu", ["ordinary", "average", "plain", "typical", "standard", "usual"]),
     ("pos", ["great", "wonderful", "lovely", "good", "brilliant", "superb"]),
@@ -51,13 +51,13 @@ fn sentences(classes: &Classes, start: usize, n: usize) -> String {
     out
 }
 
-struct Data {
-    train: PathBuf,
-    dev: PathBuf,
+pub(crate) struct Data {
+    pub train: PathBuf,
+    pub dev: PathBuf,
 }
 
 /// train.tsv (60 sentences) and dev.tsv (15 others) in `dir`.
-fn write_data(dir: &Path, classes: &Classes) -> Data {
+pub(crate) fn write_data(dir: &Path, classes: &Classes) -> Data {
     let data = Data { train: dir.join("train.tsv"), dev: dir.join("dev.tsv") };
     std::fs::write(&data.train, sentences(classes, 0, 60)).unwrap();
     std::fs::write(&data.dev, sentences(classes, 1000, 15)).unwrap();
@@ -67,21 +67,21 @@ fn write_data(dir: &Path, classes: &Classes) -> Data {
 // ---------------------------------------------------------------- running berth
 
 /// `berth train` on the CPU with short sequences; `extra` adds or sets the rest.
-fn train_cmd(model: &Path, train: &Path, output: &Path, extra: &[&str]) -> Command {
+pub(crate) fn train_cmd(model: &Path, train: &Path, output: &Path, extra: &[&str]) -> Command {
     let mut c = berth();
     c.arg("train").arg("--model").arg(model).arg("--train").arg(train).arg("--output").arg(output);
     c.args(["--max-length", "32", "--device", "cpu"]).args(extra);
     c
 }
 
-fn succeed(cmd: &mut Command, what: &str) -> Output {
+pub(crate) fn succeed(cmd: &mut Command, what: &str) -> Output {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{what} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     out
 }
 
 /// Runs a command that must fail; returns its stderr, which must hold an `error:` line.
-fn fail(cmd: &mut Command, what: &str) -> String {
+pub(crate) fn fail(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{what} should have failed; stderr:\n{stderr}");
@@ -91,13 +91,13 @@ fn fail(cmd: &mut Command, what: &str) -> String {
     stderr
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The `step` of every line of `output`'s metrics.jsonl, in order.
-fn logged_steps(output: &Path) -> Vec<u64> {
+pub(crate) fn logged_steps(output: &Path) -> Vec<u64> {
     std::fs::read_to_string(output.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -106,7 +106,7 @@ fn logged_steps(output: &Path) -> Vec<u64> {
 }
 
 /// Step checkpoints (`checkpoint-<step>`) in `output`, oldest first.
-fn checkpoints(output: &Path) -> Vec<(u64, PathBuf)> {
+pub(crate) fn checkpoints(output: &Path) -> Vec<(u64, PathBuf)> {
     let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(output)
         .into_iter()
         .flatten()
@@ -120,8 +120,9 @@ fn checkpoints(output: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+/// Every file under `dir` with its bytes, but the output lock file: a run
+/// that fails still takes the lock, and writes its own PID there.
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -129,7 +130,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if entry.file_name() != ".berth-lock" {
                 files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
             }
         }
@@ -137,7 +138,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());
@@ -150,7 +151,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A checkpoint berth can resume from and serve: all four files, and the step it claims.
-fn assert_complete_checkpoint(dir: &Path, step: u64) {
+pub(crate) fn assert_complete_checkpoint(dir: &Path, step: u64) {
     for file in ["config.json", "model.safetensors", "training_state.json", "optimizer.safetensors", "tokenizer.json"] {
         assert!(dir.join(file).is_file(), "{} lacks {file}", dir.display());
     }
@@ -158,7 +159,7 @@ fn assert_complete_checkpoint(dir: &Path, step: u64) {
 }
 
 /// `berth predict` on a model folder; one JSON line per input line.
-fn predict(model: &Path, work: &Path) -> Vec<Value> {
+pub(crate) fn predict(model: &Path, work: &Path) -> Vec<Value> {
     let input = work.join("predict-input.txt");
     std::fs::write(&input, "the film was great\nthe plot was dull\n").unwrap();
     let out =
@@ -521,8 +522,8 @@ fn r3_flags_override_config_file() {
     // 60 examples in 12 batches of 5: two steps saw 10 examples (logging every step, from the file).
     let logged = logged_steps(&output);
     assert_eq!(logged, [1, 2]);
-    // A second run into the same folder starts a new log rather than appending to the old one.
-    let mut again = train_cmd(&model, &data.train, &output, &["--max-steps", "2"]);
+    // A second run into the same folder (--overwrite) starts a new log rather than appending to the old one.
+    let mut again = train_cmd(&model, &data.train, &output, &["--max-steps", "2", "--overwrite"]);
     succeed(again.arg("--config").arg(&config), "training again into the same folder");
     let relogged = logged_steps(&output);
     assert_eq!(relogged, [1, 2], "the second run's log");

@@ -11,7 +11,7 @@ cargo build --release --bin berth
 target/release/berth train \
   --model models/all-MiniLM-L6-v2 \
   --train demo/intents-train.tsv --eval demo/intents-dev.tsv \
-  --output "$out" \
+  --output "$out" --overwrite \
   --epochs 2 --batch-size 16 --lr 1e-4 --warmup-ratio 0.1 --weight-decay 0.01 --seed 42
 echo
 echo "predictions of the fine-tuned model for demo/sentences.txt:"

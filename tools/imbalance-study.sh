@@ -75,9 +75,13 @@ for seed in $SEEDS; do
                 --text-column SMS --label-column Label --output "$dir" --device cpu
                 --max-length "$MAX_LENGTH" --epochs "$EPOCHS" --batch-size "$BATCH" --lr "$LR" --warmup-ratio 0.1
                 --seed "$seed" --logging-steps 20 --calibrate $(flags_of "$setup"))
-            echo "${cmd[*]}" > "$dir/command"
+            # berth train wants an empty output folder: the logs are written
+            # beside it during the run and moved in afterwards.
             start=$(date +%s.%N)
-            "${cmd[@]}" > "$dir/stdout" 2> "$dir/stderr"
+            "${cmd[@]}" > "$dir.stdout" 2> "$dir.stderr"
+            mv "$dir.stdout" "$dir/stdout"
+            mv "$dir.stderr" "$dir/stderr"
+            echo "${cmd[*]}" > "$dir/command"
             end=$(date +%s.%N)
             echo "$end - $start" | bc > "$dir/wall_seconds"
             echo "$(date -u +%H:%M:%S) $dataset $setup seed $seed: $(cat "$dir/wall_seconds") s"

@@ -30,7 +30,7 @@ run() {
 stsb() {
     run stsb train --task regression --model $model \
         --train $data/stsb/train.tsv --eval $data/stsb/dev.tsv --header false \
-        --text-column 5 --text-pair-column 6 --label-column 4 --output runs/stsb \
+        --text-column 5 --text-pair-column 6 --label-column 4 --output runs/stsb --overwrite \
         --epochs 3 --batch-size 32 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 100
 }
 
@@ -38,14 +38,14 @@ stsb() {
 stsb_long() {
     run stsb-long train --task regression --model $model \
         --train $data/stsb/train.tsv --eval $data/stsb/dev.tsv --header false \
-        --text-column 5 --text-pair-column 6 --label-column 4 --output runs/stsb-long \
+        --text-column 5 --text-pair-column 6 --label-column 4 --output runs/stsb-long --overwrite \
         --epochs 4 --batch-size 16 --lr 8e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 100
 }
 
 rte() {
     run rte train --model $model \
         --train $data/rte/train.tsv --eval $data/rte/dev.tsv \
-        --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte \
+        --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte --overwrite \
         --epochs 5 --batch-size 16 --lr 3e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 100
 }
 
@@ -53,7 +53,7 @@ rte() {
 rte_long() {
     run rte-long train --model $model \
         --train $data/rte/train.tsv --eval $data/rte/dev.tsv \
-        --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte-long \
+        --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte-long --overwrite \
         --epochs 4 --batch-size 16 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 256 --seed 42 --logging-steps 100
 }
 
@@ -63,14 +63,14 @@ rte_seeds() {
     for seed in 1 2 3; do
         run rte-seed$seed train --model $model \
             --train $data/rte/train.tsv --eval $data/rte/dev.tsv \
-            --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte-seed$seed \
+            --text-column sentence1 --text-pair-column sentence2 --label-column label --output runs/rte-seed$seed --overwrite \
             --epochs 3 --batch-size 16 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 256 --seed $seed --logging-steps 100
     done
 }
 
 conll() {
     run conll train --task token-classification --format conll --model $model \
-        --train $data/conll2003/train.txt --eval $data/conll2003/valid.txt --output runs/conll \
+        --train $data/conll2003/train.txt --eval $data/conll2003/valid.txt --output runs/conll --overwrite \
         --epochs 3 --batch-size 16 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 200
     echo "=== conll: test set"
     "$berth" eval --model runs/conll --data $data/conll2003/test.txt --output runs/conll/test-metrics.json | tee runs/conll-test.log
@@ -79,7 +79,7 @@ conll() {
 # The three-epoch run was still improving on dev; this one trains four.
 conll_long() {
     run conll-long train --task token-classification --format conll --model $model \
-        --train $data/conll2003/train.txt --eval $data/conll2003/valid.txt --output runs/conll-long \
+        --train $data/conll2003/train.txt --eval $data/conll2003/valid.txt --output runs/conll-long --overwrite \
         --epochs 4 --batch-size 16 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42 --logging-steps 200
     echo "=== conll-long: test set"
     "$berth" eval --model runs/conll-long --data $data/conll2003/test.txt --output runs/conll-long/test-metrics.json | tee runs/conll-long-test.log
@@ -88,7 +88,7 @@ conll_long() {
 goemotions() {
     run goemotions train --task multi-label --model $model \
         --train $data/goemotions/train.tsv --eval $data/goemotions/dev.tsv --labels $data/goemotions/labels.txt \
-        --header false --text-column 0 --label-column 1 --tune-thresholds --output runs/goemotions \
+        --header false --text-column 0 --label-column 1 --tune-thresholds --output runs/goemotions --overwrite \
         --epochs 2 --batch-size 32 --lr 5e-5 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 64 --seed 42 --logging-steps 200
 }
 
@@ -97,7 +97,7 @@ goemotions() {
 goemotions_prior() {
     run goemotions-prior train --task multi-label --model $model \
         --train $data/goemotions/train.tsv --eval $data/goemotions/dev.tsv --labels $data/goemotions/labels.txt \
-        --header false --text-column 0 --label-column 1 --tune-thresholds --head-bias-init prior --output runs/goemotions-prior \
+        --header false --text-column 0 --label-column 1 --tune-thresholds --head-bias-init prior --output runs/goemotions-prior --overwrite \
         --epochs 4 --batch-size 32 --lr 1e-4 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 64 --seed 42 --logging-steps 200
 }
 

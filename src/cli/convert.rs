@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::Result;
-use crate::model::checkpoint::copy_tokenizer_files;
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use crate::model::checkpoint::{copy_tokenizer_files, write_safetensors};
 use crate::model::{LoadOptions, load_model, save_model};
 use crate::tensor::DType;
 
@@ -28,8 +29,23 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     for note in &report.notes {
         eprintln!("note: {note}");
     }
-    save_model(&model, &args.output, dtype)?;
+    if report.initialized.is_empty() {
+        save_model(&model, &args.output, dtype)?;
+        eprintln!("wrote {} parameters as {dtype:?} to {}", model.params.count(), args.output.display());
+    } else {
+        // A bare encoder stays bare: a seeded head saved here would later pass for a trained one.
+        std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+        let source_config = args.model.join("config.json");
+        let config = std::fs::read(&source_config).map_err(|e| Error::io(&source_config, e))?;
+        write_atomic(&args.output.join("config.json"), &config)?;
+        let stored = model.params.iter().filter(|(name, _)| !report.initialized.iter().any(|n| n == name));
+        write_safetensors(&args.output.join("model.safetensors"), stored, dtype)?;
+        eprintln!(
+            "wrote the encoder as {dtype:?} to {}, without a head: the source has no trained head ({} absent)",
+            args.output.display(),
+            report.initialized.join(", ")
+        );
+    }
     copy_tokenizer_files(&args.model, &args.output)?;
-    eprintln!("wrote {} parameters as {dtype:?} to {}", model.params.count(), args.output.display());
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::data::BerthTokenizer;
 use crate::data::align::Alignment;
 use crate::data::readers::LabelSet;
 use crate::error::Result;
-use crate::infer::settings::InferenceSettings;
+use crate::infer::settings::{DataSettings, InferenceSettings, choose};
 use crate::io::write_atomic;
 use crate::model::{LoadOptions, load_model};
 use crate::train::dataset::{ColumnChoice, DataSpec};
@@ -24,24 +24,24 @@ pub struct EvalArgs {
     /// Labelled data file.
     #[arg(long)]
     pub data: PathBuf,
-    /// tsv, csv, jsonl or conll (default: from the file extension; conll for token models).
+    /// tsv, csv, jsonl or conll (default: as trained, else from the file extension; conll for token models).
     #[arg(long)]
     pub format: Option<String>,
     /// CoNLL files: the 0-based tag column (default: the last).
     #[arg(long)]
     pub tag_column: Option<usize>,
-    /// Multi-label: what separates the labels in one field.
-    #[arg(long, default_value = ",")]
-    pub label_separator: String,
-    /// Text column: a header name or a 0-based index.
-    #[arg(long, default_value = "text")]
-    pub text_column: String,
-    /// Second-text column for sentence pairs.
+    /// Multi-label: what separates the labels in one field (default: as trained, else `,`).
+    #[arg(long)]
+    pub label_separator: Option<String>,
+    /// Text column: a header name or a 0-based index (default: as trained, else `text`).
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// Second-text column for sentence pairs (default: as trained).
     #[arg(long)]
     pub text_pair_column: Option<String>,
-    /// Label column: a header name or a 0-based index.
-    #[arg(long, default_value = "label")]
-    pub label_column: String,
+    /// Label column: a header name or a 0-based index (default: as trained, else `label`).
+    #[arg(long)]
+    pub label_column: Option<String>,
     /// Whether the first row is a header (default: yes when columns are given by name).
     #[arg(long)]
     pub header: Option<bool>,
@@ -50,8 +50,9 @@ pub struct EvalArgs {
     pub quoting: Option<bool>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 128)]
-    pub max_length: usize,
+    /// Tokens per example (default: as trained, else 128).
+    #[arg(long)]
+    pub max_length: Option<usize>,
     /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -69,26 +70,55 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let (device, precision) = select_device(&args.device, &args.precision)?;
-    let (model, _) = load_model(&args.model, &LoadOptions::default())?;
+    let (model, _) = load_model(&args.model, &LoadOptions::for_prediction())?;
     let settings = InferenceSettings::read(&args.model, model.num_labels())?;
     let task = Task::of_model(&model);
+    // Each data option: the flag, else how the model was trained, else the default.
+    let saved = settings.data.clone();
+    let from_saved = |f: fn(&DataSettings) -> Option<String>| saved.as_ref().and_then(f);
+    let text = choose(args.text_column.clone(), from_saved(|d| Some(d.text_column.clone())), "text".to_string());
+    let label = choose(args.label_column.clone(), from_saved(|d| Some(d.label_column.clone())), "label".to_string());
+    let separator = choose(args.label_separator.clone(), from_saved(|d| Some(d.label_separator.clone())), ",".to_string());
+    let text_pair = choose(args.text_pair_column.clone().map(Some), saved.as_ref().map(|d| d.text_pair_column.clone()), None);
+    let format = choose(args.format.clone().map(Some), saved.as_ref().map(|d| d.format.clone()), None);
+    let header = choose(args.header.map(Some), saved.as_ref().map(|d| d.header), None);
+    let quoting = choose(args.quoting.map(Some), saved.as_ref().map(|d| d.quoting), None);
+    let tag_column = choose(args.tag_column.map(Some), saved.as_ref().map(|d| d.tag_column), None);
+    let max_length = choose(args.max_length, saved.as_ref().map(|d| d.max_length), 128);
+    let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let lines = [
+        ("format", shown(&format.0), format.1),
+        ("text column", text.0.clone(), text.1),
+        ("text pair column", shown(&text_pair.0), text_pair.1),
+        ("label column", label.0.clone(), label.1),
+        ("label separator", separator.0.clone(), separator.1),
+        ("header", shown(&header.0.map(|h| h.to_string())), header.1),
+        ("quoting", shown(&quoting.0.map(|q| q.to_string())), quoting.1),
+        ("tag column", shown(&tag_column.0.map(|c| c.to_string())), tag_column.1),
+        ("max length", max_length.0.to_string(), max_length.1),
+    ];
+    let described: Vec<String> = lines.iter().map(|(k, v, from)| format!("  {k}: {v} ({from})")).collect();
+    eprintln!("data settings (- means from the file):\n{}", described.join("\n"));
     let spec = DataSpec {
         task,
         columns: ColumnChoice {
-            format: args.format.as_deref(),
-            text: &args.text_column,
-            text_pair: args.text_pair_column.as_deref(),
-            label: &args.label_column,
-            header: args.header,
-            quoting: args.quoting,
+            format: format.0.as_deref(),
+            text: &text.0,
+            text_pair: text_pair.0.as_deref(),
+            label: &label.0,
+            header: header.0,
+            quoting: quoting.0,
         },
-        tag_column: args.tag_column,
-        label_separator: &args.label_separator,
+        tag_column: tag_column.0,
+        label_separator: &separator.0,
         alignment: Alignment::parse(settings.alignment.as_deref().unwrap_or("first"))?,
     };
     let raw = spec.read(&args.data)?;
     let labels = LabelSet::from_names(model.labels.clone())?;
-    let tokenizer = BerthTokenizer::from_dir(&args.model, args.max_length.min(model.config.max_position_embeddings))?;
+    let tokenizer = BerthTokenizer::from_dir(
+        &args.model,
+        crate::train::trainer::effective_max_length(max_length.0, model.config.max_position_embeddings),
+    )?;
     let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
     let on_device = match &device {
         Some(d) => Some(DeviceModel::upload(d, precision, &model.params, None)?),

@@ -116,7 +116,7 @@ impl Predictor {
                 dir.display()
             )));
         }
-        let (model, report) = load_model(dir, &LoadOptions::default())?;
+        let (model, report) = load_model(dir, &LoadOptions::for_prediction())?;
         let settings = InferenceSettings::read(dir, model.num_labels())?;
         Ok((Predictor::from_model(model, dir, settings, max_length, device, precision)?, report))
     }

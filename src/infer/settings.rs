@@ -1,8 +1,14 @@
 //! `berth-inference.json`: what prediction needs besides the weights and
 //! config.json, written beside them by `berth train`: the task, the
 //! multi-label thresholds, the binary decision threshold, the fitted
-//! temperature, and the token alignment. Transformers ignores the
+//! temperature, the token alignment, and how the training data was read
+//! (format, columns, header, quoting, label separator, max length), which
+//! `eval`, `predict` and `serve` default to. Transformers ignores the
 //! file; a model folder without it predicts with the defaults.
+//!
+//! The file carries `format_version`. A file without it is version 1 (from
+//! before the data settings) and loads with today's defaults; a version
+//! newer than this binary knows is refused with a clear message.
 
 use std::path::Path;
 
@@ -14,9 +20,15 @@ use crate::train::task::Task;
 
 pub const SETTINGS_FILE: &str = "berth-inference.json";
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The `format_version` this binary writes and the newest it reads.
+pub const SETTINGS_FORMAT_VERSION: u32 = 2;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceSettings {
+    /// 1 for files written before the field existed.
+    #[serde(default = "legacy_version")]
+    pub format_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
     /// Multi-label: one probability threshold per label (0.5 when absent).
@@ -33,6 +45,58 @@ pub struct InferenceSettings {
     /// Token tasks: `first` or `all`, as trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alignment: Option<String>,
+    /// How the training data was read: the defaults of `eval`, `predict` and `serve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSettings>,
+}
+
+fn legacy_version() -> u32 {
+    1
+}
+
+impl Default for InferenceSettings {
+    fn default() -> Self {
+        InferenceSettings {
+            format_version: SETTINGS_FORMAT_VERSION,
+            task: None,
+            thresholds: None,
+            threshold: None,
+            temperature: None,
+            alignment: None,
+            data: None,
+        }
+    }
+}
+
+/// The data options a model was trained with (the `berth train` flags of the same names).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    pub text_column: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_pair_column: Option<String>,
+    pub label_column: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoting: Option<bool>,
+    pub label_separator: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_column: Option<usize>,
+    /// The effective max length (after clamping to the position table).
+    pub max_length: usize,
+}
+
+/// A value for a command: the flag's when given, else the model's saved
+/// one, else the default; with where it came from, for the printed configuration.
+pub fn choose<T: Clone>(flag: Option<T>, saved: Option<T>, default: T) -> (T, &'static str) {
+    match (flag, saved) {
+        (Some(v), _) => (v, "flag"),
+        (None, Some(v)) => (v, "berth-inference.json"),
+        (None, None) => (default, "default"),
+    }
 }
 
 impl InferenceSettings {
@@ -44,8 +108,26 @@ impl InferenceSettings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(InferenceSettings::default()),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let settings: InferenceSettings =
+        let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| Error::Config { path: path.clone(), message: e.to_string() })?;
+        // The version first: a newer file may have fields this binary does not know.
+        let version = value.get("format_version").map_or(Some(1), serde_json::Value::as_u64);
+        match version {
+            Some(v) if (1..=u64::from(SETTINGS_FORMAT_VERSION)).contains(&v) => {}
+            Some(v) if v > u64::from(SETTINGS_FORMAT_VERSION) => {
+                return Err(Error::Config {
+                    path,
+                    message: format!(
+                        "format_version {v} was written by a newer berth; this one reads versions 1 to {SETTINGS_FORMAT_VERSION}: upgrade berth"
+                    ),
+                });
+            }
+            _ => {
+                return Err(Error::Config { path, message: format!("format_version {} is not a version number", value["format_version"]) });
+            }
+        }
+        let settings: InferenceSettings =
+            serde_json::from_value(value).map_err(|e| Error::Config { path: path.clone(), message: e.to_string() })?;
         if let Some(t) = &settings.thresholds {
             if t.len() != num_labels {
                 return Err(Error::Config { path, message: format!("{} thresholds for {num_labels} labels", t.len()) });
@@ -70,7 +152,9 @@ impl InferenceSettings {
         Ok(settings)
     }
 
+    /// Writes the file, always in the current format version.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        write_atomic(&dir.join(SETTINGS_FILE), serde_json::to_string_pretty(self).expect("settings serialise").as_bytes())
+        let current = InferenceSettings { format_version: SETTINGS_FORMAT_VERSION, ..self.clone() };
+        write_atomic(&dir.join(SETTINGS_FILE), serde_json::to_string_pretty(&current).expect("settings serialise").as_bytes())
     }
 }

@@ -30,11 +30,21 @@ pub struct LoadOptions {
     pub seed: u64,
     /// The dtype parameters are converted to (F32 for work, F64 for checks).
     pub dtype: DType,
+    /// Prediction needs the head the checkpoint was trained with: a missing
+    /// or unusable head is an error instead of a seeded random one.
+    pub require_trained_head: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { head: None, labels: None, problem_type: None, seed: 42, dtype: DType::F32 }
+        LoadOptions { head: None, labels: None, problem_type: None, seed: 42, dtype: DType::F32, require_trained_head: false }
+    }
+}
+
+impl LoadOptions {
+    /// What prediction, evaluation and serving load with: the config's head and labels, trained.
+    pub fn for_prediction() -> LoadOptions {
+        LoadOptions { require_trained_head: true, ..LoadOptions::default() }
     }
 }
 
@@ -87,17 +97,26 @@ fn decode(dtype: Dtype, bytes: &[u8], target: DType) -> Option<Storage> {
 /// Reads every floating-point tensor of a safetensors file, under its stored name.
 /// Integer tensors (such as `position_ids`) are skipped.
 pub fn read_safetensors(path: &Path, dtype: DType) -> Result<Vec<(String, Tensor)>> {
+    Ok(read_safetensors_split(path, dtype)?.0)
+}
+
+/// As [`read_safetensors`], also naming the skipped non-float tensors and
+/// their stored dtypes, so a parameter stored as integers can be reported
+/// as what it is rather than as missing.
+fn read_safetensors_split(path: &Path, dtype: DType) -> Result<(Vec<(String, Tensor)>, Vec<(String, Dtype)>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
         path: path.into(),
         message: format!("not a readable safetensors file (truncated or corrupt?): {e}"),
     })?;
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for (name, view) in file.tensors() {
         if matches!(
             view.dtype(),
             Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL | Dtype::I8 | Dtype::I16 | Dtype::U32 | Dtype::U64 | Dtype::U16
         ) {
+            skipped.push((name, view.dtype()));
             continue;
         }
         let storage = decode(view.dtype(), view.data(), dtype).ok_or_else(|| Error::Checkpoint {
@@ -109,7 +128,18 @@ pub fn read_safetensors(path: &Path, dtype: DType) -> Result<Vec<(String, Tensor
         out.push((name, tensor));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok((out, skipped))
+}
+
+/// How many values of `t` are NaN or infinite.
+fn count_non_finite(t: &Tensor) -> usize {
+    match t.storage() {
+        Storage::F32(v) => v.iter().filter(|x| !x.is_finite()).count(),
+        Storage::F64(v) => v.iter().filter(|x| !x.is_finite()).count(),
+        Storage::BF16(v) => v.iter().filter(|x| !x.is_finite()).count(),
+        // Read from a file: never on a device.
+        Storage::Device(_) => 0,
+    }
 }
 
 /// Reads integer tensors (token ids, labels in fixtures) as i64.
@@ -137,7 +167,7 @@ fn head_from_config(config: &BertConfig) -> HeadKind {
 pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, LoadReport)> {
     let config = BertConfig::from_file(&dir.join("config.json"))?;
     let weights_path = dir.join("model.safetensors");
-    let stored = read_safetensors(&weights_path, options.dtype)?;
+    let (stored, non_float) = read_safetensors_split(&weights_path, options.dtype)?;
     let head = options.head.unwrap_or_else(|| head_from_config(&config));
     let labels = options.labels.clone().unwrap_or_else(|| config.labels());
     let problem_type = options.problem_type.or_else(|| config.problem_type());
@@ -145,14 +175,27 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
 
     let mut by_name: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut ignored_pretraining = 0;
+    let mut non_finite = Vec::new();
     for (name, tensor) in stored {
         let canonical = canonical_name(&name);
         if canonical.starts_with("cls.") {
             ignored_pretraining += 1;
             continue;
         }
+        // A NaN weight would give NaN scores labelled with the first class; refuse it here.
+        let bad = count_non_finite(&tensor);
+        if bad > 0 {
+            non_finite.push(format!("{name}: {bad} of {} values are NaN or infinite", tensor.numel()));
+        }
         by_name.insert(canonical, tensor);
     }
+    if !non_finite.is_empty() {
+        return Err(Error::Checkpoint {
+            path: weights_path,
+            message: format!("non-finite weights, the model cannot be used:\n    {}", non_finite.join("\n    ")),
+        });
+    }
+    let stored_dtype: HashMap<String, Dtype> = non_float.into_iter().map(|(n, d)| (canonical_name(&n), d)).collect();
     if ignored_pretraining > 0 {
         report.notes.push(format!("ignored {ignored_pretraining} pre-training head tensors (cls.*)"));
     }
@@ -161,10 +204,19 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
     let is_head_part = |name: &str| name.starts_with("classifier.") || name.starts_with("bert.pooler.");
     let mut missing = Vec::new();
     let mut wrong_shape = Vec::new();
+    let mut wrong_dtype = Vec::new();
+    let mut head_problems = Vec::new();
     let mut store = ParamStore::default();
     for (name, shape) in &expected {
+        if let Some(dtype) = stored_dtype.get(name) {
+            wrong_dtype.push(format!("{name}: stored as {dtype:?}, parameters must be F32, F16, BF16 or F64"));
+            continue;
+        }
         match by_name.remove(name) {
             Some(t) if t.shape() == shape.as_slice() => store.push(name.clone(), t),
+            Some(t) if options.require_trained_head && is_head_part(name) => {
+                head_problems.push(format!("{name}: stored {:?}, the config's head needs {:?}", t.shape(), shape));
+            }
             Some(t) if name.starts_with("classifier.") => {
                 // HF's ignore_mismatched_sizes: a head for other labels is replaced.
                 report.notes.push(format!("`{name}` has shape {:?}, the new head needs {:?}: re-initialised", t.shape(), shape));
@@ -172,6 +224,7 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
                 store.push(name.clone(), init_parameter(name, shape, config.initializer_range, options.seed, options.dtype));
             }
             Some(t) => wrong_shape.push(format!("{name}: stored {:?}, expected {:?}", t.shape(), shape)),
+            None if options.require_trained_head && is_head_part(name) => head_problems.push(format!("{name}: absent")),
             None if is_head_part(name) => {
                 report.initialized.push(name.clone());
                 store.push(name.clone(), init_parameter(name, shape, config.initializer_range, options.seed, options.dtype));
@@ -188,9 +241,11 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
         }
     }
     let unexpected: Vec<String> = by_name.keys().cloned().collect();
-    if !missing.is_empty() || !wrong_shape.is_empty() || !unexpected.is_empty() {
+    if !missing.is_empty() || !wrong_shape.is_empty() || !wrong_dtype.is_empty() || !unexpected.is_empty() {
         let mut message = String::from("the tensors do not match the config");
-        for (title, list) in [("missing", &missing), ("wrong shape", &wrong_shape), ("unexpected", &unexpected)] {
+        for (title, list) in
+            [("missing", &missing), ("wrong shape", &wrong_shape), ("wrong dtype", &wrong_dtype), ("unexpected", &unexpected)]
+        {
             if !list.is_empty() {
                 message.push_str(&format!("\n  {title} ({}):", list.len()));
                 for item in list.iter() {
@@ -199,6 +254,22 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
             }
         }
         return Err(Error::Checkpoint { path: weights_path, message });
+    }
+    if !head_problems.is_empty() {
+        let all_absent = head_problems.iter().all(|p| p.ends_with(": absent"));
+        let what = if all_absent {
+            "has no trained classification head (it looks like a bare encoder)"
+        } else {
+            "has a classification head that does not fit its config"
+        };
+        return Err(Error::Checkpoint {
+            path: weights_path,
+            message: format!(
+                "{what}, so it cannot predict:\n    {}\nFine-tune it first: berth train --model {} --train FILE --output DIR",
+                head_problems.join("\n    "),
+                dir.display()
+            ),
+        });
     }
     if !report.initialized.is_empty() {
         report.notes.push(format!(

@@ -98,6 +98,9 @@ fn default_position_type() -> String {
     "absolute".into()
 }
 
+/// `model_type` values berth runs (a config without the field is taken as BERT).
+pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
+
 impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<BertConfig> {
@@ -116,6 +119,16 @@ impl BertConfig {
 
     fn validate(&self, path: &Path) -> Result<()> {
         let bad = |message: String| Err(Error::Config { path: path.into(), message });
+        // Another family's config would load as BERT and be silently rewritten to `bert` on save.
+        if let Some(model_type) = self.raw.get("model_type") {
+            let name = model_type.as_str().unwrap_or_default();
+            if !SUPPORTED_MODEL_TYPES.contains(&name) {
+                return bad(format!(
+                    "model_type {model_type} is not supported; berth loads {} (the other encoder families are planned)",
+                    SUPPORTED_MODEL_TYPES.join(", ")
+                ));
+            }
+        }
         if self.hidden_act != "gelu" {
             return bad(format!("hidden_act `{}` is not supported; berth implements BERT's exact erf GELU (`gelu`) only", self.hidden_act));
         }

@@ -11,6 +11,7 @@ pub mod head_prior;
 pub mod imbalance;
 pub mod multitask;
 pub mod options;
+pub mod output_dir;
 pub mod state;
 pub mod task;
 pub mod trainer;

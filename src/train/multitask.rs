@@ -237,10 +237,14 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
         problem_type: Some(ProblemType::SingleLabel),
         seed: config.seed,
         dtype: DType::F32,
+        require_trained_head: false,
     };
     let (encoder, _) = load_model(&config.model, &load)?;
     let tokenizer_files = TokenizerFiles::read(&config.model)?;
-    let tokenizer = BerthTokenizer::from_dir(&config.model, config.max_length.min(encoder.config.max_position_embeddings))?;
+    let tokenizer = BerthTokenizer::from_dir(
+        &config.model,
+        super::trainer::effective_max_length(config.max_length, encoder.config.max_position_embeddings),
+    )?;
     let mut store = ParamStore::default();
     for (name, t) in encoder.params.iter().filter(|(n, _)| n.starts_with("bert.")) {
         store.push(name.to_owned(), t.clone());

@@ -44,7 +44,7 @@ pub struct TrainOptions {
     #[arg(long)]
     pub format: Option<String>,
     /// CoNLL files: the 0-based column that holds the tag (default: the last column).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub tag_column: Option<usize>,
     /// Token tasks: which sub-tokens of a word get its label: first (the rest are
     /// ignored by the loss) or all (a B- continuation becomes I-) (default first).
@@ -72,7 +72,7 @@ pub struct TrainOptions {
     pub sampler: Option<String>,
     /// Examples per epoch (default: the training set's size; for undersample,
     /// the examples kept).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epoch_length: Option<usize>,
     /// ce (the task's standard loss: cross-entropy, BCE for multi-label) or
     /// focal (softmax focal, sigmoid focal for multi-label).
@@ -124,53 +124,53 @@ pub struct TrainOptions {
     pub labels: Option<PathBuf>,
 
     /// Number of passes over the training data (default 3; fractions allowed).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<f64>,
     /// Stop after this many optimizer steps (overrides --epochs).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_steps: Option<u64>,
     /// Examples per forward pass (default 8).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Forward passes accumulated per optimizer step (default 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub grad_accum: Option<usize>,
     /// Peak learning rate (default 2e-5).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Decoupled weight decay; biases and LayerNorm weights are exempt (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Warmup as a fraction of all optimizer steps (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup_ratio: Option<f64>,
     /// Warmup as a number of optimizer steps (overrides --warmup-ratio).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup_steps: Option<u64>,
     /// Decay after warmup: linear, cosine or constant (default linear).
     #[arg(long)]
     pub schedule: Option<String>,
     /// Clip gradients to this global L2 norm; 0 turns clipping off (default 1.0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_grad_norm: Option<f64>,
     /// Tokens per example after truncation, longest-first for pairs (default 128).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_length: Option<usize>,
     /// Seed for data order, dropout and any new head (default 42).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Group examples of similar length into batches to pad less (default true).
     #[arg(long)]
     pub length_bucketing: Option<bool>,
 
     /// Evaluate every N optimizer steps (default: at the end of every epoch).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
     /// Write a checkpoint every N optimizer steps (default: none).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub save_every: Option<u64>,
     /// Keep at most this many step checkpoints; the oldest are deleted (default 2).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub save_limit: Option<usize>,
     /// Metric that picks the best model (default by task: accuracy, macro_f1 for multi-label,
     /// f1 for entities, pearson for regression; loss and the other metrics of the task are allowed).
@@ -180,15 +180,20 @@ pub struct TrainOptions {
     #[arg(long)]
     pub greater_is_better: Option<bool>,
     /// Stop after this many evaluations without improvement (default: never).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub early_stopping_patience: Option<usize>,
     /// Log loss and learning rate every N optimizer steps (default 50).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub logging_steps: Option<u64>,
     /// Continue from a checkpoint folder written by an earlier run.
     #[arg(long)]
     #[serde(skip)]
     pub resume_from: Option<PathBuf>,
+    /// Start afresh in an --output folder that holds an earlier run: its
+    /// files (model, checkpoints, best/, logs, report) are removed first.
+    /// A folder that also holds files berth did not write is refused.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub overwrite: Option<bool>,
     /// auto, cpu, cuda or sim (default auto: CUDA when a GPU is there, else the CPU).
     /// `sim` runs the CUDA kernels on the simulated device, for testing.
     #[arg(long)]
@@ -266,6 +271,7 @@ impl TrainOptions {
             early_stopping_patience,
             logging_steps,
             resume_from,
+            overwrite,
             device,
             precision,
         )
@@ -334,6 +340,7 @@ impl TrainOptions {
             early_stopping_patience: self.early_stopping_patience,
             logging_steps: self.logging_steps.unwrap_or(50),
             resume_from: self.resume_from.clone(),
+            overwrite: self.overwrite.unwrap_or(false),
             device: self.device.clone().unwrap_or_else(|| "auto".into()),
             precision: self.precision.clone().unwrap_or_else(|| "fp32".into()),
         };
@@ -403,6 +410,9 @@ pub struct TrainConfig {
     pub early_stopping_patience: Option<usize>,
     pub logging_steps: u64,
     pub resume_from: Option<PathBuf>,
+    /// Absent in the states of runs from before the flag existed.
+    #[serde(default)]
+    pub overwrite: bool,
     pub device: String,
     pub precision: String,
 }
@@ -442,8 +452,27 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return bad(format!("--warmup-ratio must be in [0, 1) (got {})", self.warmup_ratio));
         }
-        if self.weight_decay < 0.0 || self.max_grad_norm < 0.0 {
-            return bad("--weight-decay and --max-grad-norm must not be negative".into());
+        // Written so NaN fails too: NaN compares false with everything.
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!("--weight-decay must be a finite number ≥ 0 (got {})", self.weight_decay));
+        }
+        if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
+            return bad(format!("--max-grad-norm must be a finite number ≥ 0, 0 to turn clipping off (got {})", self.max_grad_norm));
+        }
+        if !self.epochs.is_finite() {
+            return bad(format!("--epochs must be a finite number (got {})", self.epochs));
+        }
+        if self.focal_gamma.is_some_and(|g| !(g >= 0.0 && g.is_finite())) {
+            return bad(format!("--focal-gamma must be a finite number ≥ 0 (got {})", self.focal_gamma.unwrap_or_default()));
+        }
+        if self.max_length < 2 {
+            return bad(format!("--max-length must be at least 2, room for [CLS] and [SEP] (got {})", self.max_length));
+        }
+        if self.heads.is_some() && (!["auto", "cpu"].contains(&self.device.as_str()) || self.precision != "fp32") {
+            return bad(format!(
+                "--heads runs train on the CPU in fp32 for now: --device {} and --precision {} are not available for them",
+                self.device, self.precision
+            ));
         }
         if self.eval_every == Some(0) || self.save_every == Some(0) || self.logging_steps == 0 {
             return bad("--eval-every, --save-every and --logging-steps must be at least 1".into());

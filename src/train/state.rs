@@ -48,6 +48,109 @@ pub struct TrainingState {
     pub log_window_steps: u64,
     pub labels: Vec<String>,
     pub config: TrainConfig,
+    /// What the run started from, to tell a resumed run from another one.
+    /// Absent in the states of runs from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<RunIdentity>,
+}
+
+/// The model folder and the training data a run started from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunIdentity {
+    /// The `--model` folder, absolute.
+    pub model: PathBuf,
+    pub train_file: FileIdentity,
+}
+
+/// A file's size and a 64-bit content hash (hex): enough to tell that a
+/// training file changed between a run and its resumption.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileIdentity {
+    pub size: u64,
+    pub hash: String,
+}
+
+impl FileIdentity {
+    pub fn of(path: &Path) -> Result<FileIdentity> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut h = crate::rng::mix64(bytes.len() as u64);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            h = crate::rng::mix64(h ^ u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        h = crate::rng::mix64(h ^ u64::from_le_bytes(last));
+        Ok(FileIdentity { size: bytes.len() as u64, hash: format!("{h:016x}") })
+    }
+}
+
+impl RunIdentity {
+    pub fn of(config: &TrainConfig) -> Result<RunIdentity> {
+        let model = std::path::absolute(&config.model).map_err(|e| Error::io(&config.model, e))?;
+        let model = model.canonicalize().unwrap_or(model);
+        Ok(RunIdentity { model, train_file: FileIdentity::of(&config.train)? })
+    }
+}
+
+/// A resumed run must be the run its checkpoint came from: every setting
+/// that decides the data, its order, the model or the optimisation must be
+/// the same. Returns an error listing each difference (old and new value).
+pub fn check_same_run(dir: &Path, saved: &TrainingState, config: &TrainConfig, identity: &RunIdentity) -> Result<()> {
+    let old = &saved.config;
+    let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    let mut differences: Vec<(&str, String, String)> = Vec::new();
+    let mut compare = |flag: &'static str, a: String, b: String| {
+        if a != b {
+            differences.push((flag, a, b));
+        }
+    };
+    if let Some(was) = &saved.identity {
+        compare("--model", was.model.display().to_string(), identity.model.display().to_string());
+        if was.train_file != identity.train_file {
+            compare(
+                "--train (the file's contents)",
+                format!("{} bytes, hash {}", was.train_file.size, was.train_file.hash),
+                format!("{} bytes, hash {}", identity.train_file.size, identity.train_file.hash),
+            );
+        }
+    }
+    compare("--task", old.task.name().into(), config.task.name().into());
+    compare("--batch-size", old.batch_size.to_string(), config.batch_size.to_string());
+    compare("--grad-accum", old.grad_accum.to_string(), config.grad_accum.to_string());
+    compare("--max-length", old.max_length.to_string(), config.max_length.to_string());
+    compare("--seed", old.seed.to_string(), config.seed.to_string());
+    compare("--sampler", old.sampler.clone(), config.sampler.clone());
+    compare("--epoch-length", show(&old.epoch_length), show(&config.epoch_length));
+    compare("--length-bucketing", old.length_bucketing.to_string(), config.length_bucketing.to_string());
+    compare("--format", show(&old.format), show(&config.format));
+    compare("--text-column", old.text_column.clone(), config.text_column.clone());
+    compare("--text-pair-column", show(&old.text_pair_column), show(&config.text_pair_column));
+    compare("--label-column", old.label_column.clone(), config.label_column.clone());
+    compare("--label-separator", old.label_separator.clone(), config.label_separator.clone());
+    compare("--tag-column", show(&old.tag_column), show(&config.tag_column));
+    compare("--alignment", old.alignment.clone(), config.alignment.clone());
+    compare("--header", show(&old.header), show(&config.header));
+    compare("--freeze", show(&old.freeze), show(&config.freeze));
+    compare("--lr", old.lr.to_string(), config.lr.to_string());
+    compare("--weight-decay", old.weight_decay.to_string(), config.weight_decay.to_string());
+    compare("--schedule", old.schedule.clone(), config.schedule.clone());
+    compare("--max-grad-norm", old.max_grad_norm.to_string(), config.max_grad_norm.to_string());
+    compare("--loss", old.loss.clone(), config.loss.clone());
+    compare("--focal-gamma", show(&old.focal_gamma), show(&config.focal_gamma));
+    compare("--focal-alpha", show(&old.focal_alpha), show(&config.focal_alpha));
+    compare("--class-weights", show(&old.class_weights), show(&config.class_weights));
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = differences.iter().map(|(flag, a, b)| format!("\n  {flag}: {a} in the checkpoint's run, {b} now")).collect();
+    Err(Error::Checkpoint {
+        path: dir.into(),
+        message: format!(
+            "not the same run, so it cannot be resumed:{}\nResume with the settings and data it was started with, or start a new run (--overwrite reuses the folder)",
+            lines.concat()
+        ),
+    })
 }
 
 /// Writes a complete checkpoint (model, tokenizer, state, optimizer) into a

@@ -14,14 +14,16 @@ use super::evaluate::{Evaluation, evaluate, evaluate_with};
 use super::freeze::FreezeSpec;
 use super::imbalance::ImbalanceSetup;
 use super::options::TrainConfig;
+use super::output_dir::prepare_output;
 use super::state::{
-    TrainingState, is_checkpoint, list_checkpoints, read_optimizer, read_state, replace_dir, sibling, write_checkpoint, write_state,
+    RunIdentity, STATE_FILE, TrainingState, check_same_run, is_checkpoint, list_checkpoints, model_files, read_optimizer, read_state,
+    replace_dir, sibling, write_checkpoint, write_state,
 };
 use super::task::Task;
 use crate::autograd::{Tape, accumulate};
 use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
-use crate::infer::settings::InferenceSettings;
+use crate::infer::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
 use crate::io::write_atomic;
 use crate::metrics::calibration::fit_temperature;
 use crate::model::checkpoint::TokenizerFiles;
@@ -46,9 +48,31 @@ pub struct TrainSummary {
 
 /// Runs a whole fine-tuning job as `config` describes.
 pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
-    if let Some(heads) = &config.heads {
-        return super::multitask::train_multitask(config, heads);
+    if let Some(dir) = &config.resume_from {
+        if !dir.exists() {
+            return Err(Error::InvalidArgument(format!("--resume-from {}: no such folder", dir.display())));
+        }
+        if !is_checkpoint(dir) {
+            return Err(Error::Checkpoint {
+                path: dir.clone(),
+                message: "not a berth checkpoint (training_state.json, optimizer.safetensors and model.safetensors are needed)".into(),
+            });
+        }
     }
+    // Held until the run returns: a second run into the folder stops at once.
+    let lock = prepare_output(config)?;
+    let result = match &config.heads {
+        Some(heads) => super::multitask::train_multitask(config, heads),
+        None => train_single(config),
+    };
+    if result.is_err() {
+        lock.remove_if_unused();
+    }
+    result
+}
+
+/// One head: the whole run, with the output folder already locked.
+fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     let (device, precision) = select_device(&config.device, &config.precision)?;
     let start = Instant::now();
     let spec = DataSpec::from_config(config)?;
@@ -60,19 +84,15 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     };
 
     // Resume: the checkpoint's model and state replace the pre-trained start.
+    let identity = RunIdentity::of(config)?;
     let resume = match &config.resume_from {
-        Some(dir) if !is_checkpoint(dir) => {
-            return Err(Error::Checkpoint {
-                path: dir.clone(),
-                message: "not a berth checkpoint (training_state.json, optimizer.safetensors and model.safetensors are needed)".into(),
-            });
-        }
         Some(dir) => Some((dir.clone(), read_state(dir)?)),
         None => None,
     };
     let model_dir = resume.as_ref().map(|(d, _)| d.clone()).unwrap_or_else(|| config.model.clone());
     let names: Vec<String> = labels.names().to_vec();
     if let Some((dir, state)) = &resume {
+        check_same_run(dir, state, config, &identity)?;
         if state.labels != names {
             return Err(Error::Checkpoint {
                 path: dir.clone(),
@@ -86,13 +106,15 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         problem_type: config.task.problem_type(),
         seed: config.seed,
         dtype: DType::F32,
+        require_trained_head: false,
     };
     let (mut model, report) = load_model(&model_dir, &load)?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
     let tokenizer_files = TokenizerFiles::read(&model_dir)?;
-    let tokenizer = BerthTokenizer::from_dir(&model_dir, config.max_length.min(model.config.max_position_embeddings))?;
+    let max_length = effective_max_length(config.max_length, model.config.max_position_embeddings);
+    let tokenizer = BerthTokenizer::from_dir(&model_dir, max_length)?;
     let train_data = spec.encode(&config.train, &train_raw, &labels, &tokenizer)?;
     let eval_data = match &eval_raw {
         Some((path, raw)) => Some(spec.encode(path, raw, &labels, &tokenizer)?),
@@ -107,6 +129,17 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     let settings = InferenceSettings {
         task: Some(config.task),
         alignment: (config.task == Task::TokenClassification).then(|| config.alignment.clone()),
+        data: Some(DataSettings {
+            format: config.format.clone(),
+            text_column: config.text_column.clone(),
+            text_pair_column: config.text_pair_column.clone(),
+            label_column: config.label_column.clone(),
+            header: config.header,
+            quoting: config.quoting,
+            label_separator: config.label_separator.clone(),
+            tag_column: config.tag_column,
+            max_length,
+        }),
         ..InferenceSettings::default()
     };
     let imbalance = ImbalanceSetup::new(config, &train_data, &names)?;
@@ -117,7 +150,6 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
     let warmup_steps = config.warmup_steps.unwrap_or_else(|| (config.warmup_ratio * total_steps as f64).ceil() as u64);
     let schedule = Schedule { kind: ScheduleKind::parse(&config.schedule)?, peak_lr: config.lr, warmup_steps, total_steps };
 
-    std::fs::create_dir_all(&config.output).map_err(|e| Error::io(&config.output, e))?;
     let adam = AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() };
     let mut optimizer = AdamW::new(adam, model.params.names(), model.params.tensors(), &model.trainable);
     let mut state = TrainingState {
@@ -136,10 +168,11 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         log_window_steps: 0,
         labels: names.clone(),
         config: config.clone(),
+        identity: Some(identity.clone()),
     };
     if let Some((dir, saved)) = &resume {
         read_optimizer(dir, &model, &mut optimizer, saved.adam_step)?;
-        state = TrainingState { config: config.clone(), ..saved.clone() };
+        state = TrainingState { config: config.clone(), identity: Some(identity.clone()), ..saved.clone() };
         if state.total_steps != total_steps {
             return Err(Error::Checkpoint {
                 path: dir.clone(),
@@ -168,7 +201,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             None
         }
     };
-    eprintln!("configuration:\n{}", serde_json::to_string_pretty(config).expect("serialisable"));
+    let shown = TrainConfig { max_length, ..config.clone() };
+    eprintln!("configuration:\n{}", serde_json::to_string_pretty(&shown).expect("serialisable"));
     eprintln!(
         "data ({}): {} training rows ({} real tokens), {} evaluation rows, {} labels: {}",
         config.task.name(),
@@ -202,6 +236,19 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
 
     'epochs: while state.step < total_steps && !stop {
         let batches = sampled_batches(&imbalance.sampler, &lengths, config.batch_size, config.seed, state.epoch, config.length_bucketing);
+        // Every pass of this loop must take at least one step: a position at
+        // or past the epoch's end (a checkpoint of another run) would spin.
+        if state.batch_in_epoch >= batches.len() {
+            return Err(Error::Checkpoint {
+                path: config.resume_from.clone().unwrap_or_else(|| config.output.clone()),
+                message: format!(
+                    "not the same run: epoch {} has {} batches here, but the checkpoint stands at batch {}; resume with the data and batch size it was started with",
+                    state.epoch,
+                    batches.len(),
+                    state.batch_in_epoch
+                ),
+            });
+        }
         while state.batch_in_epoch < batches.len() {
             // One optimizer step: up to grad_accum micro-batches (fewer at the end of an epoch).
             let group_end = (state.batch_in_epoch + config.grad_accum).min(batches.len());
@@ -314,7 +361,13 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
                         threshold: evaluation.threshold,
                         ..settings.clone()
                     };
-                    save_model_dir(&model, &config.output.join("best"), &tokenizer_files, &best_settings)?;
+                    let best_dir = config.output.join("best");
+                    if let Err(e) = save_model_dir(&model, &best_dir, &tokenizer_files, &best_settings) {
+                        let _ = std::fs::remove_dir_all(sibling(&best_dir, "tmp"));
+                        // The best step is the one whose save failed: it is not kept.
+                        state.best_step = None;
+                        return Err(after_failed_save(config, &state, e));
+                    }
                 } else {
                     state.evals_without_improvement += 1;
                     if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
@@ -327,7 +380,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             if save_now {
                 let dir = config.output.join(format!("checkpoint-{}", state.step));
                 ensure_finite_weights(&model, &state, config)?;
-                write_checkpoint(&dir, &model, &optimizer, &state, &tokenizer_files)?;
+                if let Err(e) = write_checkpoint(&dir, &model, &optimizer, &state, &tokenizer_files) {
+                    let _ = std::fs::remove_dir_all(sibling(&dir, "tmp"));
+                    return Err(after_failed_save(config, &state, e));
+                }
                 prune_checkpoints(&config.output, config.save_limit)?;
             }
             if state.step >= total_steps || stop {
@@ -402,17 +458,27 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
             final_eval = Some(calibrated);
         }
     }
-    save_model(&model, &config.output, DType::F32)?;
-    tokenizer_files.write(&config.output)?;
-    settings.write(&config.output)?;
-    write_state(&config.output, &state)?;
-    if let Some(e) = &final_eval {
-        let mut json = e.to_json();
-        if let (Some(a), true) = (&argmax_eval, e.threshold.is_some()) {
-            // What the same model scores without the tuned threshold, for comparison.
-            json["argmax"] = a.to_json();
+    let saved = (|| {
+        save_model(&model, &config.output, DType::F32)?;
+        tokenizer_files.write(&config.output)?;
+        settings.write(&config.output)?;
+        write_state(&config.output, &state)?;
+        if let Some(e) = &final_eval {
+            let mut json = e.to_json();
+            if let (Some(a), true) = (&argmax_eval, e.threshold.is_some()) {
+                // What the same model scores without the tuned threshold, for comparison.
+                json["argmax"] = a.to_json();
+            }
+            write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
         }
-        write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
+        Ok(())
+    })();
+    if let Err(e) = saved {
+        // No half-written final model: its files go, and the log is cut back to what is kept.
+        for name in model_files().into_iter().chain([SETTINGS_FILE, STATE_FILE, "metrics.json"]) {
+            let _ = std::fs::remove_file(config.output.join(name));
+        }
+        return Err(after_failed_save(config, &state, e));
     }
     if let (Some(e), Some(data)) = (&final_eval, &eval_data) {
         write_run_report(config, &model.labels, &imbalance, e, data)?;
@@ -425,6 +491,14 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
         best_step: state.best_step,
         output: config.output.clone(),
     })
+}
+
+/// `--max-length`, clamped to what the model's position table holds, with a note when it is.
+pub fn effective_max_length(requested: usize, max_positions: usize) -> usize {
+    if requested > max_positions {
+        eprintln!("note: --max-length {requested} is above the model's max_position_embeddings; clamped to {max_positions}");
+    }
+    requested.min(max_positions)
 }
 
 /// report.md and plots/ in the output folder.
@@ -480,6 +554,22 @@ fn f1_of(e: &Evaluation, c: usize) -> f64 {
     }
 }
 
+/// After a save failed (a full disk, say): the folder keeps its last
+/// complete checkpoint and `best/`; `metrics.jsonl` is cut back to the
+/// newest of them, so it describes a model that is on disk, and the error
+/// says what is kept.
+fn after_failed_save(config: &TrainConfig, state: &TrainingState, error: Error) -> Error {
+    let last_checkpoint = list_checkpoints(&config.output).last().map(|(s, _)| *s);
+    let best = state.best_step.filter(|_| config.output.join("best").join("model.safetensors").is_file());
+    let kept_step = last_checkpoint.into_iter().chain(best).max().unwrap_or(0);
+    let log_note = match truncate_log(&config.output.join("metrics.jsonl"), kept_step) {
+        Ok(()) => format!("metrics.jsonl now ends at step {kept_step}"),
+        Err(e) => format!("metrics.jsonl could not be cut back to step {kept_step} either ({e})"),
+    };
+    let best_note = best.map(|s| format!("; best/ (step {s}) is intact")).unwrap_or_default();
+    Error::Save(format!("at step {}: {error}; {}{best_note}; {log_note}", state.step, last_checkpoint_note(config)))
+}
+
 /// Where a failed run can restart from, for its error message.
 fn last_checkpoint_note(config: &TrainConfig) -> String {
     list_checkpoints(&config.output)
@@ -489,8 +579,15 @@ fn last_checkpoint_note(config: &TrainConfig) -> String {
 }
 
 fn non_finite(what: &str, value: f64, state: &TrainingState, config: &TrainConfig) -> Error {
+    // Before the first update the weights are the checkpoint's own, so the
+    // learning rate cannot be the cause.
+    let advice = if state.adam_step == 0 {
+        "No update has been made yet, so the learning rate is not the cause: check the model's weights and the data (labels, targets, very long inputs)"
+    } else {
+        "A smaller --lr (or warmup, or --max-grad-norm) usually helps"
+    };
     Error::Numerical(format!(
-        "the {what} is {value} at step {} (epoch {}, batch {}); training stopped without saving a model; {}. A smaller --lr usually helps",
+        "the {what} is {value} at step {} (epoch {}, batch {}); training stopped without saving a model; {}. {advice}",
         state.step + 1,
         state.epoch,
         state.batch_in_epoch,
