@@ -182,6 +182,9 @@ struct GoodRun {
 const GOOD_ARGS: [&str; 8] = ["--max-steps", "2", "--save-every", "2", "--seed", "7", "--batch-size", "4"];
 
 fn good_run() -> Option<&'static GoodRun> {
+    // Checked on every call, so that each test that cannot run records its
+    // own skip (the OnceLock below would answer None silently).
+    fixture_dir("a-seqcls")?;
     static RUN: OnceLock<Option<GoodRun>> = OnceLock::new();
     RUN.get_or_init(|| {
         let model = fixture_dir("a-seqcls")?;
