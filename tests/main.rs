@@ -29,3 +29,5 @@ mod imbalance;
 mod classifier;
 // berth serve end to end: concurrent answers, batching, 400/413/503, SIGTERM draining.
 mod serve;
+// Issue 15's suite checks: skips that count or fail, BF16 kernel tolerances, check and device-info from the CLI, training options end to end.
+mod r15_suite;

@@ -21,9 +21,9 @@ fn berth() -> Command {
 
 // ---------------------------------------------------------------- data
 
-type Classes = [(&'static str, [&'static str; 6])];
+pub(crate) type Classes = [(&'static str, [&'static str; 6])];
 
-const SENTIMENT: [(&str, [&str; 6]); 3] = [
+pub(crate) const SENTIMENT: [(&str, [&str; 6]); 3] = [
     ("neg", ["awful", "boring", "dreadful", "bad", "terrible", "dull"]),
     ("neu", ["ordinary", "average", "plain", "typical", "standard", "usual"]),
     ("pos", ["great", "wonderful", "lovely", "good", "brilliant", "superb"]),
@@ -39,7 +39,7 @@ const FILLER: [&str; 4] = ["really", "quite", "so", "honestly"];
 
 /// A header, then `n` short sentences numbered from `start`; the label cycles
 /// through the classes and each sentence carries one word of its class.
-fn sentences(classes: &Classes, start: usize, n: usize) -> String {
+pub(crate) fn sentences(classes: &Classes, start: usize, n: usize) -> String {
     let mut out = String::from("text\tlabel\n");
     for i in start..start + n {
         let (label, words) = &classes[i % classes.len()];
@@ -51,13 +51,13 @@ fn sentences(classes: &Classes, start: usize, n: usize) -> String {
     out
 }
 
-struct Data {
-    train: PathBuf,
-    dev: PathBuf,
+pub(crate) struct Data {
+    pub(crate) train: PathBuf,
+    pub(crate) dev: PathBuf,
 }
 
 /// train.tsv (60 sentences) and dev.tsv (15 others) in `dir`.
-fn write_data(dir: &Path, classes: &Classes) -> Data {
+pub(crate) fn write_data(dir: &Path, classes: &Classes) -> Data {
     let data = Data { train: dir.join("train.tsv"), dev: dir.join("dev.tsv") };
     std::fs::write(&data.train, sentences(classes, 0, 60)).unwrap();
     std::fs::write(&data.dev, sentences(classes, 1000, 15)).unwrap();
@@ -67,14 +67,14 @@ fn write_data(dir: &Path, classes: &Classes) -> Data {
 // ---------------------------------------------------------------- running berth
 
 /// `berth train` on the CPU with short sequences; `extra` adds or sets the rest.
-fn train_cmd(model: &Path, train: &Path, output: &Path, extra: &[&str]) -> Command {
+pub(crate) fn train_cmd(model: &Path, train: &Path, output: &Path, extra: &[&str]) -> Command {
     let mut c = berth();
     c.arg("train").arg("--model").arg(model).arg("--train").arg(train).arg("--output").arg(output);
     c.args(["--max-length", "32", "--device", "cpu"]).args(extra);
     c
 }
 
-fn succeed(cmd: &mut Command, what: &str) -> Output {
+pub(crate) fn succeed(cmd: &mut Command, what: &str) -> Output {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{what} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     out
@@ -91,7 +91,7 @@ fn fail(cmd: &mut Command, what: &str) -> String {
     stderr
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
