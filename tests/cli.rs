@@ -140,16 +140,9 @@ fn r2_convert_to_bf16_halves_the_file_and_still_predicts() {
     assert_eq!(line["logits"].as_array().unwrap().len(), 3);
 }
 
-/// Python with torch and transformers: `BERTH_PYTHON`, else `python3`; None (skip) without them.
+/// Python with torch and transformers, or None (skip): see `common::python_with`.
 pub fn python_with_transformers() -> Option<String> {
-    let python = std::env::var("BERTH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python).args(["-c", "import torch, transformers"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if ok {
-        Some(python)
-    } else {
-        eprintln!("SKIP: {python} cannot import torch and transformers (set BERTH_PYTHON to a Python that can)");
-        None
-    }
+    crate::common::python_with(&["torch", "transformers"])
 }
 
 #[test]

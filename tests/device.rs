@@ -10,8 +10,8 @@ use berth::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use berth::tensor::{DType, Tensor};
 use berth::train::device_model::{DeviceModel, Precision};
 
-use crate::common::{fixture_dir, scratch_dir};
-use crate::fixtures::{batch_from, fixture_labels, read_reference};
+use crate::common::{fixture_dir, rel_error, scratch_dir};
+use crate::fixtures::{batch_from, fixture_labels, is_key_bias_grad, read_reference};
 
 /// The device under test: sim unless BERTH_TEST_DEVICE=cuda.
 fn test_device() -> Device {
@@ -89,16 +89,17 @@ fn device_step(device: &Device, precision: Precision, model: &BertClassifier, ba
     Step { loss: loss_value, grads: grad_values, params: model.params.tensors().iter().map(|t| t.to_f64_vec()).collect() }
 }
 
-/// ‖a−b‖ over ‖b‖ per tensor, with ‖b‖ floored at 1e-3 of the largest
-/// norm: the attention key-bias gradients are zero up to rounding (see
-/// tests/fixtures.rs), and comparing noise with noise proves nothing.
-fn worst_relative(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, usize) {
+/// ‖a−b‖ over ‖b‖ per tensor (DESIGN.md's measure). Only the attention key
+/// biases' gradients, zero in exact arithmetic and so rounding noise (see
+/// tests/fixtures.rs), have ‖b‖ floored at 1e-3 of the largest norm.
+fn worst_relative(a: &[Vec<f64>], b: &[Vec<f64>], names: &[String]) -> (f64, usize) {
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     let largest = b.iter().map(|v| norm(v)).fold(0.0, f64::max);
     let mut worst = (0.0, 0);
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let diff: f64 = x.iter().zip(y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
-        let e = diff / norm(y).max(1e-3 * largest);
+        let floor = if is_key_bias_grad(&names[i]) { 1e-3 * largest } else { 0.0 };
+        let e = diff / norm(y).max(floor).max(1e-300);
         if e > worst.0 {
             worst = (e, i);
         }
@@ -127,12 +128,13 @@ fn r4_training_step_on_the_device_matches_the_cpu_in_f32() {
         let cpu = cpu_step(&model, &batch, &labels);
         let dev = device_step(&device, Precision::Fp32, &model, &batch, &labels);
         let loss_err = (dev.loss - cpu.loss).abs() / cpu.loss.abs().max(1e-12);
-        let (grad_err, gi) = worst_relative(&dev.grads, &cpu.grads);
+        let (grad_err, gi) = worst_relative(&dev.grads, &cpu.grads, model.params.names());
         // The key biases' gradients are rounding noise (see worst_relative), so
         // AdamW's sign-like first update of them is noise too: leave them out.
-        let keep: Vec<usize> = (0..model.params.len()).filter(|&i| !model.params.names()[i].ends_with("key.bias")).collect();
+        let keep: Vec<usize> = (0..model.params.len()).filter(|&i| !is_key_bias_grad(&model.params.names()[i])).collect();
         let pick = |v: &[Vec<f64>]| keep.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
-        let (param_err, pk) = worst_relative(&pick(&dev.params), &pick(&cpu.params));
+        let kept_names: Vec<String> = keep.iter().map(|&i| model.params.names()[i].clone()).collect();
+        let (param_err, pk) = worst_relative(&pick(&dev.params), &pick(&cpu.params), &kept_names);
         let pi = keep[pk];
         eprintln!("{name} f32: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}", model.params.names()[gi]);
         assert!(loss_err <= 1e-5, "{name}: loss {} vs {} on the CPU", dev.loss, cpu.loss);
@@ -150,10 +152,12 @@ fn r4_training_step_on_the_device_in_bf16_is_within_2e_2_of_f64() {
         let Some((model64, batch, labels)) = fixture(name, DType::F64) else { return };
         let Some((model32, _, _)) = fixture(name, DType::F32) else { return };
         let reference = cpu_step(&model64, &batch, &labels);
+        // Parameters after the step are compared plainly: no name matches.
+        let no_floor = vec![String::new(); model32.params.len()];
         let dev = device_step(&device, Precision::Bf16, &model32, &batch, &labels);
         let loss_err = (dev.loss - reference.loss).abs() / reference.loss.abs().max(1e-12);
-        let (grad_err, gi) = worst_relative(&dev.grads, &reference.grads);
-        let (param_err, pi) = worst_relative(&dev.params, &reference.params);
+        let (grad_err, gi) = worst_relative(&dev.grads, &reference.grads, model32.params.names());
+        let (param_err, pi) = worst_relative(&dev.params, &reference.params, &no_floor);
         eprintln!(
             "{name} bf16: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}",
             model32.params.names()[gi]
@@ -242,8 +246,9 @@ fn r4_prediction_on_the_device_matches_the_cpu_for_every_fixture() {
             flatten_logits(&pa.logits, &mut la);
             flatten_logits(&pb.logits, &mut lb);
             assert_eq!(la.len(), lb.len(), "{name}: logits shape");
-            let worst = la.iter().zip(&lb).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-            assert!(worst < 1e-4, "{name}: device logits differ from the CPU's by {worst:e}");
+            // DESIGN.md: CUDA f32 against CPU f32 within 1e-5, as ‖a−b‖/‖b‖.
+            let e = rel_error(&lb, &la);
+            assert!(e <= 1e-5, "{name}: device logits are {e:.2e} (relative) from the CPU's");
             assert_eq!((&pa.label, &pa.labels, &pa.tags), (&pb.label, &pb.labels, &pb.tags), "{name}: predicted labels differ");
         }
     }
@@ -280,7 +285,8 @@ fn r4_eval_and_predict_take_a_device() {
         metrics.push(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&out).unwrap()).unwrap());
     }
     let loss = |m: &serde_json::Value| m["eval_loss"].as_f64().unwrap();
-    assert!((loss(&metrics[0]) - loss(&metrics[1])).abs() < 1e-5, "eval loss cpu {} vs sim {}", loss(&metrics[0]), loss(&metrics[1]));
+    let loss_err = (loss(&metrics[1]) - loss(&metrics[0])).abs() / loss(&metrics[0]).abs();
+    assert!(loss_err <= 1e-5, "eval loss cpu {} vs sim {}: {loss_err:.2e} relative", loss(&metrics[0]), loss(&metrics[1]));
     assert_eq!(metrics[0]["accuracy"], metrics[1]["accuracy"]);
 
     let input = dir.join("input.txt");

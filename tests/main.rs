@@ -35,3 +35,5 @@ mod r15_train;
 mod r15_model;
 // docs/reliability.md: every test it names exists.
 mod reliability_doc;
+// Issue 15's suite checks: skips that count or fail, BF16 kernel tolerances, check and device-info from the CLI, training options end to end.
+mod r15_suite;

@@ -8,7 +8,7 @@ use berth::data::align::{
 };
 use berth::data::conll::{ConllOptions, read_conll};
 
-use crate::common::{minilm_dir, shared_dir};
+use crate::common::{minilm_dir, shared_dir, skip};
 
 /// CoNLL-2003's tags, in the sorted order `tag_set` gives them.
 const TAGS: [&str; 9] = ["B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O"];
@@ -160,7 +160,7 @@ fn windows_on_the_longest_conll_sentences() {
     let Some(shared) = shared_dir() else { return };
     let path = shared.join("data/conll2003/train.txt");
     if !path.is_file() {
-        eprintln!("SKIP: {} is absent", path.display());
+        skip(&format!("{} is absent", path.display()));
         return;
     }
     let Some(tokenizer) = tokenizer(32) else { return };

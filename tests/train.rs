@@ -21,7 +21,7 @@ pub(crate) fn berth() -> Command {
 
 // ---------------------------------------------------------------- data
 
-type Classes = [(&'static str, [&'static str; 6])];
+pub(crate) type Classes = [(&'static str, [&'static str; 6])];
 
 pub(crate) const SENTIMENT: [(&str, [&str; 6]); 3] = [
     ("neg", ["awful", "boring", "dreadful", "bad", "terrible", "dull"]),
@@ -39,7 +39,7 @@ const FILLER: [&str; 4] = ["really", "quite", "so", "honestly"];
 
 /// A header, then `n` short sentences numbered from `start`; the label cycles
 /// through the classes and each sentence carries one word of its class.
-fn sentences(classes: &Classes, start: usize, n: usize) -> String {
+pub(crate) fn sentences(classes: &Classes, start: usize, n: usize) -> String {
     let mut out = String::from("text\tlabel\n");
     for i in start..start + n {
         let (label, words) = &classes[i % classes.len()];
@@ -52,8 +52,8 @@ fn sentences(classes: &Classes, start: usize, n: usize) -> String {
 }
 
 pub(crate) struct Data {
-    pub train: PathBuf,
-    pub dev: PathBuf,
+    pub(crate) train: PathBuf,
+    pub(crate) dev: PathBuf,
 }
 
 /// train.tsv (60 sentences) and dev.tsv (15 others) in `dir`.
@@ -183,6 +183,9 @@ struct GoodRun {
 const GOOD_ARGS: [&str; 8] = ["--max-steps", "2", "--save-every", "2", "--seed", "7", "--batch-size", "4"];
 
 fn good_run() -> Option<&'static GoodRun> {
+    // Checked on every call, so that each test that cannot run records its
+    // own skip (the OnceLock below would answer None silently).
+    fixture_dir("a-seqcls")?;
     static RUN: OnceLock<Option<GoodRun>> = OnceLock::new();
     RUN.get_or_init(|| {
         let model = fixture_dir("a-seqcls")?;

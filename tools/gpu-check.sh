@@ -4,8 +4,15 @@
 # and no network).
 #
 #   tools/gpu-check.sh bundle    # here: build release binaries and put them,
-#                                # with the PTX and the fixtures, in gpu-bundle/
-#   tools/gpu-check.sh run       # there, from the repo root, gpu-bundle/ carried
+#                                # with the PTX and the fixtures, in gpu-bundle/,
+#                                # then pack that into gpu-bundle.tar.xz
+#   tools/gpu-check.sh run       # there, from the repo root, gpu-bundle.tar.xz
+#                                # carried (unpacked first; gpu-bundle/ also works)
+#
+# The device call carries 64 MiB in all, and the stripped berth, the test
+# executable and the fixtures come close to it, so the bundle travels packed
+# (tools/gpu-bundle.py: xz, each distinct file once) and the bundle step
+# prints the archive's size and refuses one over 56 MiB.
 #
 # The run step prints nvidia-smi, `berth check --device cuda` (every kernel
 # against the CPU reference), the device integration tests (whole training
@@ -19,13 +26,16 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUNDLE=gpu-bundle
+ARCHIVE=gpu-bundle.tar.xz
+LIMIT_MIB=56
 
 bundle() {
     set -e
     export KERNELS_REQUIRE_NVCC=1
     cargo build --release --bin berth
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/ptx" "$BUNDLE/fixtures"
-    cp target/release/berth "$BUNDLE/"
+    local target=${CARGO_TARGET_DIR:-target}
+    cp "$target/release/berth" "$BUNDLE/"
     strip "$BUNDLE/berth"
     # The integration-test executable, by the path cargo reports.
     cargo test --release --no-run --test main --message-format=json 2>/dev/null |
@@ -36,14 +46,17 @@ for line in sys.stdin:
         print(m["executable"])' | tail -n 1 | xargs -I{} cp {} "$BUNDLE/berth-tests"
     strip "$BUNDLE/berth-tests"
     # The PTX of the newest release build of the kernels.
-    out=$(ls -td target/release/build/berth-*/out | head -n 1)
+    out=$(ls -td "$target"/release/build/berth-*/out | head -n 1)
     cp "$out"/*.ptx "$BUNDLE/ptx/"
     # Fixtures for the device training-step tests (shared/ does not travel).
     for f in a-seqcls a-tokcls a-pair a-multilabel a-regression; do
         [ -d ../shared/fixtures/$f ] && cp -r ../shared/fixtures/$f "$BUNDLE/fixtures/"
     done
-    du -sh "$BUNDLE"
+    chmod -R u+w "$BUNDLE" # ../shared is read-only; the next bundle must be able to remove this
     git rev-parse --short HEAD > "$BUNDLE/COMMIT"
+    du -sh "$BUNDLE"
+    python3 tools/gpu-bundle.py pack "$BUNDLE" "$ARCHIVE" "$LIMIT_MIB"
+    echo "carry $ARCHIVE in the device call"
 }
 
 START=$SECONDS
@@ -78,6 +91,12 @@ step() {
 }
 
 run() {
+    if [[ -f $ARCHIVE ]]; then
+        python3 tools/gpu-bundle.py unpack "$ARCHIVE" "$BUNDLE" || {
+            echo "gpu-check: cannot unpack $ARCHIVE" >&2
+            exit 1
+        }
+    fi
     local out=${OUT:-/tmp/gpu-check}
     mkdir -p "$out"
     LOG="$out/gpu-check.log"

@@ -6,7 +6,7 @@
 use clap::Args;
 
 use crate::autograd::gradcheck::{GradcheckRow, run_gradchecks};
-use crate::backend::cuda::check::{CheckRow, format_table, run_all};
+use crate::backend::cuda::check::{CheckRow, all_cases, format_table, run_all};
 use crate::backend::cuda::{DeviceChoice, open};
 use crate::error::{Error, Result};
 
@@ -52,6 +52,14 @@ pub fn run(args: CheckArgs) -> Result<()> {
     if let Some(device) = open(args.device)? {
         println!("device: {}", device.describe());
         rows.extend(run_all(&device, args.only.as_deref()));
+    }
+    // A filter that selects nothing must not read as "0 rows, 0 failed".
+    if let (Some(only), true) = (&args.only, rows.is_empty()) {
+        let families: Vec<&str> = all_cases().iter().map(|(family, _)| *family).collect();
+        return Err(Error::InvalidArgument(format!(
+            "--only {only} matches no check on this device (kernel families: {}; `gradcheck` selects the gradient checks)",
+            families.join(", ")
+        )));
     }
     print!("{}", format_table(&rows));
     if let Some(path) = &args.json {
