@@ -215,10 +215,10 @@ fn r15_early_stopping_stops_after_patience_evaluations() {
     let mut cmd = crate::train::train_cmd(&model, &data.train, &out, &extra);
     let run = crate::train::succeed(cmd.arg("--eval").arg(&data.dev), "early stopping");
     let stderr = text(&run.stderr) + &text(&run.stdout);
-    // (The trainer's "early stopping: ..." line goes through the progress
-    // bar, which prints nothing when stderr is not a terminal; the summary
-    // line is what a log shows.)
     assert!(stderr.contains("trained 3 steps") && stderr.contains("best at step 1"), "{stderr}");
+    // A log (stderr not a terminal) says why the run stopped, and shows every evaluation.
+    assert!(stderr.contains("early stopping: no improvement in 2 evaluations"), "{stderr}");
+    assert!(stderr.contains("step 3: eval accuracy = "), "{stderr}");
     let (steps, evals) = log_lines(&out);
     let eval_steps: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
     assert_eq!(eval_steps, [1, 2, 3], "{evals:?}");

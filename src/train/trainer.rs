@@ -349,7 +349,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
                 log.write(entry)?;
                 let fields: Vec<String> =
                     evaluation.log_fields().iter().map(|(k, v)| format!("{} {v:.4}", k.trim_start_matches("eval_"))).collect();
-                bar.println(format!("step {}: eval {} = {value:.4} ({})", state.step, config.metric_for_best, fields.join(", ")));
+                say(&bar, format!("step {}: eval {} = {value:.4} ({})", state.step, config.metric_for_best, fields.join(", ")));
                 let improved = state.best_metric.is_none_or(|best| if config.greater_is_better { value > best } else { value < best });
                 if improved {
                     state.best_metric = Some(value);
@@ -371,7 +371,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
                 } else {
                     state.evals_without_improvement += 1;
                     if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
-                        bar.println(format!("early stopping: no improvement in {} evaluations", state.evals_without_improvement));
+                        say(&bar, format!("early stopping: no improvement in {} evaluations", state.evals_without_improvement));
                         stop = true;
                     }
                 }
@@ -636,6 +636,12 @@ fn prune_checkpoints(output: &Path, keep: usize) -> Result<()> {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
     Ok(())
+}
+
+/// A line for the user above the progress bar, or on stderr when the bar is
+/// hidden (stderr is not a terminal), where `println` would drop it.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
 }
 
 fn progress_bar(total: u64, position: u64) -> ProgressBar {
