@@ -27,5 +27,7 @@ mod tasks;
 mod imbalance;
 // The library API: berth::Classifier against the fixtures, and shared by four threads.
 mod classifier;
-// berth serve end to end: concurrent answers, batching, 400/413/503, SIGTERM draining.
+// berth serve end to end: concurrent answers, batching, 400/413/503.
 mod serve;
+// Issue 15 for berth serve: TEI fields and the Hugging Face client, draining, 405/413/408/504, trickling clients, --device sim.
+mod r15_serve;
