@@ -9,7 +9,8 @@ use berth::model::checkpoint::{read_safetensors, read_safetensors_i64};
 use berth::tensor::DType;
 use berth::{Classifier, DeviceChoice, ModelKind, TextPrediction};
 
-use crate::common::{fixture_dir, minilm_classifier_dir, rel_error};
+use crate::common::{fixture_dir, rel_error};
+use crate::serve::headed_minilm;
 
 fn reference(dir: &Path) -> (serde_json::Value, Vec<usize>, Vec<f64>) {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
@@ -150,7 +151,7 @@ fn classifier_from_four_threads_equals_single_threaded() {
 
 #[test]
 fn classifier_from_four_threads_equals_single_threaded_minilm() {
-    let Some(dir) = minilm_classifier_dir() else { return };
+    let Some(dir) = headed_minilm() else { return };
     four_threads_equal_one(&dir, 6);
 }
 

@@ -103,34 +103,3 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
-
-/// all-MiniLM-L6-v2 with a classification head that `berth train` wrote
-/// (one step at a tiny learning rate on a few sentences, seed 42), made once
-/// per test run: prediction refuses the bare encoder. None with a message
-/// when the model is absent.
-pub fn minilm_classifier_dir() -> Option<PathBuf> {
-    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let model = minilm_dir()?;
-        let work = scratch_dir("minilm-classifier");
-        let train = work.join("train.tsv");
-        let mut text = String::from("text\tlabel\n");
-        for (i, sentence) in ["the film was great", "the plot was dull", "a lovely story", "a boring script"].iter().enumerate() {
-            text.push_str(&format!("{sentence}\t{}\n", ["pos", "neg"][i % 2]));
-        }
-        std::fs::write(&train, text).unwrap();
-        let output = work.join("model");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["train", "--device", "cpu", "--max-steps", "1", "--lr", "1e-9", "--batch-size", "4", "--model"])
-            .arg(&model)
-            .arg("--train")
-            .arg(&train)
-            .arg("--output")
-            .arg(&output)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "training the MiniLM test classifier failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        Some(output)
-    })
-    .clone()
-}

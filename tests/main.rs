@@ -27,7 +27,7 @@ mod tasks;
 mod imbalance;
 // The library API: berth::Classifier against the fixtures, and shared by four threads.
 mod classifier;
-// berth serve end to end: concurrent answers, batching, 400/413/503, SIGTERM draining.
+// berth serve end to end: concurrent answers, batching, 400/413/503.
 mod serve;
 // Issue 15, training: the same run on resume, one run per output folder, failed saves, option values.
 mod r15_train;
@@ -37,3 +37,5 @@ mod r15_model;
 mod reliability_doc;
 // Issue 15's suite checks: skips that count or fail, BF16 kernel tolerances, check and device-info from the CLI, training options end to end.
 mod r15_suite;
+// Issue 15 for berth serve: TEI fields and the Hugging Face client, draining, 405/413/408/504, trickling clients, --device sim.
+mod r15_serve;

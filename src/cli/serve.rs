@@ -30,7 +30,8 @@ pub struct ServeArgs {
     /// fp32 or bf16 (bf16 needs a CUDA device).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
-    /// Tokens per example after truncation (longest-first for pairs).
+    /// Tokens per example after truncation (longest-first for pairs; a
+    /// request may ask to keep the last tokens, or not to truncate).
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
     /// Most examples the batcher puts in one group, and in one forward pass.
@@ -55,7 +56,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
-    /// Longest a request may take, queueing included (504 beyond).
+    /// Longest a request may take, queueing included (504 beyond); also how
+    /// long a client may take to send its request head (the connection is
+    /// closed) and body (408).
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 }

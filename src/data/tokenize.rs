@@ -27,8 +27,26 @@ pub struct Encoded {
     pub word_ids: Vec<Option<u32>>,
 }
 
+/// Where an input over the maximum length is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truncation {
+    /// Keep the first tokens (what [`BerthTokenizer::encode`] does).
+    Right,
+    /// Keep the last tokens.
+    Left,
+    /// Keep every token: the encoding may be longer than the maximum length,
+    /// so the caller must check it before a forward pass.
+    None,
+}
+
 pub struct BerthTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer cutting from the left, and not cutting at all, for
+    /// callers that choose per input (`berth serve`'s `truncation_direction`
+    /// and `truncate`); built once at load, as a request cannot reconfigure
+    /// a tokenizer that other threads share.
+    left: Tokenizer,
+    whole: Tokenizer,
     source: PathBuf,
     max_length: usize,
     pad_id: u32,
@@ -73,16 +91,14 @@ impl BerthTokenizer {
             return Err(Error::InvalidArgument(format!("max_length {max_length} is too small (at least 4)")));
         }
         inner.with_padding(None);
-        inner
-            .with_truncation(Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }))
-            .map_err(|e| tok_err(&source, e))?;
+        let mut whole = inner.clone();
+        whole.with_truncation(None).map_err(|e| tok_err(&source, e))?;
+        let cut = |direction| TruncationParams { direction, max_length, strategy: TruncationStrategy::LongestFirst, stride: 0 };
+        let mut left = inner.clone();
+        left.with_truncation(Some(cut(TruncationDirection::Left))).map_err(|e| tok_err(&source, e))?;
+        inner.with_truncation(Some(cut(TruncationDirection::Right))).map_err(|e| tok_err(&source, e))?;
         let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
-        Ok(BerthTokenizer { inner, source, max_length, pad_id })
+        Ok(BerthTokenizer { inner, left, whole, source, max_length, pad_id })
     }
 
     pub fn max_length(&self) -> usize {
@@ -99,11 +115,22 @@ impl BerthTokenizer {
 
     /// Tokenises a text, or a text pair, adding [CLS] and [SEP].
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
+        self.encode_with(text, pair, Truncation::Right)
+    }
+
+    /// As [`BerthTokenizer::encode`], cutting an over-long input where
+    /// `truncation` says (longest-first for pairs), or not at all.
+    pub fn encode_with(&self, text: &str, pair: Option<&str>, truncation: Truncation) -> Result<Encoded> {
         let input: EncodeInput = match pair {
             Some(p) => (text, p).into(),
             None => text.into(),
         };
-        let e = self.inner.encode(input, true).map_err(|e| tok_err(&self.source, e))?;
+        let tokenizer = match truncation {
+            Truncation::Right => &self.inner,
+            Truncation::Left => &self.left,
+            Truncation::None => &self.whole,
+        };
+        let e = tokenizer.encode(input, true).map_err(|e| tok_err(&self.source, e))?;
         Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() })
     }
 

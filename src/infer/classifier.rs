@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::backend::cuda::{DeviceChoice, open};
 use crate::data::Encoded;
+use crate::data::tokenize::Truncation;
 use crate::error::{Error, Result};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
 use crate::model::{HeadKind, ProblemType};
@@ -230,6 +231,13 @@ impl Classifier {
     /// tokens before predicting, as `berth serve` does.
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
         self.predictor.tokenizer.encode(text, pair)
+    }
+
+    /// As [`Classifier::encode`], cutting an over-long input at the end
+    /// `truncation` names, or not at all ([`Truncation::None`]: the caller
+    /// checks the length against [`Classifier::max_length`] before predicting).
+    pub fn encode_with(&self, text: &str, pair: Option<&str>, truncation: Truncation) -> Result<Encoded> {
+        self.predictor.tokenizer.encode_with(text, pair, truncation)
     }
 
     /// Classifies examples tokenised by [`Classifier::encode`], in input order.

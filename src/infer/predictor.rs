@@ -92,7 +92,7 @@ pub fn softmax(x: &[f64]) -> Vec<f64> {
     x.iter().map(|v| (v - lse).exp()).collect()
 }
 
-fn sigmoid(x: f64) -> f64 {
+pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 

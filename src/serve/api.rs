@@ -1,22 +1,33 @@
-//! The JSON of `POST /predict`, following text-embeddings-inference's
-//! classification API: what a request may hold, how it is checked, and the
-//! shape of the answer.
+//! The JSON of `POST /predict` (and `POST /`), following
+//! text-embeddings-inference's (TEI's) classification API and accepting the
+//! request of `huggingface_hub`'s `InferenceClient.text_classification`:
+//! what a request may hold, how it is checked, and the shape of the answer.
 //!
 //! ```text
 //! {"inputs": "a text"}                              → [{"label", "score"}, ...]
 //! {"inputs": ["a text", "another"]}                 → [[{"label", "score"}, ...], ...]
 //! {"inputs": [["a premise", "a hypothesis"]]}       → [[{"label", "score"}, ...]]
 //! {"inputs": "...", "raw_scores": true}             → the logits instead of probabilities
+//! {"inputs": "...", "truncate": false}              → 413 if the text is over the maximum length
+//! {"inputs": "...", "truncation_direction": "Left"} → an over-long text loses its first tokens
+//! {"inputs": "...", "parameters": {"top_k": 2, "function_to_apply": "sigmoid"}}
+//!                                                   → [[{"label", "score"}, {"label", "score"}]]
 //! ```
 //!
-//! Scores are sorted, highest first. A token model (NER) answers each text
-//! with `{"words", "tags", "entities"}`, its words being the text split at
-//! whitespace. Unlike text-embeddings-inference, a list of two strings is two
-//! texts; a pair is always written as a nested `[text, text_pair]`.
+//! Scores are sorted, highest first. A request with `parameters` (the
+//! Hugging Face Inference API's shape) is answered in that API's shape, a
+//! list per input even for one text, which is what the client reads. A
+//! token model (NER) answers each text with `{"words", "tags", "entities"}`,
+//! its words being the text split at whitespace. Unlike TEI, a list of two
+//! strings is two texts; a pair is always written as a nested
+//! `[text, text_pair]`. Unknown fields are refused rather than ignored, so a
+//! misspelt one is not silently dropped; `null` stands for a field's default.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::infer::{LabelScore, TextPrediction, WordPrediction};
+use crate::data::tokenize::Truncation;
+use crate::infer::predictor::{sigmoid, softmax};
+use crate::infer::{LabelScore, ModelKind, TextPrediction, WordPrediction};
 
 /// The limits a request is checked against.
 #[derive(Clone, Debug)]
@@ -36,15 +47,44 @@ pub enum Example {
     Pair(String, String),
 }
 
+/// What turns a sequence model's logits into scores (the Inference API's
+/// `function_to_apply`, as transformers' text-classification pipeline reads it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreFunction {
+    /// Softmax over the labels.
+    Softmax,
+    /// A sigmoid per label.
+    Sigmoid,
+    /// The logits as they are.
+    Identity,
+}
+
 /// A checked `/predict` request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PredictRequest {
     /// The examples, in order.
     pub examples: Vec<Example>,
-    /// Whether `inputs` was a single example (answer unwrapped) or a list.
+    /// Whether `inputs` was a single example rather than a list.
     pub single: bool,
+    /// Answer a list per input even for a single example (the request had
+    /// `parameters`: the Inference API's shape, which its client expects).
+    pub nested: bool,
     /// Answer logits instead of probabilities.
     pub raw_scores: bool,
+    /// Where an input over the maximum length is cut, or `Truncation::None`
+    /// (`"truncate": false`): such an input is refused.
+    pub truncation: Truncation,
+    /// Answer only the `top_k` highest-scoring labels.
+    pub top_k: Option<usize>,
+    /// Scores from the logits by this function instead of the model's own.
+    pub function: Option<ScoreFunction>,
+}
+
+impl PredictRequest {
+    /// How the `i`th example is named in messages: `inputs` or `inputs[i]`.
+    pub fn example_name(&self, i: usize) -> String {
+        if self.single { "inputs".into() } else { format!("inputs[{i}]") }
+    }
 }
 
 /// Why a request was refused: 400 (malformed) or 413 (over a limit), with a message.
@@ -94,20 +134,100 @@ fn example(v: &Value, at: &str, limits: &RequestLimits) -> Result<Example, Reque
     }
 }
 
+/// The fields a request may hold.
+const FIELDS: &str = "`inputs`, `raw_scores`, `truncate`, `truncation_direction` and `parameters`";
+/// The fields `parameters` may hold.
+const PARAMETERS: &str = "`top_k` and `function_to_apply`";
+
+/// A field's value, `null` reading as absent.
+fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    fields.get(name).filter(|v| !v.is_null())
+}
+
+fn boolean(fields: &Map<String, Value>, name: &str, default: bool) -> Result<bool, RequestError> {
+    match field(fields, name) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(RequestError::Invalid(format!("`{name}` must be true or false, found {}", kind_of(other)))),
+    }
+}
+
+/// `truncation_direction`: TEI spells it `Left` / `Right`; lower case is accepted too.
+fn direction(fields: &Map<String, Value>) -> Result<Truncation, RequestError> {
+    match field(fields, "truncation_direction") {
+        None => Ok(Truncation::Right),
+        Some(Value::String(s)) if s == "Right" || s == "right" => Ok(Truncation::Right),
+        Some(Value::String(s)) if s == "Left" || s == "left" => Ok(Truncation::Left),
+        Some(Value::String(s)) => {
+            Err(RequestError::Invalid(format!("`truncation_direction` must be \"Left\" or \"Right\" (or lower case), found \"{s}\"")))
+        }
+        Some(other) => {
+            Err(RequestError::Invalid(format!("`truncation_direction` must be \"Left\" or \"Right\", found {}", kind_of(other))))
+        }
+    }
+}
+
+/// The Inference API's `parameters`: (`top_k`, `function_to_apply`).
+fn parameters(value: &Value) -> Result<(Option<usize>, Option<ScoreFunction>), RequestError> {
+    let Value::Object(p) = value else {
+        return Err(RequestError::Invalid(format!("`parameters` must be an object, found {}", kind_of(value))));
+    };
+    if let Some(unknown) = p.keys().find(|k| !matches!(k.as_str(), "top_k" | "function_to_apply")) {
+        return Err(RequestError::Invalid(format!("unknown field `parameters.{unknown}` (`parameters` may hold {PARAMETERS})")));
+    }
+    let top_k = match field(p, "top_k") {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(k) if k >= 1 => Some(usize::try_from(k).unwrap_or(usize::MAX)),
+            _ => return Err(RequestError::Invalid(format!("`parameters.top_k` must be a whole number of at least 1, found {v}"))),
+        },
+    };
+    let function = match field(p, "function_to_apply") {
+        None => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "softmax" => ScoreFunction::Softmax,
+            "sigmoid" => ScoreFunction::Sigmoid,
+            "none" => ScoreFunction::Identity,
+            _ => {
+                return Err(RequestError::Invalid(format!(
+                    "`parameters.function_to_apply` must be \"softmax\", \"sigmoid\" or \"none\", found \"{s}\""
+                )));
+            }
+        }),
+        Some(other) => {
+            return Err(RequestError::Invalid(format!("`parameters.function_to_apply` must be a string, found {}", kind_of(other))));
+        }
+    };
+    Ok((top_k, function))
+}
+
 /// Parses and checks a `/predict` body.
 pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictRequest, RequestError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::Invalid(format!("malformed JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(RequestError::Invalid(format!("the body must be a JSON object with `inputs`, found {}", kind_of(&value))));
     };
-    if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "inputs" | "raw_scores")) {
-        return Err(RequestError::Invalid(format!("unknown field `{unknown}` (expected `inputs` and optionally `raw_scores`)")));
+    if let Some(unknown) =
+        fields.keys().find(|k| !matches!(k.as_str(), "inputs" | "raw_scores" | "truncate" | "truncation_direction" | "parameters"))
+    {
+        return Err(RequestError::Invalid(format!("unknown field `{unknown}` (a request may hold {FIELDS})")));
     }
-    let raw_scores = match fields.get("raw_scores") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(RequestError::Invalid(format!("`raw_scores` must be true or false, found {}", kind_of(other)))),
+    let raw_scores = boolean(&fields, "raw_scores", false)?;
+    // berth truncates unless told not to (TEI run with --auto-truncate), as `berth predict` does.
+    let truncate = boolean(&fields, "truncate", true)?;
+    let direction = direction(&fields)?;
+    let (top_k, function) = match field(&fields, "parameters") {
+        None => (None, None),
+        Some(p) => parameters(p)?,
     };
+    if let (true, Some(f)) = (raw_scores, function)
+        && f != ScoreFunction::Identity
+    {
+        let name = if f == ScoreFunction::Softmax { "softmax" } else { "sigmoid" };
+        return Err(RequestError::Invalid(format!(
+            "`raw_scores` asks for the logits but `parameters.function_to_apply` is \"{name}\"; send one of them"
+        )));
+    }
     let inputs = fields.get("inputs").ok_or_else(|| RequestError::Invalid("missing field `inputs`".into()))?;
     let (examples, single) = match inputs {
         Value::String(_) => (vec![example(inputs, "inputs", limits)?], true),
@@ -130,29 +250,79 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictReque
             )));
         }
     };
-    Ok(PredictRequest { examples, single, raw_scores })
+    Ok(PredictRequest {
+        examples,
+        single,
+        nested: field(&fields, "parameters").is_some(),
+        raw_scores,
+        truncation: if truncate { direction } else { Truncation::None },
+        top_k,
+        function,
+    })
 }
 
-/// Every label with its probability (or logit, with `raw_scores`), highest first.
-fn scores(p: &TextPrediction, labels: &[String], raw_scores: bool) -> Vec<LabelScore> {
-    if !raw_scores {
-        return p.scores.clone();
+/// Refuses what a request asks of scores when the model answers words and
+/// tags instead (a token model): it would otherwise be silently ignored.
+pub fn check_for_kind(request: &PredictRequest, kind: ModelKind) -> Result<(), RequestError> {
+    if kind != ModelKind::TokenClassification {
+        return Ok(());
     }
-    let mut s: Vec<LabelScore> = labels.iter().zip(&p.logits).map(|(l, &v)| LabelScore { label: l.clone(), score: v }).collect();
+    let asked = [
+        (request.raw_scores, "`raw_scores`"),
+        (request.top_k.is_some(), "`parameters.top_k`"),
+        (request.function.is_some(), "`parameters.function_to_apply`"),
+    ];
+    match asked.iter().find(|(set, _)| *set) {
+        Some((_, name)) => Err(RequestError::Invalid(format!(
+            "{name} applies to label scores, but this token-classification model answers each text with words and tags"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Every label with its score, highest first: the model's own scores
+/// (probabilities, or the value for regression), the logits with
+/// `raw_scores`, or `function_to_apply` of the logits; the `top_k` first.
+fn scores(p: &TextPrediction, labels: &[String], request: &PredictRequest) -> Vec<LabelScore> {
+    let function = match (request.function, request.raw_scores) {
+        (Some(f), _) => Some(f),
+        (None, true) => Some(ScoreFunction::Identity),
+        (None, false) => None,
+    };
+    let mut s = match function {
+        None => p.scores.clone(),
+        Some(f) => {
+            let values = match f {
+                ScoreFunction::Identity => p.logits.clone(),
+                ScoreFunction::Softmax => softmax(&p.logits),
+                ScoreFunction::Sigmoid => p.logits.iter().map(|&v| sigmoid(v)).collect(),
+            };
+            labels.iter().zip(values).map(|(l, v)| LabelScore { label: l.clone(), score: v }).collect()
+        }
+    };
     s.sort_by(|a, b| b.score.total_cmp(&a.score));
+    if let Some(k) = request.top_k {
+        s.truncate(k);
+    }
     s
+}
+
+/// One value per input, unwrapped for a single input unless the request
+/// asked for the Inference API's nested shape.
+fn shape(mut rows: impl Iterator<Item = Value>, request: &PredictRequest) -> Value {
+    if request.single && !request.nested { rows.next().unwrap_or(Value::Null) } else { Value::Array(rows.collect()) }
 }
 
 /// The answer to a sequence model's request.
 pub fn text_answer(predictions: &[TextPrediction], labels: &[String], request: &PredictRequest) -> Value {
-    let mut rows = predictions.iter().map(|p| serde_json::to_value(scores(p, labels, request.raw_scores)).expect("scores serialise"));
-    if request.single { rows.next().unwrap_or(Value::Null) } else { Value::Array(rows.collect()) }
+    let rows = predictions.iter().map(|p| serde_json::to_value(scores(p, labels, request)).expect("scores serialise"));
+    shape(rows, request)
 }
 
 /// The answer to a token model's request.
 pub fn word_answer(predictions: &[WordPrediction], request: &PredictRequest) -> Value {
-    let mut rows = predictions.iter().map(|p| serde_json::to_value(p).expect("word predictions serialise"));
-    if request.single { rows.next().unwrap_or(Value::Null) } else { Value::Array(rows.collect()) }
+    let rows = predictions.iter().map(|p| serde_json::to_value(p).expect("word predictions serialise"));
+    shape(rows, request)
 }
 
 #[cfg(test)]
@@ -194,7 +364,75 @@ mod tests {
         assert_eq!(invalid(r#"{"inputs": [["a", 1]]}"#), "inputs[0][1] must be a string, found a number");
         assert!(invalid(r#"{"inputs": [["a", "b", "c"]]}"#).contains("found a list of 3"));
         assert!(invalid(r#"{"inputs": "a", "raw_scores": "yes"}"#).contains("`raw_scores` must be true or false"));
-        assert!(invalid(r#"{"inputs": "a", "truncate": true}"#).contains("unknown field `truncate`"));
+        assert!(invalid(r#"{"inputs": "a", "truncate": "yes"}"#).contains("`truncate` must be true or false"));
+        assert!(invalid(r#"{"inputs": "a", "options": {}}"#).starts_with("unknown field `options` (a request may hold `inputs`"));
+    }
+
+    #[test]
+    fn tei_truncation_fields_in_either_spelling() {
+        let truncation = |body: &str| parse(body).unwrap().truncation;
+        assert_eq!(truncation(r#"{"inputs": "a"}"#), Truncation::Right);
+        assert_eq!(truncation(r#"{"inputs": "a", "truncate": null, "truncation_direction": null}"#), Truncation::Right);
+        for (spelling, side) in
+            [("Left", Truncation::Left), ("left", Truncation::Left), ("Right", Truncation::Right), ("right", Truncation::Right)]
+        {
+            assert_eq!(truncation(&format!(r#"{{"inputs": "a", "truncation_direction": "{spelling}"}}"#)), side);
+        }
+        assert_eq!(truncation(r#"{"inputs": "a", "truncate": true, "truncation_direction": "Left"}"#), Truncation::Left);
+        assert_eq!(truncation(r#"{"inputs": "a", "truncate": false, "truncation_direction": "Left"}"#), Truncation::None);
+        assert_eq!(
+            invalid(r#"{"inputs": "a", "truncation_direction": "LEFT"}"#),
+            r#"`truncation_direction` must be "Left" or "Right" (or lower case), found "LEFT""#
+        );
+        assert!(invalid(r#"{"inputs": "a", "truncation_direction": 1}"#).ends_with("found a number"));
+    }
+
+    #[test]
+    fn the_clients_parameters_are_read_and_checked() {
+        let r = parse(r#"{"inputs": "a", "parameters": {}}"#).unwrap();
+        assert_eq!((r.single, r.nested, r.top_k, r.function), (true, true, None, None));
+        let r = parse(r#"{"inputs": "a", "parameters": null}"#).unwrap();
+        assert!(!r.nested, "null is no parameters");
+        let r = parse(r#"{"inputs": "a", "parameters": {"top_k": 2, "function_to_apply": "sigmoid"}}"#).unwrap();
+        assert_eq!((r.top_k, r.function), (Some(2), Some(ScoreFunction::Sigmoid)));
+        let r = parse(r#"{"inputs": "a", "parameters": {"top_k": null, "function_to_apply": "none"}, "raw_scores": true}"#).unwrap();
+        assert_eq!((r.top_k, r.function), (None, Some(ScoreFunction::Identity)));
+        assert_eq!(
+            parse(r#"{"inputs": "a", "parameters": {"function_to_apply": "softmax"}}"#).unwrap().function,
+            Some(ScoreFunction::Softmax)
+        );
+        assert_eq!(
+            invalid(r#"{"inputs": "a", "parameters": {"top_k": 0}}"#),
+            "`parameters.top_k` must be a whole number of at least 1, found 0"
+        );
+        assert!(invalid(r#"{"inputs": "a", "parameters": {"top_k": 1.5}}"#).ends_with("found 1.5"));
+        assert!(invalid(r#"{"inputs": "a", "parameters": {"top_k": -1}}"#).ends_with("found -1"));
+        assert_eq!(
+            invalid(r#"{"inputs": "a", "parameters": {"function_to_apply": "tanh"}}"#),
+            r#"`parameters.function_to_apply` must be "softmax", "sigmoid" or "none", found "tanh""#
+        );
+        assert_eq!(
+            invalid(r#"{"inputs": "a", "parameters": {"topk": 1}}"#),
+            "unknown field `parameters.topk` (`parameters` may hold `top_k` and `function_to_apply`)"
+        );
+        assert_eq!(invalid(r#"{"inputs": "a", "parameters": [1]}"#), "`parameters` must be an object, found a list");
+        assert!(
+            invalid(r#"{"inputs": "a", "raw_scores": true, "parameters": {"function_to_apply": "softmax"}}"#).contains("send one of them")
+        );
+    }
+
+    #[test]
+    fn a_token_model_refuses_what_it_would_ignore() {
+        let token = ModelKind::TokenClassification;
+        assert_eq!(check_for_kind(&parse(r#"{"inputs": "a", "parameters": {}, "truncate": false}"#).unwrap(), token), Ok(()));
+        let refused = |body: &str| match check_for_kind(&parse(body).unwrap(), token) {
+            Err(RequestError::Invalid(m)) => m,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert!(refused(r#"{"inputs": "a", "raw_scores": true}"#).starts_with("`raw_scores` applies to label scores"));
+        assert!(refused(r#"{"inputs": "a", "parameters": {"top_k": 1}}"#).starts_with("`parameters.top_k`"));
+        assert!(refused(r#"{"inputs": "a", "parameters": {"function_to_apply": "none"}}"#).starts_with("`parameters.function_to_apply`"));
+        assert_eq!(check_for_kind(&parse(r#"{"inputs": "a", "raw_scores": true}"#).unwrap(), ModelKind::SingleLabel), Ok(()));
     }
 
     #[test]
@@ -213,15 +451,30 @@ mod tests {
             scores: vec![LabelScore { label: "pos".into(), score: 0.9 }, LabelScore { label: "neg".into(), score: 0.1 }],
             logits: vec![-1.0, 1.2],
         };
-        let single = PredictRequest { examples: vec![Example::Text("x".into())], single: true, raw_scores: false };
+        let single = parse(r#"{"inputs": "x"}"#).unwrap();
         assert_eq!(
             text_answer(&[p.clone()], &labels, &single),
             serde_json::json!([{"label": "pos", "score": 0.9}, {"label": "neg", "score": 0.1}])
         );
-        let raw = PredictRequest { single: false, raw_scores: true, ..single };
+        let raw = parse(r#"{"inputs": ["x"], "raw_scores": true}"#).unwrap();
         assert_eq!(
-            text_answer(&[p], &labels, &raw),
+            text_answer(&[p.clone()], &labels, &raw),
             serde_json::json!([[{"label": "pos", "score": 1.2}, {"label": "neg", "score": -1.0}]])
         );
+        // The client's shape: one list per input, cut to top_k, scored by function_to_apply.
+        let client = parse(r#"{"inputs": "x", "parameters": {"top_k": 1}}"#).unwrap();
+        assert_eq!(text_answer(&[p.clone()], &labels, &client), serde_json::json!([[{"label": "pos", "score": 0.9}]]));
+        let sigmoid = parse(r#"{"inputs": "x", "parameters": {"function_to_apply": "sigmoid"}}"#).unwrap();
+        let expected = [1.0 / (1.0 + (-1.2f64).exp()), 1.0 / (1.0 + 1.0f64.exp())];
+        assert_eq!(
+            text_answer(&[p.clone()], &labels, &sigmoid),
+            serde_json::json!([[{"label": "pos", "score": expected[0]}, {"label": "neg", "score": expected[1]}]])
+        );
+        let softmax = parse(r#"{"inputs": "x", "parameters": {"function_to_apply": "softmax", "top_k": 5}}"#).unwrap();
+        let e = (-2.2f64).exp();
+        let answer = text_answer(&[p], &labels, &softmax);
+        assert_eq!(answer[0].as_array().unwrap().len(), 2, "top_k above the label count gives every label");
+        assert!((answer[0][0]["score"].as_f64().unwrap() - 1.0 / (1.0 + e)).abs() < 1e-15, "{answer}");
+        assert!((answer[0][1]["score"].as_f64().unwrap() - e / (1.0 + e)).abs() < 1e-15, "{answer}");
     }
 }

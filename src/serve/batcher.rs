@@ -349,6 +349,11 @@ fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits
     let mut results: Vec<Vec<Option<TextPrediction>>> = group.iter().map(|j| vec![None; j.tokens.len()]).collect();
     let mut failed: Vec<Option<String>> = vec![None; group.len()];
     for (start, end) in plan_passes(&lengths, limits, padding) {
+        // A pass whose callers have all gone (timed out, hung up) is skipped,
+        // so an abandoned request does not hold up the ones behind it.
+        if order[start..end].iter().all(|&(j, _)| group[j].reply.is_closed()) {
+            continue;
+        }
         let pass: Vec<&Encoded> = order[start..end].iter().map(example).collect();
         metrics.batch_size.observe(pass.len() as f64);
         match classifier.predict_encoded(&pass) {
@@ -365,9 +370,15 @@ fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits
         }
     }
     for ((job, predictions), failure) in group.into_iter().zip(results).zip(failed) {
-        let answer = match failure {
-            Some(message) => Err(message),
-            None => Ok(JobOutput::Texts(predictions.into_iter().map(|p| p.expect("every example predicted")).collect())),
+        if job.reply.is_closed() {
+            continue;
+        }
+        // Open now, so open when each of its passes was checked: all ran.
+        let predicted: Option<Vec<TextPrediction>> = predictions.into_iter().collect();
+        let answer = match (failure, predicted) {
+            (Some(message), _) => Err(message),
+            (None, Some(p)) => Ok(JobOutput::Texts(p)),
+            (None, None) => Err("an example was not predicted".to_string()),
         };
         // The caller may have gone (timeout); then nobody needs the answer.
         let _ = job.reply.send(answer);

@@ -95,8 +95,9 @@ impl Metrics {
         }
     }
 
-    /// The text `/metrics` answers; `queue_depth` and `queued_inputs` are read by the caller at that moment.
-    pub fn render(&self, queue_depth: usize, queued_inputs: usize) -> String {
+    /// The text `/metrics` answers; `queue_depth`, `queued_inputs` and
+    /// `in_flight` are read by the caller at that moment.
+    pub fn render(&self, queue_depth: usize, queued_inputs: usize, in_flight: usize) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -116,6 +117,11 @@ impl Metrics {
         let _ = writeln!(out, "berth_queue_depth {queue_depth}");
         let _ = writeln!(out, "# HELP berth_queue_inputs Examples waiting for the batcher.\n# TYPE berth_queue_inputs gauge");
         let _ = writeln!(out, "berth_queue_inputs {queued_inputs}");
+        let _ = writeln!(
+            out,
+            "# HELP berth_requests_in_flight POST /predict requests being handled (read, queued or running).\n# TYPE berth_requests_in_flight gauge"
+        );
+        let _ = writeln!(out, "berth_requests_in_flight {in_flight}");
         out
     }
 }
@@ -145,10 +151,11 @@ mod tests {
         m.record_request(200, 0.01);
         m.record_request(503, 0.001);
         m.record_request(503, 0.001);
-        let text = m.render(3, 7);
+        let text = m.render(3, 7, 5);
         assert!(text.contains("berth_requests_total 3\n"), "{text}");
         assert!(text.contains("berth_request_errors_total{status=\"503\"} 2\n"), "{text}");
         assert!(text.contains("berth_queue_depth 3\n"), "{text}");
         assert!(text.contains("berth_queue_inputs 7\n"), "{text}");
+        assert!(text.contains("berth_requests_in_flight 5\n"), "{text}");
     }
 }

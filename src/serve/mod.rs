@@ -1,13 +1,20 @@
 //! `berth serve`: a trained classifier behind an HTTP JSON API (axum on
 //! tokio), with dynamic batching.
 //!
-//! - `POST /predict`: text-embeddings-inference's classification API ([`api`]).
+//! - `POST /predict`, and `POST /` (the model's task, as in TEI, where the
+//!   Hugging Face client posts): text-embeddings-inference's classification
+//!   API ([`api`]).
 //! - `GET /health`, `GET /info`, `GET /metrics` (Prometheus text, [`metrics`]).
 //!
 //! Handlers parse, check and tokenise a request, then queue it; one batcher
 //! thread ([`batcher`]) owns the forward passes, so the tokio workers never
-//! block on the model. SIGTERM (or Ctrl-C) stops accepting connections,
-//! lets the requests in flight finish, then returns.
+//! block on the model. On SIGTERM (or Ctrl-C) the server drains: it keeps
+//! answering, `/health` and new predictions with 503, until the requests in
+//! flight are answered, then stops accepting connections and returns.
+//!
+//! Every request must arrive within `--request-timeout-ms`: a connection that
+//! has not sent a whole request head by then (also an idle keep-alive one)
+//! is closed, and a body that has not arrived by then gets 408.
 
 pub mod api;
 pub mod batcher;
@@ -16,17 +23,17 @@ pub mod metrics;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{Error, Result};
 use crate::infer::{Classifier, ClassifierOptions, ModelKind};
@@ -51,7 +58,8 @@ pub struct ServeOptions {
     pub request: RequestLimits,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
-    /// Longest a request may take, queueing included.
+    /// Longest a request may take, queueing included; also the most a
+    /// client may take to send a request head or body.
     pub request_timeout: Duration,
 }
 
@@ -65,6 +73,50 @@ struct App {
     /// running group can hold, so memory stays bounded (each holds at most
     /// `max_body_bytes`) however many clients connect.
     admitted: tokio::sync::Semaphore,
+    /// Prediction requests inside a handler, whatever their fate: draining
+    /// ends when none is left.
+    in_flight: InFlight,
+}
+
+/// Counts prediction requests being handled, and wakes whoever waits for none.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One request in flight, until dropped.
+struct Entered<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> Entered<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Entered(self)
+    }
+
+    fn now(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no request is in flight.
+    async fn none_left(&self) {
+        loop {
+            // Registered before the check, so a request leaving in between still wakes it.
+            let idle = self.idle.notified();
+            if self.now() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// A refused or failed request: its status and a message in TEI's error shape.
@@ -135,14 +187,18 @@ async fn serve(options: ServeOptions, classifier: Arc<Classifier>) -> Result<()>
         options,
         draining: AtomicBool::new(false),
         admitted,
+        in_flight: InFlight::default(),
     });
     let router = Router::new()
+        // TEI routes `POST /` to the model's task; the Hugging Face client posts there.
+        .route("/", post(predict))
         .route("/predict", post(predict))
         .route("/health", get(health))
         .route("/info", get(info))
         .route("/metrics", get(metrics_text))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (POST /predict, GET /health, /info, /metrics)")
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (POST / or /predict, GET /health, /info, /metrics)")
         })
         .with_state(app.clone());
     eprintln!(
@@ -152,24 +208,74 @@ async fn serve(options: ServeOptions, classifier: Arc<Classifier>) -> Result<()>
         classifier.labels().len(),
         classifier.device_name()
     );
-    let shutdown = {
+    let drained = {
         let app = app.clone();
         async move {
             stop_signal().await;
             app.draining.store(true, Ordering::SeqCst);
-            eprintln!("berth serve: stopping: no new connections; finishing the requests in flight");
+            eprintln!("berth serve: draining: answering new requests with 503; finishing the {} in flight", app.in_flight.now());
+            app.in_flight.none_left().await;
         }
     };
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-    // Every handler has returned; let the batcher finish what is queued (nothing, normally) and stop.
+    accept_until(listener, router, app.options.request_timeout, drained).await;
+    // Every connection has closed; let the batcher finish what is queued (nothing, normally) and stop.
     queue.close();
     let joined = tokio::task::spawn_blocking(move || batcher.join()).await;
-    served.map_err(|e| Error::InvalidArgument(format!("server: {e}")))?;
     if !matches!(joined, Ok(Ok(()))) {
         return Err(Error::InvalidArgument("the batcher thread panicked".into()));
     }
     eprintln!("berth serve: drained; exiting");
     Ok(())
+}
+
+/// Serves connections until `stop` resolves, then stops accepting, lets each
+/// connection finish the request it is on (idle ones close at once) and
+/// returns when all have closed. A connection that does not send a whole
+/// request head within `head_timeout` is closed, so a client trickling its
+/// headers holds neither a connection nor the shutdown for longer.
+async fn accept_until(listener: tokio::net::TcpListener, router: Router, head_timeout: Duration, stop: impl Future<Output = ()>) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    // Each connection holds a receiver: `closed()` resolves when all are gone.
+    let (stopping, stopped) = watch::channel(false);
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: the next accept may work.
+                    eprintln!("berth serve: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+            let mut connection = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let mut shutting_down = false;
+            loop {
+                tokio::select! {
+                    // A client that hung up or timed out: nothing to report.
+                    _ = connection.as_mut() => break,
+                    _ = stopped.wait_for(|s| *s), if !shutting_down => {
+                        shutting_down = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    drop(stopped);
+    stopping.closed().await;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -194,6 +300,14 @@ async fn stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// A route that exists, asked with the wrong method: 405 with a JSON body
+/// (the `Allow` header is added by the router).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let path = uri.path();
+    let allowed = if matches!(path, "/" | "/predict") { "POST" } else { "GET" };
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} {path} is not served; use {allowed} {path}"))
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
@@ -228,14 +342,15 @@ async fn info(State(app): State<Arc<App>>) -> axum::Json<Value> {
 
 async fn metrics_text(State(app): State<Arc<App>>) -> Response {
     let (jobs, inputs) = app.queue.depth();
-    let mut response = app.metrics.render(jobs, inputs).into_response();
+    let mut response = app.metrics.render(jobs, inputs, app.in_flight.now()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }
 
-async fn predict(State(app): State<Arc<App>>, body: Body) -> Response {
+async fn predict(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let response = match answer(&app, body, started).await {
+    let _in_flight = app.in_flight.enter();
+    let response = match answer(&app, &headers, body, started).await {
         Ok(value) => axum::Json(value).into_response(),
         Err(e) => e.into_response(),
     };
@@ -247,33 +362,59 @@ fn queue_full() -> ApiError {
     ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the queue is full; retry later") }
 }
 
-async fn answer(app: &App, body: Body, started: Instant) -> std::result::Result<Value, ApiError> {
+fn shutting_down() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", "the server is shutting down")
+}
+
+async fn answer(app: &App, headers: &HeaderMap, body: Body, started: Instant) -> std::result::Result<Value, ApiError> {
+    // Checked after the request counts as in flight, so draining either
+    // waits for this one or this one sees the flag.
+    if app.draining.load(Ordering::SeqCst) {
+        return Err(shutting_down());
+    }
+    let limit = app.options.max_body_bytes;
+    let too_large = |what: String| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "validation", format!("{what} the limit of {limit} bytes"));
+    // A declared length over the limit is refused before a byte of the body is read.
+    if let Some(declared) = headers.get(header::CONTENT_LENGTH) {
+        match declared.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+            Some(n) if n > limit as u64 => return Err(too_large(format!("the body's Content-Length, {n} bytes, is over"))),
+            Some(_) => {}
+            None => return Err(ApiError::new(StatusCode::BAD_REQUEST, "validation", "the Content-Length header is not a number")),
+        }
+    }
     // Refused before the body is read, so a flood of clients costs no memory.
     let _admitted = app.admitted.try_acquire().map_err(|_| queue_full())?;
     let arriving = app.queue.arriving();
-    let limit = app.options.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over = e.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some();
-        if over {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "validation", format!("the body is over the limit of {limit} bytes"))
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "validation", "the body could not be read")
+    let timeout = app.options.request_timeout;
+    let deadline = tokio::time::Instant::from(started + timeout);
+    let bytes = match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, limit)).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the body did not arrive within {} ms", timeout.as_millis()),
+            ));
         }
-    })?;
+        Ok(read) => read.map_err(|e| {
+            if e.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                too_large("the body is over".into())
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "validation", "the body could not be read")
+            }
+        })?,
+    };
     let request = api::parse_request(&bytes, &app.options.request)?;
+    api::check_for_kind(&request, app.classifier.kind())?;
     let n = request.examples.len();
     let (input, tokens) = prepare(app, &request).await?;
     let (reply, answer) = oneshot::channel();
     match app.queue.push(Job { input, tokens, reply }) {
         Ok(()) => {}
         Err(Refused::Full) => return Err(queue_full()),
-        Err(Refused::Closed) => {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the server is shutting down"));
-        }
+        Err(Refused::Closed) => return Err(shutting_down()),
     }
     drop(arriving);
-    let timeout = app.options.request_timeout;
-    let output = match tokio::time::timeout_at((started + timeout).into(), answer).await {
+    let output = match tokio::time::timeout_at(deadline, answer).await {
         Err(_) => {
             return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", format!("no answer within {} ms", timeout.as_millis())));
         }
@@ -294,16 +435,16 @@ const INLINE_TOKENIZE_CHARS: usize = 4096;
 /// Tokenises a request's examples (or splits a token model's texts into
 /// words), with each example's token count for the batcher.
 async fn prepare(app: &App, request: &PredictRequest) -> std::result::Result<(JobInput, Vec<usize>), ApiError> {
-    let classifier = app.classifier.clone();
-    let examples = request.examples.clone();
-    let chars: usize = examples
+    let chars: usize = request
+        .examples
         .iter()
         .map(|e| match e {
             Example::Text(t) => t.len(),
             Example::Pair(a, b) => a.len() + b.len(),
         })
         .sum();
-    let work = move || tokenize(&classifier, examples);
+    let (classifier, request) = (app.classifier.clone(), request.clone());
+    let work = move || tokenize(&classifier, &request);
     let prepared = if chars <= INLINE_TOKENIZE_CHARS {
         work()
     } else {
@@ -314,32 +455,49 @@ async fn prepare(app: &App, request: &PredictRequest) -> std::result::Result<(Jo
     prepared
 }
 
-fn tokenize(classifier: &Classifier, examples: Vec<Example>) -> std::result::Result<(JobInput, Vec<usize>), ApiError> {
+fn tokenize(classifier: &Classifier, request: &PredictRequest) -> std::result::Result<(JobInput, Vec<usize>), ApiError> {
     let tokenizer_error = |e: Error| ApiError::new(StatusCode::BAD_REQUEST, "tokenizer", e.to_string());
+    let examples = &request.examples;
     if classifier.kind() == ModelKind::TokenClassification {
+        // Words are read in overlapping windows, so nothing is truncated and
+        // `truncate` / `truncation_direction` change nothing.
         let mut sentences = Vec::with_capacity(examples.len());
         let mut tokens = Vec::with_capacity(examples.len());
-        for (i, e) in examples.into_iter().enumerate() {
+        for (i, e) in examples.iter().enumerate() {
             let Example::Text(text) = e else {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "validation",
-                    format!("inputs[{i}] is a pair, but this token-classification model tags single texts"),
+                    format!("{} is a pair, but this token-classification model tags single texts", request.example_name(i)),
                 ));
             };
-            tokens.push(classifier.encode(&text, None).map_err(tokenizer_error)?.ids.len());
+            tokens.push(classifier.encode(text, None).map_err(tokenizer_error)?.ids.len());
             sentences.push(text.split_whitespace().map(str::to_owned).collect());
         }
         return Ok((JobInput::Words(sentences), tokens));
     }
-    let encoded = examples
-        .iter()
-        .map(|e| match e {
-            Example::Text(t) => classifier.encode(t, None),
-            Example::Pair(a, b) => classifier.encode(a, Some(b)),
-        })
-        .collect::<Result<Vec<_>>>()
-        .map_err(tokenizer_error)?;
+    let mut encoded = Vec::with_capacity(examples.len());
+    for (i, e) in examples.iter().enumerate() {
+        let (text, pair) = match e {
+            Example::Text(t) => (t.as_str(), None),
+            Example::Pair(a, b) => (a.as_str(), Some(b.as_str())),
+        };
+        let e = classifier.encode_with(text, pair, request.truncation).map_err(tokenizer_error)?;
+        // Only an untruncated encoding can be over the length (`"truncate": false`).
+        if e.ids.len() > classifier.max_length() {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "validation",
+                format!(
+                    "{} has {} tokens; the limit is {} (--max-length); send \"truncate\": true to cut it",
+                    request.example_name(i),
+                    e.ids.len(),
+                    classifier.max_length()
+                ),
+            ));
+        }
+        encoded.push(e);
+    }
     let tokens = encoded.iter().map(|e| e.ids.len()).collect();
     Ok((JobInput::Texts(encoded), tokens))
 }
