@@ -17,19 +17,10 @@ use serde_json::{Value, json};
 use crate::common::{fixture_dir, rel_error, scratch_dir};
 use crate::serve::{Reply, Server, headed_minilm, logits_by_label, long_text, read_reply, request, texts};
 
-/// A Python that can import huggingface_hub (BERTH_PYTHON, else python3),
-/// or None with a message saying how to get one.
+/// A Python that can import huggingface_hub (the pinned `.py-venv` that
+/// .ci/run installs, or BERTH_PYTHON), or None after a recorded skip.
 fn python_with_hf_client() -> Option<String> {
-    let python = std::env::var("BERTH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python).args(["-c", "import huggingface_hub"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if ok {
-        Some(python)
-    } else {
-        eprintln!(
-            "SKIP: {python} cannot import huggingface_hub (`{python} -m pip install huggingface_hub`, or set BERTH_PYTHON to a Python that has it)"
-        );
-        None
-    }
+    crate::common::python_with(&["huggingface_hub"])
 }
 
 fn post(server: &Server, path: &str, body: &Value) -> Reply {
@@ -199,7 +190,7 @@ const WORDS: [&str; 10] = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", 
 fn r15_truncation_direction_left_keeps_the_last_tokens() {
     let Some(dir) = fixture_dir("a-seqcls") else { return };
     let max_length = 16;
-    let options = ClassifierOptions { device: DeviceChoice::Cpu, max_length, ..ClassifierOptions::default() };
+    let options = ClassifierOptions { device: DeviceChoice::Cpu, max_length: Some(max_length), ..ClassifierOptions::default() };
     let classifier = Classifier::load_with(&dir, &options).unwrap();
     for w in WORDS {
         assert_eq!(classifier.encode(w, None).unwrap().ids.len(), 3, "`{w}` is one word piece");

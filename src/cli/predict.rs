@@ -9,6 +9,7 @@ use super::input::read_lines;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
+use crate::infer::settings::max_length_for;
 use crate::train::device_model::select_device;
 use crate::train::multitask::MultiTaskModel;
 use crate::train::task::Task;
@@ -35,9 +36,10 @@ pub struct PredictArgs {
     /// Examples per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Tokens per example after truncation (longest-first for pairs).
-    #[arg(long, default_value_t = 128)]
-    pub max_length: usize,
+    /// Tokens per example after truncation (longest-first for pairs)
+    /// (default: as the model was trained, else 128).
+    #[arg(long)]
+    pub max_length: Option<usize>,
     /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -50,6 +52,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let (device, precision) = select_device(&args.device, &args.precision)?;
     // (name, predictor): one unnamed predictor, or a multi-task model's heads.
     let mut predictors: Vec<(Option<String>, Predictor)> = Vec::new();
+    let (max_length, source) = max_length_for(&args.model, args.max_length);
+    eprintln!("max length: {max_length} ({source})");
     if MultiTaskModel::is_multitask(&args.model) {
         let heads: Vec<(String, Task)> = match &args.head {
             Some(h) => vec![(h.clone(), Task::Classification)],
@@ -60,7 +64,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             if args.words && args.head.is_none() && task != Task::TokenClassification {
                 continue;
             }
-            let p = Predictor::load_head(&args.model, &name, args.max_length, device.as_ref(), precision)?;
+            let p = Predictor::load_head(&args.model, &name, max_length, device.as_ref(), precision)?;
             predictors.push((args.head.is_none().then_some(name), p));
         }
         if predictors.is_empty() {
@@ -70,7 +74,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         if args.head.is_some() {
             return Err(Error::InvalidArgument(format!("--head: {} is a single-task model", args.model.display())));
         }
-        let (predictor, report) = Predictor::load_on(&args.model, args.max_length, device.as_ref(), precision)?;
+        let (predictor, report) = Predictor::load_on(&args.model, max_length, device.as_ref(), precision)?;
         for note in &report.notes {
             eprintln!("note: {note}");
         }

@@ -8,6 +8,7 @@ use clap::Args;
 use crate::backend::cuda::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::infer::ClassifierOptions;
+use crate::infer::settings::max_length_for;
 use crate::serve::api::RequestLimits;
 use crate::serve::batcher::BatchLimits;
 use crate::serve::{ServeOptions, run as serve};
@@ -31,9 +32,10 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
     /// Tokens per example after truncation (longest-first for pairs; a
-    /// request may ask to keep the last tokens, or not to truncate).
-    #[arg(long, default_value_t = 128)]
-    pub max_length: usize,
+    /// request may ask to keep the last tokens, or not to truncate)
+    /// (default: as the model was trained, else 128).
+    #[arg(long)]
+    pub max_length: Option<usize>,
     /// Most examples the batcher puts in one group, and in one forward pass.
     #[arg(long, default_value_t = 32)]
     pub max_batch_size: usize,
@@ -64,6 +66,8 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let (max_length, source) = max_length_for(&args.model, args.max_length);
+    eprintln!("max length: {max_length} ({source})");
     let positive = [
         ("--max-batch-size", args.max_batch_size),
         ("--max-batch-tokens", args.max_batch_tokens),
@@ -83,7 +87,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         classifier: ClassifierOptions {
             device: args.device,
             precision: args.precision,
-            max_length: args.max_length,
+            max_length: Some(max_length),
             batch_size: args.max_batch_size,
         },
         batch: BatchLimits {

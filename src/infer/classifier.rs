@@ -13,6 +13,7 @@ use crate::data::Encoded;
 use crate::data::tokenize::Truncation;
 use crate::error::{Error, Result};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
+use crate::infer::settings::max_length_for;
 use crate::model::{HeadKind, ProblemType};
 use crate::train::device_model::Precision;
 
@@ -39,15 +40,16 @@ pub struct ClassifierOptions {
     /// `Fp32`, or `Bf16` on a CUDA device.
     pub precision: Precision,
     /// Tokens per example after truncation (longest-first for pairs); capped
-    /// at the model's `max_position_embeddings`.
-    pub max_length: usize,
+    /// at the model's `max_position_embeddings`. None: the length the model
+    /// was trained with (its `berth-inference.json`), else 128.
+    pub max_length: Option<usize>,
     /// Examples per forward pass when a call holds many.
     pub batch_size: usize,
 }
 
 impl Default for ClassifierOptions {
     fn default() -> Self {
-        ClassifierOptions { device: DeviceChoice::Auto, precision: Precision::Fp32, max_length: 128, batch_size: 32 }
+        ClassifierOptions { device: DeviceChoice::Auto, precision: Precision::Fp32, max_length: None, batch_size: 32 }
     }
 }
 
@@ -129,7 +131,7 @@ impl Classifier {
     /// ```no_run
     /// use berth::{Classifier, ClassifierOptions, DeviceChoice};
     ///
-    /// let options = ClassifierOptions { device: DeviceChoice::Cpu, max_length: 64, ..ClassifierOptions::default() };
+    /// let options = ClassifierOptions { device: DeviceChoice::Cpu, max_length: Some(64), ..ClassifierOptions::default() };
     /// let classifier = Classifier::load_with("runs/sst2", &options)?;
     /// assert_eq!(classifier.max_length(), 64);
     /// # Ok::<(), berth::Error>(())
@@ -142,7 +144,8 @@ impl Classifier {
         if device.is_none() && options.precision == Precision::Bf16 {
             return Err(Error::InvalidArgument("bf16 needs a CUDA device (cuda or sim); the CPU runs in fp32".into()));
         }
-        let (predictor, _report) = Predictor::load_on(dir.as_ref(), options.max_length, device.as_ref(), options.precision)?;
+        let (max_length, _) = max_length_for(dir.as_ref(), options.max_length);
+        let (predictor, _report) = Predictor::load_on(dir.as_ref(), max_length, device.as_ref(), options.precision)?;
         let kind = match (predictor.model.head, predictor.model.problem_type) {
             (HeadKind::TokenClassification, _) => ModelKind::TokenClassification,
             (_, Some(ProblemType::MultiLabel)) => ModelKind::MultiLabel,

@@ -89,6 +89,22 @@ pub struct DataSettings {
     pub max_length: usize,
 }
 
+/// The max length when neither a flag nor the model folder says (HF's usual 128).
+pub const DEFAULT_MAX_LENGTH: usize = 128;
+
+/// The max length prediction uses for the model in `dir`: `flag` when
+/// given, else the effective length it was trained with, else 128; with
+/// where the value came from. The settings file is only peeked at here;
+/// loading the model reads and checks it whole.
+pub fn max_length_for(dir: &Path, flag: Option<usize>) -> (usize, &'static str) {
+    let saved = std::fs::read_to_string(dir.join(SETTINGS_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v["data"]["max_length"].as_u64())
+        .map(|n| n as usize);
+    choose(flag, saved, DEFAULT_MAX_LENGTH)
+}
+
 /// A value for a command: the flag's when given, else the model's saved
 /// one, else the default; with where it came from, for the printed configuration.
 pub fn choose<T: Clone>(flag: Option<T>, saved: Option<T>, default: T) -> (T, &'static str) {
