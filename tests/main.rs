@@ -29,3 +29,5 @@ mod imbalance;
 mod classifier;
 // berth serve end to end: concurrent answers, batching, 400/413/503, SIGTERM draining.
 mod serve;
+// Issue 15, data: predict's one row per input line, misread data files (header guess, wide rows, tags, JSON labels), windows, vocab.txt.
+mod r15_data;
