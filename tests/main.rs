@@ -39,3 +39,5 @@ mod reliability_doc;
 mod r15_suite;
 // Issue 15 for berth serve: TEI fields and the Hugging Face client, draining, 405/413/408/504, trickling clients, --device sim.
 mod r15_serve;
+// Issue 15, data: predict's one row per input line, misread data files (header guess, wide rows, tags, JSON labels), windows, vocab.txt.
+mod r15_data;

@@ -19,7 +19,8 @@ pub struct PredictArgs {
     /// Model folder: config.json, model.safetensors and tokenizer files.
     #[arg(long)]
     pub model: PathBuf,
-    /// Input file: one example per line; a TAB separates text and text pair.
+    /// Input file: one example per line, each line giving one output row; a
+    /// TAB separates text and text pair. A blank line is an error naming it.
     #[arg(long)]
     pub input: PathBuf,
     /// Token models: each input line is one sentence of words separated by
@@ -48,7 +49,19 @@ pub struct PredictArgs {
     pub precision: String,
 }
 
+/// The input file, read once for every head: sentences of words, or (text, pair) lines.
+enum Inputs {
+    Words(Vec<Vec<String>>),
+    Lines(Vec<(String, Option<String>)>),
+}
+
 pub fn run(args: PredictArgs) -> Result<()> {
+    // Read the input first: a bad line is reported before a model is loaded.
+    let inputs = if args.words { Inputs::Words(read_word_lines(&args.input)?) } else { Inputs::Lines(read_lines(&args.input)?) };
+    let n_inputs = match &inputs {
+        Inputs::Words(s) => s.len(),
+        Inputs::Lines(l) => l.len(),
+    };
     let (device, precision) = select_device(&args.device, &args.precision)?;
     // (name, predictor): one unnamed predictor, or a multi-task model's heads.
     let mut predictors: Vec<(Option<String>, Predictor)> = Vec::new();
@@ -83,17 +96,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
     // Every predictor's outputs, one JSON value per input line.
     let mut columns: Vec<(Option<String>, Vec<serde_json::Value>)> = Vec::new();
     for (name, predictor) in &predictors {
-        let values = if args.words {
-            let sentences = read_word_lines(&args.input)?;
-            predictor.predict_words(&sentences, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
-        } else {
-            let examples = read_lines(&args.input)?;
-            predictor.predict(&examples, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+        let values: Vec<serde_json::Value> = match &inputs {
+            Inputs::Words(sentences) => {
+                predictor.predict_words(sentences, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+            }
+            Inputs::Lines(examples) => {
+                predictor.predict(examples, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+            }
         };
         columns.push((name.clone(), values));
     }
     let mut text = String::new();
-    for i in 0..columns.first().map_or(0, |c| c.1.len()) {
+    for i in 0..n_inputs {
         let line = match &columns[..] {
             [(None, values)] => values[i].clone(),
             _ => serde_json::Value::Object(columns.iter().map(|(n, v)| (n.clone().unwrap_or_default(), v[i].clone())).collect()),

@@ -7,8 +7,9 @@
 //! sentence may end at the end of the file. `-DOCSTART-` lines (document
 //! separators) are skipped and also end a sentence, so the blank line after
 //! one never makes an empty sentence; runs of blank lines make nothing
-//! either. CRLF line ends and a UTF-8 byte-order mark are accepted. Tags are
-//! kept as written (no IOB check here); [`LabelSet`] turns them into ids.
+//! either. CRLF line ends and a UTF-8 byte-order mark are accepted. Every
+//! tag must be BIO (`O`, `B-TYPE` or `I-TYPE`); any other tag is an error
+//! naming its line, not a new class. [`LabelSet`] turns tags into ids.
 //!
 //! **Word lines** ([`read_word_lines`]): one sentence per line, words split
 //! on runs of white space.
@@ -83,9 +84,16 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// Whether a tag is `O`, `B-TYPE` or `I-TYPE` with a non-empty type: entity
+/// metrics and `B-`→`I-` alignment read tags this way, so any other tag
+/// would silently become a class of its own.
+pub fn is_bio_tag(tag: &str) -> bool {
+    tag == "O" || tag.strip_prefix("B-").or_else(|| tag.strip_prefix("I-")).is_some_and(|kind| !kind.is_empty())
+}
+
 /// Reads every sentence of a CoNLL file. A line without the word or tag
-/// column is an error naming its line and the field; so is a file that holds
-/// no sentences.
+/// column, or whose tag is not BIO, is an error naming its line and the
+/// field; so is a file that holds no sentences.
 pub fn read_conll(path: &Path, options: &ConllOptions) -> Result<Vec<Sentence>> {
     if options.tag_column == Some(options.word_column) {
         return Err(Error::InvalidArgument(format!("the tag column and the word column are both column {}", options.word_column)));
@@ -144,6 +152,18 @@ pub fn read_conll(path: &Path, options: &ConllOptions) -> Result<Vec<Sentence>> 
                 ));
             }
         };
+        if !is_bio_tag(tag) {
+            let column = match options.tag_column {
+                Some(index) => format!("column {index}, from --tag-column"),
+                None => "the last column".to_owned(),
+            };
+            return Err(Error::input(
+                path,
+                line,
+                Some("tag"),
+                format!("`{tag}` ({column}) is not a BIO tag; every tag must be `O`, `B-TYPE` or `I-TYPE`"),
+            ));
+        }
         if current.words.is_empty() {
             current.line = line;
         }
@@ -165,14 +185,23 @@ pub fn read_conll(path: &Path, options: &ConllOptions) -> Result<Vec<Sentence>> 
 /// not skipped: prediction writes one output line per input line, so a
 /// skipped line would shift every later prediction against its input, and an
 /// empty sentence has nothing to tag. The line end of the last line is
-/// optional and makes no extra line. A file with no lines is an error.
+/// optional and makes no extra line. A file with no lines, or with only blank
+/// ones, is an error that says it holds no sentences.
 pub fn read_word_lines(path: &Path) -> Result<Vec<Vec<String>>> {
     let bytes = read(path)?;
+    if lines(&bytes).all(|(_, raw)| raw.iter().all(u8::is_ascii_whitespace)) {
+        return Err(Error::input(path, 0, None, "the file holds no sentences"));
+    }
     let mut sentences = Vec::new();
     for (line, raw) in lines(&bytes) {
         let words = columns(line_text(raw, path, line)?);
         if words.is_empty() {
-            return Err(Error::input(path, line, Some("word"), "the line is blank; every line must hold a sentence of at least one word"));
+            return Err(Error::input(
+                path,
+                line,
+                Some("word"),
+                "the line is blank; every line must hold a sentence of at least one word, since predict writes one row per line",
+            ));
         }
         sentences.push(words.into_iter().map(str::to_owned).collect());
     }
@@ -286,13 +315,13 @@ mod tests {
         let dir = Scratch::new("whitespace");
         // Tabs and runs of spaces separate columns; a line of only whitespace
         // ends a sentence; CRLF ends are accepted; no blank line at the end.
-        let path = dir.file("a.txt", "\u{feff}a\tX\r\nb   \t Y  \r\n \t \r\n\r\n\r\nc Z\r\nd\tW");
+        let path = dir.file("a.txt", "\u{feff}a\tB-X\r\nb   \t I-X  \r\n \t \r\n\r\n\r\nc O\r\nd\tB-Y");
         let sentences = read_conll(&path, &ConllOptions::default()).unwrap();
         assert_eq!(sentences.len(), 2);
         assert_eq!(sentences[0].words, ["a", "b"]);
-        assert_eq!(sentences[0].tags, ["X", "Y"]);
+        assert_eq!(sentences[0].tags, ["B-X", "I-X"]);
         assert_eq!(sentences[1].words, ["c", "d"]);
-        assert_eq!(sentences[1].tags, ["Z", "W"]);
+        assert_eq!(sentences[1].tags, ["O", "B-Y"]);
         assert_eq!(sentences[1].word_lines, [6, 7]);
     }
 
@@ -328,6 +357,25 @@ mod tests {
         let path = dir.file("word.txt", "x y z\n");
         let (_, line, field, _) = input_error(read_conll(&path, &ConllOptions { tag_column: Some(0), word_column: 4 }));
         assert_eq!((line, field.as_deref()), (1, Some("word")));
+    }
+
+    #[test]
+    fn tags_that_are_not_bio_are_errors() {
+        for tag in ["O", "B-PER", "I-MISC", "B-a-b"] {
+            assert!(is_bio_tag(tag), "{tag}");
+        }
+        for tag in ["o", "PER", "B-", "I-", "E-PER", "S-LOC", "B_PER", "NNP", "-X-"] {
+            assert!(!is_bio_tag(tag), "{tag}");
+        }
+        let dir = Scratch::new("bio");
+        let path = dir.file("bad.txt", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP PER\n");
+        let (file, line, field, message) = input_error(read_conll(&path, &ConllOptions::default()));
+        assert_eq!((file, line, field.as_deref()), (path.clone(), 4, Some("tag")));
+        assert_eq!(message, "`PER` (the last column) is not a BIO tag; every tag must be `O`, `B-TYPE` or `I-TYPE`");
+        // POS tags chosen by --tag-column are refused the same way.
+        let (_, line, _, message) = input_error(read_conll(&path, &ConllOptions { tag_column: Some(1), word_column: 0 }));
+        assert_eq!(line, 1);
+        assert!(message.starts_with("`NNP` (column 1, from --tag-column)"), "{message}");
     }
 
     #[test]

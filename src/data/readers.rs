@@ -1,12 +1,15 @@
 //! Readers for labelled examples of single-label classification, one text or a
 //! text pair per example: TSV, CSV and JSON Lines.
 //!
-//! - **TSV and CSV** go through the `csv` crate. Rows may carry more fields than
-//!   the selected columns need (STS-B has extra trailing columns); those are
-//!   ignored. TSV does not treat `"` as a quoting character by default, because
+//! - **TSV and CSV** go through the `csv` crate. Without a header, rows may
+//!   carry more fields than the selected columns need (STS-B has extra
+//!   trailing columns); those are ignored. With a header, a row with more
+//!   fields than the header is an error naming the row: a TAB (or comma)
+//!   inside an unquoted text would otherwise shift the label. TSV does not treat `"` as a quoting character by default, because
 //!   RTE sentences contain quotes that are part of the text; CSV does.
 //! - **JSON Lines** holds one object per line; columns are keys, so only
-//!   [`Column::Name`] is valid. A label may be a string or a number.
+//!   [`Column::Name`] is valid. A label may be a string or a number, but a
+//!   number among labels that are names is an error naming its line.
 //!
 //! Texts are kept verbatim (SST-2's trailing space included); labels are
 //! trimmed, and an empty label is an error. Blank lines are skipped. Every
@@ -15,7 +18,6 @@
 //!
 //! Labels stay strings here; [`LabelSet`] maps them to class ids.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -195,6 +197,21 @@ pub struct Example {
     pub line: usize,
 }
 
+impl ReaderOptions {
+    /// Whether the first row is read as a header: `has_header` when given,
+    /// else exactly when every selected column is given by name.
+    pub fn first_row_is_header(&self) -> bool {
+        self.has_header.unwrap_or_else(|| self.columns().iter().all(|(_, c)| matches!(c, Column::Name(_))))
+    }
+
+    /// Whether the first row of a TSV or CSV file is read as data only by
+    /// guessing: no header was asked for or refused, and a column is given
+    /// by index. [`check_first_row`] judges those files.
+    pub fn header_guessed_absent(&self) -> bool {
+        self.format != Format::Jsonl && self.has_header.is_none() && !self.first_row_is_header()
+    }
+}
+
 /// Reads every example of a file. An empty file, or one with a header and no
 /// data rows, is an error.
 pub fn read_examples(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
@@ -367,13 +384,15 @@ fn read_delimited(path: &Path, options: &ReaderOptions, delimiter: u8) -> Result
         .has_headers(false)
         .from_reader(bytes.as_slice());
 
-    let expect_header = options.has_header.unwrap_or_else(|| options.columns().iter().all(|(_, c)| matches!(c, Column::Name(_))));
+    let expect_header = options.first_row_is_header();
     let mut selection = if expect_header { None } else { Some(Selection::resolve(options, None, path, 0)?) };
 
     let mut examples = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut lines = LineCounter { bytes: &bytes, offset: 0, line: 1 };
     let mut first = true;
+    // The header's field names, once read: a longer row is an error.
+    let mut header: Option<Vec<String>> = None;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -389,10 +408,16 @@ fn read_delimited(path: &Path, options: &ReaderOptions, delimiter: u8) -> Result
             continue;
         }
         match &selection {
-            Some(selection) => examples.push(selection.extract(&record, path, line)?),
+            Some(selection) => {
+                if let Some(names) = &header {
+                    check_width(&record, names, options, delimiter, path, line)?;
+                }
+                examples.push(selection.extract(&record, path, line)?)
+            }
             None => {
                 let names = record.iter().map(|f| utf8(f, path, line, None)).collect::<Result<Vec<String>>>()?;
                 selection = Some(Selection::resolve(options, Some(&names), path, line)?);
+                header = Some(names);
             }
         }
     }
@@ -400,6 +425,38 @@ fn read_delimited(path: &Path, options: &ReaderOptions, delimiter: u8) -> Result
         return Err(Error::input(path, 0, None, "the file has a header but no data rows"));
     }
     Ok(examples)
+}
+
+/// A data row may not have more fields than the header: the usual cause is
+/// a delimiter inside an unquoted text, which moves every later field one
+/// column on (the label becomes a word of the text, and a new class).
+fn check_width(
+    record: &csv::ByteRecord,
+    header: &[String],
+    options: &ReaderOptions,
+    delimiter: u8,
+    path: &Path,
+    line: usize,
+) -> Result<()> {
+    let (n, width) = (record.len(), header.len());
+    if n <= width {
+        return Ok(());
+    }
+    let (delimiter, fix) = match (delimiter, options.quoting) {
+        (b'\t', false) => ("TAB", "remove the TAB from the text, or quote the field and pass --quoting true"),
+        (b'\t', true) => ("TAB", "remove the TAB from the text, or quote the whole field"),
+        (_, false) => ("comma", "quote the field and pass --quoting true"),
+        (_, true) => ("comma", "quote the whole field"),
+    };
+    Err(Error::input(
+        path,
+        line,
+        None,
+        format!(
+            "the row has {n} fields but the header has {width} ({}); a {delimiter} inside a text splits it and shifts the fields after it: {fix}",
+            list_names(header)
+        ),
+    ))
 }
 
 /// Turns the byte offsets of records into 1-based line numbers. The `csv`
@@ -474,6 +531,7 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
 
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut examples = Vec::new();
+    let mut label_kinds = LabelKinds::default();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -503,6 +561,9 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
                 }
                 continue;
             }
+            if role == "label" {
+                label_kinds.note(object.get(key), line);
+            }
             if role == "label"
                 && let Some(serde_json::Value::Array(items)) = object.get(key)
             {
@@ -522,7 +583,54 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
         }
         examples.push(example);
     }
+    label_kinds.check(path)?;
     Ok(examples)
+}
+
+/// Where JSON Lines labels are numbers and where they are names. A number
+/// among names is a mistake (`1` for `"positive"`, or an id that would be
+/// read as the name `1`), so it is an error unless every label is numeric.
+#[derive(Default)]
+struct LabelKinds {
+    /// The first (line, value) of a label written as a JSON number.
+    number: Option<(usize, String)>,
+    /// The first (line, value) of a label written as a string that is not a number.
+    name: Option<(usize, String)>,
+}
+
+impl LabelKinds {
+    fn note(&mut self, value: Option<&serde_json::Value>, line: usize) {
+        use serde_json::Value;
+        let items = match value {
+            Some(Value::Array(items)) => items.as_slice(),
+            Some(v) => std::slice::from_ref(v),
+            None => &[],
+        };
+        for item in items {
+            match item {
+                Value::Number(n) if self.number.is_none() => self.number = Some((line, n.to_string())),
+                Value::String(s) if self.name.is_none() && s.trim().parse::<f64>().is_err() => {
+                    self.name = Some((line, s.trim().to_owned()))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        match (&self.number, &self.name) {
+            (Some((line, number)), Some((name_line, name))) => Err(Error::input(
+                path,
+                *line,
+                Some("label"),
+                format!(
+                    "the label {number} is a JSON number, but other labels are names (line {name_line}: \"{name}\"); \
+                     write every label as a string, or every label as a number"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A JSON array of label names (or ids), joined for the multi-label parser.
@@ -581,120 +689,10 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-// ---------------------------------------------------------------- labels
-
-/// The class names of a single-label task and their ids, in a fixed order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LabelSet {
-    names: Vec<String>,
-    index: HashMap<String, usize>,
-}
-
-impl LabelSet {
-    /// Takes the names in the order given; a duplicate or empty name is an error.
-    pub fn from_names(names: Vec<String>) -> Result<LabelSet> {
-        let mut index = HashMap::with_capacity(names.len());
-        for (id, name) in names.iter().enumerate() {
-            if name.trim().is_empty() {
-                return Err(Error::InvalidArgument(format!("label {id} has an empty name")));
-            }
-            if let Some(first) = index.insert(name.clone(), id) {
-                return Err(Error::InvalidArgument(format!("label `{name}` appears twice (ids {first} and {id})")));
-            }
-        }
-        Ok(LabelSet { names, index })
-    }
-
-    /// The distinct labels of the examples, sorted as scikit-learn's and
-    /// Hugging Face's `unique` do: numerically when every label is an integer
-    /// (so `2` comes before `10`), otherwise by string. Unlabelled examples are
-    /// skipped.
-    pub fn from_examples(examples: &[Example]) -> LabelSet {
-        let mut names: Vec<String> = examples.iter().filter_map(|e| e.label.clone()).collect();
-        names.sort();
-        names.dedup();
-        let numbers: Option<Vec<i64>> = names.iter().map(|n| n.parse::<i64>().ok()).collect();
-        if let Some(numbers) = numbers {
-            let mut pairs: Vec<(i64, String)> = numbers.into_iter().zip(names).collect();
-            pairs.sort();
-            names = pairs.into_iter().map(|(_, n)| n).collect();
-        }
-        let index = names.iter().enumerate().map(|(id, n)| (n.clone(), id)).collect();
-        LabelSet { names, index }
-    }
-
-    /// Reads one label per line, in order; names are trimmed and blank lines
-    /// skipped. A duplicate is an error naming its line; so is an empty file.
-    pub fn from_file(path: &Path) -> Result<LabelSet> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let mut names = Vec::new();
-        let mut index = HashMap::new();
-        let mut first_line = HashMap::new();
-        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-            let line = i + 1;
-            let raw = if i == 0 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
-            let name = utf8(raw, path, line, Some("label"))?;
-            let name = name.trim();
-            if name.is_empty() {
-                continue;
-            }
-            if let Some(first) = first_line.insert(name.to_owned(), line) {
-                return Err(Error::input(path, line, Some("label"), format!("label `{name}` is listed twice (first on line {first})")));
-            }
-            index.insert(name.to_owned(), names.len());
-            names.push(name.to_owned());
-        }
-        if names.is_empty() {
-            return Err(Error::input(path, 0, None, "the file lists no labels"));
-        }
-        Ok(LabelSet { names, index })
-    }
-
-    /// The id of a label; an unknown label is an error naming the file and line
-    /// it came from.
-    pub fn id(&self, label: &str, path: &Path, line: usize) -> Result<usize> {
-        self.get(label).ok_or_else(|| {
-            const SHOWN: usize = 20;
-            let mut known = list_names(&self.names[..self.names.len().min(SHOWN)]);
-            if self.names.len() > SHOWN {
-                known.push_str(&format!(" and {} more", self.names.len() - SHOWN));
-            }
-            Error::input(path, line, Some("label"), format!("unknown label `{label}`; the labels are: {known}"))
-        })
-    }
-
-    /// The ids of the examples' labels, in order; an unlabelled example or an
-    /// unknown label is an error.
-    pub fn ids(&self, examples: &[Example], path: &Path) -> Result<Vec<usize>> {
-        examples
-            .iter()
-            .map(|e| match &e.label {
-                Some(label) => self.id(label, path, e.line),
-                None => Err(Error::input(path, e.line, Some("label"), "the example has no label")),
-            })
-            .collect()
-    }
-
-    pub fn get(&self, label: &str) -> Option<usize> {
-        self.index.get(label).copied()
-    }
-
-    pub fn name(&self, id: usize) -> Option<&str> {
-        self.names.get(id).map(String::as_str)
-    }
-
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-}
+mod first_row;
+mod labels;
+pub use first_row::{FirstRowTest, check_first_row};
+pub use labels::LabelSet;
 
 #[cfg(test)]
 mod tests;

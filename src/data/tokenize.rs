@@ -1,5 +1,7 @@
 //! Tokenisation with the `tokenizers` crate: `tokenizer.json` when the model
-//! has one, otherwise a BERT WordPiece tokenizer built from `vocab.txt`.
+//! has one, otherwise a BERT WordPiece tokenizer built from `vocab.txt`,
+//! lower-casing as `tokenizer_config.json`'s `do_lower_case` says (default
+//! true, as transformers' BertTokenizer).
 //!
 //! Any padding or truncation stored in `tokenizer.json` is switched off
 //! (all-MiniLM-L6-v2's pads every input to 128): berth pads per batch and
@@ -65,7 +67,8 @@ impl BerthTokenizer {
             let inner = Tokenizer::from_file(&json).map_err(|e| tok_err(&json, e))?;
             Self::configure(inner, json, max_length)
         } else if vocab.exists() {
-            Self::from_vocab(&vocab, max_length, true)
+            let lowercase = vocab_lowercase(dir)?;
+            Self::from_vocab(&vocab, max_length, lowercase)
         } else {
             Err(tok_err(dir, "neither tokenizer.json nor vocab.txt is present"))
         }
@@ -155,6 +158,25 @@ impl BerthTokenizer {
         let input: EncodeInput = tokenizers::InputSequence::from(words.to_vec()).into();
         let e = self.inner.encode(input, true).map_err(|e| tok_err(&self.source, e))?;
         Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() })
+    }
+}
+
+/// Whether a model folder without `tokenizer.json` lower-cases its text:
+/// `do_lower_case` in `tokenizer_config.json`, else true (the default of
+/// transformers' BertTokenizer). A cased model read as uncased would map
+/// most capitalised words to other ids, silently.
+fn vocab_lowercase(dir: &Path) -> Result<bool> {
+    let path = dir.join("tokenizer_config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| tok_err(&path, e))?;
+    match config.get("do_lower_case") {
+        None | Some(serde_json::Value::Null) => Ok(true),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(tok_err(&path, format!("do_lower_case must be true or false, found {other}"))),
     }
 }
 

@@ -64,20 +64,11 @@ pub struct ClassificationReport {
 }
 
 /// The report for `y_true` and `y_pred` (label ids, one per sample) with
-/// label names `labels` (index = id).
-///
-/// # Panics
-///
-/// If `y_true` and `y_pred` differ in length, or an id is not below
-/// `labels.len()`. Use [`try_classification_report`] where these come from
-/// user input.
-pub fn classification_report(y_true: &[usize], y_pred: &[usize], labels: &[String]) -> ClassificationReport {
-    try_classification_report(y_true, y_pred, labels).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// [`classification_report`], with an [`Error::InvalidArgument`] instead of a
-/// panic for mismatched lengths or an id that names no label.
-pub fn try_classification_report(y_true: &[usize], y_pred: &[usize], labels: &[String]) -> Result<ClassificationReport> {
+/// label names `labels` (index = id). Mismatched lengths, or an id that is
+/// not below `labels.len()`, are an [`Error::InvalidArgument`] naming the
+/// sample and the id: the ids often come from user data, and a library does
+/// not panic on those.
+pub fn classification_report(y_true: &[usize], y_pred: &[usize], labels: &[String]) -> Result<ClassificationReport> {
     if y_true.len() != y_pred.len() {
         return Err(Error::InvalidArgument(format!(
             "classification_report: y_true has {} samples but y_pred has {}",
@@ -201,14 +192,14 @@ mod tests {
     #[test]
     fn f1_is_zero_when_only_precision_is_undefined() {
         // class 1: support 1, never predicted: P = 0/0 -> 0, R = 0, F1 = 0/1 = 0
-        let r = classification_report(&[0, 1], &[0, 0], &names(&["a", "b"]));
+        let r = classification_report(&[0, 1], &[0, 0], &names(&["a", "b"])).unwrap();
         assert_eq!(r.per_class[1], Scores { precision: 0.0, recall: 0.0, f1: 0.0, support: 1 });
         assert_eq!(r.per_class[0].f1, 2.0 / 3.0);
     }
 
     #[test]
     fn empty_input_gives_zeros() {
-        let r = classification_report(&[], &[], &names(&["a", "b"]));
+        let r = classification_report(&[], &[], &names(&["a", "b"])).unwrap();
         assert_eq!(r.accuracy, 0.0);
         assert_eq!(r.macro_avg, Scores { precision: 0.0, recall: 0.0, f1: 0.0, support: 0 });
         assert_eq!(r.weighted_avg, r.macro_avg);
@@ -219,7 +210,7 @@ mod tests {
 
     #[test]
     fn no_labels_and_no_samples_is_not_an_error() {
-        let r = classification_report(&[], &[], &[]);
+        let r = classification_report(&[], &[], &[]).unwrap();
         assert!(r.per_class.is_empty());
         assert!(r.to_text().contains("accuracy"));
     }

@@ -26,7 +26,7 @@ pub mod multilabel;
 pub mod regression;
 mod report;
 
-pub use classification::{ClassificationReport, Scores, classification_report, try_classification_report};
+pub use classification::{ClassificationReport, Scores, classification_report};
 pub use entity::{Entity, EntityReport, EntityScheme, entity_report, extract_entities};
 pub use multilabel::{MultiLabelReport, best_f1_threshold, multilabel_report, tune_thresholds};
 pub use regression::{mse, pearson, spearman};

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::data::align::{Alignment, IGNORE_INDEX, Window, align_labels, continuation_ids, plan_windows, word_piece_counts};
 use crate::data::conll::{ConllOptions, Sentence, read_conll};
-use crate::data::readers::{Column, Example, Format, LabelSet, ReaderOptions, read_examples};
+use crate::data::readers::{Column, Example, FirstRowTest, Format, LabelSet, ReaderOptions, check_first_row, read_examples};
 use crate::data::sampler::{Sampler, SamplerKind};
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use crate::model::{Batch, Labels};
 use crate::rng::{SeqRng, mix64};
 
 use super::options::TrainConfig;
-use super::task::{REGRESSION_LABEL, Task, multi_hot, multi_label_set, regression_target};
+use super::task::{REGRESSION_LABEL, Task, label_items, multi_hot, multi_label_set, regression_target};
 
 /// The targets of every encoded row, in the form each task needs.
 #[derive(Clone, Debug)]
@@ -149,13 +149,35 @@ impl<'a> DataSpec<'a> {
             let options = ConllOptions { tag_column: self.tag_column, ..ConllOptions::default() };
             return Ok(RawData::Sentences(read_conll(path, &options)?));
         }
+        Ok(RawData::Examples(read_labelled(path, &self.reader_options(path)?)?))
+    }
+
+    /// How the examples of `path` are read (not for CoNLL files).
+    fn reader_options(&self, path: &Path) -> Result<ReaderOptions> {
         let mut options = self.columns.reader_options(path)?;
         options.allow_empty_label = self.task == Task::MultiLabel;
         if self.task == Task::MultiLabel && self.columns.label.contains(',') {
             options.multi_hot = self.columns.label.split(',').map(|c| Column::parse(c.trim())).collect::<Result<_>>()?;
             options.label = None;
         }
-        Ok(RawData::Examples(read_labelled(path, &options)?))
+        Ok(options)
+    }
+
+    /// Stops when `path` was read by column index without `--header` and its
+    /// first row looks like the header: a header read as data is a class
+    /// called `label`, or a regression target that is not a number.
+    fn check_first_row(&self, path: &Path, examples: &[Example], labels: Option<&LabelSet>) -> Result<()> {
+        let separator = self.label_separator;
+        let multi = self.task == Task::MultiLabel;
+        let items = |raw: &str| -> Vec<String> {
+            if multi { label_items(raw, separator).into_iter().map(str::to_owned).collect() } else { vec![raw.to_owned()] }
+        };
+        let test = match (self.task, labels) {
+            (Task::Regression, _) => FirstRowTest::Number,
+            (_, Some(labels)) => FirstRowTest::Known { labels, ids: multi },
+            (_, None) => FirstRowTest::Repeated,
+        };
+        check_first_row(path, &self.reader_options(path)?, examples, &items, test)
     }
 
     /// The label set: the `--labels` file when given, else what the training
@@ -164,6 +186,10 @@ impl<'a> DataSpec<'a> {
     pub fn label_set(&self, train: &RawData, labels_file: Option<&Path>, train_path: &Path) -> Result<LabelSet> {
         if self.task == Task::Regression {
             return LabelSet::from_names(vec![REGRESSION_LABEL.into()]);
+        }
+        if let (None, RawData::Examples(examples)) = (labels_file, train) {
+            // With a --labels file, encode checks the first row against it.
+            self.check_first_row(train_path, examples, None)?;
         }
         let labels = match (labels_file, train) {
             (Some(path), _) => LabelSet::from_file(path)?,
@@ -197,6 +223,8 @@ impl<'a> DataSpec<'a> {
     pub fn encode(&self, path: &Path, raw: &RawData, labels: &LabelSet, tokenizer: &BerthTokenizer) -> Result<EncodedDataset> {
         match raw {
             RawData::Examples(examples) => {
+                let known = (self.task != Task::Regression).then_some(labels);
+                self.check_first_row(path, examples, known)?;
                 let targets = match self.task {
                     Task::Classification => Targets::Single(labels.ids(examples, path)?),
                     Task::MultiLabel => Targets::Multi(

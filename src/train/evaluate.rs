@@ -8,7 +8,7 @@ use crate::data::align::word_predictions;
 use crate::error::Result;
 use crate::infer::predictor::{argmax, log_sum_exp};
 use crate::metrics::calibration::{average_precision, ece_of_logits, softmax_rows};
-use crate::metrics::classification::{ClassificationReport, try_classification_report};
+use crate::metrics::classification::{ClassificationReport, classification_report};
 use crate::metrics::entity::{EntityReport, EntityScheme, entity_report};
 use crate::metrics::multilabel::{MultiLabelReport, best_f1_threshold, margin_threshold, multilabel_report, tune_thresholds};
 use crate::metrics::regression::{pearson, spearman};
@@ -155,7 +155,7 @@ impl Evaluation {
                 None => argmax(p),
             })
             .collect();
-        let report = try_classification_report(gold, &predictions, labels)?;
+        let report = classification_report(gold, &predictions, labels)?;
         Ok(Evaluation {
             loss: self.loss,
             report: TaskReport::Classification(report),
@@ -325,7 +325,7 @@ pub fn evaluate_with(
                     argmax(x)
                 })
                 .collect();
-            let report = try_classification_report(y, &predictions, &model.labels)?;
+            let report = classification_report(y, &predictions, &model.labels)?;
             Ok(Evaluation {
                 loss: loss / n,
                 report: TaskReport::Classification(report),

@@ -99,7 +99,7 @@ impl Task {
 
 /// Splits a multi-label field into its items: the internal separator where the
 /// reader joined 0/1 columns or a JSON array, otherwise `separator`.
-fn label_items<'a>(raw: &'a str, separator: &str) -> Vec<&'a str> {
+pub fn label_items<'a>(raw: &'a str, separator: &str) -> Vec<&'a str> {
     let items: Vec<&str> =
         if raw.contains(LABEL_LIST_SEPARATOR) { raw.split(LABEL_LIST_SEPARATOR).collect() } else { raw.split(separator).collect() };
     items.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect()

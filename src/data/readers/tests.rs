@@ -319,7 +319,7 @@ fn jsonl_names_numbers_and_pairs() {
     let dir = Scratch::new("jsonl");
     let contents = "{\"premise\": \"A cat.\", \"hypothesis\": \"An animal.\", \"label\": 0, \"id\": 7}\n\
                     \n\
-                    {\"premise\": \"Q \\\"x\\\"\", \"hypothesis\": \"y\", \"label\": \" yes \"}\r\n\
+                    {\"premise\": \"Q \\\"x\\\"\", \"hypothesis\": \"y\", \"label\": \" 1 \"}\r\n\
                     {\"premise\": \"p\", \"hypothesis\": \"h\", \"label\": 2.5}";
     let path = dir.file("a.jsonl", contents);
     let opts = options(Format::Jsonl, name("premise"), Some(name("hypothesis")), Some(name("label")));
@@ -328,7 +328,26 @@ fn jsonl_names_numbers_and_pairs() {
     assert_eq!(examples[0].text_pair.as_deref(), Some("An animal."));
     assert_eq!(examples[1].text, "Q \"x\"");
     assert_eq!(examples[1].line, 3);
-    assert_eq!(labels(&examples), ["0", "yes", "2.5"]);
+    assert_eq!(labels(&examples), ["0", "1", "2.5"]);
+}
+
+#[test]
+fn jsonl_number_among_names_is_an_error() {
+    let dir = Scratch::new("jsonl-mixed");
+    let path = dir
+        .file("a.jsonl", "{\"text\": \"a\", \"label\": \"pos\"}\n{\"text\": \"b\", \"label\": \"neg\"}\n{\"text\": \"c\", \"label\": 1}\n");
+    let (line, field, message) = input_error(read_examples(&path, &ReaderOptions::new(Format::Jsonl)));
+    assert_eq!((line, field.as_deref()), (3, Some("label")));
+    assert!(message.contains("1 is a JSON number") && message.contains("line 1: \"pos\""), "{message}");
+    // In lists too (multi-label): an id among names.
+    let path = dir.file("b.jsonl", "{\"text\": \"a\", \"label\": [3]}\n{\"text\": \"b\", \"label\": [\"earn\", \"acq\"]}\n");
+    let (line, _, _) = input_error(read_examples(&path, &ReaderOptions::new(Format::Jsonl)));
+    assert_eq!(line, 1);
+    // Every label numeric, as numbers or as numeric strings: fine.
+    let path =
+        dir.file("c.jsonl", "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": \"0\"}\n{\"text\": \"c\", \"label\": [2, 0]}\n");
+    let options = ReaderOptions { allow_empty_label: true, ..ReaderOptions::new(Format::Jsonl) };
+    assert_eq!(labels(&read_examples(&path, &options).unwrap()), ["1", "0", "2\u{1f}0"]);
 }
 
 #[test]
