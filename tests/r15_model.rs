@@ -206,3 +206,67 @@ fn r15_inference_settings_carry_a_format_version() {
     let err = fail(berth().args(["predict", "--model"]).arg(&model).arg("--input").arg(&input), "predict with version 99");
     assert!(err.contains("format_version 99 was written by a newer berth; this one reads versions 1 to 2"), "{err}");
 }
+
+// ---------------------------------------------------------------- saved thresholds change decisions
+
+/// `berth predict` of `lines` on `model`: one JSON value per line.
+fn predictions(model: &Path, lines: &[&str]) -> Vec<serde_json::Value> {
+    let input = model.with_file_name("thresholds-input.txt");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = succeed(berth().args(["predict", "--device", "cpu", "--model"]).arg(model).arg("--input").arg(&input), "predict");
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A threshold on the far side of `p` from 0.5, a third of the way: the
+/// decision at it is the opposite of the decision at 0.5.
+fn flipping_threshold(p: f64) -> f64 {
+    if p >= 0.5 { p + (1.0 - p) / 3.0 } else { p - p / 3.0 }
+}
+
+#[test]
+fn r15_predict_applies_thresholds_that_differ_from_one_half() {
+    let Some(fixture) = fixture_dir("a-multilabel") else { return };
+    let work = scratch_dir("r15-thresholds");
+    let model = work.join("multi");
+    copy_dir(&fixture, &model);
+    let lines = ["the film was great", "the plot was dull and long", "an ordinary story"];
+    let plain = predictions(&model, &lines);
+    // Each label's threshold is placed so that the first input's probability
+    // lies between it and 0.5: every one of its decisions must flip.
+    let probs0: Vec<f64> = plain[0]["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let thresholds: Vec<f64> = probs0.iter().map(|&p| flipping_threshold(p)).collect();
+    let labels: Vec<String> = {
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+        (0..probs0.len()).map(|i| config["id2label"][i.to_string()].as_str().unwrap().to_string()).collect()
+    };
+    let settings = serde_json::json!({"format_version": 2, "task": "multi-label", "thresholds": thresholds});
+    std::fs::write(model.join("berth-inference.json"), settings.to_string()).unwrap();
+    let tuned = predictions(&model, &lines);
+    for (before, after) in plain.iter().zip(&tuned) {
+        let probs: Vec<f64> = after["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let want: Vec<&str> =
+            labels.iter().zip(&probs).zip(&thresholds).filter(|((_, p), t)| *p >= *t).map(|((l, _), _)| l.as_str()).collect();
+        let got: Vec<&str> = after["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(got, want, "labels at or above the saved thresholds: {after}");
+        assert_eq!(before["probabilities"], after["probabilities"], "thresholds must not change the probabilities");
+    }
+    let at_half: Vec<&str> = plain[0]["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let at_tuned: Vec<&str> = tuned[0]["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for label in &labels {
+        assert_ne!(at_half.contains(&label.as_str()), at_tuned.contains(&label.as_str()), "`{label}`: the saved threshold did not flip it");
+    }
+
+    // Binary: P(positive) between the threshold and 0.5 takes the threshold's side.
+    let Some(headed) = crate::serve::headed_minilm() else { return };
+    let binary = work.join("binary");
+    copy_dir(&headed, &binary);
+    let plain = predictions(&binary, &lines[..1]);
+    let p = plain[0]["probabilities"][1].as_f64().unwrap();
+    let threshold = flipping_threshold(p);
+    let settings = serde_json::json!({"format_version": 2, "task": "classification", "threshold": threshold});
+    std::fs::write(binary.join("berth-inference.json"), settings.to_string()).unwrap();
+    let tuned = predictions(&binary, &lines[..1]);
+    let want = if p >= threshold { "positive" } else { "negative" };
+    assert_eq!(tuned[0]["label"], want, "P(positive) {p}, threshold {threshold}: {}", tuned[0]);
+    assert_ne!(tuned[0]["label"], plain[0]["label"], "the threshold should have flipped the argmax decision");
+}

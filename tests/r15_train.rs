@@ -395,3 +395,34 @@ fn r15_the_checkpoint_records_the_run_identity() {
     assert_eq!(state["identity"]["train_file"]["hash"].as_str().unwrap().len(), 16);
     assert_eq!(Path::new(state["identity"]["model"].as_str().unwrap()), model.canonicalize().unwrap());
 }
+
+// ---------------------------------------------------------------- multi-task heads.toml
+
+#[test]
+fn r15_heads_toml_errors_name_the_file_and_the_head() {
+    let Some(model) = model() else { return };
+    let work = scratch_dir("r15-heads-toml");
+    write_data(&work, &SENTIMENT);
+    let heads = work.join("heads.toml");
+    let head = |extra: &str| format!("[[head]]\nname = \"sentiment\"\ntrain = \"train.tsv\"\n{extra}");
+    for (text, expect) in [
+        (head("colour = \"red\"\n"), "unknown field `colour`".to_string()),
+        ("mixing = \"alternate\"\n".to_string(), "missing field `head`".into()),
+        ("head = []\n".to_string(), "the file names no [[head]]".into()),
+        (format!("mixing = \"shuffled\"\n{}", head("")), "mixing `shuffled`: use alternate or proportional".into()),
+        (head("").replace("sentiment", "senti ment"), "head `senti ment`: a head name uses letters, digits".into()),
+        (head("") + &head(""), "head `sentiment`: the name is used twice".into()),
+        (head("loss-weight = 0.0\n"), "head `sentiment`: loss-weight must be positive, found 0".into()),
+        (head("task = \"ranking\"\n"), "head `sentiment`: ".into()),
+        (head("alignment = \"middle\"\n"), "head `sentiment`: ".into()),
+        (head("").replace("train.tsv", "absent.tsv"), "absent.tsv".into()),
+    ] {
+        std::fs::write(&heads, &text).unwrap();
+        let mut cmd = berth();
+        cmd.arg("train").arg("--model").arg(&model).arg("--heads").arg(&heads).arg("--output").arg(work.join("out"));
+        let err = fail(cmd.args(["--max-steps", "1", "--max-length", "32"]), &format!("heads.toml:\n{text}"));
+        assert!(err.contains("heads.toml") || expect.ends_with(".tsv"), "the message should name the file:\n{err}");
+        assert!(err.contains(&expect), "heads.toml:\n{text}\nexpected `{expect}` in:\n{err}");
+        assert!(!work.join("out").exists(), "a refused multi-task run left its output folder");
+    }
+}

@@ -260,7 +260,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
         if heads.iter().any(|x: &HeadInfo| x.name == opts.name) {
             return Err(bad("the name is used twice".into()));
         }
-        let task = Task::parse(opts.task.as_deref().unwrap_or("classification"))?;
+        let task = Task::parse(opts.task.as_deref().unwrap_or("classification")).map_err(|e| bad(e.to_string()))?;
         let loss_weight = opts.loss_weight.unwrap_or(1.0);
         if !(loss_weight > 0.0 && loss_weight.is_finite()) {
             return Err(bad(format!("loss-weight must be positive, found {loss_weight}")));
@@ -281,7 +281,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
             },
             tag_column: opts.tag_column,
             label_separator: &separator,
-            alignment: Alignment::parse(&alignment)?,
+            alignment: Alignment::parse(&alignment).map_err(|e| bad(e.to_string()))?,
         };
         let train_path = resolve(base, &opts.train);
         let raw = spec.read(&train_path)?;
