@@ -7,26 +7,13 @@
 //! `vocab.txt` fallback tokenizer gives tokenizer.json's ids.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use berth::data::BerthTokenizer;
 use serde_json::Value;
 
 use crate::common::{fixture_dir, scratch_dir};
-
-fn berth() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-/// Runs berth with `args`, then `flag path` pairs.
-fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
-    let mut cmd = berth();
-    cmd.args(args);
-    for (flag, path) in paths {
-        cmd.arg(flag).arg(path);
-    }
-    cmd.output().unwrap()
-}
+use crate::tasks::run;
 
 /// The stdout of a run that must succeed.
 fn succeed(out: Output, what: &str) -> String {

@@ -15,7 +15,8 @@ fn berth() -> Command {
     Command::new(env!("CARGO_BIN_EXE_berth"))
 }
 
-fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
+/// Runs berth with `args`, then `flag path` pairs.
+pub(crate) fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
     let mut cmd = berth();
     cmd.args(args);
     for (flag, path) in paths {
