@@ -32,8 +32,10 @@ pub struct Tolerance {
 
 impl Tolerance {
     /// F32 kernels against the CPU: 1e-5 (DESIGN.md). BF16 outputs carry 8
-    /// significant bits, so one rounding is up to 2^-9 relative: 1e-2 leaves
-    /// room for a few roundings and f32 accumulation, and no more.
+    /// significant bits, so one round-to-nearest is up to 2^-8 relative;
+    /// 1e-2 leaves room for a few roundings and f32 accumulation. Its
+    /// absolute part is wider than DESIGN's rule wants (issue 15: a
+    /// comparison against a plain-BF16 reference is still to be written).
     pub fn for_elem(elem: Elem) -> Tolerance {
         match elem {
             Elem::BF16 => Tolerance { atol: 1e-2, rtol: 1e-2 },
