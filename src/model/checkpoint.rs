@@ -131,8 +131,8 @@ fn read_safetensors_split(path: &Path, dtype: DType) -> Result<(Vec<(String, Ten
     Ok((out, skipped))
 }
 
-/// How many values of `t` are NaN or infinite.
-fn count_non_finite(t: &Tensor) -> usize {
+/// How many values of `t` are NaN or infinite (0 for a tensor on a device).
+pub fn count_non_finite(t: &Tensor) -> usize {
     match t.storage() {
         Storage::F32(v) => v.iter().filter(|x| !x.is_finite()).count(),
         Storage::F64(v) => v.iter().filter(|x| !x.is_finite()).count(),

@@ -98,7 +98,6 @@ impl RunIdentity {
 /// the same. Returns an error listing each difference (old and new value).
 pub fn check_same_run(dir: &Path, saved: &TrainingState, config: &TrainConfig, identity: &RunIdentity) -> Result<()> {
     let old = &saved.config;
-    let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
     let mut differences: Vec<(&str, String, String)> = Vec::new();
     let mut compare = |flag: &'static str, a: String, b: String| {
         if a != b {
@@ -107,39 +106,26 @@ pub fn check_same_run(dir: &Path, saved: &TrainingState, config: &TrainConfig, i
     };
     if let Some(was) = &saved.identity {
         compare("--model", was.model.display().to_string(), identity.model.display().to_string());
-        if was.train_file != identity.train_file {
-            compare(
-                "--train (the file's contents)",
-                format!("{} bytes, hash {}", was.train_file.size, was.train_file.hash),
-                format!("{} bytes, hash {}", identity.train_file.size, identity.train_file.hash),
-            );
-        }
+        let file = |f: &FileIdentity| format!("{} bytes, hash {}", f.size, f.hash);
+        compare("--train (the file's contents)", file(&was.train_file), file(&identity.train_file));
     }
     compare("--task", old.task.name().into(), config.task.name().into());
-    compare("--batch-size", old.batch_size.to_string(), config.batch_size.to_string());
-    compare("--grad-accum", old.grad_accum.to_string(), config.grad_accum.to_string());
-    compare("--max-length", old.max_length.to_string(), config.max_length.to_string());
-    compare("--seed", old.seed.to_string(), config.seed.to_string());
-    compare("--sampler", old.sampler.clone(), config.sampler.clone());
-    compare("--epoch-length", show(&old.epoch_length), show(&config.epoch_length));
-    compare("--length-bucketing", old.length_bucketing.to_string(), config.length_bucketing.to_string());
-    compare("--format", show(&old.format), show(&config.format));
-    compare("--text-column", old.text_column.clone(), config.text_column.clone());
-    compare("--text-pair-column", show(&old.text_pair_column), show(&config.text_pair_column));
-    compare("--label-column", old.label_column.clone(), config.label_column.clone());
-    compare("--label-separator", old.label_separator.clone(), config.label_separator.clone());
-    compare("--tag-column", show(&old.tag_column), show(&config.tag_column));
-    compare("--alignment", old.alignment.clone(), config.alignment.clone());
-    compare("--header", show(&old.header), show(&config.header));
-    compare("--freeze", show(&old.freeze), show(&config.freeze));
-    compare("--lr", old.lr.to_string(), config.lr.to_string());
-    compare("--weight-decay", old.weight_decay.to_string(), config.weight_decay.to_string());
-    compare("--schedule", old.schedule.clone(), config.schedule.clone());
-    compare("--max-grad-norm", old.max_grad_norm.to_string(), config.max_grad_norm.to_string());
-    compare("--loss", old.loss.clone(), config.loss.clone());
-    compare("--focal-gamma", show(&old.focal_gamma), show(&config.focal_gamma));
-    compare("--focal-alpha", show(&old.focal_alpha), show(&config.focal_alpha));
-    compare("--class-weights", show(&old.class_weights), show(&config.class_weights));
+    // The rest by their Debug text: equal values print alike, so comparing text is comparing values.
+    macro_rules! same {
+        ($($flag:literal => $field:ident),* $(,)?) => {
+            $(compare($flag, format!("{:?}", old.$field), format!("{:?}", config.$field));)*
+        };
+    }
+    same!(
+        "--batch-size" => batch_size, "--grad-accum" => grad_accum, "--max-length" => max_length, "--seed" => seed,
+        "--sampler" => sampler, "--epoch-length" => epoch_length, "--length-bucketing" => length_bucketing,
+        "--format" => format, "--text-column" => text_column, "--text-pair-column" => text_pair_column,
+        "--label-column" => label_column, "--label-separator" => label_separator, "--tag-column" => tag_column,
+        "--alignment" => alignment, "--header" => header, "--freeze" => freeze, "--lr" => lr,
+        "--weight-decay" => weight_decay, "--schedule" => schedule, "--max-grad-norm" => max_grad_norm,
+        "--loss" => loss, "--focal-gamma" => focal_gamma, "--focal-alpha" => focal_alpha,
+        "--class-weights" => class_weights,
+    );
     if differences.is_empty() {
         return Ok(());
     }

@@ -26,14 +26,13 @@ use crate::error::{Error, Result};
 use crate::infer::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
 use crate::io::write_atomic;
 use crate::metrics::calibration::fit_temperature;
-use crate::model::checkpoint::TokenizerFiles;
+use crate::model::checkpoint::{TokenizerFiles, count_non_finite};
 use crate::model::params::ParamStore;
 use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
 use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
 use crate::rng::mix64;
 use crate::tensor::{DType, Tensor};
 use crate::train::device_model::{DeviceModel, select_device};
-use crate::with_float;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -598,17 +597,12 @@ fn non_finite(what: &str, value: f64, state: &TrainingState, config: &TrainConfi
 /// Refuses to save weights that are no longer finite (an update can overflow
 /// before any loss turns NaN); the previous checkpoint stays the last good one.
 fn ensure_finite_weights(model: &BertClassifier, state: &TrainingState, config: &TrainConfig) -> Result<()> {
-    for (name, t) in model.params.iter() {
-        let finite = with_float!(t.dtype(), "ensure_finite_weights", |T| Ok::<bool, Error>(
-            t.data::<T>()?.iter().all(|v| crate::tensor::Float::is_finite(*v))
-        ))?;
-        if !finite {
-            return Err(Error::Numerical(format!(
-                "parameter `{name}` is no longer finite after step {}; training stopped without saving it; {}. A smaller --lr usually helps",
-                state.step,
-                last_checkpoint_note(config)
-            )));
-        }
+    if let Some((name, _)) = model.params.iter().find(|(_, t)| count_non_finite(t) > 0) {
+        return Err(Error::Numerical(format!(
+            "parameter `{name}` is no longer finite after step {}; training stopped without saving it; {}. A smaller --lr usually helps",
+            state.step,
+            last_checkpoint_note(config)
+        )));
     }
     Ok(())
 }
