@@ -41,3 +41,5 @@ mod r15_suite;
 mod r15_serve;
 // Issue 15, data: predict's one row per input line, misread data files (header guess, wide rows, tags, JSON labels), windows, vocab.txt.
 mod r15_data;
+// Issue 16: the layers' arrows point one way; every crate:: path in src/ is checked against one table.
+mod layering;

@@ -1,7 +1,9 @@
 //! Fused attention parity (kernels/attention.cu): out and lse from the
 //! forward, dq, dk and dv from the backward, against a straightforward f64
 //! reference (scores, masked softmax with the all-masked rule, dropout from
-//! rng::bits24, context; the backward by its explicit formulas).
+//! rng::bits24, context; the backward by its explicit formulas). BF16 rows
+//! are judged against the same reference run with a plain flash BF16
+//! attention's roundings (`Rounding::PlainBf16`).
 //!
 //! Every head dim (each is its own launch branch) in f32 and bf16, on:
 //! T = 1 with an all-masked batch row; T = 37 (less than one 64-row tile)
@@ -17,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
+use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, compare_with_plain, random};
 use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, AttentionPath, HEAD_DIMS, attention_bwd, attention_fwd, path};
 use crate::error::Result;
@@ -54,20 +56,43 @@ fn dropout_params(d: Option<AttentionDropout>) -> (u64, u32, f64) {
     }
 }
 
-/// One head of one batch row, in f64: returns (out, lse, dq, dk, dv) for
-/// that head as (T, D) row-major, and lse (T).
+/// Where a reference rounds what it stores: `exact` keeps f64 throughout;
+/// `plain_bf16` rounds to BF16 where a plain fused (flash) BF16 attention
+/// does: the dropped-out probabilities before they multiply V and dO, the
+/// stored output O (from which the backward's D = rowsum(dO∘O) is taken),
+/// dS before it multiplies K and Q, and the stored dq, dk and dv. Scores,
+/// softmax, lse and dP stay in higher precision, as its f32 accumulators do.
+#[derive(Clone, Copy)]
+enum Rounding {
+    Exact,
+    PlainBf16,
+}
+
+impl Rounding {
+    fn round(self, x: f64) -> f64 {
+        match self {
+            Rounding::Exact => x,
+            Rounding::PlainBf16 => half::bf16::from_f64(x).to_f64(),
+        }
+    }
+}
+
+/// One head of one batch row, in f64 with `rounding`: returns (out, dq, dk,
+/// dv) for that head as (T, D) row-major, and lse (T).
 #[allow(clippy::too_many_arguments)]
 fn reference_head(
     x: [&[f64]; 4], // q, k, v, dout (B, T, H·D)
-    mask: &[u8],
+    mask: &[u8],    // (B, T)
     dims: AttentionDims,
     b: usize,
     h: usize,
     scale: f64,
     dropout: Option<AttentionDropout>,
+    rounding: Rounding,
 ) -> [Vec<f64>; 5] {
     let AttentionDims { seq_len: t, heads, head_dim: d, .. } = dims;
     let (key, threshold, keep_scale) = dropout_params(dropout);
+    let r = |x: f64| rounding.round(x);
     let row = |a: &[f64], i: usize| -> Vec<f64> {
         let at = (b * t + i) * heads * d + h * d;
         a[at..at + d].to_vec()
@@ -98,30 +123,48 @@ fn reference_head(
         let offset_row = ((b * heads + h) * t + i) * t;
         let z: Vec<f64> =
             (0..t).map(|j| if crate::rng::bits24(key, (offset_row + j) as u64) >= threshold { keep_scale } else { 0.0 }).collect();
+        // The dropped-out probabilities, as the P·V and Pᵀ·dO products see them.
+        let pz: Vec<f64> = (0..t).map(|j| r(p[j] * z[j])).collect();
         for j in 0..t {
             for c in 0..d {
-                out[i * d + c] += p[j] * z[j] * v[j][c];
-                dv[j * d + c] += p[j] * z[j] * dout[i][c];
+                out[i * d + c] += pz[j] * v[j][c];
+                dv[j * d + c] += pz[j] * dout[i][c];
             }
         }
-        // dP (gradient of the pre-dropout probabilities), then the softmax backward.
+        for c in 0..d {
+            out[i * d + c] = r(out[i * d + c]);
+        }
+        // dP (gradient of the pre-dropout probabilities), then the softmax
+        // backward with D = rowsum(dO∘O) = Σ_j p_j dP_j in exact arithmetic.
         let dp: Vec<f64> = (0..t).map(|j| z[j] * dot(&dout[i], &v[j])).collect();
-        let rowdot: f64 = (0..t).map(|j| p[j] * dp[j]).sum();
+        let rowdot = dot(&dout[i], &out[i * d..(i + 1) * d]);
         for j in 0..t {
-            let ds = if all_masked { 0.0 } else { p[j] * (dp[j] - rowdot) };
+            let ds = if all_masked { 0.0 } else { r(p[j] * (dp[j] - rowdot)) };
             for c in 0..d {
                 dq[i * d + c] += scale * ds * k[j][c];
                 dk[j * d + c] += scale * ds * q[i][c];
             }
         }
     }
+    for g in [&mut dq, &mut dk, &mut dv] {
+        g.iter_mut().for_each(|x| *x = r(*x));
+    }
     [out, lse, dq, dk, dv]
 }
 
-fn reference(x: [&[f64]; 4], mask: &[u8], dims: AttentionDims, scale: f64, dropout: Option<AttentionDropout>) -> Reference {
+fn reference(
+    x: [&[f64]; 4],
+    mask: &[u8],
+    dims: AttentionDims,
+    scale: f64,
+    dropout: Option<AttentionDropout>,
+    rounding: Rounding,
+) -> Reference {
     let AttentionDims { batch, seq_len: t, heads, head_dim: d } = dims;
-    let heads_out: Vec<[Vec<f64>; 5]> =
-        (0..batch * heads).into_par_iter().map(|bh| reference_head(x, mask, dims, bh / heads, bh % heads, scale, dropout)).collect();
+    let heads_out: Vec<[Vec<f64>; 5]> = (0..batch * heads)
+        .into_par_iter()
+        .map(|bh| reference_head(x, mask, dims, bh / heads, bh % heads, scale, dropout, rounding))
+        .collect();
     let n = batch * t * heads * d;
     let mut r = Reference { out: vec![0.0; n], lse: vec![0.0; batch * heads * t], dq: vec![0.0; n], dk: vec![0.0; n], dv: vec![0.0; n] };
     for (bh, [out, lse, dq, dk, dv]) in heads_out.into_iter().enumerate() {
@@ -146,7 +189,10 @@ fn run_case(device: &Device, case: &Case, elem: Elem, seed: u64) -> Result<Vec<C
     let mask: Vec<u8> = (0..b * t).map(|i| u8::from(i % t < case.lens[i / t])).collect();
     let hosts: Vec<Vec<f32>> = (0..4).map(|s| random(seed + s, n, 1.0)).collect();
     let stored: Vec<Vec<f64>> = hosts.iter().map(|x| as_stored(x, elem)).collect();
-    let want = reference([&stored[0], &stored[1], &stored[2], &stored[3]], &mask, dims, scale as f64, dropout);
+    let inputs = [&stored[0][..], &stored[1], &stored[2], &stored[3]];
+    let want = reference(inputs, &mask, dims, scale as f64, dropout, Rounding::Exact);
+    // BF16 outputs are allowed twice a plain flash BF16 attention's error.
+    let plain = (elem == Elem::BF16).then(|| reference(inputs, &mask, dims, scale as f64, dropout, Rounding::PlainBf16));
 
     let up = |x: &[f32]| DeviceBuffer::from_f32(device, x, elem);
     let (q, k, v, dout) = (up(&hosts[0])?, up(&hosts[1])?, up(&hosts[2])?, up(&hosts[3])?);
@@ -169,12 +215,21 @@ fn run_case(device: &Device, case: &Case, elem: Elem, seed: u64) -> Result<Vec<C
         AttentionPath::Scalar => "attention",
     };
     let name = |kernel: &str, what: &str| format!("{stem}_{kernel}_d{}_{} {what}", case.head_dim, elem.suffix());
+    let check = |kernel: &str, got: &DeviceBuffer, want: &[f64], plain: Option<&[f64]>| -> Result<CheckRow> {
+        let got = got.to_f32_vec()?;
+        Ok(match plain {
+            Some(plain) => compare_with_plain(kernel, &shapes, &got, want, plain),
+            None => compare(kernel, &shapes, &got, want, tol),
+        })
+    };
+    let plain_of = |pick: fn(&Reference) -> &Vec<f64>| plain.as_ref().map(|p| &pick(p)[..]);
     let mut rows = vec![
-        compare(&name("fwd", "out"), &shapes, &out.to_f32_vec()?, &want.out, tol),
-        compare(&name("fwd", "lse"), &shapes, &lse.to_f32_vec()?, &want.lse, tol),
-        compare(&name("bwd_dq", "dq"), &shapes, &grads[0].to_f32_vec()?, &want.dq, tol),
-        compare(&name("bwd_dkdv", "dk"), &shapes, &grads[1].to_f32_vec()?, &want.dk, tol),
-        compare(&name("bwd_dkdv", "dv"), &shapes, &grads[2].to_f32_vec()?, &want.dv, tol),
+        check(&name("fwd", "out"), &out, &want.out, plain_of(|r| &r.out))?,
+        // lse is stored in f32 by both; its BF16 row uses the default plain (want rounded once).
+        check(&name("fwd", "lse"), &lse, &want.lse, None)?,
+        check(&name("bwd_dq", "dq"), &grads[0], &want.dq, plain_of(|r| &r.dq))?,
+        check(&name("bwd_dkdv", "dk"), &grads[1], &want.dk, plain_of(|r| &r.dk))?,
+        check(&name("bwd_dkdv", "dv"), &grads[2], &want.dv, plain_of(|r| &r.dv))?,
     ];
     if case.timed && !device.is_simulated() && rows.iter().all(|r| r.pass) {
         // Timings on the real GPU, after the checked run (which warmed up).
