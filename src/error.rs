@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::tensor::DType;
-
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +31,9 @@ pub enum Error {
     #[error("{op}: shape mismatch: {message}")]
     Shape { op: &'static str, message: String },
 
-    #[error("{op}: dtype {dtype:?} is not supported here")]
-    DType { op: &'static str, dtype: DType },
+    /// `dtype` is the tensor dtype's name (`F32`, `BF16`): the error type sits below the tensors.
+    #[error("{op}: dtype {dtype} is not supported here")]
+    DType { op: &'static str, dtype: &'static str },
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

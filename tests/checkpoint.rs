@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use berth::Error;
 use berth::autograd::Tape;
-use berth::model::{Batch, BertClassifier, ForwardMode, HeadKind, LoadOptions, ProblemType, load_model, save_model};
+use berth::data::Batch;
+use berth::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, ProblemType, load_model, save_model};
 use berth::tensor::DType;
 use half::{bf16, f16};
 use safetensors::tensor::TensorView;

@@ -3,12 +3,12 @@
 //! parity table, and whole training steps against the CPU path.
 
 use berth::autograd::Tape;
-use berth::backend::cuda::check::run_all;
-use berth::backend::cuda::{Device, DeviceChoice, open};
+use berth::check::kernels::run_all;
+use berth::device::{Device, DeviceChoice, open};
+use berth::model::device_model::{DeviceModel, Precision};
 use berth::model::{BertClassifier, ForwardMode, Labels, LoadOptions, load_model};
 use berth::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use berth::tensor::{DType, Tensor};
-use berth::train::device_model::{DeviceModel, Precision};
 
 use crate::common::{fixture_dir, rel_error, scratch_dir};
 use crate::fixtures::{batch_from, fixture_labels, is_key_bias_grad, read_reference};
@@ -52,7 +52,7 @@ fn adamw(model: &BertClassifier) -> AdamW {
 }
 
 /// One step (forward with dropout, backward, clipping, AdamW) on the CPU.
-fn cpu_step(model: &BertClassifier, batch: &berth::model::Batch, labels: &Labels) -> Step {
+fn cpu_step(model: &BertClassifier, batch: &berth::data::Batch, labels: &Labels) -> Step {
     let mut model = model.clone();
     let mut tape = Tape::new();
     let out = model.forward(&mut tape, batch, ForwardMode::train(7)).unwrap();
@@ -68,7 +68,7 @@ fn cpu_step(model: &BertClassifier, batch: &berth::model::Batch, labels: &Labels
 }
 
 /// The same step on a device, through the engine the trainer uses.
-fn device_step(device: &Device, precision: Precision, model: &BertClassifier, batch: &berth::model::Batch, labels: &Labels) -> Step {
+fn device_step(device: &Device, precision: Precision, model: &BertClassifier, batch: &berth::data::Batch, labels: &Labels) -> Step {
     let mut model = model.clone();
     let mut optimizer = adamw(&model);
     let mut engine = DeviceModel::upload(device, precision, &model.params, Some(&optimizer)).unwrap();
@@ -107,7 +107,7 @@ fn worst_relative(a: &[Vec<f64>], b: &[Vec<f64>], names: &[String]) -> (f64, usi
     worst
 }
 
-fn fixture(name: &str, dtype: DType) -> Option<(BertClassifier, berth::model::Batch, Labels)> {
+fn fixture(name: &str, dtype: DType) -> Option<(BertClassifier, berth::data::Batch, Labels)> {
     let dir = fixture_dir(name)?;
     let reference = read_reference(&dir);
     let (model, _) = load_model(&dir, &LoadOptions { dtype, ..LoadOptions::default() }).unwrap();

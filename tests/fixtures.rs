@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use berth::autograd::Tape;
+use berth::data::Batch;
 use berth::data::BerthTokenizer;
 use berth::model::checkpoint::{read_safetensors, read_safetensors_i64};
-use berth::model::{Batch, BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model};
+use berth::model::{BertClassifier, ForwardMode, HeadKind, Labels, LoadOptions, ProblemType, load_model};
 use berth::tensor::DType;
 
 use crate::common::{fixture_dir, minilm_dir, rel_error};

@@ -17,8 +17,9 @@ use berth::autograd::loss::{
 use berth::autograd::norm::layer_norm;
 use berth::autograd::rows::{gather_rows, scatter_rows};
 use berth::autograd::{Tape, Var};
+use berth::data::Batch;
 use berth::model::params::random_parameters;
-use berth::model::{Batch, BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, ProblemType};
+use berth::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, ProblemType};
 use berth::rng::{self, SeqRng};
 use berth::tensor::{DType, Tensor};
 
@@ -617,7 +618,7 @@ fn dropout_is_deterministic_per_seed_and_eval_equals_p0() {
 #[test]
 fn library_gradchecks_all_pass() {
     let started = std::time::Instant::now();
-    let rows = berth::autograd::gradcheck::run_all_gradchecks();
+    let rows = berth::check::gradcheck::run_all_gradchecks();
     eprintln!("run_all_gradchecks: {} rows in {:.2} s", rows.len(), started.elapsed().as_secs_f64());
     for r in &rows {
         eprintln!("{:<24} {:<36} {:.3e} {}", r.op, r.shapes, r.rel_err, r.note);
@@ -673,8 +674,8 @@ impl berth::autograd::Backward for Square {
     }
 }
 
-fn square_row(factor: f64) -> berth::autograd::gradcheck::GradcheckRow {
-    berth::autograd::gradcheck::check_op("square", 61, &[randt(60, &[2, 3])], |t, v| {
+fn square_row(factor: f64) -> berth::check::gradcheck::GradcheckRow {
+    berth::check::gradcheck::check_op("square", 61, &[randt(60, &[2, 3])], |t, v| {
         let y: Vec<f64> = t.value(v[0]).to_f64_vec().iter().map(|x| x * x).collect();
         let y = Tensor::from_vec(y, t.value(v[0]).shape())?;
         Ok(t.push(y, &[v[0]], Square { factor }))

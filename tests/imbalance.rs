@@ -9,9 +9,9 @@ use std::process::{Command, Output};
 
 use berth::autograd::Tape;
 use berth::autograd::loss::{IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, sigmoid_focal};
-use berth::backend::cuda::device::{DeviceBuffer, Elem};
-use berth::backend::cuda::{DeviceChoice, open};
 use berth::data::sampler::{Sampler, SamplerKind};
+use berth::device::{DeviceBuffer, Elem};
+use berth::device::{DeviceChoice, open};
 use berth::metrics::best_f1_threshold;
 use berth::metrics::calibration::{
     ECE_BINS, average_precision, ece_of_logits, fit_temperature, precision_recall_curve, reliability_bins, softmax_rows, top_label,

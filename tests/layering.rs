@@ -12,13 +12,6 @@ use std::path::{Path, PathBuf};
 
 /// Layers a path or a file belongs to, longest module prefix first.
 const LAYERS: &[(&str, &str)] = &[
-    ("backend::cuda::check", "check"),
-    ("backend::cuda::device", "device"),
-    ("backend::cuda::real", "device"),
-    ("backend::cuda::sim", "device"),
-    ("backend::cuda::probe", "device"),
-    ("backend::cuda::kernels", "device"),
-    ("autograd::gradcheck", "check"),
     ("backend::cuda", "backend::cuda"),
     ("backend::cpu", "backend::cpu"),
     ("backend", "backend"),
@@ -83,15 +76,9 @@ const NOT_YET: &[(&str, &str, &str)] = &[
     ("autograd", "backend::cuda", "the backend interface: on_device.rs goes"),
     ("autograd", "device", "the backend interface: on_device.rs goes"),
     ("model", "backend::cpu", "the backend interface (params.rs transposes through it)"),
-    ("backend::cuda", "optim", "AdamW's device kernel takes plain numbers, not optim's config"),
-    ("device", "backend::cpu", "the probe's GELU reference moves with the checks"),
-    ("data", "train", "the task and a typed multi-label target move out of train"),
-    ("data", "model", "Batch moves to data"),
-    ("error", "tensor", "the dtype in errors becomes plain text or moves to a leaf"),
-    ("infer", "train", "the task, the device model and the multi-task model move to model; sentence_windows to data"),
-    ("metrics", "infer", "argmax, log_sum_exp and softmax move to the numerics leaf"),
-    ("report", "train", "Evaluation and the task reports become plain data in metrics"),
-    ("train", "infer", "the inference settings move to model"),
+    ("model", "backend::cuda", "the backend interface: the device model uploads and steps through it"),
+    ("model", "device", "the backend interface: the device model holds backend tensors, not device buffers"),
+    ("model", "optim", "the device model's optimizer state (moments, the fused AdamW step) moves to optim"),
 ];
 
 /// The layer of a module path such as `backend::cuda::ops::gemm`.

@@ -182,7 +182,7 @@ fn r15_predict_words_windows_long_sentences_and_tags_every_word() {
     // Each window is encoded on its own, so predicting a window's words as a
     // sentence of their own gives the tags of the words the window owns.
     let tokenizer = BerthTokenizer::from_dir(&model, 16).unwrap();
-    let windows = berth::train::dataset::sentence_windows(&long, &tokenizer).unwrap();
+    let windows = berth::data::align::sentence_windows(&long, &tokenizer).unwrap();
     assert!(windows.len() >= 4, "70 words at 16 tokens make several windows, got {}", windows.len());
     let window_lines: Vec<String> = windows.iter().map(|w| long[w.start..w.end].join(" ")).collect();
     let window_input = write(&dir, "windows.txt", window_lines.join("\n") + "\n");

@@ -137,7 +137,7 @@ fn r15_device_info_reports_each_probe_step() {
         assert_eq!(out.status.code(), Some(if all_ok { 0 } else { 1 }), "{}", text(&out.stderr));
     }
     let stdout = text(&table.stdout);
-    let nvcc = berth::backend::cuda::kernels::COMPILED_WITH_NVCC;
+    let nvcc = berth::device::kernels::COMPILED_WITH_NVCC;
     assert!(stdout.contains(&format!("kernels built with nvcc: {nvcc}")), "{stdout}");
     for s in &steps {
         let verdict = if s["ok"] == true { "ok" } else { "FAIL" };

@@ -195,7 +195,7 @@ fn t6_multi_label_layouts_agree() {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         let spec = berth::train::dataset::DataSpec {
-            task: berth::train::task::Task::MultiLabel,
+            task: berth::model::task::Task::MultiLabel,
             columns: berth::train::dataset::ColumnChoice {
                 format: None,
                 text: text_col,
@@ -617,7 +617,7 @@ fn t6_long_sentences_are_windowed_not_truncated() {
     }
     std::fs::write(&path, text).unwrap();
     let spec = berth::train::dataset::DataSpec {
-        task: berth::train::task::Task::TokenClassification,
+        task: berth::model::task::Task::TokenClassification,
         columns: berth::train::dataset::ColumnChoice {
             format: None,
             text: "text",

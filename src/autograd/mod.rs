@@ -9,7 +9,6 @@
 pub mod attention;
 pub mod basic;
 pub mod embedding;
-pub mod gradcheck;
 pub mod linear;
 pub mod loss;
 pub mod norm;

@@ -16,10 +16,10 @@
 use std::sync::Arc;
 
 use super::{Backward, BackwardContext, Tape, Var};
-use crate::backend::cuda::device::{DeviceBuffer, Elem};
 use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, attention_bwd, attention_fwd};
 use crate::backend::cuda::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
 use crate::backend::cuda::ops::{elementwise, embedding, gelu, gemm, layernorm, loss};
+use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::tensor::Tensor;

@@ -9,12 +9,13 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::autograd::Tape;
+use crate::data::Batch;
 use crate::error::{Error, Result};
+use crate::model::device_model::{Precision, select_device};
 use crate::model::params::random_parameters;
-use crate::model::{Batch, BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
+use crate::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
 use crate::rng::SeqRng;
 use crate::tensor::DType;
-use crate::train::device_model::{Precision, select_device};
 
 use super::bench_device::{PEAK_FLOPS, format_timings, kernel_timings, model_case, train_flops_per_token};
 
@@ -180,7 +181,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// `berth bench --device cuda|sim`: the kernel table, or a whole-model case
 /// with tokens/s and (for train) MFU against the H100's BF16 peak.
-fn run_on_device(args: &BenchArgs, device: &crate::backend::cuda::Device, precision: Precision) -> Result<()> {
+fn run_on_device(args: &BenchArgs, device: &crate::device::Device, precision: Precision) -> Result<()> {
     let where_ = format!("{} ({precision:?})", device.describe());
     if args.case == "kernels" {
         let rows = kernel_timings(device)?;

@@ -6,16 +6,17 @@
 use std::time::Instant;
 
 use crate::autograd::Tape;
-use crate::backend::cuda::Device;
-use crate::backend::cuda::device::{DeviceBuffer, Elem};
 use crate::backend::cuda::ops::adamw::{AdamWStep, adamw_update, grad_norm};
 use crate::backend::cuda::ops::attention::{AttentionDims, attention_bwd, attention_fwd};
 use crate::backend::cuda::ops::gemm::{self, Batched};
 use crate::backend::cuda::ops::{dropout, gelu, layernorm};
+use crate::data::Batch;
+use crate::device::Device;
+use crate::device::{DeviceBuffer, Elem};
 use crate::error::Result;
-use crate::model::{Batch, BertClassifier, BertConfig, ForwardMode, Labels};
+use crate::model::device_model::{DeviceModel, Precision};
+use crate::model::{BertClassifier, BertConfig, ForwardMode, Labels};
 use crate::optim::{AdamW, AdamWConfig};
-use crate::train::device_model::{DeviceModel, Precision};
 
 /// H100 SXM's dense BF16 tensor-core peak, the denominator of MFU (issue 4).
 pub const PEAK_FLOPS: f64 = 989e12;
@@ -281,7 +282,8 @@ pub fn kernel_timings(device: &Device) -> Result<Vec<KernelTiming>> {
         unit: "GB/s",
         ceiling: bandwidth,
     });
-    let hyper = AdamWStep::new(1e-5, 0.01, AdamWConfig::default(), 1);
+    let adamw = AdamWConfig::default();
+    let hyper = AdamWStep::new(1e-5, 0.01, (adamw.beta1, adamw.beta2), adamw.eps, 1);
     let (ms, _) = time_ms(device, warmup, iters, |_| adamw_update(&master, &grad, &m, &v, Some(&copy), hyper, Some(&scale)))?;
     rows.push(KernelTiming {
         kernel: "adamw (bf16 copy)".into(),

@@ -5,9 +5,9 @@
 
 use clap::Args;
 
-use crate::autograd::gradcheck::{GradcheckRow, run_gradchecks};
-use crate::backend::cuda::check::{CheckRow, all_cases, format_table, run_all};
-use crate::backend::cuda::{DeviceChoice, open};
+use crate::check::gradcheck::{GradcheckRow, run_gradchecks};
+use crate::check::kernels::{CheckRow, all_cases, format_table, run_all};
+use crate::device::{DeviceChoice, open};
 use crate::error::{Error, Result};
 
 #[derive(Args, Debug)]

@@ -2,8 +2,8 @@
 
 use clap::Args;
 
-use crate::backend::cuda::kernels::{COMPILED_WITH_NVCC, KERNEL_FILES};
-use crate::backend::cuda::probe::run_probe;
+use crate::check::probe::run_probe;
+use crate::device::kernels::{COMPILED_WITH_NVCC, KERNEL_FILES};
 use crate::error::{Error, Result};
 
 #[derive(Args, Debug)]

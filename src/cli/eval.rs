@@ -8,13 +8,13 @@ use crate::data::BerthTokenizer;
 use crate::data::align::Alignment;
 use crate::data::readers::LabelSet;
 use crate::error::Result;
-use crate::infer::settings::{DataSettings, InferenceSettings, choose};
 use crate::io::write_atomic;
+use crate::model::device_model::{DeviceModel, select_device};
+use crate::model::settings::{DataSettings, InferenceSettings, choose};
+use crate::model::task::Task;
 use crate::model::{LoadOptions, load_model};
 use crate::train::dataset::{ColumnChoice, DataSpec};
-use crate::train::device_model::{DeviceModel, select_device};
 use crate::train::evaluate::evaluate_with;
-use crate::train::task::Task;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -128,7 +128,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let mut evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
     if task == Task::Classification && (settings.threshold.is_some() || settings.temperature.is_some()) {
         // What predict does: the fitted temperature, then the tuned threshold.
-        evaluation = evaluation.with_decision(&data, &model.labels, settings.threshold, settings.temperature.unwrap_or(1.0))?;
+        evaluation = evaluation.with_decision(&model.labels, settings.threshold, settings.temperature.unwrap_or(1.0))?;
     }
     println!("{}", evaluation.to_text());
     println!("loss {:.4}", evaluation.loss);
@@ -145,7 +145,7 @@ fn write_eval_report(
     dir: &std::path::Path,
     args: &EvalArgs,
     labels: &[String],
-    evaluation: &crate::train::evaluate::Evaluation,
+    evaluation: &crate::metrics::evaluation::Evaluation,
     data: &crate::train::dataset::EncodedDataset,
     task: Task,
 ) -> Result<()> {

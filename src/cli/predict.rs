@@ -9,10 +9,10 @@ use super::input::read_lines;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
-use crate::infer::settings::max_length_for;
-use crate::train::device_model::select_device;
-use crate::train::multitask::MultiTaskModel;
-use crate::train::task::Task;
+use crate::model::device_model::select_device;
+use crate::model::multitask::MultiTaskModel;
+use crate::model::settings::max_length_for;
+use crate::model::task::Task;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {

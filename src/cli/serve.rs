@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::backend::cuda::DeviceChoice;
+use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::infer::ClassifierOptions;
-use crate::infer::settings::max_length_for;
+use crate::model::device_model::Precision;
+use crate::model::settings::max_length_for;
 use crate::serve::api::RequestLimits;
 use crate::serve::batcher::BatchLimits;
 use crate::serve::{ServeOptions, run as serve};
-use crate::train::device_model::Precision;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

@@ -238,6 +238,17 @@ pub fn plan_windows(pieces_per_word: &[usize], capacity: usize) -> Vec<Window> {
     windows
 }
 
+/// The windows of one sentence: one when it fits the tokenizer's length.
+pub fn sentence_windows(words: &[String], tokenizer: &BerthTokenizer) -> Result<Vec<Window>> {
+    let whole = tokenizer.encode_words(words)?;
+    let last_word = whole.word_ids.iter().rev().flatten().next().copied();
+    if words.is_empty() || last_word == Some(words.len() as u32 - 1) {
+        return Ok(vec![Window { start: 0, end: words.len(), keep_start: 0, keep_end: words.len() }]);
+    }
+    // Truncated: count each word's pieces and plan overlapping windows.
+    Ok(plan_windows(&word_piece_counts(tokenizer, words)?, tokenizer.max_length() - 2))
+}
+
 /// Gathers the word predictions of a sentence from its windows: `per_window[k]`
 /// holds the predictions of the words of `windows[k]`, indexed from the
 /// window's start (as [`word_predictions`] gives them for that window's

@@ -136,8 +136,7 @@ pub struct ReaderOptions {
     /// `None` when the file is unlabelled (prediction).
     pub label: Option<Column>,
     /// Multi-label files with one 0/1 column per label: these columns replace
-    /// `label`, and an example's label becomes the names of its 1 columns,
-    /// joined by [`crate::train::task::LABEL_LIST_SEPARATOR`].
+    /// `label`, and an example's label becomes the list of its 1 columns' names.
     pub multi_hot: Vec<Column>,
     /// Whether an empty label field is allowed (multi-label: no label applies).
     pub allow_empty_label: bool,
@@ -191,8 +190,8 @@ impl Default for ReaderOptions {
 pub struct Example {
     pub text: String,
     pub text_pair: Option<String>,
-    /// The raw label, trimmed; `None` when no label column was selected.
-    pub label: Option<String>,
+    /// The label, trimmed; `None` when no label column was selected.
+    pub label: Option<Label>,
     /// The 1-based line of the file where the example starts.
     pub line: usize,
 }
@@ -307,16 +306,16 @@ impl Selection {
         let text = field(record, &self.text, path, line)?;
         let text_pair = self.text_pair.as_ref().map(|s| field(record, s, path, line)).transpose()?;
         let label = match &self.label {
-            Some(slot) if self.allow_empty_label => Some(field(record, slot, path, line)?.trim().to_owned()),
-            Some(slot) => Some(clean_label(field(record, slot, path, line)?, path, line)?),
+            Some(slot) if self.allow_empty_label => Some(Label::Field(field(record, slot, path, line)?.trim().to_owned())),
+            Some(slot) => Some(Label::Field(clean_label(field(record, slot, path, line)?, path, line)?)),
             None if !self.multi_hot.is_empty() => {
                 let mut positive = Vec::new();
                 for (slot, name) in &self.multi_hot {
                     if zero_or_one(&field(record, slot, path, line)?, path, line, &slot.describe)? {
-                        positive.push(name.as_str());
+                        positive.push(name.clone());
                     }
                 }
-                Some(positive.join(&crate::train::task::LABEL_LIST_SEPARATOR.to_string()))
+                Some(Label::List(positive))
             }
             None => None,
         };
@@ -574,12 +573,12 @@ fn read_jsonl(path: &Path, options: &ReaderOptions) -> Result<Vec<Example>> {
             match role {
                 "text" => example.text = value,
                 "text_pair" => example.text_pair = Some(value),
-                _ if options.allow_empty_label => example.label = Some(value.trim().to_owned()),
-                _ => example.label = Some(clean_label(value, path, line)?),
+                _ if options.allow_empty_label => example.label = Some(Label::Field(value.trim().to_owned())),
+                _ => example.label = Some(Label::Field(clean_label(value, path, line)?)),
             }
         }
         if !options.multi_hot.is_empty() {
-            example.label = Some(positive.join(&crate::train::task::LABEL_LIST_SEPARATOR.to_string()));
+            example.label = Some(Label::List(positive.into_iter().map(str::to_owned).collect()));
         }
         examples.push(example);
     }
@@ -633,8 +632,8 @@ impl LabelKinds {
     }
 }
 
-/// A JSON array of label names (or ids), joined for the multi-label parser.
-fn json_label_list(items: &[serde_json::Value], key: &str, path: &Path, line: usize) -> Result<String> {
+/// A JSON array of label names (or ids).
+fn json_label_list(items: &[serde_json::Value], key: &str, path: &Path, line: usize) -> Result<Label> {
     let mut names = Vec::with_capacity(items.len());
     for item in items {
         match item {
@@ -650,7 +649,7 @@ fn json_label_list(items: &[serde_json::Value], key: &str, path: &Path, line: us
             }
         }
     }
-    Ok(names.join(&crate::train::task::LABEL_LIST_SEPARATOR.to_string()))
+    Ok(Label::List(names))
 }
 
 fn json_field(
@@ -692,7 +691,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 mod first_row;
 mod labels;
 pub use first_row::{FirstRowTest, check_first_row};
-pub use labels::LabelSet;
+pub use labels::{Label, LabelSet, multi_hot, multi_label_set, regression_target};
 
 #[cfg(test)]
 mod tests;

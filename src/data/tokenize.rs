@@ -15,8 +15,8 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use super::Batch;
 use crate::error::{Error, Result};
-use crate::model::Batch;
 
 /// One tokenised example.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,14 +8,14 @@
 
 use std::path::Path;
 
-use crate::backend::cuda::{DeviceChoice, open};
 use crate::data::Encoded;
 use crate::data::tokenize::Truncation;
+use crate::device::{DeviceChoice, open};
 use crate::error::{Error, Result};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
-use crate::infer::settings::max_length_for;
+use crate::model::device_model::Precision;
+use crate::model::settings::max_length_for;
 use crate::model::{HeadKind, ProblemType};
-use crate::train::device_model::Precision;
 
 /// What a model predicts, read from its `config.json`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

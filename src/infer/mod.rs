@@ -3,7 +3,6 @@
 
 pub mod classifier;
 pub mod predictor;
-pub mod settings;
 
 pub use classifier::{Classifier, ClassifierOptions, LabelScore, ModelKind, TextPrediction};
 pub use predictor::{EntitySpan, Prediction, Predictor, WordPrediction};

@@ -6,17 +6,17 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::autograd::Tape;
-use crate::backend::cuda::Device;
-use crate::data::align::word_predictions;
+use crate::data::align::{sentence_windows, word_predictions};
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
+use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::infer::settings::InferenceSettings;
 use crate::metrics::entity::{EntityScheme, extract_entities};
+use crate::model::device_model::{DeviceModel, Precision};
+use crate::model::multitask::MultiTaskModel;
 use crate::model::params::WeightCache;
+use crate::model::settings::InferenceSettings;
 use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
-use crate::train::dataset::sentence_windows;
-use crate::train::device_model::{DeviceModel, Precision};
-use crate::train::multitask::MultiTaskModel;
+use crate::numerics::{argmax, sigmoid, softmax};
 
 /// One prediction. Which fields are present depends on the head.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -79,26 +79,6 @@ pub struct Predictor {
 enum Engine {
     Cpu(WeightCache),
     Device(DeviceModel),
-}
-
-/// log Σ exp(x), shifted by the maximum so it cannot overflow.
-pub fn log_sum_exp(x: &[f64]) -> f64 {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
-}
-
-pub fn softmax(x: &[f64]) -> Vec<f64> {
-    let lse = log_sum_exp(x);
-    x.iter().map(|v| (v - lse).exp()).collect()
-}
-
-pub fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// Index of the largest value (the first, on ties).
-pub fn argmax(x: &[f64]) -> usize {
-    x.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
 impl Predictor {

@@ -14,7 +14,7 @@
 //!   scikit-learn ≥ 1.3 does), then the point (precision 1, recall 0). **Average precision**: Σ_n (R_n − R_{n−1})·P_n
 //!   (`sklearn.metrics.average_precision_score`, no interpolation).
 
-use crate::infer::predictor::{argmax, log_sum_exp, softmax};
+use crate::numerics::{argmax, log_sum_exp, softmax};
 
 /// The bins of the reliability diagram and of ECE.
 pub const ECE_BINS: usize = 15;

@@ -18,15 +18,19 @@
 //!   temperature scaling, precision-recall curves and average precision.
 //! - [`regression`]: Pearson and Spearman correlation (scipy's) and mean
 //!   squared error.
+//! - [`evaluation`]: one evaluation's results as plain data ([`Evaluation`]),
+//!   with the decision rules applied again without a forward pass.
 
 pub mod calibration;
 pub mod classification;
 pub mod entity;
+pub mod evaluation;
 pub mod multilabel;
 pub mod regression;
 mod report;
 
 pub use classification::{ClassificationReport, Scores, classification_report};
 pub use entity::{Entity, EntityReport, EntityScheme, entity_report, extract_entities};
+pub use evaluation::{Evaluation, RegressionScores, TaskReport};
 pub use multilabel::{MultiLabelReport, best_f1_threshold, multilabel_report, tune_thresholds};
 pub use regression::{mse, pearson, spearman};

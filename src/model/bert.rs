@@ -14,43 +14,8 @@ use crate::autograd::norm::layer_norm;
 use crate::autograd::on_device;
 use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
+use crate::data::Batch;
 use crate::error::{Error, Result};
-
-/// A padded batch of token sequences, row-major (B, T).
-#[derive(Clone, Debug, Default)]
-pub struct Batch {
-    pub batch_size: usize,
-    pub seq_len: usize,
-    pub input_ids: Vec<u32>,
-    pub token_type_ids: Vec<u32>,
-    /// 1 for a real token, 0 for padding.
-    pub attention_mask: Vec<u8>,
-}
-
-impl Batch {
-    /// Number of real (unpadded) tokens.
-    pub fn real_tokens(&self) -> usize {
-        self.attention_mask.iter().filter(|&&m| m != 0).count()
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let n = self.batch_size * self.seq_len;
-        if self.input_ids.len() != n || self.token_type_ids.len() != n || self.attention_mask.len() != n {
-            return Err(Error::shape(
-                "Batch",
-                format!(
-                    "(B={}, T={}) needs {n} ids, type ids and mask entries; got {}, {}, {}",
-                    self.batch_size,
-                    self.seq_len,
-                    self.input_ids.len(),
-                    self.token_type_ids.len(),
-                    self.attention_mask.len()
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// How a forward pass runs: with dropout (training) or without (evaluation).
 #[derive(Clone, Copy, Debug, Default)]

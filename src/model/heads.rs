@@ -1,7 +1,7 @@
 //! `BertForSequenceClassification` and `BertForTokenClassification`: the
 //! encoder plus a head, and the loss each problem type uses.
 
-use super::bert::{Batch, EncoderParams, ForwardMode, encoder_forward, streams};
+use super::bert::{EncoderParams, ForwardMode, encoder_forward, streams};
 use super::config::{BertConfig, ProblemType};
 use super::loss::{LossKind, LossSpec};
 use super::params::{HeadKind, ParamStore, WeightCache};
@@ -9,6 +9,7 @@ use crate::autograd::basic::{dropout, first_token, tanh};
 use crate::autograd::linear::linear;
 use crate::autograd::loss::{bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
 use crate::autograd::{Tape, Var};
+use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 

@@ -3,11 +3,15 @@
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod device_model;
 pub mod heads;
 pub mod loss;
+pub mod multitask;
 pub mod params;
+pub mod settings;
+pub mod task;
 
-pub use bert::{Batch, ForwardMode};
+pub use bert::ForwardMode;
 pub use checkpoint::{LoadOptions, LoadReport, load_model, save_model};
 pub use config::{BertConfig, ProblemType};
 pub use heads::{BertClassifier, ForwardOutput, Labels};

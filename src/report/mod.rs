@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::metrics::Scores;
 use crate::metrics::calibration::{ECE_BINS, average_precision, precision_recall_curve, reliability_bins, softmax_rows, top_label};
-use crate::train::evaluate::{Evaluation, TaskReport};
+use crate::metrics::evaluation::{Evaluation, TaskReport};
 use plots::{PrCurve, Series};
 
 /// Everything the report is written from.

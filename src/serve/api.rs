@@ -26,8 +26,8 @@
 use serde_json::{Map, Value};
 
 use crate::data::tokenize::Truncation;
-use crate::infer::predictor::{sigmoid, softmax};
 use crate::infer::{LabelScore, ModelKind, TextPrediction, WordPrediction};
+use crate::numerics::{sigmoid, softmax};
 
 /// The limits a request is checked against.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use half::bf16;
 
 pub use float::Float;
 
-use crate::backend::cuda::device::{Device as CudaDevice, DeviceBuffer, Elem};
+use crate::device::{Device as CudaDevice, DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,6 +24,15 @@ pub enum DType {
 }
 
 impl DType {
+    /// The name errors print, as `Debug` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "F32",
+            DType::F64 => "F64",
+            DType::BF16 => "BF16",
+        }
+    }
+
     pub fn size_in_bytes(self) -> usize {
         match self {
             DType::F32 => 4,
@@ -180,7 +189,7 @@ impl Tensor {
         if self.is_on_device() {
             return Err(Error::Device("a CPU op was given a device tensor (download it with to_host first)".into()));
         }
-        T::slice(&self.storage).ok_or(Error::DType { op: "Tensor::data", dtype: self.dtype() })
+        T::slice(&self.storage).ok_or(Error::DType { op: "Tensor::data", dtype: self.dtype().name() })
     }
 
     /// Mutable access; copies the storage first when another tensor shares it.
@@ -189,7 +198,7 @@ impl Tensor {
             return Err(Error::Device("device tensors are not mutated from the host".into()));
         }
         let dtype = self.dtype();
-        T::slice_mut(Arc::make_mut(&mut self.storage)).ok_or(Error::DType { op: "Tensor::data_mut", dtype })
+        T::slice_mut(Arc::make_mut(&mut self.storage)).ok_or(Error::DType { op: "Tensor::data_mut", dtype: dtype.name() })
     }
 
     /// The same values under another shape with the same number of elements.
@@ -299,7 +308,7 @@ macro_rules! with_float {
                 type $T = f64;
                 $body
             }
-            other => Err($crate::error::Error::DType { op: $op, dtype: other }),
+            other => Err($crate::error::Error::DType { op: $op, dtype: other.name() }),
         }
     };
 }

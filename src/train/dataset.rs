@@ -2,17 +2,21 @@
 
 use std::path::Path;
 
-use crate::data::align::{Alignment, IGNORE_INDEX, Window, align_labels, continuation_ids, plan_windows, word_piece_counts};
+use crate::data::Batch;
+use crate::data::align::{Alignment, IGNORE_INDEX, Window, align_labels, continuation_ids, sentence_windows};
 use crate::data::conll::{ConllOptions, Sentence, read_conll};
-use crate::data::readers::{Column, Example, FirstRowTest, Format, LabelSet, ReaderOptions, check_first_row, read_examples};
+use crate::data::readers::{
+    Column, Example, FirstRowTest, Format, Label, LabelSet, ReaderOptions, check_first_row, multi_hot, multi_label_set, read_examples,
+    regression_target,
+};
 use crate::data::sampler::{Sampler, SamplerKind};
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
-use crate::model::{Batch, Labels};
+use crate::model::Labels;
 use crate::rng::{SeqRng, mix64};
 
 use super::options::TrainConfig;
-use super::task::{REGRESSION_LABEL, Task, label_items, multi_hot, multi_label_set, regression_target};
+use crate::model::task::{REGRESSION_LABEL, Task};
 
 /// The targets of every encoded row, in the form each task needs.
 #[derive(Clone, Debug)]
@@ -169,8 +173,8 @@ impl<'a> DataSpec<'a> {
     fn check_first_row(&self, path: &Path, examples: &[Example], labels: Option<&LabelSet>) -> Result<()> {
         let separator = self.label_separator;
         let multi = self.task == Task::MultiLabel;
-        let items = |raw: &str| -> Vec<String> {
-            if multi { label_items(raw, separator).into_iter().map(str::to_owned).collect() } else { vec![raw.to_owned()] }
+        let items = |label: &Label| -> Vec<String> {
+            if multi { label.items(separator).into_iter().map(str::to_owned).collect() } else { vec![label.to_string()] }
         };
         let test = match (self.task, labels) {
             (Task::Regression, _) => FirstRowTest::Number,
@@ -230,14 +234,11 @@ impl<'a> DataSpec<'a> {
                     Task::MultiLabel => Targets::Multi(
                         examples
                             .iter()
-                            .map(|e| multi_hot(e.label.as_deref().unwrap_or(""), self.label_separator, labels, path, e.line))
+                            .map(|e| multi_hot(e.label.as_ref(), self.label_separator, labels, path, e.line))
                             .collect::<Result<_>>()?,
                     ),
                     Task::Regression => Targets::Regression(
-                        examples
-                            .iter()
-                            .map(|e| regression_target(e.label.as_deref().unwrap_or(""), path, e.line))
-                            .collect::<Result<_>>()?,
+                        examples.iter().map(|e| regression_target(e.label.as_ref(), path, e.line)).collect::<Result<_>>()?,
                     ),
                     Task::TokenClassification => unreachable!("token tasks read sentences"),
                 };
@@ -283,17 +284,6 @@ pub fn encode_sentences(
         targets: Targets::Token(targets),
         token_rows: Some(TokenRows { sentences: sentences.to_vec(), rows }),
     })
-}
-
-/// The windows of one sentence: one when it fits the tokenizer's length.
-pub fn sentence_windows(words: &[String], tokenizer: &BerthTokenizer) -> Result<Vec<Window>> {
-    let whole = tokenizer.encode_words(words)?;
-    let last_word = whole.word_ids.iter().rev().flatten().next().copied();
-    if words.is_empty() || last_word == Some(words.len() as u32 - 1) {
-        return Ok(vec![Window { start: 0, end: words.len(), keep_start: 0, keep_end: words.len() }]);
-    }
-    // Truncated: count each word's pieces and plan overlapping windows.
-    Ok(plan_windows(&word_piece_counts(tokenizer, words)?, tokenizer.max_length() - 2))
 }
 
 /// The same input error, naming another field.

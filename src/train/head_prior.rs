@@ -48,10 +48,7 @@ pub fn prior_bias(targets: &Targets, num_labels: usize) -> Vec<f64> {
 mod tests {
     use super::*;
     use crate::data::align::IGNORE_INDEX;
-
-    fn sigmoid(x: f64) -> f64 {
-        1.0 / (1.0 + (-x).exp())
-    }
+    use crate::numerics::sigmoid;
 
     #[test]
     fn multi_label_prior_recovers_each_labels_rate() {

@@ -4,7 +4,6 @@
 
 pub mod class_weights;
 pub mod dataset;
-pub mod device_model;
 pub mod evaluate;
 pub mod freeze;
 pub mod head_prior;
@@ -13,7 +12,6 @@ pub mod multitask;
 pub mod options;
 pub mod output_dir;
 pub mod state;
-pub mod task;
 pub mod trainer;
 
 pub use options::{TrainConfig, TrainOptions};

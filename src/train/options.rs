@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::task::Task;
 use crate::error::{Error, Result};
+use crate::model::task::Task;
 
 /// Every option is optional here, so a flag can override the file and the
 /// file can override the default. Keys in the TOML file are the flag names

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::options::TrainConfig;
 use super::state::{OPTIMIZER_FILE, STATE_FILE, model_files};
 use crate::error::{Error, Result};
-use crate::infer::settings::SETTINGS_FILE;
+use crate::model::settings::SETTINGS_FILE;
 
 /// The lock file's name; it holds the PID of the run that holds the lock.
 pub const LOCK_FILE: &str = ".berth-lock";
@@ -73,8 +73,16 @@ pub fn lock_output(dir: &Path) -> Result<OutputLock> {
 
 /// Whether berth writes an entry of this name into a run folder.
 fn written_by_berth(name: &str, is_dir: bool) -> bool {
-    let files =
-        [STATE_FILE, OPTIMIZER_FILE, SETTINGS_FILE, "metrics.jsonl", "metrics.json", "report.md", super::multitask::HEADS_FILE, LOCK_FILE];
+    let files = [
+        STATE_FILE,
+        OPTIMIZER_FILE,
+        SETTINGS_FILE,
+        "metrics.jsonl",
+        "metrics.json",
+        "report.md",
+        crate::model::multitask::HEADS_FILE,
+        LOCK_FILE,
+    ];
     if is_dir {
         let step_checkpoint = name.strip_prefix("checkpoint-").is_some_and(|s| s.parse::<u64>().is_ok());
         // `.tmp` and `.old` are the staging names of atomic folder replacement.

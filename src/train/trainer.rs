@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::dataset::{DataSpec, EncodedDataset, sampled_batches};
-use super::evaluate::{Evaluation, evaluate, evaluate_with};
+use super::evaluate::{evaluate, evaluate_with};
 use super::freeze::FreezeSpec;
 use super::imbalance::ImbalanceSetup;
 use super::options::TrainConfig;
@@ -19,20 +19,21 @@ use super::state::{
     RunIdentity, STATE_FILE, TrainingState, check_same_run, is_checkpoint, list_checkpoints, model_files, read_optimizer, read_state,
     replace_dir, sibling, write_checkpoint, write_state,
 };
-use super::task::Task;
 use crate::autograd::{Tape, accumulate};
 use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
-use crate::infer::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
 use crate::io::write_atomic;
 use crate::metrics::calibration::fit_temperature;
+use crate::metrics::evaluation::Evaluation;
 use crate::model::checkpoint::{TokenizerFiles, count_non_finite};
+use crate::model::device_model::{DeviceModel, select_device};
 use crate::model::params::ParamStore;
+use crate::model::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
+use crate::model::task::Task;
 use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
 use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
 use crate::rng::mix64;
 use crate::tensor::{DType, Tensor};
-use crate::train::device_model::{DeviceModel, select_device};
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -333,12 +334,12 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
                 let mut evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id, None)?;
                 if config.tune_thresholds {
                     // Select the best model by what predict will do: tuned thresholds.
-                    evaluation = evaluation.with_tuned_thresholds(data, &model.labels)?;
+                    evaluation = evaluation.with_tuned_thresholds(&model.labels)?;
                 }
                 if config.tune_threshold
                     && let Some((t, _)) = evaluation.best_binary_threshold()
                 {
-                    evaluation = evaluation.with_decision(data, &model.labels, Some(t), 1.0)?;
+                    evaluation = evaluation.with_decision(&model.labels, Some(t), 1.0)?;
                 }
                 let value = evaluation.metric(&config.metric_for_best);
                 let mut entry = json!({"step": state.step, "epoch": epoch_float(&state, batches.len())});
@@ -410,8 +411,8 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     if config.tune_thresholds
         && let (Some(data), Some(e)) = (&eval_data, &final_eval)
     {
-        let untuned = e.with_thresholds(data, &model.labels, vec![0.5; model.num_labels()])?;
-        let tuned = e.with_tuned_thresholds(data, &model.labels)?;
+        let untuned = e.with_thresholds(&model.labels, vec![0.5; model.num_labels()])?;
+        let tuned = e.with_tuned_thresholds(&model.labels)?;
         eprintln!(
             "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned",
             data.path.display(),
@@ -427,7 +428,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     if let (Some(data), Some(e)) = (&eval_data, &final_eval)
         && (config.calibrate || config.tune_threshold)
     {
-        let plain = e.with_decision(data, &model.labels, None, 1.0)?;
+        let plain = e.with_decision(&model.labels, None, 1.0)?;
         let temperature = if config.calibrate { fit_temperature(&plain.logits, &plain.gold) } else { 1.0 };
         if config.calibrate {
             eprintln!(
@@ -438,10 +439,10 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
             );
             settings.temperature = Some(temperature);
         }
-        let calibrated = plain.with_decision(data, &model.labels, None, temperature)?;
+        let calibrated = plain.with_decision(&model.labels, None, temperature)?;
         let threshold = if config.tune_threshold { calibrated.best_binary_threshold().map(|(t, _)| t) } else { None };
         if let Some(t) = threshold {
-            let tuned = calibrated.with_decision(data, &model.labels, Some(t), temperature)?;
+            let tuned = calibrated.with_decision(&model.labels, Some(t), temperature)?;
             eprintln!(
                 "threshold {t:.4} on P({}) tuned on {}: F1 of `{}` {:.4} at the argmax, {:.4} tuned",
                 model.labels[1],
@@ -548,7 +549,7 @@ fn write_run_report(
 /// The F1 of class `c` in a single-label evaluation (0 for other tasks).
 fn f1_of(e: &Evaluation, c: usize) -> f64 {
     match &e.report {
-        super::evaluate::TaskReport::Classification(r) => r.per_class.get(c).map_or(0.0, |s| s.f1),
+        crate::metrics::evaluation::TaskReport::Classification(r) => r.per_class.get(c).map_or(0.0, |s| s.f1),
         _ => 0.0,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{Example, LabelSet, ReaderOptions, list_names};
+use super::{Example, Label, LabelSet, ReaderOptions, list_names};
 use crate::error::{Error, Result};
 
 /// How [`check_first_row`] tells a header row read as data from an example.
@@ -29,11 +29,11 @@ pub fn check_first_row(
     path: &Path,
     options: &ReaderOptions,
     examples: &[Example],
-    items: &dyn Fn(&str) -> Vec<String>,
+    items: &dyn Fn(&Label) -> Vec<String>,
     test: FirstRowTest,
 ) -> Result<()> {
     let Some(first) = examples.first() else { return Ok(()) };
-    let Some(label) = first.label.as_deref().filter(|_| options.header_guessed_absent()) else { return Ok(()) };
+    let Some(label) = first.label.as_ref().filter(|_| options.header_guessed_absent()) else { return Ok(()) };
     let is_number = |s: &str| s.trim().parse::<f64>().is_ok();
     let reason = match test {
         FirstRowTest::Known { labels, ids } => {
@@ -49,7 +49,7 @@ pub fn check_first_row(
         }
         FirstRowTest::Repeated if examples.len() > 1 => {
             let others: std::collections::HashSet<String> =
-                examples[1..].iter().flat_map(|e| items(e.label.as_deref().unwrap_or(""))).collect();
+                examples[1..].iter().flat_map(|e| e.label.as_ref().map(items).unwrap_or_default()).collect();
             let all_numbers = others.iter().all(|s| is_number(s)) && items(label).iter().all(|s| is_number(s));
             if all_numbers {
                 None
@@ -61,7 +61,7 @@ pub fn check_first_row(
             }
         }
         FirstRowTest::Repeated => None,
-        FirstRowTest::Number => (!is_number(label)).then(|| format!("its label `{label}` is not a number")),
+        FirstRowTest::Number => (!label.field().is_some_and(is_number)).then(|| format!("its label `{label}` is not a number")),
     };
     let Some(reason) = reason else { return Ok(()) };
     let mut row = format!("text \"{}\"", shorten(&first.text));

@@ -13,10 +13,9 @@
 //! error). Callers read `norm` when they log it, and stop on a non-finite one.
 
 use super::expect;
-use crate::backend::cuda::device::Device;
-use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape, SIM_MAX_GRID_STRIDE_BLOCKS, grid_stride_blocks};
+use crate::device::Device;
+use crate::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape, SIM_MAX_GRID_STRIDE_BLOCKS, grid_stride_blocks};
 use crate::error::{Error, Result};
-use crate::optim::adamw::AdamWConfig;
 
 const THREADS: u32 = 256;
 /// grad_norm_partial_f32: threads per block, the fewest elements a thread
@@ -46,18 +45,21 @@ impl AdamWStep {
     /// weights, see `adamw::no_decay`); `step` is t after incrementing, as in
     /// `AdamW::update` (the first update is step 1; step 0 has no bias correction
     /// and gives an infinite step size).
-    pub fn new(lr: f64, weight_decay: f64, config: AdamWConfig, step: u64) -> AdamWStep {
-        let bias1 = 1.0 - config.beta1.powi(step as i32);
-        let bias2 = 1.0 - config.beta2.powi(step as i32);
+    /// `betas` and `eps` are the optimizer's (plain numbers: the launcher
+    /// sits below the optimizer).
+    pub fn new(lr: f64, weight_decay: f64, betas: (f64, f64), eps: f64, step: u64) -> AdamWStep {
+        let (beta1, beta2) = betas;
+        let bias1 = 1.0 - beta1.powi(step as i32);
+        let bias2 = 1.0 - beta2.powi(step as i32);
         AdamWStep {
             decay_factor: (1.0 - lr * weight_decay) as f32,
-            beta1: config.beta1 as f32,
-            beta2: config.beta2 as f32,
-            one_minus_beta1: (1.0 - config.beta1) as f32,
-            one_minus_beta2: (1.0 - config.beta2) as f32,
+            beta1: beta1 as f32,
+            beta2: beta2 as f32,
+            one_minus_beta1: (1.0 - beta1) as f32,
+            one_minus_beta2: (1.0 - beta2) as f32,
             step_size: (lr / bias1) as f32,
             inv_sqrt_bias2: (1.0 / bias2.sqrt()) as f32,
-            eps: config.eps as f32,
+            eps: eps as f32,
         }
     }
 }

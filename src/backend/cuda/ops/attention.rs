@@ -21,7 +21,7 @@
 //! shared memory. Any other head_dim is an error.
 
 use super::{expect, expect_float};
-use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape};
+use crate::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape};
 use crate::error::{Error, Result};
 
 /// Rows (queries or keys) a block owns; also the tile of the streamed side.

@@ -2,7 +2,7 @@
 //! device from the same counter-based RNG (DESIGN.md, Decision 5).
 
 use super::expect_float;
-use crate::backend::cuda::device::{DeviceBuffer, KernelArgs, LaunchShape, elementwise_blocks};
+use crate::device::{DeviceBuffer, KernelArgs, LaunchShape, elementwise_blocks};
 use crate::error::{Error, Result};
 use crate::rng;
 

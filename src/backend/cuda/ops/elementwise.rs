@@ -5,7 +5,7 @@
 //! place): every element is read and written by the same thread.
 
 use super::{expect, expect_float};
-use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape, elementwise_blocks};
+use crate::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape, elementwise_blocks};
 use crate::error::{Error, Result};
 
 const THREADS: u32 = 256;

@@ -12,7 +12,7 @@
 
 use super::layernorm::{branch, fwd_shape};
 use super::{expect, expect_float};
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem, KernelArgs, LaunchShape, elementwise_blocks};
+use crate::device::{Device, DeviceBuffer, Elem, KernelArgs, LaunchShape, elementwise_blocks};
 use crate::error::{Error, Result};
 
 const THREADS: u32 = 256;

@@ -1,7 +1,7 @@
 //! GELU launchers (kernels/gelu.cu): exact erf form, forward and backward.
 
 use super::expect_float;
-use crate::backend::cuda::device::{DeviceBuffer, KernelArgs, LaunchShape, elementwise_blocks};
+use crate::device::{DeviceBuffer, KernelArgs, LaunchShape, elementwise_blocks};
 use crate::error::{Error, Result};
 
 const THREADS: u32 = 256;

@@ -7,7 +7,7 @@
 //! interprets the resulting descriptor independently, so a wrong mapping
 //! fails the parity table.
 
-use crate::backend::cuda::device::{DeviceBuffer, Elem, Epilogue, Gemm};
+use crate::device::{DeviceBuffer, Elem, Epilogue, Gemm};
 use crate::error::{Error, Result};
 
 fn same_float_type(op: &'static str, bufs: &[&DeviceBuffer]) -> Result<Elem> {

@@ -16,7 +16,7 @@
 //! summed in f64 (kernels/layernorm.cu says why).
 
 use super::{expect, expect_float};
-use crate::backend::cuda::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape};
+use crate::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape};
 use crate::error::{Error, Result};
 
 /// Rows per block of the warp-per-row forward.

@@ -6,7 +6,7 @@
 //! block adds them in a fixed order, so the same inputs give the same bits.
 
 use super::{expect, expect_float};
-use crate::backend::cuda::device::{DevPtr, DeviceBuffer, Elem, KernelArgs, LaunchShape};
+use crate::device::{DevPtr, DeviceBuffer, Elem, KernelArgs, LaunchShape};
 use crate::error::{Error, Result};
 
 /// Threads of the per-row softmax kernels: 8 warps, one row each.

@@ -12,7 +12,7 @@ pub mod gemm;
 pub mod layernorm;
 pub mod loss;
 
-use super::device::{DeviceBuffer, Elem};
+use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 
 /// Checks that a buffer holds `len` elements of a float type (F32 or BF16).

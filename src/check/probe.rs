@@ -11,8 +11,9 @@ use std::time::Instant;
 use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 
-use super::kernels::kernel_file;
 use crate::backend::cpu::activation::gelu_fwd;
+use crate::device::kernels::kernel_file;
+use crate::device::real::cuda_include_dirs;
 
 /// One line of the probe's report.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -117,22 +118,9 @@ pub fn run_probe() -> Vec<ProbeStep> {
     report
 }
 
-/// Folders holding the CUDA headers (cuda_bf16.h) for NVRTC: CUDA_HOME,
-/// CUDA_PATH, then the usual install location.
-pub fn cuda_include_dirs() -> Vec<String> {
-    let mut dirs = Vec::new();
-    for var in ["CUDA_HOME", "CUDA_PATH"] {
-        if let Some(home) = std::env::var_os(var) {
-            dirs.push(std::path::PathBuf::from(home).join("include"));
-        }
-    }
-    dirs.push("/usr/local/cuda/include".into());
-    dirs.into_iter().filter(|d| d.join("cuda_bf16.h").is_file()).map(|d| d.display().to_string()).collect()
-}
-
 /// The NVRTC path has no include directory for kernels/, so common.cuh is spliced in.
 fn inline_common(source: &str) -> String {
-    let common = include_str!("../../../kernels/common.cuh");
+    let common = include_str!("../../kernels/common.cuh");
     source.replace("#include \"common.cuh\"", common)
 }
 

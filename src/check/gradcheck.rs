@@ -11,17 +11,20 @@
 //! The whole-model case reaches up into `model` (an arrow against DESIGN.md's
 //! layering, tolerated because this module is a test harness, not an op).
 
-use super::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
-use super::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
-use super::embedding::embedding;
-use super::linear::{batched_matmul_op, linear};
-use super::loss::{IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
-use super::norm::layer_norm;
-use super::rows::{gather_rows, scatter_rows};
-use super::{Tape, Var};
+use crate::autograd::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
+use crate::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
+use crate::autograd::embedding::embedding;
+use crate::autograd::linear::{batched_matmul_op, linear};
+use crate::autograd::loss::{
+    IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal,
+};
+use crate::autograd::norm::layer_norm;
+use crate::autograd::rows::{gather_rows, scatter_rows};
+use crate::autograd::{Tape, Var};
+use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::params::random_parameters;
-use crate::model::{Batch, BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, ProblemType};
+use crate::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, ProblemType};
 use crate::rng::{self, SeqRng};
 use crate::tensor::{DType, Tensor};
 

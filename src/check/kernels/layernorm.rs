@@ -11,8 +11,8 @@
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
 use crate::backend::cpu::norm::{layer_norm_bwd, layer_norm_fwd};
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::layernorm::{self as ln, branch};
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 
 const EPS: f32 = 1e-12;

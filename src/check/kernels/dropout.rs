@@ -12,8 +12,8 @@
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
 use crate::autograd::Tape;
 use crate::autograd::basic::{DropoutKey, add, dropout};
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::dropout::{DropoutParams, dropout_add_fwd, dropout_bwd, dropout_fwd, dropout_launch};
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 use crate::tensor::{Float, Tensor};
 

@@ -16,9 +16,9 @@
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
 use crate::backend::cpu::norm::layer_norm_fwd;
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::embedding::{self as emb, Segments};
 use crate::backend::cuda::ops::layernorm::branch;
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 
 const EPS: f32 = 1e-12;

@@ -13,8 +13,8 @@
 //!   and adamw_update then leaves everything as it was).
 
 use super::{CheckRow, Tolerance, as_stored, compare, random};
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::adamw::{AdamWStep, adamw_update, grad_norm};
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 use crate::optim::adamw::{AdamW, AdamWConfig, no_decay};
 use crate::optim::clip::clip_grad_norm;
@@ -140,7 +140,15 @@ fn update_case(device: &Device, sizes: &[usize], decay: bool, copy: Option<Elem>
             if let Some(c) = &p.copy {
                 c.poison()?;
             }
-            adamw_update(&p.master, &grads[i], &p.m, &p.v, p.copy.as_ref(), AdamWStep::new(LR, wd, config, t), grad_scale)?;
+            adamw_update(
+                &p.master,
+                &grads[i],
+                &p.m,
+                &p.v,
+                p.copy.as_ref(),
+                AdamWStep::new(LR, wd, (config.beta1, config.beta2), config.eps, t),
+                grad_scale,
+            )?;
             let state = opt.moments[i].as_ref().expect("every parameter is trainable");
             master.push(p.master.to_f32_vec()?, cpu_params[i].to_f64_vec());
             m.push(p.m.to_f32_vec()?, state.m.to_f64_vec());
@@ -230,7 +238,8 @@ fn non_finite_case(device: &Device) -> Result<Vec<CheckRow>> {
     let m = DeviceBuffer::from_f32(device, &m0, Elem::F32)?;
     let v = DeviceBuffer::from_f32(device, &v0, Elem::F32)?;
     let copy = DeviceBuffer::from_f32(device, &c0, Elem::BF16)?;
-    let step = AdamWStep::new(LR, WEIGHT_DECAY, AdamWConfig::default(), 1);
+    let adamw = AdamWConfig::default();
+    let step = AdamWStep::new(LR, WEIGHT_DECAY, (adamw.beta1, adamw.beta2), adamw.eps, 1);
     adamw_update(&master, &grads[1], &m, &v, Some(&copy), step, Some(&scale))?;
     let tol = Tolerance::for_elem(Elem::F32);
     let skip = format!("({n}) scale NaN: unchanged");

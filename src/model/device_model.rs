@@ -11,9 +11,9 @@
 
 use clap::ValueEnum;
 
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::adamw::{AdamWStep, adamw_update, grad_norm};
-use crate::backend::cuda::{DeviceChoice, open};
+use crate::device::{Device, DeviceBuffer, Elem};
+use crate::device::{DeviceChoice, open};
 use crate::error::{Error, Result};
 use crate::model::params::ParamStore;
 use crate::optim::AdamW;
@@ -136,7 +136,7 @@ impl DeviceModel {
             let (Some(slot), Some(g)) = (slot, &grads[i]) else { continue };
             let grad = g.device_buffer().ok_or_else(|| Error::Device("a CPU gradient reached the device optimizer".into()))?;
             let decay = if optimizer.decays(i) { optimizer.config.weight_decay } else { 0.0 };
-            let hyper = AdamWStep::new(lr, decay, optimizer.config, step);
+            let hyper = AdamWStep::new(lr, decay, (optimizer.config.beta1, optimizer.config.beta2), optimizer.config.eps, step);
             let working = self.params[i].device_buffer().ok_or_else(|| Error::Device("a parameter is not on the device".into()))?;
             match &slot.master {
                 Some(master) => adamw_update(master, grad, &slot.m, &slot.v, Some(working), hyper, Some(&self.clip_scale))?,

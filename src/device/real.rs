@@ -11,8 +11,8 @@ use cudarc::cublaslt::{result as lt, sys as lt_sys};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, result as drv, sys as drv_sys};
 use cudarc::nvrtc::Ptx;
 
-use super::device::{DevPtr, Device, DeviceApi, Elem, Epilogue, Gemm, LaunchShape};
 use super::kernels::{KernelFile, file_of_kernel};
+use super::{DevPtr, Device, DeviceApi, Elem, Epilogue, Gemm, LaunchShape};
 use crate::error::{Error, Result};
 
 /// cuBLASLt's workspace: 32 MiB is what NVIDIA recommends for Hopper.
@@ -103,13 +103,9 @@ impl CudaDevice {
             }
         }
         if module.is_none() {
-            let source = file.source.replace("#include \"common.cuh\"", include_str!("../../../kernels/common.cuh"));
+            let source = file.source.replace("#include \"common.cuh\"", include_str!("../../kernels/common.cuh"));
             // compute_80: the tensor-core kernels need bf16 WMMA (sm_80 and newer).
-            let opts = cudarc::nvrtc::CompileOptions {
-                arch: Some("compute_80"),
-                include_paths: super::probe::cuda_include_dirs(),
-                ..Default::default()
-            };
+            let opts = cudarc::nvrtc::CompileOptions { arch: Some("compute_80"), include_paths: cuda_include_dirs(), ..Default::default() };
             match cudarc::nvrtc::compile_ptx_with_opts(source, opts) {
                 Ok(ptx) => match self.ctx.load_module(ptx) {
                     Ok(m) => module = Some(m),
@@ -361,4 +357,17 @@ impl DeviceApi for CudaDevice {
     fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(driver_err("synchronize"))
     }
+}
+
+/// Folders holding the CUDA headers (cuda_bf16.h) for NVRTC: CUDA_HOME,
+/// CUDA_PATH, then the usual install location.
+pub fn cuda_include_dirs() -> Vec<String> {
+    let mut dirs = Vec::new();
+    for var in ["CUDA_HOME", "CUDA_PATH"] {
+        if let Some(home) = std::env::var_os(var) {
+            dirs.push(std::path::PathBuf::from(home).join("include"));
+        }
+    }
+    dirs.push("/usr/local/cuda/include".into());
+    dirs.into_iter().filter(|d| d.join("cuda_bf16.h").is_file()).map(|d| d.display().to_string()).collect()
 }

@@ -20,8 +20,8 @@
 use rayon::prelude::*;
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, compare_with_plain, random};
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, AttentionPath, HEAD_DIMS, attention_bwd, attention_fwd, path};
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 
 struct Case {

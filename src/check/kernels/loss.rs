@@ -9,8 +9,8 @@
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
 use crate::backend::cpu::loss::{IGNORE_INDEX, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::loss;
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 
 /// Which rows of a softmax case are ignored (target −100).

@@ -22,7 +22,7 @@ mod loss;
 
 use half::bf16;
 
-use super::device::{Device, Elem};
+use crate::device::{Device, Elem};
 use crate::error::Result;
 
 /// One tolerance rule per dtype (DESIGN.md, Tolerances).

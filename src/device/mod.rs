@@ -1,9 +1,9 @@
 //! The device interface the CUDA backend runs on (DESIGN.md, "The GPU when
 //! there is no GPU"). Two implementations:
 //!
-//! - [`super::real::CudaDevice`]: a GPU through cudarc, kernels from the
+//! - [`real::CudaDevice`]: a GPU through cudarc, kernels from the
 //!   embedded PTX, GEMMs through cuBLASLt;
-//! - [`super::sim::SimDevice`]: host memory, the same `kernels/*.cu` compiled
+//! - [`sim::SimDevice`]: host memory, the same `kernels/*.cu` compiled
 //!   as C++, and GEMMs interpreted from the same descriptor on the CPU.
 //!
 //! Everything above this trait (launchers, buffers, the check table) is
@@ -14,6 +14,10 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use half::bf16;
+
+pub mod kernels;
+pub mod real;
+pub mod sim;
 
 use crate::error::{Error, Result};
 
@@ -399,4 +403,33 @@ pub const SIM_MAX_GRID_STRIDE_BLOCKS: u32 = 8;
 pub fn grid_stride_blocks(device: &Device, n: usize, threads: u32) -> u32 {
     let blocks = elementwise_blocks(n, threads);
     if device.is_simulated() { blocks.min(SIM_MAX_GRID_STRIDE_BLOCKS) } else { blocks }
+}
+
+/// Which device `--device` asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceChoice {
+    /// CUDA when a GPU is there, otherwise the CPU (and it says so).
+    Auto,
+    Cpu,
+    Cuda,
+    /// The simulated CUDA device: every kernel run on the CPU, for testing.
+    Sim,
+}
+
+/// Opens the device a choice names; None means the CPU path. `Auto` without
+/// a usable GPU prints why it falls back.
+pub fn open(choice: DeviceChoice) -> Result<Option<Device>> {
+    match choice {
+        DeviceChoice::Cpu => Ok(None),
+        DeviceChoice::Sim => sim::SimDevice::create().map(Some),
+        DeviceChoice::Cuda => real::CudaDevice::create(0).map(Some).map_err(|e| Error::Device(format!("--device cuda: {e}"))),
+        DeviceChoice::Auto => match real::CudaDevice::create(0) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => {
+                eprintln!("device auto: using the CPU ({e})");
+                Ok(None)
+            }
+        },
+    }
 }

@@ -4,8 +4,8 @@
 //! a swapped operand, transpose or leading dimension fails here.
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::gemm::{self, Batched};
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 
 /// Row-major c (m, n) = op(a) · op(b) for one batch, in f64.

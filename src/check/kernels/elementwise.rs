@@ -14,8 +14,8 @@ use crate::autograd::Tape;
 use crate::autograd::basic::first_token;
 use crate::backend::cpu::activation;
 use crate::backend::cpu::norm;
-use crate::backend::cuda::device::{Device, DeviceBuffer, Elem};
 use crate::backend::cuda::ops::elementwise as ew;
+use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 

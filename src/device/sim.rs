@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use half::bf16;
 use rayon::prelude::*;
 
-use super::device::{DevPtr, Device, DeviceApi, Elem, Epilogue, Gemm, LaunchShape};
+use super::{DevPtr, Device, DeviceApi, Elem, Epilogue, Gemm, LaunchShape};
 use crate::error::{Error, Result};
 
 #[cfg(berth_sim)]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::train::task::Task;
+use crate::model::task::Task;
 
 pub const SETTINGS_FILE: &str = "berth-inference.json";
 

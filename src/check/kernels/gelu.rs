@@ -4,8 +4,8 @@
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
 use crate::backend::cpu::activation::{gelu_bwd, gelu_fwd};
-use crate::backend::cuda::device::{Device, DeviceBuffer};
 use crate::backend::cuda::ops::gelu;
+use crate::device::{Device, DeviceBuffer};
 use crate::error::Result;
 
 pub fn cases(device: &Device) -> Result<Vec<CheckRow>> {
