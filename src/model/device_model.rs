@@ -23,10 +23,21 @@ use crate::tensor::Tensor;
 /// Opens the device `--device` names (None: the CPU) and parses `--precision`;
 /// train, eval, predict and bench share it.
 pub fn select_device(device: &str, precision: &str) -> Result<(Option<Device>, Precision)> {
+    let (choice, precision) = parse_device(device, precision)?;
+    open_device(choice, precision)
+}
+
+/// Parses `--device` and `--precision`.
+pub fn parse_device(device: &str, precision: &str) -> Result<(DeviceChoice, Precision)> {
     let choice = DeviceChoice::from_str(device, true)
         .map_err(|_| Error::InvalidArgument(format!("unknown --device `{device}` (auto, cpu, cuda or sim)")))?;
     let precision = Precision::from_str(precision, true)
         .map_err(|_| Error::InvalidArgument(format!("unknown --precision `{precision}` (fp32 or bf16)")))?;
+    Ok((choice, precision))
+}
+
+/// Opens the device a parsed `--device` names (None: the CPU); BF16 needs one.
+pub fn open_device(choice: DeviceChoice, precision: Precision) -> Result<(Option<Device>, Precision)> {
     let device = open(choice)?;
     if device.is_none() && precision == Precision::Bf16 {
         return Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs in fp32".into()));

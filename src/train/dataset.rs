@@ -138,7 +138,7 @@ impl<'a> DataSpec<'a> {
             },
             tag_column: config.tag_column,
             label_separator: &config.label_separator,
-            alignment: Alignment::parse(&config.alignment)?,
+            alignment: config.alignment,
         })
     }
 

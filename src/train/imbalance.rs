@@ -64,7 +64,7 @@ impl ImbalanceSetup {
         if config.loss != "ce" {
             eprintln!("loss: {}", loss.describe());
         }
-        let kind = SamplerKind::parse(&config.sampler)?;
+        let kind = config.sampler.clone();
         let sampler = Sampler::new(&kind, data.len(), data.class_ids(), labels, config.epoch_length, config.seed)?;
         if kind != SamplerKind::Random || config.epoch_length.is_some() {
             eprintln!("{}", sampler.describe(labels));

@@ -9,8 +9,10 @@ pub mod freeze;
 pub mod head_prior;
 pub mod imbalance;
 pub mod multitask;
+pub mod option_text;
 pub mod options;
 pub mod output_dir;
+mod run_files;
 pub mod state;
 pub mod trainer;
 

@@ -24,7 +24,7 @@ use crate::model::multitask::{HeadInfo, MultiTaskModel, head_param_name};
 use crate::model::params::{ParamStore, expected_parameters, init_parameter};
 use crate::model::task::Task;
 use crate::model::{ForwardMode, HeadKind, LoadOptions, ProblemType, load_model};
-use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
+use crate::optim::{AdamW, AdamWConfig, Schedule, clip_grad_norm};
 use crate::rng::{SeqRng, mix64};
 use crate::tensor::{DType, Tensor};
 
@@ -223,7 +223,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
     let steps_per_epoch: u64 = lengths.iter().map(|l| l.len().div_ceil(config.batch_size) as u64).sum();
     let total_steps = config.max_steps.unwrap_or_else(|| (config.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
     let warmup_steps = config.warmup_steps.unwrap_or_else(|| (config.warmup_ratio * total_steps as f64).ceil() as u64);
-    let schedule = Schedule { kind: ScheduleKind::parse(&config.schedule)?, peak_lr: config.lr, warmup_steps, total_steps };
+    let schedule = Schedule { kind: config.schedule, peak_lr: config.lr, warmup_steps, total_steps };
     std::fs::create_dir_all(&config.output).map_err(|e| Error::io(&config.output, e))?;
     let mut log = std::fs::File::create(config.output.join("metrics.jsonl")).map_err(|e| Error::io(&config.output, e))?;
     let trained: usize = model.store.tensors().iter().zip(&trainable).filter(|(_, t)| **t).map(|(p, _)| p.numel()).sum();

@@ -3,11 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use super::option_text::{HeadBiasInit, OptionText, as_text};
+use crate::data::align::Alignment;
+use crate::data::sampler::SamplerKind;
+use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::model::device_model::{Precision, parse_device};
 use crate::model::task::Task;
+use crate::optim::ScheduleKind;
 
 /// Every option is optional here, so a flag can override the file and the
 /// file can override the default. Keys in the TOML file are the flag names
@@ -291,6 +297,12 @@ impl TrainOptions {
                 task.metrics().join(", ")
             )));
         }
+        // The enumerated options, parsed once.
+        let alignment = Alignment::from_text(self.alignment.as_deref().unwrap_or("first"))?;
+        let sampler = SamplerKind::from_text(self.sampler.as_deref().unwrap_or("random"))?;
+        let schedule = ScheduleKind::from_text(self.schedule.as_deref().unwrap_or("linear"))?;
+        let head_bias_init = HeadBiasInit::from_text(self.head_bias_init.as_deref().unwrap_or("zero"))?;
+        let (device, precision) = parse_device(self.device.as_deref().unwrap_or("auto"), self.precision.as_deref().unwrap_or("fp32"))?;
         let config = TrainConfig {
             model: required(&self.model, "model")?,
             train: if self.heads.is_some() { self.train.clone().unwrap_or_default() } else { required(&self.train, "train")? },
@@ -300,11 +312,11 @@ impl TrainOptions {
             task,
             format: self.format.clone(),
             tag_column: self.tag_column,
-            alignment: self.alignment.clone().unwrap_or_else(|| "first".into()),
+            alignment,
             label_separator: self.label_separator.clone().unwrap_or_else(|| ",".into()),
             tune_thresholds: self.tune_thresholds.unwrap_or(false),
             class_weights: self.class_weights.clone(),
-            sampler: self.sampler.clone().unwrap_or_else(|| "random".into()),
+            sampler,
             epoch_length: self.epoch_length,
             loss: self.loss.clone().unwrap_or_else(|| "ce".into()),
             focal_gamma: self.focal_gamma,
@@ -312,7 +324,7 @@ impl TrainOptions {
             tune_threshold: self.tune_threshold.unwrap_or(false),
             calibrate: self.calibrate.unwrap_or(false),
             freeze: self.freeze.clone(),
-            head_bias_init: self.head_bias_init.clone().unwrap_or_else(|| "zero".into()),
+            head_bias_init,
             text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
             text_pair_column: self.text_pair_column.clone(),
             label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
@@ -327,7 +339,7 @@ impl TrainOptions {
             weight_decay: self.weight_decay.unwrap_or(0.0),
             warmup_ratio: self.warmup_ratio.unwrap_or(0.0),
             warmup_steps: self.warmup_steps,
-            schedule: self.schedule.clone().unwrap_or_else(|| "linear".into()),
+            schedule,
             max_grad_norm: self.max_grad_norm.unwrap_or(1.0),
             max_length: self.max_length.unwrap_or(128),
             seed: self.seed.unwrap_or(42),
@@ -341,8 +353,8 @@ impl TrainOptions {
             logging_steps: self.logging_steps.unwrap_or(50),
             resume_from: self.resume_from.clone(),
             overwrite: self.overwrite.unwrap_or(false),
-            device: self.device.clone().unwrap_or_else(|| "auto".into()),
-            precision: self.precision.clone().unwrap_or_else(|| "fp32".into()),
+            device,
+            precision,
         };
         config.validate()?;
         Ok(config)
@@ -360,13 +372,14 @@ pub struct TrainConfig {
     pub task: Task,
     pub format: Option<String>,
     pub tag_column: Option<usize>,
-    pub alignment: String,
+    #[serde(with = "as_text")]
+    pub alignment: Alignment,
     pub label_separator: String,
     pub tune_thresholds: bool,
     #[serde(default)]
     pub class_weights: Option<String>,
-    #[serde(default = "default_sampler")]
-    pub sampler: String,
+    #[serde(default = "default_sampler", with = "as_text")]
+    pub sampler: SamplerKind,
     #[serde(default)]
     pub epoch_length: Option<usize>,
     #[serde(default = "default_loss")]
@@ -381,8 +394,8 @@ pub struct TrainConfig {
     pub calibrate: bool,
     pub freeze: Option<String>,
     /// Absent in the states of runs from before the flag existed.
-    #[serde(default = "zero_bias_init")]
-    pub head_bias_init: String,
+    #[serde(default, with = "as_text")]
+    pub head_bias_init: HeadBiasInit,
     pub text_column: String,
     pub text_pair_column: Option<String>,
     pub label_column: String,
@@ -397,7 +410,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub warmup_ratio: f64,
     pub warmup_steps: Option<u64>,
-    pub schedule: String,
+    #[serde(with = "as_text")]
+    pub schedule: ScheduleKind,
     pub max_grad_norm: f64,
     pub max_length: usize,
     pub seed: u64,
@@ -413,16 +427,12 @@ pub struct TrainConfig {
     /// Absent in the states of runs from before the flag existed.
     #[serde(default)]
     pub overwrite: bool,
-    pub device: String,
-    pub precision: String,
+    pub device: DeviceChoice,
+    pub precision: Precision,
 }
 
-fn zero_bias_init() -> String {
-    "zero".into()
-}
-
-fn default_sampler() -> String {
-    "random".into()
+fn default_sampler() -> SamplerKind {
+    SamplerKind::Random
 }
 
 fn default_loss() -> String {
@@ -468,10 +478,11 @@ impl TrainConfig {
         if self.max_length < 2 {
             return bad(format!("--max-length must be at least 2, room for [CLS] and [SEP] (got {})", self.max_length));
         }
-        if self.heads.is_some() && (!["auto", "cpu"].contains(&self.device.as_str()) || self.precision != "fp32") {
+        if self.heads.is_some() && (!matches!(self.device, DeviceChoice::Auto | DeviceChoice::Cpu) || self.precision != Precision::Fp32) {
             return bad(format!(
                 "--heads runs train on the CPU in fp32 for now: --device {} and --precision {} are not available for them",
-                self.device, self.precision
+                self.device.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
+                self.precision.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
             ));
         }
         if self.eval_every == Some(0) || self.save_every == Some(0) || self.logging_steps == 0 {
@@ -483,10 +494,6 @@ impl TrainConfig {
         if self.early_stopping_patience.is_some() && self.eval.is_none() {
             return bad("--early-stopping-patience needs --eval".into());
         }
-        crate::optim::ScheduleKind::parse(&self.schedule)?;
-        if !["first", "all"].contains(&self.alignment.as_str()) {
-            return bad(format!("--alignment `{}`: use first or all", self.alignment));
-        }
         if self.label_separator.is_empty() {
             return bad("--label-separator must not be empty".into());
         }
@@ -496,20 +503,16 @@ impl TrainConfig {
         if let Some(spec) = &self.freeze {
             super::freeze::FreezeSpec::parse(spec)?;
         }
-        if !["zero", "prior"].contains(&self.head_bias_init.as_str()) {
-            return bad(format!("--head-bias-init `{}`: use zero or prior", self.head_bias_init));
-        }
-        if self.heads.is_some() && self.head_bias_init != "zero" {
+        if self.heads.is_some() && self.head_bias_init != HeadBiasInit::Zero {
             return bad("--head-bias-init prior is for single-head runs; --heads initialises each head as transformers does".into());
         }
         let focal = matches!(self.loss_kind()?, crate::model::LossKind::Focal { .. });
         if let Some(spec) = &self.class_weights {
             super::class_weights::ClassWeightSpec::parse(spec)?;
         }
-        let sampler = crate::data::sampler::SamplerKind::parse(&self.sampler)?;
         let single = self.task == Task::Classification;
-        if sampler != crate::data::sampler::SamplerKind::Random && !single {
-            return bad(format!("--sampler {} needs --task classification (one class per example)", self.sampler));
+        if self.sampler != SamplerKind::Random && !single {
+            return bad(format!("--sampler {} needs --task classification (one class per example)", self.sampler.text()));
         }
         if self.epoch_length == Some(0) {
             return bad("--epoch-length must be at least 1".into());
@@ -524,11 +527,7 @@ impl TrainConfig {
             return bad("--calibrate needs --task classification and an --eval file to fit the temperature on".into());
         }
         if self.heads.is_some()
-            && (self.class_weights.is_some()
-                || focal
-                || sampler != crate::data::sampler::SamplerKind::Random
-                || self.tune_threshold
-                || self.calibrate)
+            && (self.class_weights.is_some() || focal || self.sampler != SamplerKind::Random || self.tune_threshold || self.calibrate)
         {
             return bad("--heads: class weights, focal loss, samplers, --tune-threshold and --calibrate apply to single-task runs".into());
         }

@@ -110,10 +110,17 @@ pub fn check_same_run(dir: &Path, saved: &TrainingState, config: &TrainConfig, i
         compare("--train (the file's contents)", file(&was.train_file), file(&identity.train_file));
     }
     compare("--task", old.task.name().into(), config.task.name().into());
-    // The rest by their Debug text: equal values print alike, so comparing text is comparing values.
+    // The rest by the text they are saved as (typed options as a user
+    // writes them): equal values save alike, so comparing text is comparing values.
+    let (old_saved, new_saved) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(config).unwrap_or_default());
+    let shown = |value: &serde_json::Value| match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        other => other.to_string(),
+    };
     macro_rules! same {
         ($($flag:literal => $field:ident),* $(,)?) => {
-            $(compare($flag, format!("{:?}", old.$field), format!("{:?}", config.$field));)*
+            $(compare($flag, shown(&old_saved[stringify!($field)]), shown(&new_saved[stringify!($field)]));)*
         };
     }
     same!(

@@ -2,8 +2,7 @@
 //! gradient accumulation → clipping → AdamW with the schedule; logging,
 //! evaluation, best-model selection, early stopping and checkpoints around it.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,9 +14,12 @@ use super::freeze::FreezeSpec;
 use super::imbalance::ImbalanceSetup;
 use super::options::TrainConfig;
 use super::output_dir::prepare_output;
+use super::run_files::{
+    MetricsLog, after_failed_save, ensure_finite_weights, non_finite, prune_checkpoints, save_model_dir, truncate_log, write_run_report,
+};
 use super::state::{
-    RunIdentity, STATE_FILE, TrainingState, check_same_run, is_checkpoint, list_checkpoints, model_files, read_optimizer, read_state,
-    replace_dir, sibling, write_checkpoint, write_state,
+    RunIdentity, STATE_FILE, TrainingState, check_same_run, is_checkpoint, model_files, read_optimizer, read_state, sibling,
+    write_checkpoint, write_state,
 };
 use crate::autograd::{Tape, accumulate};
 use crate::data::BerthTokenizer;
@@ -25,13 +27,13 @@ use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::metrics::calibration::fit_temperature;
 use crate::metrics::evaluation::Evaluation;
-use crate::model::checkpoint::{TokenizerFiles, count_non_finite};
-use crate::model::device_model::{DeviceModel, select_device};
+use crate::model::checkpoint::TokenizerFiles;
+use crate::model::device_model::{DeviceModel, open_device};
 use crate::model::params::ParamStore;
 use crate::model::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
 use crate::model::task::Task;
 use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
-use crate::optim::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_grad_norm};
+use crate::optim::{AdamW, AdamWConfig, Schedule, clip_grad_norm};
 use crate::rng::mix64;
 use crate::tensor::{DType, Tensor};
 
@@ -73,7 +75,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
 
 /// One head: the whole run, with the output folder already locked.
 fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
-    let (device, precision) = select_device(&config.device, &config.precision)?;
+    let (device, precision) = open_device(config.device, config.precision)?;
     let start = Instant::now();
     let spec = DataSpec::from_config(config)?;
     let train_raw = spec.read(&config.train)?;
@@ -120,7 +122,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         Some((path, raw)) => Some(spec.encode(path, raw, &labels, &tokenizer)?),
         None => None,
     };
-    if config.head_bias_init == "prior" && resume.is_none() {
+    if config.head_bias_init == super::option_text::HeadBiasInit::Prior && resume.is_none() {
         set_prior_bias(&mut model, &report.initialized, &train_data)?;
     }
     if let Some(spec) = &config.freeze {
@@ -128,7 +130,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     }
     let settings = InferenceSettings {
         task: Some(config.task),
-        alignment: (config.task == Task::TokenClassification).then(|| config.alignment.clone()),
+        alignment: (config.task == Task::TokenClassification).then(|| config.alignment.name().to_string()),
         data: Some(DataSettings {
             format: config.format.clone(),
             text_column: config.text_column.clone(),
@@ -148,7 +150,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accum as u64).max(1);
     let total_steps = config.max_steps.unwrap_or_else(|| (config.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
     let warmup_steps = config.warmup_steps.unwrap_or_else(|| (config.warmup_ratio * total_steps as f64).ceil() as u64);
-    let schedule = Schedule { kind: ScheduleKind::parse(&config.schedule)?, peak_lr: config.lr, warmup_steps, total_steps };
+    let schedule = Schedule { kind: config.schedule, peak_lr: config.lr, warmup_steps, total_steps };
 
     let adam = AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() };
     let mut optimizer = AdamW::new(adam, model.params.names(), model.params.tensors(), &model.trainable);
@@ -501,51 +503,6 @@ pub fn effective_max_length(requested: usize, max_positions: usize) -> usize {
     requested.min(max_positions)
 }
 
-/// report.md and plots/ in the output folder.
-fn write_run_report(
-    config: &TrainConfig,
-    labels: &[String],
-    imbalance: &ImbalanceSetup,
-    e: &Evaluation,
-    data: &EncodedDataset,
-) -> Result<()> {
-    let log_path = config.output.join("metrics.jsonl");
-    let log: Vec<serde_json::Value> = std::fs::read_to_string(&log_path)
-        .map_err(|err| Error::io(&log_path, err))?
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let metric = if config.metric_for_best == "loss" { config.task.default_metric().to_string() } else { config.metric_for_best.clone() };
-    let mut setup = vec![
-        format!("task: {}, trained on `{}`", config.task.name(), config.train.display()),
-        format!("loss: {}", imbalance.loss.describe()),
-    ];
-    if let (Some(spec), Some(w)) = (&config.class_weights, &imbalance.loss.class_weights) {
-        setup.push(format!("class weights ({spec}): {}", super::class_weights::describe(labels, w)));
-    }
-    if config.sampler != "random" || config.epoch_length.is_some() {
-        setup.push(imbalance.sampler.describe(labels));
-    }
-    let multi_gold = match &data.targets {
-        super::dataset::Targets::Multi(g) => Some(g.as_slice()),
-        _ => None,
-    };
-    let input = crate::report::ReportInput {
-        title: config.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        labels,
-        train_counts: &imbalance.counts,
-        evaluation: e,
-        multi_gold,
-        eval_file: data.path.display().to_string(),
-        log,
-        metric,
-        setup,
-    };
-    let files = crate::report::write_report(&config.output, &input)?;
-    eprintln!("report: {}", files.iter().map(|f| config.output.join(f).display().to_string()).collect::<Vec<_>>().join(", "));
-    Ok(())
-}
-
 /// The F1 of class `c` in a single-label evaluation (0 for other tasks).
 fn f1_of(e: &Evaluation, c: usize) -> f64 {
     match &e.report {
@@ -554,83 +511,8 @@ fn f1_of(e: &Evaluation, c: usize) -> f64 {
     }
 }
 
-/// After a save failed (a full disk, say): the folder keeps its last
-/// complete checkpoint and `best/`; `metrics.jsonl` is cut back to the
-/// newest of them, so it describes a model that is on disk, and the error
-/// says what is kept.
-fn after_failed_save(config: &TrainConfig, state: &TrainingState, error: Error) -> Error {
-    let last_checkpoint = list_checkpoints(&config.output).last().map(|(s, _)| *s);
-    let best = state.best_step.filter(|_| config.output.join("best").join("model.safetensors").is_file());
-    let kept_step = last_checkpoint.into_iter().chain(best).max().unwrap_or(0);
-    let log_note = match truncate_log(&config.output.join("metrics.jsonl"), kept_step) {
-        Ok(()) => format!("metrics.jsonl now ends at step {kept_step}"),
-        Err(e) => format!("metrics.jsonl could not be cut back to step {kept_step} either ({e})"),
-    };
-    let best_note = best.map(|s| format!("; best/ (step {s}) is intact")).unwrap_or_default();
-    Error::Save(format!("at step {}: {error}; {}{best_note}; {log_note}", state.step, last_checkpoint_note(config)))
-}
-
-/// Where a failed run can restart from, for its error message.
-fn last_checkpoint_note(config: &TrainConfig) -> String {
-    list_checkpoints(&config.output)
-        .last()
-        .map(|(s, p)| format!("the last checkpoint (step {s}, {}) is intact", p.display()))
-        .unwrap_or_else(|| "no checkpoint was written yet".into())
-}
-
-fn non_finite(what: &str, value: f64, state: &TrainingState, config: &TrainConfig) -> Error {
-    // Before the first update the weights are the checkpoint's own, so the
-    // learning rate cannot be the cause.
-    let advice = if state.adam_step == 0 {
-        "No update has been made yet, so the learning rate is not the cause: check the model's weights and the data (labels, targets, very long inputs)"
-    } else {
-        "A smaller --lr (or warmup, or --max-grad-norm) usually helps"
-    };
-    Error::Numerical(format!(
-        "the {what} is {value} at step {} (epoch {}, batch {}); training stopped without saving a model; {}. {advice}",
-        state.step + 1,
-        state.epoch,
-        state.batch_in_epoch,
-        last_checkpoint_note(config)
-    ))
-}
-
-/// Refuses to save weights that are no longer finite (an update can overflow
-/// before any loss turns NaN); the previous checkpoint stays the last good one.
-fn ensure_finite_weights(model: &BertClassifier, state: &TrainingState, config: &TrainConfig) -> Result<()> {
-    if let Some((name, _)) = model.params.iter().find(|(_, t)| count_non_finite(t) > 0) {
-        return Err(Error::Numerical(format!(
-            "parameter `{name}` is no longer finite after step {}; training stopped without saving it; {}. A smaller --lr usually helps",
-            state.step,
-            last_checkpoint_note(config)
-        )));
-    }
-    Ok(())
-}
-
 fn epoch_float(state: &TrainingState, batches_per_epoch: usize) -> f64 {
     state.epoch as f64 + state.batch_in_epoch as f64 / batches_per_epoch.max(1) as f64
-}
-
-/// Saves a model folder atomically (temporary folder, then rename).
-fn save_model_dir(model: &BertClassifier, dir: &Path, tokenizer: &TokenizerFiles, settings: &InferenceSettings) -> Result<()> {
-    let tmp = sibling(dir, "tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    save_model(model, &tmp, DType::F32)?;
-    tokenizer.write(&tmp)?;
-    settings.write(&tmp)?;
-    replace_dir(&tmp, dir)
-}
-
-fn prune_checkpoints(output: &Path, keep: usize) -> Result<()> {
-    let all = list_checkpoints(output);
-    let excess = all.len().saturating_sub(keep.max(1));
-    for (_, dir) in all.into_iter().take(excess) {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
-    Ok(())
 }
 
 /// A line for the user above the progress bar, or on stderr when the bar is
@@ -648,34 +530,6 @@ fn progress_bar(total: u64, position: u64) -> ProgressBar {
     );
     bar.set_position(position);
     bar
-}
-
-/// `metrics.jsonl`: one JSON object per logging step and per evaluation, appended and flushed.
-struct MetricsLog {
-    file: std::fs::File,
-    path: PathBuf,
-}
-
-impl MetricsLog {
-    fn open(path: &Path) -> Result<MetricsLog> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(MetricsLog { file, path: path.into() })
-    }
-
-    fn write(&mut self, value: serde_json::Value) -> Result<()> {
-        writeln!(self.file, "{value}").and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
-    }
-}
-
-/// On resume, drops log lines from after the checkpoint, which the resumed run will write again.
-fn truncate_log(path: &Path, step: u64) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write_atomic(path, kept.as_bytes())
 }
 
 /// `--head-bias-init prior`: a head this run initialised starts from the
