@@ -11,12 +11,13 @@ use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::metrics::entity::{EntityScheme, extract_entities};
+use crate::model::decision::Decision;
 use crate::model::device_model::{DeviceModel, Precision};
 use crate::model::multitask::MultiTaskModel;
 use crate::model::params::WeightCache;
 use crate::model::settings::InferenceSettings;
 use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
-use crate::numerics::{argmax, sigmoid, softmax};
+use crate::numerics::argmax;
 
 /// One prediction. Which fields are present depends on the head.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -237,6 +238,7 @@ impl Predictor {
         let (logits, seq_len) = self.logits(group)?;
         let c = self.model.num_labels();
         let labels = &self.model.labels;
+        let decision = Decision::from_settings(&self.settings);
         let mut predictions = Vec::with_capacity(group.len());
         for (i, e) in group.iter().enumerate() {
             let p = match (self.model.head, self.model.problem_type) {
@@ -269,27 +271,13 @@ impl Predictor {
                     match problem {
                         Some(ProblemType::Regression) => p.score = Some(row[0]),
                         Some(ProblemType::MultiLabel) => {
-                            let probs: Vec<f64> = row.iter().map(|&v| sigmoid(v)).collect();
-                            let threshold = |j: usize| self.settings.thresholds.as_ref().map_or(0.5, |t| t[j]);
-                            p.labels = Some(
-                                probs
-                                    .iter()
-                                    .zip(labels)
-                                    .enumerate()
-                                    .filter(|(j, (q, _))| **q >= threshold(*j))
-                                    .map(|(_, (_, l))| l.clone())
-                                    .collect(),
-                            );
+                            let (probs, positive) = decision.multi(&row);
+                            p.labels = Some(labels.iter().zip(positive).filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect());
                             p.probabilities = Some(probs);
                         }
                         _ => {
                             // Calibrated probabilities; a binary threshold decides the label when one was tuned.
-                            let temperature = self.settings.temperature.unwrap_or(1.0);
-                            let probs = softmax(&row.iter().map(|v| v / temperature).collect::<Vec<f64>>());
-                            let id = match self.settings.threshold {
-                                Some(t) if probs.len() == 2 => usize::from(probs[1] >= t),
-                                _ => argmax(&row),
-                            };
+                            let (probs, id) = decision.single(&row);
                             p.label = Some(labels[id].clone());
                             p.probabilities = Some(probs);
                         }

@@ -1,15 +1,14 @@
 //! One evaluation's results as plain data: the task's report, the loss, and
 //! the per-example outputs that threshold tuning, calibration and the run's
-//! report read without another forward pass. `train::evaluate` fills it.
+//! report read without another forward pass. `train::evaluate` fills it,
+//! and decides it again under a tuned rule (`Redecide`).
 
 use serde_json::{Value, json};
 
 use super::calibration::{average_precision, ece_of_logits, softmax_rows};
-use super::classification::{ClassificationReport, classification_report};
+use super::classification::ClassificationReport;
 use super::entity::EntityReport;
-use super::multilabel::{MultiLabelReport, best_f1_threshold, margin_threshold, multilabel_report, tune_thresholds};
-use crate::error::{Error, Result};
-use crate::numerics::argmax;
+use super::multilabel::{MultiLabelReport, best_f1_threshold, margin_threshold};
 
 /// A regression model's scores.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,68 +100,6 @@ impl Evaluation {
                 _ => r.pearson,
             },
         }
-    }
-
-    /// Multi-label: the same evaluation with each label's threshold tuned for
-    /// that label's F1 on this data (from the stored probabilities: no new
-    /// forward pass). Other tasks: an error.
-    pub fn with_tuned_thresholds(&self, labels: &[String]) -> Result<Evaluation> {
-        if !matches!(self.report, TaskReport::MultiLabel(..)) {
-            return Err(Error::InvalidArgument("thresholds are tuned for multi-label tasks only".into()));
-        }
-        self.with_thresholds(labels, tune_thresholds(&self.probabilities, &self.gold_multi, 0.5))
-    }
-
-    /// Multi-label: the same evaluation with other thresholds (no new forward pass).
-    pub fn with_thresholds(&self, labels: &[String], thresholds: Vec<f64>) -> Result<Evaluation> {
-        if !matches!(self.report, TaskReport::MultiLabel(..)) {
-            return Err(Error::InvalidArgument("thresholds apply to multi-label tasks only".into()));
-        }
-        let predicted: Vec<Vec<bool>> =
-            self.probabilities.iter().map(|p| p.iter().zip(&thresholds).map(|(q, t)| q >= t).collect()).collect();
-        let report = multilabel_report(&self.gold_multi, &predicted, labels)?;
-        Ok(Evaluation {
-            loss: self.loss,
-            report: TaskReport::MultiLabel(report, thresholds),
-            predictions: Vec::new(),
-            probabilities: self.probabilities.clone(),
-            gold_multi: self.gold_multi.clone(),
-            ..Evaluation::outputs_free()
-        })
-    }
-
-    /// Single-label: the same evaluation with another decision rule (no new
-    /// forward pass): probabilities softmax(logits / temperature), and for two
-    /// classes, the second label predicted where its probability ≥ threshold
-    /// (None: the argmax).
-    pub fn with_decision(&self, labels: &[String], threshold: Option<f64>, temperature: f64) -> Result<Evaluation> {
-        if !matches!(self.report, TaskReport::Classification(_)) {
-            return Err(Error::InvalidArgument("a decision threshold and a temperature apply to single-label tasks".into()));
-        }
-        let gold = &self.gold;
-        if threshold.is_some() && labels.len() != 2 {
-            return Err(Error::InvalidArgument(format!("a decision threshold needs two classes; this model has {}", labels.len())));
-        }
-        let probs = softmax_rows(&self.logits, temperature);
-        let predictions: Vec<usize> = probs
-            .iter()
-            .map(|p| match threshold {
-                Some(t) => usize::from(p[1] >= t),
-                None => argmax(p),
-            })
-            .collect();
-        let report = classification_report(gold, &predictions, labels)?;
-        Ok(Evaluation {
-            loss: self.loss,
-            report: TaskReport::Classification(report),
-            predictions,
-            probabilities: Vec::new(),
-            logits: self.logits.clone(),
-            gold: gold.clone(),
-            gold_multi: Vec::new(),
-            threshold,
-            temperature,
-        })
     }
 
     /// Binary single-label: the second label's probability threshold with

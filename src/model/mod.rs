@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod decision;
 pub mod device_model;
 pub mod heads;
 pub mod loss;

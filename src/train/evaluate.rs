@@ -3,15 +3,17 @@
 
 use crate::autograd::Tape;
 use crate::data::align::word_predictions;
+use crate::error::Error;
 use crate::error::Result;
 use crate::metrics::classification::classification_report;
 use crate::metrics::entity::{EntityScheme, entity_report};
 use crate::metrics::evaluation::{Evaluation, RegressionScores, TaskReport};
-use crate::metrics::multilabel::multilabel_report;
+use crate::metrics::multilabel::{multilabel_report, tune_thresholds};
 use crate::metrics::regression::{pearson, spearman};
+use crate::model::decision::Decision;
 use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, ForwardMode};
-use crate::numerics::{argmax, log_sum_exp, sigmoid, softplus};
+use crate::numerics::{argmax, log_sum_exp, softplus};
 use crate::tensor::Tensor;
 
 use super::dataset::{EncodedDataset, Targets};
@@ -56,12 +58,13 @@ pub fn evaluate_with(
     match &data.targets {
         Targets::Single(y) => {
             let mut loss = 0.0;
+            let decision = Decision::default();
             let predictions: Vec<usize> = outputs
                 .iter()
                 .zip(y)
                 .map(|(x, &label)| {
                     loss += log_sum_exp(x) - x[label];
-                    argmax(x)
+                    decision.single(x).1
                 })
                 .collect();
             let report = classification_report(y, &predictions, &model.labels)?;
@@ -79,14 +82,13 @@ pub fn evaluate_with(
         }
         Targets::Multi(y) => {
             let thresholds = thresholds.map(<[f64]>::to_vec).unwrap_or_else(|| vec![0.5; c]);
+            let decision = Decision { thresholds: Some(thresholds.clone()), ..Decision::default() };
             let mut loss = 0.0;
-            let probabilities: Vec<Vec<f64>> = outputs.iter().map(|x| x.iter().map(|&v| sigmoid(v)).collect()).collect();
+            let (probabilities, predicted): (Vec<Vec<f64>>, Vec<Vec<bool>>) = outputs.iter().map(|x| decision.multi(x)).unzip();
             for (x, t) in outputs.iter().zip(y) {
                 // BCE with logits: softplus(x) - t·x, averaged over every label.
                 loss += x.iter().zip(t).map(|(&v, &b)| softplus(v) - if b { v } else { 0.0 }).sum::<f64>() / c as f64;
             }
-            let predicted: Vec<Vec<bool>> =
-                probabilities.iter().map(|p| p.iter().zip(&thresholds).map(|(q, t)| q >= t).collect()).collect();
             let report = multilabel_report(y, &predicted, &model.labels)?;
             Ok(Evaluation {
                 loss: loss / n,
@@ -139,5 +141,76 @@ pub fn evaluate_with(
                 ..Evaluation::outputs_free()
             })
         }
+    }
+}
+
+/// Evaluations decided again under another rule, from their stored outputs
+/// (no new forward pass): threshold tuning, calibration and `berth eval`
+/// with a trained folder's settings. The rule is [`Decision`].
+pub trait Redecide: Sized {
+    /// Multi-label: each label's threshold tuned for that label's F1 on this data.
+    fn with_tuned_thresholds(&self, labels: &[String]) -> Result<Self>;
+    /// Multi-label: other thresholds.
+    fn with_thresholds(&self, labels: &[String], thresholds: Vec<f64>) -> Result<Self>;
+    /// Single-label: another temperature and binary threshold.
+    fn with_decision(&self, labels: &[String], threshold: Option<f64>, temperature: f64) -> Result<Self>;
+}
+
+impl Redecide for Evaluation {
+    /// Multi-label: the same evaluation with each label's threshold tuned for
+    /// that label's F1 on this data (from the stored probabilities: no new
+    /// forward pass). Other tasks: an error.
+    fn with_tuned_thresholds(&self, labels: &[String]) -> Result<Evaluation> {
+        if !matches!(self.report, TaskReport::MultiLabel(..)) {
+            return Err(Error::InvalidArgument("thresholds are tuned for multi-label tasks only".into()));
+        }
+        self.with_thresholds(labels, tune_thresholds(&self.probabilities, &self.gold_multi, 0.5))
+    }
+
+    /// Multi-label: the same evaluation with other thresholds (no new forward pass).
+    fn with_thresholds(&self, labels: &[String], thresholds: Vec<f64>) -> Result<Evaluation> {
+        if !matches!(self.report, TaskReport::MultiLabel(..)) {
+            return Err(Error::InvalidArgument("thresholds apply to multi-label tasks only".into()));
+        }
+        let decision = Decision { thresholds: Some(thresholds), ..Decision::default() };
+        let predicted: Vec<Vec<bool>> = self.probabilities.iter().map(|p| decision.positive(p)).collect();
+        let thresholds = decision.thresholds.unwrap_or_default();
+        let report = multilabel_report(&self.gold_multi, &predicted, labels)?;
+        Ok(Evaluation {
+            loss: self.loss,
+            report: TaskReport::MultiLabel(report, thresholds),
+            predictions: Vec::new(),
+            probabilities: self.probabilities.clone(),
+            gold_multi: self.gold_multi.clone(),
+            ..Evaluation::outputs_free()
+        })
+    }
+
+    /// Single-label: the same evaluation with another decision rule (no new
+    /// forward pass): probabilities softmax(logits / temperature), and for two
+    /// classes, the second label predicted where its probability ≥ threshold
+    /// (None: the argmax).
+    fn with_decision(&self, labels: &[String], threshold: Option<f64>, temperature: f64) -> Result<Evaluation> {
+        if !matches!(self.report, TaskReport::Classification(_)) {
+            return Err(Error::InvalidArgument("a decision threshold and a temperature apply to single-label tasks".into()));
+        }
+        let gold = &self.gold;
+        if threshold.is_some() && labels.len() != 2 {
+            return Err(Error::InvalidArgument(format!("a decision threshold needs two classes; this model has {}", labels.len())));
+        }
+        let decision = Decision { temperature, threshold, thresholds: None };
+        let predictions: Vec<usize> = self.logits.iter().map(|x| decision.single(x).1).collect();
+        let report = classification_report(gold, &predictions, labels)?;
+        Ok(Evaluation {
+            loss: self.loss,
+            report: TaskReport::Classification(report),
+            predictions,
+            probabilities: Vec::new(),
+            logits: self.logits.clone(),
+            gold: gold.clone(),
+            gold_multi: Vec::new(),
+            threshold,
+            temperature,
+        })
     }
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::dataset::{DataSpec, EncodedDataset, sampled_batches};
-use super::evaluate::{evaluate, evaluate_with};
+use super::evaluate::{Redecide, evaluate, evaluate_with};
 use super::freeze::FreezeSpec;
 use super::imbalance::ImbalanceSetup;
 use super::options::TrainConfig;
