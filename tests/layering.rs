@@ -10,6 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::rust_files;
+
 /// Layers a path or a file belongs to, longest module prefix first.
 const LAYERS: &[(&str, &str)] = &[
     ("backend::cuda", "backend::cuda"),
@@ -286,17 +288,6 @@ fn violations_in(relative: &Path, text: &str) -> Vec<Violation> {
             (!may_name(from, to)).then(|| (relative.display().to_string(), line, path, from, to))
         })
         .collect()
-}
-
-fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, found);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            found.push(path);
-        }
-    }
 }
 
 #[test]

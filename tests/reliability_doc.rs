@@ -2,19 +2,9 @@
 //! case; every name there must be a test that exists, so the list cannot
 //! promise what the suite does not check.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// Every `.rs` file under `dir`.
-fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, found);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            found.push(path);
-        }
-    }
-}
+use crate::common::rust_files;
 
 /// The test names in the last column of the doc's table rows (`name`, several joined by `, `).
 fn named_tests(doc: &str) -> Vec<String> {

@@ -14,7 +14,7 @@ use crate::model::settings::{DataSettings, InferenceSettings, choose};
 use crate::model::task::Task;
 use crate::model::{LoadOptions, load_model};
 use crate::train::dataset::{ColumnChoice, DataSpec};
-use crate::train::evaluate::evaluate_with;
+use crate::train::evaluate::{Redecide, evaluate_with};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -128,12 +128,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let mut evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
     if task == Task::Classification && (settings.threshold.is_some() || settings.temperature.is_some()) {
         // What predict does: the fitted temperature, then the tuned threshold.
-        evaluation = crate::train::evaluate::Redecide::with_decision(
-            &evaluation,
-            &model.labels,
-            settings.threshold,
-            settings.temperature.unwrap_or(1.0),
-        )?;
+        evaluation = evaluation.with_decision(&model.labels, settings.threshold, settings.temperature.unwrap_or(1.0))?;
     }
     println!("{}", evaluation.to_text());
     println!("loss {:.4}", evaluation.loss);
