@@ -172,9 +172,8 @@ impl Redecide for Evaluation {
         if !matches!(self.report, TaskReport::MultiLabel(..)) {
             return Err(Error::InvalidArgument("thresholds apply to multi-label tasks only".into()));
         }
-        let decision = Decision { thresholds: Some(thresholds), ..Decision::default() };
+        let decision = Decision { thresholds: Some(thresholds.clone()), ..Decision::default() };
         let predicted: Vec<Vec<bool>> = self.probabilities.iter().map(|p| decision.positive(p)).collect();
-        let thresholds = decision.thresholds.unwrap_or_default();
         let report = multilabel_report(&self.gold_multi, &predicted, labels)?;
         Ok(Evaluation {
             loss: self.loss,
