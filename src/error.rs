@@ -47,6 +47,10 @@ pub enum Error {
 
     #[error("device: {0}")]
     Device(String),
+
+    /// An op that a backend does not offer (`backend` is "cpu" or "cuda").
+    #[error("{op} is not offered on the {backend} backend")]
+    Unsupported { op: &'static str, backend: &'static str },
 }
 
 fn location(path: &std::path::Path, line: usize) -> String {

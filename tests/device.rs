@@ -9,6 +9,7 @@ use berth::model::device_model::{DeviceModel, Precision};
 use berth::model::{BertClassifier, ForwardMode, Labels, LoadOptions, load_model};
 use berth::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use berth::tensor::{DType, Tensor};
+use berth::train::device_training::DeviceTraining;
 
 use crate::common::{fixture_dir, rel_error, scratch_dir};
 use crate::fixtures::{batch_from, fixture_labels, is_key_bias_grad, read_reference};
@@ -71,9 +72,9 @@ fn cpu_step(model: &BertClassifier, batch: &berth::data::Batch, labels: &Labels)
 fn device_step(device: &Device, precision: Precision, model: &BertClassifier, batch: &berth::data::Batch, labels: &Labels) -> Step {
     let mut model = model.clone();
     let mut optimizer = adamw(&model);
-    let mut engine = DeviceModel::upload(device, precision, &model.params, Some(&optimizer)).unwrap();
+    let mut engine = DeviceTraining::upload(device, precision, &model.params, &optimizer).unwrap();
     let mut tape = Tape::new();
-    let out = model.forward_on(&mut tape, &engine.params, batch, ForwardMode::train(7)).unwrap();
+    let out = model.forward_on(&mut tape, engine.params(), batch, ForwardMode::train(7)).unwrap();
     let loss = model.loss(&mut tape, out.logits, labels, None).unwrap();
     let loss_value = tape.value(loss).to_f64_vec()[0];
     let mut g = tape.backward(loss).unwrap();
@@ -174,7 +175,7 @@ fn r4_device_forward_rejects_out_of_range_ids() {
     let device = test_device();
     let Some((model, mut batch, _)) = fixture("a-seqcls", DType::F32) else { return };
     batch.input_ids[0] = model.config.vocab_size as u32 + 5;
-    let engine = DeviceModel::upload(&device, Precision::Fp32, &model.params, None).unwrap();
+    let engine = DeviceModel::upload(&device, Precision::Fp32, &model.params).unwrap();
     let mut tape = Tape::no_grad();
     let err = model.forward_on(&mut tape, &engine.params, &batch, ForwardMode::eval()).err().expect("an error");
     assert!(err.to_string().contains("input_ids") && err.to_string().contains("out of range"), "{err}");

@@ -73,15 +73,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Arrows against the table that the redesign has not removed yet: (from, to, what removes it).
-const NOT_YET: &[(&str, &str, &str)] = &[
-    ("autograd", "backend::cpu", "the backend interface: each op calls the backend's method, not a CPU kernel"),
-    ("autograd", "backend::cuda", "the backend interface: on_device.rs goes"),
-    ("autograd", "device", "the backend interface: on_device.rs goes"),
-    ("model", "backend::cpu", "the backend interface (params.rs transposes through it)"),
-    ("model", "backend::cuda", "the backend interface: the device model uploads and steps through it"),
-    ("model", "device", "the backend interface: the device model holds backend tensors, not device buffers"),
-    ("model", "optim", "the device model's optimizer state (moments, the fused AdamW step) moves to optim"),
-];
+const NOT_YET: &[(&str, &str, &str)] = &[];
 
 /// The layer of a module path such as `backend::cuda::ops::gemm`.
 fn layer_of(module: &str) -> &'static str {

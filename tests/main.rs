@@ -43,3 +43,5 @@ mod r15_serve;
 mod r15_data;
 // Issue 16: the layers' arrows point one way; every crate:: path in src/ is checked against one table.
 mod layering;
+// Issue 16: the backend interface: fused CPU attention and embeddings equal their pieces; missing ops are typed errors.
+mod backend;

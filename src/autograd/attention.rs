@@ -1,30 +1,66 @@
-//! Attention pieces: head split and merge, and the masked softmax; and
-//! attention over packed sequences in one op.
+//! Attention: the whole of it as one op ([`attention`], on every backend),
+//! attention over packed sequences ([`packed_attention`]), and the pieces
+//! the CPU composes it from (head split and merge, the masked softmax),
+//! which the gradient checks test one by one.
 
 use std::sync::Arc;
 
 use super::{Backward, BackwardContext, Tape, Var};
-use crate::backend::cpu::packed_attention::{packed_attention_bwd, packed_attention_fwd};
-use crate::backend::cpu::softmax::{masked_softmax_bwd, masked_softmax_fwd};
+use crate::backend::{self, AttentionDropout, DropoutKey, Saved};
 use crate::error::{Error, Result};
-use crate::tensor::{Float, Tensor};
-use crate::with_float;
+use crate::tensor::Tensor;
 
-/// (B, T, H·D) -> (B, H, T, D) when `split`, and the inverse otherwise.
-fn permute_heads<T: Float>(x: &[T], b: usize, t: usize, h: usize, d: usize, split: bool) -> Vec<T> {
-    let mut y = crate::tensor::pool::take::<T>(x.len());
-    for bi in 0..b {
-        for ti in 0..t {
-            for hi in 0..h {
-                let merged = ((bi * t + ti) * h + hi) * d;
-                let split_at = ((bi * h + hi) * t + ti) * d;
-                let (src, dst) = if split { (merged, split_at) } else { (split_at, merged) };
-                y[dst..dst + d].copy_from_slice(&x[src..src + d]);
-            }
+// ---------- attention: q, k, v (B, T, H·D) -> context (B, T, H·D) ----------
+
+struct Attention {
+    saved: Saved,
+}
+
+impl Backward for Attention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];
+        let grads = backend::of(qkv[0]).attention_bwd(qkv, ctx.output, &self.saved, dout)?;
+        Ok(grads.into_iter().map(Some).collect())
+    }
+}
+
+/// q, k, v (B, T, H·D), key mask (B·T, 1 = attend) -> context (B, T, H·D):
+/// softmax(q·kᵀ·scale, masked) with dropout (p, site) on the probabilities,
+/// times v, per head. On a device one flash kernel, without materialising
+/// the (B, H, T, T) scores; on the CPU the pieces below, in one op.
+pub fn attention(
+    tape: &mut Tape,
+    (q, k, v): (Var, Var, Var),
+    key_mask: &[u8],
+    heads: usize,
+    scale: f64,
+    dropout: Option<(f64, DropoutKey)>,
+) -> Result<Var> {
+    let tq = tape.value(q);
+    if tq.dims() != 3 || heads == 0 || tq.shape()[2] % heads != 0 || key_mask.len() != tq.shape()[0] * tq.shape()[1] {
+        return Err(Error::shape("attention", format!("q {:?} into {heads} heads with {} mask entries", tq.shape(), key_mask.len())));
+    }
+    for other in [k, v] {
+        let t = tape.value(other);
+        if t.shape() != tq.shape() || t.dtype() != tq.dtype() {
+            return Err(Error::shape("attention", format!("q {:?} vs {:?}", tq.shape(), t.shape())));
         }
     }
-    y
+    if let Some((p, _)) = dropout
+        && p >= 1.0
+    {
+        return Err(Error::InvalidArgument(format!("dropout probability {p} must be below 1")));
+    }
+    let dropout = dropout.filter(|&(p, _)| p > 0.0).map(|(p, key)| AttentionDropout { p, key });
+    let qkv = [tq, tape.value(k), tape.value(v)];
+    let (out, saved) = backend::of(tq).attention_fwd(qkv, key_mask, heads, scale, dropout)?;
+    Ok(tape.push(out, &[q, k, v], Attention { saved }))
 }
+
+// ---------- head split and merge ----------
 
 struct PermuteHeads {
     split: bool,
@@ -35,18 +71,8 @@ impl Backward for PermuteHeads {
     fn name(&self) -> &'static str {
         if self.split { "split_heads" } else { "merge_heads" }
     }
-    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        let x = ctx.inputs[0];
-        let (b, t, h, d) = if self.split {
-            (x.shape()[0], x.shape()[1], self.heads, x.shape()[2] / self.heads)
-        } else {
-            (x.shape()[0], x.shape()[2], x.shape()[1], x.shape()[3])
-        };
-        let dx = with_float!(x.dtype(), "permute_heads", |T| Tensor::from_vec(
-            permute_heads(dout.data::<T>()?, b, t, h, d, !self.split),
-            x.shape()
-        ))?;
-        Ok(vec![Some(dx)])
+    fn backward(&self, dout: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(backend::of(dout).permute_heads(dout, self.heads, !self.split)?)])
     }
 }
 
@@ -56,15 +82,7 @@ pub fn split_heads(tape: &mut Tape, x: Var, heads: usize) -> Result<Var> {
     if t.dims() != 3 || heads == 0 || t.shape()[2] % heads != 0 {
         return Err(Error::shape("split_heads", format!("x {:?} into {heads} heads", t.shape())));
     }
-    if t.is_on_device() {
-        return Err(Error::Device("split_heads: not offered on a device (attention runs there as one fused op)".into()));
-    }
-    let (b, tl, c) = (t.shape()[0], t.shape()[1], t.shape()[2]);
-    let d = c / heads;
-    let out = with_float!(t.dtype(), "split_heads", |T| Tensor::from_vec(
-        permute_heads(t.data::<T>()?, b, tl, heads, d, true),
-        &[b, heads, tl, d]
-    ))?;
+    let out = backend::of(t).permute_heads(t, heads, true)?;
     Ok(tape.push(out, &[x], PermuteHeads { split: true, heads }))
 }
 
@@ -74,11 +92,12 @@ pub fn merge_heads(tape: &mut Tape, x: Var) -> Result<Var> {
     if t.dims() != 4 {
         return Err(Error::shape("merge_heads", format!("expected (B, H, T, D), got {:?}", t.shape())));
     }
-    let (b, h, tl, d) = (t.shape()[0], t.shape()[1], t.shape()[2], t.shape()[3]);
-    let out =
-        with_float!(t.dtype(), "merge_heads", |T| Tensor::from_vec(permute_heads(t.data::<T>()?, b, tl, h, d, false), &[b, tl, h * d]))?;
-    Ok(tape.push(out, &[x], PermuteHeads { split: false, heads: h }))
+    let heads = t.shape()[1];
+    let out = backend::of(t).permute_heads(t, heads, false)?;
+    Ok(tape.push(out, &[x], PermuteHeads { split: false, heads }))
 }
+
+// ---------- masked softmax ----------
 
 /// Keeps the key mask (B·Tk): a row whose keys are all masked is constant in
 /// forward, so backward must give it a zero gradient.
@@ -92,11 +111,7 @@ impl Backward for MaskedSoftmax {
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let p = ctx.output;
-        let (h, tq, tk) = (p.shape()[1], p.shape()[2], p.shape()[3]);
-        let ds = with_float!(p.dtype(), "masked_softmax", |T| {
-            Tensor::from_vec(masked_softmax_bwd(p.data::<T>()?, dout.data::<T>()?, &self.key_mask, h, tq, tk), p.shape())
-        })?;
-        Ok(vec![Some(ds)])
+        Ok(vec![Some(backend::of(p).masked_softmax_bwd(p, dout, &self.key_mask)?)])
     }
 }
 
@@ -106,11 +121,11 @@ pub fn masked_softmax(tape: &mut Tape, scores: Var, key_mask: &[u8]) -> Result<V
     if t.dims() != 4 || key_mask.len() != t.shape()[0] * t.shape()[3] {
         return Err(Error::shape("masked_softmax", format!("scores {:?} with a mask of {} entries", t.shape(), key_mask.len())));
     }
-    let (h, tq, tk) = (t.shape()[1], t.shape()[2], t.shape()[3]);
-    let out =
-        with_float!(t.dtype(), "masked_softmax", |T| Tensor::from_vec(masked_softmax_fwd(t.data::<T>()?, key_mask, h, tq, tk), t.shape()))?;
+    let out = backend::of(t).masked_softmax_fwd(t, key_mask)?;
     Ok(tape.push(out, &[scores], MaskedSoftmax { key_mask: key_mask.to_vec() }))
 }
+
+// ---------- attention over packed sequences ----------
 
 struct PackedAttention {
     lens: Arc<[usize]>,
@@ -123,20 +138,17 @@ impl Backward for PackedAttention {
         "packed_attention"
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        let (q, k, v) = (ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]);
-        with_float!(dout.dtype(), "packed_attention", |T| {
-            let (dq, dk, dv) =
-                packed_attention_bwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, dout.data::<T>()?, &self.lens, self.heads, self.scale);
-            Ok(vec![Some(Tensor::from_vec(dq, q.shape())?), Some(Tensor::from_vec(dk, k.shape())?), Some(Tensor::from_vec(dv, v.shape())?)])
-        })
+        let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];
+        let grads = backend::of(dout).packed_attention_bwd(qkv, dout, &self.lens, self.heads, self.scale)?;
+        Ok(grads.into_iter().map(Some).collect())
     }
 }
 
 /// q, k, v (N, heads·D), holding sequences of `lens` rows back to back ->
 /// context (N, heads·D): each sequence attends to its own rows only, with
-/// scores scaled by `scale`. The same function as split_heads, scores,
-/// scale, masked_softmax, context and merge_heads on the padded batch, at
-/// every real position, without computing any padding. No dropout; CPU only.
+/// scores scaled by `scale`. The same function as [`attention`] on the
+/// padded batch, at every real position, without computing any padding.
+/// No dropout; only where the backend packs rows (the CPU).
 pub fn packed_attention(tape: &mut Tape, q: Var, k: Var, v: Var, lens: Arc<[usize]>, heads: usize, scale: f64) -> Result<Var> {
     let (tq, tk, tv) = (tape.value(q), tape.value(k), tape.value(v));
     let rows: usize = lens.iter().sum();
@@ -147,12 +159,6 @@ pub fn packed_attention(tape: &mut Tape, q: Var, k: Var, v: Var, lens: Arc<[usiz
             format!("q {:?}, k {:?}, v {:?} for sequences of {rows} rows in all and {heads} heads", tq.shape(), tk.shape(), tv.shape()),
         ));
     }
-    if tq.is_on_device() {
-        return Err(Error::InvalidArgument("packed_attention runs on the CPU only".into()));
-    }
-    let out = with_float!(tq.dtype(), "packed_attention", |T| Tensor::from_vec(
-        packed_attention_fwd(tq.data::<T>()?, tk.data::<T>()?, tv.data::<T>()?, &lens, heads, scale),
-        tq.shape()
-    ))?;
+    let out = backend::of(tq).packed_attention_fwd([tq, tk, tv], &lens, heads, scale)?;
     Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale }))
 }

@@ -1,14 +1,11 @@
 //! Losses on the tape. Each produces a scalar (shape [1]).
 
-use super::on_device::{self, LossKind};
 use super::{Backward, BackwardContext, Tape, Var};
-use crate::backend::cpu::activation::scale;
-use crate::backend::cpu::loss as cpu;
+use crate::backend::{self, LossKind};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::with_float;
 
-pub use cpu::IGNORE_INDEX;
+pub use crate::backend::IGNORE_INDEX;
 
 /// Saves dlogits for a unit upstream gradient; backward scales it by dout.
 struct ScaledGrad {
@@ -21,12 +18,21 @@ impl Backward for ScaledGrad {
         self.name
     }
     fn backward(&self, dout: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        let d = with_float!(dout.dtype(), "loss", |T| {
-            let g = dout.data::<T>()?[0];
-            Tensor::from_vec(scale(self.dinput.data::<T>()?, g), self.dinput.shape())
-        })?;
-        Ok(vec![Some(d)])
+        // dout is the scalar upstream gradient (on a device often a host
+        // tensor: the seed). A unit gradient hands dlogits over as they are.
+        let g = dout.to_f64_vec().first().copied().unwrap_or(f64::NAN);
+        if g == 1.0 {
+            return Ok(vec![Some(self.dinput.clone())]);
+        }
+        Ok(vec![Some(backend::of(&self.dinput).scale(&self.dinput, g)?)])
     }
+}
+
+/// Runs the loss kernel on logits and records it with its saved dlogits.
+fn record(tape: &mut Tape, logits: Var, kind: LossKind) -> Result<Var> {
+    let t = tape.value(logits);
+    let (loss, dinput) = backend::of(t).loss(t, kind)?;
+    Ok(tape.push(loss, &[logits], ScaledGrad { name: kind.name(), dinput }))
 }
 
 /// logits (N, C), targets (N) with −100 ignored, optional class weights (C) -> mean loss.
@@ -44,15 +50,7 @@ pub fn cross_entropy(tape: &mut Tape, logits: Var, targets: &[i64], class_weight
             return Err(Error::shape("cross_entropy", format!("{} class weights for {classes} classes", w.len())));
         }
     }
-    if t.is_on_device() {
-        return on_device::loss_op(tape, logits, LossKind::CrossEntropy { targets, class_weights });
-    }
-    let (loss, d) = with_float!(t.dtype(), "cross_entropy", |T| {
-        let w: Option<Vec<T>> = class_weights.map(|w| w.iter().map(|&v| v as T).collect());
-        let (loss, d) = cpu::cross_entropy(t.data::<T>()?, targets, classes, w.as_deref());
-        Ok((Tensor::from_vec(vec![loss], &[1])?, Tensor::from_vec(d, t.shape())?))
-    })?;
-    Ok(tape.push(loss, &[logits], ScaledGrad { name: "cross_entropy", dinput: d }))
+    record(tape, logits, LossKind::CrossEntropy { targets, class_weights })
 }
 
 /// Checks a softmax loss's inputs: one target per row, each a class or ignored;
@@ -88,16 +86,8 @@ pub fn focal_cross_entropy(tape: &mut Tape, logits: Var, targets: &[i64], gamma:
     let op = "focal_cross_entropy";
     check_gamma(op, gamma)?;
     let t = tape.value(logits);
-    let (_, classes) = check_softmax_inputs(op, t.shape(), targets, alpha, "alpha values")?;
-    if t.is_on_device() {
-        return on_device::loss_op(tape, logits, LossKind::Focal { targets, gamma, alpha });
-    }
-    let (loss, d) = with_float!(t.dtype(), "focal_cross_entropy", |T| {
-        let a: Option<Vec<T>> = alpha.map(|w| w.iter().map(|&v| v as T).collect());
-        let (loss, d) = cpu::focal_cross_entropy(t.data::<T>()?, targets, classes, gamma, a.as_deref());
-        Ok((Tensor::from_vec(vec![loss], &[1])?, Tensor::from_vec(d, t.shape())?))
-    })?;
-    Ok(tape.push(loss, &[logits], ScaledGrad { name: op, dinput: d }))
+    check_softmax_inputs(op, t.shape(), targets, alpha, "alpha values")?;
+    record(tape, logits, LossKind::Focal { targets, gamma, alpha })
 }
 
 /// Sigmoid focal loss: logits (N, C), targets (N, C) in [0, 1], scalar alpha
@@ -116,16 +106,7 @@ pub fn sigmoid_focal(
     let t = tape.value(logits);
     let classes = *t.shape().last().unwrap_or(&0);
     check_elementwise_inputs(op, t.numel(), classes, targets, pos_weight)?;
-    if t.is_on_device() {
-        return on_device::loss_op(tape, logits, LossKind::SigmoidFocal { targets, gamma, alpha, pos_weight });
-    }
-    let (loss, d) = with_float!(t.dtype(), "sigmoid_focal", |T| {
-        let y: Vec<T> = targets.iter().map(|&v| v as T).collect();
-        let pw: Option<Vec<T>> = pos_weight.map(|w| w.iter().map(|&v| v as T).collect());
-        let (loss, d) = cpu::sigmoid_focal(t.data::<T>()?, &y, classes, gamma, alpha, pw.as_deref());
-        Ok((Tensor::from_vec(vec![loss], &[1])?, Tensor::from_vec(d, t.shape())?))
-    })?;
-    Ok(tape.push(loss, &[logits], ScaledGrad { name: op, dinput: d }))
+    record(tape, logits, LossKind::SigmoidFocal { targets, gamma, alpha, pos_weight })
 }
 
 fn check_elementwise_inputs(op: &'static str, numel: usize, classes: usize, targets: &[f64], pos_weight: Option<&[f64]>) -> Result<()> {
@@ -147,16 +128,7 @@ pub fn bce_with_logits_weighted(tape: &mut Tape, logits: Var, targets: &[f64], p
     let t = tape.value(logits);
     let classes = *t.shape().last().unwrap_or(&0);
     check_elementwise_inputs(op, t.numel(), classes, targets, Some(pos_weight))?;
-    if t.is_on_device() {
-        return on_device::loss_op(tape, logits, LossKind::BceWithLogits { targets, pos_weight: Some(pos_weight) });
-    }
-    let (loss, d) = with_float!(t.dtype(), "bce_with_logits_weighted", |T| {
-        let y: Vec<T> = targets.iter().map(|&v| v as T).collect();
-        let pw: Vec<T> = pos_weight.iter().map(|&v| v as T).collect();
-        let (loss, d) = cpu::bce_with_logits_weighted(t.data::<T>()?, &y, classes, Some(&pw));
-        Ok((Tensor::from_vec(vec![loss], &[1])?, Tensor::from_vec(d, t.shape())?))
-    })?;
-    Ok(tape.push(loss, &[logits], ScaledGrad { name: op, dinput: d }))
+    record(tape, logits, LossKind::BceWithLogits { targets, pos_weight: Some(pos_weight) })
 }
 
 /// logits (N, C), targets (N, C) in [0, 1] -> mean over all elements.
@@ -165,15 +137,7 @@ pub fn bce_with_logits(tape: &mut Tape, logits: Var, targets: &[f64]) -> Result<
     if t.numel() != targets.len() {
         return Err(Error::shape("bce_with_logits", format!("logits {:?} with {} targets", t.shape(), targets.len())));
     }
-    if t.is_on_device() {
-        return on_device::loss_op(tape, logits, LossKind::BceWithLogits { targets, pos_weight: None });
-    }
-    let (loss, d) = with_float!(t.dtype(), "bce_with_logits", |T| {
-        let y: Vec<T> = targets.iter().map(|&v| v as T).collect();
-        let (loss, d) = cpu::bce_with_logits(t.data::<T>()?, &y);
-        Ok((Tensor::from_vec(vec![loss], &[1])?, Tensor::from_vec(d, t.shape())?))
-    })?;
-    Ok(tape.push(loss, &[logits], ScaledGrad { name: "bce_with_logits", dinput: d }))
+    record(tape, logits, LossKind::BceWithLogits { targets, pos_weight: None })
 }
 
 /// predictions (N…) and targets (N) -> mean squared error.
@@ -182,13 +146,5 @@ pub fn mse(tape: &mut Tape, predictions: Var, targets: &[f64]) -> Result<Var> {
     if t.numel() != targets.len() {
         return Err(Error::shape("mse", format!("predictions {:?} with {} targets", t.shape(), targets.len())));
     }
-    if t.is_on_device() {
-        return on_device::loss_op(tape, predictions, LossKind::Mse { targets });
-    }
-    let (loss, d) = with_float!(t.dtype(), "mse", |T| {
-        let y: Vec<T> = targets.iter().map(|&v| v as T).collect();
-        let (loss, d) = cpu::mse(t.data::<T>()?, &y);
-        Ok((Tensor::from_vec(vec![loss], &[1])?, Tensor::from_vec(d, t.shape())?))
-    })?;
-    Ok(tape.push(loss, &[predictions], ScaledGrad { name: "mse", dinput: d }))
+    record(tape, predictions, LossKind::Mse { targets })
 }

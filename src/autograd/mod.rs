@@ -5,6 +5,8 @@
 //! reverse and accumulates gradients. Every op lives in one file with its
 //! forward and backward side by side; no op can be recorded without a
 //! backward, because recording requires a [`Backward`] implementation.
+//! Ops call the kernels of the backend where their tensors live
+//! ([`crate::backend::of`]); no op asks which one that is.
 
 pub mod attention;
 pub mod basic;
@@ -12,13 +14,11 @@ pub mod embedding;
 pub mod linear;
 pub mod loss;
 pub mod norm;
-pub mod on_device;
 pub mod rows;
 
-use crate::backend::cpu::activation::add_assign;
+use crate::backend;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
-use crate::with_float;
+use crate::tensor::Tensor;
 
 /// A handle to a value on the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -247,15 +247,7 @@ impl Tape {
 
 /// acc += grad, element-wise (same shape and dtype).
 pub fn accumulate(acc: &mut Tensor, grad: &Tensor) -> Result<()> {
-    if acc.is_on_device() {
-        return on_device::accumulate(acc, grad);
-    }
-    let dtype: DType = acc.dtype();
-    with_float!(dtype, "accumulate", |T| {
-        let g = grad.data::<T>()?;
-        add_assign(acc.data_mut::<T>()?, g);
-        Ok(())
-    })
+    backend::of(acc).accumulate(acc, grad)
 }
 
 /// Gradients of the leaves, after [`Tape::backward`].

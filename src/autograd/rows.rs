@@ -6,58 +6,19 @@
 //! real tokens alone, packed as (N, H); only attention needs the (B, T, H)
 //! layout, and [`scatter_rows`] rebuilds it, with zeros at the padding.
 //! The two ops are each other's adjoint, so gradients flow through both.
-//! CPU only: the CUDA path keeps its fused, mask-aware kernels.
+//! Only where the backend packs rows (the CPU): the CUDA path keeps its
+//! fused, mask-aware kernels.
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use super::{Backward, BackwardContext, Tape, Var};
+use crate::backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::tensor::pool::{self, Poolable};
-use crate::with_float;
 
-/// Rows per rayon task: a copy this size is worth handing to another thread.
-const ROWS_PER_TASK: usize = 64;
-
-/// Rows `rows` of a (R, C) matrix, in that order.
-fn gather<T: Poolable + Sync>(x: &[T], cols: usize, rows: &[usize]) -> Vec<T> {
-    let mut y = pool::take::<T>(rows.len() * cols);
-    y.par_chunks_mut(cols * ROWS_PER_TASK).zip(rows.par_chunks(ROWS_PER_TASK)).for_each(|(out, rows)| {
-        for (o, &r) in out.chunks_mut(cols).zip(rows) {
-            o.copy_from_slice(&x[r * cols..(r + 1) * cols]);
-        }
-    });
-    y
-}
-
-/// A (total_rows, C) matrix of zeros with row `rows[i]` set to row i of `x`.
-fn scatter<T: Poolable + Sync>(x: &[T], cols: usize, rows: &[usize], total_rows: usize) -> Vec<T> {
-    // Which row of x each output row takes, if any.
-    let mut source = vec![usize::MAX; total_rows];
-    for (i, &r) in rows.iter().enumerate() {
-        source[r] = i;
-    }
-    let mut y = pool::take::<T>(total_rows * cols);
-    y.par_chunks_mut(cols * ROWS_PER_TASK).zip(source.par_chunks(ROWS_PER_TASK)).for_each(|(out, source)| {
-        for (o, &i) in out.chunks_mut(cols).zip(source) {
-            if i == usize::MAX {
-                o.fill(T::default());
-            } else {
-                o.copy_from_slice(&x[i * cols..(i + 1) * cols]);
-            }
-        }
-    });
-    y
-}
-
-/// Checks that `rows` are distinct and below `total_rows` (so scatter's
-/// adjoint is gather), and that `t` is a CPU float tensor.
-fn check(op: &'static str, t: &Tensor, rows: &[usize], total_rows: usize) -> Result<()> {
-    if t.is_on_device() {
-        return Err(Error::InvalidArgument(format!("{op} runs on the CPU only")));
-    }
+/// Checks that `rows` are distinct and below `total_rows`, so scatter's
+/// adjoint is gather.
+fn check(op: &'static str, rows: &[usize], total_rows: usize) -> Result<()> {
     let mut seen = vec![false; total_rows];
     for &r in rows {
         if r >= total_rows || std::mem::replace(&mut seen[r], true) {
@@ -77,12 +38,7 @@ impl Backward for GatherRows {
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let input = ctx.inputs[0];
-        let (total, cols) = input.rows_cols();
-        let dx = with_float!(dout.dtype(), "gather_rows", |T| Tensor::from_vec(
-            scatter(dout.data::<T>()?, cols, &self.rows, total),
-            input.shape()
-        ))?;
-        Ok(vec![Some(dx)])
+        Ok(vec![Some(backend::of(dout).scatter_rows(dout, &self.rows, input.shape())?)])
     }
 }
 
@@ -93,9 +49,9 @@ pub fn gather_rows(tape: &mut Tape, x: Var, rows: Arc<[usize]>) -> Result<Var> {
     if t.dims() == 0 {
         return Err(Error::shape("gather_rows", "a scalar has no rows".to_string()));
     }
-    let (total, cols) = t.rows_cols();
-    check("gather_rows", t, &rows, total)?;
-    let out = with_float!(t.dtype(), "gather_rows", |T| Tensor::from_vec(gather(t.data::<T>()?, cols, &rows), &[rows.len(), cols]))?;
+    let (total, _) = t.rows_cols();
+    check("gather_rows", &rows, total)?;
+    let out = backend::of(t).gather_rows(t, &rows)?;
     Ok(tape.push(out, &[x], GatherRows { rows }))
 }
 
@@ -108,12 +64,7 @@ impl Backward for ScatterRows {
         "scatter_rows"
     }
     fn backward(&self, dout: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        let (_, cols) = dout.rows_cols();
-        let dx = with_float!(dout.dtype(), "scatter_rows", |T| Tensor::from_vec(
-            gather(dout.data::<T>()?, cols, &self.rows),
-            &[self.rows.len(), cols]
-        ))?;
-        Ok(vec![Some(dx)])
+        Ok(vec![Some(backend::of(dout).gather_rows(dout, &self.rows)?)])
     }
 }
 
@@ -126,8 +77,8 @@ pub fn scatter_rows(tape: &mut Tape, x: Var, rows: Arc<[usize]>, shape: &[usize]
         return Err(Error::shape("scatter_rows", format!("x {:?} for {} rows into {shape:?}", t.shape(), rows.len())));
     }
     let total: usize = shape[..shape.len() - 1].iter().product();
-    check("scatter_rows", t, &rows, total)?;
-    let out = with_float!(t.dtype(), "scatter_rows", |T| Tensor::from_vec(scatter(t.data::<T>()?, cols, &rows, total), shape))?;
+    check("scatter_rows", &rows, total)?;
+    let out = backend::of(t).scatter_rows(t, &rows, shape)?;
     Ok(tape.push(out, &[x], ScatterRows { rows }))
 }
 

@@ -11,9 +11,9 @@
 //! The whole-model case reaches up into `model` (an arrow against DESIGN.md's
 //! layering, tolerated because this module is a test harness, not an op).
 
-use crate::autograd::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
+use crate::autograd::attention::{attention, masked_softmax, merge_heads, packed_attention, split_heads};
 use crate::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
-use crate::autograd::embedding::embedding;
+use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{batched_matmul_op, linear};
 use crate::autograd::loss::{
     IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal,
@@ -320,6 +320,32 @@ fn masked_softmax_case() -> Result<Vec<GradcheckRow>> {
     Ok(vec![row])
 }
 
+/// The ops the encoder runs on every backend: attention (B=2, T=4, two
+/// heads of 3; batch 1 pads three keys), with and without dropout, and the
+/// embeddings with their LayerNorm (repeated ids).
+fn fused_cases() -> Result<Vec<GradcheckRow>> {
+    let mask = [1u8, 1, 1, 1, 1, 0, 0, 0];
+    let qkv = [random_tensor(52, &[2, 4, 6]), random_tensor(53, &[2, 4, 6]), random_tensor(54, &[2, 4, 6])];
+    let key = DropoutKey { seed: 5, stream: 2 };
+    let mut with_dropout =
+        check_op("attention dropout", 40, &qkv, |t, v| attention(t, (v[0], v[1], v[2]), &mask, 2, 0.6, Some((0.3, key))));
+    with_dropout.shapes.push_str(" padded");
+    let mut plain = check_op("attention", 39, &qkv, |t, v| attention(t, (v[0], v[1], v[2]), &mask, 2, 0.6, None));
+    plain.shapes.push_str(" padded");
+    let (ids, type_ids) = ([3u32, 1, 3, 0, 3, 1], [1u32, 0, 0, 1, 1, 0]);
+    let ln_weight = random_tensor(55, &[4]).to_f64_vec().iter().map(|v| 1.0 + 0.5 * v).collect();
+    let tables = [
+        random_tensor(56, &[5, 4]),
+        random_tensor(57, &[2, 4]),
+        random_tensor(58, &[3, 4]),
+        Tensor::from_vec(ln_weight, &[4])?,
+        random_tensor(59, &[4]),
+    ];
+    let embeddings =
+        check_op("embeddings_ln", 41, &tables, |t, v| embeddings_ln(t, v[0], v[1], v[2], (v[3], v[4]), &ids, &type_ids, (2, 3), 1e-12));
+    Ok(vec![plain, with_dropout, embeddings])
+}
+
 fn loss_cases() -> Result<Vec<GradcheckRow>> {
     let logits = random_tensor(49, &[5, 4]);
     let targets = [2i64, IGNORE_INDEX, 0, 3, IGNORE_INDEX];
@@ -463,6 +489,7 @@ fn all_cases() -> Vec<(&'static str, Case)> {
         ("batched_matmul", batched_matmul_cases),
         ("layer_norm", layer_norm_case),
         ("masked_softmax", masked_softmax_case),
+        ("fused", fused_cases),
         ("loss", loss_cases),
         ("bert", bert_cases),
     ]

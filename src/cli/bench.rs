@@ -9,9 +9,10 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::autograd::Tape;
+use crate::backend::select_device;
 use crate::data::Batch;
 use crate::error::{Error, Result};
-use crate::model::device_model::{Precision, select_device};
+use crate::model::device_model::Precision;
 use crate::model::params::random_parameters;
 use crate::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
 use crate::rng::SeqRng;

@@ -14,9 +14,10 @@ use crate::data::Batch;
 use crate::device::Device;
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::Result;
-use crate::model::device_model::{DeviceModel, Precision};
+use crate::model::device_model::Precision;
 use crate::model::{BertClassifier, BertConfig, ForwardMode, Labels};
 use crate::optim::{AdamW, AdamWConfig};
+use crate::train::device_training::DeviceTraining;
 
 /// H100 SXM's dense BF16 tensor-core peak, the denominator of MFU (issue 4).
 pub const PEAK_FLOPS: f64 = 989e12;
@@ -58,18 +59,18 @@ pub fn model_case(
 ) -> Result<(f64, f64)> {
     let trainable = vec![true; model.params.len()];
     let mut optimizer = AdamW::new(AdamWConfig::default(), model.params.names(), model.params.tensors(), &trainable);
-    let mut engine = DeviceModel::upload(device, precision, &model.params, Some(&optimizer))?;
+    let mut engine = DeviceTraining::upload(device, precision, &model.params, &optimizer)?;
     time_ms(device, warmup, iters, |i| {
         if train {
             let mut tape = Tape::new();
-            let out = model.forward_on(&mut tape, &engine.params, batch, ForwardMode::train(i as u64))?;
+            let out = model.forward_on(&mut tape, engine.params(), batch, ForwardMode::train(i as u64))?;
             let loss = model.loss(&mut tape, out.logits, labels, None)?;
             let mut grads = tape.backward(loss)?;
             let grads: Vec<_> = out.params.iter().map(|v| grads.take(*v)).collect();
             engine.step(&mut optimizer, &grads, 1e-5, 1.0)?;
         } else {
             let mut tape = Tape::no_grad();
-            let out = model.forward_on(&mut tape, &engine.params, batch, ForwardMode::eval())?;
+            let out = model.forward_on(&mut tape, engine.params(), batch, ForwardMode::eval())?;
             std::hint::black_box(tape.value(out.logits).numel());
         }
         Ok(())

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::backend::select_device;
 use crate::data::BerthTokenizer;
 use crate::data::align::Alignment;
 use crate::data::readers::LabelSet;
 use crate::error::Result;
 use crate::io::write_atomic;
-use crate::model::device_model::{DeviceModel, select_device};
+use crate::model::device_model::DeviceModel;
 use crate::model::settings::{DataSettings, InferenceSettings, choose};
 use crate::model::task::Task;
 use crate::model::{LoadOptions, load_model};
@@ -121,7 +122,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     )?;
     let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
     let on_device = match &device {
-        Some(d) => Some(DeviceModel::upload(d, precision, &model.params, None)?),
+        Some(d) => Some(DeviceModel::upload(d, precision, &model.params)?),
         None => None,
     };
     let device_params = on_device.as_ref().map(|e| e.params.as_slice());

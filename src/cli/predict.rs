@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::input::read_lines;
+use crate::backend::select_device;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
-use crate::model::device_model::select_device;
 use crate::model::multitask::MultiTaskModel;
 use crate::model::settings::max_length_for;
 use crate::model::task::Task;

@@ -124,7 +124,7 @@ impl Predictor {
         let max_length = max_length.min(model.config.max_position_embeddings);
         let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
         let engine = match device {
-            Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params, None)?),
+            Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params)?),
             None => Engine::Cpu(model.weight_cache()?),
         };
         Ok(Predictor { model, tokenizer, settings, engine })

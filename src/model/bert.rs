@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use super::config::BertConfig;
 use super::params::{ParamStore, WeightCache};
-use crate::autograd::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
-use crate::autograd::basic::{DropoutKey, add, dropout, gelu, scale};
-use crate::autograd::embedding::embedding;
-use crate::autograd::linear::{batched_matmul_op, linear_with};
+use crate::autograd::attention::{attention, packed_attention};
+use crate::autograd::basic::{DropoutKey, add, dropout, gelu};
+use crate::autograd::embedding::embeddings_ln;
+use crate::autograd::linear::linear_with;
 use crate::autograd::norm::layer_norm;
-use crate::autograd::on_device;
 use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
+use crate::backend;
 use crate::data::Batch;
 use crate::error::{Error, Result};
 
@@ -153,32 +153,19 @@ pub fn encoder_forward(
     let heads = config.num_attention_heads;
     let hidden_p = config.hidden_dropout_prob;
 
-    // On a CUDA device the embeddings (with their LayerNorm) and the attention
-    // core are single fused kernels; the CPU composes the same computation
-    // from smaller ops. Everything else is the same code on both.
-    let on_device = tape.value(params[ids.word]).is_on_device();
-
-    // Embeddings: word + token type + position (HF's order of addition), LayerNorm, dropout.
+    // Embeddings: LayerNorm(word + token type + position), then dropout.
     let (w, bias) = ids.embedding_norm;
-    let x = if on_device {
-        let (word, types, pos, ln) = (params[ids.word], params[ids.token_type], params[ids.position], (params[w], params[bias]));
-        on_device::embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, &batch.token_type_ids, (b, t), eps)?
-    } else {
-        let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
-        let words = embedding(tape, params[ids.word], &batch.input_ids, &[b, t], "input_ids")?;
-        let types = embedding(tape, params[ids.token_type], &batch.token_type_ids, &[b, t], "token_type_ids")?;
-        let pos = embedding(tape, params[ids.position], &positions, &[b, t], "position_ids")?;
-        let x = add(tape, words, types)?;
-        let x = add(tape, x, pos)?;
-        layer_norm(tape, x, params[w], params[bias], eps)?
-    };
+    let (word, types, pos, ln) = (params[ids.word], params[ids.token_type], params[ids.position], (params[w], params[bias]));
+    let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, &batch.token_type_ids, (b, t), eps)?;
     let x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
 
-    // With `skip_padding` on the CPU, `x` holds the real tokens only, packed
-    // (N, H); `real_rows` are their positions in the padded (B·T) layout.
-    // Hidden states are returned padded, as the heads expect.
+    // With `skip_padding`, where the backend packs rows (the CPU), `x` holds
+    // the real tokens only, packed (N, H); `real_rows` are their positions in
+    // the padded (B·T) layout. Hidden states are returned padded, as the
+    // heads expect.
     let hidden = config.hidden_size;
-    let real_rows: Option<Arc<[usize]>> = (mode.skip_padding && !on_device)
+    let packs_rows = backend::of(tape.value(x)).packs_rows();
+    let real_rows: Option<Arc<[usize]>> = (mode.skip_padding && packs_rows)
         .then(|| batch.attention_mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect());
     // Real tokens per sequence (packed, each sequence's rows are consecutive);
     // only the packed path needs them.
@@ -202,23 +189,14 @@ pub fn encoder_forward(
         let q = lin(tape, x, lp.query)?;
         let k = lin(tape, x, lp.key)?;
         let v = lin(tape, x, lp.value)?;
-        let context = if on_device {
-            let probs_dropout = mode.key(streams::attention_probs(l)).map(|k| (config.attention_probs_dropout_prob, k.seed, k.stream));
-            on_device::attention(tape, (q, k, v), &batch.attention_mask, heads, scale_factor, probs_dropout)?
-        } else if let Some(lens) = sequence_lengths.as_ref().filter(|_| mode.key(streams::attention_probs(l)).is_none()) {
-            packed_attention(tape, q, k, v, lens.clone(), heads, scale_factor)?
-        } else {
-            let (q, k, v) = (padded(tape, q)?, padded(tape, k)?, padded(tape, v)?);
-            let q = split_heads(tape, q, heads)?;
-            let k = split_heads(tape, k, heads)?;
-            let v = split_heads(tape, v, heads)?;
-            let scores = batched_matmul_op(tape, q, k, false, true)?; // (B, heads, T, T)
-            let scores = scale(tape, scores, scale_factor)?;
-            let probs = masked_softmax(tape, scores, &batch.attention_mask)?;
-            let probs = dropout(tape, probs, config.attention_probs_dropout_prob, mode.key(streams::attention_probs(l)))?;
-            let context = batched_matmul_op(tape, probs, v, false, false)?; // (B, heads, T, d)
-            let context = merge_heads(tape, context)?; // (B, T, H)
-            packed(tape, context)?
+        let probs_dropout = mode.key(streams::attention_probs(l)).map(|key| (config.attention_probs_dropout_prob, key));
+        let context = match sequence_lengths.as_ref() {
+            Some(lens) if probs_dropout.is_none() => packed_attention(tape, q, k, v, lens.clone(), heads, scale_factor)?,
+            _ => {
+                let (q, k, v) = (padded(tape, q)?, padded(tape, k)?, padded(tape, v)?);
+                let context = attention(tape, (q, k, v), &batch.attention_mask, heads, scale_factor, probs_dropout)?;
+                packed(tape, context)?
+            }
         };
         let attn = lin(tape, context, lp.attention_output)?;
         let attn = dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?;

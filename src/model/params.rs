@@ -105,11 +105,7 @@ impl WeightCache {
         let mut entries = HashMap::new();
         for (i, (name, t)) in store.iter().enumerate() {
             if t.dims() == 2 && name.ends_with(".weight") && !name.contains("embeddings") {
-                let (rows, cols) = (t.shape()[0], t.shape()[1]);
-                let transposed = crate::with_float!(t.dtype(), "WeightCache", |T| Tensor::from_vec(
-                    crate::backend::cpu::matmul::transpose(t.data::<T>()?, rows, cols),
-                    &[cols, rows]
-                ))?;
+                let transposed = crate::backend::of(t).transpose(t)?;
                 entries.insert(i, (t.clone(), transposed));
             }
         }

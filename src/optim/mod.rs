@@ -3,6 +3,7 @@
 
 pub mod adamw;
 pub mod clip;
+pub mod device;
 pub mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};

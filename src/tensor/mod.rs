@@ -14,6 +14,11 @@ use half::bf16;
 pub use float::Float;
 
 use crate::device::{Device as CudaDevice, DeviceBuffer, Elem};
+
+/// A handle to a CUDA (or simulated) device, where [`Tensor::to_device`]
+/// places tensors. The layers above the tensors (model, autograd) hold it
+/// without reaching into the device layer's buffers and kernels.
+pub type DeviceHandle = CudaDevice;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,6 +52,25 @@ impl DType {
             "f64" | "fp64" | "float64" => Ok(DType::F64),
             "bf16" | "bfloat16" => Ok(DType::BF16),
             other => Err(Error::InvalidArgument(format!("unknown dtype `{other}` (expected f32, f64 or bf16)"))),
+        }
+    }
+}
+
+/// The precision `--precision` asks for: what a model computes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    Fp32,
+    /// BF16 activations and GEMM operands, F32 accumulation, F32 master weights.
+    Bf16,
+}
+
+impl Precision {
+    /// The element type of a device's working copies.
+    pub fn elem(self) -> Elem {
+        match self {
+            Precision::Fp32 => Elem::F32,
+            Precision::Bf16 => Elem::BF16,
         }
     }
 }
@@ -262,7 +286,7 @@ impl Tensor {
     }
 
     /// Uploads a CPU tensor to `device` as `elem` (F32 or BF16); a device tensor is returned as is.
-    pub fn to_device(&self, device: &CudaDevice, elem: Elem) -> Result<Tensor> {
+    pub fn to_device(&self, device: &DeviceHandle, elem: Elem) -> Result<Tensor> {
         if self.is_on_device() {
             return Ok(self.clone());
         }

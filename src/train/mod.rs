@@ -4,6 +4,7 @@
 
 pub mod class_weights;
 pub mod dataset;
+pub mod device_training;
 pub mod evaluate;
 pub mod freeze;
 pub mod head_prior;

@@ -7,11 +7,12 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::option_text::{HeadBiasInit, OptionText, as_text};
+use crate::backend::parse_device;
 use crate::data::align::Alignment;
 use crate::data::sampler::SamplerKind;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::model::device_model::{Precision, parse_device};
+use crate::model::device_model::Precision;
 use crate::model::task::Task;
 use crate::optim::ScheduleKind;
 

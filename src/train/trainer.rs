@@ -22,13 +22,13 @@ use super::state::{
     write_checkpoint, write_state,
 };
 use crate::autograd::{Tape, accumulate};
+use crate::backend::open_device;
 use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::metrics::calibration::fit_temperature;
 use crate::metrics::evaluation::Evaluation;
 use crate::model::checkpoint::TokenizerFiles;
-use crate::model::device_model::{DeviceModel, open_device};
 use crate::model::params::ParamStore;
 use crate::model::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
 use crate::model::task::Task;
@@ -36,6 +36,7 @@ use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_mo
 use crate::optim::{AdamW, AdamWConfig, Schedule, clip_grad_norm};
 use crate::rng::mix64;
 use crate::tensor::{DType, Tensor};
+use crate::train::device_training::DeviceTraining;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -196,7 +197,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     let mut engine = match &device {
         Some(d) => {
             eprintln!("device: {} ({:?})", d.describe(), precision);
-            Some(DeviceModel::upload(d, precision, &model.params, Some(&optimizer))?)
+            Some(DeviceTraining::upload(d, precision, &model.params, &optimizer)?)
         }
         None => {
             eprintln!("device: cpu");
@@ -266,7 +267,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
                 let mut tape = Tape::new();
                 let mode = ForwardMode::train(dropout_seed);
                 let out = match &engine {
-                    Some(e) => model.forward_on(&mut tape, &e.params, &batch, mode)?,
+                    Some(e) => model.forward_on(&mut tape, e.params(), &batch, mode)?,
                     None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
                 };
                 let loss = model.loss_with(&mut tape, out.logits, &targets, &imbalance.loss)?;
@@ -332,7 +333,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
                 e.download(&mut model.params, Some(&mut optimizer))?;
             }
             if let (true, Some(data)) = (eval_now, &eval_data) {
-                let on_device = engine.as_ref().map(|e| e.params.as_slice());
+                let on_device = engine.as_ref().map(|e| e.params());
                 let mut evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id, None)?;
                 if config.tune_thresholds {
                     // Select the best model by what predict will do: tuned thresholds.

@@ -141,3 +141,37 @@ pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
     });
     dst
 }
+
+/// x (N, K), the weight (out, K) — or its (K, out) transposed copy, which
+/// the gemm crate reads up to 2.5× faster than the HF layout through strides
+/// — and an optional bias (out) -> y (N, out).
+pub fn linear_fwd<T: Float>(x: &[T], n: usize, k: usize, weight: Operand<T>, bias: Option<&[T]>, out_features: usize) -> Vec<T> {
+    let mut y = crate::tensor::pool::take::<T>(n * out_features);
+    // The product overwrites y, then the bias is added in one pass: the
+    // gemm crate runs about 15% slower when it has to read y back.
+    matmul(Operand::new(x, n, k, false), weight, &mut y, false, true);
+    if let Some(bias) = bias {
+        y.par_chunks_mut((out_features * 64).max(1)).for_each(|rows| {
+            for row in rows.chunks_mut(out_features.max(1)) {
+                for (v, &bv) in row.iter_mut().zip(bias) {
+                    *v += bv;
+                }
+            }
+        });
+    }
+    y
+}
+
+/// dy (N, out), weight (out, K) -> dx (N, K) = dy · W.
+pub fn linear_bwd_input<T: Float>(dy: &[T], n: usize, weight: &[T], out_features: usize, k: usize) -> Vec<T> {
+    let mut dx = crate::tensor::pool::take::<T>(n * k);
+    matmul(Operand::new(dy, n, out_features, false), Operand::new(weight, out_features, k, false), &mut dx, false, true);
+    dx
+}
+
+/// dy (N, out), x (N, K) -> dW (out, K) = dyᵀ · x.
+pub fn linear_bwd_weight<T: Float>(dy: &[T], x: &[T], n: usize, out_features: usize, k: usize) -> Vec<T> {
+    let mut dw = crate::tensor::pool::take::<T>(out_features * k);
+    matmul(Operand::new(dy, n, out_features, true), Operand::new(x, n, k, false), &mut dw, false, true);
+    dw
+}

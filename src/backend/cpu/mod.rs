@@ -1,14 +1,22 @@
 //! The CPU backend: reference semantics for every op, and a fast fallback.
+//! `ops.rs` implements the [`Backend`](crate::backend::Backend) interface on
+//! top of the kernel files.
 //! Each file holds one op family with its forward and backward side by side.
 //! Functions are generic over [`Float`](crate::tensor::Float) so the same
 //! code runs in f64 for gradient checks and in f32 for real work.
 
 pub mod activation;
+pub mod attention;
+pub mod dropout;
+pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+mod ops;
 pub mod packed_attention;
 pub mod softmax;
+
+pub use ops::Cpu;
 
 use rayon::prelude::*;
 

@@ -1,0 +1,87 @@
+//! Attention over a padded batch as one op, composed from the CPU's pieces:
+//! head split, q·kᵀ, scale, masked softmax, dropout, ·v, head merge. The
+//! same arithmetic, in the same order, as those pieces recorded one by one
+//! on the tape, so the fused op changes no value; it saves only what its
+//! backward needs.
+
+use super::activation::scale;
+use super::dropout::dropout_apply;
+use super::layout::permute_heads;
+use super::matmul::batched_matmul;
+use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
+use crate::backend::AttentionDropout;
+use crate::tensor::Float;
+
+/// The sizes of one attention call: batch, sequence, heads, head size.
+#[derive(Clone, Copy, Debug)]
+pub struct Dims {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+/// What forward keeps for backward: the per-head q, k, v (B·H, T, D), the
+/// probabilities (B·H, T, T) before and, with dropout, after it.
+pub struct AttentionSaved<T> {
+    heads_q: Vec<T>,
+    heads_k: Vec<T>,
+    heads_v: Vec<T>,
+    probs: Vec<T>,
+    dropped: Option<Vec<T>>,
+    key_mask: Vec<u8>,
+    dims: Dims,
+    scale: f64,
+    dropout: Option<AttentionDropout>,
+}
+
+/// q, k, v (B, T, H·D), key mask (B·T) -> context (B, T, H·D) and the saved state.
+pub fn attention_fwd<T: Float>(
+    (q, k, v): (&[T], &[T], &[T]),
+    key_mask: &[u8],
+    dims: Dims,
+    scale_factor: f64,
+    dropout: Option<AttentionDropout>,
+) -> (Vec<T>, AttentionSaved<T>) {
+    let Dims { batch, seq_len: t, heads: h, head_dim: d } = dims;
+    let split = |x: &[T]| permute_heads(x, batch, t, h, d, true);
+    let (heads_q, heads_k, heads_v) = (split(q), split(k), split(v));
+    let groups = batch * h;
+    let mut scores = crate::tensor::pool::take::<T>(groups * t * t);
+    batched_matmul(groups, &heads_q, t, d, false, &heads_k, t, d, true, &mut scores, false);
+    let scores = scale(&scores, T::from_f64(scale_factor));
+    let probs = masked_softmax_fwd(&scores, key_mask, h, t, t);
+    let dropped = dropout.map(|drop| dropout_apply(&probs, drop.p, drop.key));
+    let mut context = crate::tensor::pool::take::<T>(groups * t * d);
+    batched_matmul(groups, dropped.as_deref().unwrap_or(&probs), t, t, false, &heads_v, t, d, false, &mut context, false);
+    let out = permute_heads(&context, batch, t, h, d, false);
+    let saved =
+        AttentionSaved { heads_q, heads_k, heads_v, probs, dropped, key_mask: key_mask.to_vec(), dims, scale: scale_factor, dropout };
+    (out, saved)
+}
+
+/// dout (B, T, H·D) -> (dq, dk, dv), each (B, T, H·D).
+pub fn attention_bwd<T: Float>(saved: &AttentionSaved<T>, dout: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let Dims { batch, seq_len: t, heads: h, head_dim: d } = saved.dims;
+    let groups = batch * h;
+    let dcontext = permute_heads(dout, batch, t, h, d, true);
+    // context = P'·V: dP' = dcontext·Vᵀ, dV = P'ᵀ·dcontext.
+    let used_probs = saved.dropped.as_deref().unwrap_or(&saved.probs);
+    let mut dprobs = crate::tensor::pool::take::<T>(groups * t * t);
+    batched_matmul(groups, &dcontext, t, d, false, &saved.heads_v, t, d, true, &mut dprobs, false);
+    let mut dheads_v = crate::tensor::pool::take::<T>(groups * t * d);
+    batched_matmul(groups, used_probs, t, t, true, &dcontext, t, d, false, &mut dheads_v, false);
+    let dprobs = match saved.dropout {
+        Some(drop) => dropout_apply(&dprobs, drop.p, drop.key),
+        None => dprobs,
+    };
+    let dscores = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t);
+    let dscores = scale(&dscores, T::from_f64(saved.scale));
+    // scores = Q·Kᵀ: dQ = dscores·K, dK = dscoresᵀ·Q.
+    let mut dheads_q = crate::tensor::pool::take::<T>(groups * t * d);
+    batched_matmul(groups, &dscores, t, t, false, &saved.heads_k, t, d, false, &mut dheads_q, false);
+    let mut dheads_k = crate::tensor::pool::take::<T>(groups * t * d);
+    batched_matmul(groups, &dscores, t, t, true, &saved.heads_q, t, d, false, &mut dheads_k, false);
+    let merge = |x: &[T]| permute_heads(x, batch, t, h, d, false);
+    (merge(&dheads_q), merge(&dheads_k), merge(&dheads_v))
+}

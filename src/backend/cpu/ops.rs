@@ -1,0 +1,370 @@
+//! [`Backend`] on the CPU: each method picks the tensor's float type (f32 or
+//! f64; BF16 compute is refused with a DType error) and calls the generic
+//! kernel of its family in this folder.
+
+use super::attention::{AttentionSaved, Dims, attention_bwd, attention_fwd};
+use super::dropout::dropout_apply;
+use super::matmul::{Operand, batched_matmul, linear_bwd_input, linear_bwd_weight, linear_fwd, transpose};
+use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
+use super::packed_attention::{packed_attention_bwd, packed_attention_fwd};
+use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
+use super::{activation, layout, loss};
+use crate::backend::{AttentionDropout, Backend, DropoutKey, LinearGrads, LossKind, NormStats, Saved};
+use crate::error::{Error, Result};
+use crate::tensor::{Float, Tensor};
+use crate::with_float;
+
+/// The CPU backend (stateless: the rayon pool is global).
+pub struct Cpu;
+
+/// (batch, rows, cols) of a tensor whose last two dims are a matrix.
+fn batch_dims(t: &Tensor) -> (usize, usize, usize) {
+    let s = t.shape();
+    let (r, c) = (s[s.len() - 2], s[s.len() - 1]);
+    (s[..s.len() - 2].iter().product(), r, c)
+}
+
+/// Values converted to the kernel's float type.
+fn cast<T: Float>(values: &[f64]) -> Vec<T> {
+    values.iter().map(|&v| T::from_f64(v)).collect()
+}
+
+/// What embeddings_ln's forward keeps: the sum before LayerNorm, its
+/// statistics, and the ids of the three tables.
+struct EmbeddingsSaved {
+    sum: Tensor,
+    stats: NormStats,
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    positions: Vec<u32>,
+}
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn packs_rows(&self) -> bool {
+        true
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        with_float!(a.dtype(), "add", |T| Tensor::from_vec(activation::add(a.data::<T>()?, b.data::<T>()?), a.shape()))
+    }
+
+    fn accumulate(&self, acc: &mut Tensor, grad: &Tensor) -> Result<()> {
+        with_float!(acc.dtype(), "accumulate", |T| {
+            let g = grad.data::<T>()?;
+            activation::add_assign(acc.data_mut::<T>()?, g);
+            Ok(())
+        })
+    }
+
+    fn scale(&self, x: &Tensor, s: f64) -> Result<Tensor> {
+        with_float!(x.dtype(), "scale", |T| Tensor::from_vec(activation::scale(x.data::<T>()?, s as T), x.shape()))
+    }
+
+    fn gelu_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        with_float!(x.dtype(), "gelu", |T| Tensor::from_vec(activation::gelu_fwd(x.data::<T>()?), x.shape()))
+    }
+
+    fn gelu_bwd(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        with_float!(x.dtype(), "gelu", |T| Tensor::from_vec(activation::gelu_bwd(x.data::<T>()?, dy.data::<T>()?), x.shape()))
+    }
+
+    fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        with_float!(x.dtype(), "tanh", |T| Tensor::from_vec(activation::tanh_fwd(x.data::<T>()?), x.shape()))
+    }
+
+    fn tanh_bwd(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        with_float!(y.dtype(), "tanh", |T| Tensor::from_vec(activation::tanh_bwd(y.data::<T>()?, dy.data::<T>()?), y.shape()))
+    }
+
+    fn first_token_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        with_float!(x.dtype(), "first_token", |T| Tensor::from_vec(layout::first_token_fwd(x.data::<T>()?, b, t, c), &[b, c]))
+    }
+
+    fn first_token_bwd(&self, dy: &Tensor, input_shape: &[usize]) -> Result<Tensor> {
+        let (b, t, c) = (input_shape[0], input_shape[1], input_shape[2]);
+        with_float!(dy.dtype(), "first_token", |T| Tensor::from_vec(layout::first_token_bwd(dy.data::<T>()?, b, t, c), input_shape))
+    }
+
+    fn dropout_fwd(&self, x: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor> {
+        with_float!(x.dtype(), "dropout", |T| Tensor::from_vec(dropout_apply(x.data::<T>()?, p, key), x.shape()))
+    }
+
+    fn dropout_bwd(&self, dy: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor> {
+        self.dropout_fwd(dy, p, key)
+    }
+
+    fn linear_fwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        weight_t: Option<&Tensor>,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        let (n, k) = x.rows_cols();
+        let out_features = weight.shape()[0];
+        with_float!(x.dtype(), "linear", |T| {
+            let w = match weight_t {
+                Some(t) if t.shape() == [k, out_features] && t.dtype() == x.dtype() => Operand::new(t.data::<T>()?, k, out_features, false),
+                _ => Operand::new(weight.data::<T>()?, out_features, k, true),
+            };
+            let bias = bias.map(|b| b.data::<T>()).transpose()?;
+            Tensor::from_vec(linear_fwd(x.data::<T>()?, n, k, w, bias, out_features), out_shape)
+        })
+    }
+
+    fn linear_bwd(&self, dy: &Tensor, x: &Tensor, weight: &Tensor, has_bias: bool, wanted: [bool; 3]) -> Result<LinearGrads> {
+        let (n, k) = x.rows_cols();
+        let out_features = weight.shape()[0];
+        with_float!(x.dtype(), "linear", |T| {
+            let d = dy.data::<T>()?;
+            let input = wanted[0].then(|| Tensor::from_vec(linear_bwd_input(d, n, weight.data::<T>()?, out_features, k), x.shape()));
+            let weight_grad = wanted[1].then(|| Tensor::from_vec(linear_bwd_weight(d, x.data::<T>()?, n, out_features, k), weight.shape()));
+            let bias = (has_bias && wanted[2]).then(|| Tensor::from_vec(sum_rows(d, out_features), &[out_features]));
+            Ok(LinearGrads { input: input.transpose()?, weight: weight_grad.transpose()?, bias: bias.transpose()? })
+        })
+    }
+
+    fn batched_matmul(&self, a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor> {
+        let (batch, ar, ac) = batch_dims(a);
+        let (_, br, bc) = batch_dims(b);
+        let m = if transpose_a { ac } else { ar };
+        let n = if transpose_b { br } else { bc };
+        let mut out_shape = a.shape()[..a.dims() - 2].to_vec();
+        out_shape.extend([m, n]);
+        with_float!(a.dtype(), "batched_matmul", |T| {
+            let mut c = crate::tensor::pool::take::<T>(batch * m * n);
+            batched_matmul(batch, a.data::<T>()?, ar, ac, transpose_a, b.data::<T>()?, br, bc, transpose_b, &mut c, false);
+            Tensor::from_vec(c, &out_shape)
+        })
+    }
+
+    fn batched_matmul_bwd(
+        &self,
+        dc: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        transpose_a: bool,
+        transpose_b: bool,
+        wanted: [bool; 2],
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (batch, ar, ac) = batch_dims(a);
+        let (_, br, bc) = batch_dims(b);
+        let (_, m, n) = batch_dims(dc);
+        let (ta, tb) = (transpose_a, transpose_b);
+        with_float!(a.dtype(), "batched_matmul", |T| {
+            let (va, vb, vc) = (a.data::<T>()?, b.data::<T>()?, dc.data::<T>()?);
+            // With C = A'·B': dA' = dC·B'ᵀ and dB' = A'ᵀ·dC; transposing back
+            // where A or B entered transposed gives the four cases below.
+            let grad_a = if wanted[0] {
+                let mut g = crate::tensor::pool::take::<T>(a.numel());
+                if !ta {
+                    batched_matmul(batch, vc, m, n, false, vb, br, bc, !tb, &mut g, false);
+                } else {
+                    batched_matmul(batch, vb, br, bc, tb, vc, m, n, true, &mut g, false);
+                }
+                Some(Tensor::from_vec(g, a.shape())?)
+            } else {
+                None
+            };
+            let grad_b = if wanted[1] {
+                let mut g = crate::tensor::pool::take::<T>(b.numel());
+                if !tb {
+                    batched_matmul(batch, va, ar, ac, !ta, vc, m, n, false, &mut g, false);
+                } else {
+                    batched_matmul(batch, vc, m, n, true, va, ar, ac, ta, &mut g, false);
+                }
+                Some(Tensor::from_vec(g, b.shape())?)
+            } else {
+                None
+            };
+            Ok((grad_a, grad_b))
+        })
+    }
+
+    fn transpose(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dims() != 2 {
+            return Err(Error::shape("transpose", format!("expected a matrix, got {:?}", x.shape())));
+        }
+        let (rows, cols) = (x.shape()[0], x.shape()[1]);
+        with_float!(x.dtype(), "transpose", |T| Tensor::from_vec(transpose(x.data::<T>()?, rows, cols), &[cols, rows]))
+    }
+
+    fn layer_norm_fwd(&self, x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, NormStats)> {
+        let (_, cols) = x.rows_cols();
+        with_float!(x.dtype(), "layer_norm", |T| {
+            let (y, mean, rstd) = layer_norm_fwd(x.data::<T>()?, weight.data::<T>()?, bias.data::<T>()?, cols, eps);
+            let rows = mean.len();
+            Ok((
+                Tensor::from_vec(y, x.shape())?,
+                NormStats { mean: Tensor::from_vec(mean, &[rows])?, rstd: Tensor::from_vec(rstd, &[rows])? },
+            ))
+        })
+    }
+
+    fn layer_norm_bwd(&self, x: &Tensor, weight: &Tensor, stats: &NormStats, dy: &Tensor) -> Result<[Tensor; 3]> {
+        let cols = weight.numel();
+        with_float!(x.dtype(), "layer_norm", |T| {
+            let (dx, dw, db) = layer_norm_bwd(
+                x.data::<T>()?,
+                weight.data::<T>()?,
+                stats.mean.data::<T>()?,
+                stats.rstd.data::<T>()?,
+                dy.data::<T>()?,
+                cols,
+            );
+            Ok([Tensor::from_vec(dx, x.shape())?, Tensor::from_vec(dw, &[cols])?, Tensor::from_vec(db, &[cols])?])
+        })
+    }
+
+    fn embedding_fwd(&self, table: &Tensor, ids: &[u32], out_shape: &[usize]) -> Result<Tensor> {
+        let cols = table.shape()[1];
+        with_float!(table.dtype(), "embedding", |T| Tensor::from_vec(layout::embedding_fwd(table.data::<T>()?, cols, ids), out_shape))
+    }
+
+    fn embedding_bwd(&self, dy: &Tensor, ids: &[u32], table_shape: &[usize]) -> Result<Tensor> {
+        let cols = table_shape[1];
+        let len = table_shape.iter().product();
+        with_float!(dy.dtype(), "embedding", |T| Tensor::from_vec(layout::embedding_bwd(dy.data::<T>()?, cols, ids, len), table_shape))
+    }
+
+    fn embeddings_ln_fwd(
+        &self,
+        [word, token_type, position]: [&Tensor; 3],
+        (ln_weight, ln_bias): (&Tensor, &Tensor),
+        (ids, type_ids): (&[u32], &[u32]),
+        (batch, seq_len): (usize, usize),
+        eps: f64,
+    ) -> Result<(Tensor, Saved)> {
+        // HF's order of addition: word + token type, then + position.
+        let shape = [batch, seq_len, word.shape()[1]];
+        let positions: Vec<u32> = (0..batch).flat_map(|_| 0..seq_len as u32).collect();
+        let words = self.embedding_fwd(word, ids, &shape)?;
+        let types = self.embedding_fwd(token_type, type_ids, &shape)?;
+        let places = self.embedding_fwd(position, &positions, &shape)?;
+        let sum = self.add(&self.add(&words, &types)?, &places)?;
+        let (y, stats) = self.layer_norm_fwd(&sum, ln_weight, ln_bias, eps)?;
+        Ok((y, Saved::new(EmbeddingsSaved { sum, stats, ids: ids.to_vec(), type_ids: type_ids.to_vec(), positions })))
+    }
+
+    fn embeddings_ln_bwd(&self, saved: &Saved, tables: [&Tensor; 3], ln_weight: &Tensor, dy: &Tensor) -> Result<[Tensor; 5]> {
+        let saved: &EmbeddingsSaved = saved.get("embeddings_ln")?;
+        let [dsum, dw, db] = self.layer_norm_bwd(&saved.sum, ln_weight, &saved.stats, dy)?;
+        let dword = self.embedding_bwd(&dsum, &saved.ids, tables[0].shape())?;
+        let dtype = self.embedding_bwd(&dsum, &saved.type_ids, tables[1].shape())?;
+        let dposition = self.embedding_bwd(&dsum, &saved.positions, tables[2].shape())?;
+        Ok([dword, dtype, dposition, dw, db])
+    }
+
+    fn attention_fwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        key_mask: &[u8],
+        heads: usize,
+        scale: f64,
+        dropout: Option<AttentionDropout>,
+    ) -> Result<(Tensor, Saved)> {
+        let (batch, seq_len, c) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let dims = Dims { batch, seq_len, heads, head_dim: c / heads };
+        with_float!(q.dtype(), "attention", |T| {
+            let (out, saved) = attention_fwd((q.data::<T>()?, k.data::<T>()?, v.data::<T>()?), key_mask, dims, scale, dropout);
+            Ok((Tensor::from_vec(out, q.shape())?, Saved::new(saved)))
+        })
+    }
+
+    fn attention_bwd(&self, [q, _, _]: [&Tensor; 3], _output: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 3]> {
+        with_float!(q.dtype(), "attention", |T| {
+            let saved: &AttentionSaved<T> = saved.get("attention")?;
+            let (dq, dk, dv) = attention_bwd(saved, dout.data::<T>()?);
+            Ok([Tensor::from_vec(dq, q.shape())?, Tensor::from_vec(dk, q.shape())?, Tensor::from_vec(dv, q.shape())?])
+        })
+    }
+
+    fn packed_attention_fwd(&self, [q, k, v]: [&Tensor; 3], lens: &[usize], heads: usize, scale: f64) -> Result<Tensor> {
+        with_float!(q.dtype(), "packed_attention", |T| Tensor::from_vec(
+            packed_attention_fwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, lens, heads, scale),
+            q.shape()
+        ))
+    }
+
+    fn packed_attention_bwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        dout: &Tensor,
+        lens: &[usize],
+        heads: usize,
+        scale: f64,
+    ) -> Result<[Tensor; 3]> {
+        with_float!(dout.dtype(), "packed_attention", |T| {
+            let (dq, dk, dv) = packed_attention_bwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, dout.data::<T>()?, lens, heads, scale);
+            Ok([Tensor::from_vec(dq, q.shape())?, Tensor::from_vec(dk, k.shape())?, Tensor::from_vec(dv, v.shape())?])
+        })
+    }
+
+    fn permute_heads(&self, x: &Tensor, heads: usize, split: bool) -> Result<Tensor> {
+        let s = x.shape();
+        let (b, t, h, d, out_shape) = if split {
+            (s[0], s[1], heads, s[2] / heads, vec![s[0], heads, s[1], s[2] / heads])
+        } else {
+            (s[0], s[2], s[1], s[3], vec![s[0], s[2], s[1] * s[3]])
+        };
+        with_float!(x.dtype(), "permute_heads", |T| Tensor::from_vec(layout::permute_heads(x.data::<T>()?, b, t, h, d, split), &out_shape))
+    }
+
+    fn masked_softmax_fwd(&self, scores: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
+        let (h, tq, tk) = (scores.shape()[1], scores.shape()[2], scores.shape()[3]);
+        with_float!(scores.dtype(), "masked_softmax", |T| Tensor::from_vec(
+            masked_softmax_fwd(scores.data::<T>()?, key_mask, h, tq, tk),
+            scores.shape()
+        ))
+    }
+
+    fn masked_softmax_bwd(&self, probs: &Tensor, dprobs: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
+        let (h, tq, tk) = (probs.shape()[1], probs.shape()[2], probs.shape()[3]);
+        with_float!(probs.dtype(), "masked_softmax", |T| Tensor::from_vec(
+            masked_softmax_bwd(probs.data::<T>()?, dprobs.data::<T>()?, key_mask, h, tq, tk),
+            probs.shape()
+        ))
+    }
+
+    fn gather_rows(&self, x: &Tensor, rows: &[usize]) -> Result<Tensor> {
+        let (_, cols) = x.rows_cols();
+        with_float!(x.dtype(), "gather_rows", |T| Tensor::from_vec(layout::gather_rows(x.data::<T>()?, cols, rows), &[rows.len(), cols]))
+    }
+
+    fn scatter_rows(&self, x: &Tensor, rows: &[usize], shape: &[usize]) -> Result<Tensor> {
+        let cols = shape.last().copied().unwrap_or(0);
+        let total: usize = shape[..shape.len() - 1].iter().product();
+        with_float!(x.dtype(), "scatter_rows", |T| Tensor::from_vec(layout::scatter_rows(x.data::<T>()?, cols, rows, total), shape))
+    }
+
+    fn loss(&self, logits: &Tensor, kind: LossKind) -> Result<(Tensor, Tensor)> {
+        let classes = *logits.shape().last().unwrap_or(&0);
+        let (value, d) = with_float!(logits.dtype(), "loss", |T| {
+            let x = logits.data::<T>()?;
+            let (value, d) = match kind {
+                LossKind::CrossEntropy { targets, class_weights } => {
+                    loss::cross_entropy(x, targets, classes, class_weights.map(cast::<T>).as_deref())
+                }
+                LossKind::Focal { targets, gamma, alpha } => {
+                    loss::focal_cross_entropy(x, targets, classes, gamma, alpha.map(cast::<T>).as_deref())
+                }
+                LossKind::BceWithLogits { targets, pos_weight: None } => loss::bce_with_logits(x, &cast::<T>(targets)),
+                LossKind::BceWithLogits { targets, pos_weight: Some(pw) } => {
+                    loss::bce_with_logits_weighted(x, &cast::<T>(targets), classes, Some(&cast::<T>(pw)))
+                }
+                LossKind::SigmoidFocal { targets, gamma, alpha, pos_weight } => {
+                    loss::sigmoid_focal(x, &cast::<T>(targets), classes, gamma, alpha, pos_weight.map(cast::<T>).as_deref())
+                }
+                LossKind::Mse { targets } => loss::mse(x, &cast::<T>(targets)),
+            };
+            Ok((Tensor::from_vec(vec![value], &[1])?, Tensor::from_vec(d, logits.shape())?))
+        })?;
+        Ok((value, d))
+    }
+}

@@ -1,0 +1,367 @@
+//! [`Backend`] on a CUDA device (real or simulated): each method checks that
+//! its tensors live on a device, allocates the outputs beside them and calls
+//! the launchers in `ops/`. The ops a device does not run are written out
+//! at the end and return [`Error::Unsupported`]: on a device the encoder
+//! runs attention and the embeddings as single fused kernels, so the pieces
+//! the CPU composes them from are not offered there.
+
+use std::sync::Arc;
+
+use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, attention_bwd, attention_fwd};
+use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
+use super::ops::{elementwise, embedding, gelu, gemm, layernorm, loss};
+use crate::backend::{AttentionDropout, Backend, DropoutKey, LinearGrads, LossKind, NormStats, Saved, unsupported};
+use crate::device::{DeviceBuffer, Elem};
+use crate::error::{Error, Result};
+use crate::rng;
+use crate::tensor::Tensor;
+
+/// The CUDA backend (stateless: every buffer knows its device).
+pub struct Cuda;
+
+const NAME: &str = "cuda";
+
+/// The device buffer of a device tensor, or an error naming the op.
+fn buf<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a DeviceBuffer> {
+    t.device_buffer().ok_or_else(|| Error::Device(format!("{op}: mixes CPU and device tensors")))
+}
+
+/// An uninitialised buffer on the same device as `like`.
+fn alloc(like: &DeviceBuffer, len: usize, elem: Elem) -> Result<DeviceBuffer> {
+    DeviceBuffer::uninit(like.device(), len, elem)
+}
+
+fn zeros(like: &DeviceBuffer, len: usize, elem: Elem) -> Result<DeviceBuffer> {
+    DeviceBuffer::zeros(like.device(), len, elem)
+}
+
+/// A buffer of x's size and type, filled by `launch`, as a tensor of `shape`.
+fn map(op: &'static str, x: &Tensor, shape: &[usize], launch: impl FnOnce(&DeviceBuffer, &DeviceBuffer) -> Result<()>) -> Result<Tensor> {
+    let xb = buf(op, x)?;
+    let len = shape.iter().product();
+    let out = alloc(xb, len, xb.elem())?;
+    launch(xb, &out)?;
+    Tensor::from_device(out, shape)
+}
+
+/// What the fused embeddings kernel keeps for backward: the pre-LN sum, the
+/// LN statistics and the ids, on the device (and the word ids on the host,
+/// where backward groups repeated rows).
+struct EmbeddingsSaved {
+    sum: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    ids: DeviceBuffer,
+    host_ids: Vec<u32>,
+    type_ids: DeviceBuffer,
+    seq_len: usize,
+}
+
+/// What flash attention keeps: the key mask, the log-sum-exp per query row
+/// (B·H·T, F32), and the launch's sizes, scale and dropout.
+struct AttentionSaved {
+    mask: Arc<DeviceBuffer>,
+    lse: DeviceBuffer,
+    dims: AttentionDims,
+    scale: f32,
+    dropout: Option<KernelDropout>,
+}
+
+/// The dropout kernels' parameters for a site.
+fn dropout_params(p: f64, key: DropoutKey) -> DropoutParams {
+    DropoutParams { p, stream_key: rng::stream_key(key.seed, key.stream) }
+}
+
+impl Backend for Cuda {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn packs_rows(&self) -> bool {
+        false
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let bb = buf("add", b)?;
+        map("add", a, a.shape(), |ab, out| elementwise::add(ab, bb, out))
+    }
+
+    /// acc + grad into a new buffer. Out of place on purpose: a gradient may
+    /// be shared by several tape slots (add's backward hands the same tensor
+    /// to both inputs), so adding in place would corrupt the others.
+    fn accumulate(&self, acc: &mut Tensor, grad: &Tensor) -> Result<()> {
+        let g = buf("accumulate", grad)?;
+        *acc = map("accumulate", acc, acc.shape(), |a, out| {
+            out.copy_from(a)?;
+            elementwise::add_assign(out, g)
+        })?;
+        Ok(())
+    }
+
+    fn scale(&self, x: &Tensor, s: f64) -> Result<Tensor> {
+        map("scale", x, x.shape(), |xb, out| elementwise::scale(xb, out, s as f32))
+    }
+
+    fn gelu_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        map("gelu", x, x.shape(), gelu::gelu_fwd)
+    }
+
+    fn gelu_bwd(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let d = buf("gelu", dy)?;
+        map("gelu", x, x.shape(), |xb, dx| gelu::gelu_bwd(xb, d, dx))
+    }
+
+    fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        map("tanh", x, x.shape(), elementwise::tanh_fwd)
+    }
+
+    fn tanh_bwd(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let d = buf("tanh", dy)?;
+        map("tanh", y, y.shape(), |yb, dx| elementwise::tanh_bwd(yb, d, dx))
+    }
+
+    fn first_token_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        map("first_token", x, &[b, c], |xb, y| elementwise::first_token_fwd(xb, y, b, t, c))
+    }
+
+    fn first_token_bwd(&self, dy: &Tensor, input_shape: &[usize]) -> Result<Tensor> {
+        let (b, t, c) = (input_shape[0], input_shape[1], input_shape[2]);
+        map("first_token", dy, input_shape, |d, dx| elementwise::first_token_bwd(d, dx, b, t, c))
+    }
+
+    fn dropout_fwd(&self, x: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor> {
+        map("dropout", x, x.shape(), |xb, y| dropout_fwd(xb, y, dropout_params(p, key)))
+    }
+
+    fn dropout_bwd(&self, dy: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor> {
+        map("dropout", dy, dy.shape(), |d, dx| dropout_bwd(d, dx, dropout_params(p, key)))
+    }
+
+    fn linear_fwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        _weight_t: Option<&Tensor>,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        let (rows, _) = x.rows_cols();
+        let wb = buf("linear", weight)?;
+        let bias = bias.map(|b| buf("linear", b)).transpose()?;
+        map("linear", x, out_shape, |xb, y| gemm::linear_fwd(xb, wb, bias, y, rows))
+    }
+
+    fn linear_bwd(&self, dy: &Tensor, x: &Tensor, weight: &Tensor, has_bias: bool, wanted: [bool; 3]) -> Result<LinearGrads> {
+        let (rows, _) = x.rows_cols();
+        let (xb, wb, d) = (buf("linear", x)?, buf("linear", weight)?, buf("linear", dy)?);
+        let input = if wanted[0] {
+            let dx = alloc(xb, xb.len(), xb.elem())?;
+            gemm::linear_bwd_input(d, wb, &dx, rows, false)?;
+            Some(Tensor::from_device(dx, x.shape())?)
+        } else {
+            None
+        };
+        let (want_w, want_b) = (wanted[1], has_bias && wanted[2]);
+        let (mut weight_grad, mut bias_grad) = (None, None);
+        if want_w || want_b {
+            // One kernel writes both (F32, whatever the working type).
+            let out_features = weight.shape()[0];
+            let dw = alloc(wb, wb.len(), Elem::F32)?;
+            let db = if has_bias { Some(alloc(wb, out_features, Elem::F32)?) } else { None };
+            gemm::linear_bwd_weight(d, xb, &dw, db.as_ref(), rows, false)?;
+            if want_w {
+                weight_grad = Some(Tensor::from_device(dw, weight.shape())?);
+            }
+            if let (true, Some(db)) = (want_b, db) {
+                bias_grad = Some(Tensor::from_device(db, &[out_features])?);
+            }
+        }
+        Ok(LinearGrads { input, weight: weight_grad, bias: bias_grad })
+    }
+
+    fn layer_norm_fwd(&self, x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, NormStats)> {
+        let (rows, cols) = x.rows_cols();
+        let (xb, wb, bb) = (buf("layer_norm", x)?, buf("layer_norm", weight)?, buf("layer_norm", bias)?);
+        let y = alloc(xb, xb.len(), xb.elem())?;
+        let (mean, rstd) = (alloc(xb, rows, Elem::F32)?, alloc(xb, rows, Elem::F32)?);
+        layernorm::layer_norm_fwd(xb, None, wb, bb, &y, None, &mean, &rstd, rows, cols, eps as f32)?;
+        let stats = NormStats { mean: Tensor::from_device(mean, &[rows])?, rstd: Tensor::from_device(rstd, &[rows])? };
+        Ok((Tensor::from_device(y, x.shape())?, stats))
+    }
+
+    fn layer_norm_bwd(&self, x: &Tensor, weight: &Tensor, stats: &NormStats, dy: &Tensor) -> Result<[Tensor; 3]> {
+        let (rows, cols) = x.rows_cols();
+        let (xb, wb, d) = (buf("layer_norm", x)?, buf("layer_norm", weight)?, buf("layer_norm", dy)?);
+        let (mean, rstd) = (buf("layer_norm", &stats.mean)?, buf("layer_norm", &stats.rstd)?);
+        let dx = alloc(xb, xb.len(), xb.elem())?;
+        let (dw, db) = (alloc(xb, cols, Elem::F32)?, alloc(xb, cols, Elem::F32)?);
+        layernorm::layer_norm_bwd(xb, wb, mean, rstd, d, &dx, &dw, &db, rows, cols)?;
+        Ok([Tensor::from_device(dx, x.shape())?, Tensor::from_device(dw, &[cols])?, Tensor::from_device(db, &[cols])?])
+    }
+
+    fn embeddings_ln_fwd(
+        &self,
+        [word, token_type, position]: [&Tensor; 3],
+        (ln_weight, ln_bias): (&Tensor, &Tensor),
+        (input_ids, token_type_ids): (&[u32], &[u32]),
+        (batch, seq_len): (usize, usize),
+        eps: f64,
+    ) -> Result<(Tensor, Saved)> {
+        let op = "embeddings_ln";
+        let cols = word.shape()[1];
+        let wb = buf(op, word)?;
+        let device = wb.device();
+        let ids = DeviceBuffer::from_u32(device, input_ids)?;
+        let type_ids = DeviceBuffer::from_u32(device, token_type_ids)?;
+        let n = batch * seq_len;
+        let (sum, y) = (alloc(wb, n * cols, wb.elem())?, alloc(wb, n * cols, wb.elem())?);
+        let (mean, rstd) = (alloc(wb, n, Elem::F32)?, alloc(wb, n, Elem::F32)?);
+        let (ln_w, ln_b) = (buf(op, ln_weight)?, buf(op, ln_bias)?);
+        let (positions, types) = (buf(op, position)?, buf(op, token_type)?);
+        embedding::embedding_ln_fwd(&ids, &type_ids, wb, positions, types, seq_len, ln_w, ln_b, eps as f32, &sum, &y, &mean, &rstd)?;
+        let out = Tensor::from_device(y, &[batch, seq_len, cols])?;
+        Ok((out, Saved::new(EmbeddingsSaved { sum, mean, rstd, ids, host_ids: input_ids.to_vec(), type_ids, seq_len })))
+    }
+
+    fn embeddings_ln_bwd(&self, saved: &Saved, tables: [&Tensor; 3], ln_weight: &Tensor, dy: &Tensor) -> Result<[Tensor; 5]> {
+        let op = "embeddings_ln";
+        let s: &EmbeddingsSaved = saved.get(op)?;
+        let ln_w = buf(op, ln_weight)?;
+        let d = buf(op, dy)?;
+        let (rows, cols) = dy.rows_cols();
+        let dsum = alloc(d, d.len(), d.elem())?;
+        let (dw, db) = (alloc(d, cols, Elem::F32)?, alloc(d, cols, Elem::F32)?);
+        layernorm::layer_norm_bwd(&s.sum, ln_w, &s.mean, &s.rstd, d, &dsum, &dw, &db, rows, cols)?;
+        let [dword, dtype, dposition] = [0, 1, 2].map(|i| zeros(d, tables[i].numel(), Elem::F32));
+        let (dword, dtype, dposition) = (dword?, dtype?, dposition?);
+        embedding::embedding_bwd(&s.ids, &s.host_ids, &s.type_ids, &dsum, &dword, &dposition, &dtype, s.seq_len)?;
+        Ok([
+            Tensor::from_device(dword, tables[0].shape())?,
+            Tensor::from_device(dtype, tables[1].shape())?,
+            Tensor::from_device(dposition, tables[2].shape())?,
+            Tensor::from_device(dw, &[cols])?,
+            Tensor::from_device(db, &[cols])?,
+        ])
+    }
+
+    fn attention_fwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        key_mask: &[u8],
+        heads: usize,
+        scale: f64,
+        dropout: Option<AttentionDropout>,
+    ) -> Result<(Tensor, Saved)> {
+        let (b, t, c) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let dims = AttentionDims { batch: b, seq_len: t, heads, head_dim: c / heads };
+        let qb = buf("attention", q)?;
+        let mask = Arc::new(DeviceBuffer::from_u8(qb.device(), key_mask)?);
+        let out = alloc(qb, qb.len(), qb.elem())?;
+        let lse = alloc(qb, b * heads * t, Elem::F32)?;
+        let dropout = dropout.map(|d| KernelDropout { p: d.p as f32, stream_key: rng::stream_key(d.key.seed, d.key.stream) });
+        attention_fwd(qb, buf("attention", k)?, buf("attention", v)?, &mask, &out, &lse, dims, scale as f32, dropout)?;
+        Ok((Tensor::from_device(out, q.shape())?, Saved::new(AttentionSaved { mask, lse, dims, scale: scale as f32, dropout })))
+    }
+
+    fn attention_bwd(&self, [q, k, v]: [&Tensor; 3], output: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 3]> {
+        let s: &AttentionSaved = saved.get("attention")?;
+        let (qb, kb, vb) = (buf("attention", q)?, buf("attention", k)?, buf("attention", v)?);
+        let (out, d) = (buf("attention", output)?, buf("attention", dout)?);
+        let [dq, dk, dv] = [0, 1, 2].map(|_| alloc(qb, qb.len(), qb.elem()));
+        let (dq, dk, dv) = (dq?, dk?, dv?);
+        attention_bwd(qb, kb, vb, &s.mask, out, &s.lse, d, &dq, &dk, &dv, s.dims, s.scale, s.dropout)?;
+        Ok([Tensor::from_device(dq, q.shape())?, Tensor::from_device(dk, q.shape())?, Tensor::from_device(dv, q.shape())?])
+    }
+
+    fn loss(&self, logits: &Tensor, kind: LossKind) -> Result<(Tensor, Tensor)> {
+        let (rows, classes) = logits.rows_cols();
+        let lb = buf("loss", logits)?;
+        let device = lb.device();
+        let value = alloc(lb, 1, Elem::F32)?;
+        let d = alloc(lb, lb.len(), lb.elem())?;
+        let upload = |v: &[f64]| DeviceBuffer::from_f32(device, &v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), Elem::F32);
+        let classes_of = |targets: &[i64]| DeviceBuffer::from_i32(device, &targets.iter().map(|&v| v as i32).collect::<Vec<i32>>());
+        match kind {
+            LossKind::CrossEntropy { targets, class_weights } => {
+                let w = class_weights.map(upload).transpose()?;
+                loss::cross_entropy(lb, &classes_of(targets)?, w.as_ref(), &value, Some(&d), rows, classes, 1.0)?;
+            }
+            LossKind::Focal { targets, gamma, alpha } => {
+                let a = alpha.map(upload).transpose()?;
+                loss::focal_cross_entropy(lb, &classes_of(targets)?, gamma as f32, a.as_ref(), &value, Some(&d), rows, classes, 1.0)?;
+            }
+            LossKind::BceWithLogits { targets, pos_weight } => {
+                let pw = pos_weight.map(upload).transpose()?;
+                loss::bce_with_logits(lb, &upload(targets)?, pw.as_ref(), &value, Some(&d), rows, classes, 1.0)?;
+            }
+            LossKind::SigmoidFocal { targets, gamma, alpha, pos_weight } => {
+                let pw = pos_weight.map(upload).transpose()?;
+                let a = alpha.map(|a| a as f32);
+                loss::sigmoid_focal(lb, &upload(targets)?, pw.as_ref(), gamma as f32, a, &value, Some(&d), rows, classes, 1.0)?;
+            }
+            LossKind::Mse { targets } => {
+                loss::mse(lb, &upload(targets)?, &value, Some(&d), logits.numel(), 1.0)?;
+            }
+        }
+        Ok((Tensor::from_device(value, &[1])?, Tensor::from_device(d, logits.shape())?))
+    }
+
+    // ---- not offered on a device: the fused kernels above cover them ----
+
+    fn batched_matmul(&self, _: &Tensor, _: &Tensor, _: bool, _: bool) -> Result<Tensor> {
+        unsupported("batched_matmul", NAME)
+    }
+
+    fn batched_matmul_bwd(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: bool,
+        _: bool,
+        _: [bool; 2],
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        unsupported("batched_matmul", NAME)
+    }
+
+    fn transpose(&self, _: &Tensor) -> Result<Tensor> {
+        unsupported("transpose", NAME)
+    }
+
+    fn embedding_fwd(&self, _: &Tensor, _: &[u32], _: &[usize]) -> Result<Tensor> {
+        unsupported("embedding", NAME)
+    }
+
+    fn embedding_bwd(&self, _: &Tensor, _: &[u32], _: &[usize]) -> Result<Tensor> {
+        unsupported("embedding", NAME)
+    }
+
+    fn packed_attention_fwd(&self, _: [&Tensor; 3], _: &[usize], _: usize, _: f64) -> Result<Tensor> {
+        unsupported("packed_attention", NAME)
+    }
+
+    fn packed_attention_bwd(&self, _: [&Tensor; 3], _: &Tensor, _: &[usize], _: usize, _: f64) -> Result<[Tensor; 3]> {
+        unsupported("packed_attention", NAME)
+    }
+
+    fn permute_heads(&self, _: &Tensor, _: usize, split: bool) -> Result<Tensor> {
+        unsupported(if split { "split_heads" } else { "merge_heads" }, NAME)
+    }
+
+    fn masked_softmax_fwd(&self, _: &Tensor, _: &[u8]) -> Result<Tensor> {
+        unsupported("masked_softmax", NAME)
+    }
+
+    fn masked_softmax_bwd(&self, _: &Tensor, _: &Tensor, _: &[u8]) -> Result<Tensor> {
+        unsupported("masked_softmax", NAME)
+    }
+
+    fn gather_rows(&self, _: &Tensor, _: &[usize]) -> Result<Tensor> {
+        unsupported("gather_rows", NAME)
+    }
+
+    fn scatter_rows(&self, _: &Tensor, _: &[usize], _: &[usize]) -> Result<Tensor> {
+        unsupported("scatter_rows", NAME)
+    }
+}
