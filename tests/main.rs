@@ -45,3 +45,5 @@ mod r15_data;
 mod layering;
 // Issue 16: the backend interface: fused CPU attention and embeddings equal their pieces; missing ops are typed errors.
 mod backend;
+// Issue 16: multi-task training through the one loop: --device sim, --grad-accum, SIGKILL resume, changed data.
+mod r16_multitask;

@@ -349,15 +349,15 @@ fn r15_max_length_above_the_position_table_is_clamped_and_shown() {
 }
 
 #[test]
-fn r15_multitask_refuses_device_and_precision() {
+fn r15_multitask_bf16_needs_a_device() {
     let Some(model) = model() else { return };
     let work = scratch_dir("r15-heads-device");
     std::fs::write(work.join("heads.toml"), "[[head]]\nname = \"a\"\ntask = \"classification\"\ntrain = \"train.tsv\"\n").unwrap();
     write_data(&work, &SENTIMENT);
     let mut cmd = berth();
     cmd.arg("train").arg("--model").arg(&model).arg("--heads").arg(work.join("heads.toml")).arg("--output").arg(work.join("out"));
-    let err = fail(cmd.args(["--device", "sim"]), "--heads with --device sim");
-    assert!(err.contains("--heads runs train on the CPU in fp32 for now: --device sim"), "{err}");
+    let err = fail(cmd.args(["--device", "cpu", "--precision", "bf16"]), "--heads with --precision bf16 on the CPU");
+    assert!(err.contains("--precision bf16 needs a CUDA device (--device cuda or sim)"), "{err}");
 }
 
 #[test]

@@ -224,7 +224,7 @@ fn t6_multi_label_layouts_agree() {
 const PEOPLE: [&str; 4] = ["Jukka", "Hämäläinen", "Maria", "Okonkwo"];
 const PLACES: [&str; 3] = ["Washington-based", "Helsinki", "Lagos"];
 
-fn conll_sentences(n: usize, start: usize) -> String {
+pub(crate) fn conll_sentences(n: usize, start: usize) -> String {
     let mut text = String::from("-DOCSTART- -X- -X- O\n\n");
     for i in start..start + n {
         let person = PEOPLE[i % 4];

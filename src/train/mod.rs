@@ -14,7 +14,9 @@ pub mod option_text;
 pub mod options;
 pub mod output_dir;
 mod run_files;
+mod run_start;
 pub mod state;
+mod step_loop;
 pub mod trainer;
 
 pub use options::{TrainConfig, TrainOptions};

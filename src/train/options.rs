@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::option_text::{HeadBiasInit, OptionText, as_text};
@@ -478,13 +478,6 @@ impl TrainConfig {
         }
         if self.max_length < 2 {
             return bad(format!("--max-length must be at least 2, room for [CLS] and [SEP] (got {})", self.max_length));
-        }
-        if self.heads.is_some() && (!matches!(self.device, DeviceChoice::Auto | DeviceChoice::Cpu) || self.precision != Precision::Fp32) {
-            return bad(format!(
-                "--heads runs train on the CPU in fp32 for now: --device {} and --precision {} are not available for them",
-                self.device.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
-                self.precision.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
-            ));
         }
         if self.eval_every == Some(0) || self.save_every == Some(0) || self.logging_steps == 0 {
             return bad("--eval-every, --save-every and --logging-steps must be at least 1".into());

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::metrics::evaluation::Evaluation;
 use crate::model::checkpoint::{TokenizerFiles, count_non_finite};
+use crate::model::params::ParamStore;
 use crate::model::settings::InferenceSettings;
 use crate::model::{BertClassifier, save_model};
 use crate::tensor::DType;
@@ -105,8 +106,8 @@ pub(super) fn non_finite(what: &str, value: f64, state: &TrainingState, config: 
 
 /// Refuses to save weights that are no longer finite (an update can overflow
 /// before any loss turns NaN); the previous checkpoint stays the last good one.
-pub(super) fn ensure_finite_weights(model: &BertClassifier, state: &TrainingState, config: &TrainConfig) -> Result<()> {
-    if let Some((name, _)) = model.params.iter().find(|(_, t)| count_non_finite(t) > 0) {
+pub(super) fn ensure_finite_weights(store: &ParamStore, state: &TrainingState, config: &TrainConfig) -> Result<()> {
+    if let Some((name, _)) = store.iter().find(|(_, t)| count_non_finite(t) > 0) {
         return Err(Error::Numerical(format!(
             "parameter `{name}` is no longer finite after step {}; training stopped without saving it; {}. A smaller --lr usually helps",
             state.step,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::checkpoint::{TOKENIZER_FILES, TokenizerFiles, read_safetensors};
+use crate::model::params::ParamStore;
 use crate::model::{BertClassifier, save_model};
 use crate::optim::AdamW;
 use crate::tensor::{DType, Tensor};
@@ -46,6 +47,10 @@ pub struct TrainingState {
     pub log_window_loss: f64,
     #[serde(default)]
     pub log_window_steps: u64,
+    /// A multi-task run's loss sum and micro-batch count per head since the
+    /// last log line (empty for a single-task run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub head_windows: Vec<(f64, u64)>,
     pub labels: Vec<String>,
     pub config: TrainConfig,
     /// What the run started from, to tell a resumed run from another one.
@@ -87,9 +92,25 @@ impl FileIdentity {
 
 impl RunIdentity {
     pub fn of(config: &TrainConfig) -> Result<RunIdentity> {
+        RunIdentity::with_files(config, &[config.train.as_path()])
+    }
+
+    /// The model folder and the contents of `files`, in order, as one
+    /// identity (a multi-task run: the heads file and each head's data).
+    pub fn with_files(config: &TrainConfig, files: &[&Path]) -> Result<RunIdentity> {
         let model = std::path::absolute(&config.model).map_err(|e| Error::io(&config.model, e))?;
         let model = model.canonicalize().unwrap_or(model);
-        Ok(RunIdentity { model, train_file: FileIdentity::of(&config.train)? })
+        let mut identities = files.iter().map(|f| FileIdentity::of(f)).collect::<Result<Vec<_>>>()?;
+        let train_file = if identities.len() == 1 {
+            identities.remove(0)
+        } else {
+            let size = identities.iter().map(|f| f.size).sum();
+            let hash = identities.iter().fold(crate::rng::mix64(identities.len() as u64), |h, f| {
+                crate::rng::mix64(h ^ u64::from_str_radix(&f.hash, 16).unwrap_or_default())
+            });
+            FileIdentity { size, hash: format!("{hash:016x}") }
+        };
+        Ok(RunIdentity { model, train_file })
     }
 }
 
@@ -107,7 +128,9 @@ pub fn check_same_run(dir: &Path, saved: &TrainingState, config: &TrainConfig, i
     if let Some(was) = &saved.identity {
         compare("--model", was.model.display().to_string(), identity.model.display().to_string());
         let file = |f: &FileIdentity| format!("{} bytes, hash {}", f.size, f.hash);
-        compare("--train (the file's contents)", file(&was.train_file), file(&identity.train_file));
+        let what =
+            if config.heads.is_some() { "--heads (its file's and its heads' data contents)" } else { "--train (the file's contents)" };
+        compare(what, file(&was.train_file), file(&identity.train_file));
     }
     compare("--task", old.task.name().into(), config.task.name().into());
     // The rest by the text they are saved as (typed options as a user
@@ -133,6 +156,13 @@ pub fn check_same_run(dir: &Path, saved: &TrainingState, config: &TrainConfig, i
         "--loss" => loss, "--focal-gamma" => focal_gamma, "--focal-alpha" => focal_alpha,
         "--class-weights" => class_weights,
     );
+    // A multi-task checkpoint resumes only as a multi-task run, and the
+    // other way round (the heads file's contents are in the identity).
+    compare(
+        "--heads",
+        if old.heads.is_some() { "given" } else { "not given" }.into(),
+        if config.heads.is_some() { "given" } else { "not given" }.into(),
+    );
     if differences.is_empty() {
         return Ok(());
     }
@@ -156,15 +186,30 @@ pub fn write_checkpoint(
     state: &TrainingState,
     tokenizer: &TokenizerFiles,
 ) -> Result<()> {
+    write_checkpoint_with(dir, &model.params, optimizer, state, |tmp| {
+        save_model(model, tmp, DType::F32)?;
+        tokenizer.write(tmp)
+    })
+}
+
+/// As [`write_checkpoint`], for any model: `save` writes the model's own
+/// files (weights, config, tokenizer) into the temporary folder it is given;
+/// `store` holds the parameters the optimizer's moments belong to.
+pub fn write_checkpoint_with(
+    dir: &Path,
+    store: &ParamStore,
+    optimizer: &AdamW,
+    state: &TrainingState,
+    save: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let tmp = sibling(dir, "tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    save_model(model, &tmp, DType::F32)?;
-    tokenizer.write(&tmp)?;
+    save(&tmp)?;
     write_state(&tmp, state)?;
-    write_optimizer(&tmp.join(OPTIMIZER_FILE), model, optimizer)?;
+    write_optimizer(&tmp.join(OPTIMIZER_FILE), store, optimizer)?;
     replace_dir(&tmp, dir)
 }
 
@@ -201,16 +246,16 @@ pub fn read_state(dir: &Path) -> Result<TrainingState> {
     serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path, message: format!("unreadable training state: {e}") })
 }
 
-fn write_optimizer(path: &Path, model: &BertClassifier, optimizer: &AdamW) -> Result<()> {
+fn write_optimizer(path: &Path, store: &ParamStore, optimizer: &AdamW) -> Result<()> {
     let mut named: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
-    for (i, name) in model.params.names().iter().enumerate() {
+    for (i, name) in store.names().iter().enumerate() {
         if let Some(m) = &optimizer.moments[i] {
             named.push((format!("m.{name}"), m.m.to_le_bytes(), m.m.shape().to_vec()));
             named.push((format!("v.{name}"), m.v.to_le_bytes(), m.v.shape().to_vec()));
         }
     }
-    let dtype = match model.dtype() {
-        DType::F64 => safetensors::Dtype::F64,
+    let dtype = match store.tensors().first().map(Tensor::dtype) {
+        Some(DType::F64) => safetensors::Dtype::F64,
         _ => safetensors::Dtype::F32,
     };
     let views = named
@@ -223,10 +268,11 @@ fn write_optimizer(path: &Path, model: &BertClassifier, optimizer: &AdamW) -> Re
 }
 
 /// Restores AdamW moments saved by [`write_checkpoint`] into `optimizer`.
-pub fn read_optimizer(dir: &Path, model: &BertClassifier, optimizer: &mut AdamW, adam_step: u64) -> Result<()> {
+pub fn read_optimizer(dir: &Path, store: &ParamStore, optimizer: &mut AdamW, adam_step: u64) -> Result<()> {
     let path = dir.join(OPTIMIZER_FILE);
-    let stored: HashMap<String, Tensor> = read_safetensors(&path, model.dtype())?.into_iter().collect();
-    for (i, name) in model.params.names().iter().enumerate() {
+    let dtype = store.tensors().first().map_or(DType::F32, Tensor::dtype);
+    let stored: HashMap<String, Tensor> = read_safetensors(&path, dtype)?.into_iter().collect();
+    for (i, name) in store.names().iter().enumerate() {
         if let Some(m) = &mut optimizer.moments[i] {
             let (Some(first), Some(second)) = (stored.get(&format!("m.{name}")), stored.get(&format!("v.{name}"))) else {
                 return Err(Error::Checkpoint { path: path.clone(), message: format!("no optimizer moments for `{name}`") });

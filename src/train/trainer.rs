@@ -2,10 +2,9 @@
 //! gradient accumulation → clipping → AdamW with the schedule; logging,
 //! evaluation, best-model selection, early stopping and checkpoints around it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::dataset::{DataSpec, EncodedDataset, sampled_batches};
@@ -14,14 +13,13 @@ use super::freeze::FreezeSpec;
 use super::imbalance::ImbalanceSetup;
 use super::options::TrainConfig;
 use super::output_dir::prepare_output;
-use super::run_files::{
-    MetricsLog, after_failed_save, ensure_finite_weights, non_finite, prune_checkpoints, save_model_dir, truncate_log, write_run_report,
-};
+use super::run_files::{after_failed_save, save_model_dir, write_run_report};
+use super::run_start::{StepPlan, start_run};
 use super::state::{
-    RunIdentity, STATE_FILE, TrainingState, check_same_run, is_checkpoint, model_files, read_optimizer, read_state, sibling,
-    write_checkpoint, write_state,
+    RunIdentity, STATE_FILE, TrainingState, check_same_run, is_checkpoint, model_files, read_state, sibling, write_checkpoint, write_state,
 };
-use crate::autograd::{Tape, accumulate};
+use super::step_loop::{EvalContext, Job, MicroBatch, MicroOutcome, add_gradients, epoch_float, run_steps, say};
+use crate::autograd::Tape;
 use crate::backend::open_device;
 use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
@@ -29,14 +27,12 @@ use crate::io::write_atomic;
 use crate::metrics::calibration::fit_temperature;
 use crate::metrics::evaluation::Evaluation;
 use crate::model::checkpoint::TokenizerFiles;
-use crate::model::params::ParamStore;
+use crate::model::params::{ParamStore, WeightCache};
 use crate::model::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
 use crate::model::task::Task;
 use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
-use crate::optim::{AdamW, AdamWConfig, Schedule, clip_grad_norm};
-use crate::rng::mix64;
+use crate::optim::AdamW;
 use crate::tensor::{DType, Tensor};
-use crate::train::device_training::DeviceTraining;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -148,64 +144,10 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     let imbalance = ImbalanceSetup::new(config, &train_data, &names)?;
     let lengths: Vec<usize> = train_data.encodings.iter().map(|e| e.ids.len()).collect();
     let batches_per_epoch = imbalance.sampler.epoch_length().div_ceil(config.batch_size) as u64;
-    let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accum as u64).max(1);
-    let total_steps = config.max_steps.unwrap_or_else(|| (config.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
-    let warmup_steps = config.warmup_steps.unwrap_or_else(|| (config.warmup_ratio * total_steps as f64).ceil() as u64);
-    let schedule = Schedule { kind: config.schedule, peak_lr: config.lr, warmup_steps, total_steps };
-
-    let adam = AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() };
-    let mut optimizer = AdamW::new(adam, model.params.names(), model.params.tensors(), &model.trainable);
-    let mut state = TrainingState {
-        step: 0,
-        epoch: 0,
-        batch_in_epoch: 0,
-        micro_batches: 0,
-        total_steps,
-        warmup_steps,
-        adam_step: 0,
-        best_metric: None,
-        best_step: None,
-        evals_without_improvement: 0,
-        real_tokens: 0,
-        log_window_loss: 0.0,
-        log_window_steps: 0,
-        labels: names.clone(),
-        config: config.clone(),
-        identity: Some(identity.clone()),
-    };
-    if let Some((dir, saved)) = &resume {
-        read_optimizer(dir, &model, &mut optimizer, saved.adam_step)?;
-        state = TrainingState { config: config.clone(), identity: Some(identity.clone()), ..saved.clone() };
-        if state.total_steps != total_steps {
-            return Err(Error::Checkpoint {
-                path: dir.clone(),
-                message: format!(
-                    "the checkpoint's run had {} steps in all; this one would have {total_steps}: use the same data and settings",
-                    state.total_steps
-                ),
-            });
-        }
-        truncate_log(&config.output.join("metrics.jsonl"), state.step)?;
-        eprintln!("resuming from {} at step {} (epoch {}, batch {})", dir.display(), state.step, state.epoch, state.batch_in_epoch);
-    } else {
-        // A new run into a used folder starts its own log; appending would mix two runs' steps.
-        write_atomic(&config.output.join("metrics.jsonl"), b"")?;
-    }
-
-    // On a device, the weights and moments live there; the host copies are
-    // refreshed before evaluation, checkpoints and the final save.
-    let mut engine = match &device {
-        Some(d) => {
-            eprintln!("device: {} ({:?})", d.describe(), precision);
-            Some(DeviceTraining::upload(d, precision, &model.params, &optimizer)?)
-        }
-        None => {
-            eprintln!("device: cpu");
-            None
-        }
-    };
-    let shown = TrainConfig { max_length, ..config.clone() };
-    eprintln!("configuration:\n{}", serde_json::to_string_pretty(&shown).expect("serialisable"));
+    let plan = StepPlan::new(config, batches_per_epoch);
+    let mut run =
+        start_run(config, &model.params, &model.trainable, &plan, names.clone(), identity, resume.as_ref(), (&device, precision))?;
+    eprintln!("configuration:\n{}", serde_json::to_string_pretty(&TrainConfig { max_length, ..config.clone() }).expect("serialisable"));
     eprintln!(
         "data ({}): {} training rows ({} real tokens), {} evaluation rows, {} labels: {}",
         config.task.name(),
@@ -216,188 +158,39 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         names.join(", ")
     );
     eprintln!(
-        "plan: {total_steps} optimizer steps ({steps_per_epoch} per epoch, {} examples per step), warmup {warmup_steps}, {} of {} parameters trained",
+        "plan: {} optimizer steps ({} per epoch, {} examples per step), warmup {}, {} of {} parameters trained",
+        plan.total_steps,
+        plan.steps_per_epoch,
         config.batch_size * config.grad_accum,
+        plan.warmup_steps,
         model.trained_parameter_count(),
         model.params.count()
     );
 
     let mut best_params: Option<ParamStore> = None;
-    if state.best_step.is_some() {
+    if run.state.best_step.is_some() {
         let best_dir = config.output.join("best");
         if best_dir.join("model.safetensors").is_file() {
             best_params = Some(load_model(&best_dir, &load)?.0.params);
         }
     }
-    let mut log = MetricsLog::open(&config.output.join("metrics.jsonl"))?;
-    let bar = progress_bar(total_steps, state.step);
-    let run_start = Instant::now();
-    let tokens_at_start = state.real_tokens;
     let pad_id = tokenizer.pad_id();
-    let mut stop = false;
-    let mut last_eval: Option<Evaluation> = None;
-
-    'epochs: while state.step < total_steps && !stop {
-        let batches = sampled_batches(&imbalance.sampler, &lengths, config.batch_size, config.seed, state.epoch, config.length_bucketing);
-        // Every pass of this loop must take at least one step: a position at
-        // or past the epoch's end (a checkpoint of another run) would spin.
-        if state.batch_in_epoch >= batches.len() {
-            return Err(Error::Checkpoint {
-                path: config.resume_from.clone().unwrap_or_else(|| config.output.clone()),
-                message: format!(
-                    "not the same run: epoch {} has {} batches here, but the checkpoint stands at batch {}; resume with the data and batch size it was started with",
-                    state.epoch,
-                    batches.len(),
-                    state.batch_in_epoch
-                ),
-            });
-        }
-        while state.batch_in_epoch < batches.len() {
-            // One optimizer step: up to grad_accum micro-batches (fewer at the end of an epoch).
-            let group_end = (state.batch_in_epoch + config.grad_accum).min(batches.len());
-            let group = &batches[state.batch_in_epoch..group_end];
-            let mut grads: Vec<Option<Tensor>> = vec![None; model.params.len()];
-            let mut step_loss = 0.0;
-            // Weights change only at the update, so one transposed copy serves
-            // every micro-batch (the CPU's GEMMs want it; a device does not).
-            let cache = if engine.is_none() { Some(model.weight_cache()?) } else { None };
-            for (k, indices) in group.iter().enumerate() {
-                let (batch, targets) = train_data.batch(indices, pad_id);
-                let dropout_seed = mix64(config.seed ^ mix64(state.micro_batches + k as u64 + 1));
-                let mut tape = Tape::new();
-                let mode = ForwardMode::train(dropout_seed);
-                let out = match &engine {
-                    Some(e) => model.forward_on(&mut tape, e.params(), &batch, mode)?,
-                    None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
-                };
-                let loss = model.loss_with(&mut tape, out.logits, &targets, &imbalance.loss)?;
-                let loss_value = tape.value(loss).to_f64_vec()[0];
-                if !loss_value.is_finite() {
-                    return Err(non_finite("loss", loss_value, &state, config));
-                }
-                step_loss += loss_value / group.len() as f64;
-                let seed = Tensor::full(&[1], 1.0 / group.len() as f64, model.dtype());
-                let mut g = tape.backward_with(loss, seed)?;
-                for (i, v) in out.params.iter().enumerate() {
-                    if let Some(gi) = g.take(*v) {
-                        match &mut grads[i] {
-                            None => grads[i] = Some(gi),
-                            Some(acc) => accumulate(acc, &gi)?,
-                        }
-                    }
-                }
-                state.real_tokens += batch.real_tokens() as u64;
-            }
-            let lr = schedule.lr(state.step);
-            let grad_norm = match &mut engine {
-                Some(e) => e
-                    .step(&mut optimizer, &grads, lr, config.max_grad_norm)
-                    .map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?,
-                None => {
-                    let norm = clip_grad_norm(&mut grads, config.max_grad_norm)
-                        .map_err(|_| non_finite("gradient norm", f64::NAN, &state, config))?;
-                    optimizer.update(model.params.tensors_mut(), &grads, lr)?;
-                    norm
-                }
-            };
-            state.step += 1;
-            state.adam_step = optimizer.step;
-            state.micro_batches += group.len() as u64;
-            state.batch_in_epoch = group_end;
-            if state.batch_in_epoch >= batches.len() {
-                state.epoch += 1;
-                state.batch_in_epoch = 0;
-            }
-            state.log_window_loss += step_loss;
-            state.log_window_steps += 1;
-
-            let elapsed = run_start.elapsed().as_secs_f64().max(1e-9);
-            let tokens_per_s = (state.real_tokens - tokens_at_start) as f64 / elapsed;
-            bar.set_position(state.step);
-            bar.set_message(format!("loss {step_loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"));
-            if state.step % config.logging_steps == 0 || state.step == total_steps {
-                log.write(json!({"step": state.step, "epoch": epoch_float(&state, batches.len()), "loss": state.log_window_loss / state.log_window_steps.max(1) as f64,
-                    "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s}))?;
-                state.log_window_loss = 0.0;
-                state.log_window_steps = 0;
-            }
-            let epoch_done = state.batch_in_epoch == 0;
-            let eval_now = match config.eval_every {
-                Some(n) => state.step % n == 0 || state.step == total_steps,
-                None => epoch_done || state.step == total_steps,
-            };
-            let save_now = config.save_every.is_some_and(|n| state.step % n == 0);
-            if let Some(e) = &engine
-                && (eval_now || save_now)
-            {
-                e.download(&mut model.params, Some(&mut optimizer))?;
-            }
-            if let (true, Some(data)) = (eval_now, &eval_data) {
-                let on_device = engine.as_ref().map(|e| e.params());
-                let mut evaluation = evaluate_with(&model, on_device, data, config.batch_size.max(32), pad_id, None)?;
-                if config.tune_thresholds {
-                    // Select the best model by what predict will do: tuned thresholds.
-                    evaluation = evaluation.with_tuned_thresholds(&model.labels)?;
-                }
-                if config.tune_threshold
-                    && let Some((t, _)) = evaluation.best_binary_threshold()
-                {
-                    evaluation = evaluation.with_decision(&model.labels, Some(t), 1.0)?;
-                }
-                let value = evaluation.metric(&config.metric_for_best);
-                let mut entry = json!({"step": state.step, "epoch": epoch_float(&state, batches.len())});
-                for (key, v) in evaluation.log_fields() {
-                    entry[key] = json!(v);
-                }
-                log.write(entry)?;
-                let fields: Vec<String> =
-                    evaluation.log_fields().iter().map(|(k, v)| format!("{} {v:.4}", k.trim_start_matches("eval_"))).collect();
-                say(&bar, format!("step {}: eval {} = {value:.4} ({})", state.step, config.metric_for_best, fields.join(", ")));
-                let improved = state.best_metric.is_none_or(|best| if config.greater_is_better { value > best } else { value < best });
-                if improved {
-                    state.best_metric = Some(value);
-                    state.best_step = Some(state.step);
-                    state.evals_without_improvement = 0;
-                    best_params = Some(model.params.clone());
-                    let best_settings = InferenceSettings {
-                        thresholds: evaluation.thresholds().map(<[f64]>::to_vec),
-                        threshold: evaluation.threshold,
-                        ..settings.clone()
-                    };
-                    let best_dir = config.output.join("best");
-                    if let Err(e) = save_model_dir(&model, &best_dir, &tokenizer_files, &best_settings) {
-                        let _ = std::fs::remove_dir_all(sibling(&best_dir, "tmp"));
-                        // The best step is the one whose save failed: it is not kept.
-                        state.best_step = None;
-                        return Err(after_failed_save(config, &state, e));
-                    }
-                } else {
-                    state.evals_without_improvement += 1;
-                    if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
-                        say(&bar, format!("early stopping: no improvement in {} evaluations", state.evals_without_improvement));
-                        stop = true;
-                    }
-                }
-                last_eval = Some(evaluation);
-            }
-            if save_now {
-                let dir = config.output.join(format!("checkpoint-{}", state.step));
-                ensure_finite_weights(&model, &state, config)?;
-                if let Err(e) = write_checkpoint(&dir, &model, &optimizer, &state, &tokenizer_files) {
-                    let _ = std::fs::remove_dir_all(sibling(&dir, "tmp"));
-                    return Err(after_failed_save(config, &state, e));
-                }
-                prune_checkpoints(&config.output, config.save_limit)?;
-            }
-            if state.step >= total_steps || stop {
-                break 'epochs;
-            }
-        }
-    }
-    bar.finish_and_clear();
-    if let Some(e) = &engine {
-        e.download(&mut model.params, Some(&mut optimizer))?;
-    }
+    let mut job = SingleJob {
+        config,
+        model,
+        train_data: &train_data,
+        lengths,
+        imbalance: &imbalance,
+        eval_data: eval_data.as_ref(),
+        pad_id,
+        settings: &settings,
+        tokenizer_files: &tokenizer_files,
+        best_params,
+        last_eval: None,
+    };
+    run_steps(&mut job, &mut run)?;
+    let SingleJob { mut model, best_params, last_eval, .. } = job;
+    let state = run.state;
 
     // The best model (when there was evaluation) becomes the output.
     let mut final_eval = last_eval;
@@ -512,27 +305,6 @@ fn f1_of(e: &Evaluation, c: usize) -> f64 {
     }
 }
 
-fn epoch_float(state: &TrainingState, batches_per_epoch: usize) -> f64 {
-    state.epoch as f64 + state.batch_in_epoch as f64 / batches_per_epoch.max(1) as f64
-}
-
-/// A line for the user above the progress bar, or on stderr when the bar is
-/// hidden (stderr is not a terminal), where `println` would drop it.
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
-}
-
-fn progress_bar(total: u64, position: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_position(position);
-    bar
-}
-
 /// `--head-bias-init prior`: a head this run initialised starts from the
 /// training labels' prior (src/train/head_prior.rs); a trained head is kept.
 fn set_prior_bias(model: &mut BertClassifier, initialized: &[String], train_data: &EncodedDataset) -> Result<()> {
@@ -549,4 +321,138 @@ fn set_prior_bias(model: &mut BertClassifier, initialized: &[String], train_data
     let shown: Vec<String> = prior.iter().take(8).map(|b| format!("{b:.2}")).collect();
     eprintln!("head bias initialised from the training labels' prior: [{}{}]", shown.join(", "), if prior.len() > 8 { ", …" } else { "" });
     Ok(())
+}
+
+/// A single-task run, as the loop sees it: one head, the sampler's batches,
+/// evaluation with best-model selection and early stopping.
+struct SingleJob<'a> {
+    config: &'a TrainConfig,
+    model: BertClassifier,
+    train_data: &'a EncodedDataset,
+    lengths: Vec<usize>,
+    imbalance: &'a ImbalanceSetup,
+    eval_data: Option<&'a EncodedDataset>,
+    pad_id: u32,
+    settings: &'a InferenceSettings,
+    tokenizer_files: &'a TokenizerFiles,
+    /// The parameters at the best evaluation so far.
+    best_params: Option<ParamStore>,
+    last_eval: Option<Evaluation>,
+}
+
+impl Job for SingleJob<'_> {
+    type StepCache = Option<WeightCache>;
+
+    fn store(&self) -> &ParamStore {
+        &self.model.params
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.model.params
+    }
+
+    fn epoch_plan(&self, epoch: u64) -> Vec<MicroBatch> {
+        let c = self.config;
+        sampled_batches(&self.imbalance.sampler, &self.lengths, c.batch_size, c.seed, epoch, c.length_bucketing)
+            .into_iter()
+            .map(|rows| MicroBatch { head: 0, rows })
+            .collect()
+    }
+
+    /// The CPU's GEMMs want the transposed weights; a device does not.
+    fn step_cache(&self, on_device: bool) -> Result<Option<WeightCache>> {
+        if on_device { Ok(None) } else { Ok(Some(self.model.weight_cache()?)) }
+    }
+
+    fn micro_batch(
+        &self,
+        micro: &MicroBatch,
+        device_params: Option<&[Tensor]>,
+        cache: &Option<WeightCache>,
+        mode: ForwardMode,
+        grad_scale: f64,
+        grads: &mut [Option<Tensor>],
+    ) -> Result<MicroOutcome> {
+        let model = &self.model;
+        let (batch, targets) = self.train_data.batch(&micro.rows, self.pad_id);
+        let mut tape = Tape::new();
+        let out = match device_params {
+            Some(params) => model.forward_on(&mut tape, params, &batch, mode)?,
+            None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
+        };
+        let loss = model.loss_with(&mut tape, out.logits, &targets, &self.imbalance.loss)?;
+        let loss_value = tape.value(loss).to_f64_vec()[0];
+        if !loss_value.is_finite() {
+            return Ok(MicroOutcome { loss: loss_value, real_tokens: 0 });
+        }
+        let mut g = tape.backward_with(loss, Tensor::full(&[1], grad_scale, model.dtype()))?;
+        add_gradients(grads, 0..out.params.len(), |k| g.take(out.params[k]))?;
+        Ok(MicroOutcome { loss: loss_value, real_tokens: batch.real_tokens() })
+    }
+
+    fn loss_key(&self, _: usize) -> String {
+        "loss".into()
+    }
+
+    fn head_name(&self, _: usize) -> Option<&str> {
+        None
+    }
+
+    fn evaluate(&mut self, ctx: &mut EvalContext) -> Result<bool> {
+        let Some(data) = self.eval_data else { return Ok(false) };
+        let config = self.config;
+        let model = &self.model;
+        let mut evaluation = evaluate_with(model, ctx.device_params, data, config.batch_size.max(32), self.pad_id, None)?;
+        if config.tune_thresholds {
+            // Select the best model by what predict will do: tuned thresholds.
+            evaluation = evaluation.with_tuned_thresholds(&model.labels)?;
+        }
+        if config.tune_threshold
+            && let Some((t, _)) = evaluation.best_binary_threshold()
+        {
+            evaluation = evaluation.with_decision(&model.labels, Some(t), 1.0)?;
+        }
+        let value = evaluation.metric(&config.metric_for_best);
+        let state = &mut *ctx.state;
+        let mut entry = json!({"step": state.step, "epoch": epoch_float(state, ctx.batches_in_epoch)});
+        for (key, v) in evaluation.log_fields() {
+            entry[key] = json!(v);
+        }
+        ctx.log.write(entry)?;
+        let fields: Vec<String> =
+            evaluation.log_fields().iter().map(|(k, v)| format!("{} {v:.4}", k.trim_start_matches("eval_"))).collect();
+        say(ctx.bar, format!("step {}: eval {} = {value:.4} ({})", state.step, config.metric_for_best, fields.join(", ")));
+        let improved = state.best_metric.is_none_or(|best| if config.greater_is_better { value > best } else { value < best });
+        let mut stop = false;
+        if improved {
+            state.best_metric = Some(value);
+            state.best_step = Some(state.step);
+            state.evals_without_improvement = 0;
+            self.best_params = Some(model.params.clone());
+            let best_settings = InferenceSettings {
+                thresholds: evaluation.thresholds().map(<[f64]>::to_vec),
+                threshold: evaluation.threshold,
+                ..self.settings.clone()
+            };
+            let best_dir = config.output.join("best");
+            if let Err(e) = save_model_dir(model, &best_dir, self.tokenizer_files, &best_settings) {
+                let _ = std::fs::remove_dir_all(sibling(&best_dir, "tmp"));
+                // The best step is the one whose save failed: it is not kept.
+                state.best_step = None;
+                return Err(after_failed_save(config, state, e));
+            }
+        } else {
+            state.evals_without_improvement += 1;
+            if config.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
+                say(ctx.bar, format!("early stopping: no improvement in {} evaluations", state.evals_without_improvement));
+                stop = true;
+            }
+        }
+        self.last_eval = Some(evaluation);
+        Ok(stop)
+    }
+
+    fn write_checkpoint(&self, dir: &Path, optimizer: &AdamW, state: &TrainingState) -> Result<()> {
+        write_checkpoint(dir, &self.model, optimizer, state, self.tokenizer_files)
+    }
 }

@@ -11,6 +11,7 @@ use super::matmul::batched_matmul;
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use crate::backend::AttentionDropout;
 use crate::tensor::Float;
+use crate::tensor::pool::{self, Poolable};
 
 /// The sizes of one attention call: batch, sequence, heads, head size.
 #[derive(Clone, Copy, Debug)]
@@ -22,8 +23,9 @@ pub struct Dims {
 }
 
 /// What forward keeps for backward: the per-head q, k, v (B·H, T, D), the
-/// probabilities (B·H, T, T) before and, with dropout, after it.
-pub struct AttentionSaved<T> {
+/// probabilities (B·H, T, T) before and, with dropout, after it. Its
+/// buffers go back to the pool when it is dropped, as a tensor's do.
+pub struct AttentionSaved<T: Poolable> {
     heads_q: Vec<T>,
     heads_k: Vec<T>,
     heads_v: Vec<T>,
@@ -35,7 +37,20 @@ pub struct AttentionSaved<T> {
     dropout: Option<AttentionDropout>,
 }
 
+impl<T: Poolable> Drop for AttentionSaved<T> {
+    fn drop(&mut self) {
+        for buffer in [&mut self.heads_q, &mut self.heads_k, &mut self.heads_v, &mut self.probs] {
+            pool::give(std::mem::take(buffer));
+        }
+        if let Some(dropped) = self.dropped.take() {
+            pool::give(dropped);
+        }
+    }
+}
+
 /// q, k, v (B, T, H·D), key mask (B·T) -> context (B, T, H·D) and the saved state.
+/// The intermediates go back to the pool, so the next call (the next layer)
+/// reuses their memory instead of faulting in fresh pages.
 pub fn attention_fwd<T: Float>(
     (q, k, v): (&[T], &[T], &[T]),
     key_mask: &[u8],
@@ -47,14 +62,17 @@ pub fn attention_fwd<T: Float>(
     let split = |x: &[T]| permute_heads(x, batch, t, h, d, true);
     let (heads_q, heads_k, heads_v) = (split(q), split(k), split(v));
     let groups = batch * h;
-    let mut scores = crate::tensor::pool::take::<T>(groups * t * t);
-    batched_matmul(groups, &heads_q, t, d, false, &heads_k, t, d, true, &mut scores, false);
-    let scores = scale(&scores, T::from_f64(scale_factor));
+    let mut raw_scores = pool::take::<T>(groups * t * t);
+    batched_matmul(groups, &heads_q, t, d, false, &heads_k, t, d, true, &mut raw_scores, false);
+    let scores = scale(&raw_scores, T::from_f64(scale_factor));
+    pool::give(raw_scores);
     let probs = masked_softmax_fwd(&scores, key_mask, h, t, t);
+    pool::give(scores);
     let dropped = dropout.map(|drop| dropout_apply(&probs, drop.p, drop.key));
-    let mut context = crate::tensor::pool::take::<T>(groups * t * d);
+    let mut context = pool::take::<T>(groups * t * d);
     batched_matmul(groups, dropped.as_deref().unwrap_or(&probs), t, t, false, &heads_v, t, d, false, &mut context, false);
     let out = permute_heads(&context, batch, t, h, d, false);
+    pool::give(context);
     let saved =
         AttentionSaved { heads_q, heads_k, heads_v, probs, dropped, key_mask: key_mask.to_vec(), dims, scale: scale_factor, dropout };
     (out, saved)
@@ -67,21 +85,33 @@ pub fn attention_bwd<T: Float>(saved: &AttentionSaved<T>, dout: &[T]) -> (Vec<T>
     let dcontext = permute_heads(dout, batch, t, h, d, true);
     // context = P'·V: dP' = dcontext·Vᵀ, dV = P'ᵀ·dcontext.
     let used_probs = saved.dropped.as_deref().unwrap_or(&saved.probs);
-    let mut dprobs = crate::tensor::pool::take::<T>(groups * t * t);
+    let mut dprobs = pool::take::<T>(groups * t * t);
     batched_matmul(groups, &dcontext, t, d, false, &saved.heads_v, t, d, true, &mut dprobs, false);
-    let mut dheads_v = crate::tensor::pool::take::<T>(groups * t * d);
+    let mut dheads_v = pool::take::<T>(groups * t * d);
     batched_matmul(groups, used_probs, t, t, true, &dcontext, t, d, false, &mut dheads_v, false);
+    pool::give(dcontext);
     let dprobs = match saved.dropout {
-        Some(drop) => dropout_apply(&dprobs, drop.p, drop.key),
+        Some(drop) => {
+            let kept = dropout_apply(&dprobs, drop.p, drop.key);
+            pool::give(dprobs);
+            kept
+        }
         None => dprobs,
     };
-    let dscores = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t);
-    let dscores = scale(&dscores, T::from_f64(saved.scale));
+    let dsoftmax = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t);
+    pool::give(dprobs);
+    let dscores = scale(&dsoftmax, T::from_f64(saved.scale));
+    pool::give(dsoftmax);
     // scores = Q·Kᵀ: dQ = dscores·K, dK = dscoresᵀ·Q.
-    let mut dheads_q = crate::tensor::pool::take::<T>(groups * t * d);
+    let mut dheads_q = pool::take::<T>(groups * t * d);
     batched_matmul(groups, &dscores, t, t, false, &saved.heads_k, t, d, false, &mut dheads_q, false);
-    let mut dheads_k = crate::tensor::pool::take::<T>(groups * t * d);
+    let mut dheads_k = pool::take::<T>(groups * t * d);
     batched_matmul(groups, &dscores, t, t, true, &saved.heads_q, t, d, false, &mut dheads_k, false);
-    let merge = |x: &[T]| permute_heads(x, batch, t, h, d, false);
-    (merge(&dheads_q), merge(&dheads_k), merge(&dheads_v))
+    pool::give(dscores);
+    let merge = |x: Vec<T>| {
+        let merged = permute_heads(&x, batch, t, h, d, false);
+        pool::give(x);
+        merged
+    };
+    (merge(dheads_q), merge(dheads_k), merge(dheads_v))
 }
