@@ -195,8 +195,10 @@ fn r4_berth_train_on_the_simulated_device_lowers_the_loss() {
     }
     std::fs::write(&train, rows).unwrap();
     let output = dir.join("out");
+    // lr 2e-2 halves the loss in 6 steps for every seed tried; 5e-2
+    // overshoots (the loss rises to about 1 first) for most of them.
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["train", "--device", "sim", "--max-length", "16", "--batch-size", "8", "--max-steps", "6", "--lr", "5e-2"])
+        .args(["train", "--device", "sim", "--max-length", "16", "--batch-size", "8", "--max-steps", "6", "--lr", "2e-2"])
         .args(["--warmup-steps", "0", "--logging-steps", "1", "--seed", "1"])
         .arg("--model")
         .arg(&model)

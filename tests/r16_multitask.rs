@@ -1,6 +1,6 @@
 //! Issue 16: multi-task training runs through the one training loop, and so
-//! takes --device, --grad-accum and --save-every like a single-task run.
-//! --resume-from is refused for multi-task runs until it is bit-identical.
+//! takes --device, --grad-accum, --save-every and --resume-from like a
+//! single-task run, and resumes after SIGKILL bit for bit.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::common::{fixture_dir, scratch_dir};
 use crate::tasks::conll_sentences;
-use crate::train::{assert_complete_checkpoint, berth, fail, read_json, succeed};
+use crate::train::{assert_complete_checkpoint, berth, checkpoints, fail, read_json, succeed};
 
 /// A heads file with a sentiment head (32 rows) and an NER head (24
 /// sentences), both evaluated on their training data.
@@ -78,18 +78,69 @@ fn r16_multitask_trains_on_the_simulated_device_with_grad_accum() {
     }
 }
 
+/// A multi-task run killed with SIGKILL after a checkpoint and resumed from
+/// it ends with the same bytes as the uninterrupted run: the final model, the
+/// last checkpoint's weights and moments, and the per-head metrics.
+#[cfg(unix)]
 #[test]
-fn r16_multitask_writes_checkpoints_and_refuses_resume_for_now() {
+fn r16_multitask_resumes_bit_identically_after_sigkill() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
     let Some(model) = fixture_dir("a-seqcls") else { return };
-    let work = scratch_dir("r16-multitask-checkpoints");
+    let work = scratch_dir("r16-multitask-resume");
     let heads = write_heads(&work);
-    let out = work.join("out");
-    let args = ["--max-steps", "4", "--save-every", "2", "--grad-accum", "2", "--device", "cpu"];
-    succeed(&mut multitask_cmd(&model, &heads, &out, &args), "the run");
-    let checkpoint = out.join("checkpoint-2");
-    assert_complete_checkpoint(&checkpoint, 2);
+    // 7 micro-batches an epoch, 2 per step: 4 steps an epoch, so the run
+    // crosses epoch boundaries (and an odd last group) on both sides of the kill.
+    let args = ["--max-steps", "40", "--save-every", "4", "--eval-every", "8", "--grad-accum", "2", "--device", "cpu"];
+    let (a, b) = (work.join("a"), work.join("b"));
+    succeed(&mut multitask_cmd(&model, &heads, &a, &args), "run A");
+    let checkpoint = a.join("checkpoint-40");
+    assert_complete_checkpoint(&checkpoint, 40);
     assert!(checkpoint.join("heads.json").is_file(), "a multi-task checkpoint keeps its heads");
-    assert_eq!(read_json(&checkpoint.join("training_state.json"))["micro_batches"], 4, "two micro-batches a step");
-    let err = fail(multitask_cmd(&model, &heads, &work.join("resumed"), &args).arg("--resume-from").arg(&checkpoint), "resume");
-    assert!(err.contains("--heads runs do not take --resume-from yet"), "{err}");
+    assert_eq!(read_json(&a.join("checkpoint-36/training_state.json"))["micro_batches"], 63, "36 steps: 9 epochs, 7 micro-batches each");
+
+    let killed_log = work.join("b-killed.stderr");
+    let mut child =
+        multitask_cmd(&model, &heads, &b, &args).stdout(Stdio::null()).stderr(std::fs::File::create(&killed_log).unwrap()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !checkpoints(&b).last().is_some_and(|(s, _)| *s >= 8) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run B ended ({status}) before checkpoint-8 appeared:\n{}", std::fs::read_to_string(&killed_log).unwrap());
+        }
+        assert!(Instant::now() < deadline, "no checkpoint-8 after 300 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "run B was not killed mid-run: it ended with {status}; make the run longer");
+    let (step, newest) = checkpoints(&b).pop().unwrap();
+    assert!((8..40).contains(&step), "newest checkpoint is at step {step}");
+    assert_complete_checkpoint(&newest, step);
+    let out = succeed(multitask_cmd(&model, &heads, &b, &args).arg("--resume-from").arg(&newest), "resumed run B");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("at step {step}")), "no resume line for step {step}:\n{stderr}");
+
+    for file in ["model.safetensors", "checkpoint-40/model.safetensors", "checkpoint-40/optimizer.safetensors", "metrics.json"] {
+        let want = std::fs::read(a.join(file)).unwrap();
+        let got = std::fs::read(b.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(got == want, "{file}: killed at step {step} and resumed, the bytes differ from the uninterrupted run");
+    }
+    let state = |dir: &Path| {
+        let mut s = read_json(&dir.join("training_state.json"));
+        s.as_object_mut().unwrap().remove("config");
+        s
+    };
+    assert_eq!(state(&b), state(&a), "the final training state (counters, tokens seen) differs");
+    // The log holds each step once: the steps after the checkpoint were cut and rewritten.
+    let steps: Vec<u64> = log_of(&b).iter().filter(|e| e["learning_rate"].is_number()).map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=40).collect::<Vec<u64>>());
+
+    // A checkpoint of another heads file is refused, naming what differs.
+    let other = work.join("other-heads.toml");
+    std::fs::write(&other, std::fs::read_to_string(&heads).unwrap().replace("loss-weight = 0.5", "loss-weight = 0.25")).unwrap();
+    let err =
+        fail(multitask_cmd(&model, &other, &work.join("c"), &args).arg("--resume-from").arg(&checkpoint), "resume with another heads file");
+    assert!(err.contains("--heads"), "{err}");
 }

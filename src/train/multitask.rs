@@ -112,21 +112,12 @@ fn epoch_plan(per_head: &[Vec<Vec<usize>>], mixing: &str, seed: u64, epoch: u64)
 
 /// `berth train --heads FILE`: trains every head of the file on one encoder,
 /// through the same loop as a single-task run (so with `--device`,
-/// `--grad-accum` and `--save-every`; `--resume-from` is refused for now). Each micro-batch
+/// `--grad-accum`, `--save-every` and `--resume-from`). Each micro-batch
 /// belongs to one head; its loss, times the head's weight, updates the
 /// encoder and that head. Every head with an eval file is evaluated at the
 /// end of each epoch (or every `--eval-every` steps).
 pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainSummary> {
     let start = Instant::now();
-    if config.resume_from.is_some() {
-        // The resumed run does not yet reproduce the uninterrupted one bit
-        // for bit (issue 16's closing note), so it is refused rather than
-        // answering silently different.
-        return Err(Error::InvalidArgument(
-            "--heads runs do not take --resume-from yet; their checkpoints (--save-every) hold the model, state and moments for later"
-                .into(),
-        ));
-    }
     let (device, precision) = open_device(config.device, config.precision)?;
     let text = std::fs::read_to_string(heads_path).map_err(|e| Error::io(heads_path, e))?;
     let file: HeadsFile = toml::from_str(&text).map_err(|e| Error::Config { path: heads_path.into(), message: e.to_string() })?;

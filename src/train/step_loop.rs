@@ -117,7 +117,10 @@ pub(super) fn run_steps<J: Job>(job: &mut J, run: &mut Run) -> Result<()> {
                 ),
             });
         }
-        while run.state.batch_in_epoch < plan.len() {
+        // The plan is this epoch's only: at its end the outer loop draws the
+        // next epoch's (a new order, new samples), never replaying this one.
+        let plan_epoch = run.state.epoch;
+        while run.state.epoch == plan_epoch {
             let (lr, grad_norm, step_loss) = optimizer_step(job, run, &plan)?;
             let state = &mut run.state;
             let elapsed = run_start.elapsed().as_secs_f64().max(1e-9);
