@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::backend::select_device;
 use crate::data::BerthTokenizer;
 use crate::data::align::Alignment;
 use crate::data::readers::LabelSet;
@@ -54,12 +53,8 @@ pub struct EvalArgs {
     /// Tokens per example (default: as trained, else 128).
     #[arg(long)]
     pub max_length: Option<usize>,
-    /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// fp32 or bf16 (bf16 runs the weights and activations in BF16 on a device).
-    #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    #[command(flatten)]
+    pub device: super::DeviceArgs,
     /// Where to write metrics.json (default: metrics.json in the model folder).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -70,7 +65,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let (device, precision) = select_device(&args.device, &args.precision)?;
+    let (device, precision) = args.device.open()?;
     let (model, _) = load_model(&args.model, &LoadOptions::for_prediction())?;
     let settings = InferenceSettings::read(&args.model, model.num_labels())?;
     let task = Task::of_model(&model);

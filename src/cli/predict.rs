@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::input::read_lines;
-use crate::backend::select_device;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
@@ -41,12 +40,8 @@ pub struct PredictArgs {
     /// (default: as the model was trained, else 128).
     #[arg(long)]
     pub max_length: Option<usize>,
-    /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// fp32 or bf16 (bf16 runs the weights and activations in BF16 on a device).
-    #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    #[command(flatten)]
+    pub device: super::DeviceArgs,
 }
 
 /// The input file, read once for every head: sentences of words, or (text, pair) lines.
@@ -62,7 +57,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         Inputs::Words(s) => s.len(),
         Inputs::Lines(l) => l.len(),
     };
-    let (device, precision) = select_device(&args.device, &args.precision)?;
+    let (device, precision) = args.device.open()?;
     // (name, predictor): one unnamed predictor, or a multi-task model's heads.
     let mut predictors: Vec<(Option<String>, Predictor)> = Vec::new();
     let (max_length, source) = max_length_for(&args.model, args.max_length);

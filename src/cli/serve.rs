@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::infer::ClassifierOptions;
-use crate::model::device_model::Precision;
 use crate::model::settings::max_length_for;
 use crate::serve::api::RequestLimits;
 use crate::serve::batcher::BatchLimits;
@@ -25,12 +23,8 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// fp32 or bf16 (bf16 needs a CUDA device).
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
+    #[command(flatten)]
+    pub device: super::DeviceArgs,
     /// Tokens per example after truncation (longest-first for pairs; a
     /// request may ask to keep the last tokens, or not to truncate)
     /// (default: as the model was trained, else 128).
@@ -85,8 +79,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         host: args.host,
         port: args.port,
         classifier: ClassifierOptions {
-            device: args.device,
-            precision: args.precision,
+            device: args.device.device,
+            precision: args.device.precision,
             max_length: Some(max_length),
             batch_size: args.max_batch_size,
         },

@@ -16,6 +16,72 @@ pub enum LossKind {
     Focal { gamma: f64, alpha: Option<Vec<f64>> },
 }
 
+/// `--loss`: the task's standard loss or focal loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LossName {
+    #[default]
+    Standard,
+    Focal,
+}
+
+impl LossName {
+    /// The standard loss answers to several names (`ce`, `standard`,
+    /// `cross-entropy`, `bce`); it is written back as `ce`.
+    pub fn parse(text: &str) -> Result<LossName> {
+        match text {
+            "standard" | "ce" | "cross-entropy" | "bce" => Ok(LossName::Standard),
+            "focal" => Ok(LossName::Focal),
+            other => Err(Error::InvalidArgument(format!("unknown --loss `{other}`: use ce (the task's standard loss) or focal"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossName::Standard => "ce",
+            LossName::Focal => "focal",
+        }
+    }
+}
+
+/// `--focal-alpha a,b,c`: finite values ≥ 0 (their count is checked against
+/// the labels by [`LossSpec::checked`]).
+pub fn parse_focal_alpha(text: &str) -> Result<Vec<f64>> {
+    text.split(',')
+        .map(|v| {
+            let x: f64 =
+                v.trim().parse().map_err(|_| Error::InvalidArgument(format!("--focal-alpha `{text}`: `{}` is not a number", v.trim())))?;
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(Error::InvalidArgument(format!("--focal-alpha `{text}`: each value must be finite and ≥ 0, got {x}")));
+            }
+            Ok(x)
+        })
+        .collect()
+}
+
+impl LossKind {
+    /// The loss `name` with its `--focal-gamma` (default 2) and `--focal-alpha`;
+    /// the focal settings without `--loss focal` are an error, not ignored.
+    pub fn from_parts(name: LossName, gamma: Option<f64>, alpha: Option<&[f64]>) -> Result<LossKind> {
+        match name {
+            LossName::Standard => {
+                if gamma.is_some() || alpha.is_some() {
+                    return Err(Error::InvalidArgument("--focal-gamma and --focal-alpha need --loss focal".into()));
+                }
+                Ok(LossKind::Standard)
+            }
+            LossName::Focal => {
+                let gamma = gamma.unwrap_or(2.0);
+                if !(gamma.is_finite() && gamma >= 0.0) {
+                    return Err(Error::InvalidArgument(format!(
+                        "--focal-gamma must be a finite number ≥ 0 (0 is cross-entropy), got {gamma}"
+                    )));
+                }
+                Ok(LossKind::Focal { gamma, alpha: alpha.map(<[f64]>::to_vec) })
+            }
+        }
+    }
+}
+
 /// The loss of a run: its kind and optional class weights (C); for
 /// multi-label the weights are each label's `pos_weight`.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,44 +102,10 @@ impl LossSpec {
         LossSpec { kind: LossKind::Standard, class_weights: class_weights.map(<[f64]>::to_vec) }
     }
 
-    /// `--loss standard|ce|focal` with `--focal-gamma` and `--focal-alpha`.
+    /// `--loss standard|ce|focal` with `--focal-gamma` and `--focal-alpha`, as text.
     pub fn parse_kind(loss: &str, gamma: Option<f64>, alpha: Option<&str>) -> Result<LossKind> {
-        match loss {
-            "standard" | "ce" | "cross-entropy" | "bce" => {
-                if gamma.is_some() || alpha.is_some() {
-                    return Err(Error::InvalidArgument("--focal-gamma and --focal-alpha need --loss focal".into()));
-                }
-                Ok(LossKind::Standard)
-            }
-            "focal" => {
-                let gamma = gamma.unwrap_or(2.0);
-                if !(gamma.is_finite() && gamma >= 0.0) {
-                    return Err(Error::InvalidArgument(format!(
-                        "--focal-gamma must be a finite number ≥ 0 (0 is cross-entropy), got {gamma}"
-                    )));
-                }
-                let alpha = alpha
-                    .map(|a| {
-                        a.split(',')
-                            .map(|v| {
-                                let x: f64 = v
-                                    .trim()
-                                    .parse()
-                                    .map_err(|_| Error::InvalidArgument(format!("--focal-alpha `{a}`: `{}` is not a number", v.trim())))?;
-                                if !(x.is_finite() && x >= 0.0) {
-                                    return Err(Error::InvalidArgument(format!(
-                                        "--focal-alpha `{a}`: each value must be finite and ≥ 0, got {x}"
-                                    )));
-                                }
-                                Ok(x)
-                            })
-                            .collect::<Result<Vec<f64>>>()
-                    })
-                    .transpose()?;
-                Ok(LossKind::Focal { gamma, alpha })
-            }
-            other => Err(Error::InvalidArgument(format!("unknown --loss `{other}`: use ce (the task's standard loss) or focal"))),
-        }
+        let alpha = alpha.map(parse_focal_alpha).transpose()?;
+        LossKind::from_parts(LossName::parse(loss)?, gamma, alpha.as_deref())
     }
 
     /// Checks the alpha values against the label count: C values (or one,

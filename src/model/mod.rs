@@ -16,5 +16,5 @@ pub use bert::ForwardMode;
 pub use checkpoint::{LoadOptions, LoadReport, load_model, save_model};
 pub use config::{BertConfig, ProblemType};
 pub use heads::{BertClassifier, ForwardOutput, Labels};
-pub use loss::{LossKind, LossSpec};
+pub use loss::{LossKind, LossName, LossSpec, parse_focal_alpha};
 pub use params::{HeadKind, ParamStore};

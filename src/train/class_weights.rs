@@ -49,6 +49,17 @@ impl ClassWeightSpec {
         }
     }
 
+    /// The value as a user writes it (`effective` for the default beta).
+    pub fn text(&self) -> String {
+        match self {
+            ClassWeightSpec::Inverse => "inverse".into(),
+            ClassWeightSpec::SqrtInverse => "sqrt-inverse".into(),
+            ClassWeightSpec::Effective { beta } if *beta == DEFAULT_BETA => "effective".into(),
+            ClassWeightSpec::Effective { beta } => format!("effective:{beta}"),
+            ClassWeightSpec::File(path) => path.display().to_string(),
+        }
+    }
+
     /// The weights for classes named `labels` with training counts `counts`
     /// (for multi-label: the number of positives of each label, out of `rows`).
     pub fn weights(&self, labels: &[String], counts: &[usize], rows: usize, multi_label: bool) -> Result<Vec<f64>> {

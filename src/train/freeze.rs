@@ -47,6 +47,17 @@ impl FreezeSpec {
         Ok(FreezeSpec { parts })
     }
 
+    /// The value as a user writes it: `embeddings,layers:0-3`.
+    pub fn text(&self) -> String {
+        let part = |p: &Part| match p {
+            Part::Embeddings => "embeddings".to_string(),
+            Part::Encoder => "encoder".to_string(),
+            Part::Layers(first, last) if first == last => format!("layers:{first}"),
+            Part::Layers(first, last) => format!("layers:{first}-{last}"),
+        };
+        self.parts.iter().map(part).collect::<Vec<_>>().join(",")
+    }
+
     /// For each parameter name, whether it trains. A layer range beyond the
     /// model's layers is an error, so a typo never freezes nothing silently.
     pub fn trainable(&self, names: &[String], num_layers: usize) -> Result<Vec<bool>> {

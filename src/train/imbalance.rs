@@ -2,12 +2,12 @@
 //! data: the loss (cross-entropy or focal, with class weights) and the
 //! sampler that draws each epoch. Both are announced at the start of training.
 
-use super::class_weights::{ClassWeightSpec, describe};
+use super::class_weights::describe;
 use super::dataset::{EncodedDataset, Targets};
 use super::options::TrainConfig;
 use crate::data::sampler::{Sampler, SamplerKind};
 use crate::error::Result;
-use crate::model::LossSpec;
+use crate::model::{LossName, LossSpec};
 
 pub struct ImbalanceSetup {
     pub loss: LossSpec,
@@ -51,17 +51,16 @@ impl ImbalanceSetup {
         let multi_label = matches!(data.targets, Targets::Multi(_));
         let (counts, rows) = class_counts(&data.targets, labels.len());
         let class_weights = match &config.class_weights {
-            Some(text) => {
-                let spec = ClassWeightSpec::parse(text)?;
+            Some(spec) => {
                 let w = spec.weights(labels, &counts, rows, multi_label)?;
                 let what = if multi_label { "pos_weight per label" } else { "class weights" };
-                eprintln!("{what} ({text}): {}", describe(labels, &w));
+                eprintln!("{what} ({}): {}", spec.text(), describe(labels, &w));
                 Some(w)
             }
             None => None,
         };
         let loss = LossSpec { kind: config.loss_kind()?, class_weights }.checked(labels.len(), multi_label)?;
-        if config.loss != "ce" {
+        if config.loss != LossName::Standard {
             eprintln!("loss: {}", loss.describe());
         }
         let kind = config.sampler.clone();

@@ -10,7 +10,6 @@ use serde_json::json;
 
 use super::dataset::{ColumnChoice, DataSpec, EncodedDataset, epoch_batches};
 use super::evaluate::evaluate_with;
-use super::freeze::FreezeSpec;
 use super::options::TrainConfig;
 use super::run_start::{StepPlan, start_run};
 use super::state::{RunIdentity, TrainingState, check_same_run, read_state, write_checkpoint_with, write_state};
@@ -215,7 +214,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
     drop(encoder);
 
     let trainable = match &config.freeze {
-        Some(spec) => FreezeSpec::parse(spec)?.trainable(model.store.names(), model.config.num_hidden_layers)?,
+        Some(spec) => spec.trainable(model.store.names(), model.config.num_hidden_layers)?,
         None => vec![true; model.store.len()],
     };
 

@@ -5,9 +5,12 @@
 
 use serde::{Deserialize, Deserializer, Serializer};
 
+use super::class_weights::ClassWeightSpec;
+use super::freeze::FreezeSpec;
 use crate::data::align::Alignment;
 use crate::data::sampler::SamplerKind;
 use crate::error::{Error, Result};
+use crate::model::{LossName, parse_focal_alpha};
 use crate::optim::ScheduleKind;
 
 /// `--head-bias-init`: how a new head's bias starts.
@@ -78,6 +81,47 @@ impl OptionText for SamplerKind {
     }
 }
 
+impl OptionText for LossName {
+    fn from_text(text: &str) -> Result<Self> {
+        LossName::parse(text)
+    }
+    fn text(&self) -> String {
+        self.name().into()
+    }
+}
+
+/// `--focal-alpha`: one value, or one per class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FocalAlpha(pub Vec<f64>);
+
+impl OptionText for FocalAlpha {
+    fn from_text(text: &str) -> Result<Self> {
+        parse_focal_alpha(text).map(FocalAlpha)
+    }
+    /// Rust prints the shortest text that reads back as the same f64.
+    fn text(&self) -> String {
+        self.0.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl OptionText for ClassWeightSpec {
+    fn from_text(text: &str) -> Result<Self> {
+        ClassWeightSpec::parse(text)
+    }
+    fn text(&self) -> String {
+        ClassWeightSpec::text(self)
+    }
+}
+
+impl OptionText for FreezeSpec {
+    fn from_text(text: &str) -> Result<Self> {
+        FreezeSpec::parse(text)
+    }
+    fn text(&self) -> String {
+        FreezeSpec::text(self)
+    }
+}
+
 /// `#[serde(with = "as_text")]`: a typed option stored as its text.
 pub mod as_text {
     use super::*;
@@ -89,6 +133,26 @@ pub mod as_text {
     pub fn deserialize<'de, T: OptionText, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<T, D::Error> {
         let text = String::deserialize(deserializer)?;
         T::from_text(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `#[serde(default, with = "opt_text")]`: an optional typed option, stored
+/// as its text or null.
+pub mod opt_text {
+    use super::*;
+
+    pub fn serialize<T: OptionText, S: Serializer>(value: &Option<T>, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => serializer.serialize_some(&v.text()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: OptionText, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<T>, D::Error> {
+        match Option::<String>::deserialize(deserializer)? {
+            Some(text) => T::from_text(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
     }
 }
 
@@ -116,6 +180,27 @@ mod tests {
             round_trip::<SamplerKind>(text);
         }
         assert_eq!(SamplerKind::from_text("oversample:3").unwrap().text(), "weighted:3");
+        for text in ["ce", "focal"] {
+            round_trip::<LossName>(text);
+        }
+        assert_eq!(LossName::from_text("cross-entropy").unwrap().text(), "ce");
+        for text in ["0.25", "0.1,0.3,0.6", "1e-7,2"] {
+            round_trip::<FocalAlpha>(text);
+        }
+        for text in ["inverse", "sqrt-inverse", "effective", "effective:0.99", "weights/classes.txt"] {
+            round_trip::<ClassWeightSpec>(text);
+        }
+        assert_eq!(ClassWeightSpec::from_text("effective:0.9999").unwrap().text(), "effective");
+        for text in ["embeddings", "encoder", "layers:3", "embeddings,layers:0-3"] {
+            round_trip::<FreezeSpec>(text);
+            assert_eq!(FreezeSpec::from_text(text).unwrap().text(), text);
+        }
+        let e = LossName::from_text("hinge").unwrap_err().to_string();
+        assert!(e.contains("--loss `hinge`"), "{e}");
+        let e = FocalAlpha::from_text("0.2,x").unwrap_err().to_string();
+        assert!(e.contains("--focal-alpha `0.2,x`") && e.contains("`x`"), "{e}");
+        let e = FreezeSpec::from_text("layers:4-2").unwrap_err().to_string();
+        assert!(e.contains("--freeze `layers:4-2`"), "{e}");
         let e = HeadBiasInit::from_text("priors").unwrap_err().to_string();
         assert!(e.contains("--head-bias-init `priors`") && e.contains("zero or prior"), "{e}");
         let e = Alignment::from_text("middle").unwrap_err().to_string();

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::option_text::{HeadBiasInit, OptionText, as_text};
+use super::class_weights::ClassWeightSpec;
+use super::freeze::FreezeSpec;
+use super::option_text::{FocalAlpha, HeadBiasInit, OptionText, as_text, opt_text};
 use crate::backend::parse_device;
 use crate::data::align::Alignment;
 use crate::data::sampler::SamplerKind;
@@ -14,6 +16,7 @@ use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::model::device_model::Precision;
 use crate::model::task::Task;
+use crate::model::{LossKind, LossName};
 use crate::optim::ScheduleKind;
 
 /// Every option is optional here, so a flag can override the file and the
@@ -211,6 +214,11 @@ pub struct TrainOptions {
     pub precision: Option<String>,
 }
 
+/// An optional flag's typed value, parsed from its text.
+fn parse_some<T: OptionText>(text: &Option<String>) -> Result<Option<T>> {
+    text.as_deref().map(T::from_text).transpose()
+}
+
 macro_rules! merge_fields {
     ($flags:expr, $file:expr, $($field:ident),* $(,)?) => {
         TrainOptions { $($field: $flags.$field.clone().or_else(|| $file.$field.clone()),)* }
@@ -303,6 +311,9 @@ impl TrainOptions {
         let sampler = SamplerKind::from_text(self.sampler.as_deref().unwrap_or("random"))?;
         let schedule = ScheduleKind::from_text(self.schedule.as_deref().unwrap_or("linear"))?;
         let head_bias_init = HeadBiasInit::from_text(self.head_bias_init.as_deref().unwrap_or("zero"))?;
+        let loss = LossName::from_text(self.loss.as_deref().unwrap_or("ce"))?;
+        let (focal_alpha, class_weights, freeze) =
+            (parse_some(&self.focal_alpha)?, parse_some(&self.class_weights)?, parse_some(&self.freeze)?);
         let (device, precision) = parse_device(self.device.as_deref().unwrap_or("auto"), self.precision.as_deref().unwrap_or("fp32"))?;
         let config = TrainConfig {
             model: required(&self.model, "model")?,
@@ -316,15 +327,15 @@ impl TrainOptions {
             alignment,
             label_separator: self.label_separator.clone().unwrap_or_else(|| ",".into()),
             tune_thresholds: self.tune_thresholds.unwrap_or(false),
-            class_weights: self.class_weights.clone(),
+            class_weights,
             sampler,
             epoch_length: self.epoch_length,
-            loss: self.loss.clone().unwrap_or_else(|| "ce".into()),
+            loss,
             focal_gamma: self.focal_gamma,
-            focal_alpha: self.focal_alpha.clone(),
+            focal_alpha,
             tune_threshold: self.tune_threshold.unwrap_or(false),
             calibrate: self.calibrate.unwrap_or(false),
-            freeze: self.freeze.clone(),
+            freeze,
             head_bias_init,
             text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
             text_pair_column: self.text_pair_column.clone(),
@@ -377,23 +388,25 @@ pub struct TrainConfig {
     pub alignment: Alignment,
     pub label_separator: String,
     pub tune_thresholds: bool,
-    #[serde(default)]
-    pub class_weights: Option<String>,
+    #[serde(default, with = "opt_text")]
+    pub class_weights: Option<ClassWeightSpec>,
     #[serde(default = "default_sampler", with = "as_text")]
     pub sampler: SamplerKind,
     #[serde(default)]
     pub epoch_length: Option<usize>,
-    #[serde(default = "default_loss")]
-    pub loss: String,
+    /// Absent in the states of runs from before the flag existed (the standard loss).
+    #[serde(default, with = "as_text")]
+    pub loss: LossName,
     #[serde(default)]
     pub focal_gamma: Option<f64>,
-    #[serde(default)]
-    pub focal_alpha: Option<String>,
+    #[serde(default, with = "opt_text")]
+    pub focal_alpha: Option<FocalAlpha>,
     #[serde(default)]
     pub tune_threshold: bool,
     #[serde(default)]
     pub calibrate: bool,
-    pub freeze: Option<String>,
+    #[serde(default, with = "opt_text")]
+    pub freeze: Option<FreezeSpec>,
     /// Absent in the states of runs from before the flag existed.
     #[serde(default, with = "as_text")]
     pub head_bias_init: HeadBiasInit,
@@ -436,14 +449,10 @@ fn default_sampler() -> SamplerKind {
     SamplerKind::Random
 }
 
-fn default_loss() -> String {
-    "ce".into()
-}
-
 impl TrainConfig {
     /// The loss kind the options name (class weights come from the data).
-    pub fn loss_kind(&self) -> Result<crate::model::LossKind> {
-        crate::model::LossSpec::parse_kind(&self.loss, self.focal_gamma, self.focal_alpha.as_deref())
+    pub fn loss_kind(&self) -> Result<LossKind> {
+        LossKind::from_parts(self.loss, self.focal_gamma, self.focal_alpha.as_ref().map(|a| a.0.as_slice()))
     }
 
     fn validate(&self) -> Result<()> {
@@ -494,16 +503,10 @@ impl TrainConfig {
         if self.tune_thresholds && (self.task != Task::MultiLabel || self.eval.is_none()) {
             return bad("--tune-thresholds needs --task multi-label and an --eval file to tune on".into());
         }
-        if let Some(spec) = &self.freeze {
-            super::freeze::FreezeSpec::parse(spec)?;
-        }
         if self.heads.is_some() && self.head_bias_init != HeadBiasInit::Zero {
             return bad("--head-bias-init prior is for single-head runs; --heads initialises each head as transformers does".into());
         }
-        let focal = matches!(self.loss_kind()?, crate::model::LossKind::Focal { .. });
-        if let Some(spec) = &self.class_weights {
-            super::class_weights::ClassWeightSpec::parse(spec)?;
-        }
+        let focal = matches!(self.loss_kind()?, LossKind::Focal { .. });
         let single = self.task == Task::Classification;
         if self.sampler != SamplerKind::Random && !single {
             return bad(format!("--sampler {} needs --task classification (one class per example)", self.sampler.text()));
@@ -554,5 +557,36 @@ mod tests {
         }
         let err = options("regression", "focal").resolve().unwrap_err().to_string();
         assert!(err.contains("regression uses MSE"), "{err}");
+    }
+
+    #[test]
+    fn r16_structured_options_are_typed_once_and_saved_as_the_text_a_user_writes() {
+        let mut o = options("classification", "focal");
+        o.focal_alpha = Some("0.25".into());
+        o.class_weights = Some("effective:0.99".into());
+        o.freeze = Some("embeddings,layers:0-1".into());
+        let config = o.resolve().unwrap();
+        assert_eq!(config.loss_kind().unwrap(), LossKind::Focal { gamma: 2.0, alpha: Some(vec![0.25]) });
+        assert_eq!(config.class_weights, Some(ClassWeightSpec::Effective { beta: 0.99 }));
+        let saved = serde_json::to_value(&config).unwrap();
+        for (key, text) in
+            [("loss", "focal"), ("focal_alpha", "0.25"), ("class_weights", "effective:0.99"), ("freeze", "embeddings,layers:0-1")]
+        {
+            assert_eq!(saved[key], text, "{key}");
+        }
+        let back: TrainConfig = serde_json::from_value(saved.clone()).unwrap();
+        assert_eq!(back, config);
+        // A state from before these were typed, with none of them set, still reads.
+        let mut old = saved;
+        for key in ["loss", "focal_alpha", "class_weights", "freeze"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        old["freeze"] = serde_json::Value::Null;
+        let back: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!((back.loss, back.focal_alpha, back.class_weights, back.freeze), (LossName::Standard, None, None, None));
+        // A bad value is refused when the options resolve, naming the flag.
+        let mut o = options("classification", "ce");
+        o.freeze = Some("layers:x".into());
+        assert!(o.resolve().unwrap_err().to_string().contains("--freeze `layers:x`"));
     }
 }

@@ -38,7 +38,7 @@ pub(super) fn write_run_report(
         format!("loss: {}", imbalance.loss.describe()),
     ];
     if let (Some(spec), Some(w)) = (&config.class_weights, &imbalance.loss.class_weights) {
-        setup.push(format!("class weights ({spec}): {}", super::class_weights::describe(labels, w)));
+        setup.push(format!("class weights ({}): {}", spec.text(), super::class_weights::describe(labels, w)));
     }
     if config.sampler != crate::data::sampler::SamplerKind::Random || config.epoch_length.is_some() {
         setup.push(imbalance.sampler.describe(labels));

@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::dataset::{DataSpec, EncodedDataset, sampled_batches};
 use super::evaluate::{Redecide, evaluate, evaluate_with};
-use super::freeze::FreezeSpec;
 use super::imbalance::ImbalanceSetup;
 use super::options::TrainConfig;
 use super::output_dir::prepare_output;
@@ -123,7 +122,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         set_prior_bias(&mut model, &report.initialized, &train_data)?;
     }
     if let Some(spec) = &config.freeze {
-        model.trainable = FreezeSpec::parse(spec)?.trainable(model.params.names(), model.config.num_hidden_layers)?;
+        model.trainable = spec.trainable(model.params.names(), model.config.num_hidden_layers)?;
     }
     let settings = InferenceSettings {
         task: Some(config.task),
