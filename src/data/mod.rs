@@ -9,4 +9,4 @@ pub mod tokenize;
 
 pub use batch::Batch;
 pub use readers::{Column, Example, Format, Label, LabelSet, ReaderOptions, read_examples};
-pub use tokenize::{BerthTokenizer, Encoded, pad_batch};
+pub use tokenize::{BerthTokenizer, Encoded, longest_first_batches, pad_batch};

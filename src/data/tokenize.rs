@@ -180,6 +180,15 @@ fn vocab_lowercase(dir: &Path) -> Result<bool> {
     }
 }
 
+/// Row indices cut into batches of at most `batch_size`, longest rows first
+/// (ties in index order), so each batch pads little; for no-grad passes,
+/// whose results go back to input order.
+pub fn longest_first_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+}
+
 /// Pads encodings to the longest in the group (dynamic padding), on the right.
 pub fn pad_batch(encodings: &[&Encoded], pad_id: u32) -> Batch {
     let b = encodings.len();

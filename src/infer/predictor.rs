@@ -5,9 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::autograd::Tape;
 use crate::data::align::{sentence_windows, word_predictions};
-use crate::data::{BerthTokenizer, Encoded, pad_batch};
+use crate::data::{BerthTokenizer, Encoded, longest_first_batches, pad_batch};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::metrics::entity::{EntityScheme, extract_entities};
@@ -16,7 +15,7 @@ use crate::model::device_model::{DeviceModel, Precision};
 use crate::model::multitask::MultiTaskModel;
 use crate::model::params::WeightCache;
 use crate::model::settings::InferenceSettings;
-use crate::model::{BertClassifier, ForwardMode, HeadKind, LoadOptions, LoadReport, ProblemType, load_model};
+use crate::model::{BertClassifier, HeadKind, InferenceWeights, LoadOptions, LoadReport, ProblemType, load_model};
 use crate::numerics::argmax;
 
 /// One prediction. Which fields are present depends on the head.
@@ -160,11 +159,9 @@ impl Predictor {
         if batch_size == 0 {
             return Err(Error::InvalidArgument("batch size must be at least 1".into()));
         }
-        // Longest first, so each batch holds similar lengths and pads little.
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
         let mut results: Vec<Option<Prediction>> = vec![None; encoded.len()];
-        for chunk in order.chunks(batch_size) {
+        for chunk in &longest_first_batches(&lengths, batch_size) {
             let group: Vec<&Encoded> = chunk.iter().map(|&i| encoded[i]).collect();
             let predictions = self.predict_encoded(&group)?;
             for (&i, p) in chunk.iter().zip(predictions) {
@@ -177,12 +174,11 @@ impl Predictor {
     /// The logits of a batch, flat: (B, C) or (B, T, C) with T the longest row.
     fn logits(&self, group: &[&Encoded]) -> Result<(Vec<f64>, usize)> {
         let batch = pad_batch(group, self.tokenizer.pad_id());
-        let mut tape = Tape::no_grad();
-        let out = match &self.engine {
-            Engine::Cpu(cache) => self.model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), Some(cache))?,
-            Engine::Device(d) => self.model.forward_on(&mut tape, &d.params, &batch, ForwardMode::eval())?,
+        let weights = match &self.engine {
+            Engine::Cpu(cache) => InferenceWeights::Cpu(cache),
+            Engine::Device(d) => InferenceWeights::Device(&d.params),
         };
-        Ok((tape.value(out.logits).to_f64_vec(), batch.seq_len))
+        Ok((self.model.infer_logits(weights, &batch)?, batch.seq_len))
     }
 
     /// Token models: word-level tags and entity spans for sentences given as

@@ -38,6 +38,15 @@ pub struct ForwardOutput {
     pub params: Vec<Var>,
 }
 
+/// Where [`BertClassifier::infer_logits`] finds the weights.
+#[derive(Clone, Copy)]
+pub enum InferenceWeights<'a> {
+    /// The CPU: the store, with its transposed linear weights.
+    Cpu(&'a WeightCache),
+    /// A device's copies of the store's tensors, in store order.
+    Device(&'a [Tensor]),
+}
+
 #[derive(Clone, Debug)]
 pub struct BertClassifier {
     pub config: BertConfig,
@@ -128,6 +137,19 @@ impl BertClassifier {
         let trainable = tape.grad_enabled();
         let params = self.register_params(tape, trainable);
         self.forward_params(tape, params, batch, mode, cache)
+    }
+
+    /// The one batched no-grad forward that prediction, evaluation and
+    /// serving share: the logits of `batch` (B, T) as (B, C) or, for token
+    /// heads, (B, T, C), flat. On the CPU the padding is skipped (each row
+    /// attends to its own tokens); a device runs the padded batch.
+    pub fn infer_logits(&self, weights: InferenceWeights<'_>, batch: &Batch) -> Result<Vec<f64>> {
+        let mut tape = Tape::no_grad();
+        let out = match weights {
+            InferenceWeights::Cpu(cache) => self.forward_cached(&mut tape, batch, ForwardMode::eval().skipping_padding(), Some(cache))?,
+            InferenceWeights::Device(tensors) => self.forward_on(&mut tape, tensors, batch, ForwardMode::eval())?,
+        };
+        Ok(tape.value(out.logits).to_f64_vec())
     }
 
     /// As [`Self::forward`], with the parameters taken from `tensors` (in

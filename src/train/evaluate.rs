@@ -1,10 +1,9 @@
 //! Evaluation: the model's outputs over a labelled dataset, its mean loss,
 //! and the report of the task's metrics.
 
-use crate::autograd::Tape;
 use crate::data::align::word_predictions;
-use crate::error::Error;
-use crate::error::Result;
+use crate::data::longest_first_batches;
+use crate::error::{Error, Result};
 use crate::metrics::classification::classification_report;
 use crate::metrics::entity::{EntityScheme, entity_report};
 use crate::metrics::evaluation::{Evaluation, RegressionScores, TaskReport};
@@ -12,7 +11,7 @@ use crate::metrics::multilabel::{multilabel_report, tune_thresholds};
 use crate::metrics::regression::{pearson, spearman};
 use crate::model::decision::Decision;
 use crate::model::params::WeightCache;
-use crate::model::{BertClassifier, ForwardMode};
+use crate::model::{BertClassifier, InferenceWeights};
 use crate::numerics::{argmax, log_sum_exp, softplus};
 use crate::tensor::Tensor;
 
@@ -34,20 +33,21 @@ pub fn evaluate_with(
     pad_id: u32,
     thresholds: Option<&[f64]>,
 ) -> Result<Evaluation> {
-    let cache = if device_params.is_none() { Some(WeightCache::build(&model.params)?) } else { None };
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(data.encodings[i].ids.len()));
+    let cache;
+    let weights = match device_params {
+        Some(params) => InferenceWeights::Device(params),
+        None => {
+            cache = WeightCache::build(&model.params)?;
+            InferenceWeights::Cpu(&cache)
+        }
+    };
+    let lengths: Vec<usize> = data.encodings.iter().map(|e| e.ids.len()).collect();
     let c = model.num_labels();
     // Per row: the logits of the example (sequence heads) or of each real token.
     let mut outputs: Vec<Vec<f64>> = vec![Vec::new(); data.len()];
-    for chunk in order.chunks(batch_size.max(1)) {
+    for chunk in &longest_first_batches(&lengths, batch_size) {
         let (batch, _) = data.batch(chunk, pad_id);
-        let mut tape = Tape::no_grad();
-        let out = match device_params {
-            Some(params) => model.forward_on(&mut tape, params, &batch, ForwardMode::eval())?,
-            None => model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), cache.as_ref())?,
-        };
-        let logits = tape.value(out.logits).to_f64_vec();
+        let logits = model.infer_logits(weights, &batch)?;
         let per_row = logits.len() / chunk.len().max(1);
         for (row, &i) in chunk.iter().enumerate() {
             let take = if matches!(data.targets, Targets::Token(_)) { data.encodings[i].ids.len() * c } else { per_row };

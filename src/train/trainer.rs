@@ -191,38 +191,86 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     let SingleJob { mut model, best_params, last_eval, .. } = job;
     let state = run.state;
 
-    // The best model (when there was evaluation) becomes the output.
-    let mut final_eval = last_eval;
-    if let Some(best) = best_params {
-        if state.best_step != Some(state.step) {
+    let finish = Finish { config, eval_data: eval_data.as_ref(), pad_id };
+    let mut final_eval = finish.restore_best(&mut model, best_params, last_eval, &state)?;
+    let mut settings = settings;
+    let argmax_eval = finish.tune_decision(&model, &mut final_eval, &mut settings)?;
+    finish.save(&model, &tokenizer_files, &settings, &state, final_eval.as_ref(), argmax_eval.as_ref())?;
+    if let (Some(e), Some(data)) = (&final_eval, &eval_data) {
+        write_run_report(config, &model.labels, &imbalance, e, data)?;
+    }
+    Ok(TrainSummary {
+        steps: state.step,
+        seconds: start.elapsed().as_secs_f64(),
+        real_tokens: state.real_tokens,
+        final_eval,
+        best_step: state.best_step,
+        output: config.output.clone(),
+    })
+}
+
+/// The finish of a single-task run, phase by phase: the best model, the
+/// decision tuning (thresholds, temperature), and the final save.
+struct Finish<'a> {
+    config: &'a TrainConfig,
+    eval_data: Option<&'a EncodedDataset>,
+    pad_id: u32,
+}
+
+impl Finish<'_> {
+    /// The best model (when there was evaluation) becomes the output; returns
+    /// the evaluation of the model that is kept.
+    fn restore_best(
+        &self,
+        model: &mut BertClassifier,
+        best_params: Option<ParamStore>,
+        last_eval: Option<Evaluation>,
+        state: &TrainingState,
+    ) -> Result<Option<Evaluation>> {
+        let mut final_eval = last_eval;
+        if let Some(best) = best_params
+            && state.best_step != Some(state.step)
+        {
             model.params = best;
             eprintln!("restored the best model, from step {}", state.best_step.unwrap_or(0));
-            if let Some(data) = &eval_data {
-                final_eval = Some(evaluate(&model, data, config.batch_size.max(32), pad_id)?);
+            if let Some(data) = self.eval_data {
+                final_eval = Some(evaluate(model, data, self.config.batch_size.max(32), self.pad_id)?);
             }
         }
+        Ok(final_eval)
     }
-    let mut settings = settings;
-    if config.tune_thresholds
-        && let (Some(data), Some(e)) = (&eval_data, &final_eval)
-    {
-        let untuned = e.with_thresholds(&model.labels, vec![0.5; model.num_labels()])?;
-        let tuned = e.with_tuned_thresholds(&model.labels)?;
-        eprintln!(
-            "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned",
-            data.path.display(),
-            untuned.metric("macro_f1"),
-            tuned.metric("macro_f1")
-        );
-        settings.thresholds = tuned.thresholds().map(<[f64]>::to_vec);
-        final_eval = Some(tuned);
-    }
-    let mut argmax_eval = None;
-    // Single-label: temperature first, then the binary threshold on the
-    // calibrated probabilities, which is the order predict applies them in.
-    if let (Some(data), Some(e)) = (&eval_data, &final_eval)
-        && (config.calibrate || config.tune_threshold)
-    {
+
+    /// Multi-label thresholds, then for single-label the temperature and the
+    /// binary threshold, each fitted on the evaluation file and saved in
+    /// `settings`; `final_eval` becomes the tuned evaluation. Returns the
+    /// calibrated argmax evaluation when a threshold was tuned, for comparison.
+    fn tune_decision(
+        &self,
+        model: &BertClassifier,
+        final_eval: &mut Option<Evaluation>,
+        settings: &mut InferenceSettings,
+    ) -> Result<Option<Evaluation>> {
+        let config = self.config;
+        if config.tune_thresholds
+            && let (Some(data), Some(e)) = (self.eval_data, final_eval.as_ref())
+        {
+            let untuned = e.with_thresholds(&model.labels, vec![0.5; model.num_labels()])?;
+            let tuned = e.with_tuned_thresholds(&model.labels)?;
+            eprintln!(
+                "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned",
+                data.path.display(),
+                untuned.metric("macro_f1"),
+                tuned.metric("macro_f1")
+            );
+            settings.thresholds = tuned.thresholds().map(<[f64]>::to_vec);
+            *final_eval = Some(tuned);
+        }
+        // Single-label: temperature first, then the binary threshold on the
+        // calibrated probabilities, which is the order predict applies them in.
+        let (Some(data), Some(e)) = (self.eval_data, final_eval.as_ref()) else { return Ok(None) };
+        if !(config.calibrate || config.tune_threshold) {
+            return Ok(None);
+        }
         let plain = e.with_decision(&model.labels, None, 1.0)?;
         let temperature = if config.calibrate { fit_temperature(&plain.logits, &plain.gold) } else { 1.0 };
         if config.calibrate {
@@ -236,56 +284,60 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         }
         let calibrated = plain.with_decision(&model.labels, None, temperature)?;
         let threshold = if config.tune_threshold { calibrated.best_binary_threshold().map(|(t, _)| t) } else { None };
-        if let Some(t) = threshold {
-            let tuned = calibrated.with_decision(&model.labels, Some(t), temperature)?;
-            eprintln!(
-                "threshold {t:.4} on P({}) tuned on {}: F1 of `{}` {:.4} at the argmax, {:.4} tuned",
-                model.labels[1],
-                data.path.display(),
-                model.labels[1],
-                f1_of(&calibrated, 1),
-                f1_of(&tuned, 1)
-            );
-            settings.threshold = Some(t);
-            final_eval = Some(tuned);
-            argmax_eval = Some(calibrated);
-        } else {
-            final_eval = Some(calibrated);
-        }
+        let Some(t) = threshold else {
+            *final_eval = Some(calibrated);
+            return Ok(None);
+        };
+        let tuned = calibrated.with_decision(&model.labels, Some(t), temperature)?;
+        eprintln!(
+            "threshold {t:.4} on P({}) tuned on {}: F1 of `{}` {:.4} at the argmax, {:.4} tuned",
+            model.labels[1],
+            data.path.display(),
+            model.labels[1],
+            f1_of(&calibrated, 1),
+            f1_of(&tuned, 1)
+        );
+        settings.threshold = Some(t);
+        *final_eval = Some(tuned);
+        Ok(Some(calibrated))
     }
-    let saved = (|| {
-        save_model(&model, &config.output, DType::F32)?;
-        tokenizer_files.write(&config.output)?;
-        settings.write(&config.output)?;
-        write_state(&config.output, &state)?;
-        if let Some(e) = &final_eval {
-            let mut json = e.to_json();
-            if let (Some(a), true) = (&argmax_eval, e.threshold.is_some()) {
-                // What the same model scores without the tuned threshold, for comparison.
-                json["argmax"] = a.to_json();
+
+    /// Writes the final model, tokenizer, settings, state and metrics.json;
+    /// on a failure none of them is left half-written.
+    fn save(
+        &self,
+        model: &BertClassifier,
+        tokenizer_files: &TokenizerFiles,
+        settings: &InferenceSettings,
+        state: &TrainingState,
+        final_eval: Option<&Evaluation>,
+        argmax_eval: Option<&Evaluation>,
+    ) -> Result<()> {
+        let output = &self.config.output;
+        let saved = (|| {
+            save_model(model, output, DType::F32)?;
+            tokenizer_files.write(output)?;
+            settings.write(output)?;
+            write_state(output, state)?;
+            if let Some(e) = final_eval {
+                let mut json = e.to_json();
+                if let (Some(a), true) = (argmax_eval, e.threshold.is_some()) {
+                    // What the same model scores without the tuned threshold, for comparison.
+                    json["argmax"] = a.to_json();
+                }
+                write_atomic(&output.join("metrics.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
             }
-            write_atomic(&config.output.join("metrics.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
+            Ok(())
+        })();
+        if let Err(e) = saved {
+            // No half-written final model: its files go, and the log is cut back to what is kept.
+            for name in model_files().into_iter().chain([SETTINGS_FILE, STATE_FILE, "metrics.json"]) {
+                let _ = std::fs::remove_file(output.join(name));
+            }
+            return Err(after_failed_save(self.config, state, e));
         }
         Ok(())
-    })();
-    if let Err(e) = saved {
-        // No half-written final model: its files go, and the log is cut back to what is kept.
-        for name in model_files().into_iter().chain([SETTINGS_FILE, STATE_FILE, "metrics.json"]) {
-            let _ = std::fs::remove_file(config.output.join(name));
-        }
-        return Err(after_failed_save(config, &state, e));
     }
-    if let (Some(e), Some(data)) = (&final_eval, &eval_data) {
-        write_run_report(config, &model.labels, &imbalance, e, data)?;
-    }
-    Ok(TrainSummary {
-        steps: state.step,
-        seconds: start.elapsed().as_secs_f64(),
-        real_tokens: state.real_tokens,
-        final_eval,
-        best_step: state.best_step,
-        output: config.output.clone(),
-    })
 }
 
 /// `--max-length`, clamped to what the model's position table holds, with a note when it is.
