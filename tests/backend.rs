@@ -170,3 +170,67 @@ fn r16_an_op_the_device_lacks_is_a_typed_error_naming_op_and_backend() {
     let err = add(&mut tape, v, cpu).map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("add"), "{err}");
 }
+
+/// AdamW and the gradient norm are backend methods: on the CPU the update
+/// with the clip factor folded in equals clipping the gradients first and
+/// updating after (the CPU loop's order), bit for bit; the simulated device
+/// gives the same norm and parameters to f32 rounding, with clipping and
+/// without; an F32 master updates its BF16 working copy.
+#[test]
+fn r16_adamw_and_the_gradient_norm_are_backend_methods_that_agree() {
+    use berth::backend::AdamWScalars;
+    let device = open(DeviceChoice::Sim).expect("the simulated device opens").expect("a device");
+    let shapes: [&[usize]; 3] = [&[5, 7], &[7], &[300]];
+    let grads: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| tensor_f32(40 + i as u64, s)).collect();
+    let params: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| tensor_f32(50 + i as u64, s)).collect();
+    let scalars = AdamWScalars { lr: 1e-2, weight_decay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3 };
+    let cpu = backend::of(&grads[0]);
+    assert_eq!(cpu.name(), "cpu");
+    let refs: Vec<&Tensor> = grads.iter().collect();
+    let want_norm = grads.iter().flat_map(|g| g.to_f64_vec()).map(|v| v * v).sum::<f64>().sqrt();
+    for max_norm in [1.0, 0.0, 1e9] {
+        let clip = cpu.grad_clip(&refs, max_norm).unwrap();
+        assert!((clip.norm - want_norm).abs() < 1e-9 * want_norm, "cpu norm {} vs {want_norm}", clip.norm);
+        let factor = clip.factor.to_f64_vec()[0];
+        assert_eq!(factor == 1.0, max_norm == 0.0 || max_norm > want_norm, "max_norm {max_norm}: factor {factor}");
+
+        // The CPU: fused (factor inside the update) against clip-then-update.
+        let (mut fused, mut plain) = (params.clone(), params.clone());
+        let zeros = |t: &Tensor| Tensor::zeros(t.shape(), t.dtype());
+        for i in 0..shapes.len() {
+            let (mut m1, mut v1, mut m2, mut v2) = (zeros(&params[i]), zeros(&params[i]), zeros(&params[i]), zeros(&params[i]));
+            cpu.adamw_update(&mut fused[i], &grads[i], &mut m1, &mut v1, None, &scalars, Some(&clip.factor)).unwrap();
+            let clipped = cpu.scale(&grads[i], factor).unwrap();
+            cpu.adamw_update(&mut plain[i], &clipped, &mut m2, &mut v2, None, &scalars, None).unwrap();
+            assert_eq!(bits(&fused[i]), bits(&plain[i]), "max_norm {max_norm}, parameter {i}");
+            assert_eq!(bits(&m1), bits(&m2));
+        }
+
+        // The device, with an F32 master and a BF16 working copy.
+        let on = |t: &Tensor, elem| t.to_device(&device, elem).unwrap();
+        let device_grads: Vec<Tensor> = grads.iter().map(|g| on(g, Precision::Fp32.elem())).collect();
+        let device_refs: Vec<&Tensor> = device_grads.iter().collect();
+        let sim = backend::of(&device_grads[0]);
+        assert_eq!(sim.name(), "cuda");
+        let device_clip = sim.grad_clip(&device_refs, max_norm).unwrap();
+        assert!((device_clip.norm - want_norm).abs() < 1e-5 * want_norm, "device norm {} vs {want_norm}", device_clip.norm);
+        for i in 0..shapes.len() {
+            let mut master = on(&params[i], Precision::Fp32.elem());
+            let copy = on(&params[i], Precision::Bf16.elem());
+            let (mut m, mut v) = (on(&zeros(&params[i]), Precision::Fp32.elem()), on(&zeros(&params[i]), Precision::Fp32.elem()));
+            sim.adamw_update(&mut master, &device_grads[i], &mut m, &mut v, Some(&copy), &scalars, Some(&device_clip.factor)).unwrap();
+            let (want, got) = (fused[i].to_f32_vec(), master.to_f32_vec());
+            for (w, g) in want.iter().zip(&got) {
+                assert!((w - g).abs() <= 1e-6 + 1e-5 * w.abs(), "max_norm {max_norm}, parameter {i}: cpu {w}, device {g}");
+            }
+            for (g, c) in got.iter().zip(copy.to_f32_vec()) {
+                assert!((g - c).abs() <= 1e-2 * g.abs().max(1e-3), "the BF16 copy holds the master: {g} vs {c}");
+            }
+        }
+    }
+    // A CPU update has no working copy to write: refused by name.
+    let mut p = params[0].clone();
+    let (mut m, mut v) = (Tensor::zeros(p.shape(), p.dtype()), Tensor::zeros(p.shape(), p.dtype()));
+    let err = cpu.adamw_update(&mut p, &grads[0], &mut m, &mut v, Some(&params[0]), &scalars, None).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { op, backend: "cpu" } if op.contains("adamw_update")), "{err}");
+}

@@ -239,6 +239,53 @@ pub trait Backend: Send + Sync {
 
     /// logits (N, C) -> (loss [1], dlogits (N, C) for a unit upstream gradient).
     fn loss(&self, logits: &Tensor, kind: LossKind) -> Result<(Tensor, Tensor)>;
+
+    // ---- the optimizer ----
+
+    /// grads: any number of tensors of any shapes -> their global L2 norm
+    /// and the clip factor every gradient is multiplied by: `max_norm /
+    /// (norm + 1e-6)` when `max_norm` > 0 and the norm exceeds it, else 1;
+    /// NaN when the norm is not finite. The factor (1) stays where the
+    /// gradients are, so a device step needs no host round trip.
+    fn grad_clip(&self, grads: &[&Tensor], max_norm: f64) -> Result<GradClip>;
+    /// One AdamW update in place: param, grad, m, v (n) of one dtype; each
+    /// gradient element is first multiplied by `clip` (1) when given (a
+    /// non-finite clip leaves everything untouched); `copy` (n), when given,
+    /// receives the updated parameter in its own dtype (the BF16 working
+    /// copy of an F32 master).
+    #[allow(clippy::too_many_arguments)]
+    fn adamw_update(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        copy: Option<&Tensor>,
+        scalars: &AdamWScalars,
+        clip: Option<&Tensor>,
+    ) -> Result<()>;
+}
+
+/// One AdamW update's settings, as plain numbers (the optimizer sits above
+/// the backend).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWScalars {
+    pub lr: f64,
+    /// This parameter's decoupled weight decay (0 for biases and LayerNorm weights).
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// t after incrementing: the first update is step 1.
+    pub step: u64,
+}
+
+/// What [`Backend::grad_clip`] gives.
+pub struct GradClip {
+    /// The global L2 norm before clipping.
+    pub norm: f64,
+    /// (1) F32 or the gradients' float type, on the gradients' backend.
+    pub factor: Tensor,
 }
 
 /// The backend that runs ops on `t`: where its storage lives decides.

@@ -8,11 +8,9 @@
 //! Moments are f32 (f64 for an f64 model), and only trainable parameters
 //! have them, so frozen parameters cost no optimizer memory.
 
-use rayon::prelude::*;
-
+use crate::backend::{self, AdamWScalars};
 use crate::error::{Error, Result};
-use crate::tensor::{Float, Tensor};
-use crate::with_float;
+use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
@@ -81,65 +79,29 @@ impl AdamW {
             ));
         }
         self.step += 1;
-        let c = self.config;
-        let bias1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bias2 = 1.0 - c.beta2.powi(self.step as i32);
         for (i, p) in params.iter_mut().enumerate() {
+            let scalars = self.scalars(i, lr);
             let (Some(state), Some(g)) = (&mut self.moments[i], &grads[i]) else { continue };
             if g.shape() != p.shape() {
                 return Err(Error::shape("AdamW", format!("gradient {:?} for parameter {:?}", g.shape(), p.shape())));
             }
-            let decay = if self.decay[i] { c.weight_decay } else { 0.0 };
-            with_float!(p.dtype(), "AdamW", |T| {
-                let hp = Hyper::<T>::new(lr, decay, c, bias1, bias2);
-                update_one::<T>(p.data_mut::<T>()?, g.data::<T>()?, state.m.data_mut::<T>()?, state.v.data_mut::<T>()?, &hp);
-                Ok::<(), Error>(())
-            })?;
+            backend::of(p).adamw_update(p, g, &mut state.m, &mut state.v, None, &scalars, None)?;
         }
         Ok(())
     }
-}
 
-struct Hyper<T> {
-    decay_factor: T,
-    beta1: T,
-    beta2: T,
-    one_minus_beta1: T,
-    one_minus_beta2: T,
-    step_size: T,
-    inv_sqrt_bias2: T,
-    eps: T,
-}
-
-impl<T: Float> Hyper<T> {
-    fn new(lr: f64, decay: f64, c: AdamWConfig, bias1: f64, bias2: f64) -> Self {
-        Hyper {
-            decay_factor: T::from_f64(1.0 - lr * decay),
-            beta1: T::from_f64(c.beta1),
-            beta2: T::from_f64(c.beta2),
-            one_minus_beta1: T::from_f64(1.0 - c.beta1),
-            one_minus_beta2: T::from_f64(1.0 - c.beta2),
-            step_size: T::from_f64(lr / bias1),
-            inv_sqrt_bias2: T::from_f64(1.0 / bias2.sqrt()),
-            eps: T::from_f64(c.eps),
+    /// The settings of parameter `i`'s update at learning rate `lr`, for the
+    /// step already counted in `self.step`.
+    pub fn scalars(&self, i: usize, lr: f64) -> AdamWScalars {
+        AdamWScalars {
+            lr,
+            weight_decay: if self.decays(i) { self.config.weight_decay } else { 0.0 },
+            beta1: self.config.beta1,
+            beta2: self.config.beta2,
+            eps: self.config.eps,
+            step: self.step,
         }
     }
-}
-
-fn update_one<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &Hyper<T>) {
-    const CHUNK: usize = 1 << 14;
-    p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
-        |((p, g), (m, v))| {
-            for i in 0..p.len() {
-                let gi = g[i];
-                p[i] *= h.decay_factor;
-                m[i] = h.beta1 * m[i] + h.one_minus_beta1 * gi;
-                v[i] = h.beta2 * v[i] + h.one_minus_beta2 * gi * gi;
-                let denom = v[i].sqrt() * h.inv_sqrt_bias2 + h.eps;
-                p[i] -= h.step_size * m[i] / denom;
-            }
-        },
-    );
 }
 
 #[cfg(test)]

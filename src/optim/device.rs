@@ -8,25 +8,24 @@
 //! Gradients are always F32. The host copies (the parameters and the CPU
 //! AdamW's moments) are brought up to date only when asked.
 
-use crate::backend::cuda::ops::adamw::{AdamWStep, adamw_update, grad_norm};
+use crate::backend;
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 use crate::optim::AdamW;
 use crate::optim::adamw::Moments;
 use crate::tensor::Tensor;
 
+/// One trainable parameter's state, as device tensors of its shape.
 struct OptimizerSlot {
     /// The F32 master; None when the working copy is F32 and is the master.
-    master: Option<DeviceBuffer>,
-    m: DeviceBuffer,
-    v: DeviceBuffer,
+    master: Option<Tensor>,
+    m: Tensor,
+    v: Tensor,
 }
 
 pub struct DeviceAdamW {
     /// One per parameter; None for frozen parameters (no optimizer state).
     slots: Vec<Option<OptimizerSlot>>,
-    norm: DeviceBuffer,
-    clip_scale: DeviceBuffer,
 }
 
 /// The device buffer of a tensor that must be on the device.
@@ -47,23 +46,18 @@ impl DeviceAdamW {
             return Err(Error::InvalidArgument("DeviceAdamW::upload: no parameters".into()));
         };
         let device = on_device(first, "a parameter")?.device().clone();
+        let upload = |t: &Tensor| Tensor::from_device(DeviceBuffer::from_f32(&device, &t.to_f32_vec(), Elem::F32)?, t.shape());
         let mut slots = Vec::with_capacity(working.len());
         for (i, (w, h)) in working.iter().zip(host).enumerate() {
             let elem = on_device(w, "a parameter")?.elem();
             slots.push(match optimizer.moments.get(i).cloned().flatten() {
-                Some(Moments { m, v }) => Some(OptimizerSlot {
-                    master: if elem == Elem::F32 { None } else { Some(DeviceBuffer::from_f32(&device, &h.to_f32_vec(), Elem::F32)?) },
-                    m: DeviceBuffer::from_f32(&device, &m.to_f32_vec(), Elem::F32)?,
-                    v: DeviceBuffer::from_f32(&device, &v.to_f32_vec(), Elem::F32)?,
-                }),
+                Some(Moments { m, v }) => {
+                    Some(OptimizerSlot { master: if elem == Elem::F32 { None } else { Some(upload(h)?) }, m: upload(&m)?, v: upload(&v)? })
+                }
                 None => None,
             });
         }
-        Ok(DeviceAdamW {
-            slots,
-            norm: DeviceBuffer::zeros(&device, 1, Elem::F32)?,
-            clip_scale: DeviceBuffer::zeros(&device, 1, Elem::F32)?,
-        })
+        Ok(DeviceAdamW { slots })
     }
 
     /// One optimizer step: the global gradient norm, clipping folded into
@@ -78,34 +72,35 @@ impl DeviceAdamW {
                 format!("{} gradients for {} parameters ({} optimizer slots)", grads.len(), working.len(), self.slots.len()),
             ));
         }
-        let buffers: Vec<&DeviceBuffer> = grads
-            .iter()
-            .zip(&self.slots)
-            .filter(|(_, s)| s.is_some())
-            .filter_map(|(g, _)| g.as_ref().and_then(|g| g.device_buffer()))
-            .collect();
-        if buffers.iter().any(|b| b.elem() != Elem::F32) {
-            return Err(Error::Device("parameter gradients must be F32 on the device".into()));
-        }
-        grad_norm(&buffers, max_norm as f32, &self.norm, &self.clip_scale)?;
-        let norm = self.norm.to_f32_vec()?[0] as f64;
-        if !norm.is_finite() {
-            return Err(Error::Numerical(format!("the gradient norm is {norm}")));
+        let present: Vec<&Tensor> = grads.iter().zip(&self.slots).filter(|(_, s)| s.is_some()).filter_map(|(g, _)| g.as_ref()).collect();
+        let Some(first) = present.first() else {
+            // Nothing trains this step: the step still counts, as on the CPU.
+            optimizer.step += 1;
+            return Ok(0.0);
+        };
+        let device = backend::of(first);
+        // The clip factor stays on the device and is folded into each update.
+        let clip = device.grad_clip(&present, max_norm)?;
+        if !clip.norm.is_finite() {
+            return Err(Error::Numerical(format!("the gradient norm is {}", clip.norm)));
         }
         optimizer.step += 1;
-        let step = optimizer.step;
-        for (i, slot) in self.slots.iter().enumerate() {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
             let (Some(slot), Some(g)) = (slot, &grads[i]) else { continue };
-            let grad = g.device_buffer().ok_or_else(|| Error::Device("a CPU gradient reached the device optimizer".into()))?;
-            let decay = if optimizer.decays(i) { optimizer.config.weight_decay } else { 0.0 };
-            let hyper = AdamWStep::new(lr, decay, (optimizer.config.beta1, optimizer.config.beta2), optimizer.config.eps, step);
-            let copy = on_device(&working[i], "a parameter")?;
-            match &slot.master {
-                Some(master) => adamw_update(master, grad, &slot.m, &slot.v, Some(copy), hyper, Some(&self.clip_scale))?,
-                None => adamw_update(copy, grad, &slot.m, &slot.v, None, hyper, Some(&self.clip_scale))?,
+            if g.device_buffer().is_none() {
+                return Err(Error::Device("a CPU gradient reached the device optimizer".into()));
+            }
+            let scalars = optimizer.scalars(i, lr);
+            match &mut slot.master {
+                // The master is updated and the new value written into the working copy.
+                Some(master) => {
+                    device.adamw_update(master, g, &mut slot.m, &mut slot.v, Some(&working[i]), &scalars, Some(&clip.factor))?
+                }
+                // An F32 working copy is its own master: the update writes it in place (it shares its buffer).
+                None => device.adamw_update(&mut working[i].clone(), g, &mut slot.m, &mut slot.v, None, &scalars, Some(&clip.factor))?,
             }
         }
-        Ok(norm)
+        Ok(clip.norm)
     }
 
     /// Copies the F32 weights (masters where they exist, else the working
@@ -115,7 +110,7 @@ impl DeviceAdamW {
     pub fn download(&self, working: &[Tensor], host: &mut [Tensor], optimizer: Option<&mut AdamW>) -> Result<()> {
         for (i, t) in host.iter_mut().enumerate() {
             let values = match self.slots.get(i).and_then(|s| s.as_ref()).and_then(|s| s.master.as_ref()) {
-                Some(master) => master.to_f32_vec()?,
+                Some(master) => master.to_f32_vec(),
                 None => working[i].to_f32_vec(),
             };
             *t = Tensor::from_vec(values, t.shape())?.to_dtype(t.dtype());
@@ -123,8 +118,8 @@ impl DeviceAdamW {
         if let Some(optimizer) = optimizer {
             for (i, slot) in self.slots.iter().enumerate() {
                 let (Some(slot), Some(Some(moments))) = (slot, optimizer.moments.get_mut(i)) else { continue };
-                moments.m = Tensor::from_vec(slot.m.to_f32_vec()?, moments.m.shape())?.to_dtype(moments.m.dtype());
-                moments.v = Tensor::from_vec(slot.v.to_f32_vec()?, moments.v.shape())?.to_dtype(moments.v.dtype());
+                moments.m = Tensor::from_vec(slot.m.to_f32_vec(), moments.m.shape())?.to_dtype(moments.m.dtype());
+                moments.v = Tensor::from_vec(slot.v.to_f32_vec(), moments.v.shape())?.to_dtype(moments.v.dtype());
             }
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! code runs in f64 for gradient checks and in f32 for real work.
 
 pub mod activation;
+pub mod adamw;
 pub mod attention;
 pub mod dropout;
 pub mod layout;

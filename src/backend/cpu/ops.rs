@@ -8,8 +8,8 @@ use super::matmul::{Operand, batched_matmul, linear_bwd_input, linear_bwd_weight
 use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
 use super::packed_attention::{packed_attention_bwd, packed_attention_fwd};
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
-use super::{activation, layout, loss};
-use crate::backend::{AttentionDropout, Backend, DropoutKey, LinearGrads, LossKind, NormStats, Saved};
+use super::{activation, adamw, layout, loss};
+use crate::backend::{AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, Saved, unsupported};
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
 use crate::with_float;
@@ -366,5 +366,54 @@ impl Backend for Cpu {
             Ok((Tensor::from_vec(vec![value], &[1])?, Tensor::from_vec(d, logits.shape())?))
         })?;
         Ok((value, d))
+    }
+
+    fn grad_clip(&self, grads: &[&Tensor], max_norm: f64) -> Result<GradClip> {
+        let mut sum_sq = 0.0f64;
+        for g in grads {
+            sum_sq += with_float!(g.dtype(), "grad_clip", |T| Ok::<f64, Error>(adamw::sum_of_squares(g.data::<T>()?)))?;
+        }
+        let norm = sum_sq.sqrt();
+        let factor = if !norm.is_finite() {
+            f64::NAN
+        } else if max_norm > 0.0 && norm > max_norm {
+            max_norm / (norm + 1e-6)
+        } else {
+            1.0
+        };
+        // F64, so the gradients' own type is what the factor is rounded to when applied.
+        Ok(GradClip { norm, factor: Tensor::from_vec(vec![factor], &[1])? })
+    }
+
+    fn adamw_update(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        copy: Option<&Tensor>,
+        scalars: &AdamWScalars,
+        clip: Option<&Tensor>,
+    ) -> Result<()> {
+        if copy.is_some() {
+            return unsupported("adamw_update with a working copy", self.name());
+        }
+        let factor = clip.map(|c| c.to_f64_vec()[0]);
+        if factor.is_some_and(|f| !f.is_finite()) {
+            return Ok(());
+        }
+        with_float!(param.dtype(), "adamw_update", |T| {
+            let hyper = adamw::AdamWHyper::<T>::new(scalars);
+            let scaled: Option<Vec<T>> = match factor {
+                Some(f) if f != 1.0 => Some(grad.data::<T>()?.iter().map(|&g| g * f as T).collect()),
+                _ => None,
+            };
+            let g = match &scaled {
+                Some(s) => s.as_slice(),
+                None => grad.data::<T>()?,
+            };
+            adamw::adamw_update(param.data_mut::<T>()?, g, m.data_mut::<T>()?, v.data_mut::<T>()?, &hyper);
+            Ok::<(), Error>(())
+        })
     }
 }

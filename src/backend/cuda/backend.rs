@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, attention_bwd, attention_fwd};
 use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
-use super::ops::{elementwise, embedding, gelu, gemm, layernorm, loss};
-use crate::backend::{AttentionDropout, Backend, DropoutKey, LinearGrads, LossKind, NormStats, Saved, unsupported};
+use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss};
+use crate::backend::{AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, Saved, unsupported};
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 use crate::rng;
@@ -305,6 +305,40 @@ impl Backend for Cuda {
             }
         }
         Ok((Tensor::from_device(value, &[1])?, Tensor::from_device(d, logits.shape())?))
+    }
+
+    // ---- the optimizer ----
+
+    fn grad_clip(&self, grads: &[&Tensor], max_norm: f64) -> Result<GradClip> {
+        let buffers = grads.iter().map(|g| buf("grad_clip", g)).collect::<Result<Vec<_>>>()?;
+        if buffers.iter().any(|b| b.elem() != Elem::F32) {
+            return Err(Error::Device("grad_clip: parameter gradients must be F32 on the device".into()));
+        }
+        let Some(first) = buffers.first() else {
+            return Err(Error::InvalidArgument("grad_clip: no gradients".into()));
+        };
+        let (norm, factor) = (zeros(first, 1, Elem::F32)?, zeros(first, 1, Elem::F32)?);
+        adamw::grad_norm(&buffers, max_norm as f32, &norm, &factor)?;
+        // The norm is read back for the log and the non-finite check; the factor stays on the device.
+        let norm = norm.to_f32_vec()?[0] as f64;
+        Ok(GradClip { norm, factor: Tensor::from_device(factor, &[1])? })
+    }
+
+    fn adamw_update(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        copy: Option<&Tensor>,
+        s: &AdamWScalars,
+        clip: Option<&Tensor>,
+    ) -> Result<()> {
+        const OP: &str = "adamw_update";
+        let step = adamw::AdamWStep::new(s.lr, s.weight_decay, (s.beta1, s.beta2), s.eps, s.step);
+        let copy = copy.map(|c| buf(OP, c)).transpose()?;
+        let clip = clip.map(|c| buf(OP, c)).transpose()?;
+        adamw::adamw_update(buf(OP, param)?, buf(OP, grad)?, buf(OP, m)?, buf(OP, v)?, copy, step, clip)
     }
 
     // ---- not offered on a device: the fused kernels above cover them ----
