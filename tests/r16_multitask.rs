@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::common::{fixture_dir, scratch_dir};
 use crate::tasks::conll_sentences;
-use crate::train::{assert_complete_checkpoint, berth, checkpoints, fail, read_json, succeed};
+use crate::train::{assert_complete_checkpoint, berth, checkpoints, fail, kill_after_checkpoint, read_json, succeed};
 
 /// A heads file with a sentiment head (32 rows) and an NER head (24
 /// sentences), both evaluated on their training data.
@@ -84,10 +84,6 @@ fn r16_multitask_trains_on_the_simulated_device_with_grad_accum() {
 #[cfg(unix)]
 #[test]
 fn r16_multitask_resumes_bit_identically_after_sigkill() {
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
     let Some(model) = fixture_dir("a-seqcls") else { return };
     let work = scratch_dir("r16-multitask-resume");
     let heads = write_heads(&work);
@@ -101,20 +97,7 @@ fn r16_multitask_resumes_bit_identically_after_sigkill() {
     assert!(checkpoint.join("heads.json").is_file(), "a multi-task checkpoint keeps its heads");
     assert_eq!(read_json(&a.join("checkpoint-36/training_state.json"))["micro_batches"], 63, "36 steps: 9 epochs, 7 micro-batches each");
 
-    let killed_log = work.join("b-killed.stderr");
-    let mut child =
-        multitask_cmd(&model, &heads, &b, &args).stdout(Stdio::null()).stderr(std::fs::File::create(&killed_log).unwrap()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !checkpoints(&b).last().is_some_and(|(s, _)| *s >= 8) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("run B ended ({status}) before checkpoint-8 appeared:\n{}", std::fs::read_to_string(&killed_log).unwrap());
-        }
-        assert!(Instant::now() < deadline, "no checkpoint-8 after 300 s");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(9), "run B was not killed mid-run: it ended with {status}; make the run longer");
+    kill_after_checkpoint(&mut multitask_cmd(&model, &heads, &b, &args), &b, 8, &work.join("b-killed.stderr"));
     let (step, newest) = checkpoints(&b).pop().unwrap();
     assert!((8..40).contains(&step), "newest checkpoint is at step {step}");
     assert_complete_checkpoint(&newest, step);

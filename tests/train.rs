@@ -235,11 +235,30 @@ fn spoiled_train(name: &str, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Option<Pa
 
 // ---------------------------------------------------------------- 1. resume
 
+/// Starts `cmd` (a training run into `output`), waits until a checkpoint at
+/// step `step` or later is on disk, and kills the run with SIGKILL; asserts
+/// that it was still running then. Its stderr goes to `log`.
+#[cfg(unix)]
+pub(crate) fn kill_after_checkpoint(cmd: &mut Command, output: &Path, step: u64, log: &Path) {
+    use std::os::unix::process::ExitStatusExt;
+
+    let mut child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !checkpoints(output).last().is_some_and(|(s, _)| *s >= step) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run B ended ({status}) before checkpoint-{step} appeared:\n{}", std::fs::read_to_string(log).unwrap());
+        }
+        assert!(Instant::now() < deadline, "no checkpoint-{step} after 300 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "run B was not killed mid-run: it ended with {status}; make the run longer");
+}
+
 #[cfg(unix)]
 #[test]
 fn r3_resume_after_sigkill_is_bit_identical() {
-    use std::os::unix::process::ExitStatusExt;
-
     let Some(model) = fixture_dir("a-seqcls") else { return };
     let work = scratch_dir("r3-resume");
     let data = write_data(&work, &SENTIMENT);
@@ -273,22 +292,7 @@ fn r3_resume_after_sigkill_is_bit_identical() {
     // Run B: killed with SIGKILL as soon as a checkpoint at step 20 or later
     // is on disk, in the second epoch, whose order the resumed run must draw
     // as the uninterrupted run did.
-    let killed_log = work.join("b-killed.stderr");
-    let mut child = run(&b).stdout(Stdio::null()).stderr(std::fs::File::create(&killed_log).unwrap()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if checkpoints(&b).last().is_some_and(|(s, _)| *s >= 20) {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("run B ended ({status}) before checkpoint-20 appeared:\n{}", std::fs::read_to_string(&killed_log).unwrap());
-        }
-        assert!(Instant::now() < deadline, "no checkpoint-20 after 300 s");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(9), "run B was not killed mid-run: it ended with {status}; make the run longer");
+    kill_after_checkpoint(&mut run(&b), &b, 20, &work.join("b-killed.stderr"));
     assert!(
         !b.join("training_state.json").exists() && !b.join("model.safetensors").exists(),
         "run B wrote its final model before the kill"

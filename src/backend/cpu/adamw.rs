@@ -46,13 +46,14 @@ impl<T: Float> AdamWHyper<T> {
     }
 }
 
-/// p, g, m, v (n): p, m and v updated in place, in parallel chunks.
-pub fn adamw_update<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamWHyper<T>) {
+/// p, g, m, v (n): p, m and v updated in place, in parallel chunks, with
+/// each gradient element multiplied by `grad_scale` first (1 leaves it exact).
+pub fn adamw_update<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamWHyper<T>, grad_scale: T) {
     const CHUNK: usize = 1 << 14;
     p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
         |((p, g), (m, v))| {
             for i in 0..p.len() {
-                let gi = g[i];
+                let gi = g[i] * grad_scale;
                 p[i] *= h.decay_factor;
                 m[i] = h.beta1 * m[i] + h.one_minus_beta1 * gi;
                 v[i] = h.beta2 * v[i] + h.one_minus_beta2 * gi * gi;

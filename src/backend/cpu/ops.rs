@@ -404,15 +404,8 @@ impl Backend for Cpu {
         }
         with_float!(param.dtype(), "adamw_update", |T| {
             let hyper = adamw::AdamWHyper::<T>::new(scalars);
-            let scaled: Option<Vec<T>> = match factor {
-                Some(f) if f != 1.0 => Some(grad.data::<T>()?.iter().map(|&g| g * f as T).collect()),
-                _ => None,
-            };
-            let g = match &scaled {
-                Some(s) => s.as_slice(),
-                None => grad.data::<T>()?,
-            };
-            adamw::adamw_update(param.data_mut::<T>()?, g, m.data_mut::<T>()?, v.data_mut::<T>()?, &hyper);
+            let scale = factor.unwrap_or(1.0) as T;
+            adamw::adamw_update(param.data_mut::<T>()?, grad.data::<T>()?, m.data_mut::<T>()?, v.data_mut::<T>()?, &hyper, scale);
             Ok::<(), Error>(())
         })
     }

@@ -317,7 +317,8 @@ impl Backend for Cuda {
         let Some(first) = buffers.first() else {
             return Err(Error::InvalidArgument("grad_clip: no gradients".into()));
         };
-        let (norm, factor) = (zeros(first, 1, Elem::F32)?, zeros(first, 1, Elem::F32)?);
+        // Both written by the final kernel: no fill needed.
+        let (norm, factor) = (alloc(first, 1, Elem::F32)?, alloc(first, 1, Elem::F32)?);
         adamw::grad_norm(&buffers, max_norm as f32, &norm, &factor)?;
         // The norm is read back for the log and the non-finite check; the factor stays on the device.
         let norm = norm.to_f32_vec()?[0] as f64;
