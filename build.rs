@@ -131,13 +131,118 @@ struct Kernel {
     param_types: Vec<String>,
 }
 
-/// Finds every `extern "C" __global__ void name(params)` in a .cu file.
+const KERNEL_MARKER: &str = "extern \"C\" __global__ void";
+
+/// Finds every kernel a .cu file defines: each `extern "C" __global__ void
+/// name(params)` written out, and each use of an entry macro. An entry macro
+/// is a `#define FAMILY(name, ...)` whose body is one such definition named by
+/// its first parameter; each use, `FAMILY(kernel_name, args...)` at the start
+/// of a line, defines one kernel (its name written out, so it stays
+/// greppable), whose parameter types are the macro's with the arguments
+/// substituted word by word.
 fn parse_kernels(text: &str) -> Result<Vec<Kernel>, String> {
-    let marker = "extern \"C\" __global__ void";
+    let joined = text.replace("\\\n", " ");
+    let mut macros: Vec<EntryMacro> = Vec::new();
+    let mut plain = String::new();
+    for line in joined.lines() {
+        if let Some(define) = line.trim_start().strip_prefix("#define") {
+            if define.contains(KERNEL_MARKER) {
+                macros.push(parse_entry_macro(define.trim())?);
+            }
+            continue;
+        }
+        plain.push_str(line);
+        plain.push('\n');
+    }
+    let mut kernels = parse_definitions(&plain)?;
+    for line in plain.lines() {
+        let line = line.trim_start();
+        for m in &macros {
+            let Some(rest) = line.strip_prefix(m.name.as_str()) else { continue };
+            let Some(rest) = rest.trim_start().strip_prefix('(') else { continue };
+            let args = split_macro_args(rest).ok_or_else(|| format!("{}: unclosed argument list in `{line}`", m.name))?;
+            if args.len() != m.params.len() {
+                return Err(format!("{}: takes {} arguments, `{line}` gives {}", m.name, m.params.len(), args.len()));
+            }
+            let param_types = m.kernel.param_types.iter().map(|ty| substitute_words(ty, &m.params, &args)).collect();
+            kernels.push(Kernel { name: args[0].clone(), param_types });
+        }
+    }
+    Ok(kernels)
+}
+
+/// A `#define FAMILY(name, ...) extern "C" __global__ void name(...) {...}`.
+struct EntryMacro {
+    name: String,
+    params: Vec<String>,
+    /// The definition in the body, with the macro's parameters unsubstituted.
+    kernel: Kernel,
+}
+
+fn parse_entry_macro(define: &str) -> Result<EntryMacro, String> {
+    let open = define.find('(').ok_or_else(|| format!("entry macro `{define}` has no parameter list"))?;
+    let name = define[..open].trim().to_string();
+    let params = split_macro_args(&define[open + 1..]).ok_or_else(|| format!("entry macro {name}: unclosed parameter list"))?;
+    let body = &define[define.find(')').unwrap() + 1..];
+    let mut kernels = parse_definitions(body)?;
+    if kernels.len() != 1 || params.first() != Some(&kernels[0].name) {
+        return Err(format!("entry macro {name}: its body must define one kernel named by its first parameter"));
+    }
+    Ok(EntryMacro { name, params, kernel: kernels.remove(0) })
+}
+
+/// The comma-separated arguments up to the `)` that closes an argument list
+/// whose `(` was just consumed; None when it never closes.
+fn split_macro_args(text: &str) -> Option<Vec<String>> {
+    let (mut depth, mut args, mut current) = (0usize, Vec::new(), String::new());
+    for c in text.chars() {
+        match c {
+            '(' | '<' => depth += 1,
+            ')' if depth == 0 => {
+                args.push(current.trim().to_string());
+                return Some(args.into_iter().filter(|a: &String| !a.is_empty()).collect());
+            }
+            ')' | '>' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                args.push(std::mem::take(&mut current).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    None
+}
+
+/// `text` with every whole identifier equal to `from[i]` replaced by `to[i]`.
+fn substitute_words(text: &str, from: &[String], to: &[String]) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match from.iter().position(|f| f == word) {
+            Some(i) => out.push_str(&to[i]),
+            None => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Every `extern "C" __global__ void name(params)` written out in `text`.
+fn parse_definitions(text: &str) -> Result<Vec<Kernel>, String> {
     let mut kernels = Vec::new();
     let mut rest = text;
-    while let Some(at) = rest.find(marker) {
-        rest = &rest[at + marker.len()..];
+    while let Some(at) = rest.find(KERNEL_MARKER) {
+        rest = &rest[at + KERNEL_MARKER.len()..];
         let mut head = rest.trim_start();
         if let Some(after) = head.strip_prefix("__launch_bounds__") {
             let close = after.find(')').ok_or("unclosed __launch_bounds__")?;

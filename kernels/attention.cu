@@ -353,129 +353,61 @@ BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, 
 }
 
 // ---------------------------------------------------------------------------
-// extern "C" entry points: attention_<fwd|bwd_dq|bwd_dkdv>_d<D>_<f32|bf16>,
+// extern "C" entry points: attention_d<D>_<fwd|bwd_dq|bwd_dkdv>_<f32|bf16>,
 // f32 at every head dim and bf16 at 8 and 16 (bf16 at 32 and 64 runs on
 // tensor cores: attention_tc.cu). SPLIT (lanes per row) is 1 for D <= 32 and
-// 2 for D = 64; the launcher launches 64·SPLIT threads per block.
+// 2 for D = 64; the launcher launches 64·SPLIT threads per block. Each family
+// is defined once below, with ELEM the storage type, and each kernel is one
+// line of the table after it (build.rs reads both).
 // ---------------------------------------------------------------------------
 
-// q, k, v (B, T, H·8) f32, key_mask (B, T) -> out (B, T, H·8) f32, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d8_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<float, 8, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
+// q, k, v (B, T, H·D) ELEM, key_mask (B, T) u8 -> out (B, T, H·D) ELEM, lse (B, H, T) f32
+#define ATTENTION_FWD_ENTRY(name, ELEM, D, SPLIT)                                                                   \
+    extern "C" __global__ void name(const ELEM* q, const ELEM* k, const ELEM* v, const unsigned char* key_mask,    \
+                                    ELEM* out, float* lse, int B, int T, int H, float scale, unsigned long long key, \
+                                    unsigned threshold, float keep_scale) {                                         \
+        attention_fwd<ELEM, D, SPLIT>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);    \
+    }
 
-// + out, dout (B, T, H·8) f32, lse (B, H, T) -> dq (B, T, H·8) f32 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d8_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<float, 8, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
+// q, k, v, out, dout (B, T, H·D) ELEM, key_mask (B, T) u8, lse (B, H, T) f32
+// -> dq (B, T, H·D) ELEM written, delta (B, H, T) f32 = rowsum(dout ∘ out)
+#define ATTENTION_BWD_DQ_ENTRY(name, ELEM, D, SPLIT)                                                                \
+    extern "C" __global__ void name(const ELEM* q, const ELEM* k, const ELEM* v, const unsigned char* key_mask,    \
+                                    const ELEM* out, const float* lse, const ELEM* dout, ELEM* dq, float* delta,  \
+                                    int B, int T, int H, float scale, unsigned long long key, unsigned threshold, \
+                                    float keep_scale) {                                                           \
+        attention_bwd_dq<ELEM, D, SPLIT>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key,       \
+                                         threshold, keep_scale);                                                  \
+    }
 
-// + lse, delta (B, H, T) f32, dout (B, T, H·8) f32 -> dk, dv (B, T, H·8) f32 written
-extern "C" __global__ void attention_bwd_dkdv_d8_f32(const float* q, const float* k, const float* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<float, 8, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}
+// q, k, v, dout (B, T, H·D) ELEM, key_mask (B, T) u8, lse, delta (B, H, T) f32
+// -> dk, dv (B, T, H·D) ELEM written
+#define ATTENTION_BWD_DKDV_ENTRY(name, ELEM, D, SPLIT)                                                                \
+    extern "C" __global__ void name(const ELEM* q, const ELEM* k, const ELEM* v, const unsigned char* key_mask,      \
+                                    const float* lse, const float* delta, const ELEM* dout, ELEM* dk, ELEM* dv,     \
+                                    int B, int T, int H, float scale, unsigned long long key, unsigned threshold,   \
+                                    float keep_scale) {                                                             \
+        attention_bwd_dkdv<ELEM, D, SPLIT>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key,        \
+                                           threshold, keep_scale);                                                  \
+    }
 
-// q, k, v (B, T, H·8) bf16, key_mask (B, T) -> out (B, T, H·8) bf16, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d8_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<__nv_bfloat16, 8, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·8) bf16, lse (B, H, T) -> dq (B, T, H·8) bf16 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d8_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<__nv_bfloat16, 8, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·8) bf16 -> dk, dv (B, T, H·8) bf16 written
-extern "C" __global__ void attention_bwd_dkdv_d8_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<__nv_bfloat16, 8, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// q, k, v (B, T, H·16) f32, key_mask (B, T) -> out (B, T, H·16) f32, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d16_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<float, 16, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·16) f32, lse (B, H, T) -> dq (B, T, H·16) f32 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d16_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<float, 16, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·16) f32 -> dk, dv (B, T, H·16) f32 written
-extern "C" __global__ void attention_bwd_dkdv_d16_f32(const float* q, const float* k, const float* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<float, 16, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// q, k, v (B, T, H·16) bf16, key_mask (B, T) -> out (B, T, H·16) bf16, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d16_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<__nv_bfloat16, 16, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·16) bf16, lse (B, H, T) -> dq (B, T, H·16) bf16 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d16_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<__nv_bfloat16, 16, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·16) bf16 -> dk, dv (B, T, H·16) bf16 written
-extern "C" __global__ void attention_bwd_dkdv_d16_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<__nv_bfloat16, 16, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// q, k, v (B, T, H·32) f32, key_mask (B, T) -> out (B, T, H·32) f32, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d32_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<float, 32, 1>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·32) f32, lse (B, H, T) -> dq (B, T, H·32) f32 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d32_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<float, 32, 1>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·32) f32 -> dk, dv (B, T, H·32) f32 written
-extern "C" __global__ void attention_bwd_dkdv_d32_f32(const float* q, const float* k, const float* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<float, 32, 1>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// q, k, v (B, T, H·64) f32, key_mask (B, T) -> out (B, T, H·64) f32, lse (B, H, T) f32
-extern "C" __global__ void attention_fwd_d64_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        float* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_fwd<float, 64, 2>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·64) f32, lse (B, H, T) -> dq (B, T, H·64) f32 written, delta (B, H, T) f32
-extern "C" __global__ void attention_bwd_dq_d64_f32(const float* q, const float* k, const float* v, const unsigned char* key_mask,
-        const float* out, const float* lse, const float* dout, float* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dq<float, 64, 2>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·64) f32 -> dk, dv (B, T, H·64) f32 written
-extern "C" __global__ void attention_bwd_dkdv_d64_f32(const float* q, const float* k, const float* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const float* dout, float* dk, float* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    attention_bwd_dkdv<float, 64, 2>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key, threshold, keep_scale);
-}
-
+// clang-format off
+ATTENTION_FWD_ENTRY(attention_d8_fwd_f32, float, 8, 1)                      // D = 8, f32
+ATTENTION_BWD_DQ_ENTRY(attention_d8_bwd_dq_f32, float, 8, 1)
+ATTENTION_BWD_DKDV_ENTRY(attention_d8_bwd_dkdv_f32, float, 8, 1)
+ATTENTION_FWD_ENTRY(attention_d8_fwd_bf16, __nv_bfloat16, 8, 1)             // D = 8, bf16
+ATTENTION_BWD_DQ_ENTRY(attention_d8_bwd_dq_bf16, __nv_bfloat16, 8, 1)
+ATTENTION_BWD_DKDV_ENTRY(attention_d8_bwd_dkdv_bf16, __nv_bfloat16, 8, 1)
+ATTENTION_FWD_ENTRY(attention_d16_fwd_f32, float, 16, 1)                    // D = 16, f32
+ATTENTION_BWD_DQ_ENTRY(attention_d16_bwd_dq_f32, float, 16, 1)
+ATTENTION_BWD_DKDV_ENTRY(attention_d16_bwd_dkdv_f32, float, 16, 1)
+ATTENTION_FWD_ENTRY(attention_d16_fwd_bf16, __nv_bfloat16, 16, 1)           // D = 16, bf16
+ATTENTION_BWD_DQ_ENTRY(attention_d16_bwd_dq_bf16, __nv_bfloat16, 16, 1)
+ATTENTION_BWD_DKDV_ENTRY(attention_d16_bwd_dkdv_bf16, __nv_bfloat16, 16, 1)
+ATTENTION_FWD_ENTRY(attention_d32_fwd_f32, float, 32, 1)                    // D = 32, f32
+ATTENTION_BWD_DQ_ENTRY(attention_d32_bwd_dq_f32, float, 32, 1)
+ATTENTION_BWD_DKDV_ENTRY(attention_d32_bwd_dkdv_f32, float, 32, 1)
+ATTENTION_FWD_ENTRY(attention_d64_fwd_f32, float, 64, 2)                    // D = 64, f32, two lanes per row
+ATTENTION_BWD_DQ_ENTRY(attention_d64_bwd_dq_f32, float, 64, 2)
+ATTENTION_BWD_DKDV_ENTRY(attention_d64_bwd_dkdv_f32, float, 64, 2)
+// clang-format on

@@ -371,53 +371,53 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
 }
 
 // ---------------------------------------------------------------------------
-// extern "C" entry points: attention_tc_<fwd|bwd_dq|bwd_dkdv>_d<D>_bf16, each
+// extern "C" entry points: attention_tc_d<D>_<fwd|bwd_dq|bwd_dkdv>_bf16, each
 // launched as B·H·ceil(T/64) blocks of 128 threads. Arguments as the scalar
-// kernels' (B is unused: the grid carries it).
+// kernels' (B is unused: the grid carries it). Each family is defined once,
+// and each kernel is one line of the table after it (build.rs reads both).
 // ---------------------------------------------------------------------------
 
-// q, k, v (B, T, H·32) bf16, key_mask (B, T) -> out (B, T, H·32) bf16, lse (B, H, T) f32
-extern "C" __global__ void attention_tc_fwd_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    (void)B;
-    attention_tc_fwd<32>(q, k, v, key_mask, out, lse, T, H, scale, key, threshold, keep_scale);
-}
+// q, k, v (B, T, H·D) bf16, key_mask (B, T) u8 -> out (B, T, H·D) bf16, lse (B, H, T) f32
+#define ATTENTION_TC_FWD_ENTRY(name, D)                                                                             \
+    extern "C" __global__ void name(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,        \
+                                    const unsigned char* key_mask, __nv_bfloat16* out, float* lse, int B, int T,   \
+                                    int H, float scale, unsigned long long key, unsigned threshold,                \
+                                    float keep_scale) {                                                           \
+        (void)B;                                                                                                  \
+        attention_tc_fwd<D>(q, k, v, key_mask, out, lse, T, H, scale, key, threshold, keep_scale);                \
+    }
 
-// + out, dout (B, T, H·32) bf16, lse (B, H, T) -> dq (B, T, H·32) bf16 written, delta (B, H, T) f32
-extern "C" __global__ void attention_tc_bwd_dq_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    (void)B;
-    attention_tc_bwd_dq<32>(q, k, v, key_mask, out, lse, dout, dq, delta, T, H, scale, key, threshold, keep_scale);
-}
+// q, k, v, out, dout (B, T, H·D) bf16, key_mask (B, T) u8, lse (B, H, T) f32
+// -> dq (B, T, H·D) bf16 written, delta (B, H, T) f32 = rowsum(dout ∘ out)
+#define ATTENTION_TC_BWD_DQ_ENTRY(name, D)                                                                          \
+    extern "C" __global__ void name(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,        \
+                                    const unsigned char* key_mask, const __nv_bfloat16* out, const float* lse,     \
+                                    const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T,      \
+                                    int H, float scale, unsigned long long key, unsigned threshold,                \
+                                    float keep_scale) {                                                           \
+        (void)B;                                                                                                  \
+        attention_tc_bwd_dq<D>(q, k, v, key_mask, out, lse, dout, dq, delta, T, H, scale, key, threshold,         \
+                               keep_scale);                                                                       \
+    }
 
-// + lse, delta (B, H, T) f32, dout (B, T, H·32) bf16 -> dk, dv (B, T, H·32) bf16 written
-extern "C" __global__ void attention_tc_bwd_dkdv_d32_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    (void)B;
-    attention_tc_bwd_dkdv<32>(q, k, v, key_mask, lse, delta, dout, dk, dv, T, H, scale, key, threshold, keep_scale);
-}
+// q, k, v, dout (B, T, H·D) bf16, key_mask (B, T) u8, lse, delta (B, H, T) f32
+// -> dk, dv (B, T, H·D) bf16 written
+#define ATTENTION_TC_BWD_DKDV_ENTRY(name, D)                                                                        \
+    extern "C" __global__ void name(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,        \
+                                    const unsigned char* key_mask, const float* lse, const float* delta,           \
+                                    const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B, int T, \
+                                    int H, float scale, unsigned long long key, unsigned threshold,                \
+                                    float keep_scale) {                                                           \
+        (void)B;                                                                                                  \
+        attention_tc_bwd_dkdv<D>(q, k, v, key_mask, lse, delta, dout, dk, dv, T, H, scale, key, threshold,        \
+                                 keep_scale);                                                                     \
+    }
 
-// q, k, v (B, T, H·64) bf16, key_mask (B, T) -> out (B, T, H·64) bf16, lse (B, H, T) f32
-extern "C" __global__ void attention_tc_fwd_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        __nv_bfloat16* out, float* lse, int B, int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    (void)B;
-    attention_tc_fwd<64>(q, k, v, key_mask, out, lse, T, H, scale, key, threshold, keep_scale);
-}
-
-// + out, dout (B, T, H·64) bf16, lse (B, H, T) -> dq (B, T, H·64) bf16 written, delta (B, H, T) f32
-extern "C" __global__ void attention_tc_bwd_dq_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const unsigned char* key_mask,
-        const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T, int H, float scale,
-        unsigned long long key, unsigned threshold, float keep_scale) {
-    (void)B;
-    attention_tc_bwd_dq<64>(q, k, v, key_mask, out, lse, dout, dq, delta, T, H, scale, key, threshold, keep_scale);
-}
-
-// + lse, delta (B, H, T) f32, dout (B, T, H·64) bf16 -> dk, dv (B, T, H·64) bf16 written
-extern "C" __global__ void attention_tc_bwd_dkdv_d64_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-        const unsigned char* key_mask, const float* lse, const float* delta, const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B,
-        int T, int H, float scale, unsigned long long key, unsigned threshold, float keep_scale) {
-    (void)B;
-    attention_tc_bwd_dkdv<64>(q, k, v, key_mask, lse, delta, dout, dk, dv, T, H, scale, key, threshold, keep_scale);
-}
+// clang-format off
+ATTENTION_TC_FWD_ENTRY(attention_tc_d32_fwd_bf16, 32)          // D = 32
+ATTENTION_TC_BWD_DQ_ENTRY(attention_tc_d32_bwd_dq_bf16, 32)
+ATTENTION_TC_BWD_DKDV_ENTRY(attention_tc_d32_bwd_dkdv_bf16, 32)
+ATTENTION_TC_FWD_ENTRY(attention_tc_d64_fwd_bf16, 64)          // D = 64
+ATTENTION_TC_BWD_DQ_ENTRY(attention_tc_d64_bwd_dq_bf16, 64)
+ATTENTION_TC_BWD_DKDV_ENTRY(attention_tc_d64_bwd_dkdv_bf16, 64)
+// clang-format on

@@ -62,13 +62,13 @@ extern "C" __global__ void add_bf16(const __nv_bfloat16* a, const __nv_bfloat16*
 }
 
 // acc (n) f32 += g (n) f32
-extern "C" __global__ void add_assign_f32_f32(float* acc, const float* g, int n) { add_assign_impl(acc, g, n); }
+extern "C" __global__ void add_assign_f32(float* acc, const float* g, int n) { add_assign_impl(acc, g, n); }
 
 // acc (n) f32 += g (n) bf16
-extern "C" __global__ void add_assign_f32_bf16(float* acc, const __nv_bfloat16* g, int n) { add_assign_impl(acc, g, n); }
+extern "C" __global__ void add_assign_widen_bf16(float* acc, const __nv_bfloat16* g, int n) { add_assign_impl(acc, g, n); }
 
 // acc (n) bf16 += g (n) bf16, summed in f32 and rounded once
-extern "C" __global__ void add_assign_bf16_bf16(__nv_bfloat16* acc, const __nv_bfloat16* g, int n) {
+extern "C" __global__ void add_assign_bf16(__nv_bfloat16* acc, const __nv_bfloat16* g, int n) {
     add_assign_impl(acc, g, n);
 }
 
@@ -81,10 +81,10 @@ extern "C" __global__ void scale_bf16(const __nv_bfloat16* x, __nv_bfloat16* out
 }
 
 // src (n) f32 -> dst (n) bf16, round to nearest even
-extern "C" __global__ void cast_f32_bf16(const float* src, __nv_bfloat16* dst, int n) { cast_impl(src, dst, n); }
+extern "C" __global__ void narrow_f32(const float* src, __nv_bfloat16* dst, int n) { cast_impl(src, dst, n); }
 
 // src (n) bf16 -> dst (n) f32, exact
-extern "C" __global__ void cast_bf16_f32(const __nv_bfloat16* src, float* dst, int n) { cast_impl(src, dst, n); }
+extern "C" __global__ void widen_bf16(const __nv_bfloat16* src, float* dst, int n) { cast_impl(src, dst, n); }
 
 // x (n) f32 = value
 extern "C" __global__ void fill_f32(float* x, int n, float value) { fill_impl(x, n, value); }

@@ -11,12 +11,12 @@
 // without float atomics:
 //   - words and positions: the launcher groups the token rows of each table
 //     row on the host (ascending token order) and cuts each group into items
-//     of at most 32 tokens. embedding_rows_bwd_* sums each item's rows in
+//     of at most 32 tokens. embedding_bwd_rows_* sums each item's rows in
 //     order: a group of one item adds straight into the table, a longer group
-//     writes its items to partial slots that embedding_merge_bwd_f32 adds up
+//     writes its items to partial slots that embedding_bwd_merge_f32 adds up
 //     in item order. Every (table row, column) has exactly one writer.
-//   - token types: embedding_types_bwd_* sums fixed chunks of tokens per type
-//     into partial (chunks, types, cols); embedding_types_merge_bwd_f32 adds
+//   - token types: embedding_bwd_types_* sums fixed chunks of tokens per type
+//     into partial (chunks, types, cols); embedding_bwd_types_merge_f32 adds
 //     the chunks up in chunk order.
 // Sums and partials are f64: an f32 sum over the ~8K tokens of one token
 // type is off by about 2^-23·sqrt(8K) ≈ 1e-5 (measured on the H100), which
@@ -118,19 +118,21 @@ extern "C" __global__ void embedding_fwd_f32(const unsigned* input_ids, const un
     embedding_fwd(input_ids, token_type_ids, word, position, token_type, out, vocab, positions, types, seq_len, rows, cols);
 }
 
-// as embedding_fwd_f32, tables and out bf16, summed in f32
+// input_ids, token_type_ids (rows) u32; word (vocab, cols), position
+// (positions, cols), token_type (types, cols) bf16 -> out (rows, cols) bf16, summed in f32
 extern "C" __global__ void embedding_fwd_bf16(const unsigned* input_ids, const unsigned* token_type_ids, const __nv_bfloat16* word, const __nv_bfloat16* position, const __nv_bfloat16* token_type, __nv_bfloat16* out, int vocab, int positions, int types, int seq_len, int rows, int cols) {
     embedding_fwd(input_ids, token_type_ids, word, position, token_type, out, vocab, positions, types, seq_len, rows, cols);
 }
 
 // item_begin (items + 1), item_dest (items), token_rows u32; dsum (tokens,
 // cols) f32 -> table (table_rows, cols) f32 accumulated, partial (slots, cols) f64
-extern "C" __global__ void embedding_rows_bwd_f32(const unsigned* item_begin, const unsigned* item_dest, const unsigned* token_rows, const float* dsum, float* table, double* partial, int items, int cols) {
+extern "C" __global__ void embedding_bwd_rows_f32(const unsigned* item_begin, const unsigned* item_dest, const unsigned* token_rows, const float* dsum, float* table, double* partial, int items, int cols) {
     embedding_rows_bwd(item_begin, item_dest, token_rows, dsum, table, partial, items, cols);
 }
 
-// as embedding_rows_bwd_f32, dsum bf16
-extern "C" __global__ void embedding_rows_bwd_bf16(const unsigned* item_begin, const unsigned* item_dest, const unsigned* token_rows, const __nv_bfloat16* dsum, float* table, double* partial, int items, int cols) {
+// item_begin (items + 1), item_dest (items), token_rows u32; dsum (tokens,
+// cols) bf16 -> table (table_rows, cols) f32 accumulated, partial (slots, cols) f64
+extern "C" __global__ void embedding_bwd_rows_bf16(const unsigned* item_begin, const unsigned* item_dest, const unsigned* token_rows, const __nv_bfloat16* dsum, float* table, double* partial, int items, int cols) {
     embedding_rows_bwd(item_begin, item_dest, token_rows, dsum, table, partial, items, cols);
 }
 
@@ -138,7 +140,7 @@ extern "C" __global__ void embedding_rows_bwd_bf16(const unsigned* item_begin, c
 // [group_begin[g], group_begin[g + 1]), added in slot order.
 // group_begin (groups + 1), group_dest (groups) u32; partial (slots, cols) f64
 // -> table (table_rows, cols) f32 accumulated
-extern "C" __global__ void embedding_merge_bwd_f32(const unsigned* group_begin, const unsigned* group_dest, const double* partial, float* table, int groups, int cols) {
+extern "C" __global__ void embedding_bwd_merge_f32(const unsigned* group_begin, const unsigned* group_dest, const double* partial, float* table, int groups, int cols) {
     long long n_total = (long long)groups * cols;
     for (long long i = grid_start(); i < n_total; i += grid_stride()) {
         long long g = i / cols;
@@ -151,18 +153,18 @@ extern "C" __global__ void embedding_merge_bwd_f32(const unsigned* group_begin, 
 }
 
 // token_type_ids (rows) u32, dsum (rows, cols) f32 -> partial (chunks, types, cols) f64
-extern "C" __global__ void embedding_types_bwd_f32(const unsigned* token_type_ids, const float* dsum, double* partial, int rows, int cols, int types, int chunk) {
+extern "C" __global__ void embedding_bwd_types_f32(const unsigned* token_type_ids, const float* dsum, double* partial, int rows, int cols, int types, int chunk) {
     embedding_types_bwd(token_type_ids, dsum, partial, rows, cols, types, chunk);
 }
 
-// as embedding_types_bwd_f32, dsum bf16
-extern "C" __global__ void embedding_types_bwd_bf16(const unsigned* token_type_ids, const __nv_bfloat16* dsum, double* partial, int rows, int cols, int types, int chunk) {
+// token_type_ids (rows) u32, dsum (rows, cols) bf16 -> partial (chunks, types, cols) f64
+extern "C" __global__ void embedding_bwd_types_bf16(const unsigned* token_type_ids, const __nv_bfloat16* dsum, double* partial, int rows, int cols, int types, int chunk) {
     embedding_types_bwd(token_type_ids, dsum, partial, rows, cols, types, chunk);
 }
 
 // One thread per (type, column), grid-stride, chunks added in order.
 // partial (chunks, types, cols) f64 -> dtoken_type (types, cols) f32 accumulated
-extern "C" __global__ void embedding_types_merge_bwd_f32(const double* partial, float* dtoken_type, int chunks, int types, int cols) {
+extern "C" __global__ void embedding_bwd_types_merge_f32(const double* partial, float* dtoken_type, int chunks, int types, int cols) {
     long long n_total = (long long)types * cols;
     for (long long i = grid_start(); i < n_total; i += grid_stride()) {
         double acc = 0.0;

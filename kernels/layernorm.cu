@@ -22,8 +22,8 @@
 // Lane l of a warp owns columns l, l + 32, l + 64, ... (coalesced).
 //
 // dweight and dbias come from two more kernels, for every cols, with no float
-// atomics: layer_norm_dparams_bwd_* sums fixed chunks of rows per column
-// into partial (chunks, 2, cols), and layer_norm_dparams_sum_bwd_f32 adds
+// atomics: layer_norm_bwd_dparams_* sums fixed chunks of rows per column
+// into partial (chunks, 2, cols), and layer_norm_bwd_dparams_sum_f32 adds
 // the chunks up in chunk order. They are formed and summed in f64: an f32
 // sum of N unit-sized terms is off by about 2^-23·sqrt(N) (1e-5 at N = 8192
 // rows, measured on the H100), which the f32 parity rule would fail; f64
@@ -311,7 +311,7 @@ BERTH_DEVICE_INLINE void ln_dparams_bwd(const T* s, const float* mean, const flo
 // Block (32, 8): blockIdx.x picks 32 columns, blockIdx.y dweight (0) or
 // dbias (1); warp w sums chunks w, w + 8, ... in order, then warp 0 adds the
 // 8 warp sums in order, in f64. Deterministic.
-extern "C" __global__ void layer_norm_dparams_sum_bwd_f32(const double* partial, float* dweight, float* dbias, int chunks, int cols) {
+extern "C" __global__ void layer_norm_bwd_dparams_sum_f32(const double* partial, float* dweight, float* dbias, int chunks, int cols) {
     __shared__ double sums[8][32];
     int lane = threadIdx.x % BERTH_WARP_SIZE;
     int warp = threadIdx.x / BERTH_WARP_SIZE;
@@ -332,111 +332,77 @@ extern "C" __global__ void layer_norm_dparams_sum_bwd_f32(const double* partial,
 }
 
 // ---------------------------------------------------------------------------
-// extern "C" entry points. Forward of the plain LayerNorm:
-// x, residual (rows, cols) (residual may be null); weight, bias (cols)
-// -> y (rows, cols), sum (rows, cols) when non-null, mean, rstd (rows) f32
+// extern "C" entry points. Each launch-branch family is defined once below,
+// with ELEM the storage type and IMPL the device function of the branch, and
+// each kernel is one line of the table after it (build.rs reads both). The
+// branch in a name is the bound on cols that the launcher picks it for.
 // ---------------------------------------------------------------------------
 
-#define LN_FWD_ARGS(T) \
-    ResidualInput<T>{x, residual}, weight, bias, y, sum, mean, rstd, rows, cols, eps
+// x, residual (rows, cols) ELEM (residual may be null); weight, bias (cols) ELEM
+// -> y (rows, cols) ELEM, sum (rows, cols) ELEM when non-null, mean, rstd (rows) f32
+#define LAYER_NORM_FWD_ENTRY(name, ELEM, IMPL)                                                                       \
+    extern "C" __global__ void name(const ELEM* x, const ELEM* residual, const ELEM* weight, const ELEM* bias,      \
+                                    ELEM* y, ELEM* sum, float* mean, float* rstd, int rows, int cols, float eps) { \
+        IMPL(ResidualInput<ELEM>{x, residual}, weight, bias, y, sum, mean, rstd, rows, cols, eps);                 \
+    }
 
-extern "C" __global__ void layer_norm_c128_fwd_f32(const float* x, const float* residual, const float* weight, const float* bias, float* y, float* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<4>(LN_FWD_ARGS(float));
-}
-extern "C" __global__ void layer_norm_c512_fwd_f32(const float* x, const float* residual, const float* weight, const float* bias, float* y, float* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<16>(LN_FWD_ARGS(float));
-}
-extern "C" __global__ void layer_norm_c1024_fwd_f32(const float* x, const float* residual, const float* weight, const float* bias, float* y, float* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<32>(LN_FWD_ARGS(float));
-}
-extern "C" __global__ void layer_norm_wide_fwd_f32(const float* x, const float* residual, const float* weight, const float* bias, float* y, float* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_block(LN_FWD_ARGS(float));
-}
-extern "C" __global__ void layer_norm_c128_fwd_bf16(const __nv_bfloat16* x, const __nv_bfloat16* residual, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* y, __nv_bfloat16* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<4>(LN_FWD_ARGS(__nv_bfloat16));
-}
-extern "C" __global__ void layer_norm_c512_fwd_bf16(const __nv_bfloat16* x, const __nv_bfloat16* residual, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* y, __nv_bfloat16* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<16>(LN_FWD_ARGS(__nv_bfloat16));
-}
-extern "C" __global__ void layer_norm_c1024_fwd_bf16(const __nv_bfloat16* x, const __nv_bfloat16* residual, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* y, __nv_bfloat16* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<32>(LN_FWD_ARGS(__nv_bfloat16));
-}
-extern "C" __global__ void layer_norm_wide_fwd_bf16(const __nv_bfloat16* x, const __nv_bfloat16* residual, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* y, __nv_bfloat16* sum, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_block(LN_FWD_ARGS(__nv_bfloat16));
-}
+// s, dy (rows, cols) ELEM; weight (cols) ELEM; mean, rstd (rows) f32 -> dx (rows, cols) ELEM written
+#define LAYER_NORM_BWD_ENTRY(name, ELEM, IMPL)                                                                       \
+    extern "C" __global__ void name(const ELEM* s, const ELEM* weight, const float* mean, const float* rstd,        \
+                                    const ELEM* dy, ELEM* dx, int rows, int cols) {                                \
+        IMPL(s, weight, mean, rstd, dy, dx, rows, cols);                                                           \
+    }
 
-// ---------------------------------------------------------------------------
-// Backward of the LayerNorm, dx: s, dy (rows, cols); weight (cols); mean,
-// rstd (rows) f32 -> dx (rows, cols) written. Launched as the forward is.
-// ---------------------------------------------------------------------------
-
-extern "C" __global__ void layer_norm_c128_bwd_f32(const float* s, const float* weight, const float* mean, const float* rstd, const float* dy, float* dx, int rows, int cols) {
-    ln_bwd_warp<4>(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-extern "C" __global__ void layer_norm_c512_bwd_f32(const float* s, const float* weight, const float* mean, const float* rstd, const float* dy, float* dx, int rows, int cols) {
-    ln_bwd_warp<16>(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-extern "C" __global__ void layer_norm_c1024_bwd_f32(const float* s, const float* weight, const float* mean, const float* rstd, const float* dy, float* dx, int rows, int cols) {
-    ln_bwd_warp<32>(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-extern "C" __global__ void layer_norm_wide_bwd_f32(const float* s, const float* weight, const float* mean, const float* rstd, const float* dy, float* dx, int rows, int cols) {
-    ln_bwd_block(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-extern "C" __global__ void layer_norm_c128_bwd_bf16(const __nv_bfloat16* s, const __nv_bfloat16* weight, const float* mean, const float* rstd, const __nv_bfloat16* dy, __nv_bfloat16* dx, int rows, int cols) {
-    ln_bwd_warp<4>(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-extern "C" __global__ void layer_norm_c512_bwd_bf16(const __nv_bfloat16* s, const __nv_bfloat16* weight, const float* mean, const float* rstd, const __nv_bfloat16* dy, __nv_bfloat16* dx, int rows, int cols) {
-    ln_bwd_warp<16>(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-extern "C" __global__ void layer_norm_c1024_bwd_bf16(const __nv_bfloat16* s, const __nv_bfloat16* weight, const float* mean, const float* rstd, const __nv_bfloat16* dy, __nv_bfloat16* dx, int rows, int cols) {
-    ln_bwd_warp<32>(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-extern "C" __global__ void layer_norm_wide_bwd_bf16(const __nv_bfloat16* s, const __nv_bfloat16* weight, const float* mean, const float* rstd, const __nv_bfloat16* dy, __nv_bfloat16* dx, int rows, int cols) {
-    ln_bwd_block(s, weight, mean, rstd, dy, dx, rows, cols);
-}
-
-// dweight/dbias partials: s, dy (rows, cols); mean, rstd (rows) f32
-// -> partial (chunks, 2, cols) f64, for layer_norm_dparams_sum_bwd_f32
-extern "C" __global__ void layer_norm_dparams_bwd_f32(const float* s, const float* mean, const float* rstd, const float* dy, double* partial, int rows, int cols, int chunk) {
-    ln_dparams_bwd(s, mean, rstd, dy, partial, rows, cols, chunk);
-}
-extern "C" __global__ void layer_norm_dparams_bwd_bf16(const __nv_bfloat16* s, const float* mean, const float* rstd, const __nv_bfloat16* dy, double* partial, int rows, int cols, int chunk) {
-    ln_dparams_bwd(s, mean, rstd, dy, partial, rows, cols, chunk);
-}
-
-// ---------------------------------------------------------------------------
-// Embedding LayerNorm forward: the row of token n is word[input_ids[n]] +
+// The embedding LayerNorm: the row of token n is word[input_ids[n]] +
 // token_type[token_type_ids[n]] + position[n % seq_len].
 // input_ids, token_type_ids (rows) u32; word (vocab, cols), position
-// (positions, cols), token_type (types, cols); weight, bias (cols)
-// -> sum (rows, cols) (the pre-LN sum), y (rows, cols), mean, rstd (rows) f32
-// ---------------------------------------------------------------------------
+// (positions, cols), token_type (types, cols), weight, bias (cols) ELEM
+// -> sum (rows, cols) ELEM (the pre-LN sum), y (rows, cols) ELEM, mean, rstd (rows) f32
+#define EMBEDDING_LN_FWD_ENTRY(name, ELEM, IMPL)                                                                     \
+    extern "C" __global__ void name(const unsigned* input_ids, const unsigned* token_type_ids, const ELEM* word,    \
+                                    const ELEM* position, const ELEM* token_type, int vocab, int positions,         \
+                                    int types, int seq_len, const ELEM* weight, const ELEM* bias, ELEM* sum,        \
+                                    ELEM* y, float* mean, float* rstd, int rows, int cols, float eps) {             \
+        IMPL(EmbeddingInput<ELEM>{input_ids, token_type_ids, word, position, token_type, vocab, positions, types,  \
+                                  seq_len},                                                                        \
+             weight, bias, y, sum, mean, rstd, rows, cols, eps);                                                   \
+    }
 
-#define EMB_LN_ARGS(T)                                                                                   \
-    EmbeddingInput<T>{input_ids, token_type_ids, word, position, token_type, vocab, positions, types, seq_len}, \
-        weight, bias, y, sum, mean, rstd, rows, cols, eps
+// clang-format off
+LAYER_NORM_FWD_ENTRY(layer_norm_c128_fwd_f32, float, ln_fwd_warp<4>)                      // cols ≤ 128
+LAYER_NORM_FWD_ENTRY(layer_norm_c512_fwd_f32, float, ln_fwd_warp<16>)                     // cols ≤ 512
+LAYER_NORM_FWD_ENTRY(layer_norm_c1024_fwd_f32, float, ln_fwd_warp<32>)                    // cols ≤ 1024
+LAYER_NORM_FWD_ENTRY(layer_norm_wide_fwd_f32, float, ln_fwd_block)                        // cols > 1024
+LAYER_NORM_FWD_ENTRY(layer_norm_c128_fwd_bf16, __nv_bfloat16, ln_fwd_warp<4>)
+LAYER_NORM_FWD_ENTRY(layer_norm_c512_fwd_bf16, __nv_bfloat16, ln_fwd_warp<16>)
+LAYER_NORM_FWD_ENTRY(layer_norm_c1024_fwd_bf16, __nv_bfloat16, ln_fwd_warp<32>)
+LAYER_NORM_FWD_ENTRY(layer_norm_wide_fwd_bf16, __nv_bfloat16, ln_fwd_block)
 
-extern "C" __global__ void embedding_ln_c128_fwd_f32(const unsigned* input_ids, const unsigned* token_type_ids, const float* word, const float* position, const float* token_type, int vocab, int positions, int types, int seq_len, const float* weight, const float* bias, float* sum, float* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<4>(EMB_LN_ARGS(float));
+LAYER_NORM_BWD_ENTRY(layer_norm_c128_bwd_f32, float, ln_bwd_warp<4>)                      // cols ≤ 128
+LAYER_NORM_BWD_ENTRY(layer_norm_c512_bwd_f32, float, ln_bwd_warp<16>)                     // cols ≤ 512
+LAYER_NORM_BWD_ENTRY(layer_norm_c1024_bwd_f32, float, ln_bwd_warp<32>)                    // cols ≤ 1024
+LAYER_NORM_BWD_ENTRY(layer_norm_wide_bwd_f32, float, ln_bwd_block)                        // cols > 1024
+LAYER_NORM_BWD_ENTRY(layer_norm_c128_bwd_bf16, __nv_bfloat16, ln_bwd_warp<4>)
+LAYER_NORM_BWD_ENTRY(layer_norm_c512_bwd_bf16, __nv_bfloat16, ln_bwd_warp<16>)
+LAYER_NORM_BWD_ENTRY(layer_norm_c1024_bwd_bf16, __nv_bfloat16, ln_bwd_warp<32>)
+LAYER_NORM_BWD_ENTRY(layer_norm_wide_bwd_bf16, __nv_bfloat16, ln_bwd_block)
+
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_c128_fwd_f32, float, ln_fwd_warp<4>)                  // cols ≤ 128
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_c512_fwd_f32, float, ln_fwd_warp<16>)                 // cols ≤ 512
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_c1024_fwd_f32, float, ln_fwd_warp<32>)                // cols ≤ 1024
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_wide_fwd_f32, float, ln_fwd_block)                    // cols > 1024
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_c128_fwd_bf16, __nv_bfloat16, ln_fwd_warp<4>)
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_c512_fwd_bf16, __nv_bfloat16, ln_fwd_warp<16>)
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_c1024_fwd_bf16, __nv_bfloat16, ln_fwd_warp<32>)
+EMBEDDING_LN_FWD_ENTRY(embedding_ln_wide_fwd_bf16, __nv_bfloat16, ln_fwd_block)
+// clang-format on
+
+// dweight/dbias partials, for every cols: s, dy (rows, cols) f32; mean, rstd
+// (rows) f32 -> partial (chunks, 2, cols) f64, for layer_norm_bwd_dparams_sum_f32
+extern "C" __global__ void layer_norm_bwd_dparams_f32(const float* s, const float* mean, const float* rstd, const float* dy, double* partial, int rows, int cols, int chunk) {
+    ln_dparams_bwd(s, mean, rstd, dy, partial, rows, cols, chunk);
 }
-extern "C" __global__ void embedding_ln_c512_fwd_f32(const unsigned* input_ids, const unsigned* token_type_ids, const float* word, const float* position, const float* token_type, int vocab, int positions, int types, int seq_len, const float* weight, const float* bias, float* sum, float* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<16>(EMB_LN_ARGS(float));
-}
-extern "C" __global__ void embedding_ln_c1024_fwd_f32(const unsigned* input_ids, const unsigned* token_type_ids, const float* word, const float* position, const float* token_type, int vocab, int positions, int types, int seq_len, const float* weight, const float* bias, float* sum, float* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<32>(EMB_LN_ARGS(float));
-}
-extern "C" __global__ void embedding_ln_wide_fwd_f32(const unsigned* input_ids, const unsigned* token_type_ids, const float* word, const float* position, const float* token_type, int vocab, int positions, int types, int seq_len, const float* weight, const float* bias, float* sum, float* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_block(EMB_LN_ARGS(float));
-}
-extern "C" __global__ void embedding_ln_c128_fwd_bf16(const unsigned* input_ids, const unsigned* token_type_ids, const __nv_bfloat16* word, const __nv_bfloat16* position, const __nv_bfloat16* token_type, int vocab, int positions, int types, int seq_len, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* sum, __nv_bfloat16* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<4>(EMB_LN_ARGS(__nv_bfloat16));
-}
-extern "C" __global__ void embedding_ln_c512_fwd_bf16(const unsigned* input_ids, const unsigned* token_type_ids, const __nv_bfloat16* word, const __nv_bfloat16* position, const __nv_bfloat16* token_type, int vocab, int positions, int types, int seq_len, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* sum, __nv_bfloat16* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<16>(EMB_LN_ARGS(__nv_bfloat16));
-}
-extern "C" __global__ void embedding_ln_c1024_fwd_bf16(const unsigned* input_ids, const unsigned* token_type_ids, const __nv_bfloat16* word, const __nv_bfloat16* position, const __nv_bfloat16* token_type, int vocab, int positions, int types, int seq_len, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* sum, __nv_bfloat16* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_warp<32>(EMB_LN_ARGS(__nv_bfloat16));
-}
-extern "C" __global__ void embedding_ln_wide_fwd_bf16(const unsigned* input_ids, const unsigned* token_type_ids, const __nv_bfloat16* word, const __nv_bfloat16* position, const __nv_bfloat16* token_type, int vocab, int positions, int types, int seq_len, const __nv_bfloat16* weight, const __nv_bfloat16* bias, __nv_bfloat16* sum, __nv_bfloat16* y, float* mean, float* rstd, int rows, int cols, float eps) {
-    ln_fwd_block(EMB_LN_ARGS(__nv_bfloat16));
+// s, dy (rows, cols) bf16; mean, rstd (rows) f32 -> partial (chunks, 2, cols) f64
+extern "C" __global__ void layer_norm_bwd_dparams_bf16(const __nv_bfloat16* s, const float* mean, const float* rstd, const __nv_bfloat16* dy, double* partial, int rows, int cols, int chunk) {
+    ln_dparams_bwd(s, mean, rstd, dy, partial, rows, cols, chunk);
 }

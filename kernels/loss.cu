@@ -6,7 +6,7 @@
 // Every loss is deterministic: no float atomics, and every sum runs in an
 // order fixed by the shapes alone. A loss is three launches or two:
 //
-//   ce_denom_fwd_f32            one block: Σ class weight of counted rows
+//   cross_entropy_fwd_denom_f32            one block: Σ class weight of counted rows
 //   <loss>_fwd_<T>              per-row (softmax losses, a warp per row) or
 //                               per-block (elementwise losses) partial sums,
 //                               and the gradient when dlogits is not null
@@ -45,7 +45,7 @@ BERTH_DEVICE_INLINE float softplus_tail_f32(float x) { return log1pf(expf(-fabsf
 // = Σ weights[y] (1 each without weights) over rows with y in 0..classes.
 // One block of any multiple of 32 threads; thread t sums rows t, t + blockDim,
 // ... in order, then a fixed tree, so the result depends only on the launch shape.
-extern "C" __global__ void ce_denom_fwd_f32(const int* targets, const float* weights, int rows, int classes, float* denom) {
+extern "C" __global__ void cross_entropy_fwd_denom_f32(const int* targets, const float* weights, int rows, int classes, float* denom) {
     __shared__ float scratch[32];
     float acc = 0.0f;
     for (int i = threadIdx.x; i < rows; i += blockDim.x) {
@@ -61,7 +61,7 @@ extern "C" __global__ void ce_denom_fwd_f32(const int* targets, const float* wei
 // ---------------------------------------------------------------------------
 
 // logits (rows, classes) T; targets (rows) i32; weights (classes) f32 or null;
-// denom (1) f32 from ce_denom_fwd_f32 -> row_loss (rows) f32, unnormalised
+// denom (1) f32 from cross_entropy_fwd_denom_f32 -> row_loss (rows) f32, unnormalised
 // w·FL_i (0 for ignored rows); dlogits (rows, classes) T or null, written.
 // Block: a multiple of 32 threads, warp w of block b takes row b·(blockDim/32) + w.
 //
@@ -266,7 +266,7 @@ extern "C" __global__ void mse_fwd_bf16(const __nv_bfloat16* pred, const float* 
 
 // parts (count) f32; denom (1) f32 or null -> loss (1) f32 = Σ parts / divisor, where the
 // divisor is *denom when given, else fixed_denom; 0 when the divisor is 0 (nothing counted).
-// One block of any multiple of 32 threads; fixed order as in ce_denom_fwd_f32.
+// One block of any multiple of 32 threads; fixed order as in cross_entropy_fwd_denom_f32.
 extern "C" __global__ void loss_sum_fwd_f32(const float* parts, int count, const float* denom, float fixed_denom, float* loss) {
     __shared__ float scratch[32];
     float acc = 0.0f;

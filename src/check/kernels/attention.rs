@@ -20,7 +20,7 @@
 use rayon::prelude::*;
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, compare_with_plain, random};
-use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, AttentionPath, HEAD_DIMS, attention_bwd, attention_fwd, path};
+use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, HEAD_DIMS, attention_bwd, attention_fwd, kernel_name};
 use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 
@@ -210,11 +210,7 @@ fn run_case(device: &Device, case: &Case, elem: Elem, seed: u64) -> Result<Vec<C
     let p = case.dropout.map_or(String::new(), |p| format!(" p{p}"));
     let shapes = format!("B{b} T{t} H{} D{} len[{}]{p}", case.heads, case.head_dim, lens.join(","));
     let tol = Tolerance::for_elem(elem);
-    let stem = match path(case.head_dim, elem) {
-        AttentionPath::TensorCore => "attention_tc",
-        AttentionPath::Scalar => "attention",
-    };
-    let name = |kernel: &str, what: &str| format!("{stem}_{kernel}_d{}_{} {what}", case.head_dim, elem.suffix());
+    let name = |pass: &str, what: &str| format!("{} {what}", kernel_name(case.head_dim, elem, pass));
     let check = |kernel: &str, got: &DeviceBuffer, want: &[f64], plain: Option<&[f64]>| -> Result<CheckRow> {
         let got = got.to_f32_vec()?;
         Ok(match plain {

@@ -128,14 +128,14 @@ fn add_assign(device: &Device, n: usize) -> Result<Vec<CheckRow>> {
         let g = DeviceBuffer::from_f32(device, &g_host, g_elem)?;
         ew::add_assign(&acc, &g)?;
         let want = activation::add(&as_stored(&acc_host, acc_elem), &as_stored(&g_host, g_elem));
-        let kernel = format!("add_assign_{}_{}", acc_elem.suffix(), g_elem.suffix());
-        rows.push(compare(&kernel, &format!("acc ({n})"), &acc.to_f32_vec()?, &want, Tolerance::for_elem(acc_elem)));
+        let kernel = ew::add_assign_kernel(acc_elem, g_elem).unwrap_or("add_assign (no kernel)");
+        rows.push(compare(kernel, &format!("acc ({n})"), &acc.to_f32_vec()?, &want, Tolerance::for_elem(acc_elem)));
     }
     // BF16 += F32 is refused (it would silently drop the gradient's precision).
     let acc = DeviceBuffer::from_f32(device, &acc_host, Elem::BF16)?;
     let g = DeviceBuffer::from_f32(device, &g_host, Elem::F32)?;
     if ew::add_assign(&acc, &g).is_ok() {
-        rows.push(CheckRow::failed("add_assign_bf16_f32", &format!("acc ({n})"), "accepted; must be refused".into()));
+        rows.push(CheckRow::failed("add_assign bf16 += f32", &format!("acc ({n})"), "accepted; must be refused".into()));
     }
     Ok(rows)
 }
@@ -161,13 +161,13 @@ fn cast(device: &Device, n: usize) -> Result<Vec<CheckRow>> {
             Elem::BF16 => stored.iter().map(|&v| bf16::from_f32(v).to_f64()).collect(),
             _ => stored.iter().map(|&v| v as f64).collect(),
         };
-        let kernel = format!("cast_{}_{}", src_elem.suffix(), dst_elem.suffix());
+        let kernel = ew::cast_kernel(src_elem, dst_elem).map_or_else(|| format!("copy_{}", src_elem.suffix()), str::to_string);
         rows.push(compare(&kernel, &shapes, &dst.to_f32_vec()?, &want, exact));
     }
     // Same buffer for both: a no-op.
     let same = DeviceBuffer::from_f32(device, &src_host, Elem::BF16)?;
     ew::cast(&same, &same)?;
-    rows.push(compare("cast_bf16_bf16", &format!("{shapes}, in place"), &same.to_f32_vec()?, &as_stored(&src_host, Elem::BF16), exact));
+    rows.push(compare("copy_bf16", &format!("{shapes}, in place"), &same.to_f32_vec()?, &as_stored(&src_host, Elem::BF16), exact));
     Ok(rows)
 }
 

@@ -191,8 +191,8 @@ fn bwd_case(device: &Device, elem: Elem, k: &Case, d: &Data, seed: u64) -> Resul
     let base = format!("B{} T{} C{} V{}{}", k.batch, k.seq, c, k.vocab, if k.bad_ids { " +bad ids" } else { "" });
     let sfx = elem.suffix();
     Ok(vec![
-        compare(&format!("embedding_rows_bwd_{sfx} dword"), &format!("{base}{word_merge}"), &dword.to_f32_vec()?, &w_ref, tol),
-        compare(&format!("embedding_rows_bwd_{sfx} dposition"), &format!("{base}{pos_merge}"), &dposition.to_f32_vec()?, &p_ref, tol),
-        compare(&format!("embedding_types_bwd_{sfx} dtoken_type"), &base, &dtoken_type.to_f32_vec()?, &t_ref, tol),
+        compare(&format!("embedding_bwd_rows_{sfx} dword"), &format!("{base}{word_merge}"), &dword.to_f32_vec()?, &w_ref, tol),
+        compare(&format!("embedding_bwd_rows_{sfx} dposition"), &format!("{base}{pos_merge}"), &dposition.to_f32_vec()?, &p_ref, tol),
+        compare(&format!("embedding_bwd_types_{sfx} dtoken_type"), &base, &dtoken_type.to_f32_vec()?, &t_ref, tol),
     ])
 }

@@ -10,10 +10,10 @@
 //!
 //! Launch branches, by head_dim and dtype ([`path`]):
 //! - BF16 at head_dim 32 and 64 (MiniLM, bert-base): the tensor-core
-//!   kernels `attention_tc_*_d<D>_bf16` (kernels/attention_tc.cu, WMMA with
+//!   kernels `attention_tc_d<D>_*_bf16` (kernels/attention_tc.cu, WMMA with
 //!   f32 accumulation), 128 threads (4 warps of 16 rows) per block;
 //! - F32 at every head dim, and BF16 at 8 and 16: the scalar kernels
-//!   `attention_*_d<D>_<dtype>` (kernels/attention.cu); `d8`, `d16`, `d32`
+//!   `attention_d<D>_*_<dtype>` (kernels/attention.cu); `d8`, `d16`, `d32`
 //!   give each row one thread, `d64` two lanes ([`split`]), 64·split threads.
 //!
 //! Every kernel runs B·H·ceil(T/64) blocks; a block owns 64 query rows
@@ -58,6 +58,16 @@ pub fn path(head_dim: usize, elem: Elem) -> AttentionPath {
     if elem == Elem::BF16 && matches!(head_dim, 32 | 64) { AttentionPath::TensorCore } else { AttentionPath::Scalar }
 }
 
+/// The entry point of one pass (`fwd`, `bwd_dq` or `bwd_dkdv`) at a (head_dim,
+/// dtype): `attention[_tc]_d<D>_<pass>_<dtype>`.
+pub fn kernel_name(head_dim: usize, elem: Elem, pass: &str) -> String {
+    let stem = match path(head_dim, elem) {
+        AttentionPath::TensorCore => "attention_tc",
+        AttentionPath::Scalar => "attention",
+    };
+    format!("{stem}_d{head_dim}_{pass}_{}", elem.suffix())
+}
+
 /// Threads per block of the tensor-core kernels (4 warps of 16 rows).
 const TC_THREADS: u32 = 128;
 
@@ -81,15 +91,14 @@ fn dropout_args(op: &'static str, dropout: Option<AttentionDropout>) -> Result<(
     }
 }
 
-/// Checks dims, the common inputs, and returns the kernel-name stem (`attention`
-/// or `attention_tc`), the suffix (`d<D>_<dtype>`) and the launch shape.
+/// Checks dims and the common inputs, and returns the launch shape.
 fn check(
     op: &'static str,
     dims: AttentionDims,
     inputs: &[(&str, &DeviceBuffer)],
     key_mask: &DeviceBuffer,
     lse: &DeviceBuffer,
-) -> Result<(&'static str, String, LaunchShape)> {
+) -> Result<LaunchShape> {
     let AttentionDims { batch, seq_len, heads, head_dim } = dims;
     if batch == 0 || seq_len == 0 || heads == 0 {
         return Err(Error::shape(op, format!("{dims:?}: batch, seq_len and heads must be at least 1")));
@@ -109,10 +118,9 @@ fn check(
     expect(op, "lse", lse, batch * heads * seq_len, Elem::F32)?;
     let blocks = batch * heads * seq_len.div_ceil(ROWS);
     let blocks = u32::try_from(blocks).map_err(|_| Error::shape(op, format!("{dims:?} needs too many blocks")))?;
-    let suffix = format!("d{head_dim}_{}", elem.suffix());
     Ok(match path(head_dim, elem) {
-        AttentionPath::TensorCore => ("attention_tc", suffix, LaunchShape::linear(blocks, TC_THREADS)),
-        AttentionPath::Scalar => ("attention", suffix, LaunchShape::linear(blocks, ROWS as u32 * split(head_dim))),
+        AttentionPath::TensorCore => LaunchShape::linear(blocks, TC_THREADS),
+        AttentionPath::Scalar => LaunchShape::linear(blocks, ROWS as u32 * split(head_dim)),
     })
 }
 
@@ -130,7 +138,7 @@ pub fn attention_fwd(
     dropout: Option<AttentionDropout>,
 ) -> Result<()> {
     let op = "attention_fwd";
-    let (stem, suffix, shape) = check(op, dims, &[("q", q), ("k", k), ("v", v), ("out", out)], key_mask, lse)?;
+    let shape = check(op, dims, &[("q", q), ("k", k), ("v", v), ("out", out)], key_mask, lse)?;
     let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
     KernelArgs::new()
         .buf(q)
@@ -146,7 +154,7 @@ pub fn attention_fwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
-        .launch(q.device(), &format!("{stem}_fwd_{suffix}"), shape)
+        .launch(q.device(), &kernel_name(dims.head_dim, q.elem(), "fwd"), shape)
 }
 
 // q, k, v, out (B, T, H·D) T; key_mask (B, T) U8; lse (B, H, T) F32 from the
@@ -171,7 +179,7 @@ pub fn attention_bwd(
 ) -> Result<()> {
     let op = "attention_bwd";
     let inputs = [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout), ("dq", dq), ("dk", dk), ("dv", dv)];
-    let (stem, suffix, shape) = check(op, dims, &inputs, key_mask, lse)?;
+    let shape = check(op, dims, &inputs, key_mask, lse)?;
     let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
     let delta = DeviceBuffer::uninit(q.device(), dims.batch * dims.heads * dims.seq_len, Elem::F32)?;
     KernelArgs::new()
@@ -191,7 +199,7 @@ pub fn attention_bwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
-        .launch(q.device(), &format!("{stem}_bwd_dq_{suffix}"), shape)?;
+        .launch(q.device(), &kernel_name(dims.head_dim, q.elem(), "bwd_dq"), shape)?;
     KernelArgs::new()
         .buf(q)
         .buf(k)
@@ -209,5 +217,5 @@ pub fn attention_bwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
-        .launch(q.device(), &format!("{stem}_bwd_dkdv_{suffix}"), shape)
+        .launch(q.device(), &kernel_name(dims.head_dim, q.elem(), "bwd_dkdv"), shape)
 }

@@ -39,13 +39,21 @@ pub fn add_assign(acc: &DeviceBuffer, g: &DeviceBuffer) -> Result<()> {
     let n = acc.len();
     expect_float("add_assign", "acc", acc, n)?;
     expect_float("add_assign", "g", g, n)?;
-    let kernel = match (acc.elem(), g.elem()) {
-        (Elem::F32, Elem::F32) => "add_assign_f32_f32",
-        (Elem::F32, Elem::BF16) => "add_assign_f32_bf16",
-        (Elem::BF16, Elem::BF16) => "add_assign_bf16_bf16",
-        _ => return Err(Error::shape("add_assign", format!("cannot add {g:?} into {acc:?} (a bf16 accumulator takes only bf16)"))),
+    let Some(kernel) = add_assign_kernel(acc.elem(), g.elem()) else {
+        return Err(Error::shape("add_assign", format!("cannot add {g:?} into {acc:?} (a bf16 accumulator takes only bf16)")));
     };
     KernelArgs::new().buf(acc).buf(g).len(n)?.launch(acc.device(), kernel, linear(n))
+}
+
+/// The kernel that adds a `g` gradient into an `acc` accumulator; None for
+/// BF16 += F32, which would silently drop the gradient's precision.
+pub fn add_assign_kernel(acc: Elem, g: Elem) -> Option<&'static str> {
+    match (acc, g) {
+        (Elem::F32, Elem::F32) => Some("add_assign_f32"),
+        (Elem::F32, Elem::BF16) => Some("add_assign_widen_bf16"),
+        (Elem::BF16, Elem::BF16) => Some("add_assign_bf16"),
+        _ => None,
+    }
 }
 
 // x (n) -> out (n) = s · x, one dtype; out may be x
@@ -58,17 +66,26 @@ pub fn scale(x: &DeviceBuffer, out: &DeviceBuffer, s: f32) -> Result<()> {
     KernelArgs::new().buf(x).buf(out).len(n)?.f32(s).launch(x.device(), &kernel, linear(n))
 }
 
+/// The kernel that converts `src` to `dst` (`narrow_f32`: F32 -> BF16,
+/// `widen_bf16`: BF16 -> F32); None for a same-type copy, which needs none.
+pub fn cast_kernel(src: Elem, dst: Elem) -> Option<&'static str> {
+    match (src, dst) {
+        (Elem::F32, Elem::BF16) => Some("narrow_f32"),
+        (Elem::BF16, Elem::F32) => Some("widen_bf16"),
+        _ => None,
+    }
+}
+
 // src (n) -> dst (n): F32 -> BF16 (round to nearest even), BF16 -> F32, or a same-type copy
 pub fn cast(src: &DeviceBuffer, dst: &DeviceBuffer) -> Result<()> {
     let n = src.len();
     expect_float("cast", "src", src, n)?;
     expect_float("cast", "dst", dst, n)?;
-    let kernel = match (src.elem(), dst.elem()) {
-        (Elem::F32, Elem::BF16) => "cast_f32_bf16",
-        (Elem::BF16, Elem::F32) => "cast_bf16_f32",
+    let kernel = match cast_kernel(src.elem(), dst.elem()) {
+        Some(kernel) => kernel,
         // Same type: a stream-ordered device copy (nothing to do in place).
-        _ if src.ptr() == dst.ptr() => return Ok(()),
-        _ => return dst.copy_from(src),
+        None if src.ptr() == dst.ptr() => return Ok(()),
+        None => return dst.copy_from(src),
     };
     KernelArgs::new().buf(src).buf(dst).len(n)?.launch(src.device(), kernel, linear(n))
 }

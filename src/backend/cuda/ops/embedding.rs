@@ -235,7 +235,7 @@ impl Segments {
             .len(cols)?
             .launch(
                 device,
-                &format!("embedding_rows_bwd_{}", dsum.elem().suffix()),
+                &format!("embedding_bwd_rows_{}", dsum.elem().suffix()),
                 LaunchShape::linear(elementwise_blocks(items * cols, THREADS), THREADS),
             )?;
         let groups = self.group_dest.len();
@@ -245,7 +245,7 @@ impl Segments {
         let (group_begin, group_dest) = (upload(&self.group_begin)?, upload(&self.group_dest)?);
         KernelArgs::new().buf(&group_begin).buf(&group_dest).buf(&partial).buf(table).len(groups)?.len(cols)?.launch(
             device,
-            "embedding_merge_bwd_f32",
+            "embedding_bwd_merge_f32",
             LaunchShape::linear(elementwise_blocks(groups * cols, THREADS), THREADS),
         )
     }
@@ -292,12 +292,12 @@ fn embedding_types_bwd(token_type_ids: &DeviceBuffer, dsum: &DeviceBuffer, dtoke
     let partial = DeviceBuffer::uninit(device, chunks * d.types * d.cols * 2, Elem::F32)?;
     KernelArgs::new().buf(token_type_ids).buf(dsum).buf(&partial).len(d.tokens)?.len(d.cols)?.len(d.types)?.len(chunk)?.launch(
         device,
-        &format!("embedding_types_bwd_{}", dsum.elem().suffix()),
+        &format!("embedding_bwd_types_{}", dsum.elem().suffix()),
         LaunchShape::linear(elementwise_blocks(chunks * d.cols, THREADS), THREADS),
     )?;
     KernelArgs::new().buf(&partial).buf(dtoken_type).len(chunks)?.len(d.types)?.len(d.cols)?.launch(
         device,
-        "embedding_types_merge_bwd_f32",
+        "embedding_bwd_types_merge_f32",
         LaunchShape::linear(elementwise_blocks(d.types * d.cols, THREADS), THREADS),
     )
 }

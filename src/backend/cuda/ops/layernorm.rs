@@ -9,9 +9,9 @@
 //! - `wide` (cols > 1024): one block of [`WIDE_THREADS`] per row, rereading
 //!   the row from memory.
 //!
-//! dweight and dbias, for every cols: `layer_norm_dparams_bwd_*` sums chunks
+//! dweight and dbias, for every cols: `layer_norm_bwd_dparams_*` sums chunks
 //! of rows per column into a scratch buffer, and
-//! `layer_norm_dparams_sum_bwd_f32` adds the chunks up in order. No float
+//! `layer_norm_bwd_dparams_sum_f32` adds the chunks up in order. No float
 //! atomics, so the gradients are bit-reproducible; they are formed and
 //! summed in f64 (kernels/layernorm.cu says why).
 
@@ -184,7 +184,7 @@ pub fn layer_norm_bwd_chunks(
     let shape = LaunchShape { grid: (column_blocks, chunks as u32, 1), block: (WIDE_THREADS, 1, 1), shared_bytes: 0 };
     KernelArgs::new().buf(s).buf(mean).buf(rstd).buf(dy).buf(&partial).len(rows)?.len(cols)?.len(chunk)?.launch(
         device,
-        &format!("layer_norm_dparams_bwd_{sfx}"),
+        &format!("layer_norm_bwd_dparams_{sfx}"),
         shape,
     )?;
     // dx last: it may overwrite dy or s, which the partial sums read.
@@ -194,5 +194,5 @@ pub fn layer_norm_bwd_chunks(
         fwd_shape(op, rows, cols)?,
     )?;
     let reduce = LaunchShape { grid: (column_blocks, 2, 1), block: (WIDE_THREADS, 1, 1), shared_bytes: 0 };
-    KernelArgs::new().buf(&partial).buf(dweight).buf(dbias).len(chunks)?.len(cols)?.launch(device, "layer_norm_dparams_sum_bwd_f32", reduce)
+    KernelArgs::new().buf(&partial).buf(dweight).buf(dbias).len(chunks)?.len(cols)?.launch(device, "layer_norm_bwd_dparams_sum_f32", reduce)
 }

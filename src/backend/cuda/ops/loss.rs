@@ -51,7 +51,7 @@ fn elements(op: &'static str, rows: usize, classes: usize) -> Result<usize> {
     rows.checked_mul(classes).ok_or_else(|| Error::shape(op, format!("{rows} × {classes} overflows")))
 }
 
-/// ce_denom -> per-row kernel -> loss_sum, shared by cross-entropy and focal loss.
+/// cross_entropy_fwd_denom -> per-row kernel -> loss_sum_fwd, shared by cross-entropy and focal loss.
 #[allow(clippy::too_many_arguments)]
 fn softmax_loss(
     op: &'static str,
@@ -76,7 +76,7 @@ fn softmax_loss(
     let scratch = DeviceBuffer::uninit(device, rows + 1, Elem::F32)?;
     KernelArgs::new().buf(targets).ptr(opt_ptr(weights)).len(rows)?.len(classes)?.buf(&scratch).launch(
         device,
-        "ce_denom_fwd_f32",
+        "cross_entropy_fwd_denom_f32",
         LaunchShape::linear(1, REDUCE_THREADS),
     )?;
     let warps = (ROW_THREADS / 32) as usize;
