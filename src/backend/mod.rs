@@ -18,8 +18,11 @@
 
 pub mod cpu;
 pub mod cuda;
+mod device_args;
 
 use std::any::Any;
+
+pub use device_args::DeviceArgs;
 
 use crate::device::{Device, DeviceChoice, open};
 use crate::error::{Error, Result};

@@ -15,6 +15,7 @@ use crate::model::task::Task;
 use crate::model::{LoadOptions, load_model};
 use crate::train::dataset::{ColumnChoice, DataSpec};
 use crate::train::evaluate::{Redecide, evaluate_with};
+use crate::train::option_groups::DataColumnOptions;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -24,30 +25,10 @@ pub struct EvalArgs {
     /// Labelled data file.
     #[arg(long)]
     pub data: PathBuf,
-    /// tsv, csv, jsonl or conll (default: as trained, else from the file extension; conll for token models).
-    #[arg(long)]
-    pub format: Option<String>,
-    /// CoNLL files: the 0-based tag column (default: the last).
-    #[arg(long)]
-    pub tag_column: Option<usize>,
-    /// Multi-label: what separates the labels in one field (default: as trained, else `,`).
-    #[arg(long)]
-    pub label_separator: Option<String>,
-    /// Text column: a header name or a 0-based index (default: as trained, else `text`).
-    #[arg(long)]
-    pub text_column: Option<String>,
-    /// Second-text column for sentence pairs (default: as trained).
-    #[arg(long)]
-    pub text_pair_column: Option<String>,
-    /// Label column: a header name or a 0-based index (default: as trained, else `label`).
-    #[arg(long)]
-    pub label_column: Option<String>,
-    /// Whether the first row is a header (default: yes when columns are given by name).
-    #[arg(long)]
-    pub header: Option<bool>,
-    /// Whether `"` quotes fields (default: off for TSV, on for CSV).
-    #[arg(long)]
-    pub quoting: Option<bool>,
+    /// The data file's format and columns; each unset one is taken from how
+    /// the model was trained, else train's default.
+    #[command(flatten)]
+    pub columns: DataColumnOptions,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Tokens per example (default: as trained, else 128).
@@ -72,14 +53,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
     // Each data option: the flag, else how the model was trained, else the default.
     let saved = settings.data.clone();
     let from_saved = |f: fn(&DataSettings) -> Option<String>| saved.as_ref().and_then(f);
-    let text = choose(args.text_column.clone(), from_saved(|d| Some(d.text_column.clone())), "text".to_string());
-    let label = choose(args.label_column.clone(), from_saved(|d| Some(d.label_column.clone())), "label".to_string());
-    let separator = choose(args.label_separator.clone(), from_saved(|d| Some(d.label_separator.clone())), ",".to_string());
-    let text_pair = choose(args.text_pair_column.clone().map(Some), saved.as_ref().map(|d| d.text_pair_column.clone()), None);
-    let format = choose(args.format.clone().map(Some), saved.as_ref().map(|d| d.format.clone()), None);
-    let header = choose(args.header.map(Some), saved.as_ref().map(|d| d.header), None);
-    let quoting = choose(args.quoting.map(Some), saved.as_ref().map(|d| d.quoting), None);
-    let tag_column = choose(args.tag_column.map(Some), saved.as_ref().map(|d| d.tag_column), None);
+    let text = choose(args.columns.text_column.clone(), from_saved(|d| Some(d.text_column.clone())), "text".to_string());
+    let label = choose(args.columns.label_column.clone(), from_saved(|d| Some(d.label_column.clone())), "label".to_string());
+    let separator = choose(args.columns.label_separator.clone(), from_saved(|d| Some(d.label_separator.clone())), ",".to_string());
+    let text_pair = choose(args.columns.text_pair_column.clone().map(Some), saved.as_ref().map(|d| d.text_pair_column.clone()), None);
+    let format = choose(args.columns.format.clone().map(Some), saved.as_ref().map(|d| d.format.clone()), None);
+    let header = choose(args.columns.header.map(Some), saved.as_ref().map(|d| d.header), None);
+    let quoting = choose(args.columns.quoting.map(Some), saved.as_ref().map(|d| d.quoting), None);
+    let tag_column = choose(args.columns.tag_column.map(Some), saved.as_ref().map(|d| d.tag_column), None);
     let max_length = choose(args.max_length, saved.as_ref().map(|d| d.max_length), 128);
     let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let lines = [

@@ -11,31 +11,10 @@ pub mod predict;
 pub mod serve;
 pub mod train;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::backend::open_device;
-use crate::device::{Device, DeviceChoice};
+pub use crate::backend::DeviceArgs;
 use crate::error::Result;
-use crate::model::device_model::Precision;
-
-/// `--device` and `--precision`, one flag group for predict, eval and serve.
-#[derive(Args, Debug, Clone, Copy)]
-pub struct DeviceArgs {
-    /// auto, cpu, cuda or sim (auto: CUDA when a GPU is there, else the CPU;
-    /// sim runs the CUDA kernels on the simulated device, for testing).
-    #[arg(long, value_enum, ignore_case = true, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// fp32 or bf16 (bf16 runs the weights and activations in BF16; it needs a device).
-    #[arg(long, value_enum, ignore_case = true, default_value = "fp32")]
-    pub precision: Precision,
-}
-
-impl DeviceArgs {
-    /// Opens the device (None: the CPU); BF16 without one is an error naming the flags.
-    pub fn open(&self) -> Result<(Option<Device>, Precision)> {
-        open_device(self.device, self.precision)
-    }
-}
 
 #[derive(Parser, Debug)]
 #[command(name = "berth", version, about = "Fine-tune and serve BERT-family encoders for classification and sequence tasks")]
@@ -80,6 +59,8 @@ pub fn run(cli: Cli) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::DeviceChoice;
+    use crate::tensor::Precision;
 
     fn device_of(args: &[&str]) -> std::result::Result<DeviceArgs, String> {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
@@ -100,15 +81,15 @@ mod tests {
         ];
         for command in commands {
             let plain = device_of(command).unwrap();
-            assert_eq!((plain.device, plain.precision), (DeviceChoice::Auto, Precision::Fp32), "{command:?}");
+            assert_eq!((plain.choice(), plain.precision()), (DeviceChoice::Auto, Precision::Fp32), "{command:?}");
             let chosen = device_of(&[command, &["--device", "SIM", "--precision", "bf16"]].concat()).unwrap();
-            assert_eq!((chosen.device, chosen.precision), (DeviceChoice::Sim, Precision::Bf16), "{command:?}");
+            assert_eq!((chosen.choice(), chosen.precision()), (DeviceChoice::Sim, Precision::Bf16), "{command:?}");
             let err = device_of(&[command, &["--device", "tpu"]].concat()).unwrap_err();
             assert!(err.contains("'tpu'") && err.contains("--device") && err.contains("cuda"), "{err}");
             let err = device_of(&[command, &["--precision", "fp8"]].concat()).unwrap_err();
             assert!(err.contains("'fp8'") && err.contains("--precision") && err.contains("bf16"), "{err}");
         }
-        let cpu_bf16 = DeviceArgs { device: DeviceChoice::Cpu, precision: Precision::Bf16 };
+        let cpu_bf16 = DeviceArgs { device: Some(DeviceChoice::Cpu), precision: Some(Precision::Bf16) };
         let err = cpu_bf16.open().err().expect("bf16 on the CPU is refused").to_string();
         assert!(err.contains("--precision bf16 needs a CUDA device"), "{err}");
     }

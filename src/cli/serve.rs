@@ -79,8 +79,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         host: args.host,
         port: args.port,
         classifier: ClassifierOptions {
-            device: args.device.device,
-            precision: args.device.precision,
+            device: args.device.choice(),
+            precision: args.device.precision(),
             max_length: Some(max_length),
             batch_size: args.max_batch_size,
         },

@@ -10,6 +10,7 @@ pub mod freeze;
 pub mod head_prior;
 pub mod imbalance;
 pub mod multitask;
+pub mod option_groups;
 pub mod option_text;
 pub mod options;
 pub mod output_dir;

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::dataset::{ColumnChoice, DataSpec, EncodedDataset, epoch_batches};
 use super::evaluate::evaluate_with;
+use super::option_groups::{DataColumnOptions, take_group};
 use super::options::TrainConfig;
 use super::run_start::{StepPlan, start_run};
 use super::state::{RunIdentity, TrainingState, check_same_run, read_state, write_checkpoint_with, write_state};
@@ -40,7 +41,22 @@ pub struct HeadsFile {
     /// is drawn in proportion to its data). Default alternate.
     #[serde(default)]
     pub mixing: Option<String>,
+    #[serde(deserialize_with = "head_tables")]
     pub head: Vec<HeadOptions>,
+}
+
+/// Each `[[head]]` table, split between the shared data-column group and the
+/// head's own keys (serde's `flatten` would drop `deny_unknown_fields`).
+fn head_tables<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<HeadOptions>, D::Error> {
+    use serde::de::Error as _;
+    let tables = Vec::<toml::Table>::deserialize(d)?;
+    let read = |mut table: toml::Table| -> std::result::Result<HeadOptions, toml::de::Error> {
+        let columns = take_group::<DataColumnOptions>(&mut table)?;
+        let own: HeadOptions = toml::Value::Table(table).try_into()?;
+        Ok(HeadOptions { columns, ..own })
+    };
+    let numbered = |(i, table)| read(table).map_err(|e| D::Error::custom(format!("[[head]] number {}: {e}", i + 1)));
+    tables.into_iter().enumerate().map(numbered).collect()
 }
 
 /// One `[[head]]` of the heads file. Paths are relative to the heads file.
@@ -53,24 +69,11 @@ pub struct HeadOptions {
     pub train: PathBuf,
     #[serde(default)]
     pub eval: Option<PathBuf>,
-    #[serde(default)]
-    pub format: Option<String>,
-    #[serde(default)]
-    pub text_column: Option<String>,
-    #[serde(default)]
-    pub text_pair_column: Option<String>,
-    #[serde(default)]
-    pub label_column: Option<String>,
-    #[serde(default)]
-    pub header: Option<bool>,
-    #[serde(default)]
-    pub quoting: Option<bool>,
+    /// The data file's format and columns, the keys `berth train` takes as flags.
+    #[serde(skip)]
+    pub columns: DataColumnOptions,
     #[serde(default)]
     pub labels: Option<PathBuf>,
-    #[serde(default)]
-    pub label_separator: Option<String>,
-    #[serde(default)]
-    pub tag_column: Option<usize>,
     #[serde(default)]
     pub alignment: Option<String>,
     /// Multiplies this head's loss (default 1).
@@ -164,21 +167,22 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
         if !(loss_weight > 0.0 && loss_weight.is_finite()) {
             return Err(bad(format!("loss-weight must be positive, found {loss_weight}")));
         }
-        let text_column = opts.text_column.clone().unwrap_or_else(|| "text".into());
-        let label_column = opts.label_column.clone().unwrap_or_else(|| "label".into());
-        let separator = opts.label_separator.clone().unwrap_or_else(|| ",".into());
+        let columns = &opts.columns;
+        let text_column = columns.text_column.clone().unwrap_or_else(|| "text".into());
+        let label_column = columns.label_column.clone().unwrap_or_else(|| "label".into());
+        let separator = columns.label_separator.clone().unwrap_or_else(|| ",".into());
         let alignment = opts.alignment.clone().unwrap_or_else(|| "first".into());
         let spec = DataSpec {
             task,
             columns: ColumnChoice {
-                format: opts.format.as_deref(),
+                format: columns.format.as_deref(),
                 text: &text_column,
-                text_pair: opts.text_pair_column.as_deref(),
+                text_pair: columns.text_pair_column.as_deref(),
                 label: &label_column,
-                header: opts.header,
-                quoting: opts.quoting,
+                header: columns.header,
+                quoting: columns.quoting,
             },
-            tag_column: opts.tag_column,
+            tag_column: columns.tag_column,
             label_separator: &separator,
             alignment: Alignment::parse(&alignment).map_err(|e| bad(e.to_string()))?,
         };

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::class_weights::ClassWeightSpec;
 use super::freeze::FreezeSpec;
+use super::option_groups::{DataColumnOptions, flag_keys, take_group, unknown_key};
 use super::option_text::{FocalAlpha, HeadBiasInit, OptionText, as_text, opt_text};
-use crate::backend::parse_device;
+use crate::backend::DeviceArgs;
 use crate::data::align::Alignment;
 use crate::data::sampler::SamplerKind;
 use crate::device::DeviceChoice;
@@ -50,20 +51,14 @@ pub struct TrainOptions {
     /// classification, multi-label, token-classification or regression (default classification).
     #[arg(long)]
     pub task: Option<String>,
-    /// Data format: tsv, csv, jsonl or conll (default: from the file extension; conll for token tasks).
-    #[arg(long)]
-    pub format: Option<String>,
-    /// CoNLL files: the 0-based column that holds the tag (default: the last column).
-    #[arg(long, allow_negative_numbers = true)]
-    pub tag_column: Option<usize>,
+    /// The data file's format and columns.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub columns: DataColumnOptions,
     /// Token tasks: which sub-tokens of a word get its label: first (the rest are
     /// ignored by the loss) or all (a B- continuation becomes I-) (default first).
     #[arg(long)]
     pub alignment: Option<String>,
-    /// Multi-label: what separates the labels in one field (default `,`).
-    /// JSON arrays and 0/1 columns (`--label-column a,b,c`) need no separator.
-    #[arg(long)]
-    pub label_separator: Option<String>,
     /// Multi-label: after training, choose each label's threshold to maximise
     /// its F1 on the evaluation file; saved with the model and used by predict.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -114,21 +109,6 @@ pub struct TrainOptions {
     /// classes and tags, the mean for regression) (default zero).
     #[arg(long)]
     pub head_bias_init: Option<String>,
-    /// Text column: a header name, or a 0-based index (default: `text`).
-    #[arg(long)]
-    pub text_column: Option<String>,
-    /// Second-text column for sentence pairs (name or 0-based index).
-    #[arg(long)]
-    pub text_pair_column: Option<String>,
-    /// Label column (name or 0-based index; default: `label`).
-    #[arg(long)]
-    pub label_column: Option<String>,
-    /// Whether the first row is a header (default: yes when columns are given by name).
-    #[arg(long)]
-    pub header: Option<bool>,
-    /// Whether `"` quotes fields (default: off for TSV, on for CSV).
-    #[arg(long)]
-    pub quoting: Option<bool>,
     /// A file with one label per line: fixes the label set and its order.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -204,14 +184,10 @@ pub struct TrainOptions {
     /// A folder that also holds files berth did not write is refused.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub overwrite: Option<bool>,
-    /// auto, cpu, cuda or sim (default auto: CUDA when a GPU is there, else the CPU).
-    /// `sim` runs the CUDA kernels on the simulated device, for testing.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// fp32 or bf16 (default fp32). bf16 is mixed precision on a CUDA device:
-    /// BF16 activations and GEMM operands, F32 master weights and moments.
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// `--device` and `--precision`.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub device: DeviceArgs,
 }
 
 /// An optional flag's typed value, parsed from its text.
@@ -221,15 +197,30 @@ fn parse_some<T: OptionText>(text: &Option<String>) -> Result<Option<T>> {
 
 macro_rules! merge_fields {
     ($flags:expr, $file:expr, $($field:ident),* $(,)?) => {
-        TrainOptions { $($field: $flags.$field.clone().or_else(|| $file.$field.clone()),)* }
+        TrainOptions {
+            $($field: $flags.$field.clone().or_else(|| $file.$field.clone()),)*
+            columns: $flags.columns.or(&$file.columns),
+            device: $flags.device.or(&$file.device),
+        }
     };
 }
 
 impl TrainOptions {
-    /// Reads a TOML options file.
+    /// Reads a TOML options file: its keys are the flag names without the
+    /// dashes, split among the shared groups (`option_groups`) and the rest.
     pub fn from_toml_file(path: &Path) -> Result<TrainOptions> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Config { path: path.into(), message: e.to_string() })
+        let bad = |message: String| Error::Config { path: path.into(), message };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        // Flags a file cannot set: where the file is, and a run's resume point.
+        let known: Vec<String> = flag_keys::<TrainOptions>().into_iter().filter(|k| k != "config" && k != "resume-from").collect();
+        if let Some(message) = unknown_key(&text, &table, &known) {
+            return Err(bad(message));
+        }
+        let columns = take_group::<DataColumnOptions>(&mut table).map_err(|e| bad(e.to_string()))?;
+        let device = take_group::<DeviceArgs>(&mut table).map_err(|e| bad(e.to_string()))?;
+        let options: TrainOptions = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        Ok(TrainOptions { columns, device, ..options })
     }
 
     /// Flags first, then the file's values.
@@ -244,10 +235,7 @@ impl TrainOptions {
             output,
             config,
             task,
-            format,
-            tag_column,
             alignment,
-            label_separator,
             tune_thresholds,
             class_weights,
             sampler,
@@ -259,11 +247,6 @@ impl TrainOptions {
             calibrate,
             freeze,
             head_bias_init,
-            text_column,
-            text_pair_column,
-            label_column,
-            header,
-            quoting,
             labels,
             epochs,
             max_steps,
@@ -287,8 +270,6 @@ impl TrainOptions {
             logging_steps,
             resume_from,
             overwrite,
-            device,
-            precision,
         )
     }
 
@@ -314,7 +295,8 @@ impl TrainOptions {
         let loss = LossName::from_text(self.loss.as_deref().unwrap_or("ce"))?;
         let (focal_alpha, class_weights, freeze) =
             (parse_some(&self.focal_alpha)?, parse_some(&self.class_weights)?, parse_some(&self.freeze)?);
-        let (device, precision) = parse_device(self.device.as_deref().unwrap_or("auto"), self.precision.as_deref().unwrap_or("fp32"))?;
+        let (device, precision) = (self.device.choice(), self.device.precision());
+        let columns = &self.columns;
         let config = TrainConfig {
             model: required(&self.model, "model")?,
             train: if self.heads.is_some() { self.train.clone().unwrap_or_default() } else { required(&self.train, "train")? },
@@ -322,10 +304,10 @@ impl TrainOptions {
             eval: self.eval.clone(),
             output: required(&self.output, "output")?,
             task,
-            format: self.format.clone(),
-            tag_column: self.tag_column,
+            format: columns.format.clone(),
+            tag_column: columns.tag_column,
             alignment,
-            label_separator: self.label_separator.clone().unwrap_or_else(|| ",".into()),
+            label_separator: columns.label_separator.clone().unwrap_or_else(|| ",".into()),
             tune_thresholds: self.tune_thresholds.unwrap_or(false),
             class_weights,
             sampler,
@@ -337,11 +319,11 @@ impl TrainOptions {
             calibrate: self.calibrate.unwrap_or(false),
             freeze,
             head_bias_init,
-            text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
-            text_pair_column: self.text_pair_column.clone(),
-            label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
-            header: self.header,
-            quoting: self.quoting,
+            text_column: columns.text_column.clone().unwrap_or_else(|| "text".into()),
+            text_pair_column: columns.text_pair_column.clone(),
+            label_column: columns.label_column.clone().unwrap_or_else(|| "label".into()),
+            header: columns.header,
+            quoting: columns.quoting,
             labels: self.labels.clone(),
             epochs: self.epochs.unwrap_or(3.0),
             max_steps: self.max_steps,
