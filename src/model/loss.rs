@@ -102,12 +102,6 @@ impl LossSpec {
         LossSpec { kind: LossKind::Standard, class_weights: class_weights.map(<[f64]>::to_vec) }
     }
 
-    /// `--loss standard|ce|focal` with `--focal-gamma` and `--focal-alpha`, as text.
-    pub fn parse_kind(loss: &str, gamma: Option<f64>, alpha: Option<&str>) -> Result<LossKind> {
-        let alpha = alpha.map(parse_focal_alpha).transpose()?;
-        LossKind::from_parts(LossName::parse(loss)?, gamma, alpha.as_deref())
-    }
-
     /// Checks the alpha values against the label count: C values (or one,
     /// for two classes: the positive class's, 1 − it for the other) for
     /// softmax focal; one value in [0, 1] for sigmoid focal. Returns the
@@ -173,16 +167,23 @@ impl LossSpec {
 mod tests {
     use super::*;
 
+    /// `--loss`, `--focal-gamma` and `--focal-alpha` as text, the way the
+    /// options resolve them (`LossName`, `parse_focal_alpha`, then `from_parts`).
+    fn parse_kind(loss: &str, gamma: Option<f64>, alpha: Option<&str>) -> Result<LossKind> {
+        let alpha = alpha.map(parse_focal_alpha).transpose()?;
+        LossKind::from_parts(LossName::parse(loss)?, gamma, alpha.as_deref())
+    }
+
     #[test]
     fn focal_options_are_checked() {
-        assert_eq!(LossSpec::parse_kind("ce", None, None).unwrap(), LossKind::Standard);
-        assert_eq!(LossSpec::parse_kind("focal", None, None).unwrap(), LossKind::Focal { gamma: 2.0, alpha: None });
-        let e = LossSpec::parse_kind("focal", Some(-0.5), None).unwrap_err().to_string();
+        assert_eq!(parse_kind("ce", None, None).unwrap(), LossKind::Standard);
+        assert_eq!(parse_kind("focal", None, None).unwrap(), LossKind::Focal { gamma: 2.0, alpha: None });
+        let e = parse_kind("focal", Some(-0.5), None).unwrap_err().to_string();
         assert!(e.contains("--focal-gamma") && e.contains("-0.5"), "{e}");
-        assert!(LossSpec::parse_kind("focal", Some(f64::NAN), None).is_err());
-        assert!(LossSpec::parse_kind("ce", Some(1.0), None).unwrap_err().to_string().contains("--loss focal"));
-        assert!(LossSpec::parse_kind("focal", Some(1.0), Some("0.2,x")).unwrap_err().to_string().contains("`x`"));
-        assert!(LossSpec::parse_kind("hinge", None, None).is_err());
+        assert!(parse_kind("focal", Some(f64::NAN), None).is_err());
+        assert!(parse_kind("ce", Some(1.0), None).unwrap_err().to_string().contains("--loss focal"));
+        assert!(parse_kind("focal", Some(1.0), Some("0.2,x")).unwrap_err().to_string().contains("`x`"));
+        assert!(parse_kind("hinge", None, None).is_err());
     }
 
     #[test]

@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn every_name_of_the_plain_loss_passes_and_focal_is_refused_for_regression() {
-        // The plain loss has several names (`LossSpec::parse_kind`); none of
+        // The plain loss has several names (`LossName::parse`); none of
         // them is focal, so regression must accept each.
         for loss in ["ce", "standard", "cross-entropy", "bce"] {
             let resolved = options("regression", loss).resolve();
