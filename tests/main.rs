@@ -47,3 +47,6 @@ mod layering;
 mod backend;
 // Issue 16: multi-task training through the one loop: --device sim, --grad-accum, SIGKILL resume, changed data.
 mod r16_multitask;
+
+// Issue 18: RoBERTa and XLM-R against their transformers fixtures.
+mod r18_families;

@@ -92,7 +92,7 @@ def main(argv=None):
     transformers.logging.disable_progress_bar()
 
     arch = architecture(args.model)
-    token_task = arch == "BertForTokenClassification"
+    token_task = bool(arch) and arch.endswith("ForTokenClassification")
     auto_cls = AutoModelForTokenClassification if token_task else AutoModelForSequenceClassification
     model = auto_cls.from_pretrained(args.model, attn_implementation="eager", dtype=torch.float64)
     model = model.to(torch.float64).eval()
@@ -111,7 +111,9 @@ def main(argv=None):
 
     max_len = args.max_length
     if max_len is None:
-        max_len = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+        # RoBERTa-style positions start at pad_token_id + 1, so fewer tokens fit.
+        offset = model.config.pad_token_id + 1 if model.config.model_type in ("roberta", "xlm-roberta") else 0
+        max_len = min(tokenizer.model_max_length, model.config.max_position_embeddings - offset)
 
     examples = read_inputs(args.input)
     expected = read_expected(args.expected)

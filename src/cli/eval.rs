@@ -94,7 +94,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let labels = LabelSet::from_names(model.labels.clone())?;
     let tokenizer = BerthTokenizer::from_dir(
         &args.model,
-        crate::train::trainer::effective_max_length(max_length.0, model.config.max_position_embeddings),
+        crate::train::trainer::effective_max_length(max_length.0, model.config.max_sequence_length()),
     )?;
     let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
     let on_device = match &device {

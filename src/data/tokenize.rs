@@ -100,7 +100,8 @@ impl BerthTokenizer {
         let mut left = inner.clone();
         left.with_truncation(Some(cut(TruncationDirection::Left))).map_err(|e| tok_err(&source, e))?;
         inner.with_truncation(Some(cut(TruncationDirection::Right))).map_err(|e| tok_err(&source, e))?;
-        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        // WordPiece's `[PAD]`, or the byte-level BPE and Unigram `<pad>` (RoBERTa, XLM-R).
+        let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).unwrap_or(0);
         Ok(BerthTokenizer { inner, left, whole, source, max_length, pad_id })
     }
 

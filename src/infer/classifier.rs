@@ -40,7 +40,7 @@ pub struct ClassifierOptions {
     /// `Fp32`, or `Bf16` on a CUDA device.
     pub precision: Precision,
     /// Tokens per example after truncation (longest-first for pairs); capped
-    /// at the model's `max_position_embeddings`. None: the length the model
+    /// at the positions the model's table holds. None: the length the model
     /// was trained with (its `berth-inference.json`), else 128.
     pub max_length: Option<usize>,
     /// Examples per forward pass when a call holds many.

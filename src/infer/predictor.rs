@@ -120,7 +120,7 @@ impl Predictor {
         device: Option<&Device>,
         precision: Precision,
     ) -> Result<Predictor> {
-        let max_length = max_length.min(model.config.max_position_embeddings);
+        let max_length = max_length.min(model.config.max_sequence_length());
         let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
         let engine = match device {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params)?),

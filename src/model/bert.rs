@@ -1,6 +1,7 @@
 //! The BERT encoder: embeddings, then `num_hidden_layers` post-LN
 //! transformer layers, written once on the tape so forward and backward
-//! share one description of the model.
+//! share one description of the model. RoBERTa and XLM-R run the same
+//! encoder; their family changes the position rows and the token types.
 
 use std::sync::Arc;
 
@@ -66,6 +67,8 @@ pub mod streams {
         3 + 3 * layer as u64
     }
     pub const CLASSIFIER: u64 = 1 << 20;
+    /// RoBERTa's dropout before the head's dense layer.
+    pub const CLASSIFIER_INPUT: u64 = (1 << 20) + 1;
 }
 
 /// Indices into the ParamStore of one encoder layer's parameters.
@@ -143,10 +146,12 @@ pub fn encoder_forward(
     };
     batch.validate()?;
     let (b, t) = (batch.batch_size, batch.seq_len);
-    if t > config.max_position_embeddings {
+    if t > config.max_sequence_length() {
         return Err(Error::InvalidArgument(format!(
-            "sequence length {t} exceeds max_position_embeddings {}",
-            config.max_position_embeddings
+            "sequence length {t} exceeds the {} positions of the model (max_position_embeddings {}, from row {})",
+            config.max_sequence_length(),
+            config.max_position_embeddings,
+            config.position_offset()
         )));
     }
     let eps = config.layer_norm_eps;
@@ -156,7 +161,20 @@ pub fn encoder_forward(
     // Embeddings: LayerNorm(word + token type + position), then dropout.
     let (w, bias) = ids.embedding_norm;
     let (word, types, pos, ln) = (params[ids.word], params[ids.token_type], params[ids.position], (params[w], params[bias]));
-    let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, &batch.token_type_ids, (b, t), eps)?;
+    // RoBERTa's real tokens read position rows offset, offset + 1, ... (its
+    // padding reads row pad_token_id, but padding never reaches a real
+    // token), so the encoder sees the table from row `offset` on; the rows
+    // before it get no gradient, as in transformers.
+    let offset = config.position_offset();
+    let pos = if offset > 0 { gather_rows(tape, pos, (offset..offset + t).collect())? } else { pos };
+    let no_types;
+    let type_ids = if config.family.uses_token_types() {
+        &batch.token_type_ids
+    } else {
+        no_types = vec![0; batch.token_type_ids.len()];
+        &no_types
+    };
+    let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, type_ids, (b, t), eps)?;
     let x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
 
     // With `skip_padding`, where the backend packs rows (the CPU), `x` holds

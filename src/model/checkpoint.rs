@@ -1,8 +1,11 @@
 //! Hugging Face checkpoints in and out: `config.json` + `model.safetensors`.
 //!
-//! Loading accepts names with or without the `bert.` prefix, the legacy
-//! `LayerNorm.gamma`/`beta`, and F32, F16, BF16 or F64 storage; it ignores
-//! the `embeddings.position_ids` buffer. Problems are collected and reported
+//! Inside berth every family's tensors carry HF BERT's names (`bert.…`,
+//! `bert.pooler.dense`, `classifier`); loading maps a family's stored names
+//! onto them ([`canonical_name_in`]) and saving maps them back
+//! ([`hf_tensor_name`]). Loading accepts names with or without the family's
+//! prefix, the legacy `LayerNorm.gamma`/`beta`, and F32, F16, BF16 or F64
+//! storage; it ignores the `embeddings.position_ids` buffer. Problems are collected and reported
 //! together, so one error lists every missing, unexpected or mis-shaped tensor.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +14,7 @@ use std::path::Path;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 
-use super::config::{BertConfig, ProblemType};
+use super::config::{BertConfig, Family, ProblemType};
 use super::heads::BertClassifier;
 use super::params::{HeadKind, ParamStore, expected_parameters, init_parameter};
 use crate::error::{Error, Result};
@@ -56,15 +59,58 @@ pub struct LoadReport {
     pub notes: Vec<String>,
 }
 
-/// Maps a stored tensor name to berth's (HF `BertFor…`) name.
+/// Maps a stored tensor name of a BERT checkpoint to berth's (HF `BertFor…`) name.
 pub fn canonical_name(name: &str) -> String {
+    canonical_name_in(Family::Bert, name)
+}
+
+/// Maps a stored tensor name of a `family` checkpoint to berth's name.
+/// Pre-training heads come out under `cls.` (BERT's `cls.*`, RoBERTa's
+/// `lm_head.*`), which loading skips. RoBERTa's sequence head
+/// (`classifier.dense`, `classifier.out_proj`) is BERT's pooler and
+/// classifier under other names.
+pub fn canonical_name_in(family: Family, name: &str) -> String {
     let mut n = name.to_owned();
     if let Some(stem) = n.strip_suffix("LayerNorm.gamma") {
         n = format!("{stem}LayerNorm.weight");
     } else if let Some(stem) = n.strip_suffix("LayerNorm.beta") {
         n = format!("{stem}LayerNorm.bias");
     }
+    if family.has_roberta_head() {
+        if let Some(rest) = n.strip_prefix("roberta.") {
+            return format!("bert.{rest}");
+        }
+        if let Some(rest) = n.strip_prefix("classifier.dense.") {
+            return format!("bert.pooler.dense.{rest}");
+        }
+        if let Some(rest) = n.strip_prefix("classifier.out_proj.") {
+            return format!("classifier.{rest}");
+        }
+        if n.starts_with("lm_head.") {
+            return format!("cls.{n}");
+        }
+    }
     if n.starts_with("bert.") || n.starts_with("classifier.") || n.starts_with("cls.") { n } else { format!("bert.{n}") }
+}
+
+/// The name a transformers class of `family` gives berth's tensor `name`
+/// (the inverse of [`canonical_name_in`]).
+pub fn hf_tensor_name(family: Family, head: HeadKind, name: &str) -> String {
+    if !family.has_roberta_head() {
+        return name.to_owned();
+    }
+    if let Some(rest) = name.strip_prefix("bert.pooler.dense.") {
+        return format!("classifier.dense.{rest}");
+    }
+    if let Some(rest) = name.strip_prefix("classifier.")
+        && head == HeadKind::SequenceClassification
+    {
+        return format!("classifier.out_proj.{rest}");
+    }
+    match name.strip_prefix("bert.") {
+        Some(rest) => format!("{}.{rest}", family.tensor_prefix()),
+        None => name.to_owned(),
+    }
 }
 
 fn decode(dtype: Dtype, bytes: &[u8], target: DType) -> Option<Storage> {
@@ -158,7 +204,7 @@ pub fn read_safetensors_i64(path: &Path) -> Result<HashMap<String, (Vec<usize>, 
 
 fn head_from_config(config: &BertConfig) -> HeadKind {
     match config.architecture() {
-        Some("BertForTokenClassification") => HeadKind::TokenClassification,
+        Some(a) if a.ends_with("ForTokenClassification") => HeadKind::TokenClassification,
         _ => HeadKind::SequenceClassification,
     }
 }
@@ -175,11 +221,18 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
 
     let mut by_name: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut ignored_pretraining = 0;
+    let mut ignored_pooler = 0;
     let mut non_finite = Vec::new();
+    let family = config.family;
     for (name, tensor) in stored {
-        let canonical = canonical_name(&name);
+        let canonical = canonical_name_in(family, &name);
         if canonical.starts_with("cls.") {
             ignored_pretraining += 1;
+            continue;
+        }
+        // RoBERTa's classification heads have no pooler (transformers leaves it unused too).
+        if family.has_roberta_head() && name.starts_with("roberta.pooler.") {
+            ignored_pooler += 1;
             continue;
         }
         // A NaN weight would give NaN scores labelled with the first class; refuse it here.
@@ -195,9 +248,12 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
             message: format!("non-finite weights, the model cannot be used:\n    {}", non_finite.join("\n    ")),
         });
     }
-    let stored_dtype: HashMap<String, Dtype> = non_float.into_iter().map(|(n, d)| (canonical_name(&n), d)).collect();
+    let stored_dtype: HashMap<String, Dtype> = non_float.into_iter().map(|(n, d)| (canonical_name_in(family, &n), d)).collect();
     if ignored_pretraining > 0 {
-        report.notes.push(format!("ignored {ignored_pretraining} pre-training head tensors (cls.*)"));
+        report.notes.push(format!("ignored {ignored_pretraining} pre-training head tensors (cls.*, lm_head.*)"));
+    }
+    if ignored_pooler > 0 {
+        report.notes.push(format!("ignored {ignored_pooler} roberta.pooler tensors: RoBERTa's classification heads have no pooler"));
     }
 
     let expected = expected_parameters(&config, head, labels.len());
@@ -287,11 +343,14 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
 /// Each file is written to a temporary name and renamed, so a crash never leaves a torn file.
 pub fn save_model(model: &BertClassifier, dir: &Path, dtype: DType) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let config = model.config.to_json(model.head.architecture(), &model.labels, model.problem_type);
+    let (family, head) = (model.config.family, model.head);
+    let architecture = format!("{}{}", family.class_stem(), head.architecture_suffix());
+    let config = model.config.to_json(&architecture, &model.labels, model.problem_type);
     let config_text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
     write_atomic(&dir.join("config.json"), config_text.as_bytes())?;
 
-    write_safetensors(&dir.join("model.safetensors"), model.params.iter(), dtype)
+    let names: Vec<String> = model.params.names().iter().map(|n| hf_tensor_name(family, head, n)).collect();
+    write_safetensors(&dir.join("model.safetensors"), names.iter().map(String::as_str).zip(model.params.tensors()), dtype)
 }
 
 /// Writes named tensors, converted to `dtype`, as one safetensors file (atomically).

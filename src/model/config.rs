@@ -1,4 +1,5 @@
-//! The Hugging Face `config.json` of a BERT model, read and written.
+//! The Hugging Face `config.json` of a BERT-family model, read and written,
+//! and the family (`model_type`) that says where the model differs from BERT.
 //!
 //! Unknown fields are kept in `raw` and written back unchanged, so a
 //! checkpoint that goes through berth keeps everything transformers put there.
@@ -71,6 +72,12 @@ pub struct BertConfig {
     pub architectures: Option<Vec<String>>,
     #[serde(default)]
     pub num_labels: Option<usize>,
+    /// The padding token's id: RoBERTa's position ids count from it.
+    #[serde(default)]
+    pub pad_token_id: Option<usize>,
+    /// From `model_type` (absent: BERT).
+    #[serde(skip)]
+    pub family: Family,
     /// The whole file as read, so that fields berth does not use survive a save.
     #[serde(skip)]
     pub raw: Value,
@@ -99,7 +106,70 @@ fn default_position_type() -> String {
 }
 
 /// `model_type` values berth runs (a config without the field is taken as BERT).
-pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
+
+/// The encoder families berth runs. They share one encoder; a family fixes
+/// the variation points: the position scheme, whether token types are used,
+/// the sequence head, and the tensor and class names of its checkpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    #[default]
+    Bert,
+    /// RoBERTa: positions counted from `pad_token_id + 1`, one token type,
+    /// and a head of dense + tanh + out_proj on `<s>` (no pooler).
+    Roberta,
+    /// XLM-R: RoBERTa's architecture with its own class names.
+    XlmRoberta,
+}
+
+impl Family {
+    pub fn from_model_type(model_type: &str) -> Option<Family> {
+        match model_type {
+            "bert" => Some(Family::Bert),
+            "roberta" => Some(Family::Roberta),
+            "xlm-roberta" => Some(Family::XlmRoberta),
+            _ => None,
+        }
+    }
+
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Bert => "bert",
+            Family::Roberta => "roberta",
+            Family::XlmRoberta => "xlm-roberta",
+        }
+    }
+
+    /// The prefix of the encoder's tensors in this family's checkpoints.
+    pub fn tensor_prefix(self) -> &'static str {
+        match self {
+            Family::Bert => "bert",
+            Family::Roberta | Family::XlmRoberta => "roberta",
+        }
+    }
+
+    /// The stem of the transformers class names (`RobertaForSequenceClassification`).
+    pub fn class_stem(self) -> &'static str {
+        match self {
+            Family::Bert => "Bert",
+            Family::Roberta => "Roberta",
+            Family::XlmRoberta => "XLMRoberta",
+        }
+    }
+
+    /// RoBERTa's sequence head: dropout, dense + tanh, dropout, out_proj,
+    /// stored as `classifier.dense` and `classifier.out_proj`. BERT's is the
+    /// pooler (dense + tanh, no dropout before it), dropout, `classifier`.
+    pub fn has_roberta_head(self) -> bool {
+        self != Family::Bert
+    }
+
+    /// Whether the model reads token type ids: RoBERTa has one type, and its
+    /// tokenizers return none (every id is 0, whatever a pair template says).
+    pub fn uses_token_types(self) -> bool {
+        self == Family::Bert
+    }
+}
 
 impl BertConfig {
     /// Reads and validates `config.json`.
@@ -114,6 +184,10 @@ impl BertConfig {
             serde_json::from_value(raw.clone()).map_err(|e| Error::Config { path: path.into(), message: e.to_string() })?;
         config.raw = raw;
         config.validate(path)?;
+        config.family = match config.raw.get("model_type").and_then(Value::as_str) {
+            Some(name) => Family::from_model_type(name).expect("validate checked the model_type"),
+            None => Family::Bert,
+        };
         Ok(config)
     }
 
@@ -126,6 +200,14 @@ impl BertConfig {
                 return bad(format!(
                     "model_type {model_type} is not supported; berth loads {} (the other encoder families are planned)",
                     SUPPORTED_MODEL_TYPES.join(", ")
+                ));
+            }
+            let family = Family::from_model_type(name).unwrap_or_default();
+            let offset = self.position_offset_of(family);
+            if family != Family::Bert && self.max_position_embeddings <= offset {
+                return bad(format!(
+                    "max_position_embeddings {} leaves no position for a token: {name} positions start at pad_token_id + 1 = {offset}",
+                    self.max_position_embeddings
                 ));
             }
         }
@@ -163,6 +245,26 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// The first row of the position table a sequence uses: 0 for BERT;
+    /// `pad_token_id + 1` for RoBERTa, whose position ids count from there
+    /// (and give padding `pad_token_id`, a row no real token reads).
+    pub fn position_offset(&self) -> usize {
+        self.position_offset_of(self.family)
+    }
+
+    fn position_offset_of(&self, family: Family) -> usize {
+        match family {
+            Family::Bert => 0,
+            Family::Roberta | Family::XlmRoberta => self.pad_token_id.unwrap_or(1) + 1,
+        }
+    }
+
+    /// The longest sequence the position table holds, special tokens
+    /// included: 512 for bert-base, 514 − 2 = 512 for roberta-base.
+    pub fn max_sequence_length(&self) -> usize {
+        self.max_position_embeddings - self.position_offset()
+    }
+
     /// Label names in id order, from id2label; `LABEL_i` names when absent (HF's default of 2).
     pub fn labels(&self) -> Vec<String> {
         match &self.id2label {
@@ -190,7 +292,7 @@ impl BertConfig {
         obj.insert("label2id".into(), Value::Object(label2id));
         obj.insert("problem_type".into(), problem_type.map_or(Value::Null, |p| json!(p.hf_name())));
         obj.remove("num_labels");
-        obj.insert("model_type".into(), json!("bert"));
+        obj.insert("model_type".into(), json!(self.family.model_type()));
         for (key, value) in [
             ("vocab_size", json!(self.vocab_size)),
             ("hidden_size", json!(self.hidden_size)),

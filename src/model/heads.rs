@@ -180,7 +180,11 @@ impl BertClassifier {
         let (logits, pooled) = match self.head {
             HeadKind::SequenceClassification => {
                 let (pw, pb) = self.pooler.expect("sequence heads have a pooler");
-                let cls = first_token(tape, last)?; // (B, H)
+                let mut cls = first_token(tape, last)?; // (B, H)
+                if self.config.family.has_roberta_head() {
+                    // RoBERTa's head drops out its input too; BERT's pooler does not.
+                    cls = dropout(tape, cls, classifier_p, mode.key(streams::CLASSIFIER_INPUT))?;
+                }
                 let pooled = linear(tape, cls, params[pw], Some(params[pb]))?;
                 let pooled = tanh(tape, pooled)?;
                 let x = dropout(tape, pooled, classifier_p, mode.key(streams::CLASSIFIER))?;

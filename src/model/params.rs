@@ -24,6 +24,14 @@ impl HeadKind {
         }
     }
 
+    /// The class name after the family's stem (`Roberta` + `ForTokenClassification`).
+    pub fn architecture_suffix(self) -> &'static str {
+        match self {
+            HeadKind::SequenceClassification => "ForSequenceClassification",
+            HeadKind::TokenClassification => "ForTokenClassification",
+        }
+    }
+
     pub fn has_pooler(self) -> bool {
         self == HeadKind::SequenceClassification
     }

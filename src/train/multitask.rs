@@ -145,7 +145,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
     let tokenizer_files = TokenizerFiles::read(&config.model)?;
     let tokenizer = BerthTokenizer::from_dir(
         &config.model,
-        super::trainer::effective_max_length(config.max_length, encoder.config.max_position_embeddings),
+        super::trainer::effective_max_length(config.max_length, encoder.config.max_sequence_length()),
     )?;
     let mut store = ParamStore::default();
     for (name, t) in encoder.params.iter().filter(|(n, _)| n.starts_with("bert.")) {

@@ -1,0 +1,293 @@
+//! Issue 18: the encoder families other than BERT, against the float64
+//! fixtures transformers made (`../shared/fixtures/families`): token ids,
+//! logits, loss, every hidden state and every parameter gradient.
+//!
+//! RoBERTa gives padding its own position row, so transformers' hidden
+//! states (and token logits) at padding positions are not berth's; like the
+//! fixtures' README says, only the rows where `attention_mask` is 1 are
+//! compared. Everything that reaches the loss is compared whole.
+
+use std::collections::HashSet;
+
+use berth::autograd::Tape;
+use berth::data::{Batch, BerthTokenizer};
+use berth::model::checkpoint::hf_tensor_name;
+use berth::model::{ForwardMode, HeadKind, LoadOptions, load_model};
+use berth::tensor::DType;
+
+use crate::common::{fixture_dir, rel_error};
+use crate::fixtures::{Reference, fixture_labels, is_key_bias_grad, read_reference};
+
+/// The fixture's padded batch; families without token types store none.
+fn batch_of(reference: &Reference) -> Batch {
+    let (shape, ids) = &reference.ints["input_ids"];
+    let mask = &reference.ints["attention_mask"].1;
+    let types = reference.ints.get("token_type_ids").map_or(vec![0; ids.len()], |(_, t)| t.iter().map(|&v| v as u32).collect());
+    Batch {
+        batch_size: shape[0],
+        seq_len: shape[1],
+        input_ids: ids.iter().map(|&v| v as u32).collect(),
+        token_type_ids: types,
+        attention_mask: mask.iter().map(|&v| v as u8).collect(),
+    }
+}
+
+/// The rows of a (B·T, C) tensor where the mask is 1.
+fn real_rows(values: &[f64], mask: &[u8]) -> Vec<f64> {
+    let cols = values.len() / mask.len();
+    values.chunks(cols).zip(mask).filter(|(_, m)| **m != 0).flat_map(|(r, _)| r.to_vec()).collect()
+}
+
+/// Loads `families/<name>` in `dtype`, runs the fixture batch (padded, or
+/// skipping the padding) and compares everything with `tol` (DESIGN.md's
+/// relative ‖a − b‖/‖b‖; the key-bias gradients, zero in exact arithmetic,
+/// against a floor as in tests/fixtures.rs).
+fn check_family(name: &str, dtype: DType, tol: f64, skip_padding: bool) {
+    let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
+    let reference = read_reference(&dir);
+    let (model, report) = load_model(&dir, &LoadOptions { dtype, ..LoadOptions::default() }).unwrap();
+    assert!(report.initialized.is_empty(), "{name}: the fixture's head is complete: {:?}", report.initialized);
+    let (family, head) = (model.config.family, model.head);
+    let batch = batch_of(&reference);
+    assert!(batch.attention_mask.contains(&0), "{name}: the fixture batch has padding");
+    let labels = fixture_labels(&model, &reference);
+    let mut tape = Tape::new();
+    let mode = if skip_padding { ForwardMode::eval().skipping_padding() } else { ForwardMode::eval() };
+    let out = model.forward(&mut tape, &batch, mode).unwrap();
+    let loss = model.loss(&mut tape, out.logits, &labels, None).unwrap();
+
+    let floor = 1e-3
+        * reference
+            .floats
+            .iter()
+            .filter(|(k, _)| k.starts_with("grad"))
+            .map(|(_, (_, v))| v.iter().map(|x| x * x).sum::<f64>().sqrt())
+            .fold(0.0, f64::max);
+    let mut errors: Vec<(String, f64)> = Vec::new();
+    let mut compare = |what: String, got: &[f64], want: &[f64]| {
+        assert_eq!(got.len(), want.len(), "{name}: {what} has {} values, the fixture {}", got.len(), want.len());
+        let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let e = if is_key_bias_grad(&what) { rel_error(got, want) * norm.max(1e-300) / floor.max(norm) } else { rel_error(got, want) };
+        errors.push((what, e));
+    };
+    let mask = &batch.attention_mask;
+    let logits = tape.value(out.logits).to_f64_vec();
+    match head {
+        HeadKind::TokenClassification => {
+            compare("logits".into(), &real_rows(&logits, mask), &real_rows(&reference.floats["logits"].1, mask))
+        }
+        HeadKind::SequenceClassification => compare("logits".into(), &logits, &reference.floats["logits"].1),
+    }
+    compare("loss".into(), &tape.value(loss).to_f64_vec(), &reference.floats["loss"].1);
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        let want = &reference.floats[&format!("hidden.{i}")].1;
+        compare(format!("hidden.{i}"), &real_rows(&tape.value(*h).to_f64_vec(), mask), &real_rows(want, mask));
+    }
+    let grads = tape.backward(loss).unwrap();
+    let mut seen = 0;
+    for (i, pname) in model.params.names().iter().enumerate() {
+        let hf = hf_tensor_name(family, head, pname);
+        let g = grads.get(out.params[i]).expect("every parameter gets a gradient").to_f64_vec();
+        if let Some((_, want)) = reference.floats.get(&format!("grad.{hf}")) {
+            compare(format!("grad.{hf}"), &g, want);
+        } else if let Some((shape, values)) = reference.floats.get(&format!("grad_rows.{hf}.values")) {
+            let ids = &reference.ints[&format!("grad_rows.{hf}.ids")].1;
+            let cols = shape[1];
+            let got: Vec<f64> = ids.iter().flat_map(|&r| g[r as usize * cols..(r as usize + 1) * cols].to_vec()).collect();
+            compare(format!("grad_rows.{hf}"), &got, values);
+            let touched: HashSet<i64> = ids.iter().copied().collect();
+            let stray = g.chunks(cols).enumerate().filter(|(r, row)| !touched.contains(&(*r as i64)) && row.iter().any(|v| *v != 0.0));
+            assert_eq!(stray.count(), 0, "{name}: embedding rows the batch never touched got gradient");
+        } else {
+            panic!("{name}: the fixture has no gradient for {hf} (berth's {pname})");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, model.params.len());
+    let failures: Vec<_> = errors.iter().filter(|(_, e)| !(*e <= tol)).collect();
+    assert!(failures.is_empty(), "{name} in {dtype:?} (skip padding {skip_padding}): over {tol}: {failures:?}");
+    let max = errors.iter().map(|(_, e)| *e).fold(0.0, f64::max);
+    eprintln!("{name} {dtype:?} skip-padding {skip_padding}: {} quantities, max relative error {max:.3e}", errors.len());
+}
+
+const ROBERTA_FAMILY: [&str; 3] = ["roberta-seqcls", "roberta-tokcls", "xlmr-seqcls"];
+
+#[test]
+fn r18_roberta_and_xlmr_match_transformers_in_f64() {
+    for name in ROBERTA_FAMILY {
+        check_family(name, DType::F64, 1e-9, false);
+    }
+}
+
+#[test]
+fn r18_roberta_and_xlmr_match_transformers_in_f64_skipping_padding() {
+    for name in ROBERTA_FAMILY {
+        check_family(name, DType::F64, 1e-9, true);
+    }
+}
+
+#[test]
+fn r18_roberta_and_xlmr_match_transformers_in_f32() {
+    for name in ROBERTA_FAMILY {
+        check_family(name, DType::F32, 1e-5, false);
+    }
+}
+
+/// The fixture's ids of row `i`, padding removed.
+fn real_ids(batch: &Batch, i: usize) -> Vec<u32> {
+    let t = batch.seq_len;
+    batch.input_ids[i * t..(i + 1) * t].iter().zip(&batch.attention_mask[i * t..]).filter(|(_, m)| **m != 0).map(|(v, _)| *v).collect()
+}
+
+#[test]
+fn r18_byte_level_bpe_and_unigram_tokenizers_give_transformers_ids() {
+    for name in ROBERTA_FAMILY {
+        let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
+        let reference = read_reference(&dir);
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        let tokenizer = BerthTokenizer::from_dir(&dir, 126).unwrap();
+        assert_eq!(tokenizer.pad_id(), 1, "{name}: <pad> is id 1");
+        let batch = batch_of(&reference);
+        let inputs = &json["inputs"];
+        let rows = inputs.get("texts").or_else(|| inputs.get("words")).and_then(|v| v.as_array()).unwrap();
+        assert_eq!(rows.len(), batch.batch_size, "{name}");
+        for (i, row) in rows.iter().enumerate() {
+            let e = match row.as_array() {
+                Some(words) => tokenizer.encode_words(&words.iter().map(|w| w.as_str().unwrap().to_owned()).collect::<Vec<_>>()).unwrap(),
+                None => tokenizer.encode(row.as_str().unwrap(), None).unwrap(),
+            };
+            assert_eq!(e.ids, real_ids(&batch, i), "{name}: token ids of row {i}: {row}");
+            if row.is_array() {
+                // Word ids: each word's pieces in order, the special tokens none.
+                let words = row.as_array().unwrap().len() as u32;
+                assert_eq!((e.word_ids.first(), e.word_ids.last()), (Some(&None), Some(&None)), "{name} row {i}: <s> and </s>");
+                let mut seen: Vec<u32> = e.word_ids.iter().flatten().copied().collect();
+                seen.dedup();
+                assert_eq!(seen, (0..words).collect::<Vec<_>>(), "{name} row {i}: word ids");
+            }
+        }
+        if name == "roberta-seqcls" {
+            let template = &json["architecture"]["pair_template"];
+            let pair = template["pair"].as_array().unwrap();
+            let e = tokenizer.encode(pair[0].as_str().unwrap(), Some(pair[1].as_str().unwrap())).unwrap();
+            let want: Vec<u32> = template["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            assert_eq!(e.ids, want, "{name}: <s> A </s></s> B </s>");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- train, export, transformers
+
+use std::path::Path;
+use std::process::Command;
+
+use berth::model::checkpoint::read_safetensors;
+
+use crate::common::scratch_dir;
+
+fn berth_run(args: &[&str], paths: &[(&str, &Path)], what: &str) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(args);
+    for (flag, path) in paths {
+        cmd.arg(flag).arg(path);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success() && !stderr.contains("panicked"), "{what} failed:\n{stderr}");
+    stderr
+}
+
+/// A small labelled training file for a fixture's head, built from its own
+/// inputs, and the lines `berth predict` reads (words joined by spaces for
+/// token tasks). Returns (train file, --task, predict input).
+fn training_files(name: &str, dir: &Path, work: &Path) -> (std::path::PathBuf, &'static str, std::path::PathBuf) {
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let labels: Vec<String> = (0..config["id2label"].as_object().unwrap().len())
+        .map(|i| config["id2label"][i.to_string()].as_str().unwrap().to_owned())
+        .collect();
+    let input = work.join("input.txt");
+    if let Some(words) = json["inputs"].get("words") {
+        let sentences: Vec<Vec<String>> = words
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_owned()).collect())
+            .collect();
+        let mut conll = String::new();
+        for (s, sentence) in sentences.iter().enumerate() {
+            for (w, word) in sentence.iter().enumerate() {
+                // Every tag of the set appears; B- before I- keeps the BIO valid.
+                let tag = if w == 0 {
+                    labels[1 + 2 * (s % 4)].clone()
+                } else if w == 1 {
+                    labels[2 + 2 * (s % 4)].clone()
+                } else {
+                    "O".into()
+                };
+                conll.push_str(&format!("{word} {tag}\n"));
+            }
+            conll.push('\n');
+        }
+        let train = work.join("train.conll");
+        std::fs::write(&train, conll).unwrap();
+        let lines: Vec<String> = sentences.iter().map(|s| s.join(" ")).collect();
+        std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+        return (train, "token-classification", input);
+    }
+    let texts: Vec<String> = json["inputs"]["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+    let multi = config["problem_type"] == "multi_label_classification";
+    let mut tsv = String::from("text\tlabel\n");
+    for (i, text) in texts.iter().enumerate() {
+        let label = if multi {
+            format!("{},{}", labels[i % labels.len()], labels[(i + 1) % labels.len()])
+        } else {
+            labels[i % labels.len()].clone()
+        };
+        tsv.push_str(&format!("{text}\t{label}\n"));
+    }
+    let train = work.join("train.tsv");
+    std::fs::write(&train, tsv).unwrap();
+    std::fs::write(&input, texts.join("\n") + "\n").unwrap();
+    let _ = name;
+    (train, if multi { "multi-label" } else { "classification" }, input)
+}
+
+#[test]
+fn r18_a_trained_roberta_or_xlmr_exports_what_transformers_loads() {
+    for name in ROBERTA_FAMILY {
+        let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
+        let work = scratch_dir(&format!("r18-export-{name}"));
+        let (train, task, input) = training_files(name, &dir, &work);
+        let output = work.join("out");
+        let flags =
+            ["train", "--task", task, "--max-steps", "3", "--batch-size", "3", "--lr", "1e-3", "--max-length", "126", "--device", "cpu"];
+        berth_run(&flags, &[("--model", &dir), ("--train", &train), ("--output", &output)], &format!("{name}: berth train"));
+
+        // The export speaks the family's language: model_type, class, tensor names.
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(output.join("config.json")).unwrap()).unwrap();
+        let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["model_type"], original["model_type"], "{name}");
+        assert_eq!(config["architectures"], original["architectures"], "{name}");
+        let names = |p: &Path| -> Vec<String> { read_safetensors(p, DType::F32).unwrap().into_iter().map(|(n, _)| n).collect() };
+        assert_eq!(names(&output.join("model.safetensors")), names(&dir.join("model.safetensors")), "{name}: tensor names");
+
+        let expected = work.join("berth.jsonl");
+        berth_run(&["predict", "--device", "cpu"], &[("--model", &output), ("--input", &input), ("--output", &expected)], "predict");
+        let Some(python) = crate::cli::python_with_transformers() else { return };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/hf_roundtrip.py");
+        let out = Command::new(&python)
+            .arg(script)
+            .arg("--model")
+            .arg(&output)
+            .arg("--input")
+            .arg(&input)
+            .arg("--expected")
+            .arg(&expected)
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{name}: {said}");
+        eprintln!("{name}: {}", said.trim());
+    }
+}
