@@ -125,23 +125,39 @@ const FIXTURES: [&str; 5] = ["a-seqcls", "a-tokcls", "a-pair", "a-multilabel", "
 fn r4_training_step_on_the_device_matches_the_cpu_in_f32() {
     let device = test_device();
     for name in FIXTURES {
-        let Some((model, batch, labels)) = fixture(name, DType::F32) else { return };
-        let cpu = cpu_step(&model, &batch, &labels);
-        let dev = device_step(&device, Precision::Fp32, &model, &batch, &labels);
-        let loss_err = (dev.loss - cpu.loss).abs() / cpu.loss.abs().max(1e-12);
-        let (grad_err, gi) = worst_relative(&dev.grads, &cpu.grads, model.params.names());
-        // The key biases' gradients are rounding noise (see worst_relative), so
-        // AdamW's sign-like first update of them is noise too: leave them out.
-        let keep: Vec<usize> = (0..model.params.len()).filter(|&i| !is_key_bias_grad(&model.params.names()[i])).collect();
-        let pick = |v: &[Vec<f64>]| keep.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
-        let kept_names: Vec<String> = keep.iter().map(|&i| model.params.names()[i].clone()).collect();
-        let (param_err, pk) = worst_relative(&pick(&dev.params), &pick(&cpu.params), &kept_names);
-        let pi = keep[pk];
-        eprintln!("{name} f32: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}", model.params.names()[gi]);
-        assert!(loss_err <= 1e-5, "{name}: loss {} vs {} on the CPU", dev.loss, cpu.loss);
-        assert!(grad_err <= 1e-5, "{name}: gradient of {} is {grad_err:.2e} from the CPU's", model.params.names()[gi]);
-        assert!(param_err <= 1e-5, "{name}: {} after AdamW is {param_err:.2e} from the CPU's", model.params.names()[pi]);
+        f32_step_matches_the_cpu(&device, name);
     }
+}
+
+/// Issue 18: the families run the same engine, so the same step must agree.
+#[test]
+fn r18_roberta_and_xlmr_training_steps_on_the_device_match_the_cpu() {
+    let device = test_device();
+    for name in FAMILY_FIXTURES {
+        f32_step_matches_the_cpu(&device, name);
+        bf16_step_is_within_2e_2_of_f64(&device, name);
+    }
+}
+
+const FAMILY_FIXTURES: [&str; 3] = ["families/roberta-seqcls", "families/roberta-tokcls", "families/xlmr-seqcls"];
+
+fn f32_step_matches_the_cpu(device: &Device, name: &str) {
+    let Some((model, batch, labels)) = fixture(name, DType::F32) else { return };
+    let cpu = cpu_step(&model, &batch, &labels);
+    let dev = device_step(device, Precision::Fp32, &model, &batch, &labels);
+    let loss_err = (dev.loss - cpu.loss).abs() / cpu.loss.abs().max(1e-12);
+    let (grad_err, gi) = worst_relative(&dev.grads, &cpu.grads, model.params.names());
+    // The key biases' gradients are rounding noise (see worst_relative), so
+    // AdamW's sign-like first update of them is noise too: leave them out.
+    let keep: Vec<usize> = (0..model.params.len()).filter(|&i| !is_key_bias_grad(&model.params.names()[i])).collect();
+    let pick = |v: &[Vec<f64>]| keep.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+    let kept_names: Vec<String> = keep.iter().map(|&i| model.params.names()[i].clone()).collect();
+    let (param_err, pk) = worst_relative(&pick(&dev.params), &pick(&cpu.params), &kept_names);
+    let pi = keep[pk];
+    eprintln!("{name} f32: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}", model.params.names()[gi]);
+    assert!(loss_err <= 1e-5, "{name}: loss {} vs {} on the CPU", dev.loss, cpu.loss);
+    assert!(grad_err <= 1e-5, "{name}: gradient of {} is {grad_err:.2e} from the CPU's", model.params.names()[gi]);
+    assert!(param_err <= 1e-5, "{name}: {} after AdamW is {param_err:.2e} from the CPU's", model.params.names()[pi]);
 }
 
 /// DESIGN.md: CUDA bf16 against the f64 reference at most 2e-2. The
@@ -150,23 +166,24 @@ fn r4_training_step_on_the_device_matches_the_cpu_in_f32() {
 fn r4_training_step_on_the_device_in_bf16_is_within_2e_2_of_f64() {
     let device = test_device();
     for name in FIXTURES {
-        let Some((model64, batch, labels)) = fixture(name, DType::F64) else { return };
-        let Some((model32, _, _)) = fixture(name, DType::F32) else { return };
-        let reference = cpu_step(&model64, &batch, &labels);
-        // Parameters after the step are compared plainly: no name matches.
-        let no_floor = vec![String::new(); model32.params.len()];
-        let dev = device_step(&device, Precision::Bf16, &model32, &batch, &labels);
-        let loss_err = (dev.loss - reference.loss).abs() / reference.loss.abs().max(1e-12);
-        let (grad_err, gi) = worst_relative(&dev.grads, &reference.grads, model32.params.names());
-        let (param_err, pi) = worst_relative(&dev.params, &reference.params, &no_floor);
-        eprintln!(
-            "{name} bf16: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}",
-            model32.params.names()[gi]
-        );
-        assert!(loss_err <= 2e-2, "{name}: bf16 loss {} vs {} in f64", dev.loss, reference.loss);
-        assert!(grad_err <= 2e-2, "{name}: bf16 gradient of {} is {grad_err:.2e} from f64", model32.params.names()[gi]);
-        assert!(param_err <= 2e-2, "{name}: bf16 {} after AdamW is {param_err:.2e} from f64", model32.params.names()[pi]);
+        bf16_step_is_within_2e_2_of_f64(&device, name);
     }
+}
+
+fn bf16_step_is_within_2e_2_of_f64(device: &Device, name: &str) {
+    let Some((model64, batch, labels)) = fixture(name, DType::F64) else { return };
+    let Some((model32, _, _)) = fixture(name, DType::F32) else { return };
+    let reference = cpu_step(&model64, &batch, &labels);
+    // Parameters after the step are compared plainly: no name matches.
+    let no_floor = vec![String::new(); model32.params.len()];
+    let dev = device_step(device, Precision::Bf16, &model32, &batch, &labels);
+    let loss_err = (dev.loss - reference.loss).abs() / reference.loss.abs().max(1e-12);
+    let (grad_err, gi) = worst_relative(&dev.grads, &reference.grads, model32.params.names());
+    let (param_err, pi) = worst_relative(&dev.params, &reference.params, &no_floor);
+    eprintln!("{name} bf16: loss {loss_err:.2e}, worst grad {grad_err:.2e} ({}), worst param {param_err:.2e}", model32.params.names()[gi]);
+    assert!(loss_err <= 2e-2, "{name}: bf16 loss {} vs {} in f64", dev.loss, reference.loss);
+    assert!(grad_err <= 2e-2, "{name}: bf16 gradient of {} is {grad_err:.2e} from f64", model32.params.names()[gi]);
+    assert!(param_err <= 2e-2, "{name}: bf16 {} after AdamW is {param_err:.2e} from f64", model32.params.names()[pi]);
 }
 
 /// The same engine must reject what the CPU rejects, with the same clear errors.

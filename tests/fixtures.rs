@@ -25,7 +25,9 @@ pub(crate) fn read_reference(dir: &std::path::Path) -> Reference {
 
 pub(crate) fn batch_from(reference: &Reference, prefix: &str) -> Batch {
     let (shape, ids) = &reference.ints[&format!("{prefix}input_ids")];
-    let types = &reference.ints[&format!("{prefix}token_type_ids")].1;
+    // Families without token types (RoBERTa, XLM-R, DistilBERT) store none.
+    let zeros = vec![0; ids.len()];
+    let types = reference.ints.get(&format!("{prefix}token_type_ids")).map_or(&zeros, |(_, t)| t);
     let mask = &reference.ints[&format!("{prefix}attention_mask")].1;
     Batch {
         batch_size: shape[0],

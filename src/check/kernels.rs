@@ -19,6 +19,7 @@ mod gelu;
 mod gemm;
 mod layernorm;
 mod loss;
+mod rows;
 
 use half::bf16;
 
@@ -201,6 +202,7 @@ pub fn all_cases() -> Vec<(&'static str, CaseFn)> {
         ("attention", attention::cases),
         ("loss", loss::cases),
         ("adamw", adamw::cases),
+        ("rows", rows::cases),
     ]
 }
 

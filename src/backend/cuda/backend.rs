@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, attention_bwd, attention_fwd};
 use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
+use super::ops::rows as row_ops;
 use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss};
 use crate::backend::{AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, Saved, unsupported};
 use crate::device::{DeviceBuffer, Elem};
@@ -29,6 +30,11 @@ fn buf<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a DeviceBuffer> {
 /// An uninitialised buffer on the same device as `like`.
 fn alloc(like: &DeviceBuffer, len: usize, elem: Elem) -> Result<DeviceBuffer> {
     DeviceBuffer::uninit(like.device(), len, elem)
+}
+
+/// Row indices as the kernels take them (u32).
+fn row_indices(op: &'static str, rows: &[usize]) -> Result<Vec<u32>> {
+    rows.iter().map(|&r| u32::try_from(r).map_err(|_| Error::shape(op, format!("row {r} does not fit in u32")))).collect()
 }
 
 fn zeros(like: &DeviceBuffer, len: usize, elem: Elem) -> Result<DeviceBuffer> {
@@ -392,11 +398,27 @@ impl Backend for Cuda {
         unsupported("masked_softmax", NAME)
     }
 
-    fn gather_rows(&self, _: &Tensor, _: &[usize]) -> Result<Tensor> {
-        unsupported("gather_rows", NAME)
+    // x (R, C) -> (rows.len(), C)
+    fn gather_rows(&self, x: &Tensor, rows: &[usize]) -> Result<Tensor> {
+        let op = "gather_rows";
+        let xb = buf(op, x)?;
+        let (_, cols) = x.rows_cols();
+        let host = row_indices(op, rows)?;
+        let device_rows = DeviceBuffer::from_u32(xb.device(), &host)?;
+        let out = alloc(xb, rows.len() * cols, xb.elem())?;
+        row_ops::gather_rows(xb, &device_rows, &host, &out, cols)?;
+        Tensor::from_device(out, &[rows.len(), cols])
     }
 
-    fn scatter_rows(&self, _: &Tensor, _: &[usize], _: &[usize]) -> Result<Tensor> {
-        unsupported("scatter_rows", NAME)
+    // x (N, C) -> `shape` (R, C) with row rows[i] = x[i], zeros elsewhere
+    fn scatter_rows(&self, x: &Tensor, rows: &[usize], shape: &[usize]) -> Result<Tensor> {
+        let op = "scatter_rows";
+        let xb = buf(op, x)?;
+        let cols = shape.last().copied().unwrap_or(0);
+        let host = row_indices(op, rows)?;
+        let device_rows = DeviceBuffer::from_u32(xb.device(), &host)?;
+        let out = zeros(xb, shape.iter().product(), xb.elem())?;
+        row_ops::scatter_rows(xb, &device_rows, &host, &out, cols)?;
+        Tensor::from_device(out, shape)
     }
 }
