@@ -19,7 +19,7 @@ use berth::autograd::rows::{gather_rows, scatter_rows};
 use berth::autograd::{Tape, Var};
 use berth::data::Batch;
 use berth::model::params::random_parameters;
-use berth::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, ProblemType};
+use berth::model::{BertClassifier, BertConfig, Family, ForwardMode, HeadKind, Labels, ProblemType};
 use berth::rng::{self, SeqRng};
 use berth::tensor::{DType, Tensor};
 
@@ -451,7 +451,21 @@ fn tiny_batch() -> Batch {
 /// A tiny model in f64 whose LayerNorm weights and every bias are random and
 /// non-trivial (random_parameters gives LayerNorm 1/0 and biases 0).
 fn tiny_model(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
-    let config = tiny_config();
+    tiny_model_of(tiny_config(), head, problem_type, num_labels)
+}
+
+/// The tiny model as RoBERTa: position rows from pad_token_id + 1 = 2, one
+/// token type, and the dense + tanh + out_proj head with its input dropout.
+fn tiny_roberta(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
+    let mut config = tiny_config();
+    config.family = Family::Roberta;
+    config.pad_token_id = Some(1);
+    config.type_vocab_size = 1;
+    assert!(config.max_sequence_length() >= SEQ);
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
+fn tiny_model_of(config: BertConfig, head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
     let mut params = random_parameters(&config, head, num_labels, 5, DType::F64);
     let names: Vec<String> = params.names().to_vec();
     for (i, (name, t)) in names.iter().zip(params.tensors_mut()).enumerate() {
@@ -581,6 +595,31 @@ fn bert_token_classification_gradients() {
         }
     }
     check_model("token", &model, &Labels::Token(tags));
+}
+
+#[test]
+fn roberta_single_label_gradients() {
+    let model = tiny_roberta(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    check_model("roberta single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn roberta_multi_label_gradients() {
+    let model = tiny_roberta(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
+    let targets = vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+    check_model("roberta multi-label", &model, &Labels::MultiLabel(targets));
+}
+
+#[test]
+fn roberta_token_classification_gradients() {
+    let model = tiny_roberta(HeadKind::TokenClassification, None, 5);
+    let mut tags = Vec::new();
+    for &len in &LENGTHS {
+        for t in 0..SEQ {
+            tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
+        }
+    }
+    check_model("roberta token", &model, &Labels::Token(tags));
 }
 
 // ---------- dropout determinism ----------

@@ -96,6 +96,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.model,
         crate::train::trainer::effective_max_length(max_length.0, model.config.max_sequence_length()),
     )?;
+    tokenizer.check_vocab(model.config.vocab_size)?;
     let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
     let on_device = match &device {
         Some(d) => Some(DeviceModel::upload(d, precision, &model.params)?),

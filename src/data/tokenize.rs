@@ -109,6 +109,20 @@ impl BerthTokenizer {
         self.max_length
     }
 
+    /// Refuses a tokenizer whose ids reach past the model's `vocab_size`
+    /// rows: it belongs to another model, and its first out-of-range id
+    /// would otherwise fail deep inside a batch.
+    pub fn check_vocab(&self, vocab_size: usize) -> Result<()> {
+        let tokens = self.inner.get_vocab_size(true);
+        if tokens > vocab_size {
+            return Err(tok_err(
+                &self.source,
+                format!("the tokenizer has {tokens} tokens but the model's vocab_size is {vocab_size}: it belongs to another model"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn pad_id(&self) -> u32 {
         self.pad_id
     }

@@ -122,6 +122,7 @@ impl Predictor {
     ) -> Result<Predictor> {
         let max_length = max_length.min(model.config.max_sequence_length());
         let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
+        tokenizer.check_vocab(model.config.vocab_size)?;
         let engine = match device {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params)?),
             None => Engine::Cpu(model.weight_cache()?),

@@ -14,7 +14,7 @@ pub mod task;
 
 pub use bert::ForwardMode;
 pub use checkpoint::{LoadOptions, LoadReport, load_model, save_model};
-pub use config::{BertConfig, ProblemType};
+pub use config::{BertConfig, Family, ProblemType};
 pub use heads::{BertClassifier, ForwardOutput, InferenceWeights, Labels};
 pub use loss::{LossKind, LossName, LossSpec, parse_focal_alpha};
 pub use params::{HeadKind, ParamStore};

@@ -147,6 +147,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
         &config.model,
         super::trainer::effective_max_length(config.max_length, encoder.config.max_sequence_length()),
     )?;
+    tokenizer.check_vocab(encoder.config.vocab_size)?;
     let mut store = ParamStore::default();
     for (name, t) in encoder.params.iter().filter(|(n, _)| n.starts_with("bert.")) {
         store.push(name.to_owned(), t.clone());

@@ -113,6 +113,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     let tokenizer_files = TokenizerFiles::read(&model_dir)?;
     let max_length = effective_max_length(config.max_length, model.config.max_sequence_length());
     let tokenizer = BerthTokenizer::from_dir(&model_dir, max_length)?;
+    tokenizer.check_vocab(model.config.vocab_size)?;
     let train_data = spec.encode(&config.train, &train_raw, &labels, &tokenizer)?;
     let eval_data = match &eval_raw {
         Some((path, raw)) => Some(spec.encode(path, raw, &labels, &tokenizer)?),
