@@ -354,3 +354,23 @@ fn r18_a_tokenizer_larger_than_the_model_vocabulary_is_refused() {
     assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("tokenizer.json") && stderr.contains("1206 tokens but the model's vocab_size is 1200"), "{stderr}");
 }
+
+#[test]
+fn r18_a_roberta_config_without_usable_positions_is_refused() {
+    use berth::model::{BertConfig, Family};
+    let config = |model_type: &str, positions: usize| {
+        serde_json::json!({"vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16, "max_position_embeddings": positions, "pad_token_id": 1, "model_type": model_type})
+        .to_string()
+    };
+    let path = Path::new("dir/config.json");
+    let err = BertConfig::from_json_str(&config("roberta", 2), path).unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("max_position_embeddings 2") && err.contains("pad_token_id + 1 = 2"), "{err}");
+    // 514 rows hold 512 tokens, as for roberta-base; BERT uses every row.
+    let roberta = BertConfig::from_json_str(&config("roberta", 514), path).unwrap();
+    assert_eq!((roberta.family, roberta.position_offset(), roberta.max_sequence_length()), (Family::Roberta, 2, 512));
+    let xlmr = BertConfig::from_json_str(&config("xlm-roberta", 514), path).unwrap();
+    assert_eq!((xlmr.family, xlmr.max_sequence_length()), (Family::XlmRoberta, 512));
+    let bert = BertConfig::from_json_str(&config("bert", 512), path).unwrap();
+    assert_eq!((bert.family, bert.position_offset(), bert.max_sequence_length()), (Family::Bert, 0, 512));
+}
