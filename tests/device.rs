@@ -131,7 +131,7 @@ fn r4_training_step_on_the_device_matches_the_cpu_in_f32() {
 
 /// Issue 18: the families run the same engine, so the same step must agree.
 #[test]
-fn r18_roberta_and_xlmr_training_steps_on_the_device_match_the_cpu() {
+fn r18_each_family_trains_on_the_device_as_on_the_cpu() {
     let device = test_device();
     for name in FAMILY_FIXTURES {
         f32_step_matches_the_cpu(&device, name);
@@ -139,7 +139,8 @@ fn r18_roberta_and_xlmr_training_steps_on_the_device_match_the_cpu() {
     }
 }
 
-const FAMILY_FIXTURES: [&str; 3] = ["families/roberta-seqcls", "families/roberta-tokcls", "families/xlmr-seqcls"];
+const FAMILY_FIXTURES: [&str; 4] =
+    ["families/roberta-seqcls", "families/roberta-tokcls", "families/xlmr-seqcls", "families/electra-seqcls"];
 
 fn f32_step_matches_the_cpu(device: &Device, name: &str) {
     let Some((model, batch, labels)) = fixture(name, DType::F32) else { return };

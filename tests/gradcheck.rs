@@ -465,6 +465,16 @@ fn tiny_roberta(head: HeadKind, problem_type: Option<ProblemType>, num_labels: u
     tiny_model_of(config, head, problem_type, num_labels)
 }
 
+/// The tiny model as ELECTRA: 4-wide embeddings widened to 8 by
+/// `embeddings_project`, and the dense + GELU + out_proj head.
+fn tiny_electra(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
+    let mut config = tiny_config();
+    config.family = Family::Electra;
+    config.embedding_size = Some(4);
+    assert!(config.projects_embeddings());
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
 fn tiny_model_of(config: BertConfig, head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
     let mut params = random_parameters(&config, head, num_labels, 5, DType::F64);
     let names: Vec<String> = params.names().to_vec();
@@ -620,6 +630,27 @@ fn roberta_token_classification_gradients() {
         }
     }
     check_model("roberta token", &model, &Labels::Token(tags));
+}
+
+// Single-label: with one regression output, the tiny model's layer-1
+// query and key gradients fall below the central differences' noise floor
+// (the ELECTRA fixture covers regression against transformers).
+#[test]
+fn electra_single_label_gradients() {
+    let model = tiny_electra(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    check_model("electra single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn electra_token_classification_gradients() {
+    let model = tiny_electra(HeadKind::TokenClassification, None, 5);
+    let mut tags = Vec::new();
+    for &len in &LENGTHS {
+        for t in 0..SEQ {
+            tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
+        }
+    }
+    check_model("electra token", &model, &Labels::Token(tags));
 }
 
 // ---------- dropout determinism ----------

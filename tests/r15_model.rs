@@ -136,7 +136,7 @@ fn r15_other_model_types_are_refused_with_the_supported_list() {
     config["model_type"] = "distilbert".into();
     std::fs::write(&config_path, config.to_string()).unwrap();
     let err = predict_fails(&dir, "predict with model_type distilbert");
-    assert!(err.contains("model_type \"distilbert\" is not supported; berth loads bert, roberta, xlm-roberta"), "{err}");
+    assert!(err.contains("model_type \"distilbert\" is not supported; berth loads bert, roberta, xlm-roberta, electra"), "{err}");
 }
 
 // ---------------------------------------------------------------- a trained folder remembers how it was fed

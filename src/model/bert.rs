@@ -91,6 +91,8 @@ pub struct EncoderParams {
     position: usize,
     token_type: usize,
     embedding_norm: (usize, usize),
+    /// ELECTRA's `embeddings_project` (embedding width -> hidden size).
+    projection: Option<(usize, usize)>,
     layers: Vec<LayerParams>,
 }
 
@@ -121,6 +123,10 @@ impl EncoderParams {
             position: store.position(&format!("{e}.position_embeddings.weight"))?,
             token_type: store.position(&format!("{e}.token_type_embeddings.weight"))?,
             embedding_norm: pair(store, &format!("{e}.LayerNorm"), "weight", "bias")?,
+            projection: match config.projects_embeddings() {
+                true => Some(pair(store, "bert.embeddings_project", "weight", "bias")?),
+                false => None,
+            },
             layers,
         })
     }
@@ -176,6 +182,11 @@ pub fn encoder_forward(
     };
     let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, type_ids, (b, t), eps)?;
     let x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
+    // ELECTRA: (B, T, E) -> (B, T, H).
+    let x = match ids.projection {
+        Some(p) => lin(tape, x, p)?,
+        None => x,
+    };
 
     // With `skip_padding`, where the backend packs rows (the CPU), `x` holds
     // the real tokens only, packed (N, H); `real_rows` are their positions in

@@ -86,8 +86,12 @@ pub fn canonical_name_in(family: Family, name: &str) -> String {
         if let Some(rest) = n.strip_prefix("classifier.out_proj.") {
             return format!("classifier.{rest}");
         }
-        if n.starts_with("lm_head.") {
+        // Pre-training heads: RoBERTa's LM head, ELECTRA's discriminator and generator.
+        if ["lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head."].iter().any(|p| n.starts_with(p)) {
             return format!("cls.{n}");
+        }
+        if let Some(rest) = n.strip_prefix("electra.") {
+            return format!("bert.{rest}");
         }
     }
     if n.starts_with("bert.") || n.starts_with("classifier.") || n.starts_with("cls.") { n } else { format!("bert.{n}") }
@@ -250,7 +254,7 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
     }
     let stored_dtype: HashMap<String, Dtype> = non_float.into_iter().map(|(n, d)| (canonical_name_in(family, &n), d)).collect();
     if ignored_pretraining > 0 {
-        report.notes.push(format!("ignored {ignored_pretraining} pre-training head tensors (cls.*, lm_head.*)"));
+        report.notes.push(format!("ignored {ignored_pretraining} pre-training head tensors (cls.*, lm_head.*, *_predictions.*)"));
     }
     if ignored_pooler > 0 {
         report.notes.push(format!("ignored {ignored_pooler} roberta.pooler tensors: RoBERTa's classification heads have no pooler"));

@@ -75,6 +75,9 @@ pub struct BertConfig {
     /// The padding token's id: RoBERTa's position ids count from it.
     #[serde(default)]
     pub pad_token_id: Option<usize>,
+    /// ELECTRA: the width of the embeddings when it is not `hidden_size`.
+    #[serde(default)]
+    pub embedding_size: Option<usize>,
     /// From `model_type` (absent: BERT).
     #[serde(skip)]
     pub family: Family,
@@ -106,7 +109,7 @@ fn default_position_type() -> String {
 }
 
 /// `model_type` values berth runs (a config without the field is taken as BERT).
-pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 4] = ["bert", "roberta", "xlm-roberta", "electra"];
 
 /// The encoder families berth runs. They share one encoder; a family fixes
 /// the variation points: the position scheme, whether token types are used,
@@ -120,6 +123,20 @@ pub enum Family {
     Roberta,
     /// XLM-R: RoBERTa's architecture with its own class names.
     XlmRoberta,
+    /// ELECTRA's discriminator: BERT's encoder with embeddings of their own
+    /// width (`embedding_size`, widened by `embeddings_project`), and a head
+    /// of dense + GELU + out_proj on `[CLS]` (no pooler).
+    Electra,
+}
+
+/// How a sequence head turns the first token into logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceHead {
+    /// BERT: the pooler (dense + tanh), dropout, `classifier`.
+    Pooler,
+    /// RoBERTa and ELECTRA: dropout, dense, an activation, dropout,
+    /// `out_proj`, stored as `classifier.dense` and `classifier.out_proj`.
+    DenseThenProjection { gelu: bool },
 }
 
 impl Family {
@@ -128,6 +145,7 @@ impl Family {
             "bert" => Some(Family::Bert),
             "roberta" => Some(Family::Roberta),
             "xlm-roberta" => Some(Family::XlmRoberta),
+            "electra" => Some(Family::Electra),
             _ => None,
         }
     }
@@ -137,6 +155,7 @@ impl Family {
             Family::Bert => "bert",
             Family::Roberta => "roberta",
             Family::XlmRoberta => "xlm-roberta",
+            Family::Electra => "electra",
         }
     }
 
@@ -145,6 +164,7 @@ impl Family {
         match self {
             Family::Bert => "bert",
             Family::Roberta | Family::XlmRoberta => "roberta",
+            Family::Electra => "electra",
         }
     }
 
@@ -154,20 +174,29 @@ impl Family {
             Family::Bert => "Bert",
             Family::Roberta => "Roberta",
             Family::XlmRoberta => "XLMRoberta",
+            Family::Electra => "Electra",
         }
     }
 
-    /// RoBERTa's sequence head: dropout, dense + tanh, dropout, out_proj,
-    /// stored as `classifier.dense` and `classifier.out_proj`. BERT's is the
-    /// pooler (dense + tanh, no dropout before it), dropout, `classifier`.
+    /// The family's sequence head.
+    pub fn sequence_head(self) -> SequenceHead {
+        match self {
+            Family::Bert => SequenceHead::Pooler,
+            Family::Roberta | Family::XlmRoberta => SequenceHead::DenseThenProjection { gelu: false },
+            Family::Electra => SequenceHead::DenseThenProjection { gelu: true },
+        }
+    }
+
+    /// Whether the sequence head is stored as `classifier.dense` and
+    /// `classifier.out_proj` (berth keeps it as the pooler and `classifier`).
     pub fn has_roberta_head(self) -> bool {
-        self != Family::Bert
+        self.sequence_head() != SequenceHead::Pooler
     }
 
     /// Whether the model reads token type ids: RoBERTa has one type, and its
     /// tokenizers return none (every id is 0, whatever a pair template says).
     pub fn uses_token_types(self) -> bool {
-        self == Family::Bert
+        matches!(self, Family::Bert | Family::Electra)
     }
 }
 
@@ -254,9 +283,21 @@ impl BertConfig {
 
     fn position_offset_of(&self, family: Family) -> usize {
         match family {
-            Family::Bert => 0,
+            Family::Bert | Family::Electra => 0,
             Family::Roberta | Family::XlmRoberta => self.pad_token_id.unwrap_or(1) + 1,
         }
+    }
+
+    /// The width of the embedding tables and their LayerNorm: ELECTRA's
+    /// `embedding_size`, else `hidden_size`.
+    pub fn embedding_width(&self) -> usize {
+        self.embedding_size.unwrap_or(self.hidden_size)
+    }
+
+    /// Whether `embeddings_project` widens the embeddings to `hidden_size`
+    /// (transformers creates it only when the widths differ).
+    pub fn projects_embeddings(&self) -> bool {
+        self.embedding_width() != self.hidden_size
     }
 
     /// The longest sequence the position table holds, special tokens

@@ -2,10 +2,10 @@
 //! encoder plus a head, and the loss each problem type uses.
 
 use super::bert::{EncoderParams, ForwardMode, encoder_forward, streams};
-use super::config::{BertConfig, ProblemType};
+use super::config::{BertConfig, ProblemType, SequenceHead};
 use super::loss::{LossKind, LossSpec};
 use super::params::{HeadKind, ParamStore, WeightCache};
-use crate::autograd::basic::{dropout, first_token, tanh};
+use crate::autograd::basic::{dropout, first_token, gelu, tanh};
 use crate::autograd::linear::linear;
 use crate::autograd::loss::{bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
 use crate::autograd::{Tape, Var};
@@ -181,12 +181,16 @@ impl BertClassifier {
             HeadKind::SequenceClassification => {
                 let (pw, pb) = self.pooler.expect("sequence heads have a pooler");
                 let mut cls = first_token(tape, last)?; // (B, H)
-                if self.config.family.has_roberta_head() {
-                    // RoBERTa's head drops out its input too; BERT's pooler does not.
+                let head = self.config.family.sequence_head();
+                if head != SequenceHead::Pooler {
+                    // RoBERTa's and ELECTRA's heads drop out their input too; BERT's pooler does not.
                     cls = dropout(tape, cls, classifier_p, mode.key(streams::CLASSIFIER_INPUT))?;
                 }
                 let pooled = linear(tape, cls, params[pw], Some(params[pb]))?;
-                let pooled = tanh(tape, pooled)?;
+                let pooled = match head {
+                    SequenceHead::DenseThenProjection { gelu: true } => gelu(tape, pooled)?,
+                    _ => tanh(tape, pooled)?,
+                };
                 let x = dropout(tape, pooled, classifier_p, mode.key(streams::CLASSIFIER))?;
                 (linear(tape, x, cw, Some(cb))?, Some(pooled))
             }

@@ -130,13 +130,18 @@ impl WeightCache {
 pub fn expected_parameters(config: &BertConfig, head: HeadKind, num_labels: usize) -> Vec<(String, Vec<usize>)> {
     let h = config.hidden_size;
     let i = config.intermediate_size;
+    let e = config.embedding_width();
     let mut out: Vec<(String, Vec<usize>)> = vec![
-        ("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]),
-        ("bert.embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h]),
-        ("bert.embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h]),
-        ("bert.embeddings.LayerNorm.weight".into(), vec![h]),
-        ("bert.embeddings.LayerNorm.bias".into(), vec![h]),
+        ("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, e]),
+        ("bert.embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, e]),
+        ("bert.embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, e]),
+        ("bert.embeddings.LayerNorm.weight".into(), vec![e]),
+        ("bert.embeddings.LayerNorm.bias".into(), vec![e]),
     ];
+    if config.projects_embeddings() {
+        out.push(("bert.embeddings_project.weight".into(), vec![h, e]));
+        out.push(("bert.embeddings_project.bias".into(), vec![h]));
+    }
     for l in 0..config.num_hidden_layers {
         let p = format!("bert.encoder.layer.{l}");
         for (name, shape) in [
