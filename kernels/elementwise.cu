@@ -1,6 +1,6 @@
 // Small elementwise and reduction kernels: add, add-assign, scale, cast,
-// fill, column sums (bias gradients), the first ([CLS]) token and the
-// pooler's tanh. CPU references: src/backend/cpu/activation.rs (add, scale,
+// fill, column sums (bias gradients), the first ([CLS]) token, the
+// pooler's tanh and DistilBERT's ReLU. CPU references: src/backend/cpu/activation.rs (add, scale,
 // tanh), src/backend/cpu/norm.rs (sum_rows), src/autograd/basic.rs
 // (first_token).
 //
@@ -225,4 +225,40 @@ extern "C" __global__ void tanh_bwd_f32(const float* y, const float* dy, float* 
 // y (n), dy (n) bf16 -> dx (n) bf16, written, computed in f32
 extern "C" __global__ void tanh_bwd_bf16(const __nv_bfloat16* y, const __nv_bfloat16* dy, __nv_bfloat16* dx, int n) {
     tanh_bwd_impl(y, dy, dx, n);
+}
+
+// ---------------------------------------------------------------------------
+// ReLU (DistilBERT's head): y = max(x, 0); dx = dy where y > 0, else 0, from
+// the saved output (the subgradient at 0 is 0, as PyTorch's)
+// ---------------------------------------------------------------------------
+
+// x (n) -> y (n)
+template <typename T>
+BERTH_DEVICE_INLINE void relu_fwd_impl(const T* x, T* y, int n) {
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        float v = load_f32(x, i);
+        store_f32(y, i, v > 0.0f ? v : 0.0f);
+    }
+}
+
+// y (n), dy (n) -> dx (n), written
+template <typename T>
+BERTH_DEVICE_INLINE void relu_bwd_impl(const T* y, const T* dy, T* dx, int n) {
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        store_f32(dx, i, load_f32(y, i) > 0.0f ? load_f32(dy, i) : 0.0f);
+    }
+}
+
+// x (n) f32 -> y (n) f32
+extern "C" __global__ void relu_fwd_f32(const float* x, float* y, int n) { relu_fwd_impl(x, y, n); }
+
+// x (n) bf16 -> y (n) bf16
+extern "C" __global__ void relu_fwd_bf16(const __nv_bfloat16* x, __nv_bfloat16* y, int n) { relu_fwd_impl(x, y, n); }
+
+// y (n), dy (n) f32 -> dx (n) f32, written
+extern "C" __global__ void relu_bwd_f32(const float* y, const float* dy, float* dx, int n) { relu_bwd_impl(y, dy, dx, n); }
+
+// y (n), dy (n) bf16 -> dx (n) bf16, written
+extern "C" __global__ void relu_bwd_bf16(const __nv_bfloat16* y, const __nv_bfloat16* dy, __nv_bfloat16* dx, int n) {
+    relu_bwd_impl(y, dy, dx, n);
 }

@@ -112,6 +112,26 @@ pub fn tanh(tape: &mut Tape, x: Var) -> Result<Var> {
     Ok(tape.push(out, &[x], Tanh))
 }
 
+// ---------- ReLU ----------
+
+struct Relu;
+impl Backward for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let y = ctx.output;
+        Ok(vec![Some(backend::of(y).relu_bwd(y, dout)?)])
+    }
+}
+
+/// x (…) -> max(x, 0) (…).
+pub fn relu(tape: &mut Tape, x: Var) -> Result<Var> {
+    let t = tape.value(x);
+    let out = backend::of(t).relu_fwd(t)?;
+    Ok(tape.push(out, &[x], Relu))
+}
+
 // ---------- first token: x (B, T, C) -> (B, C), the [CLS] row ----------
 
 struct FirstToken;

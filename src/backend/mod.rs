@@ -134,6 +134,10 @@ pub trait Backend: Send + Sync {
     fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor>;
     /// y = tanh x (…), dy (…) -> dx (…).
     fn tanh_bwd(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor>;
+    /// x (…) -> max(x, 0).
+    fn relu_fwd(&self, x: &Tensor) -> Result<Tensor>;
+    /// y = relu x (…), dy (…) -> dx (…) = dy where y > 0, else 0.
+    fn relu_bwd(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor>;
     /// x (B, T, C) -> (B, C), the first token of each sequence.
     fn first_token_fwd(&self, x: &Tensor) -> Result<Tensor>;
     /// dy (B, C) -> dx `input_shape` (B, T, C), zero except the first token.

@@ -12,7 +12,7 @@
 //! layering, tolerated because this module is a test harness, not an op).
 
 use crate::autograd::attention::{attention, masked_softmax, merge_heads, packed_attention, split_heads};
-use crate::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
+use crate::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, relu, reshape, scale, tanh};
 use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{batched_matmul_op, linear};
 use crate::autograd::loss::{
@@ -235,7 +235,14 @@ fn elementwise() -> Result<Vec<GradcheckRow>> {
         check_op("add(x, x)", 11, &[random_tensor(3, &[5])], |t, v| add(t, v[0], v[0])),
         check_op("scale", 12, &[random_tensor(4, &[2, 3, 4])], |t, v| scale(t, v[0], -0.37)),
         check_op("gelu", 14, std::slice::from_ref(&x), |t, v| gelu(t, v[0])),
-        check_op("tanh", 15, &[x], |t, v| tanh(t, v[0])),
+        check_op("tanh", 15, std::slice::from_ref(&x), |t, v| tanh(t, v[0])),
+        // Away from 0, where ReLU has no derivative for differences to find.
+        check_op(
+            "relu",
+            16,
+            &[Tensor::from_vec(x.to_f64_vec().iter().map(|v| if v.abs() < 1e-2 { v + 0.5 } else { *v }).collect(), &[20])?],
+            |t, v| relu(t, v[0]),
+        ),
     ])
 }
 

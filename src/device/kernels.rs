@@ -43,6 +43,7 @@ mod naming {
         "dropout_add",
         "gelu",
         "tanh",
+        "relu",
         "first_token",
         "cross_entropy",
         "focal_cross_entropy",

@@ -1,4 +1,5 @@
-//! Element-wise activations: exact-erf GELU (BERT's `hidden_act: "gelu"`) and tanh.
+//! Element-wise activations: exact-erf GELU (BERT's `hidden_act: "gelu"`),
+//! tanh (the pooler) and ReLU (DistilBERT's head).
 
 use rayon::prelude::*;
 
@@ -65,6 +66,16 @@ pub fn tanh_fwd<T: Float>(x: &[T]) -> Vec<T> {
 /// dx = dy · (1 − y²), from the saved output y.
 pub fn tanh_bwd<T: Float>(y: &[T], dy: &[T]) -> Vec<T> {
     map2(y, dy, |t, g| g * (T::ONE - t * t))
+}
+
+/// y = max(x, 0).
+pub fn relu_fwd<T: Float>(x: &[T]) -> Vec<T> {
+    map(x, |v| if v > T::ZERO { v } else { T::ZERO })
+}
+
+/// dx = dy where the saved output y > 0, else 0 (the subgradient 0 at 0, as PyTorch).
+pub fn relu_bwd<T: Float>(y: &[T], dy: &[T]) -> Vec<T> {
+    map2(y, dy, |t, g| if t > T::ZERO { g } else { T::ZERO })
 }
 
 pub fn scale<T: Float>(x: &[T], s: T) -> Vec<T> {

@@ -80,6 +80,14 @@ impl Backend for Cpu {
         with_float!(y.dtype(), "tanh", |T| Tensor::from_vec(activation::tanh_bwd(y.data::<T>()?, dy.data::<T>()?), y.shape()))
     }
 
+    fn relu_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        with_float!(x.dtype(), "relu", |T| Tensor::from_vec(activation::relu_fwd(x.data::<T>()?), x.shape()))
+    }
+
+    fn relu_bwd(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        with_float!(y.dtype(), "relu", |T| Tensor::from_vec(activation::relu_bwd(y.data::<T>()?, dy.data::<T>()?), y.shape()))
+    }
+
     fn first_token_fwd(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
         with_float!(x.dtype(), "first_token", |T| Tensor::from_vec(layout::first_token_fwd(x.data::<T>()?, b, t, c), &[b, c]))

@@ -126,6 +126,15 @@ impl Backend for Cuda {
         map("tanh", y, y.shape(), |yb, dx| elementwise::tanh_bwd(yb, d, dx))
     }
 
+    fn relu_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        map("relu", x, x.shape(), elementwise::relu_fwd)
+    }
+
+    fn relu_bwd(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let d = buf("relu", dy)?;
+        map("relu", y, y.shape(), |yb, dx| elementwise::relu_bwd(yb, d, dx))
+    }
+
     fn first_token_fwd(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
         map("first_token", x, &[b, c], |xb, y| elementwise::first_token_fwd(xb, y, b, t, c))

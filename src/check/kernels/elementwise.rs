@@ -1,7 +1,7 @@
 //! Parity for kernels/elementwise.cu: add, add_assign (every accepted type
 //! pair), scale, cast (including round-to-nearest-even ties), fill,
-//! sum_rows (one-stage and two-stage, ragged), first_token (T = 1 too) and
-//! tanh, in f32 and bf16, with in-place rows where the launcher allows it.
+//! sum_rows (one-stage and two-stage, ragged), first_token (T = 1 too),
+//! tanh and relu, in f32 and bf16, with in-place rows where the launcher allows it.
 //!
 //! References are the CPU's (activation.rs, norm.rs, the autograd tape's
 //! first_token) run in f64 on the stored inputs. Outputs that are F32
@@ -27,6 +27,7 @@ pub fn cases(device: &Device) -> Result<Vec<CheckRow>> {
         for &n in sizes {
             rows.extend(add_and_scale(device, elem, n)?);
             rows.extend(tanh(device, elem, n)?);
+            rows.extend(relu(device, elem, n)?);
             rows.extend(fill(device, elem, n)?);
         }
     }
@@ -102,6 +103,26 @@ fn tanh(device: &Device, elem: Elem, n: usize) -> Result<Vec<CheckRow>> {
     out.poison()?;
     ew::tanh_bwd(&y, &dy, &out)?;
     rows.push(compare(&format!("tanh_bwd_{sfx}"), &shapes, &out.to_f32_vec()?, &activation::tanh_bwd(&y64, &dy64), tol));
+    Ok(rows)
+}
+
+// ReLU forward (exact zeros included), and backward from a saved output with zeros
+fn relu(device: &Device, elem: Elem, n: usize) -> Result<Vec<CheckRow>> {
+    let (tol, sfx, shapes) = (Tolerance::for_elem(elem), elem.suffix(), format!("x ({n})"));
+    let mut x_host = random(54, n, 1.5);
+    x_host.iter_mut().step_by(7).for_each(|v| *v = 0.0);
+    let y_host: Vec<f32> = random(55, n, 1.0).iter().map(|v| v.max(0.0)).collect();
+    let dy_host = random(56, n, 1.0);
+    let (x64, y64, dy64) = (as_stored(&x_host, elem), as_stored(&y_host, elem), as_stored(&dy_host, elem));
+    let x = DeviceBuffer::from_f32(device, &x_host, elem)?;
+    let y = DeviceBuffer::from_f32(device, &y_host, elem)?;
+    let dy = DeviceBuffer::from_f32(device, &dy_host, elem)?;
+    let out = poisoned(device, n, elem)?;
+    ew::relu_fwd(&x, &out)?;
+    let mut rows = vec![compare(&format!("relu_fwd_{sfx}"), &shapes, &out.to_f32_vec()?, &activation::relu_fwd(&x64), tol)];
+    out.poison()?;
+    ew::relu_bwd(&y, &dy, &out)?;
+    rows.push(compare(&format!("relu_bwd_{sfx}"), &shapes, &out.to_f32_vec()?, &activation::relu_bwd(&y64, &dy64), tol));
     Ok(rows)
 }
 

@@ -1,5 +1,6 @@
 //! Launchers for kernels/elementwise.cu: add, add-assign, scale, cast, fill,
-//! deterministic column sums, the first ([CLS]) token and the pooler's tanh.
+//! deterministic column sums, the first ([CLS]) token, the pooler's tanh and
+//! DistilBERT's ReLU.
 //!
 //! Elementwise launchers accept an output that is one of the inputs (in
 //! place): every element is read and written by the same thread.
@@ -167,6 +168,26 @@ pub fn tanh_fwd(x: &DeviceBuffer, y: &DeviceBuffer) -> Result<()> {
     same_dtype("tanh_fwd", &[("x", x), ("y", y)])?;
     let kernel = format!("tanh_fwd_{}", x.elem().suffix());
     KernelArgs::new().buf(x).buf(y).len(n)?.launch(x.device(), &kernel, linear(n))
+}
+
+// x (n) -> y (n) = max(x, 0); y may be x
+pub fn relu_fwd(x: &DeviceBuffer, y: &DeviceBuffer) -> Result<()> {
+    let n = x.len();
+    expect_float("relu_fwd", "x", x, n)?;
+    expect_float("relu_fwd", "y", y, n)?;
+    same_dtype("relu_fwd", &[("x", x), ("y", y)])?;
+    let kernel = format!("relu_fwd_{}", x.elem().suffix());
+    KernelArgs::new().buf(x).buf(y).len(n)?.launch(x.device(), &kernel, linear(n))
+}
+
+// y (n), dy (n) -> dx (n) = dy where y > 0, else 0, written, from the saved output y
+pub fn relu_bwd(y: &DeviceBuffer, dy: &DeviceBuffer, dx: &DeviceBuffer) -> Result<()> {
+    let n = y.len();
+    expect_float("relu_bwd", "dy", dy, n)?;
+    expect_float("relu_bwd", "dx", dx, n)?;
+    same_dtype("relu_bwd", &[("y", y), ("dy", dy), ("dx", dx)])?;
+    let kernel = format!("relu_bwd_{}", y.elem().suffix());
+    KernelArgs::new().buf(y).buf(dy).buf(dx).len(n)?.launch(y.device(), &kernel, linear(n))
 }
 
 // y (n), dy (n) -> dx (n) = dy · (1 − y²), written, from the saved output y
