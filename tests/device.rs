@@ -139,8 +139,14 @@ fn r18_each_family_trains_on_the_device_as_on_the_cpu() {
     }
 }
 
-const FAMILY_FIXTURES: [&str; 4] =
-    ["families/roberta-seqcls", "families/roberta-tokcls", "families/xlmr-seqcls", "families/electra-seqcls"];
+const FAMILY_FIXTURES: [&str; 6] = [
+    "families/roberta-seqcls",
+    "families/roberta-tokcls",
+    "families/xlmr-seqcls",
+    "families/electra-seqcls",
+    "families/distilbert-seqcls",
+    "families/distilbert-tokcls",
+];
 
 fn f32_step_matches_the_cpu(device: &Device, name: &str) {
     let Some((model, batch, labels)) = fixture(name, DType::F32) else { return };

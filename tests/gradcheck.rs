@@ -475,6 +475,14 @@ fn tiny_electra(head: HeadKind, problem_type: Option<ProblemType>, num_labels: u
     tiny_model_of(config, head, problem_type, num_labels)
 }
 
+/// The tiny model as DistilBERT: no token-type table, no dropout after the
+/// attention output, and the pre_classifier + ReLU head.
+fn tiny_distilbert(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
+    let mut config = tiny_config();
+    config.family = Family::DistilBert;
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
 fn tiny_model_of(config: BertConfig, head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
     let mut params = random_parameters(&config, head, num_labels, 5, DType::F64);
     let names: Vec<String> = params.names().to_vec();
@@ -651,6 +659,25 @@ fn electra_token_classification_gradients() {
         }
     }
     check_model("electra token", &model, &Labels::Token(tags));
+}
+
+#[test]
+fn distilbert_single_label_gradients() {
+    let model = tiny_distilbert(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    assert!(model.params.get("bert.embeddings.token_type_embeddings.weight").is_none(), "DistilBERT has no token types");
+    check_model("distilbert single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn distilbert_token_classification_gradients() {
+    let model = tiny_distilbert(HeadKind::TokenClassification, None, 5);
+    let mut tags = Vec::new();
+    for &len in &LENGTHS {
+        for t in 0..SEQ {
+            tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
+        }
+    }
+    check_model("distilbert token", &model, &Labels::Token(tags));
 }
 
 // ---------- dropout determinism ----------

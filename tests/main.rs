@@ -48,5 +48,5 @@ mod backend;
 // Issue 16: multi-task training through the one loop: --device sim, --grad-accum, SIGKILL resume, changed data.
 mod r16_multitask;
 
-// Issue 18: RoBERTa, XLM-R and ELECTRA against their transformers fixtures.
+// Issue 18: RoBERTa, XLM-R, ELECTRA and DistilBERT against their transformers fixtures.
 mod r18_families;

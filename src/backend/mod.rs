@@ -134,6 +134,9 @@ pub trait Backend: Send + Sync {
     fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor>;
     /// y = tanh x (…), dy (…) -> dx (…).
     fn tanh_bwd(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor>;
+    /// -> zeros of `shape`, where `like` lives and in its (working) type:
+    /// a constant, such as the token-type row of a family without types.
+    fn zeros_like(&self, like: &Tensor, shape: &[usize]) -> Result<Tensor>;
     /// x (…) -> max(x, 0).
     fn relu_fwd(&self, x: &Tensor) -> Result<Tensor>;
     /// y = relu x (…), dy (…) -> dx (…) = dy where y > 0, else 0.

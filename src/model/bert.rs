@@ -89,7 +89,8 @@ struct LayerParams {
 pub struct EncoderParams {
     word: usize,
     position: usize,
-    token_type: usize,
+    /// None: the family has no token types (DistilBERT).
+    token_type: Option<usize>,
     embedding_norm: (usize, usize),
     /// ELECTRA's `embeddings_project` (embedding width -> hidden size).
     projection: Option<(usize, usize)>,
@@ -121,7 +122,10 @@ impl EncoderParams {
         Ok(EncoderParams {
             word: store.position(&format!("{e}.word_embeddings.weight"))?,
             position: store.position(&format!("{e}.position_embeddings.weight"))?,
-            token_type: store.position(&format!("{e}.token_type_embeddings.weight"))?,
+            token_type: match config.family.has_token_type_table() {
+                true => Some(store.position(&format!("{e}.token_type_embeddings.weight"))?),
+                false => None,
+            },
             embedding_norm: pair(store, &format!("{e}.LayerNorm"), "weight", "bias")?,
             projection: match config.projects_embeddings() {
                 true => Some(pair(store, "bert.embeddings_project", "weight", "bias")?),
@@ -166,7 +170,16 @@ pub fn encoder_forward(
 
     // Embeddings: LayerNorm(word + token type + position), then dropout.
     let (w, bias) = ids.embedding_norm;
-    let (word, types, pos, ln) = (params[ids.word], params[ids.token_type], params[ids.position], (params[w], params[bias]));
+    let (word, pos, ln) = (params[ids.word], params[ids.position], (params[w], params[bias]));
+    // A family without token types adds a constant zero row instead (no gradient).
+    let types = match ids.token_type {
+        Some(p) => params[p],
+        None => {
+            let table = tape.value(word);
+            let zeros = backend::of(table).zeros_like(table, &[1, table.shape()[1]])?;
+            tape.leaf(zeros, false)
+        }
+    };
     // RoBERTa's real tokens read position rows offset, offset + 1, ... (its
     // padding reads row pad_token_id, but padding never reaches a real
     // token), so the encoder sees the table from row `offset` on; the rows
@@ -228,7 +241,10 @@ pub fn encoder_forward(
             }
         };
         let attn = lin(tape, context, lp.attention_output)?;
-        let attn = dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?;
+        let attn = match config.family.drops_attention_output() {
+            true => dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?,
+            false => attn,
+        };
         let attn = add(tape, attn, x)?;
         let x1 = layer_norm(tape, attn, params[lp.attention_norm.0], params[lp.attention_norm.1], eps)?;
 

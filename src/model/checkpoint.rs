@@ -76,6 +76,9 @@ pub fn canonical_name_in(family: Family, name: &str) -> String {
     } else if let Some(stem) = n.strip_suffix("LayerNorm.beta") {
         n = format!("{stem}LayerNorm.bias");
     }
+    if family == Family::DistilBert {
+        return distilbert_to_bert(&n);
+    }
     if family.has_roberta_head() {
         if let Some(rest) = n.strip_prefix("roberta.") {
             return format!("bert.{rest}");
@@ -100,6 +103,9 @@ pub fn canonical_name_in(family: Family, name: &str) -> String {
 /// The name a transformers class of `family` gives berth's tensor `name`
 /// (the inverse of [`canonical_name_in`]).
 pub fn hf_tensor_name(family: Family, head: HeadKind, name: &str) -> String {
+    if family == Family::DistilBert {
+        return bert_to_distilbert(name);
+    }
     if !family.has_roberta_head() {
         return name.to_owned();
     }
@@ -113,6 +119,63 @@ pub fn hf_tensor_name(family: Family, head: HeadKind, name: &str) -> String {
     }
     match name.strip_prefix("bert.") {
         Some(rest) => format!("{}.{rest}", family.tensor_prefix()),
+        None => name.to_owned(),
+    }
+}
+
+/// A DistilBERT layer's tensor names and the BERT names berth keeps them under.
+const DISTILBERT_LAYER_NAMES: [(&str, &str); 8] = [
+    ("attention.q_lin", "attention.self.query"),
+    ("attention.k_lin", "attention.self.key"),
+    ("attention.v_lin", "attention.self.value"),
+    ("attention.out_lin", "attention.output.dense"),
+    ("sa_layer_norm", "attention.output.LayerNorm"),
+    ("ffn.lin1", "intermediate.dense"),
+    ("ffn.lin2", "output.dense"),
+    ("output_layer_norm", "output.LayerNorm"),
+];
+
+/// `distilbert.transformer.layer.N.ffn.lin1.weight` ->
+/// `bert.encoder.layer.N.intermediate.dense.weight`; `pre_classifier` is
+/// the pooler; the masked-LM head (`vocab_*`) comes out under `cls.`.
+fn distilbert_to_bert(name: &str) -> String {
+    if name.starts_with("vocab_") {
+        return format!("cls.{name}");
+    }
+    if let Some(rest) = name.strip_prefix("pre_classifier.") {
+        return format!("bert.pooler.dense.{rest}");
+    }
+    if name.starts_with("classifier.") || name.starts_with("cls.") {
+        return name.to_owned();
+    }
+    let rest = name.strip_prefix("distilbert.").unwrap_or(name);
+    if let Some(layer) = rest.strip_prefix("transformer.layer.") {
+        let (index, part) = layer.split_once('.').unwrap_or((layer, ""));
+        for (theirs, ours) in DISTILBERT_LAYER_NAMES {
+            if let Some(tail) = part.strip_prefix(theirs).and_then(|t| t.strip_prefix('.')) {
+                return format!("bert.encoder.layer.{index}.{ours}.{tail}");
+            }
+        }
+        return format!("bert.encoder.layer.{index}.{part}");
+    }
+    format!("bert.{rest}")
+}
+
+/// The inverse of [`distilbert_to_bert`].
+fn bert_to_distilbert(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("bert.pooler.dense.") {
+        return format!("pre_classifier.{rest}");
+    }
+    if let Some(layer) = name.strip_prefix("bert.encoder.layer.") {
+        let (index, part) = layer.split_once('.').unwrap_or((layer, ""));
+        for (theirs, ours) in DISTILBERT_LAYER_NAMES {
+            if let Some(tail) = part.strip_prefix(ours).and_then(|t| t.strip_prefix('.')) {
+                return format!("distilbert.transformer.layer.{index}.{theirs}.{tail}");
+            }
+        }
+    }
+    match name.strip_prefix("bert.") {
+        Some(rest) => format!("distilbert.{rest}"),
         None => name.to_owned(),
     }
 }

@@ -78,6 +78,9 @@ pub struct BertConfig {
     /// ELECTRA: the width of the embeddings when it is not `hidden_size`.
     #[serde(default)]
     pub embedding_size: Option<usize>,
+    /// DistilBERT: the dropout before a sequence head's `classifier`.
+    #[serde(default)]
+    pub seq_classif_dropout: Option<f64>,
     /// From `model_type` (absent: BERT).
     #[serde(skip)]
     pub family: Family,
@@ -109,7 +112,7 @@ fn default_position_type() -> String {
 }
 
 /// `model_type` values berth runs (a config without the field is taken as BERT).
-pub const SUPPORTED_MODEL_TYPES: [&str; 4] = ["bert", "roberta", "xlm-roberta", "electra"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 5] = ["bert", "roberta", "xlm-roberta", "electra", "distilbert"];
 
 /// The encoder families berth runs. They share one encoder; a family fixes
 /// the variation points: the position scheme, whether token types are used,
@@ -127,13 +130,30 @@ pub enum Family {
     /// width (`embedding_size`, widened by `embeddings_project`), and a head
     /// of dense + GELU + out_proj on `[CLS]` (no pooler).
     Electra,
+    /// DistilBERT: no token types, its own config keys (`dim`, `n_layers`,
+    /// ...) and tensor names (`q_lin`, `sa_layer_norm`, `ffn.lin1`, ...), no
+    /// dropout after the attention's output projection, and a head of
+    /// `pre_classifier` + ReLU + `classifier`.
+    DistilBert,
 }
+
+/// DistilBERT's config keys and the BERT keys berth reads them as.
+const DISTILBERT_KEYS: [(&str, &str); 6] = [
+    ("dim", "hidden_size"),
+    ("n_layers", "num_hidden_layers"),
+    ("n_heads", "num_attention_heads"),
+    ("hidden_dim", "intermediate_size"),
+    ("activation", "hidden_act"),
+    ("attention_dropout", "attention_probs_dropout_prob"),
+];
 
 /// How a sequence head turns the first token into logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SequenceHead {
     /// BERT: the pooler (dense + tanh), dropout, `classifier`.
     Pooler,
+    /// DistilBERT: `pre_classifier` + ReLU, dropout, `classifier`.
+    PreClassifier,
     /// RoBERTa and ELECTRA: dropout, dense, an activation, dropout,
     /// `out_proj`, stored as `classifier.dense` and `classifier.out_proj`.
     DenseThenProjection { gelu: bool },
@@ -146,6 +166,7 @@ impl Family {
             "roberta" => Some(Family::Roberta),
             "xlm-roberta" => Some(Family::XlmRoberta),
             "electra" => Some(Family::Electra),
+            "distilbert" => Some(Family::DistilBert),
             _ => None,
         }
     }
@@ -156,6 +177,7 @@ impl Family {
             Family::Roberta => "roberta",
             Family::XlmRoberta => "xlm-roberta",
             Family::Electra => "electra",
+            Family::DistilBert => "distilbert",
         }
     }
 
@@ -165,6 +187,7 @@ impl Family {
             Family::Bert => "bert",
             Family::Roberta | Family::XlmRoberta => "roberta",
             Family::Electra => "electra",
+            Family::DistilBert => "distilbert",
         }
     }
 
@@ -175,6 +198,7 @@ impl Family {
             Family::Roberta => "Roberta",
             Family::XlmRoberta => "XLMRoberta",
             Family::Electra => "Electra",
+            Family::DistilBert => "DistilBert",
         }
     }
 
@@ -184,13 +208,25 @@ impl Family {
             Family::Bert => SequenceHead::Pooler,
             Family::Roberta | Family::XlmRoberta => SequenceHead::DenseThenProjection { gelu: false },
             Family::Electra => SequenceHead::DenseThenProjection { gelu: true },
+            Family::DistilBert => SequenceHead::PreClassifier,
         }
     }
 
     /// Whether the sequence head is stored as `classifier.dense` and
     /// `classifier.out_proj` (berth keeps it as the pooler and `classifier`).
     pub fn has_roberta_head(self) -> bool {
-        self.sequence_head() != SequenceHead::Pooler
+        matches!(self.sequence_head(), SequenceHead::DenseThenProjection { .. })
+    }
+
+    /// Whether the model has a token-type table at all (DistilBERT has none).
+    pub fn has_token_type_table(self) -> bool {
+        self != Family::DistilBert
+    }
+
+    /// Whether a layer drops out its attention output before the residual
+    /// (BERT's `BertSelfOutput`); DistilBERT adds it undropped.
+    pub fn drops_attention_output(self) -> bool {
+        self != Family::DistilBert
     }
 
     /// Whether the model reads token type ids: RoBERTa has one type, and its
@@ -209,8 +245,8 @@ impl BertConfig {
 
     pub fn from_json_str(text: &str, path: &Path) -> Result<BertConfig> {
         let raw: Value = serde_json::from_str(text).map_err(|e| Error::Config { path: path.into(), message: e.to_string() })?;
-        let mut config: BertConfig =
-            serde_json::from_value(raw.clone()).map_err(|e| Error::Config { path: path.into(), message: e.to_string() })?;
+        let mut config: BertConfig = serde_json::from_value(Self::bert_keyed(&raw, path)?)
+            .map_err(|e| Error::Config { path: path.into(), message: e.to_string() })?;
         config.raw = raw;
         config.validate(path)?;
         config.family = match config.raw.get("model_type").and_then(Value::as_str) {
@@ -218,6 +254,42 @@ impl BertConfig {
             None => Family::Bert,
         };
         Ok(config)
+    }
+
+    /// The config with BERT's keys: DistilBERT's own (`dim`, `n_layers`, ...)
+    /// read as BERT's, its fixed LayerNorm eps and its one dropout. Other
+    /// families already use BERT's keys.
+    fn bert_keyed(raw: &Value, path: &Path) -> Result<Value> {
+        if raw.get("model_type").and_then(Value::as_str) != Some("distilbert") {
+            return Ok(raw.clone());
+        }
+        let bad = |message: String| Err(Error::Config { path: path.into(), message });
+        if raw.get("sinusoidal_pos_embds").and_then(Value::as_bool) == Some(true) {
+            return bad("sinusoidal_pos_embds true is not supported; berth implements DistilBERT's learned position embeddings".into());
+        }
+        let mut keyed = raw.clone();
+        let obj = keyed.as_object_mut().ok_or_else(|| Error::Config { path: path.into(), message: "not a JSON object".into() })?;
+        for (theirs, ours) in DISTILBERT_KEYS {
+            if let Some(v) = raw.get(theirs) {
+                obj.insert(ours.into(), v.clone());
+            }
+        }
+        if let Some(v) = raw.get("dropout") {
+            obj.insert("hidden_dropout_prob".into(), v.clone());
+        }
+        // Every DistilBERT LayerNorm uses 1e-12 (the embeddings' is hard-coded).
+        obj.insert("layer_norm_eps".into(), json!(1e-12));
+        obj.insert("type_vocab_size".into(), json!(1));
+        Ok(keyed)
+    }
+
+    /// The dropout before the classifier of `head`.
+    pub fn classifier_dropout_for(&self, sequence_head: bool) -> f64 {
+        match (self.family, sequence_head) {
+            (Family::DistilBert, true) => self.seq_classif_dropout.unwrap_or(0.2),
+            (Family::DistilBert, false) => self.hidden_dropout_prob,
+            _ => self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
+        }
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
@@ -283,7 +355,7 @@ impl BertConfig {
 
     fn position_offset_of(&self, family: Family) -> usize {
         match family {
-            Family::Bert | Family::Electra => 0,
+            Family::Bert | Family::Electra | Family::DistilBert => 0,
             Family::Roberta | Family::XlmRoberta => self.pad_token_id.unwrap_or(1) + 1,
         }
     }
@@ -334,6 +406,10 @@ impl BertConfig {
         obj.insert("problem_type".into(), problem_type.map_or(Value::Null, |p| json!(p.hf_name())));
         obj.remove("num_labels");
         obj.insert("model_type".into(), json!(self.family.model_type()));
+        if self.family == Family::DistilBert {
+            // Its own keys, as read: berth changes none of them.
+            return out;
+        }
         for (key, value) in [
             ("vocab_size", json!(self.vocab_size)),
             ("hidden_size", json!(self.hidden_size)),

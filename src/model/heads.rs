@@ -5,7 +5,7 @@ use super::bert::{EncoderParams, ForwardMode, encoder_forward, streams};
 use super::config::{BertConfig, ProblemType, SequenceHead};
 use super::loss::{LossKind, LossSpec};
 use super::params::{HeadKind, ParamStore, WeightCache};
-use crate::autograd::basic::{dropout, first_token, gelu, tanh};
+use crate::autograd::basic::{dropout, first_token, gelu, relu, tanh};
 use crate::autograd::linear::linear;
 use crate::autograd::loss::{bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
 use crate::autograd::{Tape, Var};
@@ -175,20 +175,21 @@ impl BertClassifier {
         let cache = cache.map(|c| (&self.params, c));
         let hidden_states = encoder_forward(tape, &self.config, &self.encoder, &params, batch, mode, cache)?;
         let last = *hidden_states.last().expect("embedding output is always present");
-        let classifier_p = self.config.classifier_dropout.unwrap_or(self.config.hidden_dropout_prob);
+        let classifier_p = self.config.classifier_dropout_for(self.head == HeadKind::SequenceClassification);
         let (cw, cb) = (params[self.classifier.0], params[self.classifier.1]);
         let (logits, pooled) = match self.head {
             HeadKind::SequenceClassification => {
                 let (pw, pb) = self.pooler.expect("sequence heads have a pooler");
                 let mut cls = first_token(tape, last)?; // (B, H)
                 let head = self.config.family.sequence_head();
-                if head != SequenceHead::Pooler {
+                if let SequenceHead::DenseThenProjection { .. } = head {
                     // RoBERTa's and ELECTRA's heads drop out their input too; BERT's pooler does not.
                     cls = dropout(tape, cls, classifier_p, mode.key(streams::CLASSIFIER_INPUT))?;
                 }
                 let pooled = linear(tape, cls, params[pw], Some(params[pb]))?;
                 let pooled = match head {
                     SequenceHead::DenseThenProjection { gelu: true } => gelu(tape, pooled)?,
+                    SequenceHead::PreClassifier => relu(tape, pooled)?,
                     _ => tanh(tape, pooled)?,
                 };
                 let x = dropout(tape, pooled, classifier_p, mode.key(streams::CLASSIFIER))?;

@@ -134,10 +134,12 @@ pub fn expected_parameters(config: &BertConfig, head: HeadKind, num_labels: usiz
     let mut out: Vec<(String, Vec<usize>)> = vec![
         ("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, e]),
         ("bert.embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, e]),
-        ("bert.embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, e]),
         ("bert.embeddings.LayerNorm.weight".into(), vec![e]),
         ("bert.embeddings.LayerNorm.bias".into(), vec![e]),
     ];
+    if config.family.has_token_type_table() {
+        out.insert(2, ("bert.embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, e]));
+    }
     if config.projects_embeddings() {
         out.push(("bert.embeddings_project.weight".into(), vec![h, e]));
         out.push(("bert.embeddings_project.bias".into(), vec![h]));

@@ -80,6 +80,10 @@ impl Backend for Cpu {
         with_float!(y.dtype(), "tanh", |T| Tensor::from_vec(activation::tanh_bwd(y.data::<T>()?, dy.data::<T>()?), y.shape()))
     }
 
+    fn zeros_like(&self, like: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::zeros(shape, like.dtype()))
+    }
+
     fn relu_fwd(&self, x: &Tensor) -> Result<Tensor> {
         with_float!(x.dtype(), "relu", |T| Tensor::from_vec(activation::relu_fwd(x.data::<T>()?), x.shape()))
     }

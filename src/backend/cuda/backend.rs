@@ -126,6 +126,11 @@ impl Backend for Cuda {
         map("tanh", y, y.shape(), |yb, dx| elementwise::tanh_bwd(yb, d, dx))
     }
 
+    fn zeros_like(&self, like: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        let b = buf("zeros_like", like)?;
+        Tensor::from_device(zeros(b, shape.iter().product(), b.elem())?, shape)
+    }
+
     fn relu_fwd(&self, x: &Tensor) -> Result<Tensor> {
         map("relu", x, x.shape(), elementwise::relu_fwd)
     }
