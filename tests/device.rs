@@ -139,14 +139,11 @@ fn r18_each_family_trains_on_the_device_as_on_the_cpu() {
     }
 }
 
-const FAMILY_FIXTURES: [&str; 6] = [
-    "families/roberta-seqcls",
-    "families/roberta-tokcls",
-    "families/xlmr-seqcls",
-    "families/electra-seqcls",
-    "families/distilbert-seqcls",
-    "families/distilbert-tokcls",
-];
+// One fixture per family's new device path (RoBERTa's position gather and
+// head, ELECTRA's projection and GELU head, DistilBERT's zero type row, ReLU
+// and undropped attention output); the token heads are BERT's, which the r4
+// steps cover. XLM-R runs RoBERTa's code. Each simulated step costs CI time.
+const FAMILY_FIXTURES: [&str; 3] = ["families/roberta-seqcls", "families/electra-seqcls", "families/distilbert-seqcls"];
 
 fn f32_step_matches_the_cpu(device: &Device, name: &str) {
     let Some((model, batch, labels)) = fixture(name, DType::F32) else { return };
