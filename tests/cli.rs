@@ -145,6 +145,14 @@ pub fn python_with_transformers() -> Option<String> {
     crate::common::python_with(&["torch", "transformers"])
 }
 
+/// tools/hf_roundtrip.py on an export, the lines berth predicted and its logits.
+pub fn hf_roundtrip(python: &str, export: &Path, input: &Path, expected: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/hf_roundtrip.py"));
+    cmd.arg("--model").arg(export).arg("--input").arg(input).arg("--expected").arg(expected);
+    cmd
+}
+
 #[test]
 fn r3_export_loads_in_transformers_with_matching_logits() {
     let Some(python) = python_with_transformers() else { return };
@@ -169,17 +177,7 @@ fn r3_export_loads_in_transformers_with_matching_logits() {
                 .unwrap()
                 .success()
         );
-        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/hf_roundtrip.py");
-        let out = Command::new(&python)
-            .arg(script)
-            .arg("--model")
-            .arg(&export)
-            .arg("--input")
-            .arg(&input)
-            .arg("--expected")
-            .arg(&expected)
-            .output()
-            .unwrap();
+        let out = hf_roundtrip(&python, &export, &input, &expected).output().unwrap();
         assert!(out.status.success(), "{name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
 }

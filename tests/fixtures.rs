@@ -69,13 +69,7 @@ fn check_fixture(name: &str, dtype: DType, tol: f64) {
     // and only those, are compared against a floor of 1e-3 of the largest
     // reference gradient norm: ‖a − b‖ ≤ tol · max(‖b‖, floor). Everything
     // else is DESIGN.md's plain ‖a − b‖/‖b‖.
-    let floor = 1e-3
-        * reference
-            .floats
-            .iter()
-            .filter(|(k, _)| k.starts_with("grad"))
-            .map(|(_, (_, v))| v.iter().map(|x| x * x).sum::<f64>().sqrt())
-            .fold(0.0, f64::max);
+    let floor = key_bias_floor(&reference);
     let mut floored: Vec<String> = Vec::new();
     let mut compare = |what: String, got: Vec<f64>, want: &[f64]| {
         let e = if is_key_bias_grad(&what) {
@@ -124,6 +118,17 @@ fn check_fixture(name: &str, dtype: DType, tol: f64) {
     assert!(failures.is_empty(), "{name} in {dtype:?}: over tolerance {tol}: {failures:?}");
     let max = worst.iter().map(|(_, e)| *e).fold(0.0, f64::max);
     eprintln!("{name} {dtype:?}: {} quantities, max relative error {max:.3e}", worst.len());
+}
+
+/// The floor the key-bias gradients are compared against: 1e-3 of the
+/// largest reference gradient norm.
+pub(crate) fn key_bias_floor(reference: &Reference) -> f64 {
+    1e-3 * reference
+        .floats
+        .iter()
+        .filter(|(k, _)| k.starts_with("grad"))
+        .map(|(_, (_, v))| v.iter().map(|x| x * x).sum::<f64>().sqrt())
+        .fold(0.0, f64::max)
 }
 
 /// The one gradient that is zero in exact arithmetic: an attention key bias.

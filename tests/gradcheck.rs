@@ -602,17 +602,21 @@ fn bert_regression_gradients() {
     check_model("regression", &model, &Labels::Regression(vec![0.7, -1.2, 2.5, 0.1]));
 }
 
-#[test]
-fn bert_token_classification_gradients() {
-    let model = tiny_model(HeadKind::TokenClassification, None, 5);
+/// Five tags per (B, T) position; padding and every third real position are not scored.
+fn token_tags() -> Vec<i64> {
     let mut tags = Vec::new();
     for &len in &LENGTHS {
         for t in 0..SEQ {
-            // Padding and every third real position are not scored.
             tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
         }
     }
-    check_model("token", &model, &Labels::Token(tags));
+    tags
+}
+
+#[test]
+fn bert_token_classification_gradients() {
+    let model = tiny_model(HeadKind::TokenClassification, None, 5);
+    check_model("token", &model, &Labels::Token(token_tags()));
 }
 
 #[test]
@@ -631,13 +635,7 @@ fn roberta_multi_label_gradients() {
 #[test]
 fn roberta_token_classification_gradients() {
     let model = tiny_roberta(HeadKind::TokenClassification, None, 5);
-    let mut tags = Vec::new();
-    for &len in &LENGTHS {
-        for t in 0..SEQ {
-            tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
-        }
-    }
-    check_model("roberta token", &model, &Labels::Token(tags));
+    check_model("roberta token", &model, &Labels::Token(token_tags()));
 }
 
 // Single-label: with one regression output, the tiny model's layer-1
@@ -652,13 +650,7 @@ fn electra_single_label_gradients() {
 #[test]
 fn electra_token_classification_gradients() {
     let model = tiny_electra(HeadKind::TokenClassification, None, 5);
-    let mut tags = Vec::new();
-    for &len in &LENGTHS {
-        for t in 0..SEQ {
-            tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
-        }
-    }
-    check_model("electra token", &model, &Labels::Token(tags));
+    check_model("electra token", &model, &Labels::Token(token_tags()));
 }
 
 #[test]
@@ -671,13 +663,7 @@ fn distilbert_single_label_gradients() {
 #[test]
 fn distilbert_token_classification_gradients() {
     let model = tiny_distilbert(HeadKind::TokenClassification, None, 5);
-    let mut tags = Vec::new();
-    for &len in &LENGTHS {
-        for t in 0..SEQ {
-            tags.push(if t >= len || t % 3 == 2 { IGNORE_INDEX } else { ((t * 7 + len) % 5) as i64 });
-        }
-    }
-    check_model("distilbert token", &model, &Labels::Token(tags));
+    check_model("distilbert token", &model, &Labels::Token(token_tags()));
 }
 
 // ---------- dropout determinism ----------

@@ -16,7 +16,7 @@ use berth::model::{ForwardMode, HeadKind, LoadOptions, load_model};
 use berth::tensor::DType;
 
 use crate::common::{fixture_dir, rel_error};
-use crate::fixtures::{Reference, fixture_labels, is_key_bias_grad, read_reference};
+use crate::fixtures::{Reference, fixture_labels, is_key_bias_grad, key_bias_floor, read_reference};
 
 /// The fixture's padded batch; families without token types store none.
 fn batch_of(reference: &Reference) -> Batch {
@@ -56,13 +56,7 @@ fn check_family(name: &str, dtype: DType, tol: f64, skip_padding: bool) {
     let out = model.forward(&mut tape, &batch, mode).unwrap();
     let loss = model.loss(&mut tape, out.logits, &labels, None).unwrap();
 
-    let floor = 1e-3
-        * reference
-            .floats
-            .iter()
-            .filter(|(k, _)| k.starts_with("grad"))
-            .map(|(_, (_, v))| v.iter().map(|x| x * x).sum::<f64>().sqrt())
-            .fold(0.0, f64::max);
+    let floor = key_bias_floor(&reference);
     let mut errors: Vec<(String, f64)> = Vec::new();
     let key_biases: Vec<String> =
         model.params.names().iter().filter(|n| is_key_bias_grad(n)).map(|n| hf_tensor_name(family, head, n)).collect();
@@ -218,7 +212,7 @@ fn berth_run(args: &[&str], paths: &[(&str, &Path)], what: &str) -> String {
 /// inputs, and the lines `berth predict` reads (words joined by spaces for
 /// token tasks, a TAB between a pair's texts). Returns (train file, the
 /// task's flags, predict input).
-fn training_files(name: &str, dir: &Path, work: &Path) -> (std::path::PathBuf, Vec<&'static str>, std::path::PathBuf) {
+fn training_files(dir: &Path, work: &Path) -> (std::path::PathBuf, Vec<&'static str>, std::path::PathBuf) {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let labels: Vec<String> = (0..config["id2label"].as_object().unwrap().len())
@@ -281,7 +275,6 @@ fn training_files(name: &str, dir: &Path, work: &Path) -> (std::path::PathBuf, V
     let train = work.join("train.tsv");
     std::fs::write(&train, tsv).unwrap();
     std::fs::write(&input, texts.join("\n") + "\n").unwrap();
-    let _ = name;
     (train, vec!["--task", if multi { "multi-label" } else { "classification" }], input)
 }
 
@@ -290,7 +283,7 @@ fn r18_a_trained_model_of_each_family_exports_what_transformers_loads() {
     for name in FAMILY_FIXTURES {
         let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
         let work = scratch_dir(&format!("r18-export-{name}"));
-        let (train, task, input) = training_files(name, &dir, &work);
+        let (train, task, input) = training_files(&dir, &work);
         let output = work.join("out");
         let flags: Vec<&str> = ["train", "--max-steps", "3", "--batch-size", "3", "--lr", "1e-3", "--max-length", "126", "--device", "cpu"]
             .into_iter()
@@ -309,17 +302,7 @@ fn r18_a_trained_model_of_each_family_exports_what_transformers_loads() {
         let expected = work.join("berth.jsonl");
         berth_run(&["predict", "--device", "cpu"], &[("--model", &output), ("--input", &input), ("--output", &expected)], "predict");
         let Some(python) = crate::cli::python_with_transformers() else { return };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/hf_roundtrip.py");
-        let out = Command::new(&python)
-            .arg(script)
-            .arg("--model")
-            .arg(&output)
-            .arg("--input")
-            .arg(&input)
-            .arg("--expected")
-            .arg(&expected)
-            .output()
-            .unwrap();
+        let out = crate::cli::hf_roundtrip(&python, &output, &input, &expected).output().unwrap();
         let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "{name}: {said}");
         eprintln!("{name}: {}", said.trim());
@@ -341,7 +324,7 @@ fn r18_fine_tuning_each_family_lowers_the_loss_over_50_steps() {
     for name in FAMILY_FIXTURES {
         let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
         let work = scratch_dir(&format!("r18-fit-{name}"));
-        let (train, task, _) = training_files(name, &dir, &work);
+        let (train, task, _) = training_files(&dir, &work);
         let output = work.join("out");
         // lr 1e-2: the fixtures are tiny random models; at 3e-3 the multi-label
         // one moved only from 0.695 to 0.623 in 50 steps.

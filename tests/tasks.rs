@@ -503,15 +503,7 @@ fn t6_task_exports_load_in_transformers() {
             let map = config["id2label"].as_object().unwrap();
             (0..map.len()).map(|i| map[&i.to_string()].as_str().unwrap().to_string()).collect()
         };
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/hf_roundtrip.py");
-        let check = Command::new(&python)
-            .arg(script)
-            .arg("--model")
-            .arg(&out)
-            .arg("--input")
-            .arg(&input)
-            .arg("--expected")
-            .arg(&expected)
+        let check = crate::cli::hf_roundtrip(&python, &out, &input, &expected)
             .arg("--expect-problem-type")
             .arg(if problem_type.is_empty() { "none" } else { problem_type })
             .arg("--expect-labels")

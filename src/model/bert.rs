@@ -1,7 +1,9 @@
 //! The BERT encoder: embeddings, then `num_hidden_layers` post-LN
 //! transformer layers, written once on the tape so forward and backward
-//! share one description of the model. RoBERTa and XLM-R run the same
-//! encoder; their family changes the position rows and the token types.
+//! share one description of the model. RoBERTa, XLM-R, ELECTRA and
+//! DistilBERT run the same encoder; their `Family` changes the position
+//! rows, the token types, the embeddings' width and the attention-output
+//! dropout.
 
 use std::sync::Arc;
 

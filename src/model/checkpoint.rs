@@ -80,7 +80,7 @@ pub fn canonical_name_in(family: Family, name: &str) -> String {
         return distilbert_to_bert(&n);
     }
     if family.has_roberta_head() {
-        if let Some(rest) = n.strip_prefix("roberta.") {
+        if let Some(rest) = n.strip_prefix(family.tensor_prefix()).and_then(|r| r.strip_prefix('.')) {
             return format!("bert.{rest}");
         }
         if let Some(rest) = n.strip_prefix("classifier.dense.") {
@@ -92,9 +92,6 @@ pub fn canonical_name_in(family: Family, name: &str) -> String {
         // Pre-training heads: RoBERTa's LM head, ELECTRA's discriminator and generator.
         if ["lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head."].iter().any(|p| n.starts_with(p)) {
             return format!("cls.{n}");
-        }
-        if let Some(rest) = n.strip_prefix("electra.") {
-            return format!("bert.{rest}");
         }
     }
     if n.starts_with("bert.") || n.starts_with("classifier.") || n.starts_with("cls.") { n } else { format!("bert.{n}") }

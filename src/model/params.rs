@@ -17,13 +17,6 @@ pub enum HeadKind {
 }
 
 impl HeadKind {
-    pub fn architecture(self) -> &'static str {
-        match self {
-            HeadKind::SequenceClassification => "BertForSequenceClassification",
-            HeadKind::TokenClassification => "BertForTokenClassification",
-        }
-    }
-
     /// The class name after the family's stem (`Roberta` + `ForTokenClassification`).
     pub fn architecture_suffix(self) -> &'static str {
         match self {
