@@ -395,3 +395,107 @@ fn r18_a_roberta_config_without_usable_positions_is_refused() {
     let bert = BertConfig::from_json_str(&config("bert", 512), path).unwrap();
     assert_eq!((bert.family, bert.position_offset(), bert.max_sequence_length()), (Family::Bert, 0, 512));
 }
+
+// ---------------------------------------------------------------- pytorch_model.bin
+
+/// Writes, with torch, `pytorch_model.bin` folders of a fixture's weights:
+/// `zip` (torch.save's format, the stored dtype), `legacy` (the pre-1.6
+/// stream), and `views` (f16 and bf16 tensors, a transposed layout, two
+/// weights sharing one storage at offsets) with the same tensors as
+/// `views.safetensors` beside it.
+const TORCH_SAVE: &str = r#"
+import shutil, sys, torch
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+state = load_file(src / "model.safetensors")
+def folder(name):
+    d = out / name
+    d.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name != "model.safetensors" and f.suffix == ".json" or f.name == "vocab.txt":
+            shutil.copy(f, d / f.name)
+    return d
+torch.save(state, folder("zip") / "pytorch_model.bin")
+torch.save(state, folder("legacy") / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+views = {}
+names = sorted(n for n, t in state.items() if t.is_floating_point())
+for i, n in enumerate(names):
+    views[n] = state[n].to(torch.float16 if i % 2 else torch.bfloat16)
+matrices = [n for n in names if state[n].dim() == 2]
+a, b = matrices[0], matrices[1]
+views[a] = views[a].t().contiguous().t()
+shared = torch.cat([views[b].flatten(), views[b].flatten().to(views[b].dtype)])
+views[b] = shared[views[b].numel():].view(views[b].shape)
+assert not views[a].is_contiguous() and views[b].storage_offset() > 0
+d = folder("views")
+torch.save(views, d / "pytorch_model.bin")
+save_file({n: t.contiguous() for n, t in views.items()}, str(out / "views.safetensors"))
+"#;
+
+fn same_parameters(a: &berth::model::BertClassifier, b: &berth::model::BertClassifier, what: &str) {
+    let a: Vec<_> = a.params.iter().collect();
+    let b: Vec<_> = b.params.iter().collect();
+    assert_eq!(a.len(), b.len(), "{what}: parameter count");
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb, "{what}");
+        assert_eq!(ta.shape(), tb.shape(), "{what}: {na}");
+        assert_eq!(ta.to_f64_vec(), tb.to_f64_vec(), "{what}: {na} differs");
+    }
+}
+
+#[test]
+fn r18_a_pytorch_model_bin_loads_as_its_safetensors() {
+    let Some(python) = crate::common::python_with(&["torch", "safetensors"]) else { return };
+    for name in ["roberta-seqcls", "distilbert-tokcls"] {
+        let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
+        let work = scratch_dir(&format!("r18-torch-bin-{name}"));
+        let status = Command::new(&python).args(["-c", TORCH_SAVE]).arg(&dir).arg(&work).status().unwrap();
+        assert!(status.success(), "{name}: torch.save");
+        let f64_options = LoadOptions { dtype: DType::F64, ..LoadOptions::default() };
+        let (reference, _) = load_model(&dir, &f64_options).unwrap();
+        for format in ["zip", "legacy"] {
+            let (model, _) = load_model(&work.join(format), &f64_options).unwrap();
+            same_parameters(&model, &reference, &format!("{name} {format}"));
+        }
+        // f16/bf16 storages, a strided view and a shared storage read as the contiguous tensors.
+        let views = work.join("views");
+        let (from_bin, _) = load_model(&views, &f64_options).unwrap();
+        std::fs::copy(work.join("views.safetensors"), views.join("model.safetensors")).unwrap();
+        std::fs::rename(views.join("pytorch_model.bin"), work.join("views.bin")).unwrap();
+        let (from_safetensors, _) = load_model(&views, &f64_options).unwrap();
+        same_parameters(&from_bin, &from_safetensors, &format!("{name} views"));
+
+        // `berth convert` turns a .bin folder into safetensors; a cut file is a clear error.
+        let converted = work.join("converted");
+        berth_run(&["convert", "--dtype", "f64"], &[("--model", &work.join("zip")), ("--output", &converted)], "convert");
+        let (model, _) = load_model(&converted, &f64_options).unwrap();
+        same_parameters(&model, &reference, &format!("{name} converted"));
+        let zip_bin = work.join("zip").join("pytorch_model.bin");
+        let mut bytes = std::fs::read(&zip_bin).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x5a;
+        std::fs::write(&zip_bin, &bytes).unwrap();
+        let err = load_model(&work.join("zip"), &f64_options).unwrap_err().to_string();
+        assert!(err.contains("CRC-32") && err.contains("/data/"), "{name}: a flipped byte: {err}");
+        for format in ["zip", "legacy"] {
+            let bin = work.join(format).join("pytorch_model.bin");
+            let bytes = std::fs::read(&bin).unwrap();
+            std::fs::write(&bin, &bytes[..bytes.len() * 2 / 3]).unwrap();
+            let err = load_model(&work.join(format), &f64_options).unwrap_err().to_string();
+            assert!(err.contains("pytorch_model.bin") && err.contains("truncated"), "{name} {format}: {err}");
+        }
+    }
+}
+
+#[test]
+fn r18_a_folder_without_weights_names_both_files() {
+    let work = scratch_dir("r18-no-weights");
+    let Some(dir) = fixture_dir("families/roberta-seqcls") else { return };
+    std::fs::copy(dir.join("config.json"), work.join("config.json")).unwrap();
+    let err = load_model(&work, &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("no model.safetensors or pytorch_model.bin"), "{err}");
+    std::fs::write(work.join("pytorch_model.bin.index.json"), "{}").unwrap();
+    let err = load_model(&work, &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("sharded"), "{err}");
+}

@@ -1,4 +1,5 @@
-//! Hugging Face checkpoints in and out: `config.json` + `model.safetensors`.
+//! Hugging Face checkpoints in and out: `config.json` + `model.safetensors`
+//! (or, in only, a `pytorch_model.bin`: [`super::torch_checkpoint`]).
 //!
 //! Inside berth every family's tensors carry HF BERT's names (`bert.…`,
 //! `bert.pooler.dense`, `classifier`); loading maps a family's stored names
@@ -9,7 +10,7 @@
 //! together, so one error lists every missing, unexpected or mis-shaped tensor.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
@@ -17,6 +18,7 @@ use safetensors::{Dtype, SafeTensors};
 use super::config::{BertConfig, Family, ProblemType};
 use super::heads::BertClassifier;
 use super::params::{HeadKind, ParamStore, expected_parameters, init_parameter};
+use super::torch_checkpoint::read_torch_checkpoint;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::tensor::{DType, Storage, Tensor};
@@ -210,35 +212,81 @@ pub fn read_safetensors(path: &Path, dtype: DType) -> Result<Vec<(String, Tensor
     Ok(read_safetensors_split(path, dtype)?.0)
 }
 
+/// A weights file's floating-point tensors, and the names and dtypes of the others.
+type SplitTensors = (Vec<(String, Tensor)>, Vec<(String, Dtype)>);
+
 /// As [`read_safetensors`], also naming the skipped non-float tensors and
 /// their stored dtypes, so a parameter stored as integers can be reported
 /// as what it is rather than as missing.
-fn read_safetensors_split(path: &Path, dtype: DType) -> Result<(Vec<(String, Tensor)>, Vec<(String, Dtype)>)> {
+fn read_safetensors_split(path: &Path, dtype: DType) -> Result<SplitTensors> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
         path: path.into(),
         message: format!("not a readable safetensors file (truncated or corrupt?): {e}"),
     })?;
+    let stored = file.tensors().into_iter().map(|(name, view)| (name, view.dtype(), view.shape().to_vec(), view.data()));
+    let (mut out, skipped) = split_float_tensors(path, stored, dtype)?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((out, skipped))
+}
+
+/// Decodes the floating-point tensors into `dtype` and names the others.
+fn split_float_tensors<'a>(
+    path: &Path,
+    stored: impl Iterator<Item = (String, Dtype, Vec<usize>, &'a [u8])>,
+    dtype: DType,
+) -> Result<SplitTensors> {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for (name, view) in file.tensors() {
+    for (name, stored_dtype, shape, data) in stored {
         if matches!(
-            view.dtype(),
+            stored_dtype,
             Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL | Dtype::I8 | Dtype::I16 | Dtype::U32 | Dtype::U64 | Dtype::U16
         ) {
-            skipped.push((name, view.dtype()));
+            skipped.push((name, stored_dtype));
             continue;
         }
-        let storage = decode(view.dtype(), view.data(), dtype).ok_or_else(|| Error::Checkpoint {
+        let storage = decode(stored_dtype, data, dtype).ok_or_else(|| Error::Checkpoint {
             path: path.into(),
-            message: format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()),
+            message: format!("tensor `{name}` has unsupported dtype {stored_dtype:?}"),
         })?;
-        let tensor = Tensor::from_storage(storage, view.shape())
+        let tensor = Tensor::from_storage(storage, &shape)
             .map_err(|e| Error::Checkpoint { path: path.into(), message: format!("tensor `{name}`: {e}") })?;
         out.push((name, tensor));
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((out, skipped))
+}
+
+/// The weights file of a model folder: `model.safetensors`, or else the
+/// `pytorch_model.bin` that many published checkpoints ship instead.
+pub fn weights_file(dir: &Path) -> Result<PathBuf> {
+    let safetensors = dir.join("model.safetensors");
+    let torch = dir.join("pytorch_model.bin");
+    if safetensors.is_file() {
+        return Ok(safetensors);
+    }
+    if torch.is_file() {
+        return Ok(torch);
+    }
+    let sharded = ["model.safetensors.index.json", "pytorch_model.bin.index.json"].into_iter().find(|f| dir.join(f).is_file());
+    let message = match sharded {
+        Some(index) => format!(
+            "the weights are sharded ({index}); berth reads one file: merge the shards into model.safetensors with transformers (save_pretrained with a max_shard_size above the model's size)"
+        ),
+        None => "no model.safetensors or pytorch_model.bin: not a model folder".into(),
+    };
+    Err(Error::Checkpoint { path: dir.into(), message })
+}
+
+/// Reads a weights file of either format, as [`read_safetensors_split`].
+fn read_weights_split(path: &Path, dtype: DType) -> Result<SplitTensors> {
+    if path.extension().is_some_and(|e| e == "bin") {
+        let stored = read_torch_checkpoint(path)?;
+        // Already sorted by name.
+        split_float_tensors(path, stored.iter().map(|(n, t)| (n.clone(), t.dtype, t.shape.clone(), t.bytes.as_slice())), dtype)
+    } else {
+        read_safetensors_split(path, dtype)
+    }
 }
 
 /// How many values of `t` are NaN or infinite (0 for a tensor on a device).
@@ -273,11 +321,11 @@ fn head_from_config(config: &BertConfig) -> HeadKind {
     }
 }
 
-/// Loads `dir/config.json` and `dir/model.safetensors` into a classifier.
+/// Loads `dir/config.json` and `dir/model.safetensors` (or `dir/pytorch_model.bin`) into a classifier.
 pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, LoadReport)> {
     let config = BertConfig::from_file(&dir.join("config.json"))?;
-    let weights_path = dir.join("model.safetensors");
-    let (stored, non_float) = read_safetensors_split(&weights_path, options.dtype)?;
+    let weights_path = weights_file(dir)?;
+    let (stored, non_float) = read_weights_split(&weights_path, options.dtype)?;
     let head = options.head.unwrap_or_else(|| head_from_config(&config));
     let labels = options.labels.clone().unwrap_or_else(|| config.labels());
     let problem_type = options.problem_type.or_else(|| config.problem_type());

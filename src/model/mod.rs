@@ -11,6 +11,7 @@ pub mod multitask;
 pub mod params;
 pub mod settings;
 pub mod task;
+pub mod torch_checkpoint;
 
 pub use bert::ForwardMode;
 pub use checkpoint::{LoadOptions, LoadReport, load_model, save_model};
