@@ -27,6 +27,8 @@ use berth::tensor::{DType, Tensor};
 const TOL: f64 = 1e-6;
 /// The central-difference step, relative to the magnitude of the entry.
 const REL_STEP: f64 = 1e-6;
+/// The step for a whole-model gradient too small to resolve at REL_STEP.
+const WIDE_REL_STEP: f64 = 1e-4;
 
 // ---------- helpers ----------
 
@@ -548,20 +550,30 @@ fn check_model(name: &str, model: &BertClassifier, labels: &Labels) {
         for (i, pname) in model.params.names().iter().enumerate() {
             let analytic_all = grads.get(params[i]).unwrap_or_else(|| panic!("{name}: {pname} got no gradient")).to_f64_vec();
             let entries = pick_entries(&mut draw, &analytic_all, 6);
-            let mut analytic = Vec::new();
-            let mut numeric = Vec::new();
-            for &j in &entries {
-                let x = model.params.tensors()[i].data::<f64>().unwrap()[j];
-                let h = step(x);
-                perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x + h;
-                let plus = objective(&perturbed);
-                perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x - h;
-                let minus = objective(&perturbed);
-                perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x;
-                analytic.push(analytic_all[j]);
-                numeric.push((plus - minus) / (2.0 * h));
+            let analytic: Vec<f64> = entries.iter().map(|&j| analytic_all[j]).collect();
+            let mut central = |rel_step: f64| -> Vec<f64> {
+                let mut numeric = Vec::new();
+                for &j in &entries {
+                    let x = model.params.tensors()[i].data::<f64>().unwrap()[j];
+                    let h = rel_step * x.abs().max(1.0);
+                    perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x + h;
+                    let plus = objective(&perturbed);
+                    perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x - h;
+                    let minus = objective(&perturbed);
+                    perturbed.params.tensors_mut()[i].data_mut::<f64>().unwrap()[j] = x;
+                    numeric.push((plus - minus) / (2.0 * h));
+                }
+                numeric
+            };
+            let mut numeric = central(REL_STEP);
+            let mut floor = floor_for(base, REL_STEP, entries.len());
+            if norm(&numeric) <= floor {
+                // Below the noise floor at h = 1e-6: a step 100 times wider
+                // lowers the rounding noise 100 times, and its O(h²)
+                // truncation error (~1e-8 relative) is still under TOL.
+                numeric = central(WIDE_REL_STEP);
+                floor = floor_for(base, WIDE_REL_STEP, entries.len());
             }
-            let floor = floor_for(base, REL_STEP, entries.len());
             let e = rel_error_floored(&analytic, &numeric, floor);
             if norm(&numeric) <= floor {
                 unresolved.push(pname.clone());
@@ -583,6 +595,10 @@ fn check_model(name: &str, model: &BertClassifier, labels: &Labels) {
     }
 }
 
+/// Four labels for each of the tiny batch's four rows.
+const MULTI_LABEL_TARGETS: [f64; 16] = [1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+const REGRESSION_TARGETS: [f64; 4] = [0.7, -1.2, 2.5, 0.1];
+
 #[test]
 fn bert_single_label_gradients() {
     let model = tiny_model(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
@@ -592,14 +608,13 @@ fn bert_single_label_gradients() {
 #[test]
 fn bert_multi_label_gradients() {
     let model = tiny_model(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
-    let targets = vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
-    check_model("multi-label", &model, &Labels::MultiLabel(targets));
+    check_model("multi-label", &model, &Labels::MultiLabel(MULTI_LABEL_TARGETS.to_vec()));
 }
 
 #[test]
 fn bert_regression_gradients() {
     let model = tiny_model(HeadKind::SequenceClassification, Some(ProblemType::Regression), 1);
-    check_model("regression", &model, &Labels::Regression(vec![0.7, -1.2, 2.5, 0.1]));
+    check_model("regression", &model, &Labels::Regression(REGRESSION_TARGETS.to_vec()));
 }
 
 /// Five tags per (B, T) position; padding and every third real position are not scored.
@@ -628,8 +643,13 @@ fn roberta_single_label_gradients() {
 #[test]
 fn roberta_multi_label_gradients() {
     let model = tiny_roberta(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
-    let targets = vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
-    check_model("roberta multi-label", &model, &Labels::MultiLabel(targets));
+    check_model("roberta multi-label", &model, &Labels::MultiLabel(MULTI_LABEL_TARGETS.to_vec()));
+}
+
+#[test]
+fn roberta_regression_gradients() {
+    let model = tiny_roberta(HeadKind::SequenceClassification, Some(ProblemType::Regression), 1);
+    check_model("roberta regression", &model, &Labels::Regression(REGRESSION_TARGETS.to_vec()));
 }
 
 #[test]
@@ -638,13 +658,22 @@ fn roberta_token_classification_gradients() {
     check_model("roberta token", &model, &Labels::Token(token_tags()));
 }
 
-// Single-label: with one regression output, the tiny model's layer-1
-// query and key gradients fall below the central differences' noise floor
-// (the ELECTRA fixture covers regression against transformers).
 #[test]
 fn electra_single_label_gradients() {
     let model = tiny_electra(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
     check_model("electra single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn electra_multi_label_gradients() {
+    let model = tiny_electra(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
+    check_model("electra multi-label", &model, &Labels::MultiLabel(MULTI_LABEL_TARGETS.to_vec()));
+}
+
+#[test]
+fn electra_regression_gradients() {
+    let model = tiny_electra(HeadKind::SequenceClassification, Some(ProblemType::Regression), 1);
+    check_model("electra regression", &model, &Labels::Regression(REGRESSION_TARGETS.to_vec()));
 }
 
 #[test]
@@ -658,6 +687,18 @@ fn distilbert_single_label_gradients() {
     let model = tiny_distilbert(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
     assert!(model.params.get("bert.embeddings.token_type_embeddings.weight").is_none(), "DistilBERT has no token types");
     check_model("distilbert single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn distilbert_multi_label_gradients() {
+    let model = tiny_distilbert(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
+    check_model("distilbert multi-label", &model, &Labels::MultiLabel(MULTI_LABEL_TARGETS.to_vec()));
+}
+
+#[test]
+fn distilbert_regression_gradients() {
+    let model = tiny_distilbert(HeadKind::SequenceClassification, Some(ProblemType::Regression), 1);
+    check_model("distilbert regression", &model, &Labels::Regression(REGRESSION_TARGETS.to_vec()));
 }
 
 #[test]

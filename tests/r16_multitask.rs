@@ -127,3 +127,60 @@ fn r16_multitask_resumes_bit_identically_after_sigkill() {
         fail(multitask_cmd(&model, &other, &work.join("c"), &args).arg("--resume-from").arg(&checkpoint), "resume with another heads file");
     assert!(err.contains("--heads"), "{err}");
 }
+
+/// Each head's logged losses, in step order.
+fn losses_of(output: &Path, head: &str) -> Vec<f64> {
+    log_of(output).iter().filter_map(|e| e[format!("loss_{head}")].as_f64()).collect()
+}
+
+/// Multi-task training on a RoBERTa and a DistilBERT encoder: the folder
+/// keeps the family (config, tensor names), each sequence head owns the
+/// dense layer its family's head starts with, both losses fall, and every
+/// head predicts from the saved folder.
+#[test]
+fn r18_multitask_trains_on_other_encoder_families() {
+    for (fixture, model_type, prefix) in [("roberta-seqcls", "roberta", "roberta."), ("distilbert-seqcls", "distilbert", "distilbert.")] {
+        let Some(model) = fixture_dir(&format!("families/{fixture}")) else { return };
+        let work = scratch_dir(&format!("r18-multitask-{fixture}"));
+        let heads = write_heads(&work);
+        let output = work.join("out");
+        succeed(&mut multitask_cmd(&model, &heads, &output, &["--max-steps", "150", "--device", "cpu"]), fixture);
+
+        let config = read_json(&output.join("config.json"));
+        assert_eq!(config["model_type"], model_type, "{fixture}");
+        let names: Vec<String> = berth::model::checkpoint::read_safetensors(&output.join("model.safetensors"), berth::tensor::DType::F32)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let shared: Vec<&String> = names.iter().filter(|n| !n.starts_with("heads.")).collect();
+        assert!(!shared.is_empty() && shared.iter().all(|n| n.starts_with(prefix)), "{fixture}: encoder names {shared:?}");
+        // The sequence head's first dense layer is its own; the token head has none.
+        assert!(names.contains(&"heads.sentiment.bert.pooler.dense.weight".to_string()), "{fixture}: {names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("heads.ner.bert.pooler")), "{fixture}: {names:?}");
+
+        // transformers' AutoModel reads the encoder (RobertaModel's own pooler
+        // is not part of a sequence-classification model, so it is missing).
+        if let Some(python) = crate::common::python_with(&["torch", "transformers"]) {
+            let check = "import sys\nfrom transformers import AutoModel\n\
+                m, info = AutoModel.from_pretrained(sys.argv[1], output_loading_info=True)\n\
+                assert all(k.startswith('pooler.') for k in info['missing_keys']), info\n\
+                assert all(k.startswith('heads.') for k in info['unexpected_keys']), info\n";
+            let out = std::process::Command::new(python).args(["-c", check]).arg(&output).output().unwrap();
+            assert!(out.status.success(), "{fixture}: AutoModel:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        for head in ["sentiment", "ner"] {
+            let losses = losses_of(&output, head);
+            // The mean of the last five against the first (before any update).
+            let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+            assert!(losses.len() >= 40 && last < 0.5 * losses[0], "{fixture} {head}: losses {losses:?}");
+        }
+        let input = work.join("input.txt");
+        std::fs::write(&input, "great lovely film\nawful dull film\n").unwrap();
+        for head in ["sentiment", "ner"] {
+            let out = succeed(berth().args(["predict", "--head", head, "--model"]).arg(&output).arg("--input").arg(&input), head);
+            let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            assert_eq!(lines.len(), 2, "{fixture} {head}");
+        }
+    }
+}

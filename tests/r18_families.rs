@@ -499,3 +499,27 @@ fn r18_a_folder_without_weights_names_both_files() {
     let err = load_model(&work, &LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("sharded"), "{err}");
 }
+
+#[test]
+fn r18_freezing_the_encoder_leaves_the_whole_family_head_training() {
+    for name in ["roberta-seqcls", "distilbert-seqcls", "electra-seqcls"] {
+        let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
+        let work = scratch_dir(&format!("r18-freeze-{name}"));
+        let (train, task, _) = training_files(&dir, &work);
+        let output = work.join("out");
+        let flags: Vec<&str> = ["train", "--max-steps", "2", "--batch-size", "3", "--lr", "1e-2", "--freeze", "encoder", "--device", "cpu"]
+            .into_iter()
+            .chain(task.iter().copied())
+            .collect();
+        berth_run(&flags, &[("--model", &dir), ("--train", &train), ("--output", &output)], &format!("{name}: train"));
+        let before: std::collections::HashMap<String, Vec<f64>> =
+            read_safetensors(&dir.join("model.safetensors"), DType::F64).unwrap().into_iter().map(|(n, t)| (n, t.to_f64_vec())).collect();
+        let after = read_safetensors(&output.join("model.safetensors"), DType::F64).unwrap();
+        for (tensor, values) in &after {
+            let head = tensor.starts_with("classifier.") || tensor.starts_with("pre_classifier.");
+            // Stored as f32: a frozen tensor comes back as the fixture's f64 rounded once.
+            let moved = values.to_f64_vec().iter().zip(&before[tensor]).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs().max(1e-3));
+            assert_eq!(moved, head, "{name}: {tensor} {}", if head { "did not train" } else { "trained while frozen" });
+        }
+    }
+}

@@ -34,7 +34,23 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = "models/all-MiniLM-L6-v2"
-ALL_CONFIGS = ("minilm", "bert-base")
+ALL_CONFIGS = ("minilm", "bert-base", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base")
+# The published base checkpoints' shapes, as `berth bench --config NAME` builds them:
+# (transformers config class, sequence-classification class, config arguments).
+BASE_SIZED = {
+    "bert-base": ("BertConfig", "BertForSequenceClassification", {}),
+    "roberta-base": ("RobertaConfig", "RobertaForSequenceClassification", {
+        "vocab_size": 50265, "max_position_embeddings": 514, "type_vocab_size": 1, "pad_token_id": 1,
+        "layer_norm_eps": 1e-5}),
+    "xlm-roberta-base": ("XLMRobertaConfig", "XLMRobertaForSequenceClassification", {
+        "vocab_size": 250002, "max_position_embeddings": 514, "type_vocab_size": 1, "pad_token_id": 1,
+        "layer_norm_eps": 1e-5}),
+    "distilbert-base": ("DistilBertConfig", "DistilBertForSequenceClassification", {
+        "dim": 768, "n_layers": 6, "n_heads": 12, "hidden_dim": 3072}),
+    "electra-base": ("ElectraConfig", "ElectraForSequenceClassification", {"embedding_size": 768}),
+}
+BERT_BASE_SHAPES = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+                    "num_attention_heads": 12, "intermediate_size": 3072}
 # case name -> (kind, batch size)
 ALL_CASES = {
     "fwd-b1": ("forward", 1),
@@ -83,7 +99,8 @@ def peak_rss_mib():
 
 def build_model(spec):
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    import transformers
+    from transformers import BertForSequenceClassification
 
     if spec["config"] == "minilm":
         return BertForSequenceClassification.from_pretrained(
@@ -92,16 +109,12 @@ def build_model(spec):
             attn_implementation=spec["attn"],
             dtype=torch.float32,
         )
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        num_labels=NUM_LABELS,
-    )
+    config_class, model_class, shapes = BASE_SIZED[spec["config"]]
+    arguments = dict(BERT_BASE_SHAPES) if config_class != "DistilBertConfig" else {"vocab_size": 30522}
+    arguments.update(shapes)
+    config = getattr(transformers, config_class)(num_labels=NUM_LABELS, **arguments)
     config._attn_implementation = spec["attn"]
-    model = BertForSequenceClassification(config)
+    model = getattr(transformers, model_class)(config)
     return model.to(torch.float32)
 
 
@@ -127,24 +140,22 @@ def run_worker(spec):
     attention_mask = torch.ones(batch, seq, dtype=torch.long)
     token_type_ids = torch.zeros(batch, seq, dtype=torch.long)
     labels = torch.randint(0, NUM_LABELS, (batch,), generator=gen, dtype=torch.long)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if model.config.model_type != "distilbert":
+        inputs["token_type_ids"] = token_type_ids
 
     if kind == "forward":
         model.eval()
 
         def step():
             with torch.inference_mode():
-                model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+                model(**inputs)
 
     elif kind == "fwdbwd":
         model.train()
 
         def step():
-            out = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                labels=labels,
-            )
+            out = model(**inputs, labels=labels)
             out.loss.backward()
             model.zero_grad(set_to_none=True)
 
@@ -154,12 +165,7 @@ def run_worker(spec):
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
         def step():
-            out = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                labels=labels,
-            )
+            out = model(**inputs, labels=labels)
             out.loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -242,8 +248,8 @@ def parse_args(argv):
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="HF BertModel checkpoint folder for 'minilm' (default: %(default)s, "
                         "relative to the current directory or the repo root)")
-    p.add_argument("--configs", default=",".join(ALL_CONFIGS),
-                   help="comma-separated, from: %s (default: all)" % ", ".join(ALL_CONFIGS))
+    p.add_argument("--configs", default="minilm,bert-base",
+                   help="comma-separated, from: %s (default: minilm,bert-base)" % ", ".join(ALL_CONFIGS))
     p.add_argument("--cases", default=",".join(ALL_CASES),
                    help="comma-separated, from: %s (default: all)" % ", ".join(ALL_CASES))
     p.add_argument("--threads", type=int, default=available_cores(),

@@ -17,6 +17,7 @@ use crate::model::params::random_parameters;
 use crate::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
 use crate::rng::SeqRng;
 use crate::tensor::DType;
+use serde_json::json;
 
 use super::bench_device::{PEAK_FLOPS, format_timings, kernel_timings, model_case, train_flops_per_token};
 
@@ -25,7 +26,9 @@ pub struct BenchArgs {
     /// Model folder; when omitted, `--config` picks a randomly initialised model.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Built-in configuration when no --model is given: bert-base or minilm.
+    /// Built-in configuration when no --model is given: bert-base, minilm, or
+    /// the published base size of another family: roberta-base,
+    /// xlm-roberta-base, distilbert-base, electra-base.
     #[arg(long, default_value = "bert-base")]
     pub config: String,
     /// fwd (inference, no tape), train (forward + backward, dropout on; on a
@@ -68,13 +71,48 @@ fn build_model(args: &BenchArgs) -> Result<BertClassifier> {
         let options = LoadOptions { labels: Some(vec!["0".into(), "1".into()]), ..LoadOptions::default() };
         return Ok(load_model(dir, &options)?.0);
     }
-    let config = match args.config.as_str() {
-        "bert-base" => BertConfig::bert_base(),
-        "minilm" => BertConfig::synthetic(30522, 384, 6, 12, 1536),
-        other => return Err(Error::InvalidArgument(format!("unknown --config `{other}` (bert-base or minilm)"))),
-    };
+    let config = built_in_config(&args.config)?;
     let params = random_parameters(&config, HeadKind::SequenceClassification, 2, 0, DType::F32);
     BertClassifier::new(config, HeadKind::SequenceClassification, None, vec!["0".into(), "1".into()], params)
+}
+
+/// The names `--config` takes.
+pub const BUILT_IN_CONFIGS: [&str; 6] = ["bert-base", "minilm", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base"];
+
+/// A built-in configuration: the shapes of the published checkpoint of that
+/// name (roberta-base, xlm-roberta-base, distilbert-base-uncased,
+/// google/electra-base-discriminator), with random weights in the bench.
+pub fn built_in_config(name: &str) -> Result<BertConfig> {
+    let base = json!({
+        "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "max_position_embeddings": 512,
+    });
+    let with = |extra: serde_json::Value| {
+        let mut config = base.clone();
+        config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        config
+    };
+    let roberta = |vocab: usize, model_type: &str| {
+        with(json!({
+            "model_type": model_type, "vocab_size": vocab, "max_position_embeddings": 514,
+            "type_vocab_size": 1, "pad_token_id": 1, "layer_norm_eps": 1e-5,
+        }))
+    };
+    let text = match name {
+        "bert-base" => return Ok(BertConfig::bert_base()),
+        "minilm" => return Ok(BertConfig::synthetic(30522, 384, 6, 12, 1536)),
+        "roberta-base" => roberta(50265, "roberta"),
+        "xlm-roberta-base" => roberta(250002, "xlm-roberta"),
+        "distilbert-base" => json!({
+            "model_type": "distilbert", "vocab_size": 30522, "dim": 768, "n_layers": 6, "n_heads": 12,
+            "hidden_dim": 3072, "max_position_embeddings": 512, "activation": "gelu",
+        }),
+        "electra-base" => with(json!({"model_type": "electra", "embedding_size": 768})),
+        other => {
+            return Err(Error::InvalidArgument(format!("unknown --config `{other}` (one of {})", BUILT_IN_CONFIGS.join(", "))));
+        }
+    };
+    BertConfig::from_json_str(&text.to_string(), std::path::Path::new(&format!("<built-in config {name}>")))
 }
 
 /// A full (unpadded) batch of random token ids.

@@ -202,6 +202,15 @@ impl Family {
         }
     }
 
+    /// Whether the `bert.pooler` slot holds a pretrained part of the encoder
+    /// (BERT's pooler), rather than the first layer of a head that every
+    /// fine-tuning starts afresh (RoBERTa's and ELECTRA's `classifier.dense`,
+    /// DistilBERT's `pre_classifier`). The first is shared by a multi-task
+    /// model's heads and frozen with `--freeze encoder`; the second is neither.
+    pub fn pooler_is_pretrained(self) -> bool {
+        self.sequence_head() == SequenceHead::Pooler
+    }
+
     /// The family's sequence head.
     pub fn sequence_head(self) -> SequenceHead {
         match self {

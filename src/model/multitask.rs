@@ -1,8 +1,11 @@
 //! A multi-task model: one encoder and several named heads in one folder.
 //!
 //! The saved folder is one checkpoint: `model.safetensors` holds the shared
-//! encoder under its Hugging Face names (`bert.*`, so `AutoModel` loads it)
-//! and each head's classifier as `heads.<name>.classifier.*`; `heads.json`
+//! encoder under its family's Hugging Face names (`bert.*`, `roberta.*`,
+//! `distilbert.transformer.*`, …, so `AutoModel` loads it) and each head's
+//! own parameters as `heads.<name>.classifier.*` (and, for families whose
+//! head begins with a dense layer, `heads.<name>.bert.pooler.*`: see
+//! [`is_per_head`]); `heads.json`
 //! holds each head's task, labels and settings; `config.json` is the encoder's.
 //! A head becomes an ordinary [`BertClassifier`] whose parameters are the
 //! shared tensors plus its own, so training, evaluation and prediction reuse
@@ -14,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::model::checkpoint::{TokenizerFiles, read_safetensors, write_safetensors};
-use crate::model::params::{ParamStore, expected_parameters};
+use crate::model::checkpoint::{TokenizerFiles, canonical_name_in, hf_tensor_name, read_safetensors, write_safetensors};
+use crate::model::params::{HeadKind, ParamStore, expected_parameters};
 use crate::model::task::Task;
-use crate::model::{BertClassifier, BertConfig};
+use crate::model::{BertClassifier, BertConfig, Family};
 use crate::tensor::DType;
 
 pub const HEADS_FILE: &str = "heads.json";
@@ -46,8 +49,15 @@ pub struct MultiTaskModel {
     pub config: BertConfig,
     pub heads: Vec<HeadInfo>,
     pub mixing: String,
-    /// `bert.*` then `heads.<name>.classifier.*`.
+    /// `bert.*` then each head's own `heads.<name>.*`.
     pub store: ParamStore,
+}
+
+/// Whether each head has its own copy of a parameter: the classifier, and
+/// the dense layer before it where the family's head has one (BERT's
+/// pretrained pooler is the encoder's and shared).
+pub fn is_per_head(family: Family, name: &str) -> bool {
+    name.starts_with("classifier.") || (!family.pooler_is_pretrained() && name.starts_with("bert.pooler."))
 }
 
 pub fn head_param_name(head: &str, name: &str) -> String {
@@ -76,7 +86,7 @@ impl MultiTaskModel {
         let mut store = ParamStore::default();
         let mut map = Vec::new();
         for (name, _) in expected_parameters(&self.config, kind, head.labels.len()) {
-            let unified = if name.starts_with("classifier.") { head_param_name(&head.name, &name) } else { name.clone() };
+            let unified = if is_per_head(self.config.family, &name) { head_param_name(&head.name, &name) } else { name.clone() };
             let index = self.store.position(&unified)?;
             store.push(name, self.store.tensors()[index].clone());
             map.push(index);
@@ -93,7 +103,7 @@ impl MultiTaskModel {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let mut store = ParamStore::default();
         for (name, tensor) in read_safetensors(&dir.join("model.safetensors"), DType::F32)? {
-            let name = if name.starts_with("heads.") { name } else { crate::model::checkpoint::canonical_name(&name) };
+            let name = if name.starts_with("heads.") { name } else { canonical_name_in(config.family, &name) };
             store.push(name, tensor);
         }
         let model = MultiTaskModel { config, heads: heads.heads, mixing: heads.mixing, store };
@@ -107,9 +117,17 @@ impl MultiTaskModel {
     /// and the tokenizer files.
     pub fn save(&self, dir: &Path, tokenizer: &TokenizerFiles) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let config = self.config.to_json("BertModel", &["LABEL_0".to_string()], None);
+        let family = self.config.family;
+        let config = self.config.to_json(&format!("{}Model", family.class_stem()), &["LABEL_0".to_string()], None);
         write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&config).expect("json").as_bytes())?;
-        write_safetensors(&dir.join("model.safetensors"), self.store.iter(), DType::F32)?;
+        // The encoder under the family's own names, so that AutoModel loads it.
+        let names: Vec<String> = self
+            .store
+            .names()
+            .iter()
+            .map(|n| if n.starts_with("heads.") { n.clone() } else { hf_tensor_name(family, HeadKind::TokenClassification, n) })
+            .collect();
+        write_safetensors(&dir.join("model.safetensors"), names.iter().map(String::as_str).zip(self.store.tensors()), DType::F32)?;
         let heads = HeadsJson { mixing: self.mixing.clone(), heads: self.heads.clone() };
         write_atomic(&dir.join(HEADS_FILE), serde_json::to_string_pretty(&heads).expect("json").as_bytes())?;
         tokenizer.write(dir)

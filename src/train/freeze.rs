@@ -3,6 +3,7 @@
 //! (nor for anything only it depends on), and the optimizer keeps no state for it.
 
 use crate::error::{Error, Result};
+use crate::model::Family;
 
 /// One part of a `--freeze` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +61,8 @@ impl FreezeSpec {
 
     /// For each parameter name, whether it trains. A layer range beyond the
     /// model's layers is an error, so a typo never freezes nothing silently.
-    pub fn trainable(&self, names: &[String], num_layers: usize) -> Result<Vec<bool>> {
+    /// `family` says whether `bert.pooler` is the encoder's (BERT) or the head's.
+    pub fn trainable(&self, names: &[String], num_layers: usize, family: Family) -> Result<Vec<bool>> {
         for part in &self.parts {
             if let Part::Layers(_, last) = part
                 && *last >= num_layers
@@ -71,14 +73,14 @@ impl FreezeSpec {
                 )));
             }
         }
-        Ok(names.iter().map(|name| !self.parts.iter().any(|p| freezes(p, name))).collect())
+        Ok(names.iter().map(|name| !self.parts.iter().any(|p| freezes(p, name, family))).collect())
     }
 }
 
-fn freezes(part: &Part, name: &str) -> bool {
+fn freezes(part: &Part, name: &str, family: Family) -> bool {
     match part {
         Part::Embeddings => name.starts_with("bert.embeddings."),
-        Part::Encoder => name.starts_with("bert."),
+        Part::Encoder => name.starts_with("bert.") && (family.pooler_is_pretrained() || !name.starts_with("bert.pooler.")),
         Part::Layers(first, last) => name
             .strip_prefix("bert.encoder.layer.")
             .and_then(|rest| rest.split('.').next())
@@ -103,19 +105,23 @@ mod tests {
     #[test]
     fn parts_select_the_right_parameters() {
         let n = names();
-        let t = FreezeSpec::parse("embeddings").unwrap().trainable(&n, 12).unwrap();
+        let t = FreezeSpec::parse("embeddings").unwrap().trainable(&n, 12, Family::Bert).unwrap();
         assert_eq!(t.iter().filter(|x| !**x).count(), 2);
-        let t = FreezeSpec::parse("layers:0-3").unwrap().trainable(&n, 12).unwrap();
+        let t = FreezeSpec::parse("layers:0-3").unwrap().trainable(&n, 12, Family::Bert).unwrap();
         let frozen: Vec<&String> = n.iter().zip(&t).filter(|(_, t)| !**t).map(|(n, _)| n).collect();
         assert_eq!(frozen.len(), 4);
         assert!(frozen.iter().all(|n| ["0", "1", "2", "3"].iter().any(|i| n.contains(&format!("layer.{i}.")))));
         // layer.1 must not match layer.10 or layer.11.
-        let t = FreezeSpec::parse("layers:1").unwrap().trainable(&n, 12).unwrap();
+        let t = FreezeSpec::parse("layers:1").unwrap().trainable(&n, 12, Family::Bert).unwrap();
         assert_eq!(t.iter().filter(|x| !**x).count(), 1);
-        let t = FreezeSpec::parse("encoder").unwrap().trainable(&n, 12).unwrap();
+        let t = FreezeSpec::parse("encoder").unwrap().trainable(&n, 12, Family::Bert).unwrap();
         let trained: Vec<&String> = n.iter().zip(&t).filter(|(_, t)| **t).map(|(n, _)| n).collect();
         assert_eq!(trained, ["classifier.weight", "classifier.bias"]);
-        let t = FreezeSpec::parse("embeddings, layers:10-11").unwrap().trainable(&n, 12).unwrap();
+        // RoBERTa's `bert.pooler` slot is its head's classifier.dense: it trains with the head.
+        let t = FreezeSpec::parse("encoder").unwrap().trainable(&n, 12, Family::Roberta).unwrap();
+        let trained: Vec<&String> = n.iter().zip(&t).filter(|(_, t)| **t).map(|(n, _)| n).collect();
+        assert_eq!(trained, ["bert.pooler.dense.weight", "classifier.weight", "classifier.bias"]);
+        let t = FreezeSpec::parse("embeddings, layers:10-11").unwrap().trainable(&n, 12, Family::Bert).unwrap();
         assert_eq!(t.iter().filter(|x| !**x).count(), 4);
     }
 
@@ -125,7 +131,7 @@ mod tests {
             let e = FreezeSpec::parse(bad).unwrap_err().to_string();
             assert!(e.contains("--freeze"), "{bad}: {e}");
         }
-        let e = FreezeSpec::parse("layers:4-12").unwrap().trainable(&names(), 12).unwrap_err().to_string();
+        let e = FreezeSpec::parse("layers:4-12").unwrap().trainable(&names(), 12, Family::Bert).unwrap_err().to_string();
         assert!(e.contains("12 layers"), "{e}");
     }
 }

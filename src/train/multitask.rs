@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::metrics::evaluation::Evaluation;
 use crate::model::checkpoint::TokenizerFiles;
-use crate::model::multitask::{HeadInfo, MultiTaskModel, head_param_name};
+use crate::model::multitask::{HeadInfo, MultiTaskModel, head_param_name, is_per_head};
 use crate::model::params::{ParamStore, expected_parameters, init_parameter};
 use crate::model::task::Task;
 use crate::model::{ForwardMode, HeadKind, LoadOptions, ProblemType, load_model};
@@ -149,7 +149,8 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
     )?;
     tokenizer.check_vocab(encoder.config.vocab_size)?;
     let mut store = ParamStore::default();
-    for (name, t) in encoder.params.iter().filter(|(n, _)| n.starts_with("bert.")) {
+    let family = encoder.config.family;
+    for (name, t) in encoder.params.iter().filter(|(n, _)| !is_per_head(family, n)) {
         store.push(name.to_owned(), t.clone());
     }
 
@@ -198,9 +199,10 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
             }
             None => None,
         };
-        // The head's own classifier, initialised as HF does, one seed per head.
+        // The head's own classifier (and the dense layer before it, where the
+        // family's head has one), initialised as HF does, one seed per head.
         for (name, shape) in expected_parameters(&encoder.config, task.head(), labels.len()) {
-            if name.starts_with("classifier.") {
+            if is_per_head(family, &name) {
                 let seed = mix64(config.seed ^ (h as u64 + 1));
                 let t = init_parameter(&name, &shape, encoder.config.initializer_range, seed, DType::F32);
                 store.push(head_param_name(&opts.name, &name), t);
@@ -219,7 +221,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
     drop(encoder);
 
     let trainable = match &config.freeze {
-        Some(spec) => spec.trainable(model.store.names(), model.config.num_hidden_layers)?,
+        Some(spec) => spec.trainable(model.store.names(), model.config.num_hidden_layers, model.config.family)?,
         None => vec![true; model.store.len()],
     };
 

@@ -123,7 +123,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         set_prior_bias(&mut model, &report.initialized, &train_data)?;
     }
     if let Some(spec) = &config.freeze {
-        model.trainable = spec.trainable(model.params.names(), model.config.num_hidden_layers)?;
+        model.trainable = spec.trainable(model.params.names(), model.config.num_hidden_layers, model.config.family)?;
     }
     let settings = InferenceSettings {
         task: Some(config.task),
