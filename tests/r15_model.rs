@@ -169,7 +169,7 @@ fn r15_eval_reads_the_data_as_the_model_was_trained() {
     cmd.args(["--text-column", "premise", "--text-pair-column", "hypothesis", "--label-column", "gold", "--max-length", "48"]);
     succeed(cmd.args(["--max-steps", "2", "--device", "cpu"]), "train on pairs");
     let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(output.join("berth-inference.json")).unwrap()).unwrap();
-    assert_eq!(settings["format_version"], 2);
+    assert_eq!(settings["format_version"], 3);
     assert_eq!(settings["data"]["text_pair_column"], "hypothesis");
     assert_eq!(settings["data"]["max_length"], 48);
 
@@ -208,7 +208,7 @@ fn r15_inference_settings_carry_a_format_version() {
     // A newer version is a clear error, even with fields this binary does not know.
     std::fs::write(&settings, r#"{"format_version": 99, "task": "classification", "a_future_field": 1}"#).unwrap();
     let err = fail(berth().args(["predict", "--model"]).arg(&model).arg("--input").arg(&input), "predict with version 99");
-    assert!(err.contains("format_version 99 was written by a newer berth; this one reads versions 1 to 2"), "{err}");
+    assert!(err.contains("format_version 99 was written by a newer berth; this one reads versions 1 to 3"), "{err}");
 }
 
 // ---------------------------------------------------------------- saved thresholds change decisions

@@ -207,6 +207,7 @@ fn t6_multi_label_layouts_agree() {
             tag_column: None,
             label_separator: ",",
             alignment: berth::data::align::Alignment::First,
+            long_text: None,
         };
         let raw = spec.read(&path).unwrap();
         let data = spec.encode(&path, &raw, &set, &tokenizer).unwrap();
@@ -621,6 +622,7 @@ fn t6_long_sentences_are_windowed_not_truncated() {
         tag_column: None,
         label_separator: ",",
         alignment: berth::data::align::Alignment::First,
+        long_text: None,
     };
     let tokenizer = berth::data::BerthTokenizer::from_dir(&model, 16).unwrap();
     let raw = spec.read(&path).unwrap();

@@ -15,6 +15,7 @@ pub mod linear;
 pub mod loss;
 pub mod norm;
 pub mod rows;
+pub mod windows;
 
 use crate::backend;
 use crate::error::{Error, Result};

@@ -36,6 +36,11 @@ pub struct EvalArgs {
     pub max_length: Option<usize>,
     #[command(flatten)]
     pub device: super::DeviceArgs,
+    /// Documents longer than the window: as the model was trained (its
+    /// berth-inference.json), unless these flags say otherwise. Chunked
+    /// documents are scored as documents.
+    #[command(flatten)]
+    pub long_text: crate::train::long_text::LongTextArgs,
     /// Where to write metrics.json (default: metrics.json in the model folder).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -74,6 +79,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ("tag column", shown(&tag_column.0.map(|c| c.to_string())), tag_column.1),
         ("max length", max_length.0.to_string(), max_length.1),
     ];
+    let (long_text, long_text_source) = args.long_text.resolve(settings.long_text)?;
+    if long_text.is_some() && task == Task::TokenClassification {
+        return Err(crate::error::Error::InvalidArgument(
+            "--long-text chunk is for sequence tasks: a token model reads long sentences in windows of its own".into(),
+        ));
+    }
+    let long_text_line = crate::train::long_text::describe(long_text);
+    let mut lines = lines.to_vec();
+    lines.push(("long text", long_text_line, long_text_source));
     let described: Vec<String> = lines.iter().map(|(k, v, from)| format!("  {k}: {v} ({from})")).collect();
     eprintln!("data settings (- means from the file):\n{}", described.join("\n"));
     let spec = DataSpec {
@@ -89,14 +103,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         tag_column: tag_column.0,
         label_separator: &separator.0,
         alignment: Alignment::parse(settings.alignment.as_deref().unwrap_or("first"))?,
+        long_text,
     };
     let raw = spec.read(&args.data)?;
     let labels = LabelSet::from_names(model.labels.clone())?;
-    let tokenizer = BerthTokenizer::from_dir(
+    let mut tokenizer = BerthTokenizer::from_dir(
         &args.model,
         crate::train::trainer::effective_max_length(max_length.0, model.config.max_sequence_length()),
     )?;
     tokenizer.check_vocab(model.config.vocab_size)?;
+    if let Some(chunks) = long_text {
+        tokenizer.enable_windows(chunks.stride)?;
+    }
     let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
     let on_device = match &device {
         Some(d) => Some(DeviceModel::upload(d, precision, &model.params)?),
@@ -131,7 +149,7 @@ fn write_eval_report(
     let log = std::fs::read_to_string(args.model.join("metrics.jsonl"))
         .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
         .unwrap_or_default();
-    let multi_gold = match &data.targets {
+    let multi_gold = match data.gold_targets() {
         crate::train::dataset::Targets::Multi(g) => Some(g.as_slice()),
         _ => None,
     };

@@ -42,6 +42,8 @@ pub struct PredictArgs {
     pub max_length: Option<usize>,
     #[command(flatten)]
     pub device: super::DeviceArgs,
+    #[command(flatten)]
+    pub long_text: crate::train::long_text::LongTextArgs,
 }
 
 /// The input file, read once for every head: sentences of words, or (text, pair) lines.
@@ -67,6 +69,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
             Some(h) => vec![(h.clone(), Task::Classification)],
             None => MultiTaskModel::load(&args.model)?.heads.iter().map(|h| (h.name.clone(), h.task)).collect(),
         };
+        if args.long_text.long_text.is_some() {
+            return Err(Error::InvalidArgument("--long-text: multi-task models truncate long inputs for now".into()));
+        }
         for (name, task) in heads {
             // --words without --head reports the token heads only.
             if args.words && args.head.is_none() && task != Task::TokenClassification {
@@ -82,10 +87,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
         if args.head.is_some() {
             return Err(Error::InvalidArgument(format!("--head: {} is a single-task model", args.model.display())));
         }
-        let (predictor, report) = Predictor::load_on(&args.model, max_length, device.as_ref(), precision)?;
+        let (mut predictor, report) = Predictor::load_on(&args.model, max_length, device.as_ref(), precision)?;
         for note in &report.notes {
             eprintln!("note: {note}");
         }
+        let (long_text, source) = args.long_text.resolve(predictor.settings.long_text)?;
+        if long_text.is_some() && args.words {
+            return Err(Error::InvalidArgument(
+                "--long-text chunk is for sequence tasks; --words reads long sentences in windows of its own".into(),
+            ));
+        }
+        predictor.set_long_text(long_text)?;
+        eprintln!("long text: {} ({source})", crate::train::long_text::describe(long_text));
         predictors.push((None, predictor));
     }
     // Every predictor's outputs, one JSON value per input line.
@@ -96,7 +109,15 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 predictor.predict_words(sentences, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
             }
             Inputs::Lines(examples) => {
-                predictor.predict(examples, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+                let predictions = predictor.predict(examples, args.batch_size)?;
+                let capped = predictions.iter().filter(|p| p.windows_dropped.is_some()).count();
+                if let (Some(limit), true) = (predictor.long_text().and_then(|c| c.max_chunks), capped > 0) {
+                    eprintln!(
+                        "note: {capped} of {} inputs had more than --max-chunks {limit} windows; the rest of each was not read",
+                        examples.len()
+                    );
+                }
+                predictions.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
             }
         };
         columns.push((name.clone(), values));

@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod batch;
+pub mod chunks;
 pub mod conll;
 pub mod readers;
 pub mod sampler;
@@ -9,4 +10,4 @@ pub mod tokenize;
 
 pub use batch::Batch;
 pub use readers::{Column, Example, Format, Label, LabelSet, ReaderOptions, read_examples};
-pub use tokenize::{BerthTokenizer, Encoded, longest_first_batches, pad_batch};
+pub use tokenize::{BerthTokenizer, Encoded, Windows, longest_first_batches, pad_batch};

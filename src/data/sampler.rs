@@ -9,6 +9,11 @@
 //!   fresh random subset each epoch; the rest of the epoch is skipped. R = 1
 //!   (the default) balances the classes exactly.
 //!
+//! Multi-label data takes `weighted[:R]` over groups instead of classes:
+//! each example joins the group of its rarest label (the label with the
+//! fewest training positives among its own; examples with no label form one
+//! more group), so a document's draw weight comes from its rarest label.
+//!
 //! An epoch is `--epoch-length` examples when given; otherwise the training
 //! set's size for `random` and `weighted`, and the kept examples for
 //! `undersample`. Every draw depends only on (seed, epoch), so runs repeat
@@ -75,6 +80,9 @@ pub struct Sampler {
     class_share: Vec<f64>,
     keep: Vec<usize>,
     rows: usize,
+    /// Multi-label only: per label, the share of examples carrying it in the
+    /// data and its expected share in an epoch.
+    label_shares: Vec<(f64, f64)>,
 }
 
 impl Sampler {
@@ -100,6 +108,7 @@ impl Sampler {
             class_share: Vec::new(),
             keep: Vec::new(),
             rows,
+            label_shares: Vec::new(),
         };
         if *kind == SamplerKind::Random {
             return Ok(sampler);
@@ -124,10 +133,7 @@ impl Sampler {
                         names[c]
                     )));
                 }
-                let floor = *counts.iter().max().unwrap_or(&0) as f64 / max_ratio;
-                let mass: Vec<f64> = counts.iter().map(|&n| (n as f64).max(floor)).collect();
-                let total: f64 = mass.iter().sum();
-                sampler.class_share = mass.iter().map(|m| m / total).collect();
+                sampler.class_share = weighted_shares(&counts, max_ratio);
             }
             SamplerKind::Undersample { max_ratio } => {
                 let smallest = counts.iter().copied().min().unwrap_or(0);
@@ -153,6 +159,69 @@ impl Sampler {
         }
         sampler.by_class = by_class;
         Ok(sampler)
+    }
+
+    /// `weighted[:R]` for multi-label data, where `label_sets` holds each
+    /// example's labels: the groups of the module comment are drawn as
+    /// classes are. `random` needs no labels; `undersample` is refused, since
+    /// cutting one group also cuts the other labels its examples carry.
+    pub fn for_label_sets(
+        kind: &SamplerKind,
+        label_sets: &[Vec<bool>],
+        names: &[String],
+        epoch_length: Option<usize>,
+        seed: u64,
+    ) -> Result<Sampler> {
+        let rows = label_sets.len();
+        let max_ratio = match *kind {
+            SamplerKind::Random => return Sampler::new(kind, rows, None, names, epoch_length, seed),
+            SamplerKind::Undersample { .. } => {
+                return Err(Error::InvalidArgument(multi_label_undersampling(&kind.name())));
+            }
+            SamplerKind::Weighted { max_ratio } => max_ratio,
+        };
+        let mut positives = vec![0usize; names.len()];
+        for set in label_sets {
+            set.iter().enumerate().filter(|(_, on)| **on).for_each(|(l, _)| positives[l] += 1);
+        }
+        let no_label = names.len();
+        let group_of = |set: &Vec<bool>| (0..names.len()).filter(|&l| set[l]).min_by_key(|&l| (positives[l], l)).unwrap_or(no_label);
+        let mut by_group = vec![Vec::new(); names.len() + 1];
+        for (i, set) in label_sets.iter().enumerate() {
+            by_group[group_of(set)].push(i);
+        }
+        // A label that is no example's rarest has no group of its own; it is drawn through its examples' groups.
+        by_group.retain(|members| !members.is_empty());
+        if by_group.is_empty() {
+            return Err(Error::InvalidArgument(format!("--sampler {}: the training set is empty", kind.name())));
+        }
+        let counts: Vec<usize> = by_group.iter().map(Vec::len).collect();
+        let class_share = weighted_shares(&counts, max_ratio);
+        let mut label_shares = vec![(0.0, 0.0); names.len()];
+        for (members, share) in by_group.iter().zip(&class_share) {
+            for &i in members {
+                for (l, _) in label_sets[i].iter().enumerate().filter(|(_, on)| **on) {
+                    label_shares[l].0 += 1.0 / rows as f64;
+                    label_shares[l].1 += share / members.len() as f64;
+                }
+            }
+        }
+        Ok(Sampler {
+            kind: kind.clone(),
+            epoch_length: epoch_length.unwrap_or(rows),
+            seed,
+            by_class: by_group,
+            class_share,
+            keep: Vec::new(),
+            rows,
+            label_shares,
+        })
+    }
+
+    /// Multi-label only: per label, (share of examples carrying it in the
+    /// data, expected share in an epoch); empty otherwise.
+    pub fn label_shares(&self) -> &[(f64, f64)] {
+        &self.label_shares
     }
 
     pub fn epoch_length(&self) -> usize {
@@ -227,11 +296,53 @@ impl Sampler {
             ),
         };
         let mut line = format!("sampler: {}, epoch of {} examples ({how})", self.kind.name(), self.epoch_length);
-        if !shares.is_empty() {
+        if !self.label_shares.is_empty() {
+            line.push_str(&format!(
+                ", each example by its rarest label ({} groups); {}",
+                self.by_class.len(),
+                describe_label_shares(names, &self.label_shares)
+            ));
+        } else if !shares.is_empty() {
             let s: Vec<String> = names.iter().zip(&shares).map(|(n, s)| format!("{n} {:.1}%", 100.0 * s)).collect();
             line.push_str(&format!("; expected class shares: {}", s.join(", ")));
         }
         line
+    }
+}
+
+/// Why `--sampler undersample[:R]` (`spec`) is refused for multi-label data.
+pub fn multi_label_undersampling(spec: &str) -> String {
+    format!(
+        "--sampler {spec}: multi-label data takes --sampler weighted[:R] (each example drawn by its rarest label); \
+         undersampling one label would also drop the other labels its examples carry"
+    )
+}
+
+/// `weighted[:R]`: each class (or group) drawn in proportion to
+/// max(n_c, n_max / R).
+fn weighted_shares(counts: &[usize], max_ratio: f64) -> Vec<f64> {
+    let floor = *counts.iter().max().unwrap_or(&0) as f64 / max_ratio;
+    let mass: Vec<f64> = counts.iter().map(|&n| (n as f64).max(floor)).collect();
+    let total: f64 = mass.iter().sum();
+    mass.iter().map(|m| m / total).collect()
+}
+
+/// The multi-label shares, data → epoch: every label when there are few,
+/// else the four most common and the four rarest.
+fn describe_label_shares(names: &[String], shares: &[(f64, f64)]) -> String {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|&a, &b| shares[b].0.total_cmp(&shares[a].0).then(a.cmp(&b)));
+    let show = |ls: &[usize]| {
+        ls.iter().map(|&l| format!("{} {:.1}% → {:.1}%", names[l], 100.0 * shares[l].0, 100.0 * shares[l].1)).collect::<Vec<_>>().join(", ")
+    };
+    if order.len() <= 12 {
+        format!("expected label shares (examples carrying the label, data → epoch): {}", show(&order))
+    } else {
+        format!(
+            "expected label shares (examples carrying the label, data → epoch), most common: {}; rarest: {}",
+            show(&order[..4]),
+            show(&order[order.len() - 4..])
+        )
     }
 }
 
@@ -272,6 +383,42 @@ mod tests {
         let e = long.epoch(3);
         assert_eq!(e.len(), 25);
         assert!((0..10).all(|i| e.iter().filter(|&&j| j == i).count() >= 2));
+    }
+
+    #[test]
+    fn multi_label_weighting_draws_each_example_by_its_rarest_label() {
+        let names: Vec<String> = ["common", "rare", "mid"].iter().map(|s| s.to_string()).collect();
+        // common on 8 examples, mid on 3, rare on 1; example 9 has no label.
+        let mut sets = vec![vec![true, false, false]; 6];
+        sets.push(vec![true, false, true]);
+        sets.push(vec![true, true, true]);
+        sets.push(vec![false, false, true]);
+        sets.push(vec![false, false, false]);
+        let s = Sampler::for_label_sets(&SamplerKind::Weighted { max_ratio: 1.0 }, &sets, &names, Some(40_000), 7).unwrap();
+        // Groups: common {0..6}, mid {6, 8}, rare {7}, none {9}: with R = 1 each is drawn a quarter of the time.
+        let draws = s.epoch(0);
+        let rate = |i: usize| draws.iter().filter(|&&j| j == i).count() as f64 / draws.len() as f64;
+        assert!((rate(7) - 0.25).abs() < 0.01, "the only rare example: {}", rate(7));
+        assert!((rate(9) - 0.25).abs() < 0.01, "the unlabelled example: {}", rate(9));
+        assert!((rate(6) - 0.125).abs() < 0.01 && (rate(8) - 0.125).abs() < 0.01);
+        assert!((rate(0) - 0.25 / 6.0).abs() < 0.01);
+        // Expected label shares, data → epoch: rare 10% → 25%; common 80% → 25% + 12.5% + 25%.
+        let shares = s.label_shares();
+        assert!((shares[1].0 - 0.1).abs() < 1e-12 && (shares[1].1 - 0.25).abs() < 1e-12);
+        assert!((shares[0].0 - 0.8).abs() < 1e-12 && (shares[0].1 - 0.625).abs() < 1e-12);
+        let line = s.describe(&names);
+        assert!(line.contains("rarest label (4 groups)") && line.contains("rare 10.0% → 25.0%"), "{line}");
+        // R caps the most common group at R draws per draw of the smallest.
+        let capped = Sampler::for_label_sets(&SamplerKind::Weighted { max_ratio: 6.0 }, &sets, &names, None, 7).unwrap();
+        let common = capped.label_shares()[0].1;
+        assert!(common > 0.625, "a larger R keeps more of the common label: {common}");
+    }
+
+    #[test]
+    fn multi_label_refuses_undersampling() {
+        let names = vec!["a".to_string()];
+        let e = Sampler::for_label_sets(&SamplerKind::Undersample { max_ratio: 1.0 }, &[vec![true]], &names, None, 1).unwrap_err();
+        assert!(e.to_string().contains("weighted[:R]"), "{e}");
     }
 
     #[test]

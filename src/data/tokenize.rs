@@ -13,7 +13,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{EncodeInput, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::Batch;
 use crate::error::{Error, Result};
@@ -49,9 +49,17 @@ pub struct BerthTokenizer {
     /// a tokenizer that other threads share.
     left: Tokenizer,
     whole: Tokenizer,
+    /// Set by [`BerthTokenizer::enable_windows`]: tokens shared by consecutive windows.
+    window_stride: Option<usize>,
     source: PathBuf,
     max_length: usize,
     pad_id: u32,
+}
+
+/// One input's windows, and how many more `max_chunks` dropped.
+pub struct Windows {
+    pub windows: Vec<Encoded>,
+    pub dropped: usize,
 }
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -102,7 +110,7 @@ impl BerthTokenizer {
         inner.with_truncation(Some(cut(TruncationDirection::Right))).map_err(|e| tok_err(&source, e))?;
         // WordPiece's `[PAD]`, or the byte-level BPE and Unigram `<pad>` (RoBERTa, XLM-R).
         let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).unwrap_or(0);
-        Ok(BerthTokenizer { inner, left, whole, source, max_length, pad_id })
+        Ok(BerthTokenizer { inner, left, whole, window_stride: None, source, max_length, pad_id })
     }
 
     pub fn max_length(&self) -> usize {
@@ -150,6 +158,95 @@ impl BerthTokenizer {
         };
         let e = tokenizer.encode(input, true).map_err(|e| tok_err(&self.source, e))?;
         Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() })
+    }
+
+    /// Prepares [`BerthTokenizer::encode_windows`]: windows of at most
+    /// `max_length` tokens, each with its own special tokens, consecutive
+    /// windows sharing `stride` word pieces, as transformers' tokenizers cut
+    /// with `return_overflowing_tokens=True, stride=stride` (pairs with
+    /// `truncation="only_second"`).
+    pub fn enable_windows(&mut self, stride: usize) -> Result<()> {
+        let room = self.max_length.saturating_sub(self.special_tokens(false));
+        if stride >= room {
+            return Err(Error::InvalidArgument(format!(
+                "--chunk-stride {stride} must be smaller than a window's {room} text tokens (max length {} less {} special tokens)",
+                self.max_length,
+                self.special_tokens(false)
+            )));
+        }
+        self.window_stride = Some(stride);
+        Ok(())
+    }
+
+    /// How many special tokens the post-processor adds to a text or a pair.
+    fn special_tokens(&self, pair: bool) -> usize {
+        self.inner.get_post_processor().map_or(0, |p| p.added_tokens(pair))
+    }
+
+    /// The windows of one input (see [`BerthTokenizer::enable_windows`]),
+    /// at most `max_chunks` of them. An input that fits is one window, the
+    /// same as [`BerthTokenizer::encode`] gives.
+    ///
+    /// The word pieces are cut here, and the special tokens added to each
+    /// window afterwards, rather than by the tokenizer's own truncation: the
+    /// `tokenizers` crate (0.23.2) shortens a long input before it makes the
+    /// overflowing windows, and loses all but the last of them.
+    pub fn encode_windows(&self, text: &str, pair: Option<&str>, max_chunks: Option<usize>) -> Result<Windows> {
+        let stride = self.window_stride.ok_or_else(|| Error::InvalidArgument("encode_windows before enable_windows".into()))?;
+        self.encode_windows_with(text, pair, stride, max_chunks)
+    }
+
+    /// Text tokens a single text's window holds: the length less the special tokens.
+    pub fn window_room(&self) -> usize {
+        self.max_length.saturating_sub(self.special_tokens(false))
+    }
+
+    /// As [`BerthTokenizer::encode_windows`], with a stride of the caller's
+    /// (the server's per-request chunking); the stride is checked here.
+    pub fn encode_windows_with(&self, text: &str, pair: Option<&str>, stride: usize, max_chunks: Option<usize>) -> Result<Windows> {
+        if stride >= self.window_room() {
+            return Err(Error::InvalidArgument(format!(
+                "a chunk stride of {stride} must be smaller than a window's {} text tokens",
+                self.window_room()
+            )));
+        }
+        let err = |e| tok_err(&self.source, e);
+        let first = self.whole.encode(text, false).map_err(err)?;
+        let (mut windowed, fixed) = match pair {
+            None => (first, None),
+            Some(p) => (self.whole.encode(p, false).map_err(err)?, Some(first)),
+        };
+        let room = match &fixed {
+            None => self.max_length - self.special_tokens(false),
+            Some(first) => {
+                // The first text is in every window: it must leave room for more of the second than the stride.
+                let room = self.max_length.saturating_sub(self.special_tokens(true) + first.len());
+                if room <= stride {
+                    return Err(Error::InvalidArgument(format!(
+                        "a pair's first text has {} tokens, which leaves no window of max length {} for its second text \
+                         with a stride of {stride}: shorten the first text or raise --max-length",
+                        first.len(),
+                        self.max_length
+                    )));
+                }
+                room
+            }
+        };
+        windowed.truncate(room, stride, TruncationDirection::Right);
+        let rest = windowed.take_overflowing();
+        let mut windows = Vec::with_capacity(1 + rest.len());
+        for piece in std::iter::once(windowed).chain(rest) {
+            let e = match &fixed {
+                None => self.whole.post_process(piece, None, true),
+                Some(first) => self.whole.post_process(first.clone(), Some(piece), true),
+            }
+            .map_err(err)?;
+            windows.push(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() });
+        }
+        let keep = max_chunks.unwrap_or(usize::MAX).min(windows.len());
+        let dropped = windows.len() - keep;
+        windows.truncate(keep);
+        Ok(Windows { windows, dropped })
     }
 
     /// Tokenises many examples in parallel.

@@ -9,12 +9,13 @@
 use std::path::Path;
 
 use crate::data::Encoded;
-use crate::data::tokenize::Truncation;
+use crate::data::chunks::DEFAULT_CHUNK_STRIDE;
+use crate::data::tokenize::{Truncation, Windows};
 use crate::device::{DeviceChoice, open};
 use crate::error::{Error, Result};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
 use crate::model::device_model::Precision;
-use crate::model::settings::max_length_for;
+use crate::model::settings::{Aggregate, ChunkSettings, max_length_for};
 use crate::model::{HeadKind, ProblemType};
 
 /// What a model predicts, read from its `config.json`.
@@ -191,6 +192,10 @@ impl Classifier {
     /// # Ok::<(), berth::Error>(())
     /// ```
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<TextPrediction>> {
+        if self.predictor.long_text().is_some() {
+            let inputs: Vec<(String, Option<String>)> = texts.iter().map(|t| (t.to_string(), None)).collect();
+            return self.predict_chunked(&inputs);
+        }
         let encoded = texts.iter().map(|t| self.encode(t, None)).collect::<Result<Vec<_>>>()?;
         self.predict_encoded(&encoded.iter().collect::<Vec<_>>())
     }
@@ -205,6 +210,10 @@ impl Classifier {
     /// # Ok::<(), berth::Error>(())
     /// ```
     pub fn predict_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<TextPrediction>> {
+        if self.predictor.long_text().is_some() {
+            let inputs: Vec<(String, Option<String>)> = pairs.iter().map(|(a, b)| (a.to_string(), Some(b.to_string()))).collect();
+            return self.predict_chunked(&inputs);
+        }
         let encoded = pairs.iter().map(|(a, b)| self.encode(a, Some(b))).collect::<Result<Vec<_>>>()?;
         self.predict_encoded(&encoded.iter().collect::<Vec<_>>())
     }
@@ -245,11 +254,49 @@ impl Classifier {
 
     /// Classifies examples tokenised by [`Classifier::encode`], in input order.
     pub fn predict_encoded(&self, encoded: &[&Encoded]) -> Result<Vec<TextPrediction>> {
+        self.check_sequence_model()?;
+        let predictions = self.predictor.predict_encoded_many(encoded, self.batch_size)?;
+        Ok(predictions.into_iter().map(|p| self.text_prediction(p)).collect())
+    }
+
+    /// A model trained with `--long-text chunk`: every input read in windows, as training did.
+    fn predict_chunked(&self, inputs: &[(String, Option<String>)]) -> Result<Vec<TextPrediction>> {
+        self.check_sequence_model()?;
+        Ok(self.predictor.predict(inputs, self.batch_size)?.into_iter().map(|p| self.text_prediction(p)).collect())
+    }
+
+    fn check_sequence_model(&self) -> Result<()> {
         if self.kind == ModelKind::TokenClassification {
             return Err(Error::InvalidArgument("this is a token-classification model: it tags words; call predict_words instead".into()));
         }
-        let predictions = self.predictor.predict_encoded_many(encoded, self.batch_size)?;
-        Ok(predictions.into_iter().map(|p| self.text_prediction(p)).collect())
+        Ok(())
+    }
+
+    /// The long-text setting the model was saved with (`--long-text chunk`), if any.
+    pub fn long_text(&self) -> Option<ChunkSettings> {
+        self.predictor.long_text()
+    }
+
+    /// The windows an input is read in when it is chunked: the saved setting,
+    /// or else a stride of 32 (narrowed to a quarter of a small window), no
+    /// window limit and the mean, as `berth predict --long-text chunk` does.
+    pub fn chunk_settings(&self) -> ChunkSettings {
+        self.long_text().unwrap_or(ChunkSettings {
+            stride: DEFAULT_CHUNK_STRIDE.min(self.predictor.tokenizer.window_room() / 4),
+            max_chunks: None,
+            aggregate: Aggregate::Mean,
+        })
+    }
+
+    /// One input's windows under `chunks` (a text that fits is one window).
+    pub fn encode_windows(&self, text: &str, pair: Option<&str>, chunks: ChunkSettings) -> Result<Windows> {
+        self.predictor.tokenizer.encode_windows_with(text, pair, chunks.stride, chunks.max_chunks)
+    }
+
+    /// The prediction for a document whose windows' logits were combined
+    /// by the caller: thresholds, temperature and labels as for one text.
+    pub fn decide(&self, logits: Vec<f64>) -> TextPrediction {
+        self.text_prediction(self.predictor.decide(logits))
     }
 
     /// Reads a sequence head's [`Prediction`] into the typed form.

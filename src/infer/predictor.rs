@@ -14,12 +14,12 @@ use crate::model::decision::Decision;
 use crate::model::device_model::{DeviceModel, Precision};
 use crate::model::multitask::MultiTaskModel;
 use crate::model::params::WeightCache;
-use crate::model::settings::InferenceSettings;
+use crate::model::settings::{ChunkSettings, InferenceSettings};
 use crate::model::{BertClassifier, HeadKind, InferenceWeights, LoadOptions, LoadReport, ProblemType, load_model};
 use crate::numerics::argmax;
 
 /// One prediction. Which fields are present depends on the head.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Prediction {
     /// (C) for sequence heads; per real token (T, C) rows for token heads.
     pub logits: serde_json::Value,
@@ -40,6 +40,12 @@ pub struct Prediction {
     pub tokens: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// Chunked long text: how many windows were read, and how many more
+    /// `max_chunks` left unread (absent when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows_dropped: Option<usize>,
 }
 
 /// A token model's prediction for one sentence of words.
@@ -71,6 +77,8 @@ pub struct Predictor {
     pub tokenizer: BerthTokenizer,
     /// Thresholds and the task, from `berth-inference.json` when the folder has one.
     pub settings: InferenceSettings,
+    /// Sequence heads: chunk inputs longer than the window (from the settings, or [`Predictor::set_long_text`]).
+    long_text: Option<ChunkSettings>,
     /// Where the forward passes run: the CPU with transposed linear weights
     /// built once at load, or a device holding the weights in the chosen precision.
     engine: Engine,
@@ -127,7 +135,32 @@ impl Predictor {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params)?),
             None => Engine::Cpu(model.weight_cache()?),
         };
-        Ok(Predictor { model, tokenizer, settings, engine })
+        let long_text = settings.long_text;
+        let mut predictor = Predictor { model, tokenizer, settings, long_text: None, engine };
+        predictor.set_long_text(long_text)?;
+        Ok(predictor)
+    }
+
+    /// Chunks inputs longer than the window (`Some`), or truncates them (`None`).
+    pub fn set_long_text(&mut self, long_text: Option<ChunkSettings>) -> Result<()> {
+        if let Some(chunks) = long_text {
+            if self.model.head == HeadKind::TokenClassification {
+                return Err(Error::InvalidArgument(
+                    "--long-text chunk is for sequence tasks: a token model reads long sentences in windows of its own (--words)".into(),
+                ));
+            }
+            if chunks.max_chunks == Some(0) {
+                return Err(Error::InvalidArgument("--max-chunks 0: a document needs at least one window".into()));
+            }
+            self.tokenizer.enable_windows(chunks.stride)?;
+        }
+        self.long_text = long_text;
+        Ok(())
+    }
+
+    /// The long-text setting in force.
+    pub fn long_text(&self) -> Option<ChunkSettings> {
+        self.long_text
     }
 
     /// The device's description, or `cpu`.
@@ -149,9 +182,45 @@ impl Predictor {
         if batch_size == 0 {
             return Err(Error::InvalidArgument("batch size must be at least 1".into()));
         }
+        if let Some(chunks) = self.long_text {
+            return self.predict_chunked(inputs, batch_size, chunks);
+        }
         let encoded = self.tokenizer.encode_many(inputs)?;
         let refs: Vec<&Encoded> = encoded.iter().collect();
         self.predict_encoded_many(&refs, batch_size)
+    }
+
+    /// Every input cut into windows; the windows of all inputs batched
+    /// together (longest first) as ordinary sequences; each document's
+    /// windows' logits combined by the aggregate, then decided as one row.
+    fn predict_chunked(&self, inputs: &[(String, Option<String>)], batch_size: usize, chunks: ChunkSettings) -> Result<Vec<Prediction>> {
+        let mut windows: Vec<Encoded> = Vec::new();
+        let mut spans = Vec::with_capacity(inputs.len());
+        for (text, pair) in inputs {
+            let cut = self.tokenizer.encode_windows(text, pair.as_deref(), chunks.max_chunks)?;
+            spans.push((windows.len(), cut.windows.len(), cut.dropped));
+            windows.extend(cut.windows);
+        }
+        let c = self.model.num_labels();
+        let lengths: Vec<usize> = windows.iter().map(|e| e.ids.len()).collect();
+        let mut rows: Vec<Vec<f64>> = vec![Vec::new(); windows.len()];
+        for batch in &longest_first_batches(&lengths, batch_size) {
+            let group: Vec<&Encoded> = batch.iter().map(|&i| &windows[i]).collect();
+            let (logits, _) = self.logits(&group)?;
+            for (b, &i) in batch.iter().enumerate() {
+                rows[i] = logits[b * c..(b + 1) * c].to_vec();
+            }
+        }
+        let decision = Decision::from_settings(&self.settings);
+        Ok(spans
+            .into_iter()
+            .map(|(start, n, dropped)| {
+                let mut p = self.sequence_prediction(chunks.aggregate.combine(&rows[start..start + n]), &decision);
+                p.windows = Some(n);
+                p.windows_dropped = (dropped > 0).then_some(dropped);
+                p
+            })
+            .collect())
     }
 
     /// As [`Predictor::predict`], for examples the caller has already
@@ -244,46 +313,39 @@ impl Predictor {
                     let rows: Vec<Vec<f64>> = (0..e.ids.len()).map(|j| logits[(i * t + j) * c..(i * t + j + 1) * c].to_vec()).collect();
                     let tags = rows.iter().map(|r| labels[argmax(r)].clone()).collect();
                     let tokens = e.ids.iter().map(|&id| self.tokenizer.inner().id_to_token(id).unwrap_or_default()).collect();
-                    Prediction {
-                        logits: serde_json::json!(rows),
-                        probabilities: None,
-                        label: None,
-                        labels: None,
-                        score: None,
-                        tokens: Some(tokens),
-                        tags: Some(tags),
-                    }
+                    Prediction { logits: serde_json::json!(rows), tokens: Some(tokens), tags: Some(tags), ..Prediction::default() }
                 }
-                (_, problem) => {
-                    let row = logits[i * c..(i + 1) * c].to_vec();
-                    let mut p = Prediction {
-                        logits: serde_json::json!(row),
-                        probabilities: None,
-                        label: None,
-                        labels: None,
-                        score: None,
-                        tokens: None,
-                        tags: None,
-                    };
-                    match problem {
-                        Some(ProblemType::Regression) => p.score = Some(row[0]),
-                        Some(ProblemType::MultiLabel) => {
-                            let (probs, positive) = decision.multi(&row);
-                            p.labels = Some(labels.iter().zip(positive).filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect());
-                            p.probabilities = Some(probs);
-                        }
-                        _ => {
-                            // Calibrated probabilities; a binary threshold decides the label when one was tuned.
-                            let (probs, id) = decision.single(&row);
-                            p.label = Some(labels[id].clone());
-                            p.probabilities = Some(probs);
-                        }
-                    }
-                    p
-                }
+                _ => self.sequence_prediction(logits[i * c..(i + 1) * c].to_vec(), &decision),
             };
             predictions.push(p);
         }
         Ok(predictions)
+    }
+
+    /// A sequence head's prediction from its (C) logits.
+    /// A sequence head's prediction from one row of logits, decided by the
+    /// saved thresholds and temperature.
+    pub fn decide(&self, row: Vec<f64>) -> Prediction {
+        self.sequence_prediction(row, &Decision::from_settings(&self.settings))
+    }
+
+    fn sequence_prediction(&self, row: Vec<f64>, decision: &Decision) -> Prediction {
+        let labels = &self.model.labels;
+        let mut p = Prediction { logits: serde_json::json!(row), ..Prediction::default() };
+        match self.model.problem_type {
+            Some(ProblemType::Regression) => p.score = Some(row[0]),
+            Some(ProblemType::MultiLabel) => {
+                let (probs, positive) = decision.multi(&row);
+                p.labels = Some(labels.iter().zip(positive).filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect());
+                p.probabilities = Some(probs);
+            }
+            _ => {
+                // Calibrated probabilities; a binary threshold decides the label when one was tuned.
+                let (probs, id) = decision.single(&row);
+                p.label = Some(labels[id].clone());
+                p.probabilities = Some(probs);
+            }
+        }
+        p
     }
 }

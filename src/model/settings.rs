@@ -21,7 +21,8 @@ use crate::model::task::Task;
 pub const SETTINGS_FILE: &str = "berth-inference.json";
 
 /// The `format_version` this binary writes and the newest it reads.
-pub const SETTINGS_FORMAT_VERSION: u32 = 2;
+/// (3 added `long_text`.)
+pub const SETTINGS_FORMAT_VERSION: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +49,25 @@ pub struct InferenceSettings {
     /// How the training data was read: the defaults of `eval`, `predict` and `serve`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataSettings>,
+    /// Sequence tasks: inputs longer than the window are read in chunks
+    /// (absent: truncated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_text: Option<ChunkSettings>,
+}
+
+pub use crate::data::chunks::Aggregate;
+
+/// How a document longer than the model's window is classified: cut into
+/// overlapping windows, each classified, their logits combined.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkSettings {
+    /// Tokens shared by consecutive windows (`--chunk-stride`).
+    pub stride: usize,
+    /// At most this many windows per document; the rest is dropped, with a note (`--max-chunks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chunks: Option<usize>,
+    pub aggregate: Aggregate,
 }
 
 fn legacy_version() -> u32 {
@@ -64,6 +84,7 @@ impl Default for InferenceSettings {
             temperature: None,
             alignment: None,
             data: None,
+            long_text: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! {"inputs": "...", "raw_scores": true}             → the logits instead of probabilities
 //! {"inputs": "...", "truncate": false}              → 413 if the text is over the maximum length
 //! {"inputs": "...", "truncation_direction": "Left"} → an over-long text loses its first tokens
+//! {"inputs": "...", "long_text": "chunk"}           → berth's: an over-long text read in windows
 //! {"inputs": "...", "parameters": {"top_k": 2, "function_to_apply": "sigmoid"}}
 //!                                                   → [[{"label", "score"}, {"label", "score"}]]
 //! ```
@@ -22,6 +23,13 @@
 //! strings is two texts; a pair is always written as a nested
 //! `[text, text_pair]`. Unknown fields are refused rather than ignored, so a
 //! misspelt one is not silently dropped; `null` stands for a field's default.
+//!
+//! `long_text` is berth's own field: `"chunk"` reads a text longer than the
+//! window in overlapping windows and combines their logits (the model's saved
+//! `--long-text` setting, or a stride of 32 and the mean); `"truncate"` cuts
+//! it even when the model was trained chunked. Without the field the model's
+//! saved setting decides. A chunked text is never over the length, so
+//! `truncate` and `truncation_direction` then change nothing.
 
 use serde_json::{Map, Value};
 
@@ -78,6 +86,8 @@ pub struct PredictRequest {
     pub top_k: Option<usize>,
     /// Scores from the logits by this function instead of the model's own.
     pub function: Option<ScoreFunction>,
+    /// `"long_text"`: Some(true) chunks, Some(false) truncates, None follows the model.
+    pub chunk: Option<bool>,
 }
 
 impl PredictRequest {
@@ -135,7 +145,7 @@ fn example(v: &Value, at: &str, limits: &RequestLimits) -> Result<Example, Reque
 }
 
 /// The fields a request may hold.
-const FIELDS: &str = "`inputs`, `raw_scores`, `truncate`, `truncation_direction` and `parameters`";
+const FIELDS: &str = "`inputs`, `raw_scores`, `truncate`, `truncation_direction`, `long_text` and `parameters`";
 /// The fields `parameters` may hold.
 const PARAMETERS: &str = "`top_k` and `function_to_apply`";
 
@@ -207,8 +217,9 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictReque
     let Value::Object(fields) = value else {
         return Err(RequestError::Invalid(format!("the body must be a JSON object with `inputs`, found {}", kind_of(&value))));
     };
-    if let Some(unknown) =
-        fields.keys().find(|k| !matches!(k.as_str(), "inputs" | "raw_scores" | "truncate" | "truncation_direction" | "parameters"))
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "inputs" | "raw_scores" | "truncate" | "truncation_direction" | "long_text" | "parameters"))
     {
         return Err(RequestError::Invalid(format!("unknown field `{unknown}` (a request may hold {FIELDS})")));
     }
@@ -216,6 +227,17 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictReque
     // berth truncates unless told not to (TEI run with --auto-truncate), as `berth predict` does.
     let truncate = boolean(&fields, "truncate", true)?;
     let direction = direction(&fields)?;
+    let chunk = match field(&fields, "long_text") {
+        None => None,
+        Some(Value::String(s)) if s == "chunk" => Some(true),
+        Some(Value::String(s)) if s == "truncate" => Some(false),
+        Some(Value::String(s)) => {
+            return Err(RequestError::Invalid(format!("`long_text` must be \"chunk\" or \"truncate\", found \"{s}\"")));
+        }
+        Some(other) => {
+            return Err(RequestError::Invalid(format!("`long_text` must be \"chunk\" or \"truncate\", found {}", kind_of(other))));
+        }
+    };
     let (top_k, function) = match field(&fields, "parameters") {
         None => (None, None),
         Some(p) => parameters(p)?,
@@ -258,6 +280,7 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictReque
         truncation: if truncate { direction } else { Truncation::None },
         top_k,
         function,
+        chunk,
     })
 }
 
@@ -366,6 +389,16 @@ mod tests {
         assert!(invalid(r#"{"inputs": "a", "raw_scores": "yes"}"#).contains("`raw_scores` must be true or false"));
         assert!(invalid(r#"{"inputs": "a", "truncate": "yes"}"#).contains("`truncate` must be true or false"));
         assert!(invalid(r#"{"inputs": "a", "options": {}}"#).starts_with("unknown field `options` (a request may hold `inputs`"));
+    }
+
+    #[test]
+    fn long_text_is_chunk_truncate_or_the_models_own() {
+        assert_eq!(parse(r#"{"inputs": "a"}"#).unwrap().chunk, None);
+        assert_eq!(parse(r#"{"inputs": "a", "long_text": null}"#).unwrap().chunk, None);
+        assert_eq!(parse(r#"{"inputs": "a", "long_text": "chunk"}"#).unwrap().chunk, Some(true));
+        assert_eq!(parse(r#"{"inputs": "a", "long_text": "truncate"}"#).unwrap().chunk, Some(false));
+        assert_eq!(invalid(r#"{"inputs": "a", "long_text": "split"}"#), "`long_text` must be \"chunk\" or \"truncate\", found \"split\"");
+        assert!(invalid(r#"{"inputs": "a", "long_text": true}"#).contains("found a boolean"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::data::Encoded;
+use crate::data::chunks::Aggregate;
 use crate::infer::{Classifier, TextPrediction, WordPrediction};
 use crate::serve::metrics::Metrics;
 
@@ -57,6 +58,10 @@ impl PaddingCost {
 pub enum JobInput {
     /// Texts or text pairs, tokenised by the handler.
     Texts(Vec<Encoded>),
+    /// Chunked texts: every document's windows, predicted as ordinary
+    /// sequences; `spans` gives each document's (first window, windows),
+    /// whose logits `aggregate` combines into the document's.
+    Documents { windows: Vec<Encoded>, spans: Vec<(usize, usize)>, aggregate: Aggregate },
     /// Sentences of words, for a token model.
     Words(Vec<Vec<String>>),
 }
@@ -341,7 +346,7 @@ fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits
         order.extend((0..job.tokens.len()).map(|e| (j, e)));
     }
     let example = |&(j, e): &(usize, usize)| match &group[j].input {
-        JobInput::Texts(encoded) => &encoded[e],
+        JobInput::Texts(encoded) | JobInput::Documents { windows: encoded, .. } => &encoded[e],
         JobInput::Words(_) => unreachable!("a group holds one kind of job"),
     };
     order.sort_by_key(|k| std::cmp::Reverse(example(k).ids.len()));
@@ -374,7 +379,17 @@ fn run_texts(group: Vec<Job>, classifier: &Classifier, metrics: &Metrics, limits
             continue;
         }
         // Open now, so open when each of its passes was checked: all ran.
-        let predicted: Option<Vec<TextPrediction>> = predictions.into_iter().collect();
+        let mut predicted: Option<Vec<TextPrediction>> = predictions.into_iter().collect();
+        if let (JobInput::Documents { spans, aggregate, .. }, Some(windows)) = (&job.input, &predicted) {
+            let documents = spans
+                .iter()
+                .map(|&(start, n)| {
+                    let logits: Vec<Vec<f64>> = windows[start..start + n].iter().map(|w| w.logits.clone()).collect();
+                    classifier.decide(aggregate.combine(&logits))
+                })
+                .collect();
+            predicted = Some(documents);
+        }
         let answer = match (failure, predicted) {
             (Some(message), _) => Err(message),
             (None, Some(p)) => Ok(JobOutput::Texts(p)),

@@ -476,12 +476,30 @@ fn tokenize(classifier: &Classifier, request: &PredictRequest) -> std::result::R
         }
         return Ok((JobInput::Words(sentences), tokens));
     }
-    let mut encoded = Vec::with_capacity(examples.len());
-    for (i, e) in examples.iter().enumerate() {
-        let (text, pair) = match e {
+    fn text_of(e: &Example) -> (&str, Option<&str>) {
+        match e {
             Example::Text(t) => (t.as_str(), None),
             Example::Pair(a, b) => (a.as_str(), Some(b.as_str())),
-        };
+        }
+    }
+    // The request's `long_text`, else the model's saved setting.
+    if request.chunk.unwrap_or(classifier.long_text().is_some()) {
+        let chunks = classifier.chunk_settings();
+        let (mut windows, mut spans) = (Vec::new(), Vec::with_capacity(examples.len()));
+        for (i, e) in examples.iter().enumerate() {
+            let (text, pair) = text_of(e);
+            let cut = classifier
+                .encode_windows(text, pair, chunks)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "validation", format!("{}: {e}", request.example_name(i))))?;
+            spans.push((windows.len(), cut.windows.len()));
+            windows.extend(cut.windows);
+        }
+        let tokens = windows.iter().map(|e| e.ids.len()).collect();
+        return Ok((JobInput::Documents { windows, spans, aggregate: chunks.aggregate }, tokens));
+    }
+    let mut encoded = Vec::with_capacity(examples.len());
+    for (i, e) in examples.iter().enumerate() {
+        let (text, pair) = text_of(e);
         let e = classifier.encode_with(text, pair, request.truncation).map_err(tokenizer_error)?;
         // Only an untruncated encoding can be over the length (`"truncate": false`).
         if e.ids.len() > classifier.max_length() {

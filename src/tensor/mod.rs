@@ -293,6 +293,18 @@ impl Tensor {
         Tensor::from_device(DeviceBuffer::from_f32(device, &self.to_f32_vec(), elem)?, &self.shape)
     }
 
+    /// `values` as a tensor of `shape` placed where `like` is and in its
+    /// element type (a device tensor's values pass through f32, as uploads do).
+    pub fn from_f64_like(values: Vec<f64>, shape: &[usize], like: &Tensor) -> Result<Tensor> {
+        match like.device_buffer() {
+            Some(buffer) => {
+                let narrow: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+                Tensor::from_device(DeviceBuffer::from_f32(buffer.device(), &narrow, buffer.elem())?, shape)
+            }
+            None => Ok(Tensor::from_vec(values, shape)?.to_dtype(like.dtype())),
+        }
+    }
+
     /// Downloads a device tensor into an F32 CPU tensor; a CPU tensor is returned as is.
     pub fn to_host(&self) -> Result<Tensor> {
         match &*self.storage {

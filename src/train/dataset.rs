@@ -13,6 +13,7 @@ use crate::data::sampler::{Sampler, SamplerKind};
 use crate::data::{BerthTokenizer, Encoded, pad_batch};
 use crate::error::{Error, Result};
 use crate::model::Labels;
+use crate::model::settings::{Aggregate, ChunkSettings};
 use crate::rng::{SeqRng, mix64};
 
 use super::options::TrainConfig;
@@ -28,6 +29,90 @@ pub enum Targets {
     Regression(Vec<f64>),
     /// Per row, the label of each token (IGNORE_INDEX where the loss skips it).
     Token(Vec<Vec<i64>>),
+}
+
+impl Targets {
+    /// Rows (examples, or token rows).
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Single(y) => y.len(),
+            Targets::Multi(y) => y.len(),
+            Targets::Regression(y) => y.len(),
+            Targets::Token(y) => y.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Class ids, for single-label data.
+    pub fn class_ids(&self) -> Option<&[usize]> {
+        match self {
+            Targets::Single(y) => Some(y),
+            _ => None,
+        }
+    }
+
+    /// The loss's labels for rows `indices`; token rows are laid out (B, T).
+    pub fn labels(&self, indices: &[usize], seq_len: usize) -> Labels {
+        match self {
+            Targets::Single(y) => Labels::SingleLabel(indices.iter().map(|&i| y[i] as i64).collect()),
+            Targets::Multi(y) => {
+                Labels::MultiLabel(indices.iter().flat_map(|&i| y[i].iter().map(|&b| if b { 1.0 } else { 0.0 })).collect())
+            }
+            Targets::Regression(y) => Labels::Regression(indices.iter().map(|&i| y[i]).collect()),
+            Targets::Token(y) => {
+                let mut flat = vec![IGNORE_INDEX; indices.len() * seq_len];
+                for (row, &i) in indices.iter().enumerate() {
+                    flat[row * seq_len..row * seq_len + y[i].len()].copy_from_slice(&y[i]);
+                }
+                Labels::Token(flat)
+            }
+        }
+    }
+
+    /// Each document's target repeated once per window: `spans` are
+    /// (first row, windows) per document, in row order.
+    fn repeated(&self, spans: &[(usize, usize)]) -> Targets {
+        fn spread<T: Clone>(values: &[T], spans: &[(usize, usize)]) -> Vec<T> {
+            values.iter().zip(spans).flat_map(|(v, &(_, n))| std::iter::repeat_n(v.clone(), n)).collect()
+        }
+        match self {
+            Targets::Single(y) => Targets::Single(spread(y, spans)),
+            Targets::Multi(y) => Targets::Multi(spread(y, spans)),
+            Targets::Regression(y) => Targets::Regression(spread(y, spans)),
+            Targets::Token(y) => Targets::Token(spread(y, spans)),
+        }
+    }
+}
+
+/// A chunked dataset's documents: each is one or more consecutive rows
+/// (its windows), which carry copies of its target for a per-window loss.
+/// Metrics are always taken on the documents.
+#[derive(Clone, Debug)]
+pub struct DocumentWindows {
+    /// Per document: its first row and its number of windows (≥ 1).
+    pub spans: Vec<(usize, usize)>,
+    /// The documents' own targets.
+    pub targets: Targets,
+    /// How the windows' logits become the document's.
+    pub aggregate: Aggregate,
+    /// Documents that had more windows than `max_chunks`, and the windows left out.
+    pub capped_documents: usize,
+    pub dropped_windows: usize,
+}
+
+impl DocumentWindows {
+    /// (D, C) document logits from the (W, C) rows of every window.
+    pub fn combine(&self, rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        self.spans.iter().map(|&(start, n)| self.aggregate.combine(&rows[start..start + n])).collect()
+    }
+
+    /// The rows of documents `documents`, each document's windows together, in order.
+    pub fn rows_of(&self, documents: &[usize]) -> Vec<usize> {
+        documents.iter().flat_map(|&d| self.spans[d].0..self.spans[d].0 + self.spans[d].1).collect()
+    }
 }
 
 /// Where each encoded row of a token dataset came from: sentences longer than
@@ -47,6 +132,8 @@ pub struct EncodedDataset {
     pub targets: Targets,
     /// Token tasks only.
     pub token_rows: Option<TokenRows>,
+    /// `--long-text chunk` only: which rows are the windows of which document.
+    pub documents: Option<DocumentWindows>,
 }
 
 impl EncodedDataset {
@@ -62,30 +149,23 @@ impl EncodedDataset {
     pub fn batch(&self, indices: &[usize], pad_id: u32) -> (Batch, Labels) {
         let group: Vec<&Encoded> = indices.iter().map(|&i| &self.encodings[i]).collect();
         let batch = pad_batch(&group, pad_id);
-        let labels = match &self.targets {
-            Targets::Single(y) => Labels::SingleLabel(indices.iter().map(|&i| y[i] as i64).collect()),
-            Targets::Multi(y) => {
-                Labels::MultiLabel(indices.iter().flat_map(|&i| y[i].iter().map(|&b| if b { 1.0 } else { 0.0 })).collect())
-            }
-            Targets::Regression(y) => Labels::Regression(indices.iter().map(|&i| y[i]).collect()),
-            Targets::Token(y) => {
-                let t = batch.seq_len;
-                let mut flat = vec![IGNORE_INDEX; indices.len() * t];
-                for (row, &i) in indices.iter().enumerate() {
-                    flat[row * t..row * t + y[i].len()].copy_from_slice(&y[i]);
-                }
-                Labels::Token(flat)
-            }
-        };
+        let labels = self.targets.labels(indices, batch.seq_len);
         (batch, labels)
     }
 
-    /// Class ids, for single-label data.
+    /// Class ids, for single-label data (per row).
     pub fn class_ids(&self) -> Option<&[usize]> {
-        match &self.targets {
-            Targets::Single(y) => Some(y),
-            _ => None,
-        }
+        self.targets.class_ids()
+    }
+
+    /// The targets metrics are taken on: the documents' when chunked, else the rows'.
+    pub fn gold_targets(&self) -> &Targets {
+        self.documents.as_ref().map_or(&self.targets, |d| &d.targets)
+    }
+
+    /// Examples as the data file holds them: documents when chunked, else rows.
+    pub fn documents_len(&self) -> usize {
+        self.gold_targets().len()
     }
 
     /// Tokens that are not padding, summed over the dataset.
@@ -121,6 +201,9 @@ pub struct DataSpec<'a> {
     pub tag_column: Option<usize>,
     pub label_separator: &'a str,
     pub alignment: Alignment,
+    /// Sequence tasks: read documents longer than the window in chunks (the
+    /// tokenizer must have windows enabled with the same stride).
+    pub long_text: Option<ChunkSettings>,
 }
 
 impl<'a> DataSpec<'a> {
@@ -139,6 +222,7 @@ impl<'a> DataSpec<'a> {
             tag_column: config.tag_column,
             label_separator: &config.label_separator,
             alignment: config.alignment,
+            long_text: config.long_text,
         })
     }
 
@@ -242,13 +326,46 @@ impl<'a> DataSpec<'a> {
                     ),
                     Task::TokenClassification => unreachable!("token tasks read sentences"),
                 };
+                if let Some(chunks) = self.long_text {
+                    return encode_documents(path, examples, targets, tokenizer, chunks);
+                }
                 let texts: Vec<(String, Option<String>)> = examples.iter().map(|e| (e.text.clone(), e.text_pair.clone())).collect();
                 let encodings = tokenizer.encode_many(&texts)?;
-                Ok(EncodedDataset { path: path.into(), encodings, targets, token_rows: None })
+                Ok(EncodedDataset { path: path.into(), encodings, targets, token_rows: None, documents: None })
             }
             RawData::Sentences(sentences) => encode_sentences(path, sentences, labels, tokenizer, self.alignment),
         }
     }
+}
+
+/// Chunked documents: each example becomes its windows (consecutive rows,
+/// each carrying the example's target); a pair whose first text leaves no
+/// room for a window is an error naming the file and line.
+fn encode_documents(
+    path: &Path,
+    examples: &[Example],
+    targets: Targets,
+    tokenizer: &BerthTokenizer,
+    chunks: ChunkSettings,
+) -> Result<EncodedDataset> {
+    let mut encodings = Vec::with_capacity(examples.len());
+    let mut spans = Vec::with_capacity(examples.len());
+    let (mut capped_documents, mut dropped_windows) = (0, 0);
+    for e in examples {
+        let cut = tokenizer.encode_windows(&e.text, e.text_pair.as_deref(), chunks.max_chunks).map_err(|err| match err {
+            Error::InvalidArgument(message) => Error::input(path, e.line, Some("text"), message),
+            other => other,
+        })?;
+        spans.push((encodings.len(), cut.windows.len()));
+        encodings.extend(cut.windows);
+        if cut.dropped > 0 {
+            capped_documents += 1;
+            dropped_windows += cut.dropped;
+        }
+    }
+    let rows = targets.repeated(&spans);
+    let documents = DocumentWindows { spans, targets, aggregate: chunks.aggregate, capped_documents, dropped_windows };
+    Ok(EncodedDataset { path: path.into(), encodings, targets: rows, token_rows: None, documents: Some(documents) })
 }
 
 /// Token data: each sentence is one row, or several overlapping windows when
@@ -283,6 +400,7 @@ pub fn encode_sentences(
         encodings,
         targets: Targets::Token(targets),
         token_rows: Some(TokenRows { sentences: sentences.to_vec(), rows }),
+        documents: None,
     })
 }
 

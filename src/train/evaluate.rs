@@ -54,8 +54,13 @@ pub fn evaluate_with(
             outputs[i] = logits[row * per_row..row * per_row + take].to_vec();
         }
     }
-    let n = data.len().max(1) as f64;
-    match &data.targets {
+    // Chunked documents are scored as documents: their windows' logits combined.
+    let outputs = match &data.documents {
+        Some(documents) => documents.combine(&outputs),
+        None => outputs,
+    };
+    let n = outputs.len().max(1) as f64;
+    match data.gold_targets() {
         Targets::Single(y) => {
             let mut loss = 0.0;
             let decision = Decision::default();

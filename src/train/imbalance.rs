@@ -3,7 +3,7 @@
 //! sampler that draws each epoch. Both are announced at the start of training.
 
 use super::class_weights::describe;
-use super::dataset::{EncodedDataset, Targets};
+use super::dataset::Targets;
 use super::options::TrainConfig;
 use crate::data::sampler::{Sampler, SamplerKind};
 use crate::error::Result;
@@ -46,10 +46,11 @@ pub fn class_counts(targets: &Targets, classes: usize) -> (Vec<usize>, usize) {
 }
 
 impl ImbalanceSetup {
-    /// Builds the loss and sampler and prints what they are.
-    pub fn new(config: &TrainConfig, data: &EncodedDataset, labels: &[String]) -> Result<ImbalanceSetup> {
-        let multi_label = matches!(data.targets, Targets::Multi(_));
-        let (counts, rows) = class_counts(&data.targets, labels.len());
+    /// Builds the loss and sampler over the examples `targets` describes
+    /// (rows, or chunked documents under a document loss) and prints what they are.
+    pub fn new(config: &TrainConfig, targets: &Targets, labels: &[String]) -> Result<ImbalanceSetup> {
+        let multi_label = matches!(targets, Targets::Multi(_));
+        let (counts, rows) = class_counts(targets, labels.len());
         let class_weights = match &config.class_weights {
             Some(spec) => {
                 let w = spec.weights(labels, &counts, rows, multi_label)?;
@@ -64,7 +65,10 @@ impl ImbalanceSetup {
             eprintln!("loss: {}", loss.describe());
         }
         let kind = config.sampler.clone();
-        let sampler = Sampler::new(&kind, data.len(), data.class_ids(), labels, config.epoch_length, config.seed)?;
+        let sampler = match targets {
+            Targets::Multi(sets) => Sampler::for_label_sets(&kind, sets, labels, config.epoch_length, config.seed)?,
+            _ => Sampler::new(&kind, targets.len(), targets.class_ids(), labels, config.epoch_length, config.seed)?,
+        };
         if kind != SamplerKind::Random || config.epoch_length.is_some() {
             eprintln!("{}", sampler.describe(labels));
         }

@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod freeze;
 pub mod head_prior;
 pub mod imbalance;
+pub mod long_text;
 pub mod multitask;
 pub mod option_groups;
 pub mod option_text;

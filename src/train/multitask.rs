@@ -187,6 +187,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
             tag_column: columns.tag_column,
             label_separator: &separator,
             alignment: Alignment::parse(&alignment).map_err(|e| bad(e.to_string()))?,
+            long_text: None,
         };
         let train_path = resolve(base, &opts.train);
         let raw = spec.read(&train_path)?;

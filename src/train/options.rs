@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::class_weights::ClassWeightSpec;
 use super::freeze::FreezeSpec;
+use super::long_text::{ChunkLoss, LongTextArgs};
 use super::option_groups::{DataColumnOptions, flag_keys, take_group, unknown_key};
 use super::option_text::{FocalAlpha, HeadBiasInit, OptionText, as_text, opt_text};
 use crate::backend::DeviceArgs;
@@ -16,6 +17,7 @@ use crate::data::sampler::SamplerKind;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::model::device_model::Precision;
+use crate::model::settings::ChunkSettings;
 use crate::model::task::Task;
 use crate::model::{LossKind, LossName};
 use crate::optim::ScheduleKind;
@@ -146,6 +148,18 @@ pub struct TrainOptions {
     /// Tokens per example after truncation, longest-first for pairs (default 128).
     #[arg(long, allow_negative_numbers = true)]
     pub max_length: Option<usize>,
+    /// How a text longer than --max-length is read: `--long-text chunk` cuts
+    /// it into overlapping windows (saved with the model, so that eval,
+    /// predict and serve read it the same way).
+    #[command(flatten)]
+    #[serde(skip)]
+    pub long_text: LongTextArgs,
+    /// With --long-text chunk: window (each window is an example carrying its
+    /// document's label) or document (the loss on the aggregated document
+    /// logits; a batch is --batch-size documents with all their windows)
+    /// (default window).
+    #[arg(long, value_name = "window|document")]
+    pub chunk_loss: Option<String>,
     /// Seed for data order, dropout and any new head (default 42).
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -201,6 +215,7 @@ macro_rules! merge_fields {
             $($field: $flags.$field.clone().or_else(|| $file.$field.clone()),)*
             columns: $flags.columns.or(&$file.columns),
             device: $flags.device.or(&$file.device),
+            long_text: $flags.long_text.or(&$file.long_text),
         }
     };
 }
@@ -219,8 +234,9 @@ impl TrainOptions {
         }
         let columns = take_group::<DataColumnOptions>(&mut table).map_err(|e| bad(e.to_string()))?;
         let device = take_group::<DeviceArgs>(&mut table).map_err(|e| bad(e.to_string()))?;
+        let long_text = take_group::<LongTextArgs>(&mut table).map_err(|e| bad(e.to_string()))?;
         let options: TrainOptions = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(e.to_string()))?;
-        Ok(TrainOptions { columns, device, ..options })
+        Ok(TrainOptions { columns, device, long_text, ..options })
     }
 
     /// Flags first, then the file's values.
@@ -259,6 +275,7 @@ impl TrainOptions {
             schedule,
             max_grad_norm,
             max_length,
+            chunk_loss,
             seed,
             length_bucketing,
             eval_every,
@@ -296,6 +313,12 @@ impl TrainOptions {
         let (focal_alpha, class_weights, freeze) =
             (parse_some(&self.focal_alpha)?, parse_some(&self.class_weights)?, parse_some(&self.freeze)?);
         let (device, precision) = (self.device.choice(), self.device.precision());
+        let (long_text, _) = self.long_text.resolve(None)?;
+        let chunk_loss = match (&self.chunk_loss, long_text) {
+            (Some(name), Some(_)) => ChunkLoss::parse(name)?,
+            (Some(_), None) => return Err(Error::InvalidArgument("--chunk-loss needs --long-text chunk".into())),
+            (None, _) => ChunkLoss::Window,
+        };
         let columns = &self.columns;
         let config = TrainConfig {
             model: required(&self.model, "model")?,
@@ -336,6 +359,8 @@ impl TrainOptions {
             schedule,
             max_grad_norm: self.max_grad_norm.unwrap_or(1.0),
             max_length: self.max_length.unwrap_or(128),
+            long_text,
+            chunk_loss,
             seed: self.seed.unwrap_or(42),
             length_bucketing: self.length_bucketing.unwrap_or(true),
             eval_every: self.eval_every,
@@ -410,6 +435,11 @@ pub struct TrainConfig {
     pub schedule: ScheduleKind,
     pub max_grad_norm: f64,
     pub max_length: usize,
+    /// `--long-text chunk`'s windows (None: truncate). Absent in the states of runs from before the flag existed.
+    #[serde(default)]
+    pub long_text: Option<ChunkSettings>,
+    #[serde(default)]
+    pub chunk_loss: ChunkLoss,
     pub seed: u64,
     pub length_bucketing: bool,
     pub eval_every: Option<u64>,
@@ -490,8 +520,12 @@ impl TrainConfig {
         }
         let focal = matches!(self.loss_kind()?, LossKind::Focal { .. });
         let single = self.task == Task::Classification;
-        if self.sampler != SamplerKind::Random && !single {
-            return bad(format!("--sampler {} needs --task classification (one class per example)", self.sampler.text()));
+        match (&self.sampler, self.task) {
+            (SamplerKind::Random, _) | (_, Task::Classification) | (SamplerKind::Weighted { .. }, Task::MultiLabel) => {}
+            (SamplerKind::Undersample { .. }, Task::MultiLabel) => {
+                return bad(crate::data::sampler::multi_label_undersampling(&self.sampler.text()));
+            }
+            _ => return bad(format!("--sampler {} needs --task classification or multi-label", self.sampler.text())),
         }
         if self.epoch_length == Some(0) {
             return bad("--epoch-length must be at least 1".into());
@@ -504,6 +538,12 @@ impl TrainConfig {
         }
         if self.calibrate && (!single || self.eval.is_none()) {
             return bad("--calibrate needs --task classification and an --eval file to fit the temperature on".into());
+        }
+        if self.long_text.is_some() && self.task == Task::TokenClassification {
+            return bad("--long-text chunk is for sequence tasks: token classification already reads long sentences in windows".into());
+        }
+        if self.long_text.is_some() && self.heads.is_some() {
+            return bad("--long-text chunk applies to single-task runs; --heads truncates each head's texts".into());
         }
         if self.heads.is_some()
             && (self.class_weights.is_some() || focal || self.sampler != SamplerKind::Random || self.tune_threshold || self.calibrate)

@@ -43,7 +43,7 @@ pub(super) fn write_run_report(
     if config.sampler != crate::data::sampler::SamplerKind::Random || config.epoch_length.is_some() {
         setup.push(imbalance.sampler.describe(labels));
     }
-    let multi_gold = match &data.targets {
+    let multi_gold = match data.gold_targets() {
         super::dataset::Targets::Multi(g) => Some(g.as_slice()),
         _ => None,
     };

@@ -7,9 +7,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::dataset::{DataSpec, EncodedDataset, sampled_batches};
+use std::sync::Arc;
+
+use super::dataset::{DataSpec, DocumentWindows, EncodedDataset, sampled_batches};
 use super::evaluate::{Redecide, evaluate, evaluate_with};
 use super::imbalance::ImbalanceSetup;
+use super::long_text::ChunkLoss;
 use super::options::TrainConfig;
 use super::output_dir::prepare_output;
 use super::run_files::{after_failed_save, save_model_dir, write_run_report};
@@ -19,6 +22,7 @@ use super::state::{
 };
 use super::step_loop::{EvalContext, Job, MicroBatch, MicroOutcome, add_gradients, epoch_float, run_steps, say};
 use crate::autograd::Tape;
+use crate::autograd::windows::aggregate_windows;
 use crate::backend::open_device;
 use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
@@ -112,15 +116,24 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     }
     let tokenizer_files = TokenizerFiles::read(&model_dir)?;
     let max_length = effective_max_length(config.max_length, model.config.max_sequence_length());
-    let tokenizer = BerthTokenizer::from_dir(&model_dir, max_length)?;
+    let mut tokenizer = BerthTokenizer::from_dir(&model_dir, max_length)?;
     tokenizer.check_vocab(model.config.vocab_size)?;
+    if let Some(chunks) = config.long_text {
+        tokenizer.enable_windows(chunks.stride)?;
+    }
     let train_data = spec.encode(&config.train, &train_raw, &labels, &tokenizer)?;
     let eval_data = match &eval_raw {
         Some((path, raw)) => Some(spec.encode(path, raw, &labels, &tokenizer)?),
         None => None,
     };
+    // Under a document loss the examples are the documents; otherwise the rows (windows when chunked).
+    let document_loss = match &train_data.documents {
+        Some(documents) if config.chunk_loss == ChunkLoss::Document => Some(documents),
+        _ => None,
+    };
+    let example_targets = document_loss.map_or(&train_data.targets, |d| &d.targets);
     if config.head_bias_init == super::option_text::HeadBiasInit::Prior && resume.is_none() {
-        set_prior_bias(&mut model, &report.initialized, &train_data)?;
+        set_prior_bias(&mut model, &report.initialized, example_targets)?;
     }
     if let Some(spec) = &config.freeze {
         model.trainable = spec.trainable(model.params.names(), model.config.num_hidden_layers, model.config.family)?;
@@ -139,10 +152,17 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
             tag_column: config.tag_column,
             max_length,
         }),
+        long_text: config.long_text,
         ..InferenceSettings::default()
     };
-    let imbalance = ImbalanceSetup::new(config, &train_data, &names)?;
-    let lengths: Vec<usize> = train_data.encodings.iter().map(|e| e.ids.len()).collect();
+    // Under a document loss the sampler draws documents, and class weights count them.
+    let imbalance = ImbalanceSetup::new(config, example_targets, &names)?;
+    let lengths: Vec<usize> = match document_loss {
+        Some(documents) => {
+            documents.spans.iter().map(|&(start, n)| (start..start + n).map(|r| train_data.encodings[r].ids.len()).sum()).collect()
+        }
+        None => train_data.encodings.iter().map(|e| e.ids.len()).collect(),
+    };
     let batches_per_epoch = imbalance.sampler.epoch_length().div_ceil(config.batch_size) as u64;
     let plan = StepPlan::new(config, batches_per_epoch);
     let mut run =
@@ -157,6 +177,11 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         names.len(),
         names.join(", ")
     );
+    for (what, data) in [("training", Some(&train_data)), ("evaluation", eval_data.as_ref())] {
+        if let Some(documents) = data.and_then(|d| d.documents.as_ref()) {
+            eprintln!("{}", describe_windows(what, documents, data.map_or(0, EncodedDataset::len), config));
+        }
+    }
     eprintln!(
         "plan: {} optimizer steps ({} per epoch, {} examples per step), warmup {}, {} of {} parameters trained",
         plan.total_steps,
@@ -166,6 +191,10 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         model.trained_parameter_count(),
         model.params.count()
     );
+
+    if document_loss.is_some() {
+        eprintln!("{}", describe_document_batches(&train_data, &imbalance, &lengths, config));
+    }
 
     let mut best_params: Option<ParamStore> = None;
     if run.state.best_step.is_some() {
@@ -359,7 +388,7 @@ fn f1_of(e: &Evaluation, c: usize) -> f64 {
 
 /// `--head-bias-init prior`: a head this run initialised starts from the
 /// training labels' prior (src/train/head_prior.rs); a trained head is kept.
-fn set_prior_bias(model: &mut BertClassifier, initialized: &[String], train_data: &EncodedDataset) -> Result<()> {
+fn set_prior_bias(model: &mut BertClassifier, initialized: &[String], targets: &super::dataset::Targets) -> Result<()> {
     let name = "classifier.bias";
     if !initialized.iter().any(|n| n == name) {
         eprintln!("note: --head-bias-init prior: the checkpoint has a trained head for these labels, so its bias is kept");
@@ -367,12 +396,70 @@ fn set_prior_bias(model: &mut BertClassifier, initialized: &[String], train_data
     }
     let index = model.params.position(name)?;
     let bias = &mut model.params.tensors_mut()[index];
-    let prior = super::head_prior::prior_bias(&train_data.targets, bias.numel());
+    let prior = super::head_prior::prior_bias(targets, bias.numel());
     let shape = bias.shape().to_vec();
     *bias = Tensor::from_vec(prior.clone(), &shape)?.to_dtype(bias.dtype());
     let shown: Vec<String> = prior.iter().take(8).map(|b| format!("{b:.2}")).collect();
     eprintln!("head bias initialised from the training labels' prior: [{}{}]", shown.join(", "), if prior.len() > 8 { ", …" } else { "" });
     Ok(())
+}
+
+/// The rows of each micro-batch of an epoch: batches of rows as the sampler
+/// draws them, or under a document loss, batches of documents that hold all
+/// their windows.
+fn epoch_rows(data: &EncodedDataset, imbalance: &ImbalanceSetup, lengths: &[usize], config: &TrainConfig, epoch: u64) -> Vec<Vec<usize>> {
+    let batches = sampled_batches(&imbalance.sampler, lengths, config.batch_size, config.seed, epoch, config.length_bucketing);
+    match &data.documents {
+        Some(documents) if config.chunk_loss == ChunkLoss::Document => batches.iter().map(|b| documents.rows_of(b)).collect(),
+        _ => batches,
+    }
+}
+
+/// A document-loss micro-batch's rows back as documents: the local
+/// (first row, windows) spans and the document ids. A document drawn twice
+/// (a sampler with replacement) is two spans: each copy restarts at its first row.
+fn document_spans(documents: &DocumentWindows, rows: &[usize]) -> (Vec<(usize, usize)>, Vec<usize>) {
+    let (mut spans, mut ids) = (Vec::new(), Vec::new());
+    for (i, &row) in rows.iter().enumerate() {
+        let d = documents.spans.partition_point(|&(start, _)| start <= row) - 1;
+        if documents.spans[d].0 == row {
+            spans.push((i, documents.spans[d].1));
+            ids.push(d);
+        }
+    }
+    (spans, ids)
+}
+
+/// The data line of a chunked file: windows per document, and what --max-chunks cut.
+fn describe_windows(what: &str, documents: &DocumentWindows, windows: usize, config: &TrainConfig) -> String {
+    let n = documents.spans.len();
+    let longer = documents.spans.iter().filter(|s| s.1 > 1).count();
+    let capped = match config.long_text.and_then(|c| c.max_chunks) {
+        Some(limit) if documents.capped_documents > 0 => format!(
+            "; {} documents had more than --max-chunks {limit} windows, and their last {} windows are not read",
+            documents.capped_documents, documents.dropped_windows
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "long text ({what}): {n} documents in {windows} windows ({:.2} per document; {longer} documents longer than one window), aggregate {}{capped}",
+        windows as f64 / n.max(1) as f64,
+        documents.aggregate.name()
+    )
+}
+
+/// The plan's note under a document loss: how many of the first epoch's
+/// batches grew past --batch-size windows to keep their documents whole.
+fn describe_document_batches(data: &EncodedDataset, imbalance: &ImbalanceSetup, lengths: &[usize], config: &TrainConfig) -> String {
+    let batches = epoch_rows(data, imbalance, lengths, config, 0);
+    let grew = batches.iter().filter(|b| b.len() > config.batch_size).count();
+    let largest = batches.iter().map(Vec::len).max().unwrap_or(0);
+    format!(
+        "document loss: each batch is --batch-size {} documents with all their windows; in epoch 1, {grew} of {} batches grew past {} windows (the largest holds {largest})",
+        config.batch_size,
+        batches.len(),
+        config.batch_size
+    )
 }
 
 /// A single-task run, as the loop sees it: one head, the sampler's batches,
@@ -404,8 +491,7 @@ impl Job for SingleJob<'_> {
     }
 
     fn epoch_plan(&self, epoch: u64) -> Vec<MicroBatch> {
-        let c = self.config;
-        sampled_batches(&self.imbalance.sampler, &self.lengths, c.batch_size, c.seed, epoch, c.length_bucketing)
+        epoch_rows(self.train_data, self.imbalance, &self.lengths, self.config, epoch)
             .into_iter()
             .map(|rows| MicroBatch { head: 0, rows })
             .collect()
@@ -432,7 +518,15 @@ impl Job for SingleJob<'_> {
             Some(params) => model.forward_on(&mut tape, params, &batch, mode)?,
             None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
         };
-        let loss = model.loss_with(&mut tape, out.logits, &targets, &self.imbalance.loss)?;
+        let loss = match (&self.train_data.documents, self.config.chunk_loss) {
+            (Some(documents), ChunkLoss::Document) => {
+                // The rows are whole documents' windows; the loss is on each document's combined logits.
+                let (spans, ids) = document_spans(documents, &micro.rows);
+                let logits = aggregate_windows(&mut tape, out.logits, Arc::from(spans), documents.aggregate)?;
+                model.loss_with(&mut tape, logits, &documents.targets.labels(&ids, 0), &self.imbalance.loss)?
+            }
+            _ => model.loss_with(&mut tape, out.logits, &targets, &self.imbalance.loss)?,
+        };
         let loss_value = tape.value(loss).to_f64_vec()[0];
         if !loss_value.is_finite() {
             return Ok(MicroOutcome { loss: loss_value, real_tokens: 0 });
@@ -506,5 +600,42 @@ impl Job for SingleJob<'_> {
 
     fn write_checkpoint(&self, dir: &Path, optimizer: &AdamW, state: &TrainingState) -> Result<()> {
         write_checkpoint(dir, &self.model, optimizer, state, self.tokenizer_files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::chunks::Aggregate;
+    use crate::train::dataset::Targets;
+
+    fn three_documents() -> DocumentWindows {
+        // Document 0 has rows 0..2, document 1 row 2, document 2 rows 3..6.
+        DocumentWindows {
+            spans: vec![(0, 2), (2, 1), (3, 3)],
+            targets: Targets::Single(vec![0, 1, 0]),
+            aggregate: Aggregate::Max,
+            capped_documents: 0,
+            dropped_windows: 0,
+        }
+    }
+
+    #[test]
+    fn document_spans_finds_each_document_of_a_batch_in_order() {
+        let documents = three_documents();
+        let rows = documents.rows_of(&[2, 0]);
+        assert_eq!(rows, vec![3, 4, 5, 0, 1]);
+        assert_eq!(document_spans(&documents, &rows), (vec![(0, 3), (3, 2)], vec![2, 0]));
+    }
+
+    #[test]
+    fn a_document_drawn_twice_is_two_spans() {
+        // A sampler with replacement can put one document twice in a batch.
+        let documents = three_documents();
+        let rows = documents.rows_of(&[1, 2, 1, 2]);
+        assert_eq!(rows, vec![2, 3, 4, 5, 2, 3, 4, 5]);
+        let (spans, ids) = document_spans(&documents, &rows);
+        assert_eq!(spans, vec![(0, 1), (1, 3), (4, 1), (5, 3)]);
+        assert_eq!(ids, vec![1, 2, 1, 2]);
     }
 }
