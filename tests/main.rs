@@ -51,4 +51,5 @@ mod r16_multitask;
 // Issue 18: RoBERTa, XLM-R, ELECTRA and DistilBERT against their transformers fixtures.
 mod r18_families;
 // Issue 20: long documents read in overlapping windows, against transformers' overflowing windows.
+mod r20_augment;
 mod r20_long_text;

@@ -72,6 +72,30 @@ impl Targets {
         }
     }
 
+    /// Appends `other`'s rows (a file of the same task).
+    pub fn append(&mut self, other: Targets) {
+        match (self, other) {
+            (Targets::Single(a), Targets::Single(b)) => a.extend(b),
+            (Targets::Multi(a), Targets::Multi(b)) => a.extend(b),
+            (Targets::Regression(a), Targets::Regression(b)) => a.extend(b),
+            (Targets::Token(a), Targets::Token(b)) => a.extend(b),
+            _ => unreachable!("files of one task have targets of one kind"),
+        }
+    }
+
+    /// The rows `keep`, in that order.
+    pub fn select(&self, keep: &[usize]) -> Targets {
+        fn pick<T: Clone>(values: &[T], keep: &[usize]) -> Vec<T> {
+            keep.iter().map(|&i| values[i].clone()).collect()
+        }
+        match self {
+            Targets::Single(y) => Targets::Single(pick(y, keep)),
+            Targets::Multi(y) => Targets::Multi(pick(y, keep)),
+            Targets::Regression(y) => Targets::Regression(pick(y, keep)),
+            Targets::Token(y) => Targets::Token(pick(y, keep)),
+        }
+    }
+
     /// Each document's target repeated once per window: `spans` are
     /// (first row, windows) per document, in row order.
     fn repeated(&self, spans: &[(usize, usize)]) -> Targets {
@@ -166,6 +190,55 @@ impl EncodedDataset {
     /// Examples as the data file holds them: documents when chunked, else rows.
     pub fn documents_len(&self) -> usize {
         self.gold_targets().len()
+    }
+
+    /// Appends another file's examples of the same task after these
+    /// (`--augment`): rows, targets, documents and sentences alike.
+    pub fn append(&mut self, other: EncodedDataset) {
+        let (rows, sentences) = (self.encodings.len(), self.token_rows.as_ref().map_or(0, |t| t.sentences.len()));
+        self.encodings.extend(other.encodings);
+        self.targets.append(other.targets);
+        if let (Some(mine), Some(theirs)) = (&mut self.documents, other.documents) {
+            mine.spans.extend(theirs.spans.iter().map(|&(start, n)| (start + rows, n)));
+            mine.targets.append(theirs.targets);
+            mine.capped_documents += theirs.capped_documents;
+            mine.dropped_windows += theirs.dropped_windows;
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.token_rows, other.token_rows) {
+            mine.sentences.extend(theirs.sentences);
+            mine.rows.extend(theirs.rows.into_iter().map(|(s, w)| (s + sentences, w)));
+        }
+    }
+
+    /// The examples `keep` (documents when chunked) of a sequence task's
+    /// dataset, in that order, with all their windows.
+    pub fn select_examples(&self, keep: &[usize]) -> EncodedDataset {
+        assert!(self.token_rows.is_none(), "select_examples is for sequence tasks");
+        let Some(documents) = &self.documents else {
+            return EncodedDataset {
+                path: self.path.clone(),
+                encodings: keep.iter().map(|&i| self.encodings[i].clone()).collect(),
+                targets: self.targets.select(keep),
+                token_rows: None,
+                documents: None,
+            };
+        };
+        let rows = documents.rows_of(keep);
+        let mut start = 0;
+        let spans = keep
+            .iter()
+            .map(|&d| {
+                start += documents.spans[d].1;
+                (start - documents.spans[d].1, documents.spans[d].1)
+            })
+            .collect();
+        EncodedDataset {
+            path: self.path.clone(),
+            encodings: rows.iter().map(|&r| self.encodings[r].clone()).collect(),
+            targets: self.targets.select(&rows),
+            token_rows: None,
+            documents: Some(DocumentWindows { spans, targets: documents.targets.select(keep), ..documents.clone() }),
+        }
     }
 
     /// Tokens that are not padding, summed over the dataset.

@@ -2,6 +2,7 @@
 //! loop with evaluation and checkpoints, and the state that makes a resumed
 //! run continue exactly where the interrupted one stopped.
 
+pub mod augment;
 pub mod class_weights;
 pub mod dataset;
 pub mod device_training;

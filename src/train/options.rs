@@ -160,6 +160,19 @@ pub struct TrainOptions {
     /// (default window).
     #[arg(long, value_name = "window|document")]
     pub chunk_loss: Option<String>,
+    /// Synthetic training examples (repeatable): files in --train's format
+    /// and columns, added to the training set and marked by their source in
+    /// the plan, the report and training_state.json; never evaluated on.
+    #[arg(long, value_name = "FILE")]
+    pub augment: Option<Vec<PathBuf>>,
+    /// With --augment: the synthetic examples' loss terms are scaled by W
+    /// (≥ 0; default 1).
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub augment_weight: Option<f64>,
+    /// With --augment: synthetic examples are at most this share of any
+    /// class (0 < S ≤ 1); the first of each file are kept, the rest dropped, with a note.
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub augment_max_share: Option<f64>,
     /// Seed for data order, dropout and any new head (default 42).
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -276,6 +289,9 @@ impl TrainOptions {
             max_grad_norm,
             max_length,
             chunk_loss,
+            augment,
+            augment_weight,
+            augment_max_share,
             seed,
             length_bucketing,
             eval_every,
@@ -361,6 +377,9 @@ impl TrainOptions {
             max_length: self.max_length.unwrap_or(128),
             long_text,
             chunk_loss,
+            augment: self.augment.clone().unwrap_or_default(),
+            augment_weight: self.augment_weight.unwrap_or(1.0),
+            augment_max_share: self.augment_max_share,
             seed: self.seed.unwrap_or(42),
             length_bucketing: self.length_bucketing.unwrap_or(true),
             eval_every: self.eval_every,
@@ -440,6 +459,13 @@ pub struct TrainConfig {
     pub long_text: Option<ChunkSettings>,
     #[serde(default)]
     pub chunk_loss: ChunkLoss,
+    /// `--augment`'s files, in order (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub augment: Vec<PathBuf>,
+    #[serde(default = "unit_weight")]
+    pub augment_weight: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment_max_share: Option<f64>,
     pub seed: u64,
     pub length_bucketing: bool,
     pub eval_every: Option<u64>,
@@ -455,6 +481,10 @@ pub struct TrainConfig {
     pub overwrite: bool,
     pub device: DeviceChoice,
     pub precision: Precision,
+}
+
+fn unit_weight() -> f64 {
+    1.0
 }
 
 fn default_sampler() -> SamplerKind {
@@ -526,6 +556,23 @@ impl TrainConfig {
                 return bad(crate::data::sampler::multi_label_undersampling(&self.sampler.text()));
             }
             _ => return bad(format!("--sampler {} needs --task classification or multi-label", self.sampler.text())),
+        }
+        if !(self.augment_weight.is_finite() && self.augment_weight >= 0.0) {
+            return bad(format!("--augment-weight {}: use a finite number ≥ 0", self.augment_weight));
+        }
+        if let Some(share) = self.augment_max_share
+            && !(share > 0.0 && share <= 1.0)
+        {
+            return bad(format!("--augment-max-share {share}: use a share above 0 and at most 1"));
+        }
+        if self.augment.is_empty() && (self.augment_weight != 1.0 || self.augment_max_share.is_some()) {
+            return bad("--augment-weight and --augment-max-share need --augment FILE".into());
+        }
+        if !self.augment.is_empty() && self.heads.is_some() {
+            return bad("--augment applies to single-task runs; --heads reads each head's own files".into());
+        }
+        if self.augment_max_share.is_some() && self.task == Task::TokenClassification {
+            return bad("--augment-max-share counts examples per class: a sequence task's, not tags".into());
         }
         if self.epoch_length == Some(0) {
             return bad("--epoch-length must be at least 1".into());

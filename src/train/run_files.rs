@@ -23,6 +23,7 @@ pub(super) fn write_run_report(
     config: &TrainConfig,
     labels: &[String],
     imbalance: &ImbalanceSetup,
+    augmentation: &[String],
     e: &Evaluation,
     data: &EncodedDataset,
 ) -> Result<()> {
@@ -43,6 +44,7 @@ pub(super) fn write_run_report(
     if config.sampler != crate::data::sampler::SamplerKind::Random || config.epoch_length.is_some() {
         setup.push(imbalance.sampler.describe(labels));
     }
+    setup.extend(augmentation.iter().cloned());
     let multi_gold = match data.gold_targets() {
         super::dataset::Targets::Multi(g) => Some(g.as_slice()),
         _ => None,

@@ -65,6 +65,9 @@ pub struct RunIdentity {
     /// The `--model` folder, absolute.
     pub model: PathBuf,
     pub train_file: FileIdentity,
+    /// Each `--augment` file's name, size and SHA-256, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub augment: Vec<super::augment::AugmentRecord>,
 }
 
 /// A file's size and a 64-bit content hash (hex): enough to tell that a
@@ -92,7 +95,9 @@ impl FileIdentity {
 
 impl RunIdentity {
     pub fn of(config: &TrainConfig) -> Result<RunIdentity> {
-        RunIdentity::with_files(config, &[config.train.as_path()])
+        let mut identity = RunIdentity::with_files(config, &[config.train.as_path()])?;
+        identity.augment = config.augment.iter().map(|f| super::augment::AugmentRecord::of(f)).collect::<Result<_>>()?;
+        Ok(identity)
     }
 
     /// The model folder and the contents of `files`, in order, as one
@@ -110,7 +115,7 @@ impl RunIdentity {
             });
             FileIdentity { size, hash: format!("{hash:016x}") }
         };
-        Ok(RunIdentity { model, train_file })
+        Ok(RunIdentity { model, train_file, augment: Vec::new() })
     }
 }
 
@@ -131,6 +136,12 @@ pub fn check_same_run(dir: &Path, saved: &TrainingState, config: &TrainConfig, i
         let what =
             if config.heads.is_some() { "--heads (its file's and its heads' data contents)" } else { "--train (the file's contents)" };
         compare(what, file(&was.train_file), file(&identity.train_file));
+        let augment = |records: &[super::augment::AugmentRecord]| {
+            let listed: Vec<String> =
+                records.iter().map(|r| format!("{} ({} bytes, sha256 {})", r.file.display(), r.size, r.sha256)).collect();
+            if listed.is_empty() { "none".to_string() } else { listed.join(", ") }
+        };
+        compare("--augment (the files' contents)", augment(&was.augment), augment(&identity.augment));
     }
     compare("--task", old.task.name().into(), config.task.name().into());
     // The rest by the text they are saved as (typed options as a user

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use std::sync::Arc;
 
+use super::augment::{Augmentation, add_augmentation};
 use super::dataset::{DataSpec, DocumentWindows, EncodedDataset, sampled_batches};
 use super::evaluate::{Redecide, evaluate, evaluate_with};
 use super::imbalance::ImbalanceSetup;
@@ -22,6 +23,7 @@ use super::state::{
 };
 use super::step_loop::{EvalContext, Job, MicroBatch, MicroOutcome, add_gradients, epoch_float, run_steps, say};
 use crate::autograd::Tape;
+use crate::autograd::row_scale::scale_row_gradients;
 use crate::autograd::windows::aggregate_windows;
 use crate::backend::open_device;
 use crate::data::BerthTokenizer;
@@ -121,7 +123,9 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     if let Some(chunks) = config.long_text {
         tokenizer.enable_windows(chunks.stride)?;
     }
-    let train_data = spec.encode(&config.train, &train_raw, &labels, &tokenizer)?;
+    let mut train_data = spec.encode(&config.train, &train_raw, &labels, &tokenizer)?;
+    let augmentation = add_augmentation(config, &spec, &labels, &tokenizer, &mut train_data)?;
+    let train_data = train_data;
     let eval_data = match &eval_raw {
         Some((path, raw)) => Some(spec.encode(path, raw, &labels, &tokenizer)?),
         None => None,
@@ -177,6 +181,9 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         names.len(),
         names.join(", ")
     );
+    for line in &augmentation.lines {
+        eprintln!("{line}");
+    }
     for (what, data) in [("training", Some(&train_data)), ("evaluation", eval_data.as_ref())] {
         if let Some(documents) = data.and_then(|d| d.documents.as_ref()) {
             eprintln!("{}", describe_windows(what, documents, data.map_or(0, EncodedDataset::len), config));
@@ -210,6 +217,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
         train_data: &train_data,
         lengths,
         imbalance: &imbalance,
+        augmentation: &augmentation,
         eval_data: eval_data.as_ref(),
         pad_id,
         settings: &settings,
@@ -227,7 +235,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     let argmax_eval = finish.tune_decision(&model, &mut final_eval, &mut settings)?;
     finish.save(&model, &tokenizer_files, &settings, &state, final_eval.as_ref(), argmax_eval.as_ref())?;
     if let (Some(e), Some(data)) = (&final_eval, &eval_data) {
-        write_run_report(config, &model.labels, &imbalance, e, data)?;
+        write_run_report(config, &model.labels, &imbalance, &augmentation.lines, e, data)?;
     }
     Ok(TrainSummary {
         steps: state.step,
@@ -470,6 +478,7 @@ struct SingleJob<'a> {
     train_data: &'a EncodedDataset,
     lengths: Vec<usize>,
     imbalance: &'a ImbalanceSetup,
+    augmentation: &'a Augmentation,
     eval_data: Option<&'a EncodedDataset>,
     pad_id: u32,
     settings: &'a InferenceSettings,
@@ -518,14 +527,23 @@ impl Job for SingleJob<'_> {
             Some(params) => model.forward_on(&mut tape, params, &batch, mode)?,
             None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
         };
+        // --augment-weight scales the synthetic rows' terms (examples are documents under a document loss).
+        let scaled = |tape: &mut Tape, logits, ids: &[usize], documents: bool| match self.augmentation.loss_scales(ids, documents) {
+            Some(scales) => scale_row_gradients(tape, logits, Arc::from(scales)),
+            None => Ok(logits),
+        };
         let loss = match (&self.train_data.documents, self.config.chunk_loss) {
             (Some(documents), ChunkLoss::Document) => {
                 // The rows are whole documents' windows; the loss is on each document's combined logits.
                 let (spans, ids) = document_spans(documents, &micro.rows);
                 let logits = aggregate_windows(&mut tape, out.logits, Arc::from(spans), documents.aggregate)?;
+                let logits = scaled(&mut tape, logits, &ids, true)?;
                 model.loss_with(&mut tape, logits, &documents.targets.labels(&ids, 0), &self.imbalance.loss)?
             }
-            _ => model.loss_with(&mut tape, out.logits, &targets, &self.imbalance.loss)?,
+            _ => {
+                let logits = scaled(&mut tape, out.logits, &micro.rows, false)?;
+                model.loss_with(&mut tape, logits, &targets, &self.imbalance.loss)?
+            }
         };
         let loss_value = tape.value(loss).to_f64_vec()[0];
         if !loss_value.is_finite() {
