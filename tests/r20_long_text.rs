@@ -382,3 +382,72 @@ fn r20_serve_and_classifier_read_long_texts_as_the_model_was_trained() {
     let got = served_logits(&reply.json(), &labels);
     assert!(rel_error(&got, &want) < 1e-5, "chunked on request: {got:?} against {want:?}");
 }
+
+#[test]
+fn r20_truncation_direction_left_is_trained_saved_and_read_back_everywhere() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let work = scratch_dir("r20-direction");
+    let rows: String = ["negative", "neutral", "positive"]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, label)| {
+            (0..4).map(move |k| format!("{{\"text\": \"{} tail {label} {k}\", \"label\": \"{label}\"}}\n", "filler ".repeat(10 + i)))
+        })
+        .collect();
+    let train = work.join("train.jsonl");
+    std::fs::write(&train, rows).unwrap();
+    let output = work.join("out");
+    succeed(
+        train16(&model, &train, &output).args(["--max-steps", "2", "--batch-size", "4", "--truncation-direction", "left"]),
+        "training with left truncation",
+    );
+    let settings = crate::train::read_json(&output.join("berth-inference.json"));
+    assert_eq!(settings["truncation_direction"], "left", "{settings}");
+
+    // The saved direction cuts from the left: [CLS], the last 14 word pieces, [SEP].
+    let long = format!("{} the very end", "filler words ".repeat(12));
+    let (predictor, _) = Predictor::load(&output, 16).unwrap();
+    let whole = predictor.tokenizer.encode_with(&long, None, berth::data::tokenize::Truncation::None).unwrap().ids;
+    let cut = predictor.tokenizer.encode(&long, None).unwrap().ids;
+    let mut want = vec![whole[0]];
+    want.extend_from_slice(&whole[whole.len() - 15..]);
+    assert_eq!(cut, want, "left truncation keeps the last tokens");
+
+    // predict and the library read it; the flag can turn it back.
+    let input = work.join("input.txt");
+    std::fs::write(&input, format!("{long}\n")).unwrap();
+    let logits_of = |extra: &[&str]| {
+        let out = succeed(berth().args(["predict", "--model"]).arg(&output).arg("--input").arg(&input).args(extra), "predict");
+        let line: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+        (serde_json::from_value::<Vec<f64>>(line["logits"].clone()).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (left, stderr) = logits_of(&[]);
+    assert!(stderr.contains("truncation direction: left (keep the last tokens) (berth-inference.json)"), "{stderr}");
+    let (right, _) = logits_of(&["--truncation-direction", "right"]);
+    assert!(rel_error(&left, &right) > 1e-6, "the two ends must give different logits: {left:?} {right:?}");
+    let options = berth::ClassifierOptions { device: berth::DeviceChoice::Cpu, ..Default::default() };
+    let classifier = berth::Classifier::load_with(&output, &options).unwrap();
+    assert!(rel_error(&classifier.predict(&[long.as_str()]).unwrap()[0].logits, &left) < 1e-6);
+    // serve too, unless the request names a direction.
+    let server = crate::serve::Server::start(&output, &[]);
+    let served = |body: Value| {
+        let reply = server.post(&body);
+        served_logits(&reply.json(), classifier.labels())
+    };
+    assert!(rel_error(&served(serde_json::json!({"inputs": long, "raw_scores": true})), &left) < 1e-5);
+    let right_served = served(serde_json::json!({"inputs": long, "raw_scores": true, "truncation_direction": "Right"}));
+    assert!(rel_error(&right_served, &right) < 1e-5);
+
+    let e =
+        fail(berth().args(["predict", "--truncation-direction", "up", "--model"]).arg(&output).arg("--input").arg(&input), "bad direction");
+    assert!(e.contains("--truncation-direction `up`: use left or right"), "{e}");
+    let e = fail(
+        berth()
+            .args(["predict", "--long-text", "chunk", "--chunk-stride", "4", "--truncation-direction", "left", "--model"])
+            .arg(&output)
+            .arg("--input")
+            .arg(&input),
+        "direction with chunk",
+    );
+    assert!(e.contains("--truncation-direction left applies to --long-text truncate"), "{e}");
+}

@@ -86,8 +86,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ));
     }
     let long_text_line = crate::train::long_text::describe(long_text);
+    let (direction, direction_source) = args.long_text.direction(settings.truncation_direction, long_text.is_some())?;
     let mut lines = lines.to_vec();
     lines.push(("long text", long_text_line, long_text_source));
+    if long_text.is_none() {
+        lines.push(("truncation direction", crate::train::long_text::direction_name(direction).into(), direction_source));
+    }
     let described: Vec<String> = lines.iter().map(|(k, v, from)| format!("  {k}: {v} ({from})")).collect();
     eprintln!("data settings (- means from the file):\n{}", described.join("\n"));
     let spec = DataSpec {
@@ -115,6 +119,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(chunks) = long_text {
         tokenizer.enable_windows(chunks.stride)?;
     }
+    tokenizer.set_truncation_direction(direction)?;
     let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
     let on_device = match &device {
         Some(d) => Some(DeviceModel::upload(d, precision, &model.params)?),

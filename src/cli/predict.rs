@@ -99,6 +99,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
         predictor.set_long_text(long_text)?;
         eprintln!("long text: {} ({source})", crate::train::long_text::describe(long_text));
+        let (direction, source) = args.long_text.direction(predictor.settings.truncation_direction, long_text.is_some())?;
+        predictor.tokenizer.set_truncation_direction(direction)?;
+        if long_text.is_none() {
+            eprintln!("truncation direction: {} ({source})", crate::train::long_text::direction_name(direction));
+        }
         predictors.push((None, predictor));
     }
     // Every predictor's outputs, one JSON value per input line.

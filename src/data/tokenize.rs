@@ -30,9 +30,10 @@ pub struct Encoded {
 }
 
 /// Where an input over the maximum length is cut.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Truncation {
-    /// Keep the first tokens (what [`BerthTokenizer::encode`] does).
+    /// Keep the first tokens (what [`BerthTokenizer::encode`] does unless told otherwise).
     Right,
     /// Keep the last tokens.
     Left,
@@ -51,6 +52,8 @@ pub struct BerthTokenizer {
     whole: Tokenizer,
     /// Set by [`BerthTokenizer::enable_windows`]: tokens shared by consecutive windows.
     window_stride: Option<usize>,
+    /// Which end [`BerthTokenizer::encode`] and `encode_many` cut (`--truncation-direction`).
+    direction: Truncation,
     source: PathBuf,
     max_length: usize,
     pad_id: u32,
@@ -110,7 +113,7 @@ impl BerthTokenizer {
         inner.with_truncation(Some(cut(TruncationDirection::Right))).map_err(|e| tok_err(&source, e))?;
         // WordPiece's `[PAD]`, or the byte-level BPE and Unigram `<pad>` (RoBERTa, XLM-R).
         let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).unwrap_or(0);
-        Ok(BerthTokenizer { inner, left, whole, window_stride: None, source, max_length, pad_id })
+        Ok(BerthTokenizer { inner, left, whole, window_stride: None, direction: Truncation::Right, source, max_length, pad_id })
     }
 
     pub fn max_length(&self) -> usize {
@@ -141,7 +144,21 @@ impl BerthTokenizer {
 
     /// Tokenises a text, or a text pair, adding [CLS] and [SEP].
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
-        self.encode_with(text, pair, Truncation::Right)
+        self.encode_with(text, pair, self.direction)
+    }
+
+    /// Which end `encode` and `encode_many` cut an over-long input from:
+    /// `Right` keeps the first tokens (the default), `Left` the last.
+    pub fn set_truncation_direction(&mut self, direction: Truncation) -> Result<()> {
+        if direction == Truncation::None {
+            return Err(Error::InvalidArgument("a truncation direction is left or right".into()));
+        }
+        self.direction = direction;
+        Ok(())
+    }
+
+    pub fn truncation_direction(&self) -> Truncation {
+        self.direction
     }
 
     /// As [`BerthTokenizer::encode`], cutting an over-long input where
@@ -258,7 +275,8 @@ impl BerthTokenizer {
                 None => t.as_str().into(),
             })
             .collect();
-        let encodings = self.inner.encode_batch(inputs, true).map_err(|e| tok_err(&self.source, e))?;
+        let tokenizer = if self.direction == Truncation::Left { &self.left } else { &self.inner };
+        let encodings = tokenizer.encode_batch(inputs, true).map_err(|e| tok_err(&self.source, e))?;
         Ok(encodings
             .into_iter()
             .map(|e| Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec(), word_ids: e.get_word_ids().to_vec() })

@@ -272,6 +272,11 @@ impl Classifier {
         Ok(())
     }
 
+    /// Which end an over-long input loses: the model's saved `--truncation-direction`, else `Right`.
+    pub fn truncation_direction(&self) -> Truncation {
+        self.predictor.tokenizer.truncation_direction()
+    }
+
     /// The long-text setting the model was saved with (`--long-text chunk`), if any.
     pub fn long_text(&self) -> Option<ChunkSettings> {
         self.predictor.long_text()

@@ -129,8 +129,11 @@ impl Predictor {
         precision: Precision,
     ) -> Result<Predictor> {
         let max_length = max_length.min(model.config.max_sequence_length());
-        let tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
+        let mut tokenizer = BerthTokenizer::from_dir(dir, max_length)?;
         tokenizer.check_vocab(model.config.vocab_size)?;
+        if let Some(direction) = settings.truncation_direction {
+            tokenizer.set_truncation_direction(direction)?;
+        }
         let engine = match device {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params)?),
             None => Engine::Cpu(model.weight_cache()?),

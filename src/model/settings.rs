@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::data::tokenize::Truncation;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::task::Task;
@@ -53,6 +54,9 @@ pub struct InferenceSettings {
     /// (absent: truncated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub long_text: Option<ChunkSettings>,
+    /// Truncated inputs: `left` keeps the last tokens (absent: `right`, the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation_direction: Option<Truncation>,
 }
 
 pub use crate::data::chunks::Aggregate;
@@ -85,6 +89,7 @@ impl Default for InferenceSettings {
             alignment: None,
             data: None,
             long_text: None,
+            truncation_direction: None,
         }
     }
 }
@@ -185,6 +190,9 @@ impl InferenceSettings {
             && !(t.is_finite() && t > 0.0)
         {
             return Err(Error::Config { path, message: format!("temperature {t} must be a positive number") });
+        }
+        if settings.truncation_direction == Some(Truncation::None) {
+            return Err(Error::Config { path, message: "truncation_direction is \"left\" or \"right\", not \"none\"".into() });
         }
         Ok(settings)
     }

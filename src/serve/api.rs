@@ -80,8 +80,9 @@ pub struct PredictRequest {
     /// Answer logits instead of probabilities.
     pub raw_scores: bool,
     /// Where an input over the maximum length is cut, or `Truncation::None`
-    /// (`"truncate": false`): such an input is refused.
-    pub truncation: Truncation,
+    /// (`"truncate": false`): such an input is refused. None: the model's
+    /// own direction (its saved `--truncation-direction`, else `Right`).
+    pub truncation: Option<Truncation>,
     /// Answer only the `top_k` highest-scoring labels.
     pub top_k: Option<usize>,
     /// Scores from the logits by this function instead of the model's own.
@@ -163,11 +164,11 @@ fn boolean(fields: &Map<String, Value>, name: &str, default: bool) -> Result<boo
 }
 
 /// `truncation_direction`: TEI spells it `Left` / `Right`; lower case is accepted too.
-fn direction(fields: &Map<String, Value>) -> Result<Truncation, RequestError> {
+fn direction(fields: &Map<String, Value>) -> Result<Option<Truncation>, RequestError> {
     match field(fields, "truncation_direction") {
-        None => Ok(Truncation::Right),
-        Some(Value::String(s)) if s == "Right" || s == "right" => Ok(Truncation::Right),
-        Some(Value::String(s)) if s == "Left" || s == "left" => Ok(Truncation::Left),
+        None => Ok(None),
+        Some(Value::String(s)) if s == "Right" || s == "right" => Ok(Some(Truncation::Right)),
+        Some(Value::String(s)) if s == "Left" || s == "left" => Ok(Some(Truncation::Left)),
         Some(Value::String(s)) => {
             Err(RequestError::Invalid(format!("`truncation_direction` must be \"Left\" or \"Right\" (or lower case), found \"{s}\"")))
         }
@@ -277,7 +278,7 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictReque
         single,
         nested: field(&fields, "parameters").is_some(),
         raw_scores,
-        truncation: if truncate { direction } else { Truncation::None },
+        truncation: if truncate { direction } else { Some(Truncation::None) },
         top_k,
         function,
         chunk,
@@ -404,15 +405,15 @@ mod tests {
     #[test]
     fn tei_truncation_fields_in_either_spelling() {
         let truncation = |body: &str| parse(body).unwrap().truncation;
-        assert_eq!(truncation(r#"{"inputs": "a"}"#), Truncation::Right);
-        assert_eq!(truncation(r#"{"inputs": "a", "truncate": null, "truncation_direction": null}"#), Truncation::Right);
+        assert_eq!(truncation(r#"{"inputs": "a"}"#), None, "the model's own direction");
+        assert_eq!(truncation(r#"{"inputs": "a", "truncate": null, "truncation_direction": null}"#), None);
         for (spelling, side) in
             [("Left", Truncation::Left), ("left", Truncation::Left), ("Right", Truncation::Right), ("right", Truncation::Right)]
         {
-            assert_eq!(truncation(&format!(r#"{{"inputs": "a", "truncation_direction": "{spelling}"}}"#)), side);
+            assert_eq!(truncation(&format!(r#"{{"inputs": "a", "truncation_direction": "{spelling}"}}"#)), Some(side));
         }
-        assert_eq!(truncation(r#"{"inputs": "a", "truncate": true, "truncation_direction": "Left"}"#), Truncation::Left);
-        assert_eq!(truncation(r#"{"inputs": "a", "truncate": false, "truncation_direction": "Left"}"#), Truncation::None);
+        assert_eq!(truncation(r#"{"inputs": "a", "truncate": true, "truncation_direction": "Left"}"#), Some(Truncation::Left));
+        assert_eq!(truncation(r#"{"inputs": "a", "truncate": false, "truncation_direction": "Left"}"#), Some(Truncation::None));
         assert_eq!(
             invalid(r#"{"inputs": "a", "truncation_direction": "LEFT"}"#),
             r#"`truncation_direction` must be "Left" or "Right" (or lower case), found "LEFT""#

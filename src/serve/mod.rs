@@ -500,7 +500,8 @@ fn tokenize(classifier: &Classifier, request: &PredictRequest) -> std::result::R
     let mut encoded = Vec::with_capacity(examples.len());
     for (i, e) in examples.iter().enumerate() {
         let (text, pair) = text_of(e);
-        let e = classifier.encode_with(text, pair, request.truncation).map_err(tokenizer_error)?;
+        let truncation = request.truncation.unwrap_or(classifier.truncation_direction());
+        let e = classifier.encode_with(text, pair, truncation).map_err(tokenizer_error)?;
         // Only an untruncated encoding can be over the length (`"truncate": false`).
         if e.ids.len() > classifier.max_length() {
             return Err(ApiError::new(

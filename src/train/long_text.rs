@@ -7,7 +7,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::settings::{Aggregate, ChunkSettings};
+use crate::model::settings::{Aggregate, ChunkSettings, Truncation};
 
 /// What a chunked training run takes its loss on (`--chunk-loss`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,10 @@ pub struct LongTextArgs {
     /// With chunk: mean, max or first of the windows' logits (default: as saved, else mean).
     #[arg(long, value_name = "mean|max|first")]
     pub aggregate: Option<String>,
+    /// With truncate: right keeps an over-long input's first tokens, left
+    /// its last (TEI's name; default: as saved, else right).
+    #[arg(long, value_name = "left|right")]
+    pub truncation_direction: Option<String>,
 }
 
 impl LongTextArgs {
@@ -69,7 +73,27 @@ impl LongTextArgs {
             chunk_stride: self.chunk_stride.or(fallback.chunk_stride),
             max_chunks: self.max_chunks.or(fallback.max_chunks),
             aggregate: self.aggregate.clone().or_else(|| fallback.aggregate.clone()),
+            truncation_direction: self.truncation_direction.clone().or_else(|| fallback.truncation_direction.clone()),
         }
+    }
+
+    /// Which end a truncated input is cut from, given what the model saved;
+    /// with where it came from. Chunking cuts nothing, so the flag is refused with it.
+    pub fn direction(&self, saved: Option<Truncation>, chunked: bool) -> Result<(Truncation, &'static str)> {
+        let Some(text) = &self.truncation_direction else {
+            return Ok(saved.map_or((Truncation::Right, "default"), |d| (d, "berth-inference.json")));
+        };
+        let direction = match text.as_str() {
+            "right" | "Right" => Truncation::Right,
+            "left" | "Left" => Truncation::Left,
+            other => return Err(Error::InvalidArgument(format!("--truncation-direction `{other}`: use left or right"))),
+        };
+        if chunked {
+            return Err(Error::InvalidArgument(format!(
+                "--truncation-direction {text} applies to --long-text truncate: chunking reads the whole input"
+            )));
+        }
+        Ok((direction, "flag"))
     }
 
     /// The setting in force, given what the model saved; with where it came from.
@@ -119,6 +143,11 @@ impl LongTextArgs {
     }
 }
 
+/// `left` or `right`, as the flag spells it.
+pub fn direction_name(direction: Truncation) -> &'static str {
+    if direction == Truncation::Left { "left (keep the last tokens)" } else { "right (keep the first tokens)" }
+}
+
 /// The setting as the configuration printout shows it.
 pub fn describe(setting: Option<ChunkSettings>) -> String {
     match setting {
@@ -142,7 +171,18 @@ mod tests {
             chunk_stride: stride,
             max_chunks: None,
             aggregate: aggregate.map(str::to_owned),
+            truncation_direction: None,
         }
+    }
+
+    #[test]
+    fn the_direction_comes_from_the_flag_else_the_saved_setting() {
+        let plain = args(None, None, None);
+        assert_eq!(plain.direction(None, false).unwrap(), (Truncation::Right, "default"));
+        assert_eq!(plain.direction(Some(Truncation::Left), false).unwrap(), (Truncation::Left, "berth-inference.json"));
+        let right = LongTextArgs { truncation_direction: Some("Right".into()), ..plain.clone() };
+        assert_eq!(right.direction(Some(Truncation::Left), false).unwrap(), (Truncation::Right, "flag"));
+        assert!(right.direction(None, true).unwrap_err().to_string().contains("applies to --long-text truncate"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::data::sampler::SamplerKind;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::model::device_model::Precision;
-use crate::model::settings::ChunkSettings;
+use crate::model::settings::{ChunkSettings, Truncation};
 use crate::model::task::Task;
 use crate::model::{LossKind, LossName};
 use crate::optim::ScheduleKind;
@@ -330,6 +330,7 @@ impl TrainOptions {
             (parse_some(&self.focal_alpha)?, parse_some(&self.class_weights)?, parse_some(&self.freeze)?);
         let (device, precision) = (self.device.choice(), self.device.precision());
         let (long_text, _) = self.long_text.resolve(None)?;
+        let (truncation_direction, _) = self.long_text.direction(None, long_text.is_some())?;
         let chunk_loss = match (&self.chunk_loss, long_text) {
             (Some(name), Some(_)) => ChunkLoss::parse(name)?,
             (Some(_), None) => return Err(Error::InvalidArgument("--chunk-loss needs --long-text chunk".into())),
@@ -376,6 +377,7 @@ impl TrainOptions {
             max_grad_norm: self.max_grad_norm.unwrap_or(1.0),
             max_length: self.max_length.unwrap_or(128),
             long_text,
+            truncation_direction,
             chunk_loss,
             augment: self.augment.clone().unwrap_or_default(),
             augment_weight: self.augment_weight.unwrap_or(1.0),
@@ -457,6 +459,9 @@ pub struct TrainConfig {
     /// `--long-text chunk`'s windows (None: truncate). Absent in the states of runs from before the flag existed.
     #[serde(default)]
     pub long_text: Option<ChunkSettings>,
+    /// `--truncation-direction`: which end a truncated input loses.
+    #[serde(default = "keep_first_tokens")]
+    pub truncation_direction: Truncation,
     #[serde(default)]
     pub chunk_loss: ChunkLoss,
     /// `--augment`'s files, in order (empty: none).
@@ -481,6 +486,10 @@ pub struct TrainConfig {
     pub overwrite: bool,
     pub device: DeviceChoice,
     pub precision: Precision,
+}
+
+fn keep_first_tokens() -> Truncation {
+    Truncation::Right
 }
 
 fn unit_weight() -> f64 {

@@ -33,7 +33,7 @@ use crate::metrics::calibration::fit_temperature;
 use crate::metrics::evaluation::Evaluation;
 use crate::model::checkpoint::TokenizerFiles;
 use crate::model::params::{ParamStore, WeightCache};
-use crate::model::settings::{DataSettings, InferenceSettings, SETTINGS_FILE};
+use crate::model::settings::{DataSettings, InferenceSettings, SETTINGS_FILE, Truncation};
 use crate::model::task::Task;
 use crate::model::{BertClassifier, ForwardMode, LoadOptions, load_model, save_model};
 use crate::optim::AdamW;
@@ -123,6 +123,7 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
     if let Some(chunks) = config.long_text {
         tokenizer.enable_windows(chunks.stride)?;
     }
+    tokenizer.set_truncation_direction(config.truncation_direction)?;
     let mut train_data = spec.encode(&config.train, &train_raw, &labels, &tokenizer)?;
     let augmentation = add_augmentation(config, &spec, &labels, &tokenizer, &mut train_data)?;
     let train_data = train_data;
@@ -157,6 +158,8 @@ fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
             max_length,
         }),
         long_text: config.long_text,
+        // Saved only when it is not the default, so other models' files stay as they were.
+        truncation_direction: (config.truncation_direction == Truncation::Left).then_some(Truncation::Left),
         ..InferenceSettings::default()
     };
     // Under a document loss the sampler draws documents, and class weights count them.
