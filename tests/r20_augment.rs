@@ -96,6 +96,11 @@ fn r20_bad_augment_options_are_clear_errors() {
     // A synthetic label the training set does not have: the file and line are named.
     let e = run(&["--augment", aug_flag]);
     assert!(e.contains("aug.jsonl:2") && e.contains("ecstatic"), "{e}");
+    // A file with other columns than --train's: the file, line and field are named.
+    let other = work.join("other.jsonl");
+    write(&other, "{\"sentence\": \"fine\", \"label\": \"positive\"}\n");
+    let e = run(&["--augment", other.to_str().unwrap()]);
+    assert!(e.contains("other.jsonl:1") && e.contains("text"), "{e}");
     let e = run(&["--augment", work.join("missing.jsonl").to_str().unwrap()]);
     assert!(e.contains("missing.jsonl"), "{e}");
 }

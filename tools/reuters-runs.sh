@@ -7,7 +7,8 @@
 # The thresholds are tuned (and the best epoch picked) on the odd lines of
 # dev.jsonl; the report is `berth eval` on the even lines, which neither
 # training nor the tuning saw. Each run writes runs/reuters-<name>/ and
-# runs/reuters-<name>.log, and the held-out report runs/reuters-<name>.eval.
+# runs/reuters-<name>.log, the held-out report runs/reuters-<name>.eval(.json),
+# and its row of docs/results.md (tools/reuters-summary.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=../shared/data/reuters
@@ -32,10 +33,12 @@ run() {
     local t0=$SECONDS
     "$berth" "$@" --output runs/reuters-$name 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -v '=>\|step [0-9]*/' > "runs/reuters-$name.log" \
         || { tail -n 20 "runs/reuters-$name.log"; return 1; }
-    echo "--- reuters-$name: trained in $((SECONDS - t0)) s"
+    local trained=$((SECONDS - t0))
+    echo "--- reuters-$name: trained in $trained s"
     # The saved model carries its long-text setting, so eval windows as training did.
     "$berth" eval --model runs/reuters-$name/best --data runs/reuters/dev-report.jsonl \
-        --text-column text --label-column labels 2>&1 | tee "runs/reuters-$name.eval" | tail -n 30
+        --text-column text --label-column labels --output "runs/reuters-$name.eval.json" 2>&1 | tee "runs/reuters-$name.eval" | tail -n 30
+    python3 tools/reuters-summary.py "$name" "$trained"
 }
 
 truncate() { run truncate "${common[@]}"; }
