@@ -2,7 +2,7 @@
 # The Reuters-21578 runs of docs/results.md (issue 20): all-MiniLM-L6-v2 on
 # the CPU, multi-label over the 90 ModApte topics, --max-length 128.
 #
-#   tools/reuters-runs.sh [truncate|chunk_mean|chunk_max|recipe ...]   # default: all four
+#   tools/reuters-runs.sh [truncate|chunk_mean|chunk_max|recipe|recipe_truncate ...]   # default: the first four
 #
 # The thresholds are tuned (and the best epoch picked) on the odd lines of
 # dev.jsonl; the report is `berth eval` on the even lines, which neither
@@ -51,6 +51,10 @@ chunk_max() { run chunk-max "${common[@]}" --long-text chunk --chunk-stride 32 -
 # three times as often as the data holds it, the chapter's "3x".
 recipe() { run recipe "${common[@]}" --long-text chunk --chunk-stride 32 --aggregate "${RECIPE_AGGREGATE:-max}" \
     --chunk-loss "${RECIPE_CHUNK_LOSS:-document}" --loss focal --sampler weighted:150; }
+
+# The same recipe on top of truncation (in the first session's runs the best of
+# truncate and chunk_max on the held-out half).
+recipe_truncate() { run recipe-truncate "${common[@]}" --loss focal --sampler weighted:150; }
 
 for name in "${@:-truncate chunk_mean chunk_max recipe}"; do
     for n in $name; do "$n"; done
