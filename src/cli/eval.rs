@@ -81,9 +81,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     ];
     let (long_text, long_text_source) = args.long_text.resolve(settings.long_text)?;
     if long_text.is_some() && task == Task::TokenClassification {
-        return Err(crate::error::Error::InvalidArgument(
-            "--long-text chunk is for sequence tasks: a token model reads long sentences in windows of its own".into(),
-        ));
+        return Err(crate::error::Error::InvalidArgument(crate::data::chunks::CHUNKING_IS_FOR_SEQUENCE_TASKS.into()));
     }
     let long_text_line = crate::train::long_text::describe(long_text);
     let (direction, direction_source) = args.long_text.direction(settings.truncation_direction, long_text.is_some())?;

@@ -93,9 +93,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
         let (long_text, source) = args.long_text.resolve(predictor.settings.long_text)?;
         if long_text.is_some() && args.words {
-            return Err(Error::InvalidArgument(
-                "--long-text chunk is for sequence tasks; --words reads long sentences in windows of its own".into(),
-            ));
+            return Err(Error::InvalidArgument(crate::data::chunks::CHUNKING_IS_FOR_SEQUENCE_TASKS.into()));
         }
         predictor.set_long_text(long_text)?;
         eprintln!("long text: {} ({source})", crate::train::long_text::describe(long_text));

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Why `--long-text chunk` is refused for token models and tasks, in every command.
+pub const CHUNKING_IS_FOR_SEQUENCE_TASKS: &str =
+    "--long-text chunk is for sequence tasks: a token model reads long sentences in windows of its own (--words)";
+
 /// Tokens shared by consecutive windows when neither a flag, the request nor the model says.
 pub const DEFAULT_CHUNK_STRIDE: usize = 32;
 

@@ -148,9 +148,7 @@ impl Predictor {
     pub fn set_long_text(&mut self, long_text: Option<ChunkSettings>) -> Result<()> {
         if let Some(chunks) = long_text {
             if self.model.head == HeadKind::TokenClassification {
-                return Err(Error::InvalidArgument(
-                    "--long-text chunk is for sequence tasks: a token model reads long sentences in windows of its own (--words)".into(),
-                ));
+                return Err(Error::InvalidArgument(crate::data::chunks::CHUNKING_IS_FOR_SEQUENCE_TASKS.into()));
             }
             if chunks.max_chunks == Some(0) {
                 return Err(Error::InvalidArgument("--max-chunks 0: a document needs at least one window".into()));
@@ -325,13 +323,13 @@ impl Predictor {
         Ok(predictions)
     }
 
-    /// A sequence head's prediction from its (C) logits.
-    /// A sequence head's prediction from one row of logits, decided by the
-    /// saved thresholds and temperature.
+    /// (C) logits -> a sequence head's prediction, decided by the saved
+    /// thresholds and temperature (a chunked document's combined row).
     pub fn decide(&self, row: Vec<f64>) -> Prediction {
         self.sequence_prediction(row, &Decision::from_settings(&self.settings))
     }
 
+    /// (C) logits -> a sequence head's prediction under `decision`.
     fn sequence_prediction(&self, row: Vec<f64>, decision: &Decision) -> Prediction {
         let labels = &self.model.labels;
         let mut p = Prediction { logits: serde_json::json!(row), ..Prediction::default() };

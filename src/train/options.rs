@@ -596,7 +596,7 @@ impl TrainConfig {
             return bad("--calibrate needs --task classification and an --eval file to fit the temperature on".into());
         }
         if self.long_text.is_some() && self.task == Task::TokenClassification {
-            return bad("--long-text chunk is for sequence tasks: token classification already reads long sentences in windows".into());
+            return bad(crate::data::chunks::CHUNKING_IS_FOR_SEQUENCE_TASKS.into());
         }
         if self.long_text.is_some() && self.heads.is_some() {
             return bad("--long-text chunk applies to single-task runs; --heads truncates each head's texts".into());
