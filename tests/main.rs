@@ -53,3 +53,5 @@ mod r18_families;
 // Issue 20: long documents read in overlapping windows, against transformers' overflowing windows.
 mod r20_augment;
 mod r20_long_text;
+// Issue 21: berth inspect against transformers' attentions and hidden states; attributions against captum.
+mod r21_inspect;

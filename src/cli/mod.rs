@@ -7,6 +7,7 @@ pub mod convert;
 pub mod device_info;
 pub mod eval;
 pub mod input;
+pub mod inspect;
 pub mod predict;
 pub mod serve;
 pub mod train;
@@ -29,6 +30,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a trained classifier on a labelled file: report and metrics.json.
     Eval(eval::EvalArgs),
+    /// Look inside a model: word pieces, hidden states, attention per layer and head, logits; dumps and pictures.
+    Inspect(inspect::InspectArgs),
     /// Predict labels for texts, one example per line (TAB separates a text pair).
     Predict(predict::PredictArgs),
     /// Serve a classifier over HTTP: POST /predict with dynamic batching, /health, /info, /metrics.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Convert(args) => convert::run(args),
         Command::DeviceInfo(args) => device_info::run(args),

@@ -104,6 +104,16 @@ fn pair(store: &ParamStore, prefix: &str, weight: &str, bias: &str) -> Result<(u
 }
 
 impl EncoderParams {
+    /// The ParamStore position of the word-embedding table (V, E).
+    pub fn word_table(&self) -> usize {
+        self.word
+    }
+
+    /// The (weight, bias) positions of layer `layer`'s query and key projections.
+    pub fn query_key(&self, layer: usize) -> ((usize, usize), (usize, usize)) {
+        (self.layers[layer].query, self.layers[layer].key)
+    }
+
     pub fn resolve(store: &ParamStore, config: &BertConfig) -> Result<EncoderParams> {
         let e = "bert.embeddings";
         let mut layers = Vec::with_capacity(config.num_hidden_layers);

@@ -92,6 +92,31 @@ impl BertClassifier {
         Ok(BertClassifier { config, head, problem_type, labels, params, trainable, encoder, pooler, classifier })
     }
 
+    /// Where the encoder's parameters sit in the store.
+    pub fn encoder_params(&self) -> &EncoderParams {
+        &self.encoder
+    }
+
+    /// A forward pass whose word-embedding table is `rows` (N, E), a leaf
+    /// that records its gradient, in place of the model's: `batch`'s ids
+    /// index `rows`, so each position can be given any input vector (the
+    /// interpolated inputs of integrated gradients). The parameters record
+    /// no gradient. Returns the output and the `rows` variable.
+    pub fn forward_with_word_rows(&self, tape: &mut Tape, rows: Tensor, batch: &Batch) -> Result<(ForwardOutput, Var)> {
+        let word = self.encoder.word_table();
+        let width = self.params.tensors()[word].shape()[1];
+        if rows.dims() != 2 || rows.shape()[1] != width || batch.input_ids.iter().any(|&id| id as usize >= rows.shape()[0]) {
+            return Err(Error::shape(
+                "forward_with_word_rows",
+                format!("rows {:?} (width {width}) for ids up to {:?}", rows.shape(), batch.input_ids.iter().max()),
+            ));
+        }
+        let mut params = self.register_params(tape, false);
+        let rows = tape.leaf(rows, true);
+        params[word] = rows;
+        Ok((self.forward_params(tape, params, batch, ForwardMode::eval(), None)?, rows))
+    }
+
     pub fn num_labels(&self) -> usize {
         self.labels.len()
     }

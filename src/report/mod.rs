@@ -3,6 +3,7 @@
 //! highlighted, calibration and threshold notes) and the charts it embeds,
 //! as SVG files under `plots/`.
 
+pub mod inspect;
 pub mod plots;
 pub mod svg;
 

@@ -51,6 +51,40 @@ impl Svg {
         );
     }
 
+    /// A filled rectangle that carries a value: `data` become `data-*`
+    /// attributes (for scripts and tests), `title` the tooltip a viewer shows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn valued_rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, data: &[(&str, String)], title: &str) {
+        let attrs: String = data.iter().map(|(k, v)| format!(r#" data-{k}="{}""#, escape(v))).collect();
+        let _ = writeln!(
+            self.body,
+            r#"<rect x="{x:.2}" y="{y:.2}" width="{:.2}" height="{:.2}" fill="{fill}"{attrs}><title>{}</title></rect>"#,
+            w.max(0.0),
+            h.max(0.0),
+            escape(title)
+        );
+    }
+
+    /// A dot that carries a value, as [`Svg::valued_rect`].
+    pub fn valued_circle(&mut self, x: f64, y: f64, r: f64, fill: &str, data: &[(&str, String)], title: &str) {
+        let attrs: String = data.iter().map(|(k, v)| format!(r#" data-{k}="{}""#, escape(v))).collect();
+        let _ = writeln!(
+            self.body,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{fill}"{attrs}><title>{}</title></circle>"#,
+            escape(title)
+        );
+    }
+
+    /// Text turned by `degrees` about its anchor point (x, y).
+    pub fn rotated_text(&mut self, x: f64, y: f64, size: f64, degrees: f64, anchor: Anchor, text: &str) {
+        let _ = writeln!(
+            self.body,
+            r##"<text x="{x:.1}" y="{y:.1}" font-size="{size}" text-anchor="{}" fill="#222" transform="rotate({degrees} {x:.1} {y:.1})">{}</text>"##,
+            anchor.name(),
+            escape(text)
+        );
+    }
+
     /// A filled rectangle drawn see-through (opacity in [0, 1]).
     pub fn translucent_rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, opacity: f64) {
         let _ = writeln!(

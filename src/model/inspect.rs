@@ -1,0 +1,74 @@
+//! Looking inside a model: one input's hidden states, the attention
+//! probabilities of every layer and head, the pooled output and the logits,
+//! as transformers' `output_hidden_states=True, output_attentions=True`
+//! gives them. `berth inspect` writes them out (docs/formats.md).
+//!
+//! The encoder's attention is one fused op that never keeps its
+//! probabilities, so they are recomputed here from each layer's input: the
+//! layer's own query and key projections on the tape, then softmax(q·kᵀ·s)
+//! per head in f64. The hidden states are the encoder's own.
+
+use super::heads::BertClassifier;
+use super::params::HeadKind;
+use crate::autograd::Tape;
+use crate::autograd::linear::linear;
+use crate::data::Batch;
+use crate::error::{Error, Result};
+use crate::model::ForwardMode;
+use crate::numerics::softmax;
+use crate::tensor::Tensor;
+
+/// What one input looks like inside the model, every tensor in the model's dtype.
+pub struct Inspection {
+    /// The embedding output, then each layer's output, each (T, H).
+    pub hidden: Vec<Tensor>,
+    /// Per layer, the attention probabilities (heads, T, T): row i is query
+    /// position i's distribution over key positions.
+    pub attention: Vec<Tensor>,
+    /// (H) the pooler's output, for sequence heads.
+    pub pooled: Option<Tensor>,
+    /// (C) for sequence heads, (T, C) for token heads.
+    pub logits: Tensor,
+}
+
+/// batch (1, T), unpadded -> the hidden states, attention probabilities,
+/// pooled output and logits of its one input (eval mode, no dropout).
+pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
+    if batch.batch_size != 1 || batch.attention_mask.contains(&0) {
+        return Err(Error::shape("inspect", format!("one unpadded input, got a batch of {} with padding", batch.batch_size)));
+    }
+    let t = batch.seq_len;
+    let mut tape = Tape::no_grad();
+    let out = model.forward(&mut tape, batch, ForwardMode::eval())?;
+    let config = &model.config;
+    let (heads, d) = (config.num_attention_heads, config.head_dim());
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut attention = Vec::with_capacity(config.num_hidden_layers);
+    for layer in 0..config.num_hidden_layers {
+        // The layer's input is the previous hidden state.
+        let x = out.hidden_states[layer];
+        let ((wq, bq), (wk, bk)) = model.encoder_params().query_key(layer);
+        let q = linear(&mut tape, x, out.params[wq], Some(out.params[bq]))?;
+        let k = linear(&mut tape, x, out.params[wk], Some(out.params[bk]))?;
+        let (q, k) = (tape.value(q).to_f64_vec(), tape.value(k).to_f64_vec());
+        let width = heads * d;
+        let mut probs = Vec::with_capacity(heads * t * t);
+        for h in 0..heads {
+            for i in 0..t {
+                let qi = &q[i * width + h * d..i * width + (h + 1) * d];
+                let scores: Vec<f64> = (0..t)
+                    .map(|j| qi.iter().zip(&k[j * width + h * d..j * width + (h + 1) * d]).map(|(a, b)| a * b).sum::<f64>() * scale)
+                    .collect();
+                probs.extend(softmax(&scores));
+            }
+        }
+        let like = tape.value(x);
+        attention.push(Tensor::from_f64_like(probs, &[heads, t, t], like)?);
+    }
+    let drop_batch = |v: &Tensor| -> Result<Tensor> { v.reshape(&v.shape()[1..]) };
+    let hidden = out.hidden_states.iter().map(|&v| drop_batch(tape.value(v))).collect::<Result<Vec<_>>>()?;
+    let pooled = out.pooled.map(|v| drop_batch(tape.value(v))).transpose()?;
+    let logits = drop_batch(tape.value(out.logits))?;
+    debug_assert!(model.head == HeadKind::TokenClassification || logits.dims() == 1);
+    Ok(Inspection { hidden, attention, pooled, logits })
+}
