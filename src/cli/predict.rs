@@ -9,6 +9,8 @@ use super::input::read_lines;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
+use crate::infer::explain::{explain_text, target_index};
+use crate::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule};
 use crate::model::multitask::MultiTaskModel;
 use crate::model::settings::max_length_for;
 use crate::model::task::Task;
@@ -44,6 +46,32 @@ pub struct PredictArgs {
     pub device: super::DeviceArgs,
     #[command(flatten)]
     pub long_text: crate::train::long_text::LongTextArgs,
+    #[command(flatten)]
+    pub explain: ExplainArgs,
+}
+
+/// `--explain` and its settings: token attributions added to each line's output.
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Add each input's token attributions: integrated gradients (`ig`) or
+    /// gradient × input, over the word embeddings, on the CPU.
+    #[arg(long, value_enum)]
+    pub explain: Option<ExplainMethod>,
+    /// Integration steps of `ig` (more steps shrink the completeness gap).
+    #[arg(long, default_value_t = 32)]
+    pub steps: usize,
+    /// The path's start: [PAD]'s embedding or zeros for every word piece (special tokens stay).
+    #[arg(long, value_enum, default_value = "pad")]
+    pub baseline: Baseline,
+    /// How the path integral is approximated (gauss-legendre is captum's default).
+    #[arg(long, value_enum, default_value = "gauss-legendre")]
+    pub ig_rule: IntegrationRule,
+    /// The label whose logit is explained (default: the predicted one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Interpolated copies of an input per forward and backward pass.
+    #[arg(long, default_value_t = 16)]
+    pub step_batch: usize,
 }
 
 /// The input file, read once for every head: sentences of words, or (text, pair) lines.
@@ -59,6 +87,22 @@ pub fn run(args: PredictArgs) -> Result<()> {
         Inputs::Words(s) => s.len(),
         Inputs::Lines(l) => l.len(),
     };
+    if args.explain.explain.is_some() {
+        if args.words || MultiTaskModel::is_multitask(&args.model) {
+            return Err(Error::InvalidArgument(
+                "--explain explains single-task sequence models; token models and multi-task models are not supported yet".into(),
+            ));
+        }
+        if args.long_text.long_text.is_some() {
+            return Err(Error::InvalidArgument("--explain reads one window per input: it cannot be combined with --long-text".into()));
+        }
+        if args.explain.steps == 0 {
+            return Err(Error::InvalidArgument("--steps 0: integrated gradients needs at least one step".into()));
+        }
+        if args.explain.step_batch == 0 {
+            return Err(Error::InvalidArgument("--step-batch 0: a pass needs at least one sequence".into()));
+        }
+    }
     let (device, precision) = args.device.open()?;
     // (name, predictor): one unnamed predictor, or a multi-task model's heads.
     let mut predictors: Vec<(Option<String>, Predictor)> = Vec::new();
@@ -120,7 +164,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
                         examples.len()
                     );
                 }
-                predictions.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+                let mut values: Vec<serde_json::Value> = predictions.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect();
+                if let Some(method) = args.explain.explain {
+                    explain_lines(predictor, examples, method, &args.explain, &mut values)?;
+                }
+                values
             }
         };
         columns.push((name.clone(), values));
@@ -138,4 +186,37 @@ pub fn run(args: PredictArgs) -> Result<()> {
         Some(path) => crate::io::write_atomic(path, text.as_bytes()),
         None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| Error::io("<stdout>", e)),
     }
+}
+
+/// Adds `"explanation"` to each line's value (CPU, f32 weights of the predictor's model).
+fn explain_lines(
+    predictor: &Predictor,
+    examples: &[(String, Option<String>)],
+    method: ExplainMethod,
+    args: &ExplainArgs,
+    values: &mut [serde_json::Value],
+) -> Result<()> {
+    let options = ExplainOptions {
+        method,
+        steps: if method == ExplainMethod::Ig { args.steps } else { 1 },
+        baseline: args.baseline,
+        rule: args.ig_rule,
+        target: target_index(&predictor.model, args.target.as_deref())?,
+        step_batch: args.step_batch,
+    };
+    if predictor.model.head != crate::model::HeadKind::SequenceClassification {
+        return Err(Error::InvalidArgument("--explain explains sequence-level outputs; this is a token-classification model".into()));
+    }
+    let mut gaps = Vec::new();
+    for ((text, pair), value) in examples.iter().zip(values.iter_mut()) {
+        let explanation = explain_text(&predictor.model, &predictor.tokenizer, text, pair.as_deref(), &options)?;
+        gaps.extend(explanation.numbers.completeness_gap);
+        value["explanation"] = serde_json::to_value(&explanation).expect("serialise");
+    }
+    if !gaps.is_empty() {
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let largest = gaps.iter().copied().fold(0.0, f64::max);
+        eprintln!("explain: completeness gap over {} inputs: mean {:.3}%, largest {:.3}%", gaps.len(), 100.0 * mean, 100.0 * largest);
+    }
+    Ok(())
 }

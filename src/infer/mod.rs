@@ -2,6 +2,7 @@
 //! library API ([`Classifier`]) and `berth serve`.
 
 pub mod classifier;
+pub mod explain;
 pub mod predictor;
 
 pub use classifier::{Classifier, ClassifierOptions, LabelScore, ModelKind, TextPrediction};

@@ -185,6 +185,7 @@ impl Default for ExplainOptions {
 pub struct Explanation {
     pub method: ExplainMethod,
     /// The output explained (a label index).
+    #[serde(rename = "target_index")]
     pub target: usize,
     /// F(input): the target's logit (regression: the output).
     pub logit: f64,
