@@ -93,8 +93,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 "--explain explains single-task sequence models; token models and multi-task models are not supported yet".into(),
             ));
         }
-        if args.long_text.long_text.is_some() {
-            return Err(Error::InvalidArgument("--explain reads one window per input: it cannot be combined with --long-text".into()));
+        if args.long_text.long_text.as_deref() == Some("chunk") {
+            return Err(Error::InvalidArgument(
+                "--explain reads one window per input: it cannot be combined with --long-text chunk".into(),
+            ));
         }
         if args.explain.steps == 0 {
             return Err(Error::InvalidArgument("--steps 0: integrated gradients needs at least one step".into()));
@@ -204,6 +206,12 @@ fn explain_lines(
         target: target_index(&predictor.model, args.target.as_deref())?,
         step_batch: args.step_batch,
     };
+    if predictor.long_text().is_some() {
+        return Err(Error::InvalidArgument(
+            "--explain reads one window per input, and this model chunks long inputs (berth-inference.json): add --long-text truncate"
+                .into(),
+        ));
+    }
     if predictor.model.head != crate::model::HeadKind::SequenceClassification {
         return Err(Error::InvalidArgument("--explain explains sequence-level outputs; this is a token-classification model".into()));
     }
