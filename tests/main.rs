@@ -54,5 +54,6 @@ mod r18_families;
 mod r20_augment;
 mod r20_long_text;
 // Issue 21: berth inspect against transformers' attentions and hidden states; attributions against captum.
+mod r21_diagnostics;
 mod r21_explain;
 mod r21_inspect;

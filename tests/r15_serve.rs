@@ -267,7 +267,7 @@ fn r15_invalid_tei_and_client_fields_get_400_naming_them() {
         ),
         (
             json!({"inputs": "a", "normalize": true}),
-            "unknown field `normalize` (a request may hold `inputs`, `raw_scores`, `truncate`, `truncation_direction`, `long_text` and `parameters`)",
+            "unknown field `normalize` (a request may hold `inputs`, `raw_scores`, `truncate`, `truncation_direction`, `long_text`, `explain` and `parameters`)",
         ),
     ];
     for (body, message) in &cases {

@@ -12,7 +12,7 @@ use crate::train::{assert_complete_checkpoint, berth, checkpoints, fail, kill_af
 
 /// A heads file with a sentiment head (32 rows) and an NER head (24
 /// sentences), both evaluated on their training data.
-fn write_heads(dir: &Path) -> PathBuf {
+pub(crate) fn write_heads(dir: &Path) -> PathBuf {
     let rows: String = (0..32)
         .map(|i| format!("{} film {i}\t{}\n", if i % 2 == 0 { "great lovely" } else { "awful dull" }, ["pos", "neg"][i % 2]))
         .collect();
@@ -28,7 +28,7 @@ fn write_heads(dir: &Path) -> PathBuf {
     heads
 }
 
-fn multitask_cmd(model: &Path, heads: &Path, output: &Path, extra: &[&str]) -> std::process::Command {
+pub(crate) fn multitask_cmd(model: &Path, heads: &Path, output: &Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = berth();
     cmd.arg("train").arg("--model").arg(model).arg("--heads").arg(heads).arg("--output").arg(output);
     cmd.args(["--batch-size", "8", "--max-length", "24", "--seed", "5", "--lr", "5e-3", "--logging-steps", "1"]);

@@ -10,9 +10,11 @@ use berth::infer::explain::explain_text;
 use berth::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule};
 use berth::model::{LoadOptions, load_model};
 use berth::tensor::DType;
-use serde_json::Value;
+use berth::{Classifier, DeviceChoice};
+use serde_json::{Value, json};
 
 use crate::common::{fixture_dir, minilm_dir, rel_error, scratch_dir};
+use crate::serve::{Server, headed_minilm, request, texts};
 use crate::train::{berth, fail, succeed};
 
 fn captum() -> Value {
@@ -126,4 +128,194 @@ fn r21_predict_explain_writes_attributions_and_refuses_bad_flags() {
         let err = fail(&mut cmd, "explain a bare encoder");
         assert!(err.contains("no trained classification head"), "{err}");
     }
+}
+
+#[test]
+fn r21_classifier_explains_the_predicted_label_and_names_unknown_ones() {
+    let Some(dir) = fixture_dir("a-seqcls") else { return };
+    let classifier = Classifier::load(&dir, DeviceChoice::Cpu).unwrap();
+    let texts = ["This movie was absolutely fantastic!", "Worst. Purchase. Ever."];
+    let options = ExplainOptions { steps: 64, ..ExplainOptions::default() };
+    let explanations = classifier.explain(&texts, &options).unwrap();
+    let predictions = classifier.predict(&texts).unwrap();
+    for ((e, p), text) in explanations.iter().zip(&predictions).zip(texts) {
+        assert_eq!(e.target, p.top().label, "{text}: the predicted label is explained");
+        let index = classifier.label_index(&e.target).unwrap();
+        assert!(
+            (e.numbers.logit - p.logits[index]).abs() < 1e-4,
+            "{text}: F(input) {} vs the prediction's {}",
+            e.numbers.logit,
+            p.logits[index]
+        );
+        assert!(e.numbers.completeness_gap.unwrap() < 0.01, "{text}: {:?}", e.numbers);
+    }
+    // A chosen label, and a pair.
+    let negative = ExplainOptions { target: Some(classifier.label_index("negative").unwrap()), ..options };
+    let pair = classifier.explain_pairs(&[("A fine film.", "I liked it.")], &negative).unwrap();
+    assert_eq!(pair[0].target, "negative");
+    assert!(pair[0].tokens.iter().filter(|t| t.token == "[SEP]").count() == 2, "{:?}", pair[0].tokens);
+    let err = classifier.label_index("maybe").unwrap_err().to_string();
+    assert!(err.contains("no label `maybe`") && err.contains("negative"), "{err}");
+    let err = classifier.explain(&texts, &ExplainOptions { steps: 0, ..options }).unwrap_err().to_string();
+    assert!(err.contains("--steps 0"), "{err}");
+}
+
+/// `"explain"` on serve: each answer carries the library's explanation,
+/// the limits are 400/413/503, and an ordinary request is answered while
+/// an explanation computes (it never queues behind one).
+#[test]
+fn r21_serve_explains_within_its_limits_beside_ordinary_requests() {
+    let Some(dir) = fixture_dir("a-seqcls") else { return };
+    let classifier = Classifier::load(&dir, DeviceChoice::Cpu).unwrap();
+    let server = Server::start(&dir, &["--explain-max-steps", "40", "--explain-max-inputs", "2"]);
+    let text = "This movie was absolutely fantastic!";
+    let reply = server.post(&json!({"inputs": [text, "Worst. Purchase. Ever."], "explain": {"steps": 24, "target": "negative"}}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    let options = ExplainOptions { steps: 24, target: Some(classifier.label_index("negative").unwrap()), ..ExplainOptions::default() };
+    let ours = classifier.explain(&[text], &options).unwrap().remove(0);
+    let served = &answer[0]["explanation"];
+    assert_eq!(served["target"], "negative");
+    assert_eq!(served["steps"], 24);
+    let served_attributions: Vec<f64> = served["tokens"].as_array().unwrap().iter().map(|t| t["attribution"].as_f64().unwrap()).collect();
+    let library: Vec<f64> = ours.tokens.iter().map(|t| t.attribution).collect();
+    assert!(rel_error(&served_attributions, &library) < 1e-12, "served {served_attributions:?}\nlibrary {library:?}");
+    assert_eq!(answer[0]["scores"][0]["label"], classifier.predict(&[text]).unwrap()[0].top().label.as_str());
+    assert_eq!(server.metric("berth_explanations_total"), 2.0);
+    let info = server.get("/info").json();
+    assert_eq!((info["explain_max_steps"].as_u64(), info["explain_max_inputs"].as_u64()), (Some(40), Some(2)));
+    // The limits.
+    let status = |body: Value| {
+        let r = server.post(&body);
+        (r.status, r.json()["error"].as_str().unwrap_or_default().to_string())
+    };
+    let (code, message) = status(json!({"inputs": text, "explain": {"steps": 41}}));
+    assert!(code == 413 && message.contains("--explain-max-steps"), "{code} {message}");
+    let (code, message) = status(json!({"inputs": [text, text, text], "explain": true}));
+    assert!(code == 413 && message.contains("--explain-max-inputs"), "{code} {message}");
+    let (code, message) = status(json!({"inputs": text, "explain": {"target": "maybe"}}));
+    assert!(code == 400 && message.contains("`explain.target`") && message.contains("negative"), "{code} {message}");
+    let (code, message) = status(json!({"inputs": text, "explain": {"rule": "trapezoid", "steps": 1}}));
+    assert!(code == 400 && message.contains("at least 2"), "{code} {message}");
+    let (code, message) = status(json!({"inputs": text, "explain": true, "long_text": "chunk"}));
+    assert!(code == 400 && message.contains("long_text"), "{code} {message}");
+    drop(server);
+    let off = Server::start(&dir, &["--explain-concurrency", "0"]);
+    let r = off.post(&json!({"inputs": text, "explain": true}));
+    assert!(r.status == 400 && r.body.contains("--explain-concurrency 0"), "{} {}", r.status, r.body);
+    assert_eq!(off.post(&json!({"inputs": text})).status, 200, "ordinary requests still served");
+}
+
+#[test]
+fn r21_serve_refuses_a_second_explanation_and_answers_ordinary_requests_meanwhile() {
+    let Some(model) = headed_minilm() else { return };
+    let server = Server::start(&model, &[]);
+    // 128 word pieces at 32 steps: seconds of work, against milliseconds per ordinary request.
+    let long_text = texts(40).join(" ");
+    let slow = json!({"inputs": [long_text], "explain": {"steps": 32}});
+    let address = server.address;
+    let explaining = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let reply = request(address, "POST", "/predict", slow.to_string().as_bytes()).unwrap();
+        (reply, started.elapsed())
+    });
+    // Once the slow request is in flight (and a moment later, past its
+    // parsing), it holds the only slot: a second explanation is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.metric("berth_requests_in_flight") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the explanation request never arrived");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let refused = server.post(&json!({"inputs": "short", "explain": true}));
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(refused.body.contains("--explain-concurrency"), "{}", refused.body);
+    // Ordinary requests are answered while it computes.
+    let ordinary_started = std::time::Instant::now();
+    for t in texts(5) {
+        assert_eq!(server.post(&json!({"inputs": t})).status, 200);
+    }
+    let ordinary = ordinary_started.elapsed();
+    assert!(!explaining.is_finished(), "the explanation ended before the ordinary requests did ({ordinary:?}); make it longer");
+    let (reply, took) = explaining.join().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json().as_array().unwrap().len(), 1);
+    eprintln!("explanation of 128 pieces at 32 steps: {took:?}; 5 ordinary requests meanwhile: {ordinary:?}");
+}
+
+/// `berth eval --report DIR --explain K`: per true label, the K most
+/// confident errors, really errors and in order, each word's value in the
+/// SVG equal to `Classifier::explain`'s toward the predicted label.
+#[test]
+fn r21_eval_report_explains_the_most_confident_errors_of_each_label() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let work = scratch_dir("r21-eval-explain");
+    let named = crate::train::sentences(&crate::train::SENTIMENT, 1000, 15)
+        .replace("\tneg\n", "\tnegative\n")
+        .replace("\tneu\n", "\tneutral\n")
+        .replace("\tpos\n", "\tpositive\n");
+    let dev = work.join("dev.tsv");
+    std::fs::write(&dev, &named).unwrap();
+    let report = work.join("report");
+    let eval = |extra: &[&str]| {
+        let mut cmd = berth();
+        cmd.args(["eval", "--device", "cpu", "--model"]).arg(&model).arg("--data").arg(&dev).arg("--output").arg(work.join("m.json"));
+        cmd.args(extra);
+        cmd
+    };
+    let mut cmd = eval(&["--explain", "2", "--explain-steps", "16"]);
+    succeed(cmd.arg("--report").arg(&report), "eval --explain");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(work.join("m.json")).unwrap()).unwrap();
+    let labels: Vec<String> = serde_json::from_value(m["labels"].clone()).unwrap();
+    let matrix: Vec<Vec<usize>> = serde_json::from_value(m["confusion_matrix"].clone()).unwrap();
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    let section = md.split("## Most confident errors").nth(1).expect("the report has the errors section");
+    let svgs: Vec<String> =
+        (0..labels.len()).filter_map(|i| std::fs::read_to_string(report.join(format!("plots/errors_{i}.svg"))).ok()).collect();
+    let texts: Vec<&str> = named.lines().skip(1).map(|l| l.split('\t').next().unwrap()).collect();
+    let classifier = Classifier::load(&model, DeviceChoice::Cpu).unwrap();
+    let mut checked = 0;
+    for (class, label) in labels.iter().enumerate() {
+        let errors: usize = matrix[class].iter().enumerate().filter(|(p, _)| *p != class).map(|(_, n)| n).sum();
+        let part = section.split(&format!("### true label `{label}`")).nth(1).unwrap().split("### ").next().unwrap();
+        let rows: Vec<Vec<&str>> = part
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| row") && !l.starts_with("| ---"))
+            .map(|l| l.split(" | ").collect())
+            .collect();
+        assert_eq!(rows.len(), errors.min(2), "{label}: {part}");
+        let probabilities: Vec<f64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+        assert!(probabilities.windows(2).all(|w| w[0] >= w[1]), "{label}: most confident first: {probabilities:?}");
+        for row in &rows {
+            let index: usize = row[0].trim_start_matches("| ").parse().unwrap();
+            let predicted = row[1].trim_matches('`');
+            assert_ne!(predicted, label, "row {index} is an error");
+            assert_eq!(named.lines().nth(index + 1).unwrap().split('\t').nth(1).unwrap(), label, "row {index}'s true label");
+            // The picture's words carry the library's attributions toward the predicted label.
+            let target = classifier.label_index(predicted).unwrap();
+            let options = ExplainOptions { steps: 16, target: Some(target), ..ExplainOptions::default() };
+            let ours = classifier.explain(&[texts[index]], &options).unwrap().remove(0);
+            let svg = svgs.iter().find(|s| s.contains(&format!("data-row=\"{index}\""))).expect("the row is drawn");
+            // Words in order, so a repeated word is matched with its own box.
+            let mut cursor = 0;
+            for w in &ours.words {
+                let cell = format!(r#"data-row="{index}" data-word="{}" data-v=""#, w.word);
+                let at = cursor + svg[cursor..].find(&cell).unwrap_or_else(|| panic!("no box for {} in row {index}", w.word)) + cell.len();
+                cursor = at;
+                let value: f64 = svg[at..].split('"').next().unwrap().parse().unwrap();
+                assert!((value - w.attribution).abs() <= 1e-9 * w.attribution.abs().max(1e-6), "{}: {value} vs {}", w.word, w.attribution);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no error was explained; the fixture should make some");
+    let html = std::fs::read_to_string(report.join("errors.html")).unwrap();
+    assert!(html.contains("data-v=") && html.contains("plots/errors_"), "errors.html highlights words and shows the charts");
+    // Bad flags.
+    let err = fail(&mut eval(&["--explain", "2"]), "--explain without --report");
+    assert!(err.contains("--report"), "{err}");
+    let mut cmd = eval(&["--explain", "0"]);
+    let err = fail(cmd.arg("--report").arg(work.join("r0")), "--explain 0");
+    assert!(err.contains("--explain 0"), "{err}");
 }

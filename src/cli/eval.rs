@@ -7,12 +7,15 @@ use clap::Args;
 use crate::data::BerthTokenizer;
 use crate::data::align::Alignment;
 use crate::data::readers::LabelSet;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::infer::explain::explain_encoded;
 use crate::io::write_atomic;
 use crate::model::device_model::DeviceModel;
+use crate::model::explain::ExplainOptions;
 use crate::model::settings::{DataSettings, InferenceSettings, choose};
 use crate::model::task::Task;
 use crate::model::{LoadOptions, load_model};
+use crate::report::errors::{ExplainedError, most_confident_errors};
 use crate::train::dataset::{ColumnChoice, DataSpec};
 use crate::train::evaluate::{Redecide, evaluate_with};
 use crate::train::option_groups::DataColumnOptions;
@@ -48,9 +51,30 @@ pub struct EvalArgs {
     /// the training curves come from the model folder's metrics.jsonl.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// With --report: the K most confident errors of each true label,
+    /// explained (integrated gradients toward the predicted label, on the
+    /// CPU), in report.md, errors.html and plots/errors_<i>.svg.
+    /// Single-label models.
+    #[arg(long, value_name = "K")]
+    pub explain: Option<usize>,
+    /// Integration steps of those explanations.
+    #[arg(long, default_value_t = 32)]
+    pub explain_steps: usize,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(k) = args.explain {
+        let refuse = |m: &str| Err(Error::InvalidArgument(m.into()));
+        if args.report.is_none() {
+            return refuse("--explain K writes into the report: add --report DIR");
+        }
+        if k == 0 {
+            return refuse("--explain 0: explain at least one error per label");
+        }
+        if args.explain_steps == 0 {
+            return refuse("--explain-steps 0: integrated gradients needs at least one step");
+        }
+    }
     let (device, precision) = args.device.open()?;
     let (model, _) = load_model(&args.model, &LoadOptions::for_prediction())?;
     let settings = InferenceSettings::read(&args.model, model.num_labels())?;
@@ -136,8 +160,67 @@ pub fn run(args: EvalArgs) -> Result<()> {
     eprintln!("wrote {}", path.display());
     if let Some(dir) = &args.report {
         write_eval_report(dir, &args, &model.labels, &evaluation, &data, task)?;
+        if let Some(k) = args.explain {
+            if task != Task::Classification || long_text.is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "--explain {k}: errors are explained for single-label models read one window per input; this one is {}{}",
+                    task.name(),
+                    if long_text.is_some() { ", chunked" } else { "" }
+                )));
+            }
+            let title = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let classes = explain_errors(&model, &tokenizer, &evaluation, &data, k, args.explain_steps)?;
+            let files = crate::report::errors::write_errors(dir, &title, classes, k)?;
+            eprintln!("explained errors: {}", files.iter().map(|f| dir.join(f).display().to_string()).collect::<Vec<_>>().join(", "));
+        }
     }
     Ok(())
+}
+
+/// The `k` most confident errors of each true label, each explained toward
+/// the label the model chose: -> (label, its errors) per label.
+fn explain_errors(
+    model: &crate::model::BertClassifier,
+    tokenizer: &BerthTokenizer,
+    evaluation: &crate::metrics::evaluation::Evaluation,
+    data: &crate::train::dataset::EncodedDataset,
+    k: usize,
+    steps: usize,
+) -> Result<Vec<(String, Vec<ExplainedError>)>> {
+    let labels = &model.labels;
+    let confidence: Vec<f64> = evaluation
+        .logits
+        .iter()
+        .zip(&evaluation.predictions)
+        .map(|(logits, &p)| {
+            let scaled: Vec<f64> = logits.iter().map(|v| v / evaluation.temperature).collect();
+            crate::numerics::softmax(&scaled)[p]
+        })
+        .collect();
+    let picked = most_confident_errors(&evaluation.predictions, &evaluation.gold, &confidence, labels.len(), k);
+    let started = std::time::Instant::now();
+    let mut explained = 0;
+    let mut out = Vec::with_capacity(labels.len());
+    for (class, rows) in picked.into_iter().enumerate() {
+        let mut errors = Vec::with_capacity(rows.len());
+        for row in rows {
+            let predicted = evaluation.predictions[row];
+            let options = ExplainOptions { steps, target: Some(predicted), ..ExplainOptions::default() };
+            let e = explain_encoded(model, tokenizer, &data.encodings[row], &options)?;
+            errors.push(ExplainedError {
+                row,
+                true_label: labels[class].clone(),
+                predicted: labels[predicted].clone(),
+                confidence: confidence[row],
+                words: e.words.iter().map(|w| (w.word.clone(), w.attribution)).collect(),
+                completeness_gap: e.numbers.completeness_gap,
+            });
+            explained += 1;
+        }
+        out.push((labels[class].clone(), errors));
+    }
+    eprintln!("explained {explained} errors at {steps} steps in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(out)
 }
 
 fn write_eval_report(

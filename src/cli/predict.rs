@@ -9,7 +9,7 @@ use super::input::read_lines;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
-use crate::infer::explain::{explain_text, target_index};
+use crate::infer::explain::{check_explainable, explain_text, target_index};
 use crate::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule};
 use crate::model::multitask::MultiTaskModel;
 use crate::model::settings::max_length_for;
@@ -206,15 +206,7 @@ fn explain_lines(
         target: target_index(&predictor.model, args.target.as_deref())?,
         step_batch: args.step_batch,
     };
-    if predictor.long_text().is_some() {
-        return Err(Error::InvalidArgument(
-            "--explain reads one window per input, and this model chunks long inputs (berth-inference.json): add --long-text truncate"
-                .into(),
-        ));
-    }
-    if predictor.model.head != crate::model::HeadKind::SequenceClassification {
-        return Err(Error::InvalidArgument("--explain explains sequence-level outputs; this is a token-classification model".into()));
-    }
+    check_explainable(predictor, "--explain")?;
     let mut gaps = Vec::new();
     for ((text, pair), value) in examples.iter().zip(values.iter_mut()) {
         let explanation = explain_text(&predictor.model, &predictor.tokenizer, text, pair.as_deref(), &options)?;

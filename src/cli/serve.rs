@@ -10,7 +10,7 @@ use crate::infer::ClassifierOptions;
 use crate::model::settings::max_length_for;
 use crate::serve::api::RequestLimits;
 use crate::serve::batcher::BatchLimits;
-use crate::serve::{ServeOptions, run as serve};
+use crate::serve::{ExplainLimits, ServeOptions, run as serve};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -57,6 +57,22 @@ pub struct ServeArgs {
     /// closed) and body (408).
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    /// Requests with `"explain"` computing at once (0 turns explanations
+    /// off); one more gets 503 with Retry-After.
+    #[arg(long, default_value_t = 1)]
+    pub explain_concurrency: usize,
+    /// Most integration steps an explanation may ask for (413 beyond).
+    #[arg(long, default_value_t = 128)]
+    pub explain_max_steps: usize,
+    /// Integration steps of an explanation that does not say.
+    #[arg(long, default_value_t = 32)]
+    pub explain_steps: usize,
+    /// Most inputs in one request with `"explain"` (413 beyond).
+    #[arg(long, default_value_t = 8)]
+    pub explain_max_inputs: usize,
+    /// CPU threads the explanations compute on, apart from the batcher's.
+    #[arg(long, default_value_t = 1)]
+    pub explain_threads: usize,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -70,9 +86,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ("--max-input-chars", args.max_input_chars),
         ("--max-body-bytes", args.max_body_bytes),
         ("--request-timeout-ms", args.request_timeout_ms as usize),
+        ("--explain-max-steps", args.explain_max_steps),
+        ("--explain-steps", args.explain_steps),
+        ("--explain-max-inputs", args.explain_max_inputs),
+        ("--explain-threads", args.explain_threads),
     ];
     if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(Error::InvalidArgument(format!("{flag} must be at least 1")));
+    }
+    if args.explain_steps > args.explain_max_steps {
+        return Err(Error::InvalidArgument(format!(
+            "--explain-steps {} is over --explain-max-steps {}",
+            args.explain_steps, args.explain_max_steps
+        )));
     }
     serve(ServeOptions {
         model: args.model,
@@ -93,5 +119,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         request: RequestLimits { max_inputs: args.max_client_batch_size, max_input_chars: args.max_input_chars },
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        explain: ExplainLimits {
+            concurrency: args.explain_concurrency,
+            max_steps: args.explain_max_steps,
+            default_steps: args.explain_steps,
+            max_inputs: args.explain_max_inputs,
+            threads: args.explain_threads,
+        },
     })
 }

@@ -13,8 +13,10 @@ use crate::data::chunks::DEFAULT_CHUNK_STRIDE;
 use crate::data::tokenize::{Truncation, Windows};
 use crate::device::{DeviceChoice, open};
 use crate::error::{Error, Result};
+use crate::infer::explain::{TextExplanation, check_explainable, explain_encoded, explain_text};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
 use crate::model::device_model::Precision;
+use crate::model::explain::ExplainOptions;
 use crate::model::settings::{Aggregate, ChunkSettings, max_length_for};
 use crate::model::{HeadKind, ProblemType};
 
@@ -236,6 +238,57 @@ impl Classifier {
             return Err(Error::InvalidArgument(format!("sentence {empty} has no words")));
         }
         self.predictor.predict_words(sentences, self.batch_size)
+    }
+
+    /// Token attributions for each text: integrated gradients (or gradient
+    /// × input) of the label's logit with respect to the word embeddings,
+    /// per word piece and per word, with the completeness check. They are
+    /// computed on the CPU whatever the classifier's device, one forward and
+    /// backward per `options.step_batch` interpolated copies; `options.target`
+    /// (see [`Classifier::label_index`]) or else the predicted label is explained.
+    ///
+    /// ```no_run
+    /// use berth::model::explain::ExplainOptions;
+    /// # let classifier = berth::Classifier::load("runs/sst2", berth::DeviceChoice::Cpu)?;
+    /// let e = classifier.explain(&["a charming and often affecting journey"], &ExplainOptions::default())?;
+    /// for w in &e[0].words {
+    ///     println!("{:>12} {:+.3}", w.word, w.attribution);
+    /// }
+    /// println!("completeness gap {:.2e}", e[0].numbers.completeness_gap.unwrap_or(0.0));
+    /// # Ok::<(), berth::Error>(())
+    /// ```
+    pub fn explain(&self, texts: &[&str], options: &ExplainOptions) -> Result<Vec<TextExplanation>> {
+        self.explain_inputs(texts.iter().map(|t| (*t, None)), options)
+    }
+
+    /// As [`Classifier::explain`], for text pairs (truncated longest-first as for prediction).
+    pub fn explain_pairs(&self, pairs: &[(&str, &str)], options: &ExplainOptions) -> Result<Vec<TextExplanation>> {
+        self.explain_inputs(pairs.iter().map(|(a, b)| (*a, Some(*b))), options)
+    }
+
+    fn explain_inputs<'a>(
+        &self,
+        inputs: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+        options: &ExplainOptions,
+    ) -> Result<Vec<TextExplanation>> {
+        check_explainable(&self.predictor, "Classifier::explain")?;
+        inputs.map(|(text, pair)| explain_text(&self.predictor.model, &self.predictor.tokenizer, text, pair, options)).collect()
+    }
+
+    /// As [`Classifier::explain`], for an input tokenised by
+    /// [`Classifier::encode_with`] (the model's saved long-text setting is
+    /// the caller's to honour: an explanation reads this one encoding).
+    pub fn explain_encoded(&self, encoded: &Encoded, options: &ExplainOptions) -> Result<TextExplanation> {
+        self.check_sequence_model()?;
+        explain_encoded(&self.predictor.model, &self.predictor.tokenizer, encoded, options)
+    }
+
+    /// The index of the label called `name`, in the order of the logits.
+    pub fn label_index(&self, name: &str) -> Result<usize> {
+        self.labels()
+            .iter()
+            .position(|l| l == name)
+            .ok_or_else(|| Error::InvalidArgument(format!("no label `{name}`: the model's labels are {}", self.labels().join(", "))))
     }
 
     /// Tokenises a text or a text pair, truncated to the maximum length. With

@@ -5,10 +5,11 @@
 
 use serde::Serialize;
 
-use crate::data::tokenize::{BerthTokenizer, Truncation};
+use crate::data::tokenize::{BerthTokenizer, Encoded, Truncation};
 use crate::error::{Error, Result};
-use crate::model::BertClassifier;
+use crate::infer::predictor::Predictor;
 use crate::model::explain::{ExplainOptions, Explanation, explain, word_spans};
+use crate::model::{BertClassifier, HeadKind};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PieceAttribution {
@@ -53,6 +54,23 @@ pub fn target_index(model: &BertClassifier, target: Option<&str>) -> Result<Opti
         .ok_or_else(|| Error::InvalidArgument(format!("--target {name}: the model's labels are {}", model.labels.join(", "))))
 }
 
+/// Refuses a model one explanation per input cannot cover: a token model
+/// (one output per word), or one saved to read long inputs in windows (an
+/// explanation reads one window). `what` names the caller's switch in the
+/// message (`--explain`, `"explain"`, `Classifier::explain`).
+pub fn check_explainable(predictor: &Predictor, what: &str) -> Result<()> {
+    if predictor.model.head != HeadKind::SequenceClassification {
+        return Err(Error::InvalidArgument(format!("{what} explains sequence-level outputs; this is a token-classification model")));
+    }
+    if predictor.long_text().is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{what} reads one window per input, and this model chunks long inputs (berth-inference.json); \
+             truncate instead (--long-text truncate, or \"long_text\": \"truncate\" on serve)"
+        )));
+    }
+    Ok(())
+}
+
 /// text (and pair) -> its attributions, per piece and per word.
 pub fn explain_text(
     model: &BertClassifier,
@@ -61,15 +79,25 @@ pub fn explain_text(
     pair: Option<&str>,
     options: &ExplainOptions,
 ) -> Result<TextExplanation> {
-    let started = std::time::Instant::now();
     let encoded = tokenizer.encode_with(text, pair, tokenizer.truncation_direction())?;
     debug_assert!(tokenizer.truncation_direction() != Truncation::None);
+    explain_encoded(model, tokenizer, &encoded, options)
+}
+
+/// An input already tokenised (T word pieces) -> its attributions, per piece and per word.
+pub fn explain_encoded(
+    model: &BertClassifier,
+    tokenizer: &BerthTokenizer,
+    encoded: &Encoded,
+    options: &ExplainOptions,
+) -> Result<TextExplanation> {
+    let started = std::time::Instant::now();
     let special: Vec<bool> = encoded.word_ids.iter().map(Option::is_none).collect();
-    let numbers = explain(model, &encoded, &special, tokenizer.pad_id(), options)?;
+    let numbers = explain(model, encoded, &special, tokenizer.pad_id(), options)?;
     let pieces: Vec<String> =
         encoded.ids.iter().map(|&id| tokenizer.inner().id_to_token(id).unwrap_or_else(|| format!("<{id}>"))).collect();
     let tokens = pieces.iter().zip(&numbers.attributions).map(|(t, &a)| PieceAttribution { token: t.clone(), attribution: a }).collect();
-    let words = word_spans(&encoded, &numbers.attributions)
+    let words = word_spans(encoded, &numbers.attributions)
         .into_iter()
         .map(|(a, b, attribution)| WordAttribution { word: pieces[a..b].iter().map(|p| bare_piece(p)).collect(), attribution })
         .collect();

@@ -3,6 +3,7 @@
 //! highlighted, calibration and threshold notes) and the charts it embeds,
 //! as SVG files under `plots/`.
 
+pub mod errors;
 pub mod inspect;
 pub mod plots;
 pub mod svg;
@@ -132,6 +133,13 @@ pub fn write_report(dir: &Path, input: &ReportInput) -> Result<Vec<String>> {
             md,
             "\n## Training curves\n\nTraining loss (mean over each logging window) and evaluation loss, and the evaluation `{}`, against the optimizer step.\n\n![training curves]({path})",
             input.metric
+        );
+    }
+    if let Some((grad_norms, update_ratios, clipped)) = diagnostics_from_log(&input.log) {
+        let path = save("diagnostics.svg", plots::diagnostics_curves(&grad_norms, &update_ratios), &mut files)?;
+        let _ = writeln!(
+            md,
+            "\n## Training diagnostics\n\nAt each logging step: the gradient norm of the embeddings, each encoder layer and the head before clipping, and the size of that step's update relative to the weights (‖Δw‖ / ‖w‖). {clipped}\n\n![gradient norm and update size per layer]({path})"
         );
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
@@ -272,9 +280,58 @@ fn curves_from_log(log: &[Value], metric: &str) -> (Vec<Series>, Vec<Series>) {
     (loss, metric_series)
 }
 
+/// The diagnostics of metrics.jsonl (`--diagnostics on`): one series per
+/// part for the gradient norms and the update ratios, in the parts' order,
+/// and a sentence on the clipped steps. None when the log has none.
+fn diagnostics_from_log(log: &[Value]) -> Option<(Vec<Series>, Vec<Series>, String)> {
+    let lines: Vec<&Value> = log.iter().filter(|v| v.get("grad_norm_by_layer").is_some()).collect();
+    let parts: Vec<String> = lines.first()?["grad_norm_by_layer"].as_object()?.keys().cloned().collect();
+    let series = |key: &str| -> Vec<Series> {
+        parts
+            .iter()
+            .map(|part| Series {
+                name: part.clone(),
+                points: lines.iter().filter_map(|v| Some((v["step"].as_f64()?, v[key][part].as_f64()?))).collect(),
+                markers: false,
+            })
+            .collect()
+    };
+    // Each line's fraction covers the steps since the line before it.
+    let (mut clipped, mut steps, mut previous) = (0.0, 0.0, 0.0);
+    for v in &lines {
+        if let (Some(step), Some(fraction)) = (v["step"].as_f64(), v["clipped_fraction"].as_f64()) {
+            clipped += fraction * (step - previous);
+            steps += step - previous;
+            previous = step;
+        }
+    }
+    let sentence = if steps > 0.0 {
+        format!("{:.1}% of the {} steps logged had their gradient norm clipped.", 100.0 * clipped / steps, steps as u64)
+    } else {
+        String::new()
+    };
+    Some((series("grad_norm_by_layer"), series("update_ratio_by_layer"), sentence))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diagnostics_series_follow_the_log_and_clipping_is_weighted_by_window() {
+        let log = vec![
+            serde_json::json!({"step": 10, "loss": 1.0}),
+            serde_json::json!({"step": 10, "grad_norm_by_layer": {"embeddings": 0.5, "layer.0": 2.0}, "update_ratio_by_layer": {"embeddings": 1e-4, "layer.0": 3e-4}, "clipped_fraction": 1.0}),
+            serde_json::json!({"step": 40, "grad_norm_by_layer": {"embeddings": 0.25, "layer.0": 1.0}, "update_ratio_by_layer": {"embeddings": 2e-4, "layer.0": 1e-4}, "clipped_fraction": 0.0}),
+        ];
+        let (norms, ratios, sentence) = diagnostics_from_log(&log).unwrap();
+        assert_eq!(norms.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["embeddings", "layer.0"]);
+        assert_eq!(norms[1].points, vec![(10.0, 2.0), (40.0, 1.0)]);
+        assert_eq!(ratios[0].points, vec![(10.0, 1e-4), (40.0, 2e-4)]);
+        // 10 clipped steps of 40.
+        assert_eq!(sentence, "25.0% of the 40 steps logged had their gradient norm clipped.");
+        assert!(diagnostics_from_log(&log[..1]).is_none());
+    }
 
     #[test]
     fn minorities_are_under_half_an_even_share() {

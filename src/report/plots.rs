@@ -66,6 +66,17 @@ pub fn training_curves(loss: &[Series], metric: &[Series], metric_name: &str) ->
     svg.finish()
 }
 
+/// Two panels side by side: each part's gradient norm against the step,
+/// and each part's update-to-weight ratio (`--diagnostics on`).
+pub fn diagnostics_curves(grad_norms: &[Series], update_ratios: &[Series]) -> String {
+    let (panel_w, panel_h) = (380.0, 300.0);
+    let mut svg = Svg::new(2.0 * panel_w + 160.0, panel_h + 120.0);
+    svg.text(panel_w + 80.0, 24.0, 15.0, Anchor::Middle, "#111", "Gradient norm and update size per layer");
+    line_panel(&mut svg, 70.0, 50.0, panel_w, panel_h, grad_norms, "gradient norm (before clipping)", None);
+    line_panel(&mut svg, 70.0 + panel_w + 80.0, 50.0, panel_w, panel_h, update_ratios, "‖Δw‖ / ‖w‖ per step", None);
+    svg.finish()
+}
+
 fn line_panel(svg: &mut Svg, left: f64, top: f64, w: f64, h: f64, series: &[Series], y_title: &str, unit_range: Option<(f64, f64)>) {
     let all: Vec<(f64, f64)> =
         series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();

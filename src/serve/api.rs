@@ -13,6 +13,8 @@
 //! {"inputs": "...", "long_text": "chunk"}           → berth's: an over-long text read in windows
 //! {"inputs": "...", "parameters": {"top_k": 2, "function_to_apply": "sigmoid"}}
 //!                                                   → [[{"label", "score"}, {"label", "score"}]]
+//! {"inputs": "...", "explain": true}                → berth's: {"scores": [...], "explanation": {...}}
+//! {"inputs": "...", "explain": {"method": "ig", "steps": 32, "baseline": "pad", "target": "positive"}}
 //! ```
 //!
 //! Scores are sorted, highest first. A request with `parameters` (the
@@ -30,11 +32,22 @@
 //! it even when the model was trained chunked. Without the field the model's
 //! saved setting decides. A chunked text is never over the length, so
 //! `truncate` and `truncation_direction` then change nothing.
+//!
+//! `explain` is berth's too: each input's answer becomes an object with its
+//! `scores` (as without it) and its `explanation` (token attributions, as
+//! `berth predict --explain` writes them, docs/formats.md). `true` takes
+//! integrated gradients with the server's default steps; an object may set
+//! `method` (`"ig"`, `"grad-x-input"`), `steps`, `baseline` (`"pad"`,
+//! `"zero"`), `rule` (an integration rule's name) and `target` (a label).
+//! The server bounds the steps, the inputs and the explanations running at
+//! once (`--explain-*`), so explanations cannot starve ordinary requests.
 
 use serde_json::{Map, Value};
 
 use crate::data::tokenize::Truncation;
+use crate::infer::explain::TextExplanation;
 use crate::infer::{LabelScore, ModelKind, TextPrediction, WordPrediction};
+use crate::model::explain::{Baseline, ExplainMethod, IntegrationRule};
 use crate::numerics::{sigmoid, softmax};
 
 /// The limits a request is checked against.
@@ -89,6 +102,31 @@ pub struct PredictRequest {
     pub function: Option<ScoreFunction>,
     /// `"long_text"`: Some(true) chunks, Some(false) truncates, None follows the model.
     pub chunk: Option<bool>,
+    /// `"explain"`: token attributions to add to each answer.
+    pub explain: Option<ExplainRequest>,
+}
+
+/// What `"explain"` asks for; None fields take the server's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExplainRequest {
+    pub method: ExplainMethod,
+    pub steps: Option<usize>,
+    pub baseline: Baseline,
+    pub rule: IntegrationRule,
+    /// A label's name; None explains the predicted label.
+    pub target: Option<String>,
+}
+
+impl Default for ExplainRequest {
+    fn default() -> Self {
+        ExplainRequest {
+            method: ExplainMethod::Ig,
+            steps: None,
+            baseline: Baseline::Pad,
+            rule: IntegrationRule::GaussLegendre,
+            target: None,
+        }
+    }
 }
 
 impl PredictRequest {
@@ -146,7 +184,9 @@ fn example(v: &Value, at: &str, limits: &RequestLimits) -> Result<Example, Reque
 }
 
 /// The fields a request may hold.
-const FIELDS: &str = "`inputs`, `raw_scores`, `truncate`, `truncation_direction`, `long_text` and `parameters`";
+const FIELDS: &str = "`inputs`, `raw_scores`, `truncate`, `truncation_direction`, `long_text`, `explain` and `parameters`";
+/// The fields `explain` may hold.
+const EXPLAIN_FIELDS: &str = "`method`, `steps`, `baseline`, `rule` and `target`";
 /// The fields `parameters` may hold.
 const PARAMETERS: &str = "`top_k` and `function_to_apply`";
 
@@ -178,6 +218,17 @@ fn direction(fields: &Map<String, Value>) -> Result<Option<Truncation>, RequestE
     }
 }
 
+/// `holder.name`, a whole number of at least 1, or absent.
+fn count_field(p: &Map<String, Value>, holder: &str, name: &str) -> Result<Option<usize>, RequestError> {
+    match field(p, name) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(k) if k >= 1 => Ok(Some(usize::try_from(k).unwrap_or(usize::MAX))),
+            _ => Err(RequestError::Invalid(format!("`{holder}.{name}` must be a whole number of at least 1, found {v}"))),
+        },
+    }
+}
+
 /// The Inference API's `parameters`: (`top_k`, `function_to_apply`).
 fn parameters(value: &Value) -> Result<(Option<usize>, Option<ScoreFunction>), RequestError> {
     let Value::Object(p) = value else {
@@ -186,13 +237,7 @@ fn parameters(value: &Value) -> Result<(Option<usize>, Option<ScoreFunction>), R
     if let Some(unknown) = p.keys().find(|k| !matches!(k.as_str(), "top_k" | "function_to_apply")) {
         return Err(RequestError::Invalid(format!("unknown field `parameters.{unknown}` (`parameters` may hold {PARAMETERS})")));
     }
-    let top_k = match field(p, "top_k") {
-        None => None,
-        Some(v) => match v.as_u64() {
-            Some(k) if k >= 1 => Some(usize::try_from(k).unwrap_or(usize::MAX)),
-            _ => return Err(RequestError::Invalid(format!("`parameters.top_k` must be a whole number of at least 1, found {v}"))),
-        },
-    };
+    let top_k = count_field(p, "parameters", "top_k")?;
     let function = match field(p, "function_to_apply") {
         None => None,
         Some(Value::String(s)) => Some(match s.as_str() {
@@ -212,16 +257,56 @@ fn parameters(value: &Value) -> Result<(Option<usize>, Option<ScoreFunction>), R
     Ok((top_k, function))
 }
 
+/// A string field that must name one of a clap value enum's values.
+fn named_value<T: clap::ValueEnum>(p: &Map<String, Value>, name: &str, default: T) -> Result<T, RequestError> {
+    let names =
+        || T::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|v| format!("\"{}\"", v.get_name())).collect::<Vec<_>>();
+    match field(p, name) {
+        None => Ok(default),
+        Some(Value::String(s)) => T::from_str(s, false)
+            .map_err(|_| RequestError::Invalid(format!("`explain.{name}` must be one of {}, found \"{s}\"", names().join(", ")))),
+        Some(other) => {
+            Err(RequestError::Invalid(format!("`explain.{name}` must be one of {}, found {}", names().join(", "), kind_of(other))))
+        }
+    }
+}
+
+/// `"explain"`: true, false, or an object of settings.
+fn explain_request(value: &Value) -> Result<Option<ExplainRequest>, RequestError> {
+    let p = match value {
+        Value::Bool(false) => return Ok(None),
+        Value::Bool(true) => return Ok(Some(ExplainRequest::default())),
+        Value::Object(p) => p,
+        other => return Err(RequestError::Invalid(format!("`explain` must be true, false or an object, found {}", kind_of(other)))),
+    };
+    if let Some(unknown) = p.keys().find(|k| !matches!(k.as_str(), "method" | "steps" | "baseline" | "rule" | "target")) {
+        return Err(RequestError::Invalid(format!("unknown field `explain.{unknown}` (`explain` may hold {EXPLAIN_FIELDS})")));
+    }
+    let steps = count_field(p, "explain", "steps")?;
+    let target = match field(p, "target") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(RequestError::Invalid(format!("`explain.target` must be a label's name, found {}", kind_of(other)))),
+    };
+    let defaults = ExplainRequest::default();
+    Ok(Some(ExplainRequest {
+        method: named_value(p, "method", defaults.method)?,
+        steps,
+        baseline: named_value(p, "baseline", defaults.baseline)?,
+        rule: named_value(p, "rule", defaults.rule)?,
+        target,
+    }))
+}
+
 /// Parses and checks a `/predict` body.
 pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictRequest, RequestError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::Invalid(format!("malformed JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(RequestError::Invalid(format!("the body must be a JSON object with `inputs`, found {}", kind_of(&value))));
     };
-    if let Some(unknown) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "inputs" | "raw_scores" | "truncate" | "truncation_direction" | "long_text" | "parameters"))
-    {
+    if let Some(unknown) = fields.keys().find(|k| {
+        !matches!(k.as_str(), "inputs" | "raw_scores" | "truncate" | "truncation_direction" | "long_text" | "explain" | "parameters")
+    }) {
         return Err(RequestError::Invalid(format!("unknown field `{unknown}` (a request may hold {FIELDS})")));
     }
     let raw_scores = boolean(&fields, "raw_scores", false)?;
@@ -242,6 +327,10 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictReque
     let (top_k, function) = match field(&fields, "parameters") {
         None => (None, None),
         Some(p) => parameters(p)?,
+    };
+    let explain = match field(&fields, "explain") {
+        None => None,
+        Some(e) => explain_request(e)?,
     };
     if let (true, Some(f)) = (raw_scores, function)
         && f != ScoreFunction::Identity
@@ -282,6 +371,7 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<PredictReque
         top_k,
         function,
         chunk,
+        explain,
     })
 }
 
@@ -292,6 +382,7 @@ pub fn check_for_kind(request: &PredictRequest, kind: ModelKind) -> Result<(), R
         return Ok(());
     }
     let asked = [
+        (request.explain.is_some(), "`explain`"),
         (request.raw_scores, "`raw_scores`"),
         (request.top_k.is_some(), "`parameters.top_k`"),
         (request.function.is_some(), "`parameters.function_to_apply`"),
@@ -340,6 +431,22 @@ fn shape(mut rows: impl Iterator<Item = Value>, request: &PredictRequest) -> Val
 /// The answer to a sequence model's request.
 pub fn text_answer(predictions: &[TextPrediction], labels: &[String], request: &PredictRequest) -> Value {
     let rows = predictions.iter().map(|p| serde_json::to_value(scores(p, labels, request)).expect("scores serialise"));
+    shape(rows, request)
+}
+
+/// The answer to a request with `"explain"`: each input's scores and explanation.
+pub fn explained_answer(
+    predictions: &[TextPrediction],
+    explanations: &[TextExplanation],
+    labels: &[String],
+    request: &PredictRequest,
+) -> Value {
+    let rows = predictions.iter().zip(explanations).map(|(p, e)| {
+        serde_json::json!({
+            "scores": scores(p, labels, request),
+            "explanation": e,
+        })
+    });
     shape(rows, request)
 }
 
@@ -400,6 +507,41 @@ mod tests {
         assert_eq!(parse(r#"{"inputs": "a", "long_text": "truncate"}"#).unwrap().chunk, Some(false));
         assert_eq!(invalid(r#"{"inputs": "a", "long_text": "split"}"#), "`long_text` must be \"chunk\" or \"truncate\", found \"split\"");
         assert!(invalid(r#"{"inputs": "a", "long_text": true}"#).contains("found a boolean"));
+    }
+
+    #[test]
+    fn explain_is_true_false_or_settings() {
+        assert_eq!(parse(r#"{"inputs": "a"}"#).unwrap().explain, None);
+        assert_eq!(parse(r#"{"inputs": "a", "explain": false}"#).unwrap().explain, None);
+        assert_eq!(parse(r#"{"inputs": "a", "explain": true}"#).unwrap().explain, Some(ExplainRequest::default()));
+        let e = parse(r#"{"inputs": "a", "explain": {"method": "grad-x-input", "steps": 8, "baseline": "zero", "rule": "riemann-middle", "target": "pos"}}"#)
+            .unwrap()
+            .explain
+            .unwrap();
+        assert_eq!(
+            e,
+            ExplainRequest {
+                method: ExplainMethod::GradXInput,
+                steps: Some(8),
+                baseline: Baseline::Zero,
+                rule: IntegrationRule::RiemannMiddle,
+                target: Some("pos".into())
+            }
+        );
+        assert_eq!(invalid(r#"{"inputs": "a", "explain": "yes"}"#), "`explain` must be true, false or an object, found a string");
+        assert_eq!(
+            invalid(r#"{"inputs": "a", "explain": {"method": "lime"}}"#),
+            r#"`explain.method` must be one of "ig", "grad-x-input", found "lime""#
+        );
+        assert_eq!(invalid(r#"{"inputs": "a", "explain": {"steps": 0}}"#), "`explain.steps` must be a whole number of at least 1, found 0");
+        assert!(invalid(r#"{"inputs": "a", "explain": {"baseline": 0}}"#).ends_with("found a number"));
+        assert!(invalid(r#"{"inputs": "a", "explain": {"target": 1}}"#).contains("`explain.target` must be a label's name"));
+        assert!(invalid(r#"{"inputs": "a", "explain": {"stps": 1}}"#).starts_with("unknown field `explain.stps`"));
+        let token = ModelKind::TokenClassification;
+        assert!(matches!(
+            check_for_kind(&parse(r#"{"inputs": "a", "explain": true}"#).unwrap(), token),
+            Err(RequestError::Invalid(m)) if m.starts_with("`explain`")
+        ));
     }
 
     #[test]

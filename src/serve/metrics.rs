@@ -66,6 +66,8 @@ pub struct Metrics {
     pub requests: AtomicU64,
     /// Examples (texts, pairs or sentences) predicted.
     pub inputs: AtomicU64,
+    /// Inputs explained (`"explain"`).
+    pub explanations: AtomicU64,
     errors: Mutex<BTreeMap<u16, u64>>,
     /// Seconds from a request's arrival to its answer.
     pub latency: Histogram,
@@ -78,6 +80,7 @@ impl Default for Metrics {
         Metrics {
             requests: AtomicU64::new(0),
             inputs: AtomicU64::new(0),
+            explanations: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             latency: Histogram::new(LATENCY_BOUNDS),
             batch_size: Histogram::new(BATCH_BOUNDS),
@@ -104,6 +107,7 @@ impl Metrics {
         };
         counter(&mut out, "berth_requests_total", "POST /predict requests answered, any status.", self.requests.load(Ordering::Relaxed));
         counter(&mut out, "berth_inputs_total", "Examples predicted.", self.inputs.load(Ordering::Relaxed));
+        counter(&mut out, "berth_explanations_total", "Inputs explained (\"explain\").", self.explanations.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP berth_request_errors_total POST /predict requests answered with an error, by status.");
         let _ = writeln!(out, "# TYPE berth_request_errors_total counter");
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());

@@ -37,6 +37,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{Error, Result};
 use crate::infer::{Classifier, ClassifierOptions, ModelKind};
+use crate::model::explain::{ExplainMethod, ExplainOptions};
 use api::{Example, PredictRequest, RequestError, RequestLimits};
 use batcher::{BatchLimits, Job, JobInput, JobOutput, PaddingCost, Queue, Refused};
 use metrics::Metrics;
@@ -61,6 +62,32 @@ pub struct ServeOptions {
     /// Longest a request may take, queueing included; also the most a
     /// client may take to send a request head or body.
     pub request_timeout: Duration,
+    /// What `"explain"` may cost.
+    pub explain: ExplainLimits,
+}
+
+/// The bounds on `"explain"`: an explanation costs about `steps` forward
+/// and backward passes per input, so it runs beside the batcher, in its own
+/// small thread pool, a few at a time, never in the batcher's queue.
+#[derive(Clone, Debug)]
+pub struct ExplainLimits {
+    /// Requests explaining at once (0: `"explain"` is refused); one more
+    /// gets 503 with Retry-After.
+    pub concurrency: usize,
+    /// Most integration steps a request may ask for (413 beyond).
+    pub max_steps: usize,
+    /// Steps when a request does not say.
+    pub default_steps: usize,
+    /// Most inputs in one request with `"explain"` (413 beyond).
+    pub max_inputs: usize,
+    /// Threads of the explanations' pool (the batcher keeps the rest).
+    pub threads: usize,
+}
+
+impl Default for ExplainLimits {
+    fn default() -> Self {
+        ExplainLimits { concurrency: 1, max_steps: 128, default_steps: 32, max_inputs: 8, threads: 1 }
+    }
 }
 
 struct App {
@@ -76,6 +103,11 @@ struct App {
     /// Prediction requests inside a handler, whatever their fate: draining
     /// ends when none is left.
     in_flight: InFlight,
+    /// Requests explaining now: at most `--explain-concurrency`.
+    explaining: Arc<tokio::sync::Semaphore>,
+    /// Where explanations compute, apart from the global pool the batcher's
+    /// forward passes use.
+    explain_pool: Arc<rayon::ThreadPool>,
 }
 
 /// Counts prediction requests being handled, and wakes whoever waits for none.
@@ -180,6 +212,12 @@ async fn serve(options: ServeOptions, classifier: Arc<Classifier>) -> Result<()>
             .map_err(|e| Error::InvalidArgument(format!("cannot start the batcher thread: {e}")))?
     };
     let admitted = tokio::sync::Semaphore::new(options.batch.max_queue + options.batch.max_batch_size);
+    let explain_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.explain.threads.max(1))
+        .thread_name(|i| format!("berth-explain-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start the explanations' threads: {e}")))?;
+    let explaining = Arc::new(tokio::sync::Semaphore::new(options.explain.concurrency));
     let app = Arc::new(App {
         classifier: classifier.clone(),
         queue: queue.clone(),
@@ -188,6 +226,8 @@ async fn serve(options: ServeOptions, classifier: Arc<Classifier>) -> Result<()>
         draining: AtomicBool::new(false),
         admitted,
         in_flight: InFlight::default(),
+        explaining,
+        explain_pool: Arc::new(explain_pool),
     });
     let router = Router::new()
         // TEI routes `POST /` to the model's task; the Hugging Face client posts there.
@@ -336,6 +376,9 @@ async fn info(State(app): State<Arc<App>>) -> axum::Json<Value> {
         "max_input_chars": o.request.max_input_chars,
         "max_body_bytes": o.max_body_bytes,
         "request_timeout_ms": o.request_timeout.as_millis() as u64,
+        "explain_concurrency": o.explain.concurrency,
+        "explain_max_steps": o.explain.max_steps,
+        "explain_max_inputs": o.explain.max_inputs,
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -406,7 +449,25 @@ async fn answer(app: &App, headers: &HeaderMap, body: Body, started: Instant) ->
     let request = api::parse_request(&bytes, &app.options.request)?;
     api::check_for_kind(&request, app.classifier.kind())?;
     let n = request.examples.len();
+    // Checked and admitted before any work is queued, so a refused
+    // explanation costs nothing.
+    let explaining = match &request.explain {
+        Some(asked) => Some(admit_explanation(app, &request, asked)?),
+        None => None,
+    };
     let (input, tokens) = prepare(app, &request).await?;
+    let explain_inputs = match (&explaining, &input) {
+        (None, _) => None,
+        (Some(_), JobInput::Texts(encoded)) => Some(encoded.clone()),
+        (Some(_), _) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "validation",
+                "`explain` reads one window per input, and this request is read in windows (the model's saved --long-text chunk, \
+                 or \"long_text\": \"chunk\"); send \"long_text\": \"truncate\" to explain it",
+            ));
+        }
+    };
     let (reply, answer) = oneshot::channel();
     match app.queue.push(Job { input, tokens, reply }) {
         Ok(()) => {}
@@ -423,10 +484,88 @@ async fn answer(app: &App, headers: &HeaderMap, body: Body, started: Instant) ->
         Ok(Ok(Ok(output))) => output,
     };
     app.metrics.inputs.fetch_add(n as u64, Ordering::Relaxed);
+    if let (Some((permit, options)), Some(encoded), JobOutput::Texts(p)) = (explaining, explain_inputs, &output) {
+        let explanations = explain_off_the_batcher(app, permit, options, encoded, deadline).await?;
+        app.metrics.explanations.fetch_add(n as u64, Ordering::Relaxed);
+        return Ok(api::explained_answer(p, &explanations, app.classifier.labels(), &request));
+    }
     Ok(match output {
         JobOutput::Texts(p) => api::text_answer(&p, app.classifier.labels(), &request),
         JobOutput::Words(p) => api::word_answer(&p, &request),
     })
+}
+
+/// Checks `"explain"` against the server's limits and takes one of the
+/// explanation slots, or refuses: 400 when explanations are off or the
+/// target is unknown, 413 over a limit, 503 when every slot is taken.
+fn admit_explanation(
+    app: &App,
+    request: &PredictRequest,
+    asked: &api::ExplainRequest,
+) -> std::result::Result<(tokio::sync::OwnedSemaphorePermit, ExplainOptions), ApiError> {
+    let limits = &app.options.explain;
+    let invalid = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "validation", m);
+    let too_large = |m: String| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "validation", m);
+    if limits.concurrency == 0 {
+        return Err(invalid("explanations are off on this server (--explain-concurrency 0)".into()));
+    }
+    let steps = match asked.method {
+        ExplainMethod::Ig => asked.steps.unwrap_or(limits.default_steps),
+        ExplainMethod::GradXInput => 1,
+    };
+    if steps > limits.max_steps {
+        return Err(too_large(format!("`explain.steps` is {steps}; the limit is {} (--explain-max-steps)", limits.max_steps)));
+    }
+    if request.examples.len() > limits.max_inputs {
+        return Err(too_large(format!(
+            "`inputs` holds {} examples to explain; the limit is {} per request with `explain` (--explain-max-inputs)",
+            request.examples.len(),
+            limits.max_inputs
+        )));
+    }
+    // The rule's own least number of steps (2 for the trapezoid).
+    asked.rule.nodes(steps).map_err(|e| invalid(format!("`explain`: {}", e.to_string().replace("--steps", "steps"))))?;
+    let target = match &asked.target {
+        None => None,
+        Some(name) => Some(app.classifier.label_index(name).map_err(|e| invalid(format!("`explain.target`: {e}")))?),
+    };
+    let permit = app.explaining.clone().try_acquire_owned().map_err(|_| ApiError {
+        retry_after_s: Some(1),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("{} explanation(s) are running, the most at once (--explain-concurrency); retry later", limits.concurrency),
+        )
+    })?;
+    let options = ExplainOptions { method: asked.method, steps, baseline: asked.baseline, rule: asked.rule, target, step_batch: 16 };
+    Ok((permit, options))
+}
+
+/// Explains `encoded` in the explanations' pool, holding `permit` until
+/// the work ends (even past the deadline: the slot stays taken while the
+/// threads are busy, so the bound on concurrent explanations holds).
+async fn explain_off_the_batcher(
+    app: &App,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    options: ExplainOptions,
+    encoded: Vec<crate::data::Encoded>,
+    deadline: tokio::time::Instant,
+) -> std::result::Result<Vec<crate::infer::explain::TextExplanation>, ApiError> {
+    let (classifier, pool) = (app.classifier.clone(), app.explain_pool.clone());
+    let work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        pool.install(|| encoded.iter().map(|e| classifier.explain_encoded(e, &options)).collect::<Result<Vec<_>>>())
+    });
+    match tokio::time::timeout_at(deadline, work).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the explanation did not finish within {} ms", app.options.request_timeout.as_millis()),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "backend", format!("the explanation failed: {e}"))),
+        Ok(Ok(Err(e))) => Err(ApiError::new(StatusCode::BAD_REQUEST, "validation", e.to_string())),
+        Ok(Ok(Ok(explanations))) => Ok(explanations),
+    }
 }
 
 /// Characters above which tokenising moves off the async workers.

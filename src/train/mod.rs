@@ -6,6 +6,7 @@ pub mod augment;
 pub mod class_weights;
 pub mod dataset;
 pub mod device_training;
+pub mod diagnostics;
 pub mod evaluate;
 pub mod freeze;
 pub mod head_prior;

@@ -412,6 +412,10 @@ impl Job for MultiJob<'_> {
         self.model.heads.get(head).map(|h| h.name.as_str())
     }
 
+    fn loss_weight(&self, head: usize) -> f64 {
+        self.model.heads.get(head).map_or(1.0, |h| h.loss_weight)
+    }
+
     fn evaluate(&mut self, ctx: &mut EvalContext) -> Result<bool> {
         let batch_size = self.config.batch_size.max(32);
         for (h, d) in self.data.iter().enumerate() {

@@ -202,6 +202,11 @@ pub struct TrainOptions {
     /// Log loss and learning rate every N optimizer steps (default 50).
     #[arg(long, allow_negative_numbers = true)]
     pub logging_steps: Option<u64>,
+    /// `on` (the default): each log line adds the gradient norm and the
+    /// update-to-weight ratio of the embeddings, each layer and the head,
+    /// and the fraction of clipped steps; `off`: none of it is computed.
+    #[arg(long)]
+    pub diagnostics: Option<String>,
     /// Continue from a checkpoint folder written by an earlier run.
     #[arg(long)]
     #[serde(skip)]
@@ -301,6 +306,7 @@ impl TrainOptions {
             greater_is_better,
             early_stopping_patience,
             logging_steps,
+            diagnostics,
             resume_from,
             overwrite,
         )
@@ -391,6 +397,12 @@ impl TrainOptions {
             metric_for_best: metric,
             early_stopping_patience: self.early_stopping_patience,
             logging_steps: self.logging_steps.unwrap_or(50),
+            diagnostics: match self.diagnostics.as_deref() {
+                None => true,
+                Some(v) if v.eq_ignore_ascii_case("on") => true,
+                Some(v) if v.eq_ignore_ascii_case("off") => false,
+                Some(other) => return Err(Error::InvalidArgument(format!("--diagnostics {other}: use on or off"))),
+            },
             resume_from: self.resume_from.clone(),
             overwrite: self.overwrite.unwrap_or(false),
             device,
@@ -480,6 +492,10 @@ pub struct TrainConfig {
     pub greater_is_better: bool,
     pub early_stopping_patience: Option<usize>,
     pub logging_steps: u64,
+    /// Per-part gradient norms, update ratios and clipped steps in the log
+    /// (absent, and so on, in the states of runs from before the flag).
+    #[serde(default = "diagnostics_default")]
+    pub diagnostics: bool,
     pub resume_from: Option<PathBuf>,
     /// Absent in the states of runs from before the flag existed.
     #[serde(default)]
@@ -498,6 +514,10 @@ fn unit_weight() -> f64 {
 
 fn default_sampler() -> SamplerKind {
     SamplerKind::Random
+}
+
+fn diagnostics_default() -> bool {
+    true
 }
 
 impl TrainConfig {

@@ -4,6 +4,7 @@
 //! log, and the device engine.
 
 use super::device_training::DeviceTraining;
+use super::diagnostics::LayerGroups;
 use super::options::TrainConfig;
 use super::run_files::{MetricsLog, truncate_log};
 use super::state::{RunIdentity, TrainingState, read_optimizer};
@@ -64,6 +65,7 @@ pub(super) fn start_run<'a>(
         real_tokens: 0,
         log_window_loss: 0.0,
         log_window_steps: 0,
+        log_window_clipped: 0,
         head_windows: Vec::new(),
         labels,
         config: config.clone(),
@@ -100,5 +102,6 @@ pub(super) fn start_run<'a>(
         }
     };
     let log = MetricsLog::open(&config.output.join("metrics.jsonl"))?;
-    Ok(Run { config, state, optimizer, engine, schedule: plan.schedule, log })
+    let diagnostics = config.diagnostics.then(|| LayerGroups::of(store));
+    Ok(Run { config, state, optimizer, engine, schedule: plan.schedule, log, diagnostics })
 }

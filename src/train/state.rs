@@ -47,6 +47,9 @@ pub struct TrainingState {
     pub log_window_loss: f64,
     #[serde(default)]
     pub log_window_steps: u64,
+    /// Of those steps, the ones whose gradient norm was clipped.
+    #[serde(default)]
+    pub log_window_clipped: u64,
     /// A multi-task run's loss sum and micro-batch count per head since the
     /// last log line (empty for a single-task run).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

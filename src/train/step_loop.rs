@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::device_training::DeviceTraining;
+use super::diagnostics::{BeforeUpdate, LayerGroups, StepDiagnostics};
 use super::options::TrainConfig;
 use super::run_files::{MetricsLog, after_failed_save, ensure_finite_weights, non_finite, prune_checkpoints};
 use super::state::{TrainingState, sibling};
@@ -67,6 +68,10 @@ pub(super) trait Job {
     fn loss_key(&self, head: usize) -> String;
     /// The head's name in errors, when there are several.
     fn head_name(&self, head: usize) -> Option<&str>;
+    /// The factor of the head's loss in the summed objective (`loss-weight`).
+    fn loss_weight(&self, _head: usize) -> f64 {
+        1.0
+    }
     /// Runs the evaluation due after this step: logs it, keeps the best
     /// model. Returns true to stop early.
     fn evaluate(&mut self, ctx: &mut EvalContext) -> Result<bool>;
@@ -91,6 +96,8 @@ pub(super) struct Run<'a> {
     pub engine: Option<DeviceTraining>,
     pub schedule: Schedule,
     pub log: MetricsLog,
+    /// The model's parts for `--diagnostics on`; None when off.
+    pub diagnostics: Option<LayerGroups>,
 }
 
 /// Steps until `state.total_steps`, an early stop, or an error; the host
@@ -121,14 +128,17 @@ pub(super) fn run_steps<J: Job>(job: &mut J, run: &mut Run) -> Result<()> {
         // next epoch's (a new order, new samples), never replaying this one.
         let plan_epoch = run.state.epoch;
         while run.state.epoch == plan_epoch {
-            let (lr, grad_norm, step_loss) = optimizer_step(job, run, &plan)?;
+            let next = run.state.step + 1;
+            let log_now = next % config.logging_steps == 0 || next == total_steps;
+            let (lr, grad_norm, step_loss, diagnostics) = optimizer_step(job, run, &plan, log_now)?;
             let state = &mut run.state;
             let elapsed = run_start.elapsed().as_secs_f64().max(1e-9);
             let tokens_per_s = (state.real_tokens - tokens_at_start) as f64 / elapsed;
             bar.set_position(state.step);
             bar.set_message(format!("loss {step_loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"));
-            if state.step % config.logging_steps == 0 || state.step == total_steps {
-                log_step(job, state, plan.len(), lr, grad_norm, tokens_per_s, &mut run.log)?;
+            if log_now {
+                let figures = StepFigures { lr, grad_norm, tokens_per_s, diagnostics: diagnostics.as_ref().zip(run.diagnostics.as_ref()) };
+                log_step(job, state, plan.len(), &figures, &mut run.log)?;
             }
             let epoch_done = state.batch_in_epoch == 0;
             let eval_now = match config.eval_every {
@@ -173,9 +183,15 @@ pub(super) fn run_steps<J: Job>(job: &mut J, run: &mut Run) -> Result<()> {
 }
 
 /// One optimizer step over the next group of micro-batches of `plan`:
-/// returns the learning rate, the gradient norm before clipping and the
-/// step's mean loss, with the state advanced past the group.
-fn optimizer_step<J: Job>(job: &mut J, run: &mut Run, plan: &[MicroBatch]) -> Result<(f64, f64, f64)> {
+/// returns the learning rate, the gradient norm before clipping, the step's
+/// mean loss and, when the step is logged (`logged`) with diagnostics on,
+/// its per-part figures; the state is advanced past the group.
+fn optimizer_step<J: Job>(
+    job: &mut J,
+    run: &mut Run,
+    plan: &[MicroBatch],
+    logged: bool,
+) -> Result<(f64, f64, f64, Option<StepDiagnostics>)> {
     let config = run.config;
     let state = &mut run.state;
     // Up to grad_accum micro-batches (fewer at the end of an epoch).
@@ -208,6 +224,11 @@ fn optimizer_step<J: Job>(job: &mut J, run: &mut Run, plan: &[MicroBatch]) -> Re
         }
     }
     let lr = run.schedule.lr(state.step);
+    let groups = run.diagnostics.as_ref().filter(|_| logged);
+    let before = groups.map(|g| {
+        let params = run.engine.as_ref().map_or(job.store().tensors(), |e| e.params());
+        BeforeUpdate::take(g, params, &grads)
+    });
     let grad_norm = match &mut run.engine {
         Some(e) => e
             .step(&mut run.optimizer, &grads, lr, config.max_grad_norm)
@@ -219,6 +240,10 @@ fn optimizer_step<J: Job>(job: &mut J, run: &mut Run, plan: &[MicroBatch]) -> Re
             norm
         }
     };
+    let diagnostics = before.zip(groups).map(|(b, g)| b.finish(g, run.engine.as_ref().map_or(job.store().tensors(), |e| e.params())));
+    if config.max_grad_norm > 0.0 && grad_norm > config.max_grad_norm {
+        state.log_window_clipped += 1;
+    }
     state.step += 1;
     state.adam_step = run.optimizer.step;
     state.micro_batches += group.len() as u64;
@@ -229,7 +254,7 @@ fn optimizer_step<J: Job>(job: &mut J, run: &mut Run, plan: &[MicroBatch]) -> Re
     }
     state.log_window_loss += step_loss;
     state.log_window_steps += 1;
-    Ok((lr, grad_norm, step_loss))
+    Ok((lr, grad_norm, step_loss, diagnostics))
 }
 
 /// Gradients `g` of a micro-batch's parameters, added into `grads` at the
@@ -250,16 +275,24 @@ pub(super) fn add_gradients(
     Ok(())
 }
 
+/// What a log line reports besides the losses.
+struct StepFigures<'a> {
+    lr: f64,
+    grad_norm: f64,
+    tokens_per_s: f64,
+    /// With `--diagnostics on`: the step's per-part figures and the parts.
+    diagnostics: Option<(&'a StepDiagnostics, &'a LayerGroups)>,
+}
+
 /// The log line of a step: one loss for a single-task run (the mean of the
 /// steps' means since the last line), one per head for a multi-task run (the
-/// mean of that head's micro-batches since the last line).
+/// mean of that head's micro-batches since the last line, and that times the
+/// head's loss weight: its scale in the summed objective).
 fn log_step<J: Job>(
     job: &J,
     state: &mut TrainingState,
     batches_in_epoch: usize,
-    lr: f64,
-    grad_norm: f64,
-    tokens_per_s: f64,
+    figures: &StepFigures,
     log: &mut MetricsLog,
 ) -> Result<()> {
     let mut entry = json!({"step": state.step, "epoch": epoch_float(state, batches_in_epoch)});
@@ -268,16 +301,25 @@ fn log_step<J: Job>(
     } else {
         for (h, (sum, n)) in state.head_windows.iter().enumerate() {
             if *n > 0 {
-                entry[job.loss_key(h)] = json!(*sum / *n as f64);
+                let mean = *sum / *n as f64;
+                entry[job.loss_key(h)] = json!(mean);
+                if figures.diagnostics.is_some() {
+                    entry[format!("weighted_{}", job.loss_key(h))] = json!(mean * job.loss_weight(h));
+                }
             }
         }
     }
-    entry["learning_rate"] = json!(lr);
-    entry["grad_norm"] = json!(grad_norm);
-    entry["tokens_per_s"] = json!(tokens_per_s);
+    entry["learning_rate"] = json!(figures.lr);
+    entry["grad_norm"] = json!(figures.grad_norm);
+    entry["tokens_per_s"] = json!(figures.tokens_per_s);
+    if let Some((diagnostics, groups)) = figures.diagnostics {
+        diagnostics.write_into(groups, &mut entry);
+        entry["clipped_fraction"] = json!(state.log_window_clipped as f64 / state.log_window_steps.max(1) as f64);
+    }
     log.write(entry)?;
     state.log_window_loss = 0.0;
     state.log_window_steps = 0;
+    state.log_window_clipped = 0;
     state.head_windows.iter_mut().for_each(|w| *w = (0.0, 0));
     Ok(())
 }

@@ -1,0 +1,124 @@
+//! Issue 21, training diagnostics: each log line's gradient norm per part
+//! (embeddings, each layer, the head) adds up to the total the clipper saw,
+//! updates are measured, clipped steps are counted, the device reports what
+//! the CPU does, `--diagnostics off` trains the same weights, and the report
+//! draws them.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{fixture_dir, scratch_dir};
+use crate::r16_multitask::{multitask_cmd, write_heads};
+use crate::train::{SENTIMENT, berth, fail, succeed, train_cmd, write_data};
+
+fn training_lines(output: &Path) -> Vec<Value> {
+    std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["learning_rate"].is_number())
+        .collect()
+}
+
+fn part_values(line: &Value, key: &str) -> Vec<(String, f64)> {
+    line[key].as_object().unwrap_or_else(|| panic!("no {key} in {line}")).iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap())).collect()
+}
+
+#[test]
+fn r21_diagnostics_add_up_match_the_device_and_change_nothing_when_off() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let work = scratch_dir("r21-diagnostics");
+    let data = write_data(&work, &SENTIMENT);
+    let run = |name: &str, extra: &[&str]| {
+        let out = work.join(name);
+        let mut cmd = berth();
+        cmd.arg("train").arg("--model").arg(&model).arg("--train").arg(&data.train).arg("--output").arg(&out);
+        cmd.arg("--eval").arg(&data.dev).args(["--batch-size", "8", "--max-length", "32"]);
+        if !extra.contains(&"--device") {
+            cmd.args(["--device", "cpu"]);
+        }
+        cmd.args(["--max-steps", "6", "--logging-steps", "1", "--lr", "1e-3", "--seed", "3"]).args(extra);
+        if !extra.contains(&"--max-grad-norm") {
+            cmd.args(["--max-grad-norm", "2.0"]);
+        }
+        succeed(&mut cmd, name);
+        out
+    };
+    let on = run("on", &[]);
+    let lines = training_lines(&on);
+    assert_eq!(lines.len(), 6);
+    for line in &lines {
+        let norms = part_values(line, "grad_norm_by_layer");
+        let names: Vec<&str> = norms.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["embeddings", "layer.0", "layer.1", "head"], "{line}");
+        // The parts' norms make up the norm the clipper saw.
+        let total = norms.iter().map(|(_, v)| v * v).sum::<f64>().sqrt();
+        let logged = line["grad_norm"].as_f64().unwrap();
+        assert!((total - logged).abs() <= 1e-4 * logged, "parts {total} vs grad_norm {logged}");
+        for (part, ratio) in part_values(line, "update_ratio_by_layer") {
+            assert!(ratio > 0.0 && ratio < 0.5, "{part}: update ratio {ratio}");
+        }
+        // Logged every step, so the window is this one step.
+        let clipped = logged > 2.0;
+        assert_eq!(line["clipped_fraction"].as_f64().unwrap(), if clipped { 1.0 } else { 0.0 }, "{line}");
+    }
+    let report = std::fs::read_to_string(on.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Training diagnostics") && report.contains("of the 6 steps logged had their gradient norm clipped"),
+        "{report}"
+    );
+    let svg = std::fs::read_to_string(on.join("plots/diagnostics.svg")).unwrap();
+    assert!(svg.contains("layer.1") && svg.contains("embeddings"), "the chart names the parts");
+
+    // Off: nothing logged beyond the total, and the same weights to the byte.
+    let off = run("off", &["--diagnostics", "off"]);
+    for line in training_lines(&off) {
+        assert!(line.get("grad_norm_by_layer").is_none() && line.get("clipped_fraction").is_none(), "{line}");
+    }
+    assert_eq!(
+        std::fs::read(on.join("model.safetensors")).unwrap(),
+        std::fs::read(off.join("model.safetensors")).unwrap(),
+        "diagnostics must not change training"
+    );
+    assert!(!std::fs::read_to_string(off.join("report.md")).unwrap().contains("## Training diagnostics"));
+
+    // Every step clipped when the bound is tiny.
+    let tight = run("tight", &["--max-grad-norm", "1e-6"]);
+    assert!(training_lines(&tight).iter().all(|l| l["clipped_fraction"] == 1.0));
+
+    // The simulated device reports the first step as the CPU does (same weights, same masks).
+    let sim = run("sim", &["--device", "sim"]);
+    let (cpu_first, sim_first) = (&lines[0], &training_lines(&sim)[0]);
+    for key in ["grad_norm_by_layer", "update_ratio_by_layer"] {
+        for ((part, a), (_, b)) in part_values(cpu_first, key).iter().zip(part_values(sim_first, key)) {
+            assert!((a - b).abs() <= 1e-3 * a.abs().max(1e-6), "{key} {part}: cpu {a}, sim {b}");
+        }
+    }
+
+    let err = fail(&mut train_cmd(&model, &data.train, &work.join("bad"), &["--diagnostics", "maybe"]), "--diagnostics maybe");
+    assert!(err.contains("--diagnostics maybe") && err.contains("on or off"), "{err}");
+}
+
+#[test]
+fn r21_multitask_diagnostics_give_each_head_its_part_and_its_weighted_loss() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let work = scratch_dir("r21-diagnostics-multitask");
+    let heads = write_heads(&work);
+    let out = work.join("out");
+    succeed(&mut multitask_cmd(&model, &heads, &out, &["--max-steps", "4", "--device", "cpu"]), "multi-task training");
+    let lines = training_lines(&out);
+    assert_eq!(lines.len(), 4);
+    for line in &lines {
+        let names: Vec<String> = part_values(line, "grad_norm_by_layer").into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"head.sentiment".to_string()) && names.contains(&"head.ner".to_string()), "{names:?}");
+        assert!(names.contains(&"layer.1".to_string()) && names.contains(&"embeddings".to_string()), "{names:?}");
+        // The heads file gives ner a loss weight of 0.5, sentiment the default 1.
+        for (head, weight) in [("ner", 0.5), ("sentiment", 1.0)] {
+            if let Some(loss) = line[format!("loss_{head}")].as_f64() {
+                let weighted = line[format!("weighted_loss_{head}")].as_f64().unwrap();
+                assert!((weighted - weight * loss).abs() < 1e-12, "{head}: {weighted} vs {weight} × {loss}");
+            }
+        }
+    }
+}
