@@ -122,3 +122,53 @@ fn r21_multitask_diagnostics_give_each_head_its_part_and_its_weighted_loss() {
         }
     }
 }
+
+#[test]
+fn r21_train_and_bench_profile_write_profile_json_and_a_report_table() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let work = scratch_dir("r21-profile");
+    let data = write_data(&work, &SENTIMENT);
+    let out = work.join("out");
+    let mut cmd = train_cmd(&model, &data.train, &out, &["--eval", data.dev.to_str().unwrap(), "--batch-size", "8"]);
+    succeed(cmd.args(["--max-steps", "5", "--logging-steps", "2", "--profile"]), "train --profile");
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
+    assert_eq!((profile["device"].as_str(), profile["steps"].as_u64()), (Some("cpu"), Some(5)));
+    let ops = profile["ops"].as_array().unwrap();
+    let row = |op: &str, direction: &str| {
+        ops.iter().find(|r| r["op"] == op && r["direction"] == direction).unwrap_or_else(|| panic!("no {op} {direction} in {ops:?}"))
+    };
+    // One optimizer step per step; diagnostics on the logged steps 2, 4 and the last, 5.
+    assert_eq!(row("clip and AdamW", "step")["calls"], 5);
+    assert_eq!(row("diagnostics", "step")["calls"], 3);
+    assert!(row("linear", "forward")["calls"].as_u64().unwrap() >= 5 && row("linear", "backward")["calls"].as_u64().unwrap() >= 5);
+    let shares: f64 = ops.iter().map(|r| r["share"].as_f64().unwrap()).sum();
+    let total: f64 = ops.iter().map(|r| r["total_ms"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-9 && (total - profile["total_ms"].as_f64().unwrap()).abs() < 1e-6 * total);
+    for r in ops {
+        let (calls, total, mean) = (r["calls"].as_f64().unwrap(), r["total_ms"].as_f64().unwrap(), r["mean_ms"].as_f64().unwrap());
+        assert!((mean * calls - total).abs() <= 1e-9 * total.max(1.0), "{r}");
+    }
+    let totals: Vec<f64> = ops.iter().map(|r| r["total_ms"].as_f64().unwrap()).collect();
+    assert!(totals.windows(2).all(|w| w[0] >= w[1]), "largest first");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Profile") && report.contains("| clip and AdamW | step | 5 |"), "{report}");
+
+    // Without --profile, no profile.
+    let plain = work.join("plain");
+    succeed(&mut train_cmd(&model, &data.train, &plain, &["--max-steps", "2", "--batch-size", "8"]), "train");
+    assert!(!plain.join("profile.json").exists());
+    // A device's tape sees launches, not kernels: refused, naming the flag.
+    let mut cmd = berth();
+    cmd.arg("train").arg("--model").arg(&model).arg("--train").arg(&data.train).arg("--output").arg(work.join("sim"));
+    let err = fail(cmd.args(["--device", "sim", "--max-steps", "1", "--profile"]), "--profile on sim");
+    assert!(err.contains("--profile") && err.contains("--device cpu"), "{err}");
+
+    // bench --profile writes the same format.
+    let path = work.join("bench-profile.json");
+    let mut bench = berth();
+    bench.args(["bench", "--model"]).arg(&model).args(["--case", "train", "--batch-size", "2", "--seq-len", "16", "--iters", "2"]);
+    succeed(bench.args(["--warmup", "1", "--profile", "--profile-out"]).arg(&path), "bench --profile");
+    let bench_profile: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(bench_profile["steps"], 3);
+    assert!(bench_profile["ops"].as_array().unwrap().iter().any(|r| r["op"] == "linear" && r["direction"] == "backward"));
+}

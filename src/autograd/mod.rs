@@ -63,13 +63,29 @@ pub struct Tape {
 pub struct Profile {
     pub forward: std::collections::BTreeMap<&'static str, (f64, usize)>,
     pub backward: std::collections::BTreeMap<&'static str, (f64, usize)>,
+    /// Work outside the tape that a training step also does (the optimizer
+    /// step, the diagnostics), timed by the caller ([`Profile::add_step_work`]).
+    pub step: std::collections::BTreeMap<&'static str, (f64, usize)>,
     last: Option<std::time::Instant>,
+}
+
+/// One row of a profile: an op and a direction, its calls and seconds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProfileRow {
+    pub op: &'static str,
+    /// `forward`, `backward` or `step`.
+    pub direction: &'static str,
+    pub calls: usize,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+    /// Of all the rows' time.
+    pub share: f64,
 }
 
 impl Profile {
     /// Adds another profile's totals into this one.
     pub fn merge(&mut self, other: &Profile) {
-        for (mine, theirs) in [(&mut self.forward, &other.forward), (&mut self.backward, &other.backward)] {
+        for (mine, theirs) in [(&mut self.forward, &other.forward), (&mut self.backward, &other.backward), (&mut self.step, &other.step)] {
             for (k, (t, n)) in theirs {
                 let e = mine.entry(k).or_default();
                 e.0 += t;
@@ -78,21 +94,54 @@ impl Profile {
         }
     }
 
-    /// A table of the ops by total time, largest first.
-    pub fn report(&self) -> String {
-        let mut rows: Vec<(String, f64, usize)> = Vec::new();
-        for (dir, map) in [("fwd", &self.forward), ("bwd", &self.backward)] {
-            for (k, (t, n)) in map {
-                rows.push((format!("{k} {dir}"), *t, *n));
+    /// Counts one call of `op` outside the tape that took `seconds`.
+    pub fn add_step_work(&mut self, op: &'static str, seconds: f64) {
+        let e = self.step.entry(op).or_default();
+        e.0 += seconds;
+        e.1 += 1;
+    }
+
+    /// Every op and direction, largest total first.
+    pub fn rows(&self) -> Vec<ProfileRow> {
+        let mut rows: Vec<ProfileRow> = Vec::new();
+        for (direction, map) in [("forward", &self.forward), ("backward", &self.backward), ("step", &self.step)] {
+            for (op, (t, n)) in map {
+                rows.push(ProfileRow { op, direction, calls: *n, total_ms: t * 1e3, mean_ms: t * 1e3 / (*n).max(1) as f64, share: 0.0 });
             }
         }
-        rows.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
-        let total: f64 = rows.iter().map(|r| r.1).sum();
+        let total: f64 = rows.iter().map(|r| r.total_ms).sum();
+        for r in &mut rows {
+            r.share = r.total_ms / total.max(1e-12);
+        }
+        rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        rows
+    }
+
+    /// A table of the ops by total time, largest first.
+    pub fn report(&self) -> String {
         let mut out = format!("{:<28} {:>10} {:>7} {:>6}\n", "op", "ms", "calls", "share");
-        for (name, t, n) in rows {
-            out.push_str(&format!("{name:<28} {:>10.2} {n:>7} {:>5.1}%\n", t * 1e3, 100.0 * t / total.max(1e-12)));
+        for r in self.rows() {
+            let dir = match r.direction {
+                "forward" => "fwd",
+                "backward" => "bwd",
+                other => other,
+            };
+            let name = format!("{} {dir}", r.op);
+            out.push_str(&format!("{name:<28} {:>10.2} {:>7} {:>5.1}%\n", r.total_ms, r.calls, 100.0 * r.share));
         }
         out
+    }
+
+    /// profile.json: where it was measured and how, the steps it covers, and every row.
+    pub fn to_json(&self, device: &str, steps: u64) -> serde_json::Value {
+        let rows = self.rows();
+        serde_json::json!({
+            "device": device,
+            "timing": "wall clock on the host, per op as the tape records it (an op's forward is the time since the previous record)",
+            "steps": steps,
+            "total_ms": rows.iter().map(|r| r.total_ms).sum::<f64>(),
+            "ops": rows,
+        })
     }
 }
 

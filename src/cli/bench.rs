@@ -50,9 +50,13 @@ pub struct BenchArgs {
     pub iters: usize,
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Print a per-op time table (forward and backward) after the run.
+    /// Print a per-op time table (forward and backward) after the run, and
+    /// write it as JSON to --profile-out.
     #[arg(long)]
     pub profile: bool,
+    /// Where --profile writes its JSON (the format of train's profile.json).
+    #[arg(long, default_value = "profile.json")]
+    pub profile_out: PathBuf,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -191,6 +195,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.profile {
         eprintln!("{}", profile.borrow().report());
+        let json = profile.borrow().to_json("cpu", (args.warmup + args.iters) as u64);
+        crate::io::write_atomic(&args.profile_out, serde_json::to_string_pretty(&json).expect("a profile serialises").as_bytes())?;
+        eprintln!("profile: {} (warm-up and timed iterations)", args.profile_out.display());
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = times[times.len() / 2];

@@ -249,6 +249,7 @@ fn write_eval_report(
         log,
         metric: task.default_metric().into(),
         setup: vec![format!("model: `{}`", args.model.display())],
+        profile: None,
     };
     std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e))?;
     let files = crate::report::write_report(dir, &input)?;

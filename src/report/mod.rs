@@ -38,6 +38,8 @@ pub struct ReportInput<'a> {
     pub metric: String,
     /// Lines describing the run's setup (loss, weights, sampler).
     pub setup: Vec<String>,
+    /// profile.json of a `--profile` run.
+    pub profile: Option<Value>,
 }
 
 /// Classes whose share of the training data is under half an even share
@@ -141,6 +143,9 @@ pub fn write_report(dir: &Path, input: &ReportInput) -> Result<Vec<String>> {
             md,
             "\n## Training diagnostics\n\nAt each logging step: the gradient norm of the embeddings, each encoder layer and the head before clipping, and the size of that step's update relative to the weights (‖Δw‖ / ‖w‖). {clipped}\n\n![gradient norm and update size per layer]({path})"
         );
+    }
+    if let Some(profile) = &input.profile {
+        md.push_str(&profile_table(profile));
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     files.insert(0, "report.md".into());
@@ -278,6 +283,37 @@ fn curves_from_log(log: &[Value], metric: &str) -> (Vec<Series>, Vec<Series>) {
     let metric_series =
         if m.is_empty() { Vec::new() } else { vec![Series { name: format!("evaluation {metric}"), points: m, markers: true }] };
     (loss, metric_series)
+}
+
+/// The report's table of profile.json: the 15 largest rows, and the rest summed.
+fn profile_table(profile: &Value) -> String {
+    let Some(ops) = profile["ops"].as_array() else { return String::new() };
+    let steps = profile["steps"].as_u64().unwrap_or(0);
+    let mut md = format!(
+        "\n## Profile\n\n{} steps on the {}, wall clock per op (profile.json has every row). Total {:.0} ms, {:.1} ms per step.\n\n\
+         | op | direction | calls | total ms | mean ms | share |\n| --- | --- | ---: | ---: | ---: | ---: |\n",
+        steps,
+        profile["device"].as_str().unwrap_or("?"),
+        profile["total_ms"].as_f64().unwrap_or(0.0),
+        profile["total_ms"].as_f64().unwrap_or(0.0) / steps.max(1) as f64
+    );
+    for op in ops.iter().take(15) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.1} | {:.3} | {:.1}% |",
+            op["op"].as_str().unwrap_or("?"),
+            op["direction"].as_str().unwrap_or("?"),
+            op["calls"].as_u64().unwrap_or(0),
+            op["total_ms"].as_f64().unwrap_or(0.0),
+            op["mean_ms"].as_f64().unwrap_or(0.0),
+            100.0 * op["share"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if ops.len() > 15 {
+        let rest: f64 = ops[15..].iter().filter_map(|o| o["share"].as_f64()).sum();
+        let _ = writeln!(md, "| {} other rows | | | | | {:.1}% |", ops.len() - 15, 100.0 * rest);
+    }
+    md
 }
 
 /// The diagnostics of metrics.jsonl (`--diagnostics on`): one series per

@@ -382,6 +382,9 @@ impl Job for MultiJob<'_> {
         let (head_model, map) = self.model.head_model(h)?;
         let (batch, targets) = self.data[h].train.batch(&micro.rows, self.pad_id);
         let mut tape = Tape::new();
+        if self.config.profile {
+            tape.enable_profile();
+        }
         let out = match device_params {
             Some(params) => {
                 let mapped: Vec<Tensor> = map.iter().map(|&j| params[j].clone()).collect();
@@ -395,13 +398,13 @@ impl Job for MultiJob<'_> {
         let loss = head_model.loss(&mut tape, out.logits, &targets, None)?;
         let value = tape.value(loss).to_f64_vec()[0];
         if !value.is_finite() {
-            return Ok(MicroOutcome { loss: value, real_tokens: 0 });
+            return Ok(MicroOutcome { loss: value, real_tokens: 0, profile: tape.profile().cloned() });
         }
         let seed = Tensor::full(&[1], self.model.heads[h].loss_weight * grad_scale, head_model.dtype());
         let mut g = tape.backward_with(loss, seed)?;
         add_gradients(grads, map.iter().copied(), |k| if self.trainable[map[k]] { g.take(out.params[k]) } else { None })?;
         // The head model is dropped here: the store's tensors are unshared again before the update.
-        Ok(MicroOutcome { loss: value, real_tokens: batch.real_tokens() })
+        Ok(MicroOutcome { loss: value, real_tokens: batch.real_tokens(), profile: tape.profile().cloned() })
     }
 
     fn loss_key(&self, head: usize) -> String {

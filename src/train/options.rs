@@ -207,6 +207,11 @@ pub struct TrainOptions {
     /// and the fraction of clipped steps; `off`: none of it is computed.
     #[arg(long)]
     pub diagnostics: Option<String>,
+    /// Time every op of every step (forward, backward, clip and AdamW, the
+    /// diagnostics) on the CPU; write profile.json into the output folder
+    /// and a table into report.md. CPU only for now.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub profile: Option<bool>,
     /// Continue from a checkpoint folder written by an earlier run.
     #[arg(long)]
     #[serde(skip)]
@@ -307,6 +312,7 @@ impl TrainOptions {
             early_stopping_patience,
             logging_steps,
             diagnostics,
+            profile,
             resume_from,
             overwrite,
         )
@@ -403,6 +409,7 @@ impl TrainOptions {
                 Some(v) if v.eq_ignore_ascii_case("off") => false,
                 Some(other) => return Err(Error::InvalidArgument(format!("--diagnostics {other}: use on or off"))),
             },
+            profile: self.profile.unwrap_or(false),
             resume_from: self.resume_from.clone(),
             overwrite: self.overwrite.unwrap_or(false),
             device,
@@ -496,6 +503,9 @@ pub struct TrainConfig {
     /// (absent, and so on, in the states of runs from before the flag).
     #[serde(default = "diagnostics_default")]
     pub diagnostics: bool,
+    /// Time every op (`--profile`); off in states from before the flag.
+    #[serde(default)]
+    pub profile: bool,
     pub resume_from: Option<PathBuf>,
     /// Absent in the states of runs from before the flag existed.
     #[serde(default)]

@@ -80,6 +80,8 @@ fn written_by_berth(name: &str, is_dir: bool) -> bool {
         "metrics.jsonl",
         "metrics.json",
         "report.md",
+        "errors.html",
+        super::step_loop::PROFILE_FILE,
         crate::model::multitask::HEADS_FILE,
         LOCK_FILE,
     ];

@@ -59,6 +59,12 @@ pub(super) fn write_run_report(
         log,
         metric,
         setup,
+        // The profile this run wrote (`--profile`).
+        profile: config
+            .profile
+            .then(|| std::fs::read_to_string(config.output.join(super::step_loop::PROFILE_FILE)).ok())
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok()),
     };
     let files = crate::report::write_report(&config.output, &input)?;
     eprintln!("report: {}", files.iter().map(|f| config.output.join(f).display().to_string()).collect::<Vec<_>>().join(", "));

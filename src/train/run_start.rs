@@ -8,6 +8,7 @@ use super::diagnostics::LayerGroups;
 use super::options::TrainConfig;
 use super::run_files::{MetricsLog, truncate_log};
 use super::state::{RunIdentity, TrainingState, read_optimizer};
+use crate::autograd::Profile;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -91,6 +92,13 @@ pub(super) fn start_run<'a>(
     }
     // On a device, the weights and moments live there; the host copies are
     // refreshed before evaluation, checkpoints and the final save.
+    if config.profile && device.is_some() {
+        return Err(Error::InvalidArgument(
+            "--profile times the CPU's ops; on a device the tape sees kernel launches, not the kernels' time (not measured yet): \
+             use --device cpu"
+                .into(),
+        ));
+    }
     let engine = match device {
         Some(d) => {
             eprintln!("device: {} ({:?})", d.describe(), precision);
@@ -103,5 +111,6 @@ pub(super) fn start_run<'a>(
     };
     let log = MetricsLog::open(&config.output.join("metrics.jsonl"))?;
     let diagnostics = config.diagnostics.then(|| LayerGroups::of(store));
-    Ok(Run { config, state, optimizer, engine, schedule: plan.schedule, log, diagnostics })
+    let profile = config.profile.then(Profile::default);
+    Ok(Run { config, state, optimizer, engine, schedule: plan.schedule, log, diagnostics, profile })
 }

@@ -15,7 +15,7 @@ use super::diagnostics::{BeforeUpdate, LayerGroups, StepDiagnostics};
 use super::options::TrainConfig;
 use super::run_files::{MetricsLog, after_failed_save, ensure_finite_weights, non_finite, prune_checkpoints};
 use super::state::{TrainingState, sibling};
-use crate::autograd::accumulate;
+use crate::autograd::{Profile, accumulate};
 use crate::error::{Error, Result};
 use crate::model::ForwardMode;
 use crate::model::params::ParamStore;
@@ -36,6 +36,8 @@ pub(super) struct MicroOutcome {
     /// The loss before any scaling; a non-finite loss stops the run before backward.
     pub loss: f64,
     pub real_tokens: usize,
+    /// With `--profile`: the micro-batch's tape's op times.
+    pub profile: Option<Profile>,
 }
 
 /// What is being trained, as the loop sees it.
@@ -98,6 +100,8 @@ pub(super) struct Run<'a> {
     pub log: MetricsLog,
     /// The model's parts for `--diagnostics on`; None when off.
     pub diagnostics: Option<LayerGroups>,
+    /// With `--profile`: every op's time so far, the optimizer's and the diagnostics' too.
+    pub profile: Option<Profile>,
 }
 
 /// Steps until `state.total_steps`, an early stop, or an error; the host
@@ -108,6 +112,7 @@ pub(super) fn run_steps<J: Job>(job: &mut J, run: &mut Run) -> Result<()> {
     let bar = progress_bar(total_steps, run.state.step);
     let run_start = Instant::now();
     let tokens_at_start = run.state.real_tokens;
+    let steps_at_start = run.state.step;
     let mut stop = false;
     'epochs: while run.state.step < total_steps && !stop {
         let plan = job.epoch_plan(run.state.epoch);
@@ -179,8 +184,16 @@ pub(super) fn run_steps<J: Job>(job: &mut J, run: &mut Run) -> Result<()> {
     if let Some(e) = &run.engine {
         e.download(job.store_mut(), Some(&mut run.optimizer))?;
     }
+    if let Some(p) = &run.profile {
+        let steps = run.state.step.saturating_sub(steps_at_start);
+        let json = serde_json::to_string_pretty(&p.to_json("cpu", steps)).expect("a profile serialises");
+        crate::io::write_atomic(&config.output.join(PROFILE_FILE), json.as_bytes())?;
+    }
     Ok(())
 }
+
+/// What `--profile` writes into the output folder (and the report reads).
+pub const PROFILE_FILE: &str = "profile.json";
 
 /// One optimizer step over the next group of micro-batches of `plan`:
 /// returns the learning rate, the gradient norm before clipping, the step's
@@ -213,6 +226,9 @@ fn optimizer_step<J: Job>(
             };
             return Err(non_finite(&what, out.loss, state, config));
         }
+        if let (Some(total), Some(p)) = (run.profile.as_mut(), &out.profile) {
+            total.merge(p);
+        }
         step_loss += out.loss / group.len() as f64;
         state.real_tokens += out.real_tokens as u64;
         if job.head_name(batch.head).is_some() {
@@ -225,10 +241,13 @@ fn optimizer_step<J: Job>(
     }
     let lr = run.schedule.lr(state.step);
     let groups = run.diagnostics.as_ref().filter(|_| logged);
+    let timer = Instant::now();
     let before = groups.map(|g| {
         let params = run.engine.as_ref().map_or(job.store().tensors(), |e| e.params());
         BeforeUpdate::take(g, params, &grads)
     });
+    let diagnostics_before = timer.elapsed().as_secs_f64();
+    let timer = Instant::now();
     let grad_norm = match &mut run.engine {
         Some(e) => e
             .step(&mut run.optimizer, &grads, lr, config.max_grad_norm)
@@ -240,7 +259,15 @@ fn optimizer_step<J: Job>(
             norm
         }
     };
+    let optimizer_seconds = timer.elapsed().as_secs_f64();
+    let timer = Instant::now();
     let diagnostics = before.zip(groups).map(|(b, g)| b.finish(g, run.engine.as_ref().map_or(job.store().tensors(), |e| e.params())));
+    if let Some(p) = run.profile.as_mut() {
+        p.add_step_work("clip and AdamW", optimizer_seconds);
+        if diagnostics.is_some() {
+            p.add_step_work("diagnostics", diagnostics_before + timer.elapsed().as_secs_f64());
+        }
+    }
     if config.max_grad_norm > 0.0 && grad_norm > config.max_grad_norm {
         state.log_window_clipped += 1;
     }

@@ -526,6 +526,9 @@ impl Job for SingleJob<'_> {
         let model = &self.model;
         let (batch, targets) = self.train_data.batch(&micro.rows, self.pad_id);
         let mut tape = Tape::new();
+        if self.config.profile {
+            tape.enable_profile();
+        }
         let out = match device_params {
             Some(params) => model.forward_on(&mut tape, params, &batch, mode)?,
             None => model.forward_cached(&mut tape, &batch, mode, cache.as_ref())?,
@@ -550,11 +553,11 @@ impl Job for SingleJob<'_> {
         };
         let loss_value = tape.value(loss).to_f64_vec()[0];
         if !loss_value.is_finite() {
-            return Ok(MicroOutcome { loss: loss_value, real_tokens: 0 });
+            return Ok(MicroOutcome { loss: loss_value, real_tokens: 0, profile: tape.profile().cloned() });
         }
         let mut g = tape.backward_with(loss, Tensor::full(&[1], grad_scale, model.dtype()))?;
         add_gradients(grads, 0..out.params.len(), |k| g.take(out.params[k]))?;
-        Ok(MicroOutcome { loss: loss_value, real_tokens: batch.real_tokens() })
+        Ok(MicroOutcome { loss: loss_value, real_tokens: batch.real_tokens(), profile: tape.profile().cloned() })
     }
 
     fn loss_key(&self, _: usize) -> String {
