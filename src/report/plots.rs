@@ -70,10 +70,11 @@ pub fn training_curves(loss: &[Series], metric: &[Series], metric_name: &str) ->
 /// and each part's update-to-weight ratio (`--diagnostics on`).
 pub fn diagnostics_curves(grad_norms: &[Series], update_ratios: &[Series]) -> String {
     let (panel_w, panel_h) = (380.0, 300.0);
-    let mut svg = Svg::new(2.0 * panel_w + 160.0, panel_h + 120.0);
-    svg.text(panel_w + 80.0, 24.0, 15.0, Anchor::Middle, "#111", "Gradient norm and update size per layer");
+    let mut svg = Svg::new(2.0 * panel_w + 190.0, panel_h + 120.0);
+    svg.text(panel_w + 95.0, 24.0, 15.0, Anchor::Middle, "#111", "Gradient norm and update size per layer");
     line_panel(&mut svg, 70.0, 50.0, panel_w, panel_h, grad_norms, "gradient norm (before clipping)", None);
-    line_panel(&mut svg, 70.0 + panel_w + 80.0, 50.0, panel_w, panel_h, update_ratios, "‖Δw‖ / ‖w‖ per step", None);
+    // The ratios' tick labels are wider (0.0015): more room on the left.
+    line_panel(&mut svg, 70.0 + panel_w + 110.0, 50.0, panel_w, panel_h, update_ratios, "‖Δw‖ / ‖w‖ per step", None);
     svg.finish()
 }
 

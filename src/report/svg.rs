@@ -179,14 +179,19 @@ impl PlotArea {
             svg.line(x, self.top, x, self.top + self.height, "#e6e6e6", 1.0, false);
             svg.text(x, self.top + self.height + 16.0, 11.0, Anchor::Middle, "#333", &tick_label(v, self.x_range));
         }
+        let mut widest = 0;
         for v in ticks(self.y_range) {
             let y = self.y(v);
+            let label = tick_label(v, self.y_range);
+            widest = widest.max(label.chars().count());
             svg.line(self.left, y, self.left + self.width, y, "#e6e6e6", 1.0, false);
-            svg.text(self.left - 6.0, y + 4.0, 11.0, Anchor::End, "#333", &tick_label(v, self.y_range));
+            svg.text(self.left - 6.0, y + 4.0, 11.0, Anchor::End, "#333", &label);
         }
         svg.rect(self.left, self.top, self.width, self.height, "none", Some("#888"));
         svg.text(self.left + self.width / 2.0, self.top + self.height + 36.0, 12.0, Anchor::Middle, "#222", x_title);
-        svg.vertical_text(self.left - 44.0, self.top + self.height / 2.0, 12.0, y_title);
+        // Clear of the widest tick label (about 6.2 px a character at 11 px).
+        let title_x = self.left - (widest as f64 * 6.2 + 16.0).max(44.0);
+        svg.vertical_text(title_x, self.top + self.height / 2.0, 12.0, y_title);
     }
 }
 
@@ -217,7 +222,9 @@ fn tick_label(v: f64, range: (f64, f64)) -> String {
     } else if span >= 0.2 {
         format!("{v:.2}")
     } else {
-        format!("{v:.3}")
+        // Enough decimals for the ticks' step (a fifth of the span) to show.
+        let decimals = (-(span / 5.0).max(1e-12).log10().floor()).clamp(3.0, 12.0) as usize;
+        format!("{v:.decimals$}")
     }
 }
 
@@ -235,6 +242,15 @@ pub const PALETTE: [&str; 10] =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_ranges_get_enough_decimals_to_tell_ticks_apart() {
+        // Three decimals would print 0.001 for both 0.0005 and 0.0010.
+        let range = (0.0, 0.0012);
+        let labels: Vec<String> = ticks(range).iter().map(|&v| tick_label(v, range)).collect();
+        assert_eq!(labels, vec!["0.0000", "0.0005", "0.0010"]);
+        assert_eq!(tick_label(0.05, (0.0, 0.1)), "0.050");
+    }
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
