@@ -197,6 +197,9 @@ fn r21_serve_explains_within_its_limits_beside_ordinary_requests() {
     assert!(code == 400 && message.contains("`explain.target`") && message.contains("negative"), "{code} {message}");
     let (code, message) = status(json!({"inputs": text, "explain": {"rule": "trapezoid", "steps": 1}}));
     assert!(code == 400 && message.contains("at least 2"), "{code} {message}");
+    // Gradient × input takes one step whatever the rule says.
+    let r = server.post(&json!({"inputs": text, "explain": {"method": "grad-x-input", "rule": "trapezoid"}}));
+    assert_eq!((r.status, r.json()["explanation"]["method"].as_str()), (200, Some("grad-x-input")), "{}", r.body);
     let (code, message) = status(json!({"inputs": text, "explain": true, "long_text": "chunk"}));
     assert!(code == 400 && message.contains("long_text"), "{code} {message}");
     drop(server);
@@ -318,4 +321,16 @@ fn r21_eval_report_explains_the_most_confident_errors_of_each_label() {
     let mut cmd = eval(&["--explain", "0"]);
     let err = fail(cmd.arg("--report").arg(work.join("r0")), "--explain 0");
     assert!(err.contains("--explain 0"), "{err}");
+    // A regression model has no errors to rank: refused before anything is written.
+    if let Some(regression) = fixture_dir("a-regression") {
+        let scores = work.join("scores.tsv");
+        std::fs::write(&scores, "text\tlabel\nA man plays.\t2.5\nA dog runs.\t4.0\n").unwrap();
+        let refused = work.join("refused");
+        let mut cmd = berth();
+        cmd.args(["eval", "--device", "cpu", "--model"]).arg(&regression).arg("--data").arg(&scores);
+        cmd.arg("--output").arg(work.join("r.json")).arg("--report").arg(&refused).args(["--explain", "2"]);
+        let err = fail(&mut cmd, "--explain on a regression model");
+        assert!(err.contains("--explain 2") && err.contains("single-label") && err.contains("regression"), "{err}");
+        assert!(!refused.exists() && !work.join("r.json").exists(), "nothing written");
+    }
 }

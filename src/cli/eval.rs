@@ -107,6 +107,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if long_text.is_some() && task == Task::TokenClassification {
         return Err(crate::error::Error::InvalidArgument(crate::data::chunks::CHUNKING_IS_FOR_SEQUENCE_TASKS.into()));
     }
+    // Refused before any work, so nothing is written for a request that cannot be met.
+    if let Some(k) = args.explain
+        && (task != Task::Classification || long_text.is_some())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "--explain {k}: errors are explained for single-label models read one window per input; this one is {}{}",
+            task.name(),
+            if long_text.is_some() { ", chunked" } else { "" }
+        )));
+    }
     let long_text_line = crate::train::long_text::describe(long_text);
     let (direction, direction_source) = args.long_text.direction(settings.truncation_direction, long_text.is_some())?;
     let mut lines = lines.to_vec();
@@ -161,13 +171,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(dir) = &args.report {
         write_eval_report(dir, &args, &model.labels, &evaluation, &data, task)?;
         if let Some(k) = args.explain {
-            if task != Task::Classification || long_text.is_some() {
-                return Err(Error::InvalidArgument(format!(
-                    "--explain {k}: errors are explained for single-label models read one window per input; this one is {}{}",
-                    task.name(),
-                    if long_text.is_some() { ", chunked" } else { "" }
-                )));
-            }
             let title = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let classes = explain_errors(&model, &tokenizer, &evaluation, &data, k, args.explain_steps)?;
             let files = crate::report::errors::write_errors(dir, &title, classes, k)?;

@@ -523,8 +523,10 @@ fn admit_explanation(
             limits.max_inputs
         )));
     }
-    // The rule's own least number of steps (2 for the trapezoid).
-    asked.rule.nodes(steps).map_err(|e| invalid(format!("`explain`: {}", e.to_string().replace("--steps", "steps"))))?;
+    // The rule's own least number of steps (2 for the trapezoid); gradient × input has no rule.
+    if asked.method == ExplainMethod::Ig {
+        asked.rule.nodes(steps).map_err(|e| invalid(format!("`explain`: {}", e.to_string().replace("--steps", "steps"))))?;
+    }
     let target = match &asked.target {
         None => None,
         Some(name) => Some(app.classifier.label_index(name).map_err(|e| invalid(format!("`explain.target`: {e}")))?),
