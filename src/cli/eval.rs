@@ -191,15 +191,8 @@ fn explain_errors(
     steps: usize,
 ) -> Result<Vec<(String, Vec<ExplainedError>)>> {
     let labels = &model.labels;
-    let confidence: Vec<f64> = evaluation
-        .logits
-        .iter()
-        .zip(&evaluation.predictions)
-        .map(|(logits, &p)| {
-            let scaled: Vec<f64> = logits.iter().map(|v| v / evaluation.temperature).collect();
-            crate::numerics::softmax(&scaled)[p]
-        })
-        .collect();
+    let probabilities = crate::metrics::calibration::softmax_rows(&evaluation.logits, evaluation.temperature);
+    let confidence: Vec<f64> = probabilities.iter().zip(&evaluation.predictions).map(|(row, &p)| row[p]).collect();
     let picked = most_confident_errors(&evaluation.predictions, &evaluation.gold, &confidence, labels.len(), k);
     let started = std::time::Instant::now();
     let mut explained = 0;

@@ -84,12 +84,6 @@ pub struct ExplainLimits {
     pub threads: usize,
 }
 
-impl Default for ExplainLimits {
-    fn default() -> Self {
-        ExplainLimits { concurrency: 1, max_steps: 128, default_steps: 32, max_inputs: 8, threads: 1 }
-    }
-}
-
 struct App {
     classifier: Arc<Classifier>,
     queue: Arc<Queue>,
@@ -539,7 +533,8 @@ fn admit_explanation(
             format!("{} explanation(s) are running, the most at once (--explain-concurrency); retry later", limits.concurrency),
         )
     })?;
-    let options = ExplainOptions { method: asked.method, steps, baseline: asked.baseline, rule: asked.rule, target, step_batch: 16 };
+    let options =
+        ExplainOptions { method: asked.method, steps, baseline: asked.baseline, rule: asked.rule, target, ..ExplainOptions::default() };
     Ok((permit, options))
 }
 
