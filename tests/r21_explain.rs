@@ -203,6 +203,20 @@ fn r21_serve_explains_within_its_limits_beside_ordinary_requests() {
     let (code, message) = status(json!({"inputs": text, "explain": true, "long_text": "chunk"}));
     assert!(code == 400 && message.contains("long_text"), "{code} {message}");
     drop(server);
+    // The server's own explanation flags.
+    let mut cmd = berth();
+    cmd.args(["serve", "--device", "cpu", "--port", "0", "--model"]).arg(&dir).args([
+        "--explain-steps",
+        "200",
+        "--explain-max-steps",
+        "100",
+    ]);
+    let err = fail(&mut cmd, "--explain-steps over --explain-max-steps");
+    assert!(err.contains("--explain-steps 200 is over --explain-max-steps 100"), "{err}");
+    let mut cmd = berth();
+    cmd.args(["serve", "--device", "cpu", "--port", "0", "--model"]).arg(&dir).args(["--explain-threads", "0"]);
+    let err = fail(&mut cmd, "--explain-threads 0");
+    assert!(err.contains("--explain-threads must be at least 1"), "{err}");
     let off = Server::start(&dir, &["--explain-concurrency", "0"]);
     let r = off.post(&json!({"inputs": text, "explain": true}));
     assert!(r.status == 400 && r.body.contains("--explain-concurrency 0"), "{} {}", r.status, r.body);
