@@ -149,7 +149,7 @@ fn r16_op_embeddings_ln_gradcheck_with_repeated_ids() {
 #[test]
 fn r16_an_op_the_device_lacks_is_a_typed_error_naming_op_and_backend() {
     let device = open(DeviceChoice::Sim).expect("the simulated device opens").expect("a device");
-    let x = tensor_f32(30, &[2, 3, 4]).to_device(&device, Precision::Fp32.elem()).unwrap();
+    let x = tensor_f32(30, &[2, 3, 4]).to_device(&device, Precision::Fp32.elem().unwrap()).unwrap();
     let mut tape = Tape::no_grad();
     let v = tape.leaf(x.clone(), false);
     match split_heads(&mut tape, v, 2) {
@@ -160,7 +160,7 @@ fn r16_an_op_the_device_lacks_is_a_typed_error_naming_op_and_backend() {
         }
         other => panic!("split_heads on a device tensor: expected Unsupported, got {:?}", other.map(|_| ())),
     }
-    let heads = tape.leaf(tensor_f32(33, &[2, 2, 3, 4]).to_device(&device, Precision::Fp32.elem()).unwrap(), false);
+    let heads = tape.leaf(tensor_f32(33, &[2, 2, 3, 4]).to_device(&device, Precision::Fp32.elem().unwrap()).unwrap(), false);
     assert!(matches!(merge_heads(&mut tape, heads), Err(Error::Unsupported { op: "merge_heads", .. })));
     // gather_rows runs on a device since issue 18 (RoBERTa's position rows); the packing that uses it does not.
     assert!(gather_rows(&mut tape, v, Arc::from(vec![0, 1])).is_ok());
@@ -211,16 +211,17 @@ fn r16_adamw_and_the_gradient_norm_are_backend_methods_that_agree() {
 
         // The device, with an F32 master and a BF16 working copy.
         let on = |t: &Tensor, elem| t.to_device(&device, elem).unwrap();
-        let device_grads: Vec<Tensor> = grads.iter().map(|g| on(g, Precision::Fp32.elem())).collect();
+        let device_grads: Vec<Tensor> = grads.iter().map(|g| on(g, Precision::Fp32.elem().unwrap())).collect();
         let device_refs: Vec<&Tensor> = device_grads.iter().collect();
         let sim = backend::of(&device_grads[0]);
         assert_eq!(sim.name(), "cuda");
         let device_clip = sim.grad_clip(&device_refs, max_norm).unwrap();
         assert!((device_clip.norm - want_norm).abs() < 1e-5 * want_norm, "device norm {} vs {want_norm}", device_clip.norm);
         for i in 0..shapes.len() {
-            let mut master = on(&params[i], Precision::Fp32.elem());
-            let copy = on(&params[i], Precision::Bf16.elem());
-            let (mut m, mut v) = (on(&zeros(&params[i]), Precision::Fp32.elem()), on(&zeros(&params[i]), Precision::Fp32.elem()));
+            let mut master = on(&params[i], Precision::Fp32.elem().unwrap());
+            let copy = on(&params[i], Precision::Bf16.elem().unwrap());
+            let (mut m, mut v) =
+                (on(&zeros(&params[i]), Precision::Fp32.elem().unwrap()), on(&zeros(&params[i]), Precision::Fp32.elem().unwrap()));
             sim.adamw_update(&mut master, &device_grads[i], &mut m, &mut v, Some(&copy), &scalars, Some(&device_clip.factor)).unwrap();
             let (want, got) = (fused[i].to_f32_vec(), master.to_f32_vec());
             for (w, g) in want.iter().zip(&got) {

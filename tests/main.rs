@@ -48,6 +48,8 @@ mod backend;
 // Issue 16: multi-task training through the one loop: --device sim, --grad-accum, SIGKILL resume, changed data.
 mod r16_multitask;
 
+// Issue 17: dynamic INT8 inference on the CPU: kernels against exact integer sums, error bounds, the CLI, refusals.
+mod r17_int8;
 // Issue 18: RoBERTa, XLM-R, ELECTRA and DistilBERT against their transformers fixtures.
 mod r18_families;
 // Issue 20: long documents read in overlapping windows, against transformers' overflowing windows.

@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
-"""PyTorch peer benchmark for berth: the same BERT workloads, run by HF transformers on the CPU.
+"""PyTorch and ONNX Runtime peer benchmark for berth: the same BERT workloads on the CPU.
 
-Measures, per model config, in float32 on the CPU:
+Measures, per model config and mode (--modes), on the CPU:
   fwd-b1     inference forward, B=1,  T=128 (model.eval(), torch.inference_mode)
   fwd-b32    inference forward, B=32, T=128
   train-b32  one training step, B=32, T=128: forward with labels, loss.backward(),
              AdamW step, zero_grad (model.train(), dropout on, as HF Trainer does)
   fwdbwd-b32 forward with labels and loss.backward() only (no optimizer), B=32, T=128:
              the same work as `berth bench --case train`
+
+Modes (each peer's best CPU settings):
+  fp32       transformers in float32 (the default)
+  bf16       the same under torch.autocast("cpu", dtype=torch.bfloat16), forward and train
+  int8       torch.ao.quantization.quantize_dynamic on every nn.Linear (qint8), forward only
+  ort-fp32   the model exported with torch.onnx.export, run by ONNX Runtime with every
+             graph optimisation and --threads intra-op threads, forward only
+  ort-int8   that export quantized by onnxruntime.quantization.quantize_dynamic (QInt8
+             weights, dynamic activations), forward only
+Cases a mode cannot run (train under int8 or ONNX Runtime) are left out.
 
 Each case runs in a fresh subprocess, so the peak resident memory (ru_maxrss) is per case.
 That peak covers the whole process: the Python interpreter, torch and transformers
@@ -18,12 +28,14 @@ told apart (it is large with the CUDA-bundled torch wheel, even on the CPU).
 Usage:
   python tools/bench-vs-torch.py [--model DIR] [--configs minilm,bert-base]
       [--cases fwd-b1,fwd-b32,train-b32] [--threads N] [--iters N] [--warmup N]
-      [--attn sdpa|eager] [--seq-len T] [--json OUT]
+      [--attn sdpa|eager] [--seq-len T] [--modes fp32,bf16,int8,ort-fp32,ort-int8] [--json OUT]
 
-Needs torch, transformers and safetensors (CPU wheels are enough).
+Needs torch, transformers and safetensors (CPU wheels are enough); the ort-* modes also
+need onnxruntime, onnx and onnxscript (pip install them locally; CI does not).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,6 +70,8 @@ ALL_CASES = {
     "train-b32": ("train", 32),
     "fwdbwd-b32": ("fwdbwd", 32),
 }
+ALL_MODES = ("fp32", "bf16", "int8", "ort-fp32", "ort-int8")
+FORWARD_ONLY_MODES = ("int8", "ort-fp32", "ort-int8")
 RESULT_MARKER = "BENCH_RESULT "
 NUM_LABELS = 2
 
@@ -118,6 +132,40 @@ def build_model(spec):
     return model.to(torch.float32)
 
 
+def onnx_runtime_step(model, inputs, mode, threads):
+    """Exports `model` to ONNX (quantizing it for ort-int8) in a temporary folder and
+    returns a step that runs it once with ONNX Runtime."""
+    import tempfile
+
+    import onnxruntime as ort
+    import torch
+
+    model.eval()
+    folder = tempfile.mkdtemp(prefix="berth-ort-")
+    path = os.path.join(folder, "model.onnx")
+    names = list(inputs)
+    with torch.inference_mode():
+        torch.onnx.export(model, (), path, kwargs=dict(inputs), input_names=names, output_names=["logits"],
+                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in names}, dynamo=False)
+    if mode == "ort-int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = os.path.join(folder, "model.int8.onnx")
+        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+        path = quantized
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {n: inputs[n].numpy() for n in names}
+
+    def step():
+        session.run(None, feed)
+
+    return step
+
+
 def run_worker(spec):
     threads = spec["threads"]
     import torch
@@ -144,18 +192,25 @@ def run_worker(spec):
     if model.config.model_type != "distilbert":
         inputs["token_type_ids"] = token_type_ids
 
-    if kind == "forward":
+    mode = spec["mode"]
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if mode == "bf16" else contextlib.nullcontext
+    if kind == "forward" and mode.startswith("ort-"):
+        step = onnx_runtime_step(model, inputs, mode, spec["threads"])
+    elif kind == "forward":
         model.eval()
+        if mode == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 model(**inputs)
 
     elif kind == "fwdbwd":
         model.train()
 
         def step():
-            out = model(**inputs, labels=labels)
+            with autocast():
+                out = model(**inputs, labels=labels)
             out.loss.backward()
             model.zero_grad(set_to_none=True)
 
@@ -165,7 +220,8 @@ def run_worker(spec):
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
         def step():
-            out = model(**inputs, labels=labels)
+            with autocast():
+                out = model(**inputs, labels=labels)
             out.loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -182,6 +238,7 @@ def run_worker(spec):
     result = {
         "config": spec["config"],
         "case": spec["case"],
+        "mode": spec["mode"],
         "kind": kind,
         "batch": batch,
         "seq_len": seq,
@@ -218,7 +275,7 @@ def run_case(spec):
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER):])
-    print(f"  {spec['config']}/{spec['case']}: worker failed (exit {proc.returncode})", file=sys.stderr)
+    print(f"  {spec['config']}/{spec['case']}/{spec['mode']}: worker failed (exit {proc.returncode})", file=sys.stderr)
     return None
 
 
@@ -231,12 +288,12 @@ def versions():
 
 def markdown_table(results):
     lines = [
-        "| config | case | B | T | median ms | min ms | tokens/s | peak RSS MiB | RSS after import MiB | iters |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| config | case | mode | B | T | median ms | min ms | tokens/s | peak RSS MiB | RSS after import MiB | iters |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
-            f"| {r['config']} | {r['case']} | {r['batch']} | {r['seq_len']} | {r['median_ms']:.2f} | "
+            f"| {r['config']} | {r['case']} | {r['mode']} | {r['batch']} | {r['seq_len']} | {r['median_ms']:.2f} | "
             f"{r['min_ms']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_rss_mib']:.0f} | "
             f"{r['rss_after_import_mib']:.0f} | {r['iters']} |"
         )
@@ -259,6 +316,8 @@ def parse_args(argv):
     p.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
                    help="attn_implementation (default: %(default)s)")
     p.add_argument("--seq-len", type=int, default=128, help="sequence length T (default: %(default)s)")
+    p.add_argument("--modes", default="fp32",
+                   help="comma-separated, from: %s (default: fp32)" % ", ".join(ALL_MODES))
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -275,6 +334,7 @@ def main(argv=None):
 
     configs = split_list(args.configs, ALL_CONFIGS, "config")
     cases = split_list(args.cases, tuple(ALL_CASES), "case")
+    modes = split_list(args.modes, ALL_MODES, "mode")
     model_dir = resolve_model_dir(args.model)
     if "minilm" in configs and not os.path.isfile(os.path.join(model_dir, "config.json")):
         print(f"skipping minilm: no checkpoint at {args.model} (run tools/fetch-model.sh)")
@@ -285,7 +345,7 @@ def main(argv=None):
         "threads": args.threads,
         "cores": available_cores(),
         "attn": args.attn,
-        "dtype": "float32",
+        "modes": modes,
         "device": "cpu",
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -295,27 +355,29 @@ def main(argv=None):
         "seq_len": args.seq_len,
     })
     print(f"# berth peer benchmark: torch {meta['torch']}, transformers {meta['transformers']}, "
-          f"{args.threads} thread(s) of {meta['cores']} core(s), attn={args.attn}, float32 on CPU, "
+          f"{args.threads} thread(s) of {meta['cores']} core(s), attn={args.attn}, modes {','.join(modes)} on CPU, "
           f"warmup {args.warmup}, iters {args.iters}")
     print()
 
     results = []
-    for config in configs:
-        for case in cases:
-            spec = {
-                "config": config,
-                "case": case,
-                "model_dir": os.path.abspath(model_dir),
-                "attn": args.attn,
-                "threads": args.threads,
-                "iters": args.iters,
-                "warmup": args.warmup,
-                "seq_len": args.seq_len,
-            }
-            print(f"  running {config}/{case} ...", file=sys.stderr, flush=True)
-            r = run_case(spec)
-            if r is not None:
-                results.append(r)
+    runs = [(config, case, mode) for config in configs for case in cases for mode in modes
+            if ALL_CASES[case][0] == "forward" or mode not in FORWARD_ONLY_MODES]
+    for config, case, mode in runs:
+        spec = {
+            "mode": mode,
+            "config": config,
+            "case": case,
+            "model_dir": os.path.abspath(model_dir),
+            "attn": args.attn,
+            "threads": args.threads,
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "seq_len": args.seq_len,
+        }
+        print(f"  running {config}/{case}/{mode} ...", file=sys.stderr, flush=True)
+        r = run_case(spec)
+        if r is not None:
+            results.append(r)
 
     print(markdown_table(results))
     if args.json:
@@ -325,7 +387,7 @@ def main(argv=None):
             f.write("\n")
         os.replace(tmp, args.json)
         print(f"\nwrote {args.json}")
-    expected = len(configs) * len(cases)
+    expected = len(runs)
     return 0 if len(results) == expected else 1
 
 

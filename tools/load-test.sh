@@ -18,6 +18,7 @@
 #   MAX_REQUESTS   safety cap on requests per level (default 20000)
 #   PORT           loopback port for the server (default 8089)
 #   OUT            the report (default docs/serve.md)
+#   PRECISION      berth's --precision for serve and the offline predict: fp32 (default) or int8
 # Needs wrk (Debian: apt-get install -y wrk) and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ DURATION=${DURATION:-30}
 MAX_REQUESTS=${MAX_REQUESTS:-20000}
 PORT=${PORT:-8089}
 OUT=${OUT:-docs/serve.md}
+PRECISION=${PRECISION:-fp32}
 TORCH_THREADS=2
 BERTH=target/release/berth
 
@@ -73,8 +75,8 @@ median3() {
 # Prints "ALL ONE RATE": seconds for the whole file, for one line, and sentences/s.
 offline() {
   local all one
-  all=$(median3 "$BERTH" predict --model "$MODEL" --input "$work/sentences.txt" --batch-size 32 --device cpu --output "$work/offline.jsonl")
-  one=$(median3 "$BERTH" predict --model "$MODEL" --input "$work/one.txt" --batch-size 32 --device cpu --output "$work/one.jsonl")
+  all=$(median3 "$BERTH" predict --model "$MODEL" --input "$work/sentences.txt" --batch-size 32 --device cpu --precision "$PRECISION" --output "$work/offline.jsonl")
+  one=$(median3 "$BERTH" predict --model "$MODEL" --input "$work/one.txt" --batch-size 32 --device cpu --precision "$PRECISION" --output "$work/one.jsonl")
   awk -v n="$n_sentences" -v a="$all" -v o="$one" 'BEGIN { printf "%s %s %.1f\n", a, o, n / (a - o) }'
 }
 echo "offline berth predict ..."
@@ -91,7 +93,7 @@ echo "  p50 $torch_p50 ms, $torch_rate calls/s"
 
 # 3. The server under wrk.
 echo "berth serve on 127.0.0.1:$PORT ..."
-"$BERTH" serve --model "$MODEL" --device cpu --host 127.0.0.1 --port "$PORT" 2> "$work/serve.log" &
+"$BERTH" serve --model "$MODEL" --device cpu --precision "$PRECISION" --host 127.0.0.1 --port "$PORT" 2> "$work/serve.log" &
 server_pid=$!
 for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break
@@ -150,8 +152,8 @@ one step after the other on the same machine. Rerun it rather than edit it.
 
 - **Date and commit:** $(date -u +%Y-%m-%d), $commit.
 - **Machine:** $(nproc)-core VM ($cpu), CPU only; $quiet.
-- **Command:** \`PYTHON=<python with torch> tools/load-test.sh $MODEL\`, DURATION=$DURATION s per level.
-- **Model:** \`$MODEL\` ($(basename "$MODEL")), run by berth in f32 on the CPU with
+- **Command:** \`PYTHON=<python with torch> PRECISION=$PRECISION tools/load-test.sh $MODEL\`, DURATION=$DURATION s per level.
+- **Model:** \`$MODEL\` ($(basename "$MODEL")), run by berth with \`--precision $PRECISION\` on the CPU with
   \`berth serve\`'s defaults (max length 128, batches of up to 32 examples and
   4,096 tokens, max wait 2 ms).
 - **Inputs:** the $n_sentences sentences of \`$SENTENCES_TSV\`, one per request
@@ -163,7 +165,7 @@ one step after the other on the same machine. Rerun it rather than edit it.
   \`pipeline("text-classification")\` on the CPU with $TORCH_THREADS threads, one sentence per
   call (batch 1), over the same sentences after 20 warm-up calls
   (\`tools/pipeline-latency.py\`).
-- **Offline:** \`berth predict --batch-size 32 --device cpu\` over the same
+- **Offline:** \`berth predict --batch-size 32 --device cpu --precision $PRECISION\` over the same
   sentences, the median of three runs of the whole file less the median of
   three runs of a one-line file (process start and model load): before the
   server started, $offline_all s less $offline_one s, $offline_before sentences/s; again

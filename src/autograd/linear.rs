@@ -55,6 +55,40 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
     Ok(tape.push(out, &inputs, Linear))
 }
 
+// ---------- INT8 linear (inference only): y (…, out) = x (…, in) · Q(W)ᵀ + b ----------
+
+struct LinearInt8;
+impl Backward for LinearInt8 {
+    fn name(&self) -> &'static str {
+        "linear_int8"
+    }
+    fn backward(&self, _: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        Err(Error::InvalidArgument(
+            "an INT8 linear layer has no gradient: --precision int8 is for inference (train in fp32, or bf16 on a device)".into(),
+        ))
+    }
+}
+
+/// x (…, in) f32, a weight quantized at load (out, in), bias (out) -> (…, out)
+/// f32. Only the bias is a tape input: the quantized weight is a constant.
+pub fn linear_int8(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>) -> Result<Var> {
+    let tx = tape.value(x);
+    if tx.dims() == 0 || *tx.shape().last().unwrap() != weight.in_features {
+        return Err(Error::shape(
+            "linear_int8",
+            format!("x {:?} · INT8 weight ({}, {})ᵀ", tx.shape(), weight.out_features, weight.in_features),
+        ));
+    }
+    let mut out_shape = tx.shape().to_vec();
+    *out_shape.last_mut().unwrap() = weight.out_features;
+    let out = backend::of(tx).linear_int8_fwd(tx, weight, bias.map(|b| tape.value(b)), &out_shape)?;
+    let inputs: Vec<Var> = match bias {
+        Some(b) => vec![x, b],
+        None => vec![x],
+    };
+    Ok(tape.push(out, &inputs, LinearInt8))
+}
+
 // ---------- batched matmul: c (…, M, N) = a' (…, M, K) · b' (…, K, N) ----------
 
 struct BatchedMatmul {

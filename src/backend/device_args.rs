@@ -19,8 +19,10 @@ pub struct DeviceArgs {
     #[arg(long, value_enum, ignore_case = true)]
     #[serde(default, deserialize_with = "device_value")]
     pub device: Option<DeviceChoice>,
-    /// fp32 or bf16 (default fp32). bf16 needs a device: BF16 activations and
-    /// GEMM operands; training keeps F32 master weights and moments.
+    /// fp32, bf16 or int8 (default fp32). bf16 needs a device: BF16
+    /// activations and GEMM operands; training keeps F32 master weights and
+    /// moments. int8 is CPU inference: the encoder's linear layers in dynamic
+    /// INT8 (weights per channel, activations per token).
     #[arg(long, value_enum, ignore_case = true)]
     #[serde(default, deserialize_with = "precision_value")]
     pub precision: Option<Precision>,

@@ -98,6 +98,7 @@ impl LossKind<'_> {
     }
 }
 
+pub use cpu::int8::{Int8Path, QuantizedLinear};
 pub use cpu::loss::IGNORE_INDEX;
 
 /// Gradients of a linear layer's inputs; None where not asked for.
@@ -182,6 +183,10 @@ pub trait Backend: Send + Sync {
     ) -> Result<(Option<Tensor>, Option<Tensor>)>;
     /// x (R, C) -> (C, R), a copy (the CPU's cached transposed weights).
     fn transpose(&self, x: &Tensor) -> Result<Tensor>;
+    /// x (N, in) f32 as `out_shape`'s rows, a weight (out, in) quantized to
+    /// INT8 at load, bias (out) f32 -> `out_shape` (…, out) f32: dynamic
+    /// INT8 inference (`--precision int8`). There is no backward.
+    fn linear_int8_fwd(&self, x: &Tensor, weight: &QuantizedLinear, bias: Option<&Tensor>, out_shape: &[usize]) -> Result<Tensor>;
 
     // ---- layer norm ----
 
@@ -321,15 +326,21 @@ pub fn parse_device(device: &str, precision: &str) -> Result<(DeviceChoice, Prec
     let choice = DeviceChoice::from_str(device, true)
         .map_err(|_| Error::InvalidArgument(format!("unknown --device `{device}` (auto, cpu, cuda or sim)")))?;
     let precision = Precision::from_str(precision, true)
-        .map_err(|_| Error::InvalidArgument(format!("unknown --precision `{precision}` (fp32 or bf16)")))?;
+        .map_err(|_| Error::InvalidArgument(format!("unknown --precision `{precision}` (fp32, bf16 or int8)")))?;
     Ok((choice, precision))
 }
 
 /// Opens the device a parsed `--device` names (None: the CPU); BF16 needs one.
 pub fn open_device(choice: DeviceChoice, precision: Precision) -> Result<(Option<Device>, Precision)> {
-    let device = open(choice)?;
+    if precision == Precision::Int8 && matches!(choice, DeviceChoice::Cuda | DeviceChoice::Sim) {
+        return Err(Error::InvalidArgument(crate::tensor::INT8_IS_CPU_INFERENCE.into()));
+    }
+    // Auto picks the CPU for INT8, even where a GPU is present.
+    let device = if precision == Precision::Int8 { None } else { open(choice)? };
     if device.is_none() && precision == Precision::Bf16 {
-        return Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs in fp32".into()));
+        return Err(Error::InvalidArgument(
+            "--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into(),
+        ));
     }
     Ok((device, precision))
 }

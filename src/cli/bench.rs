@@ -13,7 +13,7 @@ use crate::backend::select_device;
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::device_model::Precision;
-use crate::model::params::random_parameters;
+use crate::model::params::{WeightCache, random_parameters};
 use crate::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
 use crate::rng::SeqRng;
 use crate::tensor::DType;
@@ -32,14 +32,15 @@ pub struct BenchArgs {
     #[arg(long, default_value = "bert-base")]
     pub config: String,
     /// fwd (inference, no tape), train (forward + backward, dropout on; on a
-    /// device also the gradient norm and AdamW), or kernels (a device's kernel
-    /// timing table against measured ceilings).
+    /// device also the gradient norm and AdamW), or kernels (the kernel
+    /// timing table against measured ceilings: on the CPU, the model's linear
+    /// layers in fp32 and INT8 at B·T rows).
     #[arg(long, default_value = "fwd")]
     pub case: String,
     /// cpu, cuda or sim (the simulated device: correct but slow, for testing).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// fp32 or bf16 (bf16 needs a device).
+    /// fp32, bf16 (needs a device) or int8 (CPU, --case fwd).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
     #[arg(long, default_value_t = 1)]
@@ -142,10 +143,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(device) = device {
         return run_on_device(&args, &device, precision);
     }
-    if args.case == "kernels" {
-        return Err(Error::InvalidArgument("--case kernels times CUDA kernels: give --device cuda or sim".into()));
-    }
     let model = build_model(&args)?;
+    if args.case == "kernels" {
+        let rows = super::bench_cpu::cpu_kernel_timings(&model.config, args.batch_size * args.seq_len, args.warmup, args.iters)?;
+        match args.json {
+            true => println!("{}", serde_json::to_string(&rows).expect("timings serialise")),
+            false => print!("{}", super::bench_cpu::format_cpu_timings(&rows)),
+        }
+        return Ok(());
+    }
     let batch = random_batch(args.batch_size, args.seq_len, model.config.vocab_size, 1);
     let labels = Labels::SingleLabel((0..args.batch_size as i64).map(|i| i % 2).collect());
     let train = match args.case.as_str() {
@@ -153,10 +159,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "train" => true,
         other => return Err(Error::InvalidArgument(format!("unknown --case `{other}` (fwd or train)"))),
     };
+    if train && precision == Precision::Int8 {
+        return Err(Error::InvalidArgument(format!("--case train --precision int8: {}", crate::tensor::INT8_IS_CPU_INFERENCE)));
+    }
     let profile = std::cell::RefCell::new(crate::autograd::Profile::default());
-    // Inference reuses one cache of transposed weights, as the predictor does;
-    // a train step rebuilds it every time, as weights change every step.
-    let inference_cache = model.weight_cache()?;
+    // Inference reuses one cache of transposed (or INT8) weights, as the
+    // predictor does; a train step rebuilds it every time, as weights change.
+    let inference_cache = WeightCache::build_for(&model.params, precision)?;
+    let precision_name = match precision {
+        Precision::Int8 => format!("int8/{}", crate::backend::cpu::int8::best_path().name()),
+        _ => "fp32".to_string(),
+    };
     let step = |i: usize| -> Result<()> {
         if train {
             let mut tape = Tape::new();
@@ -209,12 +222,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"model": name, "case": args.case, "batch_size": args.batch_size, "seq_len": args.seq_len,
-                "median_ms": median, "min_ms": min, "tokens_per_s": tokens_per_s, "peak_rss_mib": rss,
+                "precision": precision_name, "median_ms": median, "min_ms": min, "tokens_per_s": tokens_per_s, "peak_rss_mib": rss,
                 "iters": args.iters, "threads": rayon::current_num_threads()})
         );
     } else {
         println!(
-            "cpu/{name} {} B={} T={}: median {median:.2} ms, min {min:.2} ms, {tokens_per_s:.0} tokens/s, peak RSS {rss:.0} MiB ({} iters, {} threads)",
+            "cpu/{name} {} {precision_name} B={} T={}: median {median:.2} ms, min {min:.2} ms, {tokens_per_s:.0} tokens/s, peak RSS {rss:.0} MiB ({} iters, {} threads)",
             args.case,
             args.batch_size,
             args.seq_len,

@@ -10,14 +10,15 @@ use crate::data::readers::LabelSet;
 use crate::error::{Error, Result};
 use crate::infer::explain::explain_encoded;
 use crate::io::write_atomic;
-use crate::model::device_model::DeviceModel;
+use crate::model::device_model::{DeviceModel, Precision};
 use crate::model::explain::ExplainOptions;
+use crate::model::params::WeightCache;
 use crate::model::settings::{DataSettings, InferenceSettings, choose};
 use crate::model::task::Task;
-use crate::model::{LoadOptions, load_model};
+use crate::model::{InferenceWeights, LoadOptions, load_model};
 use crate::report::errors::{ExplainedError, most_confident_errors};
 use crate::train::dataset::{ColumnChoice, DataSpec};
-use crate::train::evaluate::{Redecide, evaluate_with};
+use crate::train::evaluate::{Redecide, evaluate_weights};
 use crate::train::option_groups::DataColumnOptions;
 
 #[derive(Args, Debug)]
@@ -76,6 +77,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     let (device, precision) = args.device.open()?;
+    if args.explain.is_some() && precision == Precision::Int8 {
+        return Err(Error::InvalidArgument(
+            "--explain needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32".into(),
+        ));
+    }
     let (model, _) = load_model(&args.model, &LoadOptions::for_prediction())?;
     let settings = InferenceSettings::read(&args.model, model.num_labels())?;
     let task = Task::of_model(&model);
@@ -153,12 +159,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     tokenizer.set_truncation_direction(direction)?;
     let data = spec.encode(&args.data, &raw, &labels, &tokenizer)?;
-    let on_device = match &device {
-        Some(d) => Some(DeviceModel::upload(d, precision, &model.params)?),
-        None => None,
+    // The weights as predict reads them: a device's copies, or the CPU's
+    // load-time cache in the precision asked for.
+    let (on_device, cache);
+    let weights = match &device {
+        Some(d) => {
+            on_device = DeviceModel::upload(d, precision, &model.params)?;
+            InferenceWeights::Device(&on_device.params)
+        }
+        None => {
+            cache = WeightCache::build_for(&model.params, precision)?;
+            InferenceWeights::Cpu(&cache)
+        }
     };
-    let device_params = on_device.as_ref().map(|e| e.params.as_slice());
-    let mut evaluation = evaluate_with(&model, device_params, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
+    if precision == Precision::Int8 {
+        eprintln!("engine: cpu (int8, {})", crate::backend::cpu::int8::best_path().name());
+    }
+    let mut evaluation = evaluate_weights(&model, weights, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
     if task == Task::Classification && (settings.threshold.is_some() || settings.temperature.is_some()) {
         // What predict does: the fitted temperature, then the tuned threshold.
         evaluation = evaluation.with_decision(&model.labels, settings.threshold, settings.temperature.unwrap_or(1.0))?;

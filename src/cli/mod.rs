@@ -1,6 +1,7 @@
 //! The `berth` command line: one file per subcommand.
 
 pub mod bench;
+pub mod bench_cpu;
 pub mod bench_device;
 pub mod check;
 pub mod convert;

@@ -150,6 +150,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
         predictors.push((None, predictor));
     }
+    if let Some((_, p)) = predictors.first() {
+        eprintln!("engine: {}", p.device_name());
+    }
     // Every predictor's outputs, one JSON value per input line.
     let mut columns: Vec<(Option<String>, Vec<serde_json::Value>)> = Vec::new();
     for (name, predictor) in &predictors {

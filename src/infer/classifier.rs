@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::data::Encoded;
 use crate::data::chunks::DEFAULT_CHUNK_STRIDE;
 use crate::data::tokenize::{Truncation, Windows};
-use crate::device::{DeviceChoice, open};
+use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::infer::explain::{TextExplanation, check_explainable, explain_encoded, explain_text};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
@@ -40,7 +40,7 @@ pub enum ModelKind {
 pub struct ClassifierOptions {
     /// Where the forward passes run (`Auto`: CUDA when a GPU is there, else the CPU).
     pub device: DeviceChoice,
-    /// `Fp32`, or `Bf16` on a CUDA device.
+    /// `Fp32`; `Bf16` on a CUDA device; `Int8` on the CPU (dynamic INT8, inference).
     pub precision: Precision,
     /// Tokens per example after truncation (longest-first for pairs); capped
     /// at the positions the model's table holds. None: the length the model
@@ -143,10 +143,7 @@ impl Classifier {
         if options.batch_size == 0 {
             return Err(Error::InvalidArgument("batch size must be at least 1".into()));
         }
-        let device = open(options.device)?;
-        if device.is_none() && options.precision == Precision::Bf16 {
-            return Err(Error::InvalidArgument("bf16 needs a CUDA device (cuda or sim); the CPU runs in fp32".into()));
-        }
+        let (device, _) = crate::backend::open_device(options.device, options.precision)?;
         let (max_length, _) = max_length_for(dir.as_ref(), options.max_length);
         let (predictor, _report) = Predictor::load_on(dir.as_ref(), max_length, device.as_ref(), options.precision)?;
         let kind = match (predictor.model.head, predictor.model.problem_type) {

@@ -62,6 +62,11 @@ pub fn check_explainable(predictor: &Predictor, what: &str) -> Result<()> {
     if predictor.model.head != HeadKind::SequenceClassification {
         return Err(Error::InvalidArgument(format!("{what} explains sequence-level outputs; this is a token-classification model")));
     }
+    if predictor.precision() == crate::tensor::Precision::Int8 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32"
+        )));
+    }
     if predictor.long_text().is_some() {
         return Err(Error::InvalidArgument(format!(
             "{what} reads one window per input, and this model chunks long inputs (berth-inference.json); \

@@ -85,7 +85,8 @@ pub struct Predictor {
 }
 
 enum Engine {
-    Cpu(WeightCache),
+    /// The load-time weight copies, and the precision they were built for.
+    Cpu(WeightCache, Precision),
     Device(DeviceModel),
 }
 
@@ -136,7 +137,7 @@ impl Predictor {
         }
         let engine = match device {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params)?),
-            None => Engine::Cpu(model.weight_cache()?),
+            None => Engine::Cpu(WeightCache::build_for(&model.params, precision)?, precision),
         };
         let long_text = settings.long_text;
         let mut predictor = Predictor { model, tokenizer, settings, long_text: None, engine };
@@ -167,15 +168,24 @@ impl Predictor {
     /// The device's description, or `cpu`.
     pub fn device_name(&self) -> String {
         match &self.engine {
-            Engine::Cpu(_) => "cpu".into(),
+            Engine::Cpu(_, Precision::Int8) => format!("cpu (int8, {})", crate::backend::cpu::int8::best_path().name()),
+            Engine::Cpu(..) => "cpu".into(),
             Engine::Device(d) => format!("{} ({:?})", d.device().describe(), d.precision()),
+        }
+    }
+
+    /// The precision the forward passes run in.
+    pub fn precision(&self) -> Precision {
+        match &self.engine {
+            Engine::Cpu(_, precision) => *precision,
+            Engine::Device(d) => d.precision(),
         }
     }
 
     /// Whether forward passes skip padding positions (the CPU path does:
     /// [`ForwardMode::skipping_padding`]).
     pub fn skips_padding(&self) -> bool {
-        matches!(self.engine, Engine::Cpu(_))
+        matches!(self.engine, Engine::Cpu(..))
     }
 
     /// Predicts every (text, optional pair) in input order, `batch_size` at a time.
@@ -246,7 +256,7 @@ impl Predictor {
     fn logits(&self, group: &[&Encoded]) -> Result<(Vec<f64>, usize)> {
         let batch = pad_batch(group, self.tokenizer.pad_id());
         let weights = match &self.engine {
-            Engine::Cpu(cache) => InferenceWeights::Cpu(cache),
+            Engine::Cpu(cache, _) => InferenceWeights::Cpu(cache),
             Engine::Device(d) => InferenceWeights::Device(&d.params),
         };
         Ok((self.model.infer_logits(weights, &batch)?, batch.seq_len))

@@ -12,7 +12,7 @@ use super::params::{ParamStore, WeightCache};
 use crate::autograd::attention::{attention, packed_attention};
 use crate::autograd::basic::{DropoutKey, add, dropout, gelu};
 use crate::autograd::embedding::embeddings_ln;
-use crate::autograd::linear::linear_with;
+use crate::autograd::linear::{linear_int8, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
@@ -160,9 +160,12 @@ pub fn encoder_forward(
     mode: ForwardMode,
     cache: Option<(&ParamStore, &WeightCache)>,
 ) -> Result<Vec<Var>> {
-    // A linear layer from (weight, bias) positions, using the cache's
-    // transposed weight when one is current.
+    // A linear layer from (weight, bias) positions, using the cache's INT8
+    // or transposed weight when one is current.
     let lin = |tape: &mut Tape, x: Var, (w, b): (usize, usize)| {
+        if let Some(quantized) = cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
+            return linear_int8(tape, x, quantized, Some(params[b]));
+        }
         let weight_t = cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
         linear_with(tape, x, params[w], Some(params[b]), weight_t)
     };

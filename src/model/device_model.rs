@@ -19,7 +19,7 @@ pub struct DeviceModel {
 impl DeviceModel {
     /// Uploads every parameter of `store` as `precision`'s working type.
     pub fn upload(device: &DeviceHandle, precision: Precision, store: &ParamStore) -> Result<DeviceModel> {
-        let params = store.tensors().iter().map(|t| t.to_device(device, precision.elem())).collect::<Result<Vec<_>>>()?;
+        let params = store.tensors().iter().map(|t| t.to_device(device, precision.elem()?)).collect::<Result<Vec<_>>>()?;
         Ok(DeviceModel { device: device.clone(), precision, params })
     }
 

@@ -1,11 +1,13 @@
 //! Named parameters in Hugging Face naming, and the list a model expects.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::config::BertConfig;
+use crate::backend::QuantizedLinear;
 use crate::error::{Error, Result};
 use crate::rng;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Precision, Tensor};
 
 /// Which Hugging Face class the weights belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,31 +93,101 @@ impl ParamStore {
     }
 }
 
-/// Linear weights transposed to (in, out) for a faster CPU forward pass.
+/// The CPU's load-time copies of the linear weights: transposed to (in, out)
+/// for a faster f32 forward pass, or, under `--precision int8`, the encoder
+/// layers' weights quantized and packed ([`QuantizedLinear`]).
 /// A snapshot: each entry remembers the tensor it was made from and is used
 /// only while the parameter still shares that storage, so an optimizer
 /// update (which copies or replaces the storage) can never meet a stale copy.
 #[derive(Clone, Debug, Default)]
 pub struct WeightCache {
-    entries: HashMap<usize, (Tensor, Tensor)>,
+    entries: HashMap<usize, (Tensor, CachedWeight)>,
+}
+
+#[derive(Clone, Debug)]
+enum CachedWeight {
+    Transposed(Tensor),
+    Int8(Arc<QuantizedLinear>),
+}
+
+/// Whether `name` is the 2-D weight of a linear layer (embeddings excluded).
+fn is_linear_weight(name: &str, t: &Tensor) -> bool {
+    t.dims() == 2 && name.ends_with(".weight") && !name.contains("embeddings")
+}
+
+/// The linear layers `--precision int8` quantizes: every layer of the
+/// encoder (attention projections, attention output, feed-forward). The
+/// embeddings, their projection, LayerNorm, attention's softmax, the
+/// pooler and the classifier stay in f32, as the CPU peers keep them.
+pub fn quantized_under_int8(name: &str) -> bool {
+    name.starts_with("bert.encoder.layer.") && name.ends_with(".weight") && !name.contains("LayerNorm")
 }
 
 impl WeightCache {
     /// Transposes every 2-D weight of a linear layer (embeddings excluded).
     pub fn build(store: &ParamStore) -> Result<WeightCache> {
+        WeightCache::build_for(store, Precision::Fp32)
+    }
+
+    /// The copies a CPU forward pass in `precision` reads: under Int8 the
+    /// encoder layers' weights quantized (f32 models only), every other
+    /// linear weight transposed. BF16 has no CPU path and is refused.
+    pub fn build_for(store: &ParamStore, precision: Precision) -> Result<WeightCache> {
+        match precision {
+            Precision::Fp32 => WeightCache::build_quantizing(store, |_| false),
+            Precision::Int8 => WeightCache::build_quantizing(store, quantized_under_int8),
+            Precision::Bf16 => {
+                Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into()))
+            }
+        }
+    }
+
+    /// As [`WeightCache::build_for`], quantizing the linear weights whose
+    /// name `quantize` accepts (the per-layer-type error test picks one kind
+    /// of layer at a time) and transposing the others.
+    pub fn build_quantizing(store: &ParamStore, quantize: impl Fn(&str) -> bool) -> Result<WeightCache> {
         let mut entries = HashMap::new();
         for (i, (name, t)) in store.iter().enumerate() {
-            if t.dims() == 2 && name.ends_with(".weight") && !name.contains("embeddings") {
-                let transposed = crate::backend::of(t).transpose(t)?;
-                entries.insert(i, (t.clone(), transposed));
+            if !is_linear_weight(name, t) {
+                continue;
             }
+            let cached = if quantize(name) {
+                if t.dtype() != DType::F32 {
+                    return Err(Error::InvalidArgument(format!("--precision int8 quantizes f32 weights; {name} is {}", t.dtype().name())));
+                }
+                let (out, k) = (t.shape()[0], t.shape()[1]);
+                CachedWeight::Int8(Arc::new(QuantizedLinear::quantize(name, t.data::<f32>()?, out, k)?))
+            } else {
+                CachedWeight::Transposed(crate::backend::of(t).transpose(t)?)
+            };
+            entries.insert(i, (t.clone(), cached));
         }
         Ok(WeightCache { entries })
     }
 
+    fn current(&self, index: usize, current: &Tensor) -> Option<&CachedWeight> {
+        self.entries.get(&index).filter(|(source, _)| source.shares_storage(current)).map(|(_, c)| c)
+    }
+
     /// The transposed copy of parameter `index`, if it is still current.
     pub fn get(&self, index: usize, current: &Tensor) -> Option<&Tensor> {
-        self.entries.get(&index).filter(|(source, _)| source.shares_storage(current)).map(|(_, t)| t)
+        match self.current(index, current)? {
+            CachedWeight::Transposed(t) => Some(t),
+            CachedWeight::Int8(_) => None,
+        }
+    }
+
+    /// The INT8 copy of parameter `index`, if it has one and it is still current.
+    pub fn quantized(&self, index: usize, current: &Tensor) -> Option<&QuantizedLinear> {
+        match self.current(index, current)? {
+            CachedWeight::Int8(q) => Some(q),
+            CachedWeight::Transposed(_) => None,
+        }
+    }
+
+    /// How many weights are held quantized (0 unless built for Int8).
+    pub fn quantized_count(&self) -> usize {
+        self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Int8(_))).count()
     }
 }
 

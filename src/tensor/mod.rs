@@ -56,6 +56,9 @@ impl DType {
     }
 }
 
+/// The one message for INT8 where it has no path.
+pub const INT8_IS_CPU_INFERENCE: &str = "--precision int8 is CPU inference only (predict, eval, serve, bench --case fwd): use --device cpu, and train in fp32 (or bf16 on a device)";
+
 /// The precision `--precision` asks for: what a model computes in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -63,14 +66,19 @@ pub enum Precision {
     Fp32,
     /// BF16 activations and GEMM operands, F32 accumulation, F32 master weights.
     Bf16,
+    /// CPU inference only: the encoder's linear layers in dynamic INT8
+    /// (INT8 weights per output channel, INT8 activations per token, INT32
+    /// sums); everything else in f32.
+    Int8,
 }
 
 impl Precision {
-    /// The element type of a device's working copies.
-    pub fn elem(self) -> Elem {
+    /// The element type of a device's working copies; INT8 has no device path.
+    pub fn elem(self) -> Result<Elem> {
         match self {
-            Precision::Fp32 => Elem::F32,
-            Precision::Bf16 => Elem::BF16,
+            Precision::Fp32 => Ok(Elem::F32),
+            Precision::Bf16 => Ok(Elem::BF16),
+            Precision::Int8 => Err(Error::InvalidArgument(INT8_IS_CPU_INFERENCE.into())),
         }
     }
 }

@@ -41,6 +41,19 @@ pub fn evaluate_with(
             InferenceWeights::Cpu(&cache)
         }
     };
+    evaluate_weights(model, weights, data, batch_size, pad_id, thresholds)
+}
+
+/// As [`evaluate_with`], reading the weights from `weights`: a device's
+/// copies, or a CPU cache built for a precision (`WeightCache::build_for`).
+pub fn evaluate_weights(
+    model: &BertClassifier,
+    weights: InferenceWeights<'_>,
+    data: &EncodedDataset,
+    batch_size: usize,
+    pad_id: u32,
+    thresholds: Option<&[f64]>,
+) -> Result<Evaluation> {
     let lengths: Vec<usize> = data.encodings.iter().map(|e| e.ids.len()).collect();
     let c = model.num_labels();
     // Per row: the logits of the example (sequence heads) or of each real token.

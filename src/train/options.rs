@@ -341,6 +341,9 @@ impl TrainOptions {
         let (focal_alpha, class_weights, freeze) =
             (parse_some(&self.focal_alpha)?, parse_some(&self.class_weights)?, parse_some(&self.freeze)?);
         let (device, precision) = (self.device.choice(), self.device.precision());
+        if precision == Precision::Int8 {
+            return Err(Error::InvalidArgument(format!("--precision int8 for training: {}", crate::tensor::INT8_IS_CPU_INFERENCE)));
+        }
         let (long_text, _) = self.long_text.resolve(None)?;
         let (truncation_direction, _) = self.long_text.direction(None, long_text.is_some())?;
         let chunk_loss = match (&self.chunk_loss, long_text) {

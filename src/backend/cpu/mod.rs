@@ -9,6 +9,7 @@ pub mod activation;
 pub mod adamw;
 pub mod attention;
 pub mod dropout;
+pub mod int8;
 pub mod layout;
 pub mod loss;
 pub mod matmul;

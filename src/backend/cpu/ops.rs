@@ -9,7 +9,9 @@ use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
 use super::packed_attention::{packed_attention_bwd, packed_attention_fwd};
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{activation, adamw, layout, loss};
-use crate::backend::{AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, Saved, unsupported};
+use crate::backend::{
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, QuantizedLinear, Saved, unsupported,
+};
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
 use crate::with_float;
@@ -205,6 +207,19 @@ impl Backend for Cpu {
         }
         let (rows, cols) = (x.shape()[0], x.shape()[1]);
         with_float!(x.dtype(), "transpose", |T| Tensor::from_vec(transpose(x.data::<T>()?, rows, cols), &[cols, rows]))
+    }
+
+    fn linear_int8_fwd(&self, x: &Tensor, weight: &QuantizedLinear, bias: Option<&Tensor>, out_shape: &[usize]) -> Result<Tensor> {
+        let (n, k) = x.rows_cols();
+        if k != weight.in_features || out_shape.last() != Some(&weight.out_features) {
+            return Err(Error::shape(
+                "linear_int8",
+                format!("x {:?} · INT8 weight ({}, {})ᵀ -> {out_shape:?}", x.shape(), weight.out_features, weight.in_features),
+            ));
+        }
+        let bias = bias.map(|b| b.data::<f32>()).transpose()?;
+        let y = super::int8::linear_int8_fwd(x.data::<f32>()?, n, weight, bias, super::int8::best_path())?;
+        Tensor::from_vec(y, out_shape)
     }
 
     fn layer_norm_fwd(&self, x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, NormStats)> {

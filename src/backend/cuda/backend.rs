@@ -11,7 +11,9 @@ use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, at
 use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
 use super::ops::rows as row_ops;
 use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss};
-use crate::backend::{AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, Saved, unsupported};
+use crate::backend::{
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, QuantizedLinear, Saved, unsupported,
+};
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
 use crate::rng;
@@ -382,6 +384,10 @@ impl Backend for Cuda {
 
     fn transpose(&self, _: &Tensor) -> Result<Tensor> {
         unsupported("transpose", NAME)
+    }
+
+    fn linear_int8_fwd(&self, _: &Tensor, _: &QuantizedLinear, _: Option<&Tensor>, _: &[usize]) -> Result<Tensor> {
+        unsupported("linear_int8", NAME)
     }
 
     fn embedding_fwd(&self, _: &Tensor, _: &[u32], _: &[usize]) -> Result<Tensor> {

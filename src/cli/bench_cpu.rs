@@ -1,0 +1,208 @@
+//! `berth bench --device cpu --case kernels`: the CPU's linear layers in
+//! fp32 and INT8 at a model's shapes, against ceilings measured on this
+//! machine by small loops of the instruction each path uses (fp32 FMA and
+//! the INT8 dot product), with all threads.
+
+use std::time::Instant;
+
+use crate::backend::Int8Path;
+use crate::backend::cpu::int8::{QuantizedLinear, best_path, linear_int8_fwd};
+use crate::backend::cpu::matmul::{Operand, linear_fwd, transpose};
+use crate::error::Result;
+use crate::model::BertConfig;
+
+/// One row of the table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CpuKernelTiming {
+    pub kernel: String,
+    pub shape: String,
+    pub median_ms: f64,
+    /// GFLOP/s (fp32) or GOP/s (INT8: a multiply and an add per MAC).
+    pub achieved: f64,
+    pub ceiling: f64,
+}
+
+/// Median and minimum milliseconds of `iters` runs of `f` after `warmup`.
+fn time_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<f64> = (0..iters.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    (times[times.len() / 2], times[0])
+}
+
+/// Register-resident loops of one instruction on every thread -> ops/s:
+/// the ceiling a kernel on that instruction can approach.
+fn measured_ceilings() -> (f64, Option<f64>) {
+    let threads = rayon::current_num_threads();
+    let rounds = 20_000_000u64;
+    // Plain threads, one per core, all started before any finishes.
+    let run = |per_thread: fn(u64) -> f64| {
+        let start = Instant::now();
+        let ops: f64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(move || per_thread(rounds))).collect();
+            handles.into_iter().map(|h| h.join().expect("a ceiling loop does not panic")).sum()
+        });
+        ops / start.elapsed().as_secs_f64()
+    };
+    let fma = run(peak::fp32_fma);
+    let int8 = Int8Path::Avx512Vnni.available().then(|| run(peak::int8_dot));
+    (fma, int8)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+
+    /// 12 independent chains hide the instruction's latency.
+    const CHAINS: usize = 12;
+
+    /// `rounds` × 12 fused multiply-adds of 16 f32 lanes (scalar where the
+    /// CPU lacks AVX-512) -> the FLOPs done.
+    pub fn fp32_fma(rounds: u64) -> f64 {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected.
+            unsafe { fma512(rounds) }
+        } else {
+            let mut acc = [1f32; CHAINS];
+            for _ in 0..rounds / 16 {
+                for a in acc.iter_mut() {
+                    *a = a.mul_add(1.000_1, 1e-7);
+                }
+            }
+            std::hint::black_box(acc);
+            (rounds / 16 * CHAINS as u64 * 2) as f64
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fma512(rounds: u64) -> f64 {
+        let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+        let (a, b) = (_mm512_set1_ps(1.000_1), _mm512_set1_ps(1e-7));
+        for _ in 0..rounds {
+            for c in acc.iter_mut() {
+                *c = _mm512_fmadd_ps(*c, a, b);
+            }
+        }
+        std::hint::black_box(acc);
+        (rounds * CHAINS as u64 * 16 * 2) as f64
+    }
+
+    /// `rounds` × 12 `vpdpbusd` (64 byte products each) -> the INT8 ops done.
+    pub fn int8_dot(rounds: u64) -> f64 {
+        // SAFETY: called only where Int8Path::Avx512Vnni is available.
+        unsafe { dot512(rounds) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dot512(rounds: u64) -> f64 {
+        let mut acc = [_mm512_setzero_si512(); CHAINS];
+        let (a, b) = (_mm512_set1_epi32(0x0102_0304), _mm512_set1_epi32(0x0101_0101));
+        for _ in 0..rounds {
+            for c in acc.iter_mut() {
+                *c = _mm512_dpbusd_epi32(*c, a, b);
+            }
+        }
+        std::hint::black_box(acc);
+        (rounds * CHAINS as u64 * 64 * 2) as f64
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod peak {
+    pub fn fp32_fma(rounds: u64) -> f64 {
+        let mut acc = [1f32; 12];
+        for _ in 0..rounds / 16 {
+            for a in acc.iter_mut() {
+                *a = a.mul_add(1.000_1, 1e-7);
+            }
+        }
+        std::hint::black_box(acc);
+        (rounds / 16 * 24) as f64
+    }
+    pub fn int8_dot(_: u64) -> f64 {
+        0.0
+    }
+}
+
+/// The encoder's linear shapes (name, in, out) for `config`.
+fn linear_shapes(config: &BertConfig) -> Vec<(&'static str, usize, usize)> {
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    vec![("query/key/value/attention output", h, h), ("feed-forward in", h, i), ("feed-forward out", i, h)]
+}
+
+/// The table for `config` at `rows` tokens per call (B·T).
+pub fn cpu_kernel_timings(config: &BertConfig, rows: usize, warmup: usize, iters: usize) -> Result<Vec<CpuKernelTiming>> {
+    let (fma, int8) = measured_ceilings();
+    let mut out = vec![CpuKernelTiming {
+        kernel: "ceiling fp32 FMA".into(),
+        shape: format!("{} threads", rayon::current_num_threads()),
+        median_ms: 0.0,
+        achieved: fma / 1e9,
+        ceiling: fma / 1e9,
+    }];
+    if let Some(int8) = int8 {
+        out.push(CpuKernelTiming {
+            kernel: "ceiling INT8 vpdpbusd".into(),
+            shape: format!("{} threads", rayon::current_num_threads()),
+            median_ms: 0.0,
+            achieved: int8 / 1e9,
+            ceiling: int8 / 1e9,
+        });
+    }
+    for (name, k, n_out) in linear_shapes(config) {
+        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let w: Vec<f32> = (0..n_out * k).map(|i| ((i * 104_729 % 1000) as f32 / 10_000.0) - 0.05).collect();
+        let bias = vec![0.01f32; n_out];
+        let ops = 2.0 * (rows * k * n_out) as f64;
+        let shape = format!("({rows}, {k}) · ({k}, {n_out})");
+        let w_t = transpose(&w, n_out, k);
+        let (median, _) = time_ms(warmup, iters, || {
+            std::hint::black_box(linear_fwd(&x, rows, k, Operand::new(&w_t, k, n_out, false), Some(&bias), n_out));
+        });
+        out.push(CpuKernelTiming {
+            kernel: format!("linear fp32 {name}"),
+            shape: shape.clone(),
+            median_ms: median,
+            achieved: ops / median / 1e6,
+            ceiling: fma / 1e9,
+        });
+        let quantized = QuantizedLinear::quantize(name, &w, n_out, k)?;
+        let mut paths = vec![best_path()];
+        if best_path() != Int8Path::Portable {
+            paths.push(Int8Path::Portable);
+        }
+        for path in paths {
+            let (median, _) = time_ms(warmup, iters, || {
+                std::hint::black_box(linear_int8_fwd(&x, rows, &quantized, Some(&bias), path).expect("checked shapes"));
+            });
+            let ceiling = if path == Int8Path::Portable { f64::NAN } else { int8.unwrap_or(f64::NAN) / 1e9 };
+            out.push(CpuKernelTiming {
+                kernel: format!("linear int8/{} {name}", path.name()),
+                shape: shape.clone(),
+                median_ms: median,
+                achieved: ops / median / 1e6,
+                ceiling,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The table as text, one row per kernel.
+pub fn format_cpu_timings(rows: &[CpuKernelTiming]) -> String {
+    let mut text = format!("{:<58} {:<24} {:>10} {:>10} {:>10}\n", "kernel", "shape", "median ms", "G(FL)OP/s", "of ceiling");
+    for r in rows {
+        let share = if r.ceiling.is_finite() && r.median_ms > 0.0 { format!("{:.0}%", 100.0 * r.achieved / r.ceiling) } else { "-".into() };
+        let median = if r.median_ms > 0.0 { format!("{:.3}", r.median_ms) } else { "-".into() };
+        text.push_str(&format!("cpu/{:<54} {:<24} {:>10} {:>10.1} {:>10}\n", r.kernel, r.shape, median, r.achieved, share));
+    }
+    text
+}
