@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::backend::Int8Path;
-use crate::backend::cpu::int8::{QuantizedLinear, best_path, linear_int8_fwd};
+use crate::backend::cpu::int8::{QuantizedLinear, QuantizedRows, best_path, linear_int8_fwd};
 use crate::backend::cpu::matmul::{Operand, linear_fwd, transpose};
 use crate::error::Result;
 use crate::model::BertConfig;
@@ -17,7 +17,8 @@ pub struct CpuKernelTiming {
     pub kernel: String,
     pub shape: String,
     pub median_ms: f64,
-    /// GFLOP/s (fp32) or GOP/s (INT8: a multiply and an add per MAC).
+    /// GFLOP/s (fp32) or GOP/s (INT8: a multiply and an add per MAC); for
+    /// the activations' quantization, G values per second.
     pub achieved: f64,
     pub ceiling: f64,
 }
@@ -175,6 +176,17 @@ pub fn cpu_kernel_timings(config: &BertConfig, rows: usize, warmup: usize, iters
             ceiling: fma / 1e9,
         });
         let quantized = QuantizedLinear::quantize(name, &w, n_out, k)?;
+        // The activations' quantization alone, which every INT8 call includes.
+        let (median, _) = time_ms(warmup, iters, || {
+            std::hint::black_box(QuantizedRows::quantize(&x, rows, k, best_path()).expect("finite"));
+        });
+        out.push(CpuKernelTiming {
+            kernel: format!("quantize activations/{} {name}", best_path().name()),
+            shape: format!("({rows}, {k})"),
+            median_ms: median,
+            achieved: (rows * k) as f64 / median / 1e6,
+            ceiling: f64::NAN,
+        });
         let mut paths = vec![best_path()];
         if best_path() != Int8Path::Portable {
             paths.push(Int8Path::Portable);

@@ -35,6 +35,8 @@ const GROUP: usize = 4;
 /// Rows per micro-kernel call: 6 rows × 4 vectors = 24 accumulators, which
 /// leaves registers for the 4 weight vectors and the broadcast.
 const MICRO_ROWS: usize = 6;
+/// Below this many values, activations are quantized on the calling thread.
+const SERIAL_QUANTIZE_VALUES: usize = 1 << 18;
 /// Rows per parallel task: the task's activation rows stay in L1/L2 while
 /// it walks one panel.
 const TASK_ROWS: usize = 96;
@@ -188,15 +190,29 @@ impl QuantizedRows {
         let mut scales = vec![0f32; rows];
         let mut zero_points = vec![0i32; rows];
         if cols > 0 {
-            let finite = codes.par_chunks_mut(stride).zip(scales.par_iter_mut().zip(zero_points.par_iter_mut())).enumerate().all(
-                |(r, (out, (scale, zero_point)))| match quantize_row(&x[r * cols..(r + 1) * cols], &mut out[..cols], path) {
-                    Some((s, z)) => {
-                        (*scale, *zero_point) = (s, z);
-                        true
-                    }
-                    None => false,
-                },
-            );
+            let one_row = |(r, (out, (scale, zero_point))): (usize, (&mut [u8], (&mut f32, &mut i32)))| match quantize_row(
+                &x[r * cols..(r + 1) * cols],
+                &mut out[..cols],
+                path,
+            ) {
+                Some((s, z)) => {
+                    (*scale, *zero_point) = (s, z);
+                    true
+                }
+                None => false,
+            };
+            // A small matrix is quantized faster on this thread than the
+            // pool can be woken for it (B = 1 at T = 128 is 50k values).
+            let finite = if rows * cols < SERIAL_QUANTIZE_VALUES {
+                codes.chunks_mut(stride).zip(scales.iter_mut().zip(zero_points.iter_mut())).enumerate().all(one_row)
+            } else {
+                codes
+                    .par_chunks_mut(stride)
+                    .zip(scales.par_iter_mut().zip(zero_points.par_iter_mut()))
+                    .with_min_len(super::rows_per_task(cols))
+                    .enumerate()
+                    .all(one_row)
+            };
             if !finite {
                 return Err(not_finite(x, cols));
             }

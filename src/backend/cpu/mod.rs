@@ -63,6 +63,25 @@ pub(crate) fn sum<T: crate::tensor::Float>(x: &[T]) -> T {
     total
 }
 
+/// Σ (x_i − mean)², in 8 interleaved partial sums.
+#[inline]
+pub(crate) fn squared_deviation<T: crate::tensor::Float>(x: &[T], mean: T) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            let d = c[l] - mean;
+            acc[l] += d * d;
+        }
+    }
+    let mut total = tail.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>();
+    for a in acc {
+        total += a;
+    }
+    total
+}
+
 /// Σ a_i·b_i, in 8 interleaved partial sums.
 #[inline]
 pub(crate) fn dot<T: crate::tensor::Float>(a: &[T], b: &[T]) -> T {
