@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # berth's CPU inference in fp32 and INT8 against PyTorch (fp32, bf16
 # autocast, quantize_dynamic INT8) and ONNX Runtime (fp32, dynamic INT8), in
-# one run on this machine, one case after the other: MiniLM-L6 and bert-base
-# forward at B=1 and B=32, T=128, random ids, no padding, 2 threads. Prints
+# one run on this machine: MiniLM-L6 and bert-base forward at B=1 and B=32,
+# T=128, random ids, no padding, 2 threads. Each case runs berth and then
+# its peers before the next case starts, so that a case's figures are
+# minutes apart at most (this kind of VM drifts over minutes). Prints
 # one markdown table with every median and berth's ratios to the fastest
 # peer, then berth's kernel table (GOP/s against the measured ceilings).
 #
@@ -21,6 +23,7 @@ mkdir -p "$OUT"
 cargo build --release --bin berth
 
 : > "$OUT/berth.jsonl"
+rm -f "$OUT"/peers-*.json
 for config in minilm bert-base; do
   model_args=(--config "$config")
   [ "$config" = minilm ] && model_args=(--model models/all-MiniLM-L6-v2)
@@ -32,17 +35,18 @@ for config in minilm bert-base; do
         --precision "$precision" --iters "$iters" --warmup 2 --json)
       echo "{\"config\": \"$config\", \"batch\": $batch, \"mode\": \"$precision\", \"berth\": $line}" >> "$OUT/berth.jsonl"
     done
+    "$PYTHON" tools/bench-vs-torch.py --configs "$config" --cases "fwd-b$batch" \
+      --modes fp32,bf16,int8,ort-fp32,ort-int8 --threads 2 --iters "$ITERS_B32" --warmup 2 \
+      --json "$OUT/peers-$config-b$batch.json" > /dev/null
   done
 done
-
-"$PYTHON" tools/bench-vs-torch.py --configs minilm,bert-base --cases fwd-b1,fwd-b32 \
-  --modes fp32,bf16,int8,ort-fp32,ort-int8 --threads 2 --iters "$ITERS_B32" --warmup 2 --json "$OUT/peers.json" > /dev/null
 
 "$PYTHON" - "$OUT" <<'EOF'
 import json, sys
 out = sys.argv[1]
 berth = [json.loads(l) for l in open(f"{out}/berth.jsonl")]
-peers = json.load(open(f"{out}/peers.json"))["results"]
+import glob
+peers = [r for path in sorted(glob.glob(f"{out}/peers-*.json")) for r in json.load(open(path))["results"]]
 print("| model, case | berth fp32 | berth int8 | PyTorch fp32 | PyTorch bf16 | PyTorch int8 | ORT fp32 | ORT int8 | berth int8 against the fastest peer | berth fp32 against ORT fp32 |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for config in ("minilm", "bert-base"):

@@ -40,7 +40,34 @@ fn normal_cdf<T: Float>(v: T) -> T {
 
 /// y = x · Φ(x), the exact GELU.
 pub fn gelu_fwd<T: Float>(x: &[T]) -> Vec<T> {
-    map(x, |v| v * normal_cdf(v))
+    let mut y = crate::tensor::pool::take::<T>(x.len());
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| gelu_chunk(x, y));
+    y
+}
+
+/// One chunk of GELU. Where the CPU has AVX-512 the same loop is compiled
+/// for 16 lanes instead of the build's 8: the same IEEE operations in the
+/// same order, so the same bits, in half the instructions.
+fn gelu_chunk<T: Float>(x: &[T], y: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was detected.
+        return unsafe { gelu_chunk_avx512(x, y) };
+    }
+    gelu_chunk_plain(x, y)
+}
+
+#[inline(always)]
+fn gelu_chunk_plain<T: Float>(x: &[T], y: &mut [T]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = v * normal_cdf(v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_chunk_avx512<T: Float>(x: &[T], y: &mut [T]) {
+    gelu_chunk_plain(x, y)
 }
 
 /// dx = dy · (Φ(x) + x·φ(x)), the derivative of the same exact form.
@@ -93,4 +120,19 @@ pub fn add_assign<T: Float>(a: &mut [T], b: &[T]) {
             *x += y;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_on_wide_vectors_gives_the_plain_loops_bits() {
+        // Every region of erfc's polynomial, tails, zeros and a ragged length.
+        let x: Vec<f32> = (0..20_011).map(|i| (i as f32 - 10_000.0) * 1.37e-3).chain([0.0, -0.0, 9.5, -9.5]).collect();
+        let fast = gelu_fwd(&x);
+        let mut plain = vec![0f32; x.len()];
+        gelu_chunk_plain(&x, &mut plain);
+        assert!(fast.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
 }

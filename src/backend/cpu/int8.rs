@@ -315,12 +315,18 @@ pub fn linear_int8_quantized(x: &QuantizedRows, weight: &QuantizedLinear, bias: 
     if n == 0 || out == 0 {
         return y;
     }
-    let row_tasks = n.div_ceil(TASK_ROWS);
+    // Rows split evenly over the tasks (in whole micro-kernel calls), so
+    // that no short last task leaves a core idle; at least two row tasks
+    // per panel when there are rows for them, so that a layer with few
+    // panels still feeds every core.
+    let row_tasks = n.div_ceil(TASK_ROWS).max(n.div_ceil(MICRO_ROWS).min(2));
+    let task_rows = n.div_ceil(row_tasks).div_ceil(MICRO_ROWS) * MICRO_ROWS;
+    let row_tasks = n.div_ceil(task_rows);
     let shared = SharedOut(y.as_mut_ptr());
     (0..row_tasks * weight.panels).into_par_iter().for_each(|task| {
         let (row_task, panel) = (task / weight.panels, task % weight.panels);
-        let r0 = row_task * TASK_ROWS;
-        let r1 = (r0 + TASK_ROWS).min(n);
+        let r0 = row_task * task_rows;
+        let r1 = (r0 + task_rows).min(n);
         let block = Block { x, w: weight, bias, panel, out: shared };
         let mut r = r0;
         while r < r1 {
