@@ -118,7 +118,7 @@ mod tests {
 
         let mut bad: toml::Table = toml::from_str("precision = \"fp8\"\n").unwrap();
         let err = take_group::<DeviceArgs>(&mut bad).unwrap_err().to_string();
-        assert!(err.contains("unknown --precision `fp8` (fp32, bf16)"), "{err}");
+        assert!(err.contains("unknown --precision `fp8` (fp32, bf16, int8)"), "{err}");
         let mut bad: toml::Table = toml::from_str("tag-column = \"last\"\n").unwrap();
         assert!(take_group::<DataColumnOptions>(&mut bad).is_err());
     }
