@@ -173,7 +173,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     };
     if precision == Precision::Int8 {
-        eprintln!("engine: cpu (int8, {})", crate::backend::cpu::int8::best_path().name());
+        eprintln!("engine: cpu ({})", crate::backend::cpu::int8::describe());
     }
     let mut evaluation = evaluate_weights(&model, weights, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
     if task == Task::Classification && (settings.threshold.is_some() || settings.temperature.is_some()) {

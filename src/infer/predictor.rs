@@ -168,7 +168,7 @@ impl Predictor {
     /// The device's description, or `cpu`.
     pub fn device_name(&self) -> String {
         match &self.engine {
-            Engine::Cpu(_, Precision::Int8) => format!("cpu (int8, {})", crate::backend::cpu::int8::best_path().name()),
+            Engine::Cpu(_, Precision::Int8) => format!("cpu ({})", crate::backend::cpu::int8::describe()),
             Engine::Cpu(..) => "cpu".into(),
             Engine::Device(d) => format!("{} ({:?})", d.device().describe(), d.precision()),
         }

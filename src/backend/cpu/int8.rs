@@ -19,8 +19,10 @@
 //!
 //! Weights are packed once into panels of [`PANEL`] outputs: for each group
 //! of 4 inputs, 64 outputs × 4 bytes, so one 64-byte load feeds 16 lanes.
-//! Each kernel (the VNNI one and the portable one) only fills INT32 sums;
-//! one shared epilogue turns them into f32, so both paths give the same bits.
+//! Both kernels compute the same INT32 sums; the VNNI one scales them in
+//! registers with exactly the f32 operations, in the same order, of the
+//! portable one's scalar epilogue (`Block::epilogue`), so both paths give
+//! the same bits.
 
 use std::sync::OnceLock;
 
@@ -29,7 +31,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 /// Outputs per packed panel: four 16-lane vectors.
-pub const PANEL: usize = 64;
+const PANEL: usize = 64;
 /// Inputs per dot-product group (`vpdpbusd` sums 4 byte products per lane).
 const GROUP: usize = 4;
 /// Rows per micro-kernel call: 6 rows × 4 vectors = 24 accumulators, which
@@ -87,6 +89,11 @@ pub fn best_path() -> Int8Path {
         }
         if Int8Path::Avx512Vnni.available() { Int8Path::Avx512Vnni } else { Int8Path::Portable }
     })
+}
+
+/// What the INT8 engine runs on, for a user to read: `int8, <path>`.
+pub fn describe() -> String {
+    format!("int8, {}", best_path().name())
 }
 
 /// A linear layer's weight (out, in), quantized per output channel and packed.
@@ -150,11 +157,6 @@ impl QuantizedLinear {
 
     pub fn scale(&self, o: usize) -> f32 {
         self.scales[o]
-    }
-
-    /// Bytes held (packed weights, scales and sums).
-    pub fn bytes(&self) -> usize {
-        self.packed.len() + 8 * self.scales.len()
     }
 }
 
