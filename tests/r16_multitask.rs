@@ -76,6 +76,27 @@ fn r16_multitask_trains_on_the_simulated_device_with_grad_accum() {
         assert_eq!(read_json(&dir.join("training_state.json"))["step"], 6);
         assert!(dir.join("heads.json").is_file() && dir.join("model.safetensors").is_file());
     }
+    // Each head of the saved model is explained as a model of its own task.
+    let (lines, words) = (work.join("lines.txt"), work.join("words.txt"));
+    std::fs::write(&lines, "great lovely film\nawful dull film\n").unwrap();
+    std::fs::write(&words, "John Smith lives in Paris\n").unwrap();
+    let predict = |input: &Path, extra: &[&str]| {
+        let mut cmd = berth();
+        cmd.arg("predict").arg("--model").arg(&cpu).arg("--input").arg(input).args(["--device", "cpu", "--explain", "ig"]).args(extra);
+        cmd
+    };
+    let out = succeed(&mut predict(&lines, &["--head", "sentiment", "--steps", "64"]), "explain the sentiment head");
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let e = &serde_json::from_str::<Value>(line).unwrap()["explanation"];
+        assert!(e["target"] == "pos" || e["target"] == "neg", "{e}");
+        assert!(e["completeness_gap"].as_f64().unwrap() < 0.01, "{e}");
+    }
+    let out = succeed(&mut predict(&words, &["--words"]), "explain the ner head's entities");
+    let line: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().next().unwrap()).unwrap();
+    let ner = &line["ner"];
+    assert_eq!(ner["explanations"].as_array().map(Vec::len), ner["entities"].as_array().map(Vec::len), "{line}");
+    let err = fail(&mut predict(&lines, &["--target", "pos"]), "--target without --head");
+    assert!(err.contains("--target") && err.contains("--head"), "{err}");
 }
 
 /// A multi-task run killed with SIGKILL after a checkpoint and resumed from

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use berth::data::tokenize::BerthTokenizer;
 use berth::infer::explain::explain_text;
-use berth::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule};
+use berth::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule, explain_pieces};
 use berth::model::{LoadOptions, load_model};
 use berth::tensor::DType;
 use berth::{Classifier, DeviceChoice};
@@ -29,12 +29,18 @@ fn floats(v: &Value) -> Vec<f64> {
 #[test]
 fn r21_attributions_equal_captum_in_f64() {
     let reference = captum();
-    let mut compared = 0;
+    let (mut compared, mut token_cases) = (0, 0);
     for case in reference["cases"].as_array().unwrap() {
         let Some(dir) = fixture_dir(case["model"].as_str().unwrap()) else { return };
         let (model, _) = load_model(&dir, &LoadOptions { dtype: DType::F64, ..LoadOptions::for_prediction() }).unwrap();
         let tokenizer = BerthTokenizer::from_dir(&dir, model.config.max_sequence_length()).unwrap();
-        let (text, pair) = (case["text"].as_str().unwrap(), case["pair"].as_str());
+        // A token case: F sums the recorded (piece, tag) logits, as an entity's explanation does.
+        let words: Option<Vec<String>> = case["words"].as_array().map(|w| w.iter().map(|w| w.as_str().unwrap().to_string()).collect());
+        let outputs: Vec<(usize, usize)> = case["outputs"]
+            .as_array()
+            .map(|o| o.iter().map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_u64().unwrap() as usize)).collect())
+            .unwrap_or_default();
+        let (text, pair) = (case["text"].as_str().unwrap_or_default(), case["pair"].as_str());
         for (key, want) in case["attributions"].as_object().unwrap() {
             let options = match key.split('/').collect::<Vec<_>>()[..] {
                 ["grad-x-input"] => ExplainOptions { method: ExplainMethod::GradXInput, steps: 1, ..ExplainOptions::default() },
@@ -46,24 +52,39 @@ fn r21_attributions_equal_captum_in_f64() {
                 },
                 _ => panic!("unknown reference key {key}"),
             };
-            let ours = explain_text(&model, &tokenizer, text, pair, &options).unwrap();
-            assert_eq!(ours.numbers.target as u64, case["target"].as_u64().unwrap(), "{key}: target");
+            let ours = match &words {
+                Some(words) => {
+                    let encoded = tokenizer.encode_words(words).unwrap();
+                    assert_eq!(
+                        encoded.ids,
+                        case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>()
+                    );
+                    let special: Vec<bool> = encoded.word_ids.iter().map(Option::is_none).collect();
+                    let numbers = explain_pieces(&model, &encoded, &special, tokenizer.pad_id(), &options, &outputs).unwrap();
+                    assert_eq!(numbers.pieces, Some(outputs.iter().map(|o| o.0).collect()));
+                    token_cases += 1;
+                    numbers
+                }
+                None => explain_text(&model, &tokenizer, text, pair, &options).unwrap().numbers,
+            };
+            assert_eq!(ours.target as u64, case["target"].as_u64().unwrap(), "{key}: target");
             let want = floats(want);
-            let got = &ours.numbers.attributions;
+            let got = &ours.attributions;
             let err = rel_error(got, &want);
             assert!(err < 1e-6, "{} {key}: relative error {err:e}\n ours {got:?}\n captum {want:?}", case["model"]);
             if key.starts_with("ig/") {
                 // Captum's convergence delta is sum − Δ; ours must agree with it.
                 let rule = key.trim_start_matches("ig/");
                 let captum_delta = case[format!("delta/{rule}")].as_f64().unwrap();
-                let ours_delta = ours.numbers.sum - ours.numbers.delta.unwrap();
+                let ours_delta = ours.sum - ours.delta.unwrap();
                 assert!((ours_delta - captum_delta).abs() < 1e-9, "{key}: sum − Δ {ours_delta:e} vs captum {captum_delta:e}");
-                assert_eq!(ours.numbers.passes, options.steps.div_ceil(5), "{key}: one pass per step batch");
+                assert_eq!(ours.passes, options.steps.div_ceil(5), "{key}: one pass per step batch");
             }
             compared += 1;
         }
     }
     assert!(compared >= 30, "{compared} attributions compared");
+    assert!(token_cases >= 6, "{token_cases} token-model attributions compared");
 }
 
 #[test]
@@ -128,6 +149,69 @@ fn r21_predict_explain_writes_attributions_and_refuses_bad_flags() {
         let err = fail(&mut cmd, "explain a bare encoder");
         assert!(err.contains("no trained classification head"), "{err}");
     }
+}
+
+#[test]
+fn r21_token_models_explain_each_predicted_entity() {
+    let Some(dir) = fixture_dir("a-tokcls") else { return };
+    let scratch = scratch_dir("r21-explain-tokens");
+    let input = scratch.join("words.txt");
+    // The last sentence is longer than the model's 64 positions, so it is read in windows.
+    let long: Vec<&str> = "Peter Blackburn met EU officials in Zürich on Tuesday .".split(' ').cycle().take(90).collect();
+    let sentences = ["EU rejects German call to boycott British lamb .", "Peter Blackburn", &long.join(" ")];
+    std::fs::write(&input, sentences.join("\n") + "\n").unwrap();
+    let predict = |extra: &[&str]| {
+        let mut cmd = berth();
+        cmd.arg("predict").arg("--model").arg(&dir).arg("--input").arg(&input).args(["--device", "cpu"]).args(extra);
+        cmd
+    };
+    let out = succeed(&mut predict(&["--words", "--explain", "ig", "--steps", "64"]), "predict --words --explain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("completeness gap over") && stderr.contains("entities"), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (mut explained, mut windowed) = (0, 0);
+    for line in &lines {
+        let (entities, explanations) = (line["entities"].as_array().unwrap(), line["explanations"].as_array().unwrap());
+        assert_eq!(entities.len(), explanations.len(), "one explanation per entity: {line}");
+        let n_words = line["words"].as_array().unwrap().len();
+        for (entity, e) in entities.iter().zip(explanations) {
+            assert_eq!((&e["type"], &e["text"]), (&entity["type"], &entity["text"]));
+            let (start, end) = (entity["start"].as_u64().unwrap(), entity["end"].as_u64().unwrap());
+            let words: Vec<u64> = e["explained"].as_array().unwrap().iter().map(|w| w["word"].as_u64().unwrap()).collect();
+            assert_eq!(words, (start..end).collect::<Vec<_>>(), "every word of the entity is explained: {e}");
+            for w in e["explained"].as_array().unwrap() {
+                assert_eq!(w["tag"], line["tags"][w["word"].as_u64().unwrap() as usize], "the predicted tag is explained");
+            }
+            assert_eq!(e["pieces"].as_array().unwrap().len(), words.len());
+            // Word indices are the sentence's, and every word's pieces add up to the sum.
+            let word_sum: f64 = e["words"].as_array().unwrap().iter().map(|w| w["attribution"].as_f64().unwrap()).sum();
+            assert!((word_sum - e["sum"].as_f64().unwrap()).abs() < 1e-6, "{e}");
+            for w in e["words"].as_array().unwrap() {
+                let index = w["index"].as_u64().unwrap() as usize;
+                assert!(index < n_words && w["word"] == line["words"][index], "{w}");
+            }
+            assert!(e["completeness_gap"].as_f64().unwrap() < 0.01, "{e}");
+            windowed += usize::from(e["window_start"].as_u64().unwrap() > 0);
+            explained += 1;
+        }
+    }
+    assert!(explained >= 3 && windowed >= 1, "{explained} entities explained, {windowed} in a later window");
+    // The library gives the same explanations.
+    let classifier = Classifier::load(&dir, DeviceChoice::Cpu).unwrap();
+    let words: Vec<Vec<String>> = sentences.iter().map(|s| s.split(' ').map(String::from).collect()).collect();
+    let options = ExplainOptions { steps: 64, ..ExplainOptions::default() };
+    let (_, library) = classifier.explain_entities(&words, &options).unwrap();
+    for (line, ours) in lines.iter().zip(&library) {
+        for (cli, lib) in line["explanations"].as_array().unwrap().iter().zip(ours) {
+            assert!((cli["sum"].as_f64().unwrap() - lib.numbers.sum).abs() < 1e-9 * lib.numbers.sum.abs().max(1.0));
+        }
+    }
+    let err = classifier.explain_entities(&words, &ExplainOptions { target: Some(1), ..options }).unwrap_err().to_string();
+    assert!(err.contains("Classifier::explain_entities") && err.contains("target"), "{err}");
+    let err = fail(&mut predict(&["--words", "--explain", "ig", "--target", "B-PER"]), "--target on a token model");
+    assert!(err.contains("--target B-PER") && err.contains("entity"), "{err}");
+    let err = fail(&mut predict(&["--explain", "ig"]), "a token model's lines without --words");
+    assert!(err.contains("token-classification") && err.contains("--words"), "{err}");
 }
 
 #[test]

@@ -9,7 +9,8 @@ use super::input::read_lines;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
-use crate::infer::explain::{check_explainable, explain_text, target_index};
+use crate::infer::explain::{check_explainable, explain_entities, explain_text, target_index};
+use crate::infer::predictor::WordPrediction;
 use crate::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule};
 use crate::model::multitask::MultiTaskModel;
 use crate::model::settings::max_length_for;
@@ -88,10 +89,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         Inputs::Lines(l) => l.len(),
     };
     if args.explain.explain.is_some() {
-        if args.words || MultiTaskModel::is_multitask(&args.model) {
-            return Err(Error::InvalidArgument(
-                "--explain explains single-task sequence models; token models and multi-task models are not supported yet".into(),
-            ));
+        if args.explain.target.is_some() && args.head.is_none() && MultiTaskModel::is_multitask(&args.model) {
+            return Err(Error::InvalidArgument("--target names one head's label: give --head too (this is a multi-task model)".into()));
         }
         if args.long_text.long_text.as_deref() == Some("chunk") {
             return Err(Error::InvalidArgument(
@@ -158,7 +157,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
     for (name, predictor) in &predictors {
         let values: Vec<serde_json::Value> = match &inputs {
             Inputs::Words(sentences) => {
-                predictor.predict_words(sentences, args.batch_size)?.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect()
+                let predictions = predictor.predict_words(sentences, args.batch_size)?;
+                let mut values: Vec<serde_json::Value> = predictions.iter().map(|p| serde_json::to_value(p).expect("serialise")).collect();
+                if let Some(method) = args.explain.explain {
+                    explain_sentences(predictor, sentences, &predictions, method, &args.explain, &mut values)?;
+                }
+                values
             }
             Inputs::Lines(examples) => {
                 let predictions = predictor.predict(examples, args.batch_size)?;
@@ -193,6 +197,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
 }
 
+/// The explanation settings of the flags; `target` as resolved against the model.
+fn explain_options(method: ExplainMethod, args: &ExplainArgs, target: Option<usize>) -> ExplainOptions {
+    ExplainOptions {
+        method,
+        steps: if method == ExplainMethod::Ig { args.steps } else { 1 },
+        baseline: args.baseline,
+        rule: args.ig_rule,
+        target,
+        step_batch: args.step_batch,
+    }
+}
+
 /// Adds `"explanation"` to each line's value (CPU, f32 weights of the predictor's model).
 fn explain_lines(
     predictor: &Predictor,
@@ -201,14 +217,7 @@ fn explain_lines(
     args: &ExplainArgs,
     values: &mut [serde_json::Value],
 ) -> Result<()> {
-    let options = ExplainOptions {
-        method,
-        steps: if method == ExplainMethod::Ig { args.steps } else { 1 },
-        baseline: args.baseline,
-        rule: args.ig_rule,
-        target: target_index(&predictor.model, args.target.as_deref())?,
-        step_batch: args.step_batch,
-    };
+    let options = explain_options(method, args, target_index(&predictor.model, args.target.as_deref())?);
     check_explainable(predictor, "--explain")?;
     let mut gaps = Vec::new();
     for ((text, pair), value) in examples.iter().zip(values.iter_mut()) {
@@ -216,10 +225,41 @@ fn explain_lines(
         gaps.extend(explanation.numbers.completeness_gap);
         value["explanation"] = serde_json::to_value(&explanation).expect("serialise");
     }
+    report_gaps(&gaps, "inputs");
+    Ok(())
+}
+
+/// Token models: adds `"explanations"`, one per predicted entity, to each sentence's value.
+fn explain_sentences(
+    predictor: &Predictor,
+    sentences: &[Vec<String>],
+    predictions: &[WordPrediction],
+    method: ExplainMethod,
+    args: &ExplainArgs,
+    values: &mut [serde_json::Value],
+) -> Result<()> {
+    if args.target.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "--target {}: a token model's explanations cover each predicted entity with its own tags; leave --target out",
+            args.target.as_deref().unwrap_or_default()
+        )));
+    }
+    let options = explain_options(method, args, None);
+    let mut gaps = Vec::new();
+    for ((words, prediction), value) in sentences.iter().zip(predictions).zip(values.iter_mut()) {
+        let explanations = explain_entities(predictor, "--explain", words, prediction, &options)?;
+        gaps.extend(explanations.iter().filter_map(|e| e.numbers.completeness_gap));
+        value["explanations"] = serde_json::to_value(&explanations).expect("serialise");
+    }
+    report_gaps(&gaps, "entities");
+    Ok(())
+}
+
+/// The completeness gaps' summary line (integrated gradients only).
+fn report_gaps(gaps: &[f64], what: &str) {
     if !gaps.is_empty() {
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         let largest = gaps.iter().copied().fold(0.0, f64::max);
-        eprintln!("explain: completeness gap over {} inputs: mean {:.3}%, largest {:.3}%", gaps.len(), 100.0 * mean, 100.0 * largest);
+        eprintln!("explain: completeness gap over {} {what}: mean {:.3}%, largest {:.3}%", gaps.len(), 100.0 * mean, 100.0 * largest);
     }
-    Ok(())
 }

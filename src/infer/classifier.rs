@@ -13,7 +13,7 @@ use crate::data::chunks::DEFAULT_CHUNK_STRIDE;
 use crate::data::tokenize::{Truncation, Windows};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::infer::explain::{TextExplanation, check_explainable, explain_encoded, explain_text};
+use crate::infer::explain::{EntityExplanation, TextExplanation, check_explainable, explain_encoded, explain_entities, explain_text};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
 use crate::model::device_model::Precision;
 use crate::model::explain::ExplainOptions;
@@ -270,6 +270,35 @@ impl Classifier {
     ) -> Result<Vec<TextExplanation>> {
         check_explainable(&self.predictor, "Classifier::explain")?;
         inputs.map(|(text, pair)| explain_text(&self.predictor.model, &self.predictor.tokenizer, text, pair, options)).collect()
+    }
+
+    /// Token models: each sentence's predicted entities, each explained (F is
+    /// the sum of the entity's words' predicted-tag logits, at each word's
+    /// first piece). -> (the predictions, one explanation per entity of each).
+    ///
+    /// ```no_run
+    /// use berth::model::explain::ExplainOptions;
+    /// # let classifier = berth::Classifier::load("runs/conll", berth::DeviceChoice::Cpu)?;
+    /// let words: Vec<String> = "EU rejects German call".split(' ').map(String::from).collect();
+    /// let (_, explained) = classifier.explain_entities(&[words], &ExplainOptions::default())?;
+    /// for e in &explained[0] {
+    ///     let top = e.words.iter().max_by(|a, b| a.attribution.abs().total_cmp(&b.attribution.abs())).unwrap();
+    ///     println!("{} \"{}\": most from \"{}\" ({:+.3})", e.kind, e.text, top.word, top.attribution);
+    /// }
+    /// # Ok::<(), berth::Error>(())
+    /// ```
+    pub fn explain_entities(
+        &self,
+        sentences: &[Vec<String>],
+        options: &ExplainOptions,
+    ) -> Result<(Vec<WordPrediction>, Vec<Vec<EntityExplanation>>)> {
+        let predictions = self.predict_words(sentences)?;
+        let explained = sentences
+            .iter()
+            .zip(&predictions)
+            .map(|(words, p)| explain_entities(&self.predictor, "Classifier::explain_entities", words, p, options))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((predictions, explained))
     }
 
     /// As [`Classifier::explain`], for an input tokenised by

@@ -5,10 +5,11 @@
 
 use serde::Serialize;
 
+use crate::data::align::{Window, sentence_windows};
 use crate::data::tokenize::{BerthTokenizer, Encoded, Truncation};
 use crate::error::{Error, Result};
-use crate::infer::predictor::Predictor;
-use crate::model::explain::{ExplainOptions, Explanation, explain, word_spans};
+use crate::infer::predictor::{Predictor, WordPrediction};
+use crate::model::explain::{ExplainOptions, Explanation, explain, explain_pieces, word_spans};
 use crate::model::{BertClassifier, HeadKind};
 
 #[derive(Clone, Debug, Serialize)]
@@ -21,7 +22,44 @@ pub struct PieceAttribution {
 pub struct WordAttribution {
     /// The word's pieces joined, without their continuation markers.
     pub word: String,
+    /// Token models: the word's index in the sentence as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
     pub attribution: f64,
+}
+
+/// A word of a predicted entity whose tag's logit is part of F.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExplainedWord {
+    /// Its index in the sentence.
+    pub word: usize,
+    /// The tag predicted for it.
+    pub tag: String,
+}
+
+/// One predicted entity's explanation: F is the sum, over the entity's
+/// words, of the logit of each word's predicted tag at the word's first
+/// piece (the piece whose prediction tags the word).
+#[derive(Clone, Debug, Serialize)]
+pub struct EntityExplanation {
+    /// The entity's index in the prediction's `entities`.
+    pub entity: usize,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+    pub explained: Vec<ExplainedWord>,
+    /// The first word of the window that was read: 0, unless the sentence is
+    /// longer than the model's length (then the overlapping window that
+    /// holds the whole entity).
+    pub window_start: usize,
+    pub tokens: Vec<PieceAttribution>,
+    /// Every word of the window, by its index in the sentence.
+    pub words: Vec<WordAttribution>,
+    #[serde(flatten)]
+    pub numbers: Explanation,
+    pub rule: Option<&'static str>,
+    pub baseline: Option<&'static str>,
+    pub seconds: f64,
 }
 
 /// One input's explanation, as predict writes it.
@@ -55,22 +93,32 @@ pub fn target_index(model: &BertClassifier, target: Option<&str>) -> Result<Opti
 }
 
 /// Refuses a model one explanation per input cannot cover: a token model
-/// (one output per word), or one saved to read long inputs in windows (an
-/// explanation reads one window). `what` names the caller's switch in the
-/// message (`--explain`, `"explain"`, `Classifier::explain`).
+/// (one output per word: [`explain_entities`] covers those), or one saved to
+/// read long inputs in windows (an explanation reads one window). `what`
+/// names the caller's switch in the message (`--explain`, `"explain"`,
+/// `Classifier::explain`).
 pub fn check_explainable(predictor: &Predictor, what: &str) -> Result<()> {
     if predictor.model.head != HeadKind::SequenceClassification {
-        return Err(Error::InvalidArgument(format!("{what} explains sequence-level outputs; this is a token-classification model")));
-    }
-    if predictor.precision() == crate::tensor::Precision::Int8 {
         return Err(Error::InvalidArgument(format!(
-            "{what} needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32"
+            "{what} explains sequence-level outputs; this is a token-classification model, whose explanations are per \
+             predicted entity (predict --words --explain, Classifier::explain_entities)"
         )));
     }
+    check_gradients(predictor, what)?;
     if predictor.long_text().is_some() {
         return Err(Error::InvalidArgument(format!(
             "{what} reads one window per input, and this model chunks long inputs (berth-inference.json); \
              truncate instead (--long-text truncate, or \"long_text\": \"truncate\" on serve)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a predictor whose layers have no gradients (INT8).
+fn check_gradients(predictor: &Predictor, what: &str) -> Result<()> {
+    if predictor.precision() == crate::tensor::Precision::Int8 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32"
         )));
     }
     Ok(())
@@ -99,12 +147,11 @@ pub fn explain_encoded(
     let started = std::time::Instant::now();
     let special: Vec<bool> = encoded.word_ids.iter().map(Option::is_none).collect();
     let numbers = explain(model, encoded, &special, tokenizer.pad_id(), options)?;
-    let pieces: Vec<String> =
-        encoded.ids.iter().map(|&id| tokenizer.inner().id_to_token(id).unwrap_or_else(|| format!("<{id}>"))).collect();
+    let pieces = piece_names(tokenizer, encoded);
     let tokens = pieces.iter().zip(&numbers.attributions).map(|(t, &a)| PieceAttribution { token: t.clone(), attribution: a }).collect();
     let words = word_spans(encoded, &numbers.attributions)
         .into_iter()
-        .map(|(a, b, attribution)| WordAttribution { word: pieces[a..b].iter().map(|p| bare_piece(p)).collect(), attribution })
+        .map(|(a, b, attribution)| WordAttribution { word: pieces[a..b].iter().map(|p| bare_piece(p)).collect(), index: None, attribution })
         .collect();
     let is_ig = numbers.completeness_gap.is_some();
     Ok(TextExplanation {
@@ -116,4 +163,88 @@ pub fn explain_encoded(
         baseline: is_ig.then(|| options.baseline.name()),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A token model's prediction for one sentence -> an explanation of each
+/// predicted entity (`prediction` as [`Predictor::predict_words`] gives it).
+pub fn explain_entities(
+    predictor: &Predictor,
+    what: &str,
+    words: &[String],
+    prediction: &WordPrediction,
+    options: &ExplainOptions,
+) -> Result<Vec<EntityExplanation>> {
+    let (model, tokenizer) = (&predictor.model, &predictor.tokenizer);
+    if model.head != HeadKind::TokenClassification {
+        return Err(Error::InvalidArgument("entity explanations need a token-classification model".into()));
+    }
+    check_gradients(predictor, what)?;
+    if options.target.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: a target label is for sequence models; a token model's explanations cover each predicted entity with its own tags"
+        )));
+    }
+    let windows = sentence_windows(words, tokenizer)?;
+    let mut out = Vec::with_capacity(prediction.entities.len());
+    for (index, entity) in prediction.entities.iter().enumerate() {
+        let started = std::time::Instant::now();
+        // The window that owns the entity's first word, if it holds the whole
+        // entity; else any window that does (windows overlap).
+        let holds = |w: &&Window| w.start <= entity.start && entity.end <= w.end;
+        let window = windows
+            .iter()
+            .find(|w| holds(w) && (w.keep_start..w.keep_end).contains(&entity.start))
+            .or_else(|| windows.iter().find(holds))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "entity \"{}\" (words {}..{}) spans more than one window of the model's length; it cannot be explained in one pass",
+                    entity.text, entity.start, entity.end
+                ))
+            })?;
+        let encoded = tokenizer.encode_words(&words[window.start..window.end])?;
+        let mut outputs = Vec::new();
+        let mut explained = Vec::new();
+        for w in entity.start..entity.end {
+            let relative = (w - window.start) as u32;
+            let piece = encoded.word_ids.iter().position(|&id| id == Some(relative));
+            let tag = &prediction.tags[w];
+            let class = model.labels.iter().position(|l| l == tag);
+            if let (Some(piece), Some(class)) = (piece, class) {
+                outputs.push((piece, class));
+                explained.push(ExplainedWord { word: w, tag: tag.clone() });
+            }
+        }
+        let special: Vec<bool> = encoded.word_ids.iter().map(Option::is_none).collect();
+        let numbers = explain_pieces(model, &encoded, &special, tokenizer.pad_id(), options, &outputs)?;
+        let pieces = piece_names(tokenizer, &encoded);
+        let tokens =
+            pieces.iter().zip(&numbers.attributions).map(|(t, &a)| PieceAttribution { token: t.clone(), attribution: a }).collect();
+        let word_attributions = word_spans(&encoded, &numbers.attributions)
+            .into_iter()
+            .map(|(a, _, attribution)| {
+                let w = window.start + encoded.word_ids[a].expect("a word span starts at a word's piece") as usize;
+                WordAttribution { word: words[w].clone(), index: Some(w), attribution }
+            })
+            .collect();
+        let is_ig = numbers.completeness_gap.is_some();
+        out.push(EntityExplanation {
+            entity: index,
+            kind: entity.kind.clone(),
+            text: entity.text.clone(),
+            explained,
+            window_start: window.start,
+            tokens,
+            words: word_attributions,
+            numbers,
+            rule: is_ig.then(|| options.rule.name()),
+            baseline: is_ig.then(|| options.baseline.name()),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(out)
+}
+
+/// The encoding's word pieces as text.
+fn piece_names(tokenizer: &BerthTokenizer, encoded: &Encoded) -> Vec<String> {
+    encoded.ids.iter().map(|&id| tokenizer.inner().id_to_token(id).unwrap_or_else(|| format!("<{id}>"))).collect()
 }

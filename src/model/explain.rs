@@ -184,10 +184,16 @@ impl Default for ExplainOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct Explanation {
     pub method: ExplainMethod,
-    /// The output explained (a label index).
+    /// The output explained (a label index; for an entity, its first
+    /// word's tag).
     #[serde(rename = "target_index")]
     pub target: usize,
-    /// F(input): the target's logit (regression: the output).
+    /// Token heads: the word pieces whose logits of their tags are summed
+    /// into F (an entity's words' first pieces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<Vec<usize>>,
+    /// F(input): the target's logit (regression: the output; an entity: the
+    /// sum over its pieces).
     pub logit: f64,
     /// One value per word piece, special tokens included (zero for them
     /// under integrated gradients).
@@ -219,15 +225,33 @@ fn table_row(table: &Tensor, id: usize) -> Result<Vec<f64>> {
 }
 
 /// Runs `points` (α, weight) of the path base + α·(x − base), `t` tokens
-/// each, as one batch
-/// token (T·E)) when `backward`: -> (the copies' logits (S, C) flat, and
-/// when `backward`, Σ weight·∇ of the target logit per token (T·E)).
+/// each, as one batch of S copies -> (F of each copy (S): the sum of the
+/// `outputs` logits, and when `backward`, Σ weight·∇F per token (T·E)).
+/// `outputs` are (row, class) pairs of one copy's logits: row 0 of a
+/// sequence head, a word-piece position of a token head.
 fn run_points(
     model: &BertClassifier,
     encoded: &Encoded,
     (x, base): (&[f64], &[f64]),
     points: &[(f64, f64)],
-    target: usize,
+    outputs: &[(usize, usize)],
+    backward: bool,
+) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+    let (all, gradient) = run_points_logits(model, encoded, (x, base), points, outputs, backward)?;
+    let per_copy = all.len() / points.len().max(1);
+    let classes = model.num_labels();
+    let f = all.chunks(per_copy.max(1)).map(|copy| outputs.iter().map(|&(row, class)| copy[row * classes + class]).sum()).collect();
+    Ok((f, gradient))
+}
+
+/// As [`run_points`], returning every logit of the copies ((S, rows, C) flat)
+/// instead of F.
+fn run_points_logits(
+    model: &BertClassifier,
+    encoded: &Encoded,
+    (x, base): (&[f64], &[f64]),
+    points: &[(f64, f64)],
+    outputs: &[(usize, usize)],
     backward: bool,
 ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
     let t = encoded.ids.len();
@@ -249,15 +273,19 @@ fn run_points(
     let mut tape = if backward { Tape::new() } else { Tape::no_grad() };
     let (out, rows_var) = model.forward_with_word_rows(&mut tape, rows, &batch)?;
     let logits = tape.value(out.logits).to_f64_vec();
-    let classes = model.num_labels();
     if !backward {
         return Ok((logits, None));
     }
-    let mut seed = vec![0.0; s * classes];
+    // One copy's logits: (1, C) for a sequence head, (T, C) for a token head.
+    let per_copy = logits.len() / s;
+    let classes = model.num_labels();
+    let mut seed = vec![0.0; logits.len()];
     for (i, &(_, weight)) in points.iter().enumerate() {
-        seed[i * classes + target] = weight;
+        for &(row, class) in outputs {
+            seed[i * per_copy + row * classes + class] += weight;
+        }
     }
-    let seed = Tensor::from_f64_like(seed, &[s, classes], tape.value(out.logits))?;
+    let seed = Tensor::from_f64_like(seed, tape.value(out.logits).shape(), tape.value(out.logits))?;
     let grads = tape.backward_with(out.logits, seed)?;
     let g = grads.get(rows_var).ok_or_else(|| Error::InvalidArgument("no gradient reached the word embeddings".into()))?.to_f64_vec();
     let mut summed = vec![0.0; t * width];
@@ -269,28 +297,79 @@ fn run_points(
     Ok((logits, Some(summed)))
 }
 
-/// encoded (T word pieces) -> attributions of the target output to each
-/// word piece. `special` marks the pieces the baseline keeps (the
-/// tokenizer's special tokens); `pad_id` is [PAD]'s id.
-pub fn explain(model: &BertClassifier, encoded: &Encoded, special: &[bool], pad_id: u32, options: &ExplainOptions) -> Result<Explanation> {
-    if model.head == HeadKind::TokenClassification {
-        return Err(Error::InvalidArgument(
-            "--explain explains sequence-level outputs; token-classification models are not supported yet".into(),
-        ));
-    }
+/// Checks what every explanation needs: an encoding, its special-token
+/// flags, a step batch.
+fn check_input(encoded: &Encoded, special: &[bool], options: &ExplainOptions) -> Result<()> {
     let t = encoded.ids.len();
     if t == 0 || special.len() != t {
         return Err(Error::shape("explain", format!("{t} word pieces with {} special-token flags", special.len())));
     }
+    if options.step_batch == 0 {
+        return Err(Error::InvalidArgument("the step batch must hold at least one sequence".into()));
+    }
+    Ok(())
+}
+
+/// encoded (T word pieces) -> attributions of a sequence head's target
+/// output to each word piece. `special` marks the pieces the baseline keeps
+/// (the tokenizer's special tokens); `pad_id` is [PAD]'s id.
+pub fn explain(model: &BertClassifier, encoded: &Encoded, special: &[bool], pad_id: u32, options: &ExplainOptions) -> Result<Explanation> {
+    if model.head == HeadKind::TokenClassification {
+        return Err(Error::InvalidArgument(
+            "a token-classification model is explained per predicted entity (predict --words --explain), not per input".into(),
+        ));
+    }
+    check_input(encoded, special, options)?;
     let classes = model.num_labels();
     if let Some(target) = options.target
         && target >= classes
     {
         return Err(Error::InvalidArgument(format!("target label index {target}: the model has {classes} outputs")));
     }
-    if options.step_batch == 0 {
-        return Err(Error::InvalidArgument("the step batch must hold at least one sequence".into()));
+    explain_outputs(model, encoded, special, pad_id, options, |input_logits| {
+        vec![(0, options.target.unwrap_or_else(|| argmax(input_logits)))]
+    })
+}
+
+/// encoded (T word pieces) -> attributions to each word piece of a token
+/// head's F = Σ logit[piece][class] over `outputs` (piece, class): for an
+/// entity, its words' first pieces with their predicted tags. Integrated
+/// gradients' completeness holds for the sum as for one logit.
+pub fn explain_pieces(
+    model: &BertClassifier,
+    encoded: &Encoded,
+    special: &[bool],
+    pad_id: u32,
+    options: &ExplainOptions,
+    outputs: &[(usize, usize)],
+) -> Result<Explanation> {
+    if model.head != HeadKind::TokenClassification {
+        return Err(Error::InvalidArgument("per-piece explanations need a token-classification model".into()));
     }
+    check_input(encoded, special, options)?;
+    let (t, classes) = (encoded.ids.len(), model.num_labels());
+    if outputs.is_empty() {
+        return Err(Error::InvalidArgument("an explanation of word pieces needs at least one (piece, tag) to explain".into()));
+    }
+    if let Some(&(piece, class)) = outputs.iter().find(|&&(piece, class)| piece >= t || class >= classes) {
+        return Err(Error::shape("explain", format!("piece {piece}, tag {class} in {t} pieces and {classes} tags")));
+    }
+    let mut explanation = explain_outputs(model, encoded, special, pad_id, options, |_| outputs.to_vec())?;
+    explanation.pieces = Some(outputs.iter().map(|&(piece, _)| piece).collect());
+    Ok(explanation)
+}
+
+/// The shared arithmetic: `choose` names the (row, class) outputs whose sum
+/// F is explained, from one copy's logits at the input.
+fn explain_outputs(
+    model: &BertClassifier,
+    encoded: &Encoded,
+    special: &[bool],
+    pad_id: u32,
+    options: &ExplainOptions,
+    choose: impl FnOnce(&[f64]) -> Vec<(usize, usize)>,
+) -> Result<Explanation> {
+    let t = encoded.ids.len();
     let table = &model.params.tensors()[model.encoder_params().word_table()];
     let mut x = Vec::new();
     for &id in &encoded.ids {
@@ -313,15 +392,16 @@ pub fn explain(model: &BertClassifier, encoded: &Encoded, special: &[bool], pad_
         // The gradient at the input, times the input: one point, from zero.
         ExplainMethod::GradXInput => (vec![1.0], vec![1.0], vec![0.0; x.len()]),
     };
-    // F(input), which also names the predicted target.
-    let (input_logits, _) = run_points(model, encoded, (&x, &base), &[(1.0, 0.0)], 0, false)?;
-    let target = options.target.unwrap_or_else(|| argmax(&input_logits));
-    let logit = input_logits[target];
+    // The logits at the input, which name the predicted target.
+    let (input_logits, _) = run_points_logits(model, encoded, (&x, &base), &[(1.0, 0.0)], &[], false)?;
+    let outputs = choose(&input_logits);
+    let classes = model.num_labels();
+    let logit: f64 = outputs.iter().map(|&(row, class)| input_logits[row * classes + class]).sum();
     let points: Vec<(f64, f64)> = alphas.iter().copied().zip(weights.iter().copied()).collect();
     let mut gradient = vec![0.0; t * width];
     let mut passes = 0;
     for chunk in points.chunks(options.step_batch) {
-        let (_, g) = run_points(model, encoded, (&x, &base), chunk, target, true)?;
+        let (_, g) = run_points(model, encoded, (&x, &base), chunk, &outputs, true)?;
         for (acc, v) in gradient.iter_mut().zip(g.expect("a backward pass returns gradients")) {
             *acc += v;
         }
@@ -336,7 +416,7 @@ pub fn explain(model: &BertClassifier, encoded: &Encoded, special: &[bool], pad_
     let sum = attributions.iter().sum::<f64>();
     let (baseline_logit, delta, completeness_gap) = match options.method {
         ExplainMethod::Ig => {
-            let f_base = run_points(model, encoded, (&x, &base), &[(0.0, 0.0)], target, false)?.0[target];
+            let f_base = run_points(model, encoded, (&x, &base), &[(0.0, 0.0)], &outputs, false)?.0[0];
             let delta = logit - f_base;
             (Some(f_base), Some(delta), Some((sum - delta).abs() / delta.abs().max(1e-3)))
         }
@@ -344,7 +424,8 @@ pub fn explain(model: &BertClassifier, encoded: &Encoded, special: &[bool], pad_
     };
     Ok(Explanation {
         method: options.method,
-        target,
+        target: outputs[0].1,
+        pieces: None,
         logit,
         attributions,
         sum,
