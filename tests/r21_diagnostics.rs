@@ -157,11 +157,40 @@ fn r21_train_and_bench_profile_write_profile_json_and_a_report_table() {
     let plain = work.join("plain");
     succeed(&mut train_cmd(&model, &data.train, &plain, &["--max-steps", "2", "--batch-size", "8"]), "train");
     assert!(!plain.join("profile.json").exists());
-    // A device's tape sees launches, not kernels: refused, naming the flag.
+    // On a device, every kernel is timed too; the simulated device says its times are not a GPU's.
     let mut cmd = berth();
     cmd.arg("train").arg("--model").arg(&model).arg("--train").arg(&data.train).arg("--output").arg(work.join("sim"));
-    let err = fail(cmd.args(["--device", "sim", "--max-steps", "1", "--profile"]), "--profile on sim");
-    assert!(err.contains("--profile") && err.contains("--device cpu"), "{err}");
+    cmd.args(["--eval", data.dev.to_str().unwrap(), "--batch-size", "8"]);
+    succeed(cmd.args(["--device", "sim", "--max-steps", "2", "--profile"]), "train --profile on sim");
+    let sim: Value = serde_json::from_str(&std::fs::read_to_string(work.join("sim/profile.json")).unwrap()).unwrap();
+    assert_eq!(sim["simulated"], true);
+    assert!(sim["device"].as_str().unwrap().contains("simulated") && sim["kernel_timing"].as_str().unwrap().contains("not a GPU's"));
+    let kernels = sim["kernels"].as_array().unwrap();
+    let kernel = |name: &str| kernels.iter().find(|k| k["kernel"] == name).unwrap_or_else(|| panic!("no {name} in {kernels:?}"));
+    // Two layers: one attention forward per layer and step, and one more per evaluation.
+    assert!(kernel("attention_d8_fwd_f32")["launches"].as_u64().unwrap() >= 4);
+    assert!(kernel("attention_d8_bwd_dq_f32")["launches"] == 4, "{kernels:?}");
+    assert!(kernel("gemm (cuBLASLt)")["tflops"].as_f64().unwrap() > 0.0);
+    let kernel_total: f64 = kernels.iter().map(|k| k["total_ms"].as_f64().unwrap()).sum();
+    assert!((kernel_total - sim["kernels_total_ms"].as_f64().unwrap()).abs() < 1e-6 * kernel_total);
+    let report = std::fs::read_to_string(work.join("sim/report.md")).unwrap();
+    assert!(report.contains("### Kernels") && report.contains("| kernel | launches | total ms"), "{report}");
+
+    // bench --profile on a device counts each GEMM's flops: 2·m·n·k for every linear layer.
+    let path = work.join("bench-sim-profile.json");
+    let mut bench = berth();
+    bench.args(["bench", "--model"]).arg(&model).args(["--device", "sim", "--case", "fwd", "--batch-size", "2", "--seq-len", "16"]);
+    succeed(bench.args(["--iters", "2", "--warmup", "1", "--profile", "--profile-out"]).arg(&path), "bench --device sim --profile");
+    let bench_sim: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let dim = |k: &str| config[k].as_f64().unwrap();
+    let (h, i, l, c) = (dim("hidden_size"), dim("intermediate_size"), dim("num_hidden_layers"), 2.0);
+    let (b, tokens) = (2.0, 32.0);
+    // Q, K, V, the attention output and the two feed-forward products per layer; the pooler and the classifier per sequence.
+    let per_pass = 2.0 * tokens * (4.0 * h * h + 2.0 * h * i) * l + 2.0 * b * h * h + 2.0 * b * h * c;
+    let gemm = bench_sim["kernels"].as_array().unwrap().iter().find(|k| k["kernel"] == "gemm (cuBLASLt)").unwrap();
+    assert_eq!(gemm["flops"].as_f64().unwrap(), 3.0 * per_pass, "{gemm}");
+    assert_eq!(gemm["launches"].as_u64().unwrap() as f64, 3.0 * (6.0 * l + 2.0), "{gemm}");
 
     // bench --profile writes the same format.
     let path = work.join("bench-profile.json");

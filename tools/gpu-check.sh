@@ -110,6 +110,7 @@ run() {
     local bert="--config bert-base --seq-len 128"
     step "train step fp32 B=64" 45 "$berth" bench --device cuda --precision fp32 --case train $bert --batch-size 64 --warmup 3 --iters 10
     step "train step bf16 B=64" 45 "$berth" bench --device cuda --precision bf16 --case train $bert --batch-size 64 --warmup 3 --iters 10
+    step "kernel profile bf16 B=64" 30 "$berth" bench --device cuda --precision bf16 --case train $bert --batch-size 64 --warmup 1 --iters 3 --profile --profile-out "$out/profile-bf16.json"
     step "latency fp32 B=1" 20 "$berth" bench --device cuda --precision fp32 --case fwd $bert --batch-size 1 --warmup 5 --iters 50
     step "latency bf16 B=1" 20 "$berth" bench --device cuda --precision bf16 --case fwd $bert --batch-size 1 --warmup 5 --iters 50
     step "pytorch, same shapes" 100 python3 tools/torch-gpu-baseline.py --iters 20

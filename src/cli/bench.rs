@@ -260,7 +260,19 @@ fn run_on_device(args: &BenchArgs, device: &crate::device::Device, precision: Pr
     let model = build_model(args)?;
     let batch = random_batch(args.batch_size, args.seq_len, model.config.vocab_size, 1);
     let labels = Labels::SingleLabel((0..args.batch_size as i64).map(|i| i % 2).collect());
+    if args.profile {
+        device.start_kernel_profile()?;
+    }
     let (median, min) = model_case(device, &model, precision, &batch, &labels, train, (args.warmup, args.iters))?;
+    if args.profile {
+        let mut json = crate::device::kernel_profile_json(&device.take_kernel_profile()?, device.is_simulated());
+        json["device"] = serde_json::json!(where_);
+        json["steps"] = serde_json::json!(args.warmup + args.iters);
+        json["ops"] = serde_json::json!([]);
+        json["timing"] = serde_json::json!("kernels only: the device's launches over the warm-up and timed iterations");
+        crate::io::write_atomic(&args.profile_out, serde_json::to_string_pretty(&json).expect("a profile serialises").as_bytes())?;
+        eprintln!("profile: {} (warm-up and timed iterations, every kernel)", args.profile_out.display());
+    }
     let tokens = (args.batch_size * args.seq_len) as f64;
     let tokens_per_s = tokens / (median / 1e3);
     // MFU counts model FLOPs only (no recomputation) against 989 TFLOP/s.

@@ -10,6 +10,7 @@
 //! shared, so the simulated device tests launch shapes, argument order,
 //! offsets and kernel logic on machines without a GPU.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -184,6 +185,81 @@ pub trait DeviceApi: Send + Sync {
     unsafe fn gemm(&self, gemm: &Gemm) -> Result<()>;
     /// Waits for all queued work.
     fn synchronize(&self) -> Result<()>;
+    /// Starts timing every launch and GEMM, until [`DeviceApi::take_kernel_profile`].
+    fn start_kernel_profile(&self) -> Result<()>;
+    /// Waits for the queued work, stops timing, and returns each kernel's
+    /// launches and time since the start, largest total first.
+    fn take_kernel_profile(&self) -> Result<Vec<KernelProfileRow>>;
+}
+
+/// The name GEMMs carry in a kernel profile.
+pub const GEMM_PROFILE_NAME: &str = "gemm (cuBLASLt)";
+
+/// One kernel's share of a profiled stretch of device work.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct KernelProfileRow {
+    /// The kernel's entry point, or [`GEMM_PROFILE_NAME`] for every GEMM.
+    pub kernel: String,
+    pub launches: usize,
+    pub total_ms: f64,
+    /// GEMMs: 2·m·n·k·batch summed over the launches; 0 for other kernels,
+    /// whose work the launch does not describe.
+    pub flops: f64,
+}
+
+impl Gemm {
+    /// Floating-point operations of this product: a multiply and an add per term.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
+    }
+}
+
+/// profile.json's kernel part: `kernel_timing` says how the times were
+/// taken, and each row of `kernels` gains its mean, its share of the kernels'
+/// total and, for GEMMs, the TFLOP/s it achieved.
+pub fn kernel_profile_json(rows: &[KernelProfileRow], simulated: bool) -> serde_json::Value {
+    let total: f64 = rows.iter().map(|r| r.total_ms).sum();
+    let kernels: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let tflops = (r.flops > 0.0 && r.total_ms > 0.0).then(|| r.flops / (r.total_ms / 1e3) / 1e12);
+            serde_json::json!({
+                "kernel": r.kernel, "launches": r.launches, "total_ms": r.total_ms,
+                "mean_ms": r.total_ms / r.launches.max(1) as f64, "share": r.total_ms / total.max(1e-12),
+                "flops": r.flops, "tflops": tflops,
+            })
+        })
+        .collect();
+    let timing = if simulated {
+        "simulated: the host's wall clock around each kernel of the C++ build and each interpreted GEMM; counts and flops are \
+         the device's, times are not a GPU's"
+    } else {
+        "CUDA events recorded on the stream around each launch and each GEMM"
+    };
+    serde_json::json!({"kernel_timing": timing, "simulated": simulated, "kernels_total_ms": total, "kernels": kernels})
+}
+
+/// Accumulates (kernel, seconds, flops) into per-kernel rows.
+#[derive(Default)]
+pub(crate) struct KernelTally(HashMap<String, KernelProfileRow>);
+
+impl KernelTally {
+    pub(crate) fn add(&mut self, kernel: &str, seconds: f64, flops: f64) {
+        let row = self
+            .0
+            .entry(kernel.to_string())
+            .or_insert_with(|| KernelProfileRow { kernel: kernel.to_string(), ..KernelProfileRow::default() });
+        row.launches += 1;
+        row.total_ms += seconds * 1e3;
+        row.flops += flops;
+    }
+
+    /// The rows, largest total first.
+    pub(crate) fn rows(self) -> Vec<KernelProfileRow> {
+        let mut rows: Vec<KernelProfileRow> = self.0.into_values().collect();
+        rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms).then_with(|| a.kernel.cmp(&b.kernel)));
+        rows
+    }
 }
 
 /// A shared handle to a device.

@@ -26,6 +26,17 @@ pub struct CudaDevice {
     functions: Mutex<HashMap<String, CudaFunction>>,
     lt_handle: lt_sys::cublasLtHandle_t,
     workspace: DevPtr,
+    /// While profiling: every launch's and GEMM's (name, start and end
+    /// events, flops), read and destroyed by `take_kernel_profile`.
+    timed: Mutex<Option<Vec<TimedLaunch>>>,
+}
+
+/// One profiled launch: events recorded on the stream around it.
+struct TimedLaunch {
+    kernel: String,
+    start: drv_sys::CUevent,
+    end: drv_sys::CUevent,
+    flops: f64,
 }
 
 // SAFETY: the cuBLASLt handle is used only through &self methods that bind
@@ -73,11 +84,34 @@ impl CudaDevice {
             functions: Mutex::new(HashMap::new()),
             lt_handle,
             workspace,
+            timed: Mutex::new(None),
         }))
     }
 
     fn bind(&self) -> Result<()> {
         self.ctx.bind_to_thread().map_err(driver_err("binding the context"))
+    }
+
+    /// While profiling, records an event on the stream (before or after a
+    /// launch); None when not profiling.
+    fn profile_event(&self) -> Result<Option<drv_sys::CUevent>> {
+        if self.timed.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return Ok(None);
+        }
+        let event = drv::event::create(drv_sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(driver_err("creating a profile event"))?;
+        // SAFETY: a live event, on this context's stream.
+        unsafe { drv::event::record(event, self.stream.cu_stream()) }.map_err(driver_err("recording a profile event"))?;
+        Ok(Some(event))
+    }
+
+    /// Closes a profiled launch that `start` opened.
+    fn end_profiled(&self, start: Option<drv_sys::CUevent>, kernel: &str, flops: f64) -> Result<()> {
+        let Some(start) = start else { return Ok(()) };
+        let end = self.profile_event()?.ok_or_else(|| Error::Device("profiling stopped during a launch".into()))?;
+        if let Some(timed) = self.timed.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            timed.push(TimedLaunch { kernel: kernel.to_string(), start, end, flops });
+        }
+        Ok(())
     }
 
     /// The fatbin when it has code for this card, else the PTX, else NVRTC.
@@ -285,9 +319,11 @@ impl DeviceApi for CudaDevice {
                 .map_err(driver_err(kernel))?;
             }
         }
+        let start = self.profile_event()?;
         // SAFETY: per the trait contract, args match the kernel's parameters.
         unsafe { drv::launch_kernel(f.cu_function(), shape.grid, shape.block, shape.shared_bytes, self.stream.cu_stream(), args) }
-            .map_err(|e| Error::Device(format!("{kernel} {shape:?}: {e}")))
+            .map_err(|e| Error::Device(format!("{kernel} {shape:?}: {e}")))?;
+        self.end_profiled(start, kernel, 0.0)
     }
 
     unsafe fn gemm(&self, g: &Gemm) -> Result<()> {
@@ -328,6 +364,7 @@ impl DeviceApi for CudaDevice {
             )
             .map_err(lt_err("workspace preference"))?;
         }
+        let start = self.profile_event()?;
         // SAFETY: all descriptors are live; pointers are valid per the trait contract.
         unsafe {
             let heuristic = lt::get_matmul_algo_heuristic(self.lt_handle, desc.0, a.0, b.0, d.0, d.0, pref.0)
@@ -350,12 +387,43 @@ impl DeviceApi for CudaDevice {
                 WORKSPACE_BYTES,
                 self.stream.cu_stream() as lt_sys::cudaStream_t,
             )
-            .map_err(lt_err("matmul"))
+            .map_err(lt_err("matmul"))?;
         }
+        self.end_profiled(start, super::GEMM_PROFILE_NAME, g.flops())
     }
 
     fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(driver_err("synchronize"))
+    }
+
+    fn start_kernel_profile(&self) -> Result<()> {
+        *self.timed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        Ok(())
+    }
+
+    fn take_kernel_profile(&self) -> Result<Vec<super::KernelProfileRow>> {
+        self.bind()?;
+        self.synchronize()?;
+        let timed = self.timed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let timed = timed.ok_or_else(|| Error::Device("take_kernel_profile without start_kernel_profile".into()))?;
+        let mut tally = super::KernelTally::default();
+        let mut first_error = None;
+        for t in timed {
+            // SAFETY: both events were created and recorded on this stream, which has finished.
+            match unsafe { drv::event::elapsed(t.start, t.end) } {
+                Ok(ms) => tally.add(&t.kernel, ms as f64 / 1e3, t.flops),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+            // SAFETY: the events are not used again.
+            unsafe {
+                let _ = drv::event::destroy(t.start);
+                let _ = drv::event::destroy(t.end);
+            }
+        }
+        match first_error {
+            Some(e) => Err(Error::Device(format!("reading profile events: {e}"))),
+            None => Ok(tally.rows()),
+        }
     }
 }
 

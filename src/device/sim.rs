@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use half::bf16;
 use rayon::prelude::*;
 
-use super::{DevPtr, Device, DeviceApi, Elem, Epilogue, Gemm, LaunchShape};
+use super::{DevPtr, Device, DeviceApi, Elem, Epilogue, GEMM_PROFILE_NAME, Gemm, KernelProfileRow, KernelTally, LaunchShape};
 use crate::error::{Error, Result};
 
 #[cfg(berth_sim)]
@@ -36,18 +36,18 @@ const ALIGN: usize = 256;
 
 pub struct SimDevice {
     allocations: Mutex<HashMap<DevPtr, Layout>>,
-    /// With BERTH_SIM_PROFILE set: seconds and launches per kernel, printed on drop.
-    profile: Option<Mutex<HashMap<String, (f64, usize)>>>,
+    /// While profiling: the host's time per kernel (the C++ build's), and
+    /// the GEMMs' (the interpreter's). With BERTH_SIM_PROFILE set it starts
+    /// at creation and whatever is left is printed on drop.
+    profile: Mutex<Option<KernelTally>>,
 }
 
 impl Drop for SimDevice {
     fn drop(&mut self) {
-        if let Some(profile) = &self.profile {
-            let mut rows: Vec<(String, (f64, usize))> = profile.lock().unwrap().drain().collect();
-            rows.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+        if let Some(tally) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).take() {
             eprintln!("simulated device, time per kernel:");
-            for (name, (seconds, launches)) in rows {
-                eprintln!("  {name:<40} {:>9.1} ms {launches:>7} launches", seconds * 1e3);
+            for row in tally.rows() {
+                eprintln!("  {:<40} {:>9.1} ms {:>7} launches", row.kernel, row.total_ms, row.launches);
             }
         }
     }
@@ -62,7 +62,7 @@ impl SimDevice {
                 "the simulated device was not built: build.rs found no CUDA headers (install the pinned toolchain into .cuda-venv)".into(),
             ));
         }
-        let profile = std::env::var_os("BERTH_SIM_PROFILE").map(|_| Mutex::new(HashMap::new()));
+        let profile = Mutex::new(std::env::var_os("BERTH_SIM_PROFILE").map(|_| KernelTally::default()));
         Ok(Arc::new(SimDevice { allocations: Mutex::new(HashMap::new()), profile }))
     }
 
@@ -143,11 +143,8 @@ impl DeviceApi for SimDevice {
         let started = std::time::Instant::now();
         // SAFETY: the caller guarantees the argument array matches the kernel.
         let status = unsafe { berth_sim_launch(name.as_ptr(), g.0, g.1, g.2, b.0, b.1, b.2, shape.shared_bytes, args.as_mut_ptr()) };
-        if let Some(profile) = &self.profile {
-            let mut p = profile.lock().unwrap();
-            let e = p.entry(kernel.to_string()).or_default();
-            e.0 += started.elapsed().as_secs_f64();
-            e.1 += 1;
+        if let Some(tally) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            tally.add(kernel, started.elapsed().as_secs_f64(), 0.0);
         }
         match status {
             0 => Ok(()),
@@ -177,13 +174,27 @@ impl DeviceApi for SimDevice {
             Epilogue::Bias => self.check_range(g.bias, g.m as usize * g.d_type.size(), "gemm bias")?,
             Epilogue::BGradB => self.check_range(g.bias, g.n as usize * g.d_type.size(), "gemm bias gradient")?,
         }
+        let started = std::time::Instant::now();
         // SAFETY: every operand's extent was checked against the allocation table.
         unsafe { interpret_gemm(g) };
+        if let Some(tally) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            tally.add(GEMM_PROFILE_NAME, started.elapsed().as_secs_f64(), g.flops());
+        }
         Ok(())
     }
 
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn start_kernel_profile(&self) -> Result<()> {
+        *self.profile.lock().unwrap_or_else(|e| e.into_inner()) = Some(KernelTally::default());
+        Ok(())
+    }
+
+    fn take_kernel_profile(&self) -> Result<Vec<KernelProfileRow>> {
+        let tally = self.profile.lock().unwrap_or_else(|e| e.into_inner()).take();
+        tally.map(KernelTally::rows).ok_or_else(|| Error::Device("take_kernel_profile without start_kernel_profile".into()))
     }
 }
 

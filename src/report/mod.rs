@@ -313,6 +313,36 @@ fn profile_table(profile: &Value) -> String {
         let rest: f64 = ops[15..].iter().filter_map(|o| o["share"].as_f64()).sum();
         let _ = writeln!(md, "| {} other rows | | | | | {:.1}% |", ops.len() - 15, 100.0 * rest);
     }
+    if let Some(kernels) = profile["kernels"].as_array().filter(|k| !k.is_empty()) {
+        md.push_str(&kernel_table(profile, kernels));
+    }
+    md
+}
+
+/// A device run's kernels (profile.json's `kernels`): the 15 largest, and the rest summed.
+fn kernel_table(profile: &Value, kernels: &[Value]) -> String {
+    let mut md = format!(
+        "\n### Kernels\n\n{} Total {:.0} ms.\n\n| kernel | launches | total ms | mean ms | share | TFLOP/s |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+        profile["kernel_timing"].as_str().map(|t| format!("Timed by {t}.")).unwrap_or_default(),
+        profile["kernels_total_ms"].as_f64().unwrap_or(0.0)
+    );
+    for k in kernels.iter().take(15) {
+        let tflops = k["tflops"].as_f64().map(|t| format!("{t:.3}")).unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {:.1} | {:.3} | {:.1}% | {tflops} |",
+            k["kernel"].as_str().unwrap_or("?"),
+            k["launches"].as_u64().unwrap_or(0),
+            k["total_ms"].as_f64().unwrap_or(0.0),
+            k["mean_ms"].as_f64().unwrap_or(0.0),
+            100.0 * k["share"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if kernels.len() > 15 {
+        let rest: f64 = kernels[15..].iter().filter_map(|k| k["share"].as_f64()).sum();
+        let _ = writeln!(md, "| {} other kernels | | | | {:.1}% | |", kernels.len() - 15, 100.0 * rest);
+    }
     md
 }
 

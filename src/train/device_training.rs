@@ -15,6 +15,11 @@ pub struct DeviceTraining {
 }
 
 impl DeviceTraining {
+    /// The device the run trains on.
+    pub fn device(&self) -> &DeviceHandle {
+        self.model.device()
+    }
+
     /// Uploads the parameters and the optimizer's moments (a resumed run
     /// continues from them).
     pub fn upload(device: &DeviceHandle, precision: Precision, store: &ParamStore, optimizer: &AdamW) -> Result<DeviceTraining> {

@@ -92,12 +92,9 @@ pub(super) fn start_run<'a>(
     }
     // On a device, the weights and moments live there; the host copies are
     // refreshed before evaluation, checkpoints and the final save.
-    if config.profile && device.is_some() {
-        return Err(Error::InvalidArgument(
-            "--profile times the CPU's ops; on a device the tape sees kernel launches, not the kernels' time (not measured yet): \
-             use --device cpu"
-                .into(),
-        ));
+    // On a device, --profile also times every kernel (events, or the simulator's clock).
+    if let (true, Some(d)) = (config.profile, device) {
+        d.start_kernel_profile()?;
     }
     let engine = match device {
         Some(d) => {

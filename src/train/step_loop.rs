@@ -186,11 +186,29 @@ pub(super) fn run_steps<J: Job>(job: &mut J, run: &mut Run) -> Result<()> {
     }
     if let Some(p) = &run.profile {
         let steps = run.state.step.saturating_sub(steps_at_start);
-        let json = serde_json::to_string_pretty(&p.to_json("cpu", steps)).expect("a profile serialises");
+        let json = match &run.engine {
+            None => p.to_json("cpu", steps),
+            Some(e) => {
+                let device = e.device();
+                let mut json = p.to_json(&device.describe(), steps);
+                json["timing"] = serde_json::json!(DEVICE_OP_TIMING);
+                let kernels = crate::device::kernel_profile_json(&device.take_kernel_profile()?, device.is_simulated());
+                for (key, value) in kernels.as_object().expect("an object") {
+                    json[key] = value.clone();
+                }
+                json
+            }
+        };
+        let json = serde_json::to_string_pretty(&json).expect("a profile serialises");
         crate::io::write_atomic(&config.output.join(PROFILE_FILE), json.as_bytes())?;
     }
     Ok(())
 }
+
+/// What profile.json's op rows measure on a device.
+const DEVICE_OP_TIMING: &str = "wall clock on the host, per op as the tape records it: on a device, the time to issue the op's \
+     launches, which run asynchronously (their kernels' times are in `kernels`, which covers every launch of the run, \
+     evaluation included)";
 
 /// What `--profile` writes into the output folder (and the report reads).
 pub const PROFILE_FILE: &str = "profile.json";
