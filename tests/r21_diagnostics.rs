@@ -199,5 +199,15 @@ fn r21_train_and_bench_profile_write_profile_json_and_a_report_table() {
     succeed(bench.args(["--warmup", "1", "--profile", "--profile-out"]).arg(&path), "bench --profile");
     let bench_profile: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(bench_profile["steps"], 3);
-    assert!(bench_profile["ops"].as_array().unwrap().iter().any(|r| r["op"] == "linear" && r["direction"] == "backward"));
+    // Products carry their flops (twice the forward's in the backward) and every tape row its GB/s.
+    let bench_ops = bench_profile["ops"].as_array().unwrap();
+    let bench_row = |op: &str, direction: &str| bench_ops.iter().find(|r| r["op"] == op && r["direction"] == direction).unwrap();
+    let (fwd, bwd) = (bench_row("linear", "forward"), bench_row("linear", "backward"));
+    assert_eq!(fwd["flops"].as_f64().unwrap(), 3.0 * per_pass, "{fwd}");
+    assert_eq!(bwd["flops"].as_f64().unwrap(), 6.0 * per_pass, "{bwd}");
+    assert!(fwd["tflops"].as_f64().unwrap() > 0.0 && fwd["gb_per_s"].as_f64().unwrap() > 0.0, "{fwd}");
+    let attention = bench_row("attention", "forward");
+    assert_eq!(attention["flops"].as_f64().unwrap(), 3.0 * 4.0 * tokens * h * 16.0 * l, "{attention}");
+    let layer_norm = bench_ops.iter().find(|r| r["op"] == "layer_norm" && r["direction"] == "forward");
+    assert!(layer_norm.is_none_or(|r| r["tflops"].is_null() && r["gb_per_s"].as_f64().unwrap() > 0.0), "{layer_norm:?}");
 }

@@ -140,14 +140,61 @@ fn r21_predict_explain_writes_attributions_and_refuses_bad_flags() {
     assert!(err.contains("--target maybe") && err.contains("negative"), "{err}");
     let err = fail(&mut predict(&["--explain", "ig", "--ig-rule", "trapezoid", "--steps", "1"]), "trapezoid of one step");
     assert!(err.contains("--steps 1") && err.contains("at least 2"), "{err}");
-    let err = fail(&mut predict(&["--explain", "ig", "--long-text", "chunk"]), "explain with chunks");
-    assert!(err.contains("--explain") && err.contains("--long-text"), "{err}");
     // A bare encoder has no trained head to explain.
     if let Some(minilm) = minilm_dir() {
         let mut cmd = berth();
         cmd.arg("predict").arg("--model").arg(&minilm).arg("--input").arg(&input).args(["--explain", "ig", "--device", "cpu"]);
         let err = fail(&mut cmd, "explain a bare encoder");
         assert!(err.contains("no trained classification head"), "{err}");
+    }
+}
+
+#[test]
+fn r21_chunked_documents_are_explained_as_their_aggregate_is_made() {
+    let Some(dir) = fixture_dir("a-seqcls") else { return };
+    let scratch = scratch_dir("r21-explain-chunks");
+    let input = scratch.join("docs.txt");
+    let long: Vec<String> = (0..60).map(|i| ["great", "film", "awful", "plot", "and", "the", "actors"][i % 7].to_string()).collect();
+    std::fs::write(&input, format!("{}\nA short one.\n", long.join(" "))).unwrap();
+    let predict = |aggregate: &str, extra: &[&str]| {
+        let mut cmd = berth();
+        cmd.arg("predict").arg("--model").arg(&dir).arg("--input").arg(&input).args(["--device", "cpu", "--max-length", "24"]);
+        cmd.args(["--long-text", "chunk", "--chunk-stride", "6", "--aggregate", aggregate]).args(extra);
+        cmd
+    };
+    let lines = |out: std::process::Output| -> Vec<Value> {
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    for aggregate in ["mean", "max", "first"] {
+        let plain = lines(succeed(&mut predict(aggregate, &[]), "chunked predict"));
+        let out = succeed(&mut predict(aggregate, &["--explain", "ig", "--steps", "64"]), "chunked predict --explain");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("over 2 documents"));
+        for (p, line) in plain.iter().zip(lines(out)) {
+            let e = &line["explanation"];
+            let windows = p["windows"].as_u64().unwrap();
+            assert_eq!(e["windows"].as_u64().unwrap(), windows, "{e}");
+            let explained: Vec<u64> = e["explained_windows"].as_array().unwrap().iter().map(|w| w.as_u64().unwrap()).collect();
+            match aggregate {
+                "mean" => assert_eq!(explained, (0..windows).collect::<Vec<_>>()),
+                "first" => assert_eq!(explained, vec![0]),
+                _ => assert_eq!(explained.len(), 1),
+            }
+            let weights: f64 = e["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).sum();
+            assert!((weights - 1.0).abs() < 1e-12);
+            // F is the document's logit, the aggregate prediction reports.
+            let target = e["target_index"].as_u64().unwrap() as usize;
+            let document = p["logits"][target].as_f64().unwrap();
+            assert!((e["logit"].as_f64().unwrap() - document).abs() < 1e-4, "{aggregate}: {} vs {document}", e["logit"]);
+            let words: f64 = e["words"].as_array().unwrap().iter().map(|w| w["attribution"].as_f64().unwrap()).sum();
+            assert!((words - e["sum"].as_f64().unwrap()).abs() < 1e-6, "{e}");
+            assert!(e["completeness_gap"].as_f64().unwrap() < 0.01, "{aggregate}: {e}");
+            assert_eq!(e["per_window"].as_array().unwrap().len(), explained.len());
+        }
+        if aggregate == "max" {
+            // The long document's explained window is the one whose logit is the document's.
+            let e = &lines(succeed(&mut predict("max", &["--explain", "ig", "--steps", "8"]), "max"))[0]["explanation"];
+            assert!(e["windows"].as_u64().unwrap() >= 3, "the long text needs several windows: {e}");
+        }
     }
 }
 

@@ -20,6 +20,11 @@ impl Backward for Attention {
     fn name(&self) -> &'static str {
         "attention"
     }
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        // q (B, T, C): Q·Kᵀ and P·V, 2·T·C multiply-adds per query row each (masked keys included).
+        let t = inputs.first().map_or(0, |q| q.shape().get(1).copied().unwrap_or(0));
+        4.0 * output.numel() as f64 * t as f64
+    }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];
         let grads = backend::of(qkv[0]).attention_bwd(qkv, ctx.output, &self.saved, dout)?;
@@ -136,6 +141,11 @@ struct PackedAttention {
 impl Backward for PackedAttention {
     fn name(&self) -> &'static str {
         "packed_attention"
+    }
+    fn forward_flops(&self, _: &[&Tensor], output: &Tensor) -> f64 {
+        // Each sequence's rows attend to its own keys only: 4·len²·C per sequence.
+        let width = output.shape().last().copied().unwrap_or(0) as f64;
+        self.lens.iter().map(|&l| 4.0 * (l as f64) * (l as f64) * width).sum()
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];

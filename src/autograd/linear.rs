@@ -5,12 +5,21 @@ use crate::backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// x (…, in) -> y (…, out): 2·in multiply-adds per output element.
+fn linear_flops(inputs: &[&Tensor], output: &Tensor) -> f64 {
+    let width = inputs.first().and_then(|x| x.shape().last().copied()).unwrap_or(0);
+    2.0 * output.numel() as f64 * width as f64
+}
+
 // ---------- linear: y (…, out) = x (…, in) · Wᵀ + b ----------
 
 struct Linear;
 impl Backward for Linear {
     fn name(&self) -> &'static str {
         "linear"
+    }
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        linear_flops(inputs, output)
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
@@ -62,6 +71,9 @@ impl Backward for LinearInt8 {
     fn name(&self) -> &'static str {
         "linear_int8"
     }
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        linear_flops(inputs, output)
+    }
     fn backward(&self, _: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         Err(Error::InvalidArgument(
             "an INT8 linear layer has no gradient: --precision int8 is for inference (train in fp32, or bf16 on a device)".into(),
@@ -105,6 +117,11 @@ fn matrix_dims(t: &Tensor) -> (usize, usize) {
 impl Backward for BatchedMatmul {
     fn name(&self) -> &'static str {
         "batched_matmul"
+    }
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        // The contracted size is a's columns, or its rows when transposed.
+        let (rows, cols) = inputs.first().map_or((0, 0), |a| matrix_dims(a));
+        2.0 * output.numel() as f64 * if self.transpose_a { rows } else { cols } as f64
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let (a, b) = (ctx.inputs[0], ctx.inputs[1]);

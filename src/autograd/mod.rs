@@ -39,6 +39,18 @@ pub struct BackwardContext<'a> {
 pub trait Backward: Send + Sync {
     fn name(&self) -> &'static str;
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>>;
+    /// Floating-point operations of the forward, from its inputs and output,
+    /// for the profile's TFLOP/s (products only: 0 for element-wise ops).
+    /// The backward is counted as twice the forward (two products per one).
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        let _ = (inputs, output);
+        0.0
+    }
+}
+
+/// Bytes of a tensor's elements.
+fn bytes_of(t: &Tensor) -> f64 {
+    (t.numel() * t.dtype().size_in_bytes()) as f64
 }
 
 struct Node {
@@ -61,12 +73,34 @@ pub struct Tape {
 /// where its forward ran.
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
-    pub forward: std::collections::BTreeMap<&'static str, (f64, usize)>,
-    pub backward: std::collections::BTreeMap<&'static str, (f64, usize)>,
+    pub forward: std::collections::BTreeMap<&'static str, OpTotals>,
+    pub backward: std::collections::BTreeMap<&'static str, OpTotals>,
     /// Work outside the tape that a training step also does (the optimizer
     /// step, the diagnostics), timed by the caller ([`Profile::add_step_work`]).
-    pub step: std::collections::BTreeMap<&'static str, (f64, usize)>,
+    pub step: std::collections::BTreeMap<&'static str, OpTotals>,
     last: Option<std::time::Instant>,
+}
+
+/// One op and direction's totals over its calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OpTotals {
+    pub seconds: f64,
+    pub calls: usize,
+    /// The bytes its tensors hold: forward, the inputs and the output;
+    /// backward, the output's gradient, the inputs and their gradients (the
+    /// least memory traffic the op can have).
+    pub bytes: f64,
+    /// Floating-point operations of its products ([`Backward::forward_flops`]).
+    pub flops: f64,
+}
+
+impl OpTotals {
+    fn add(&mut self, other: &OpTotals) {
+        self.seconds += other.seconds;
+        self.calls += other.calls;
+        self.bytes += other.bytes;
+        self.flops += other.flops;
+    }
 }
 
 /// One row of a profile: an op and a direction, its calls and seconds.
@@ -80,33 +114,49 @@ pub struct ProfileRow {
     pub mean_ms: f64,
     /// Of all the rows' time.
     pub share: f64,
+    /// Tape ops: the bytes of their tensors over the time (GB/s), and for
+    /// products their TFLOP/s; None for step work, and for a device's rows
+    /// (their times are the host's, not the kernels').
+    pub gb_per_s: Option<f64>,
+    pub tflops: Option<f64>,
+    /// The totals behind them ([`OpTotals`]).
+    pub bytes: f64,
+    pub flops: f64,
 }
 
 impl Profile {
     /// Adds another profile's totals into this one.
     pub fn merge(&mut self, other: &Profile) {
         for (mine, theirs) in [(&mut self.forward, &other.forward), (&mut self.backward, &other.backward), (&mut self.step, &other.step)] {
-            for (k, (t, n)) in theirs {
-                let e = mine.entry(k).or_default();
-                e.0 += t;
-                e.1 += n;
+            for (k, totals) in theirs {
+                mine.entry(k).or_default().add(totals);
             }
         }
     }
 
     /// Counts one call of `op` outside the tape that took `seconds`.
     pub fn add_step_work(&mut self, op: &'static str, seconds: f64) {
-        let e = self.step.entry(op).or_default();
-        e.0 += seconds;
-        e.1 += 1;
+        self.step.entry(op).or_default().add(&OpTotals { seconds, calls: 1, ..OpTotals::default() });
     }
 
     /// Every op and direction, largest total first.
     pub fn rows(&self) -> Vec<ProfileRow> {
         let mut rows: Vec<ProfileRow> = Vec::new();
         for (direction, map) in [("forward", &self.forward), ("backward", &self.backward), ("step", &self.step)] {
-            for (op, (t, n)) in map {
-                rows.push(ProfileRow { op, direction, calls: *n, total_ms: t * 1e3, mean_ms: t * 1e3 / (*n).max(1) as f64, share: 0.0 });
+            for (op, o) in map {
+                let timed = direction != "step" && o.seconds > 0.0;
+                rows.push(ProfileRow {
+                    op,
+                    direction,
+                    calls: o.calls,
+                    total_ms: o.seconds * 1e3,
+                    mean_ms: o.seconds * 1e3 / o.calls.max(1) as f64,
+                    share: 0.0,
+                    gb_per_s: timed.then(|| o.bytes / o.seconds / 1e9),
+                    tflops: (timed && o.flops > 0.0).then(|| o.flops / o.seconds / 1e12),
+                    bytes: o.bytes,
+                    flops: o.flops,
+                });
             }
         }
         let total: f64 = rows.iter().map(|r| r.total_ms).sum();
@@ -199,9 +249,14 @@ impl Tape {
     pub fn push(&mut self, output: Tensor, inputs: &[Var], op: impl Backward + 'static) -> Var {
         if let Some(p) = &mut self.profile {
             let now = std::time::Instant::now();
-            let e = p.forward.entry(op.name()).or_default();
-            e.0 += p.last.map_or(0.0, |t| (now - t).as_secs_f64());
-            e.1 += 1;
+            let values: Vec<&Tensor> = inputs.iter().map(|v| &self.values[v.0]).collect();
+            let totals = OpTotals {
+                seconds: p.last.map_or(0.0, |t| (now - t).as_secs_f64()),
+                calls: 1,
+                bytes: values.iter().map(|t| bytes_of(t)).sum::<f64>() + bytes_of(&output),
+                flops: op.forward_flops(&values, &output),
+            };
+            p.forward.entry(op.name()).or_default().add(&totals);
             p.last = Some(now);
         }
         let needs = self.grad_enabled && inputs.iter().any(|v| self.requires_grad[v.0]);
@@ -264,9 +319,12 @@ impl Tape {
             let started = self.profile.as_ref().map(|_| std::time::Instant::now());
             let input_grads = node.op.backward(&dout, &ctx)?;
             if let (Some(p), Some(t)) = (self.profile.as_mut(), started) {
-                let e = p.backward.entry(node.op.name()).or_default();
-                e.0 += t.elapsed().as_secs_f64();
-                e.1 += 1;
+                let seconds = t.elapsed().as_secs_f64();
+                let bytes = bytes_of(&dout)
+                    + ctx.inputs.iter().map(|t| bytes_of(t)).sum::<f64>()
+                    + input_grads.iter().flatten().map(bytes_of).sum::<f64>();
+                let flops = 2.0 * node.op.forward_flops(&ctx.inputs, ctx.output);
+                p.backward.entry(node.op.name()).or_default().add(&OpTotals { seconds, calls: 1, bytes, flops });
             }
             if input_grads.len() != node.inputs.len() {
                 return Err(Error::shape(node.op.name(), "backward returned the wrong number of gradients"));

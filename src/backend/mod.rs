@@ -279,6 +279,21 @@ pub trait Backend: Send + Sync {
         scalars: &AdamWScalars,
         clip: Option<&Tensor>,
     ) -> Result<()>;
+    /// As [`Backend::adamw_update`] without a working copy, also -> (Σ (p_new −
+    /// p_old)², Σ p_old²) in f64, the training diagnostics' update size
+    /// measured inside the update (the CPU; a device measures by download).
+    fn adamw_update_measured(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        scalars: &AdamWScalars,
+        clip: Option<&Tensor>,
+    ) -> Result<(f64, f64)> {
+        let _ = (param, grad, m, v, scalars, clip);
+        unsupported("adamw_update_measured", self.name())
+    }
 }
 
 /// One AdamW update's settings, as plain numbers (the optimizer sits above
@@ -299,6 +314,9 @@ pub struct AdamWScalars {
 pub struct GradClip {
     /// The global L2 norm before clipping.
     pub norm: f64,
+    /// Each gradient's Σ g² before clipping, in order, where the backend
+    /// computes them on the host (the CPU); None on a device.
+    pub squares: Option<Vec<f64>>,
     /// (1) F32 or the gradients' float type, on the gradients' backend.
     pub factor: Tensor,
 }

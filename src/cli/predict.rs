@@ -9,7 +9,7 @@ use super::input::read_lines;
 use crate::data::conll::read_word_lines;
 use crate::error::{Error, Result};
 use crate::infer::Predictor;
-use crate::infer::explain::{check_explainable, explain_entities, explain_text, target_index};
+use crate::infer::explain::{check_explainable, explain_document, explain_entities, explain_text, target_index};
 use crate::infer::predictor::WordPrediction;
 use crate::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule};
 use crate::model::multitask::MultiTaskModel;
@@ -91,11 +91,6 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if args.explain.explain.is_some() {
         if args.explain.target.is_some() && args.head.is_none() && MultiTaskModel::is_multitask(&args.model) {
             return Err(Error::InvalidArgument("--target names one head's label: give --head too (this is a multi-task model)".into()));
-        }
-        if args.long_text.long_text.as_deref() == Some("chunk") {
-            return Err(Error::InvalidArgument(
-                "--explain reads one window per input: it cannot be combined with --long-text chunk".into(),
-            ));
         }
         if args.explain.steps == 0 {
             return Err(Error::InvalidArgument("--steps 0: integrated gradients needs at least one step".into()));
@@ -218,8 +213,18 @@ fn explain_lines(
     values: &mut [serde_json::Value],
 ) -> Result<()> {
     let options = explain_options(method, args, target_index(&predictor.model, args.target.as_deref())?);
-    check_explainable(predictor, "--explain")?;
     let mut gaps = Vec::new();
+    if predictor.long_text().is_some() {
+        // Chunked: each document explained as its aggregate of windows is made.
+        for ((text, pair), value) in examples.iter().zip(values.iter_mut()) {
+            let explanation = explain_document(predictor, "--explain", text, pair.as_deref(), &options)?;
+            gaps.extend(explanation.completeness_gap);
+            value["explanation"] = serde_json::to_value(&explanation).expect("serialise");
+        }
+        report_gaps(&gaps, "documents");
+        return Ok(());
+    }
+    check_explainable(predictor, "--explain")?;
     for ((text, pair), value) in examples.iter().zip(values.iter_mut()) {
         let explanation = explain_text(&predictor.model, &predictor.tokenizer, text, pair.as_deref(), &options)?;
         gaps.extend(explanation.numbers.completeness_gap);

@@ -13,7 +13,10 @@ use crate::data::chunks::DEFAULT_CHUNK_STRIDE;
 use crate::data::tokenize::{Truncation, Windows};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::infer::explain::{EntityExplanation, TextExplanation, check_explainable, explain_encoded, explain_entities, explain_text};
+use crate::infer::explain::{
+    DocumentExplanation, EntityExplanation, TextExplanation, check_explainable, explain_document, explain_encoded, explain_entities,
+    explain_text,
+};
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
 use crate::model::device_model::Precision;
 use crate::model::explain::ExplainOptions;
@@ -299,6 +302,13 @@ impl Classifier {
             .map(|(words, p)| explain_entities(&self.predictor, "Classifier::explain_entities", words, p, options))
             .collect::<Result<Vec<_>>>()?;
         Ok((predictions, explained))
+    }
+
+    /// A long text (and pair) read in windows, as the model's saved
+    /// long-text setting reads it (or [`ClassifierOptions`]'s), explained as
+    /// its document logit is made: see [`DocumentExplanation`].
+    pub fn explain_document(&self, text: &str, pair: Option<&str>, options: &ExplainOptions) -> Result<DocumentExplanation> {
+        explain_document(&self.predictor, "Classifier::explain_document", text, pair, options)
     }
 
     /// As [`Classifier::explain`], for an input tokenised by

@@ -6,11 +6,13 @@
 use serde::Serialize;
 
 use crate::data::align::{Window, sentence_windows};
+use crate::data::chunks::Aggregate;
 use crate::data::tokenize::{BerthTokenizer, Encoded, Truncation};
 use crate::error::{Error, Result};
 use crate::infer::predictor::{Predictor, WordPrediction};
-use crate::model::explain::{ExplainOptions, Explanation, explain, explain_pieces, word_spans};
+use crate::model::explain::{ExplainOptions, Explanation, explain, explain_pieces, input_logits, word_spans};
 use crate::model::{BertClassifier, HeadKind};
+use crate::numerics::argmax;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PieceAttribution {
@@ -98,13 +100,7 @@ pub fn target_index(model: &BertClassifier, target: Option<&str>) -> Result<Opti
 /// names the caller's switch in the message (`--explain`, `"explain"`,
 /// `Classifier::explain`).
 pub fn check_explainable(predictor: &Predictor, what: &str) -> Result<()> {
-    if predictor.model.head != HeadKind::SequenceClassification {
-        return Err(Error::InvalidArgument(format!(
-            "{what} explains sequence-level outputs; this is a token-classification model, whose explanations are per \
-             predicted entity (predict --words --explain, Classifier::explain_entities)"
-        )));
-    }
-    check_gradients(predictor, what)?;
+    check_sequence_gradients(predictor, what)?;
     if predictor.long_text().is_some() {
         return Err(Error::InvalidArgument(format!(
             "{what} reads one window per input, and this model chunks long inputs (berth-inference.json); \
@@ -112,6 +108,17 @@ pub fn check_explainable(predictor: &Predictor, what: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Refuses a token model (explained per entity) and INT8 layers (no gradients).
+fn check_sequence_gradients(predictor: &Predictor, what: &str) -> Result<()> {
+    if predictor.model.head != HeadKind::SequenceClassification {
+        return Err(Error::InvalidArgument(format!(
+            "{what} explains sequence-level outputs; this is a token-classification model, whose explanations are per \
+             predicted entity (predict --words --explain, Classifier::explain_entities)"
+        )));
+    }
+    check_gradients(predictor, what)
 }
 
 /// Refuses a predictor whose layers have no gradients (INT8).
@@ -247,4 +254,118 @@ pub fn explain_entities(
 /// The encoding's word pieces as text.
 fn piece_names(tokenizer: &BerthTokenizer, encoded: &Encoded) -> Vec<String> {
     encoded.ids.iter().map(|&id| tokenizer.inner().id_to_token(id).unwrap_or_else(|| format!("<{id}>"))).collect()
+}
+
+/// A long input read in windows, explained as its document-level logit is
+/// made: under `mean` every window's explanation weighted 1/W (the mean of
+/// the windows' integrated gradients is the mean's, and completeness holds
+/// for it); under `max` the window whose logit is the document's at the
+/// input; under `first` the first window. Words are keyed by (text of a
+/// pair, word index in that text), so a word read by several windows adds
+/// their weighted attributions.
+#[derive(Clone, Debug, Serialize)]
+pub struct DocumentExplanation {
+    /// The label explained, and its index.
+    pub target: String,
+    pub target_index: usize,
+    pub aggregate: &'static str,
+    /// Windows read, those whose explanations make the document's, and each
+    /// one's weight in the document's logit.
+    pub windows: usize,
+    pub explained_windows: Vec<usize>,
+    pub weights: Vec<f64>,
+    /// The document's words with their weighted attributions, in order.
+    pub words: Vec<WordAttribution>,
+    /// The document's logit of the target (the aggregate), Σ attributions,
+    /// and for `ig` the baseline's logit (the same weights over the explained
+    /// windows' baselines), Δ and the completeness gap.
+    pub logit: f64,
+    pub sum: f64,
+    pub baseline_logit: Option<f64>,
+    pub delta: Option<f64>,
+    pub completeness_gap: Option<f64>,
+    /// Each explained window's own explanation.
+    pub per_window: Vec<TextExplanation>,
+    pub seconds: f64,
+}
+
+/// A text (and pair) of a model that reads long inputs in windows -> its
+/// document-level explanation (see [`DocumentExplanation`]).
+pub fn explain_document(
+    predictor: &Predictor,
+    what: &str,
+    text: &str,
+    pair: Option<&str>,
+    options: &ExplainOptions,
+) -> Result<DocumentExplanation> {
+    let started = std::time::Instant::now();
+    check_sequence_gradients(predictor, what)?;
+    let chunks = predictor
+        .long_text()
+        .ok_or_else(|| Error::InvalidArgument(format!("{what}: a document explanation needs a model that reads long inputs in windows")))?;
+    let (model, tokenizer) = (&predictor.model, &predictor.tokenizer);
+    let windows = tokenizer.encode_windows(text, pair, chunks.max_chunks)?.windows;
+    if windows.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what}: the input gave no window")));
+    }
+    let rows = windows.iter().map(|w| input_logits(model, w)).collect::<Result<Vec<_>>>()?;
+    let document = chunks.aggregate.combine(&rows);
+    let classes = model.num_labels();
+    let target = match options.target {
+        Some(t) if t >= classes => {
+            return Err(Error::InvalidArgument(format!("target label index {t}: the model has {classes} outputs")));
+        }
+        Some(t) => t,
+        None => argmax(&document),
+    };
+    let n = windows.len();
+    let (explained, weights): (Vec<usize>, Vec<f64>) = match chunks.aggregate {
+        Aggregate::Mean => ((0..n).collect(), vec![1.0 / n as f64; n]),
+        Aggregate::First => (vec![0], vec![1.0]),
+        Aggregate::Max => {
+            let best = (0..n).max_by(|&a, &b| rows[a][target].total_cmp(&rows[b][target])).unwrap_or(0);
+            (vec![best], vec![1.0])
+        }
+    };
+    let window_options = ExplainOptions { target: Some(target), ..*options };
+    let per_window =
+        explained.iter().map(|&w| explain_encoded(model, tokenizer, &windows[w], &window_options)).collect::<Result<Vec<_>>>()?;
+    let mut words: std::collections::BTreeMap<(u32, u32), (String, f64)> = std::collections::BTreeMap::new();
+    for ((e, &w), &weight) in per_window.iter().zip(&explained).zip(&weights) {
+        let encoded = &windows[w];
+        let pieces = piece_names(tokenizer, encoded);
+        for (a, b, attribution) in word_spans(encoded, &e.numbers.attributions) {
+            let key = (encoded.type_ids[a], encoded.word_ids[a].expect("a word span starts at a word's piece"));
+            let text: String = pieces[a..b].iter().map(|p| bare_piece(p)).collect();
+            let entry = words.entry(key).or_insert_with(|| (text.clone(), 0.0));
+            // A word cut by a window's edge: keep its longest spelling.
+            if text.len() > entry.0.len() {
+                entry.0 = text;
+            }
+            entry.1 += weight * attribution;
+        }
+    }
+    let weighted = |f: &dyn Fn(&TextExplanation) -> Option<f64>| -> Option<f64> {
+        per_window.iter().zip(&weights).map(|(e, w)| f(e).map(|v| w * v)).sum()
+    };
+    let logit = weighted(&|e| Some(e.numbers.logit)).unwrap_or(f64::NAN);
+    let sum = weighted(&|e| Some(e.numbers.sum)).unwrap_or(f64::NAN);
+    let baseline_logit = weighted(&|e| e.numbers.baseline_logit);
+    let delta = baseline_logit.map(|b| logit - b);
+    Ok(DocumentExplanation {
+        target: model.labels[target].clone(),
+        target_index: target,
+        aggregate: chunks.aggregate.name(),
+        windows: n,
+        explained_windows: explained,
+        weights,
+        words: words.into_values().map(|(word, attribution)| WordAttribution { word, index: None, attribution }).collect(),
+        logit,
+        sum,
+        baseline_logit,
+        delta,
+        completeness_gap: delta.map(|d| (sum - d).abs() / d.abs().max(1e-3)),
+        per_window,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

@@ -297,6 +297,26 @@ fn run_points_logits(
     Ok((logits, Some(summed)))
 }
 
+/// encoded (T word pieces) -> their word-embedding rows (T·E) as f64.
+fn input_rows(model: &BertClassifier, encoded: &Encoded) -> Result<Vec<f64>> {
+    let table = &model.params.tensors()[model.encoder_params().word_table()];
+    let mut x = Vec::with_capacity(encoded.ids.len() * table.shape()[1]);
+    for &id in &encoded.ids {
+        x.extend(table_row(table, id as usize)?);
+    }
+    Ok(x)
+}
+
+/// encoded (T word pieces) -> the model's logits at the input, by the
+/// forward the explanations differentiate ((C) for a sequence head).
+pub fn input_logits(model: &BertClassifier, encoded: &Encoded) -> Result<Vec<f64>> {
+    if encoded.ids.is_empty() {
+        return Err(Error::shape("explain", "an input of no word pieces"));
+    }
+    let x = input_rows(model, encoded)?;
+    Ok(run_points_logits(model, encoded, (&x, &x), &[(1.0, 0.0)], &[], false)?.0)
+}
+
 /// Checks what every explanation needs: an encoding, its special-token
 /// flags, a step batch.
 fn check_input(encoded: &Encoded, special: &[bool], options: &ExplainOptions) -> Result<()> {
@@ -371,10 +391,7 @@ fn explain_outputs(
 ) -> Result<Explanation> {
     let t = encoded.ids.len();
     let table = &model.params.tensors()[model.encoder_params().word_table()];
-    let mut x = Vec::new();
-    for &id in &encoded.ids {
-        x.extend(table_row(table, id as usize)?);
-    }
+    let x = input_rows(model, encoded)?;
     let width = table.shape()[1];
     let (alphas, weights, base) = match options.method {
         ExplainMethod::Ig => {

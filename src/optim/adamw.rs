@@ -72,6 +72,28 @@ impl AdamW {
 
     /// Applies one update with learning rate `lr`. `grads[i]` None leaves parameter i unchanged.
     pub fn update(&mut self, params: &mut [Tensor], grads: &[Option<Tensor>], lr: f64) -> Result<()> {
+        self.update_clipped(params, grads, lr, None, false).map(|_| ())
+    }
+
+    /// As [`AdamW::update`] (the same bits), also -> per parameter (Σ Δw²,
+    /// Σ w² before the update), measured inside the update; (0, 0) for a
+    /// parameter without a gradient or state. Host tensors only.
+    pub fn update_measured(&mut self, params: &mut [Tensor], grads: &[Option<Tensor>], lr: f64) -> Result<Vec<(f64, f64)>> {
+        Ok(self.update_clipped(params, grads, lr, None, true)?.unwrap_or_default())
+    }
+
+    /// The update with each gradient multiplied by `clip` (1), the factor of
+    /// [`crate::optim::clip::grad_norm_for_clip`], inside the update: the same
+    /// bits as clipping the gradients first, without a pass over them. With
+    /// `measure`, -> [`AdamW::update_measured`]'s sums.
+    pub fn update_clipped(
+        &mut self,
+        params: &mut [Tensor],
+        grads: &[Option<Tensor>],
+        lr: f64,
+        clip: Option<&Tensor>,
+        measure: bool,
+    ) -> Result<Option<Vec<(f64, f64)>>> {
         if params.len() != self.moments.len() || grads.len() != params.len() {
             return Err(Error::shape(
                 "AdamW",
@@ -79,19 +101,23 @@ impl AdamW {
             ));
         }
         self.step += 1;
+        let mut sums = vec![(0.0, 0.0); params.len()];
         for (i, p) in params.iter_mut().enumerate() {
             let scalars = self.scalars(i, lr);
             let (Some(state), Some(g)) = (&mut self.moments[i], &grads[i]) else { continue };
             if g.shape() != p.shape() {
                 return Err(Error::shape("AdamW", format!("gradient {:?} for parameter {:?}", g.shape(), p.shape())));
             }
-            backend::of(p).adamw_update(p, g, &mut state.m, &mut state.v, None, &scalars, None)?;
+            let backend = backend::of(p);
+            if measure {
+                sums[i] = backend.adamw_update_measured(p, g, &mut state.m, &mut state.v, &scalars, clip)?;
+            } else {
+                backend.adamw_update(p, g, &mut state.m, &mut state.v, None, &scalars, clip)?;
+            }
         }
-        Ok(())
+        Ok(measure.then_some(sums))
     }
 
-    /// The settings of parameter `i`'s update at learning rate `lr`, for the
-    /// step already counted in `self.step`.
     pub fn scalars(&self, i: usize, lr: f64) -> AdamWScalars {
         AdamWScalars {
             lr,
@@ -135,6 +161,36 @@ mod tests {
         assert!((params[0].to_f64_vec()[0] - reference(0.01)).abs() < 1e-14);
         assert!((params[1].to_f64_vec()[0] - reference(0.0)).abs() < 1e-14, "biases are not decayed");
         assert_ne!(params[0].to_f64_vec()[0], params[1].to_f64_vec()[0]);
+    }
+
+    #[test]
+    fn clipping_inside_the_update_gives_the_bits_of_clipping_first() {
+        let names = vec!["a.weight".to_string(), "b.bias".to_string()];
+        let start = vec![
+            Tensor::from_vec((0..40).map(|i| (i as f32 - 20.0) / 7.0).collect(), &[40]).unwrap(),
+            Tensor::from_vec(vec![0.3f32, -0.2, 0.9], &[3]).unwrap(),
+        ];
+        let grads = vec![
+            Some(Tensor::from_vec((0..40).map(|i| ((i * 37 % 11) as f32 - 5.0) * 3.0).collect(), &[40]).unwrap()),
+            Some(Tensor::from_vec(vec![40.0f32, -7.0, 2.5], &[3]).unwrap()),
+        ];
+        let config = AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() };
+        let (mut first, mut inside) = (start.clone(), start.clone());
+        let (mut opt_first, mut opt_inside) =
+            (AdamW::new(config, &names, &start, &[true, true]), AdamW::new(config, &names, &start, &[true, true]));
+        for _ in 0..2 {
+            let mut clipped = grads.clone();
+            let norm = crate::optim::clip_grad_norm(&mut clipped, 1.0).unwrap();
+            assert!(norm > 1.0, "the test must clip");
+            opt_first.update(&mut first, &clipped, 1e-2).unwrap();
+            let clip = crate::optim::clip::grad_norm_for_clip(&grads, 1.0).unwrap();
+            assert_eq!(clip.norm, norm);
+            let sums = opt_inside.update_clipped(&mut inside, &grads, 1e-2, Some(&clip.factor), true).unwrap().unwrap();
+            assert!(sums.iter().all(|&(moved, weight)| moved > 0.0 && weight > 0.0), "{sums:?}");
+        }
+        for (a, b) in first.iter().zip(&inside) {
+            assert_eq!(a.data::<f32>().unwrap(), b.data::<f32>().unwrap());
+        }
     }
 
     #[test]

@@ -291,27 +291,30 @@ fn profile_table(profile: &Value) -> String {
     let steps = profile["steps"].as_u64().unwrap_or(0);
     let mut md = format!(
         "\n## Profile\n\n{} steps on the {}, wall clock per op (profile.json has every row). Total {:.0} ms, {:.1} ms per step.\n\n\
-         | op | direction | calls | total ms | mean ms | share |\n| --- | --- | ---: | ---: | ---: | ---: |\n",
+         | op | direction | calls | total ms | mean ms | share | GB/s | TFLOP/s |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         steps,
         profile["device"].as_str().unwrap_or("?"),
         profile["total_ms"].as_f64().unwrap_or(0.0),
         profile["total_ms"].as_f64().unwrap_or(0.0) / steps.max(1) as f64
     );
+    let rate = |v: &Value, digits: usize| v.as_f64().map(|x| format!("{x:.digits$}")).unwrap_or_default();
     for op in ops.iter().take(15) {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1} | {:.3} | {:.1}% |",
+            "| {} | {} | {} | {:.1} | {:.3} | {:.1}% | {} | {} |",
             op["op"].as_str().unwrap_or("?"),
             op["direction"].as_str().unwrap_or("?"),
             op["calls"].as_u64().unwrap_or(0),
             op["total_ms"].as_f64().unwrap_or(0.0),
             op["mean_ms"].as_f64().unwrap_or(0.0),
-            100.0 * op["share"].as_f64().unwrap_or(0.0)
+            100.0 * op["share"].as_f64().unwrap_or(0.0),
+            rate(&op["gb_per_s"], 1),
+            rate(&op["tflops"], 3)
         );
     }
     if ops.len() > 15 {
         let rest: f64 = ops[15..].iter().filter_map(|o| o["share"].as_f64()).sum();
-        let _ = writeln!(md, "| {} other rows | | | | | {:.1}% |", ops.len() - 15, 100.0 * rest);
+        let _ = writeln!(md, "| {} other rows | | | | | {:.1}% | | |", ops.len() - 15, 100.0 * rest);
     }
     if let Some(kernels) = profile["kernels"].as_array().filter(|k| !k.is_empty()) {
         md.push_str(&kernel_table(profile, kernels));

@@ -4,11 +4,12 @@
 //! update relative to the weights it changed, and, over the steps since the
 //! last log line, the fraction whose gradient norm was clipped.
 //!
-//! Only a step that will be logged pays: its gradients' squares are summed
-//! per part before clipping, and its weights are kept (on the CPU a clone
-//! that shares storage until AdamW writes, so the copy is the one the update
-//! makes anyway; on a device a download before and after) to measure the
-//! update. Every other step costs one comparison.
+//! Only a step that will be logged pays. On the CPU almost nothing: the
+//! clip already sums each gradient's squares, and AdamW sums each
+//! parameter's Σ Δw² and Σ w² while it updates ([`LayerGroups::from_sums`]).
+//! On a device, the gradients' squares are summed per part before clipping
+//! and the weights are downloaded before and after the update
+//! ([`BeforeUpdate`]). Every other step costs one comparison.
 
 use serde_json::{Map, Value, json};
 
@@ -150,6 +151,26 @@ impl BeforeUpdate {
         StepDiagnostics {
             grad_norms: self.grad_squares.iter().map(|s| s.sqrt()).collect(),
             update_ratios: update.iter().zip(&weight).map(|(u, w)| if *w > 0.0 { (u / w).sqrt() } else { 0.0 }).collect(),
+        }
+    }
+}
+
+impl LayerGroups {
+    /// A CPU step's diagnostics from sums its clip and update computed:
+    /// each parameter's Σ g² before clipping, and (Σ Δw², Σ w² before).
+    pub fn from_sums(&self, grad_squares: &[f64], update_sums: &[(f64, f64)]) -> StepDiagnostics {
+        let mut grads = vec![0.0; self.names.len()];
+        let mut moved = vec![0.0; self.names.len()];
+        let mut weight = vec![0.0; self.names.len()];
+        for (i, &part) in self.of_param.iter().enumerate() {
+            grads[part] += grad_squares.get(i).copied().unwrap_or(0.0);
+            let (d, w) = update_sums.get(i).copied().unwrap_or((0.0, 0.0));
+            moved[part] += d;
+            weight[part] += w;
+        }
+        StepDiagnostics {
+            grad_norms: grads.iter().map(|s| s.sqrt()).collect(),
+            update_ratios: moved.iter().zip(&weight).map(|(u, w)| if *w > 0.0 { (u / w).sqrt() } else { 0.0 }).collect(),
         }
     }
 }

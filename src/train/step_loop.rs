@@ -19,7 +19,8 @@ use crate::autograd::{Profile, accumulate};
 use crate::error::{Error, Result};
 use crate::model::ForwardMode;
 use crate::model::params::ParamStore;
-use crate::optim::{AdamW, Schedule, clip_grad_norm};
+use crate::optim::clip::grad_norm_for_clip;
+use crate::optim::{AdamW, Schedule};
 use crate::rng::mix64;
 use crate::tensor::Tensor;
 
@@ -260,26 +261,34 @@ fn optimizer_step<J: Job>(
     let lr = run.schedule.lr(state.step);
     let groups = run.diagnostics.as_ref().filter(|_| logged);
     let timer = Instant::now();
-    let before = groups.map(|g| {
+    // A device measures by download around its step; the CPU inside its clip and update.
+    let before = groups.filter(|_| run.engine.is_some()).map(|g| {
         let params = run.engine.as_ref().map_or(job.store().tensors(), |e| e.params());
         BeforeUpdate::take(g, params, &grads)
     });
     let diagnostics_before = timer.elapsed().as_secs_f64();
     let timer = Instant::now();
+    let mut cpu_diagnostics = None;
     let grad_norm = match &mut run.engine {
         Some(e) => e
             .step(&mut run.optimizer, &grads, lr, config.max_grad_norm)
             .map_err(|_| non_finite("gradient norm", f64::NAN, state, config))?,
         None => {
-            let norm =
-                clip_grad_norm(&mut grads, config.max_grad_norm).map_err(|_| non_finite("gradient norm", f64::NAN, state, config))?;
-            run.optimizer.update(job.store_mut().tensors_mut(), &grads, lr)?;
-            norm
+            // The clip factor is applied inside AdamW, not by a pass over the gradients.
+            let clip =
+                grad_norm_for_clip(&grads, config.max_grad_norm).map_err(|_| non_finite("gradient norm", f64::NAN, state, config))?;
+            let params = job.store_mut().tensors_mut();
+            let sums = run.optimizer.update_clipped(params, &grads, lr, Some(&clip.factor), groups.is_some())?;
+            if let (Some(g), Some(sums)) = (groups, sums) {
+                cpu_diagnostics = Some(g.from_sums(&clip.squares.unwrap_or_default(), &sums));
+            }
+            clip.norm
         }
     };
     let optimizer_seconds = timer.elapsed().as_secs_f64();
     let timer = Instant::now();
-    let diagnostics = before.zip(groups).map(|(b, g)| b.finish(g, run.engine.as_ref().map_or(job.store().tensors(), |e| e.params())));
+    let diagnostics = cpu_diagnostics
+        .or_else(|| before.zip(groups).map(|(b, g)| b.finish(g, run.engine.as_ref().map_or(job.store().tensors(), |e| e.params()))));
     if let Some(p) = run.profile.as_mut() {
         p.add_step_work("clip and AdamW", optimizer_seconds);
         if diagnostics.is_some() {

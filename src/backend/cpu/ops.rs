@@ -396,11 +396,11 @@ impl Backend for Cpu {
     }
 
     fn grad_clip(&self, grads: &[&Tensor], max_norm: f64) -> Result<GradClip> {
-        let mut sum_sq = 0.0f64;
-        for g in grads {
-            sum_sq += with_float!(g.dtype(), "grad_clip", |T| Ok::<f64, Error>(adamw::sum_of_squares(g.data::<T>()?)))?;
-        }
-        let norm = sum_sq.sqrt();
+        let squares = grads
+            .iter()
+            .map(|g| with_float!(g.dtype(), "grad_clip", |T| Ok::<f64, Error>(adamw::sum_of_squares(g.data::<T>()?))))
+            .collect::<Result<Vec<f64>>>()?;
+        let norm = squares.iter().sum::<f64>().sqrt();
         let factor = if !norm.is_finite() {
             f64::NAN
         } else if max_norm > 0.0 && norm > max_norm {
@@ -409,7 +409,7 @@ impl Backend for Cpu {
             1.0
         };
         // F64, so the gradients' own type is what the factor is rounded to when applied.
-        Ok(GradClip { norm, factor: Tensor::from_vec(vec![factor], &[1])? })
+        Ok(GradClip { norm, squares: Some(squares), factor: Tensor::from_vec(vec![factor], &[1])? })
     }
 
     fn adamw_update(
@@ -434,6 +434,33 @@ impl Backend for Cpu {
             let scale = factor.unwrap_or(1.0) as T;
             adamw::adamw_update(param.data_mut::<T>()?, grad.data::<T>()?, m.data_mut::<T>()?, v.data_mut::<T>()?, &hyper, scale);
             Ok::<(), Error>(())
+        })
+    }
+
+    fn adamw_update_measured(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        scalars: &AdamWScalars,
+        clip: Option<&Tensor>,
+    ) -> Result<(f64, f64)> {
+        let factor = clip.map(|c| c.to_f64_vec()[0]);
+        if factor.is_some_and(|f| !f.is_finite()) {
+            return Ok((0.0, 0.0));
+        }
+        with_float!(param.dtype(), "adamw_update_measured", |T| {
+            let hyper = adamw::AdamWHyper::<T>::new(scalars);
+            let scale = factor.unwrap_or(1.0) as T;
+            Ok::<(f64, f64), Error>(adamw::adamw_update_measured(
+                param.data_mut::<T>()?,
+                grad.data::<T>()?,
+                m.data_mut::<T>()?,
+                v.data_mut::<T>()?,
+                &hyper,
+                scale,
+            ))
         })
     }
 }

@@ -344,7 +344,7 @@ impl Backend for Cuda {
         adamw::grad_norm(&buffers, max_norm as f32, &norm, &factor)?;
         // The norm is read back for the log and the non-finite check; the factor stays on the device.
         let norm = norm.to_f32_vec()?[0] as f64;
-        Ok(GradClip { norm, factor: Tensor::from_device(factor, &[1])? })
+        Ok(GradClip { norm, squares: None, factor: Tensor::from_device(factor, &[1])? })
     }
 
     fn adamw_update(
