@@ -250,7 +250,8 @@ fn r21_token_models_explain_each_predicted_entity() {
     let (_, library) = classifier.explain_entities(&words, &options).unwrap();
     for (line, ours) in lines.iter().zip(&library) {
         for (cli, lib) in line["explanations"].as_array().unwrap().iter().zip(ours) {
-            assert!((cli["sum"].as_f64().unwrap() - lib.numbers.sum).abs() < 1e-9 * lib.numbers.sum.abs().max(1.0));
+            let sum = lib.explanation.numbers.sum;
+            assert!((cli["sum"].as_f64().unwrap() - sum).abs() < 1e-9 * sum.abs().max(1.0));
         }
     }
     let err = classifier.explain_entities(&words, &ExplainOptions { target: Some(1), ..options }).unwrap_err().to_string();

@@ -253,7 +253,7 @@ fn explain_sentences(
     let mut gaps = Vec::new();
     for ((words, prediction), value) in sentences.iter().zip(predictions).zip(values.iter_mut()) {
         let explanations = explain_entities(predictor, "--explain", words, prediction, &options)?;
-        gaps.extend(explanations.iter().filter_map(|e| e.numbers.completeness_gap));
+        gaps.extend(explanations.iter().filter_map(|e| e.explanation.numbers.completeness_gap));
         value["explanations"] = serde_json::to_value(&explanations).expect("serialise");
     }
     report_gaps(&gaps, "entities");

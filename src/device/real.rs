@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublaslt::{result as lt, sys as lt_sys};
@@ -29,6 +30,8 @@ pub struct CudaDevice {
     /// While profiling: every launch's and GEMM's (name, start and end
     /// events, flops), read and destroyed by `take_kernel_profile`.
     timed: Mutex<Option<Vec<TimedLaunch>>>,
+    /// Whether `timed` is collecting: read on every launch without the lock.
+    profiling: AtomicBool,
 }
 
 /// One profiled launch: events recorded on the stream around it.
@@ -85,6 +88,7 @@ impl CudaDevice {
             lt_handle,
             workspace,
             timed: Mutex::new(None),
+            profiling: AtomicBool::new(false),
         }))
     }
 
@@ -95,7 +99,7 @@ impl CudaDevice {
     /// While profiling, records an event on the stream (before or after a
     /// launch); None when not profiling.
     fn profile_event(&self) -> Result<Option<drv_sys::CUevent>> {
-        if self.timed.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+        if !self.profiling.load(Ordering::Relaxed) {
             return Ok(None);
         }
         let event = drv::event::create(drv_sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(driver_err("creating a profile event"))?;
@@ -398,12 +402,14 @@ impl DeviceApi for CudaDevice {
 
     fn start_kernel_profile(&self) -> Result<()> {
         *self.timed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        self.profiling.store(true, Ordering::Relaxed);
         Ok(())
     }
 
     fn take_kernel_profile(&self) -> Result<Vec<super::KernelProfileRow>> {
         self.bind()?;
         self.synchronize()?;
+        self.profiling.store(false, Ordering::Relaxed);
         let timed = self.timed.lock().unwrap_or_else(|e| e.into_inner()).take();
         let timed = timed.ok_or_else(|| Error::Device("take_kernel_profile without start_kernel_profile".into()))?;
         let mut tally = super::KernelTally::default();

@@ -285,7 +285,7 @@ impl Classifier {
     /// let words: Vec<String> = "EU rejects German call".split(' ').map(String::from).collect();
     /// let (_, explained) = classifier.explain_entities(&[words], &ExplainOptions::default())?;
     /// for e in &explained[0] {
-    ///     let top = e.words.iter().max_by(|a, b| a.attribution.abs().total_cmp(&b.attribution.abs())).unwrap();
+    ///     let top = e.explanation.words.iter().max_by(|a, b| a.attribution.abs().total_cmp(&b.attribution.abs())).unwrap();
     ///     println!("{} \"{}\": most from \"{}\" ({:+.3})", e.kind, e.text, top.word, top.attribution);
     /// }
     /// # Ok::<(), berth::Error>(())

@@ -54,14 +54,10 @@ pub struct EntityExplanation {
     /// longer than the model's length (then the overlapping window that
     /// holds the whole entity).
     pub window_start: usize,
-    pub tokens: Vec<PieceAttribution>,
-    /// Every word of the window, by its index in the sentence.
-    pub words: Vec<WordAttribution>,
+    /// The window's pieces and words (each word with its index in the
+    /// sentence); `target` is the first word's tag.
     #[serde(flatten)]
-    pub numbers: Explanation,
-    pub rule: Option<&'static str>,
-    pub baseline: Option<&'static str>,
-    pub seconds: f64,
+    pub explanation: TextExplanation,
 }
 
 /// One input's explanation, as predict writes it.
@@ -155,13 +151,30 @@ pub fn explain_encoded(
     let special: Vec<bool> = encoded.word_ids.iter().map(Option::is_none).collect();
     let numbers = explain(model, encoded, &special, tokenizer.pad_id(), options)?;
     let pieces = piece_names(tokenizer, encoded);
+    let word =
+        |a: usize, b: usize| WordAttribution { word: pieces[a..b].iter().map(|p| bare_piece(p)).collect(), index: None, attribution: 0.0 };
+    Ok(describe(model, &pieces, encoded, numbers, options, started, word))
+}
+
+/// An explanation's numbers -> pieces and words as a user reads them;
+/// `word(first piece, last piece + 1)` names each word (its attribution is
+/// filled in here).
+fn describe(
+    model: &BertClassifier,
+    pieces: &[String],
+    encoded: &Encoded,
+    numbers: Explanation,
+    options: &ExplainOptions,
+    started: std::time::Instant,
+    word: impl Fn(usize, usize) -> WordAttribution,
+) -> TextExplanation {
     let tokens = pieces.iter().zip(&numbers.attributions).map(|(t, &a)| PieceAttribution { token: t.clone(), attribution: a }).collect();
     let words = word_spans(encoded, &numbers.attributions)
         .into_iter()
-        .map(|(a, b, attribution)| WordAttribution { word: pieces[a..b].iter().map(|p| bare_piece(p)).collect(), index: None, attribution })
+        .map(|(a, b, attribution)| WordAttribution { attribution, ..word(a, b) })
         .collect();
     let is_ig = numbers.completeness_gap.is_some();
-    Ok(TextExplanation {
+    TextExplanation {
         target: model.labels[numbers.target].clone(),
         tokens,
         words,
@@ -169,7 +182,7 @@ pub fn explain_encoded(
         rule: is_ig.then(|| options.rule.name()),
         baseline: is_ig.then(|| options.baseline.name()),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }
 
 /// A token model's prediction for one sentence -> an explanation of each
@@ -224,28 +237,18 @@ pub fn explain_entities(
         let special: Vec<bool> = encoded.word_ids.iter().map(Option::is_none).collect();
         let numbers = explain_pieces(model, &encoded, &special, tokenizer.pad_id(), options, &outputs)?;
         let pieces = piece_names(tokenizer, &encoded);
-        let tokens =
-            pieces.iter().zip(&numbers.attributions).map(|(t, &a)| PieceAttribution { token: t.clone(), attribution: a }).collect();
-        let word_attributions = word_spans(&encoded, &numbers.attributions)
-            .into_iter()
-            .map(|(a, _, attribution)| {
-                let w = window.start + encoded.word_ids[a].expect("a word span starts at a word's piece") as usize;
-                WordAttribution { word: words[w].clone(), index: Some(w), attribution }
-            })
-            .collect();
-        let is_ig = numbers.completeness_gap.is_some();
+        // Words by their index in the sentence, spelt as given.
+        let word = |a: usize, _: usize| {
+            let w = window.start + encoded.word_ids[a].expect("a word span starts at a word's piece") as usize;
+            WordAttribution { word: words[w].clone(), index: Some(w), attribution: 0.0 }
+        };
         out.push(EntityExplanation {
             entity: index,
             kind: entity.kind.clone(),
             text: entity.text.clone(),
             explained,
             window_start: window.start,
-            tokens,
-            words: word_attributions,
-            numbers,
-            rule: is_ig.then(|| options.rule.name()),
-            baseline: is_ig.then(|| options.baseline.name()),
-            seconds: started.elapsed().as_secs_f64(),
+            explanation: describe(model, &pieces, &encoded, numbers, options, started, word),
         });
     }
     Ok(out)

@@ -124,8 +124,8 @@ fn distance_squared(a: &Tensor, b: &Tensor) -> f64 {
 /// What a logged step measured before its update.
 pub struct BeforeUpdate {
     grad_squares: Vec<f64>,
-    /// The weights as they were: host tensors sharing storage until the
-    /// update writes (CPU), or host copies of a device's.
+    /// The weights as they were: host copies of a device's (or, given host
+    /// tensors, clones that share storage until the update writes).
     weights: Vec<Tensor>,
 }
 
