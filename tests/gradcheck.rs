@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use berth::autograd::attention::{masked_softmax, merge_heads, packed_attention, split_heads};
+use berth::autograd::attention::{
+    masked_softmax, merge_heads, packed_attention, packed_windowed_attention, split_heads, windowed_attention,
+};
 use berth::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
 use berth::autograd::embedding::embedding;
 use berth::autograd::linear::{batched_matmul_op, linear, matmul_op};
@@ -276,6 +278,36 @@ fn packed_attention_equals_the_padded_path_at_real_positions() {
 }
 
 #[test]
+fn windowed_packed_attention_equals_the_padded_path_at_real_positions() {
+    // Sequences of 5, 2 and 4 tokens, padded to 5; two heads of 3; windows
+    // of half-width 1 and 0, and none.
+    let (lens, t_len, heads) = ([5usize, 2, 4], 5, 2);
+    let mask: Vec<u8> = lens.iter().flat_map(|&l| (0..t_len).map(move |i| u8::from(i < l))).collect();
+    let real: Arc<[usize]> = mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect();
+    let mut tape = Tape::no_grad();
+    let qkv: Vec<Var> = (0..3).map(|i| tape.leaf(randt(80 + i, &[3, t_len, 6]), false)).collect();
+    let packed: Vec<Var> = qkv.iter().map(|&x| gather_rows(&mut tape, x, real.clone()).unwrap()).collect();
+    let mut outputs = Vec::new();
+    for window in [Some(1), Some(0), None] {
+        let padded = windowed_attention(&mut tape, (qkv[0], qkv[1], qkv[2]), &mask, heads, 0.6, window, None).unwrap();
+        let want = gather_rows(&mut tape, padded, real.clone()).unwrap();
+        let got =
+            packed_windowed_attention(&mut tape, (packed[0], packed[1], packed[2]), Arc::from(lens.to_vec()), heads, 0.6, window).unwrap();
+        let (got, want) = (tape.value(got).to_f64_vec(), tape.value(want).to_f64_vec());
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-13, "window {window:?}: packed and padded attention differ by {worst}");
+        outputs.push(got);
+    }
+    // A window of 0 reads only the query's own value: the output is v itself.
+    let v = tape.value(packed[2]).to_f64_vec();
+    let worst = outputs[1].iter().zip(&v).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-13, "window 0 must return v, off by {worst}");
+    // The window must change the answer where a sequence is longer than it.
+    let moved = outputs[0].iter().zip(&outputs[2]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(moved > 1e-3, "a window of 1 moved the output by only {moved}");
+}
+
+#[test]
 fn op_gather_and_scatter_rows() {
     let rows: Arc<[usize]> = Arc::from(vec![0, 1, 2, 4, 5]);
     let r = rows.clone();
@@ -482,6 +514,18 @@ fn tiny_electra(head: HeadKind, problem_type: Option<ProblemType>, num_labels: u
 fn tiny_distilbert(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
     let mut config = tiny_config();
     config.family = Family::DistilBert;
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
+/// The tiny model as ModernBERT: pre-norm layers without biases, rotary
+/// q and k, GeGLU, layer 1 windowed to half-width 1 (so at T = 5 the window
+/// cuts), a final norm, the dense + GELU + norm head, and dropout 0.1 in
+/// all five of its places.
+fn tiny_modernbert(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
+    let mut config = BertConfig::synthetic_modernbert(50, 8, 2, 2, 16, 2, 0.1);
+    config.initializer_range = 0.4;
+    let modern = config.modern.as_ref().expect("a ModernBERT config");
+    assert_eq!((modern.global_layers.as_slice(), modern.window), ([true, false].as_slice(), 1));
     tiny_model_of(config, head, problem_type, num_labels)
 }
 
@@ -707,6 +751,38 @@ fn distilbert_token_classification_gradients() {
     check_model("distilbert token", &model, &Labels::Token(token_tags()));
 }
 
+#[test]
+fn modernbert_single_label_gradients() {
+    let model = tiny_modernbert(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    assert!(model.params.names().iter().all(|n| !n.ends_with(".bias") || n.starts_with("classifier")), "only the classifier has a bias");
+    check_model("modernbert single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn modernbert_cls_pooling_gradients() {
+    let mut model = tiny_modernbert(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    model.config.modern.as_mut().unwrap().pooling = berth::model::config::Pooling::Cls;
+    check_model("modernbert cls pooling", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn modernbert_multi_label_gradients() {
+    let model = tiny_modernbert(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
+    check_model("modernbert multi-label", &model, &Labels::MultiLabel(MULTI_LABEL_TARGETS.to_vec()));
+}
+
+#[test]
+fn modernbert_regression_gradients() {
+    let model = tiny_modernbert(HeadKind::SequenceClassification, Some(ProblemType::Regression), 1);
+    check_model("modernbert regression", &model, &Labels::Regression(REGRESSION_TARGETS.to_vec()));
+}
+
+#[test]
+fn modernbert_token_classification_gradients() {
+    let model = tiny_modernbert(HeadKind::TokenClassification, None, 5);
+    check_model("modernbert token", &model, &Labels::Token(token_tags()));
+}
+
 // ---------- dropout determinism ----------
 
 fn eval_loss(model: &BertClassifier, mode: ForwardMode) -> f64 {
@@ -770,6 +846,11 @@ fn library_gradchecks_all_pass() {
         "attention",
         "attention dropout",
         "embeddings_ln",
+        "rotary",
+        "geglu",
+        "attention window",
+        "attention window dropout",
+        "packed_attention window",
         "cross_entropy",
         "cross_entropy weighted",
         "bce_with_logits",
@@ -778,6 +859,8 @@ fn library_gradchecks_all_pass() {
         "bert multi-label",
         "bert regression",
         "bert token",
+        "modernbert single-label",
+        "modernbert token",
     ];
     for op in expected {
         assert!(rows.iter().any(|r| r.op == op), "no gradient check for {op}");

@@ -154,13 +154,19 @@ fn losses_of(output: &Path, head: &str) -> Vec<f64> {
     log_of(output).iter().filter_map(|e| e[format!("loss_{head}")].as_f64()).collect()
 }
 
-/// Multi-task training on a RoBERTa and a DistilBERT encoder: the folder
-/// keeps the family (config, tensor names), each sequence head owns the
-/// dense layer its family's head starts with, both losses fall, and every
-/// head predicts from the saved folder.
+/// Multi-task training on a RoBERTa, a DistilBERT and a ModernBERT encoder:
+/// the folder keeps the family (config, tensor names), each sequence head
+/// owns the dense layer its family's head starts with (and ModernBERT's
+/// token head its dense + norm too), both losses fall, and every head
+/// predicts from the saved folder.
 #[test]
 fn r18_multitask_trains_on_other_encoder_families() {
-    for (fixture, model_type, prefix) in [("roberta-seqcls", "roberta", "roberta."), ("distilbert-seqcls", "distilbert", "distilbert.")] {
+    let families = [
+        ("roberta-seqcls", "roberta", "roberta."),
+        ("distilbert-seqcls", "distilbert", "distilbert."),
+        ("modernbert-seqcls", "modernbert", "model."),
+    ];
+    for (fixture, model_type, prefix) in families {
         let Some(model) = fixture_dir(&format!("families/{fixture}")) else { return };
         let work = scratch_dir(&format!("r18-multitask-{fixture}"));
         let heads = write_heads(&work);
@@ -176,9 +182,11 @@ fn r18_multitask_trains_on_other_encoder_families() {
             .collect();
         let shared: Vec<&String> = names.iter().filter(|n| !n.starts_with("heads.")).collect();
         assert!(!shared.is_empty() && shared.iter().all(|n| n.starts_with(prefix)), "{fixture}: encoder names {shared:?}");
-        // The sequence head's first dense layer is its own; the token head has none.
+        // The sequence head's first dense layer is its own; the token head
+        // has none, except ModernBERT's, whose head runs at every position.
         assert!(names.contains(&"heads.sentiment.bert.pooler.dense.weight".to_string()), "{fixture}: {names:?}");
-        assert!(!names.iter().any(|n| n.starts_with("heads.ner.bert.pooler")), "{fixture}: {names:?}");
+        let token_head_dense = names.iter().any(|n| n.starts_with("heads.ner.bert.pooler"));
+        assert_eq!(token_head_dense, model_type == "modernbert", "{fixture}: {names:?}");
 
         // transformers' AutoModel reads the encoder (RobertaModel's own pooler
         // is not part of a sequence-classification model, so it is missing).

@@ -1,4 +1,4 @@
-//! Issue 18: the encoder families other than BERT (RoBERTa, XLM-R, ELECTRA, DistilBERT), against the float64
+//! Issues 18 and 19: the encoder families other than BERT (RoBERTa, XLM-R, ELECTRA, DistilBERT, ModernBERT), against the float64
 //! fixtures transformers made (`../shared/fixtures/families`): token ids,
 //! logits, loss, every hidden state and every parameter gradient.
 //!
@@ -11,9 +11,9 @@ use std::collections::HashSet;
 
 use berth::autograd::Tape;
 use berth::data::{Batch, BerthTokenizer};
-use berth::model::checkpoint::hf_tensor_name;
-use berth::model::{ForwardMode, HeadKind, LoadOptions, load_model};
-use berth::tensor::DType;
+use berth::model::checkpoint::{hf_tensor_name, join_fused_qkv};
+use berth::model::{Family, ForwardMode, HeadKind, LoadOptions, load_model};
+use berth::tensor::{DType, Tensor};
 
 use crate::common::{fixture_dir, rel_error};
 use crate::fixtures::{Reference, fixture_labels, is_key_bias_grad, key_bias_floor, read_reference};
@@ -60,7 +60,8 @@ fn check_family(name: &str, dtype: DType, tol: f64, skip_padding: bool) {
     let mut errors: Vec<(String, f64)> = Vec::new();
     let key_biases: Vec<String> =
         model.params.names().iter().filter(|n| is_key_bias_grad(n)).map(|n| hf_tensor_name(family, head, n)).collect();
-    assert_eq!(key_biases.len(), model.config.num_hidden_layers, "{name}: one key bias per layer");
+    let biases_per_layer = usize::from(family != Family::ModernBert);
+    assert_eq!(key_biases.len(), biases_per_layer * model.config.num_hidden_layers, "{name}: one key bias per layer");
     let mut compare = |what: String, got: &[f64], want: &[f64]| {
         assert_eq!(got.len(), want.len(), "{name}: {what} has {} values, the fixture {}", got.len(), want.len());
         let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -83,10 +84,21 @@ fn check_family(name: &str, dtype: DType, tol: f64, skip_padding: bool) {
         compare(format!("hidden.{i}"), &real_rows(&tape.value(*h).to_f64_vec(), mask), &real_rows(want, mask));
     }
     let grads = tape.backward(loss).unwrap();
+    let mut named: Vec<(String, Tensor)> = model
+        .params
+        .names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), grads.get(out.params[i]).expect("every parameter gets a gradient").clone()))
+        .collect();
+    // ModernBERT's fused Wqkv: berth's three projections' gradients, joined as the weight is at save.
+    if family == Family::ModernBert {
+        named = join_fused_qkv(named).unwrap();
+    }
     let mut seen = 0;
-    for (i, pname) in model.params.names().iter().enumerate() {
+    for (pname, g) in &named {
         let hf = hf_tensor_name(family, head, pname);
-        let g = grads.get(out.params[i]).expect("every parameter gets a gradient").to_f64_vec();
+        let g = g.to_f64_vec();
         if let Some((_, want)) = reference.floats.get(&format!("grad.{hf}")) {
             compare(format!("grad.{hf}"), &g, want);
         } else if let Some((shape, values)) = reference.floats.get(&format!("grad_rows.{hf}.values")) {
@@ -102,15 +114,24 @@ fn check_family(name: &str, dtype: DType, tol: f64, skip_padding: bool) {
         }
         seen += 1;
     }
-    assert_eq!(seen, model.params.len());
+    assert_eq!(seen, named.len());
     let failures: Vec<_> = errors.iter().filter(|(_, e)| !(*e <= tol)).collect();
     assert!(failures.is_empty(), "{name} in {dtype:?} (skip padding {skip_padding}): over {tol}: {failures:?}");
     let max = errors.iter().map(|(_, e)| *e).fold(0.0, f64::max);
     eprintln!("{name} {dtype:?} skip-padding {skip_padding}: {} quantities, max relative error {max:.3e}", errors.len());
 }
 
-const FAMILY_FIXTURES: [&str; 6] =
-    ["roberta-seqcls", "roberta-tokcls", "xlmr-seqcls", "electra-seqcls", "distilbert-seqcls", "distilbert-tokcls"];
+const FAMILY_FIXTURES: [&str; 9] = [
+    "roberta-seqcls",
+    "roberta-tokcls",
+    "xlmr-seqcls",
+    "electra-seqcls",
+    "distilbert-seqcls",
+    "distilbert-tokcls",
+    "modernbert-seqcls",
+    "modernbert-seqcls-cls",
+    "modernbert-tokcls",
+];
 
 #[test]
 fn r18_every_family_matches_transformers_in_f64() {
@@ -502,7 +523,7 @@ fn r18_a_folder_without_weights_names_both_files() {
 
 #[test]
 fn r18_freezing_the_encoder_leaves_the_whole_family_head_training() {
-    for name in ["roberta-seqcls", "distilbert-seqcls", "electra-seqcls"] {
+    for name in ["roberta-seqcls", "distilbert-seqcls", "electra-seqcls", "modernbert-seqcls"] {
         let Some(dir) = fixture_dir(&format!("families/{name}")) else { return };
         let work = scratch_dir(&format!("r18-freeze-{name}"));
         let (train, task, _) = training_files(&dir, &work);
@@ -516,7 +537,8 @@ fn r18_freezing_the_encoder_leaves_the_whole_family_head_training() {
             read_safetensors(&dir.join("model.safetensors"), DType::F64).unwrap().into_iter().map(|(n, t)| (n, t.to_f64_vec())).collect();
         let after = read_safetensors(&output.join("model.safetensors"), DType::F64).unwrap();
         for (tensor, values) in &after {
-            let head = tensor.starts_with("classifier.") || tensor.starts_with("pre_classifier.");
+            // ModernBERT's head.dense and head.norm are its head's, as in transformers' names.
+            let head = ["classifier.", "pre_classifier.", "head."].iter().any(|p| tensor.starts_with(p));
             // Stored as f32: a frozen tensor comes back as the fixture's f64 rounded once.
             let moved = values.to_f64_vec().iter().zip(&before[tensor]).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs().max(1e-3));
             assert_eq!(moved, head, "{name}: {tensor} {}", if head { "did not train" } else { "trained while frozen" });

@@ -46,7 +46,8 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = "models/all-MiniLM-L6-v2"
-ALL_CONFIGS = ("minilm", "bert-base", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base")
+ALL_CONFIGS = ("minilm", "bert-base", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base",
+               "modernbert-base")
 # The published base checkpoints' shapes, as `berth bench --config NAME` builds them:
 # (transformers config class, sequence-classification class, config arguments).
 BASE_SIZED = {
@@ -60,6 +61,10 @@ BASE_SIZED = {
     "distilbert-base": ("DistilBertConfig", "DistilBertForSequenceClassification", {
         "dim": 768, "n_layers": 6, "n_heads": 12, "hidden_dim": 3072}),
     "electra-base": ("ElectraConfig", "ElectraForSequenceClassification", {"embedding_size": 768}),
+    "modernbert-base": ("ModernBertConfig", "ModernBertForSequenceClassification", {
+        "vocab_size": 50368, "num_hidden_layers": 22, "intermediate_size": 1152, "max_position_embeddings": 8192,
+        "local_attention": 128, "global_attn_every_n_layers": 3, "global_rope_theta": 160000.0,
+        "local_rope_theta": 10000.0, "pad_token_id": 50283, "classifier_pooling": "mean"}),
 }
 BERT_BASE_SHAPES = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
                     "num_attention_heads": 12, "intermediate_size": 3072}

@@ -38,10 +38,26 @@ impl Backward for Attention {
 /// the (B, H, T, T) scores; on the CPU the pieces below, in one op.
 pub fn attention(
     tape: &mut Tape,
+    qkv: (Var, Var, Var),
+    key_mask: &[u8],
+    heads: usize,
+    scale: f64,
+    dropout: Option<(f64, DropoutKey)>,
+) -> Result<Var> {
+    windowed_attention(tape, qkv, key_mask, heads, scale, None, dropout)
+}
+
+/// As [`attention`], with an optional sliding window: query i reads key j
+/// only if |i − j| ≤ `window` (ModernBERT's local layers, half-width
+/// `local_attention / 2`). A row the window and the mask leave empty (a
+/// padding query) is uniform, as in transformers.
+pub fn windowed_attention(
+    tape: &mut Tape,
     (q, k, v): (Var, Var, Var),
     key_mask: &[u8],
     heads: usize,
     scale: f64,
+    window: Option<usize>,
     dropout: Option<(f64, DropoutKey)>,
 ) -> Result<Var> {
     let tq = tape.value(q);
@@ -61,7 +77,7 @@ pub fn attention(
     }
     let dropout = dropout.filter(|&(p, _)| p > 0.0).map(|(p, key)| AttentionDropout { p, key });
     let qkv = [tq, tape.value(k), tape.value(v)];
-    let (out, saved) = backend::of(tq).attention_fwd(qkv, key_mask, heads, scale, dropout)?;
+    let (out, saved) = backend::of(tq).attention_fwd(qkv, key_mask, heads, scale, window, dropout)?;
     Ok(tape.push(out, &[q, k, v], Attention { saved }))
 }
 
@@ -136,6 +152,7 @@ struct PackedAttention {
     lens: Arc<[usize]>,
     heads: usize,
     scale: f64,
+    window: Option<usize>,
 }
 
 impl Backward for PackedAttention {
@@ -143,13 +160,14 @@ impl Backward for PackedAttention {
         "packed_attention"
     }
     fn forward_flops(&self, _: &[&Tensor], output: &Tensor) -> f64 {
-        // Each sequence's rows attend to its own keys only: 4·len²·C per sequence.
+        // Each sequence's rows attend to its own keys only: 4·len²·C per
+        // sequence (all of them computed, the window's cut keys included).
         let width = output.shape().last().copied().unwrap_or(0) as f64;
         self.lens.iter().map(|&l| 4.0 * (l as f64) * (l as f64) * width).sum()
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];
-        let grads = backend::of(dout).packed_attention_bwd(qkv, dout, &self.lens, self.heads, self.scale)?;
+        let grads = backend::of(dout).packed_attention_bwd(qkv, dout, &self.lens, self.heads, self.scale, self.window)?;
         Ok(grads.into_iter().map(Some).collect())
     }
 }
@@ -160,6 +178,19 @@ impl Backward for PackedAttention {
 /// padded batch, at every real position, without computing any padding.
 /// No dropout; only where the backend packs rows (the CPU).
 pub fn packed_attention(tape: &mut Tape, q: Var, k: Var, v: Var, lens: Arc<[usize]>, heads: usize, scale: f64) -> Result<Var> {
+    packed_windowed_attention(tape, (q, k, v), lens, heads, scale, None)
+}
+
+/// As [`packed_attention`], with an optional sliding window of half-width
+/// `window` within each sequence (see [`windowed_attention`]).
+pub fn packed_windowed_attention(
+    tape: &mut Tape,
+    (q, k, v): (Var, Var, Var),
+    lens: Arc<[usize]>,
+    heads: usize,
+    scale: f64,
+    window: Option<usize>,
+) -> Result<Var> {
     let (tq, tk, tv) = (tape.value(q), tape.value(k), tape.value(v));
     let rows: usize = lens.iter().sum();
     let fits = |t: &Tensor| t.dims() == 2 && t.shape() == tq.shape() && t.dtype() == tq.dtype();
@@ -169,6 +200,6 @@ pub fn packed_attention(tape: &mut Tape, q: Var, k: Var, v: Var, lens: Arc<[usiz
             format!("q {:?}, k {:?}, v {:?} for sequences of {rows} rows in all and {heads} heads", tq.shape(), tk.shape(), tv.shape()),
         ));
     }
-    let out = backend::of(tq).packed_attention_fwd([tq, tk, tv], &lens, heads, scale)?;
-    Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale }))
+    let out = backend::of(tq).packed_attention_fwd([tq, tk, tv], &lens, heads, scale, window)?;
+    Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale, window }))
 }

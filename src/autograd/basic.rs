@@ -92,6 +92,30 @@ pub fn gelu(tape: &mut Tape, x: Var) -> Result<Var> {
     Ok(tape.push(out, &[x], Gelu))
 }
 
+// ---------- GeGLU ----------
+
+struct Geglu;
+impl Backward for Geglu {
+    fn name(&self) -> &'static str {
+        "geglu"
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let x = ctx.inputs[0];
+        Ok(vec![Some(backend::of(x).geglu_bwd(x, dout)?)])
+    }
+}
+
+/// x (…, 2I) -> GELU(x[…, :I]) · x[…, I:] (…, I): the gated feed-forward's
+/// activation (ModernBERT's `Wi` output split into input and gate).
+pub fn geglu(tape: &mut Tape, x: Var) -> Result<Var> {
+    let t = tape.value(x);
+    if t.dims() == 0 || !t.shape()[t.dims() - 1].is_multiple_of(2) {
+        return Err(Error::shape("geglu", format!("x {:?} needs an even last dimension (input and gate halves)", t.shape())));
+    }
+    let out = backend::of(t).geglu_fwd(t)?;
+    Ok(tape.push(out, &[x], Geglu))
+}
+
 // ---------- tanh ----------
 
 struct Tanh;

@@ -14,6 +14,7 @@ pub mod embedding;
 pub mod linear;
 pub mod loss;
 pub mod norm;
+pub mod rotary;
 pub mod row_scale;
 pub mod rows;
 pub mod windows;

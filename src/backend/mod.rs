@@ -131,6 +131,16 @@ pub trait Backend: Send + Sync {
     fn gelu_fwd(&self, x: &Tensor) -> Result<Tensor>;
     /// x (…), dy (…) -> dx (…).
     fn gelu_bwd(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor>;
+    /// x (…, 2I) -> GELU(x[…, :I]) · x[…, I:] (…, I): the gated
+    /// feed-forward (ModernBERT's GeGLU), input half first, gate half second.
+    fn geglu_fwd(&self, x: &Tensor) -> Result<Tensor>;
+    /// x (…, 2I), dy (…, I) -> dx (…, 2I).
+    fn geglu_bwd(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor>;
+    /// x (R, H·D), positions (R), inv_freq (D/2) -> (R, H·D): rotary
+    /// position embedding in the rotate-half layout (the pair (i, i + D/2)
+    /// of each head turned by positions[r]·inv_freq[i]); `inverse` turns
+    /// back, which is the backward.
+    fn rotary(&self, x: &Tensor, positions: &[usize], heads: usize, inv_freq: &[f64], inverse: bool) -> Result<Tensor>;
     /// x (…) -> tanh x.
     fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor>;
     /// y = tanh x (…), dy (…) -> dx (…).
@@ -218,24 +228,35 @@ pub trait Backend: Send + Sync {
 
     // ---- attention ----
 
-    /// q, k, v (B, T, H·D), key mask (B·T, 1 = attend) -> context (B, T, H·D):
-    /// softmax(q·kᵀ·scale, masked) with optional dropout on the
-    /// probabilities, times v, per head; and what backward needs.
+    /// q, k, v (B, T, H·D), key mask (B·T, 1 = attend), an optional
+    /// sliding-window half-width w (query i reads keys |i − j| ≤ w) ->
+    /// context (B, T, H·D): softmax(q·kᵀ·scale, masked) with optional
+    /// dropout on the probabilities, times v, per head; and what backward needs.
     fn attention_fwd(
         &self,
         qkv: [&Tensor; 3],
         key_mask: &[u8],
         heads: usize,
         scale: f64,
+        window: Option<usize>,
         dropout: Option<AttentionDropout>,
     ) -> Result<(Tensor, Saved)>;
     /// q, k, v, the forward's output (B, T, H·D), dout (B, T, H·D) -> [dq, dk, dv].
     fn attention_bwd(&self, qkv: [&Tensor; 3], output: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 3]>;
-    /// q, k, v (N, H·D) holding sequences of `lens` rows back to back ->
-    /// context (N, H·D), each sequence attending to its own rows; no dropout.
-    fn packed_attention_fwd(&self, qkv: [&Tensor; 3], lens: &[usize], heads: usize, scale: f64) -> Result<Tensor>;
+    /// q, k, v (N, H·D) holding sequences of `lens` rows back to back, an
+    /// optional window half-width -> context (N, H·D), each sequence
+    /// attending to its own rows (within the window); no dropout.
+    fn packed_attention_fwd(&self, qkv: [&Tensor; 3], lens: &[usize], heads: usize, scale: f64, window: Option<usize>) -> Result<Tensor>;
     /// dout (N, H·D) -> [dq, dk, dv] (N, H·D).
-    fn packed_attention_bwd(&self, qkv: [&Tensor; 3], dout: &Tensor, lens: &[usize], heads: usize, scale: f64) -> Result<[Tensor; 3]>;
+    fn packed_attention_bwd(
+        &self,
+        qkv: [&Tensor; 3],
+        dout: &Tensor,
+        lens: &[usize],
+        heads: usize,
+        scale: f64,
+        window: Option<usize>,
+    ) -> Result<[Tensor; 3]>;
     /// x (B, T, H·D) -> (B, H, T, D) when `split`; (B, H, T, D) -> (B, T, H·D) otherwise.
     fn permute_heads(&self, x: &Tensor, heads: usize, split: bool) -> Result<Tensor>;
     /// scores (B, H, Tq, Tk), key mask (B·Tk) -> probabilities over keys.

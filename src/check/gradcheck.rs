@@ -11,14 +11,17 @@
 //! The whole-model case reaches up into `model` (an arrow against DESIGN.md's
 //! layering, tolerated because this module is a test harness, not an op).
 
-use crate::autograd::attention::{attention, masked_softmax, merge_heads, packed_attention, split_heads};
-use crate::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, relu, reshape, scale, tanh};
+use crate::autograd::attention::{
+    attention, masked_softmax, merge_heads, packed_attention, packed_windowed_attention, split_heads, windowed_attention,
+};
+use crate::autograd::basic::{DropoutKey, add, dropout, first_token, geglu, gelu, relu, reshape, scale, tanh};
 use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{batched_matmul_op, linear};
 use crate::autograd::loss::{
     IGNORE_INDEX, bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal,
 };
 use crate::autograd::norm::layer_norm;
+use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
 use crate::data::Batch;
@@ -353,6 +356,41 @@ fn fused_cases() -> Result<Vec<GradcheckRow>> {
     Ok(vec![plain, with_dropout, embeddings])
 }
 
+/// ModernBERT's ops: rotary on (B=2, T=3, two heads of 4) at ragged
+/// positions; GeGLU into both tails; attention with a window of half-width 1
+/// (B=2, T=5, two heads of 3; batch 1 pads two keys, so its padding queries
+/// see no real key in their window), padded with and without dropout, and
+/// packed over sequences of 5, 0 and 3.
+fn modern_cases() -> Result<Vec<GradcheckRow>> {
+    let positions: std::sync::Arc<[usize]> = std::sync::Arc::from(vec![0, 1, 2, 0, 4, 9]);
+    let inv_freq: std::sync::Arc<[f64]> = std::sync::Arc::from(vec![1.0, 0.3]);
+    let mut rotary_row = check_op("rotary", 62, &[random_tensor(62, &[2, 3, 8])], |t, v| {
+        let y = rotary(t, v[0], positions.clone(), 2, inv_freq.clone())?;
+        tanh(t, y)
+    });
+    rotary_row.shapes.push_str(" H=2 D=4");
+    let mut x = random_tensor(63, &[16]).to_f64_vec();
+    x.extend([1e-8, -1e-3, 4.0, -4.0, 0.5, -30.0, 2.0, 3.0]);
+    let geglu_row = check_op("geglu", 63, &[Tensor::from_vec(x, &[3, 8])?], |t, v| geglu(t, v[0]));
+
+    let mask = [1u8, 1, 1, 1, 1, 1, 1, 1, 0, 0];
+    let qkv = [random_tensor(64, &[2, 5, 6]), random_tensor(65, &[2, 5, 6]), random_tensor(66, &[2, 5, 6])];
+    let key = DropoutKey { seed: 6, stream: 3 };
+    let mut windowed =
+        check_op("attention window", 64, &qkv, |t, v| windowed_attention(t, (v[0], v[1], v[2]), &mask, 2, 0.6, Some(1), None));
+    windowed.shapes.push_str(" padded w=1");
+    let mut windowed_dropout = check_op("attention window dropout", 65, &qkv, |t, v| {
+        windowed_attention(t, (v[0], v[1], v[2]), &mask, 2, 0.6, Some(1), Some((0.3, key)))
+    });
+    windowed_dropout.shapes.push_str(" padded w=1");
+    let packed_inputs = [random_tensor(67, &[8, 6]), random_tensor(68, &[8, 6]), random_tensor(69, &[8, 6])];
+    let mut packed = check_op("packed_attention window", 66, &packed_inputs, |t, v| {
+        packed_windowed_attention(t, (v[0], v[1], v[2]), std::sync::Arc::from(vec![5, 0, 3]), 2, 0.7, Some(1))
+    });
+    packed.shapes.push_str(" w=1");
+    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed])
+}
+
 fn loss_cases() -> Result<Vec<GradcheckRow>> {
     let logits = random_tensor(49, &[5, 4]);
     let targets = [2i64, IGNORE_INDEX, 0, 3, IGNORE_INDEX];
@@ -415,6 +453,18 @@ fn tiny_batch() -> Batch {
 fn tiny_model(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> Result<BertClassifier> {
     let mut config = BertConfig::synthetic(50, 8, 2, 2, 16);
     config.max_position_embeddings = 8;
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
+/// The tiny model as ModernBERT: pre-norm, rotary, GeGLU, no biases but the
+/// classifier's, layer 1 windowed to half-width 1, mean pooling, and dropout
+/// 0.1 in each of its five places.
+fn tiny_modernbert(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> Result<BertClassifier> {
+    let config = BertConfig::synthetic_modernbert(50, 8, 2, 2, 16, 2, 0.1);
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
+fn tiny_model_of(mut config: BertConfig, head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> Result<BertClassifier> {
     config.initializer_range = 0.4;
     let mut params = random_parameters(&config, head, num_labels, 5, DType::F64);
     let names = params.names().to_vec();
@@ -477,7 +527,13 @@ fn bert_cases() -> Result<Vec<GradcheckRow>> {
         bert_row("bert single-label", &single, &Labels::SingleLabel(vec![0, 2, 1, 2])),
         bert_row("bert multi-label", &multi, &Labels::MultiLabel(multi_targets)),
         bert_row("bert regression", &regression, &Labels::Regression(vec![0.7, -1.2, 2.5, 0.1])),
-        bert_row("bert token", &token, &Labels::Token(tags)),
+        bert_row("bert token", &token, &Labels::Token(tags.clone())),
+        bert_row(
+            "modernbert single-label",
+            &tiny_modernbert(seq, Some(ProblemType::SingleLabel), 3)?,
+            &Labels::SingleLabel(vec![0, 2, 1, 2]),
+        ),
+        bert_row("modernbert token", &tiny_modernbert(HeadKind::TokenClassification, None, 3)?, &Labels::Token(tags)),
     ])
 }
 
@@ -497,6 +553,7 @@ fn all_cases() -> Vec<(&'static str, Case)> {
         ("layer_norm", layer_norm_case),
         ("masked_softmax", masked_softmax_case),
         ("fused", fused_cases),
+        ("modern", modern_cases),
         ("loss", loss_cases),
         ("bert", bert_cases),
     ]

@@ -28,7 +28,7 @@ pub struct BenchArgs {
     pub model: Option<PathBuf>,
     /// Built-in configuration when no --model is given: bert-base, minilm, or
     /// the published base size of another family: roberta-base,
-    /// xlm-roberta-base, distilbert-base, electra-base.
+    /// xlm-roberta-base, distilbert-base, electra-base, modernbert-base.
     #[arg(long, default_value = "bert-base")]
     pub config: String,
     /// fwd (inference, no tape), train (forward + backward, dropout on; on a
@@ -82,11 +82,13 @@ fn build_model(args: &BenchArgs) -> Result<BertClassifier> {
 }
 
 /// The names `--config` takes.
-pub const BUILT_IN_CONFIGS: [&str; 6] = ["bert-base", "minilm", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base"];
+pub const BUILT_IN_CONFIGS: [&str; 7] =
+    ["bert-base", "minilm", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base", "modernbert-base"];
 
 /// A built-in configuration: the shapes of the published checkpoint of that
 /// name (roberta-base, xlm-roberta-base, distilbert-base-uncased,
-/// google/electra-base-discriminator), with random weights in the bench.
+/// google/electra-base-discriminator, answerdotai/ModernBERT-base), with
+/// random weights in the bench.
 pub fn built_in_config(name: &str) -> Result<BertConfig> {
     let base = json!({
         "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -113,6 +115,13 @@ pub fn built_in_config(name: &str) -> Result<BertConfig> {
             "hidden_dim": 3072, "max_position_embeddings": 512, "activation": "gelu",
         }),
         "electra-base" => with(json!({"model_type": "electra", "embedding_size": 768})),
+        // 22 layers, GeGLU of 1152, a global layer every third, windows of 128.
+        "modernbert-base" => json!({
+            "model_type": "modernbert", "vocab_size": 50368, "hidden_size": 768, "num_hidden_layers": 22,
+            "num_attention_heads": 12, "intermediate_size": 1152, "max_position_embeddings": 8192,
+            "local_attention": 128, "global_attn_every_n_layers": 3, "global_rope_theta": 160000.0,
+            "local_rope_theta": 10000.0, "pad_token_id": 50283, "classifier_pooling": "mean", "norm_eps": 1e-5,
+        }),
         other => {
             return Err(Error::InvalidArgument(format!("unknown --config `{other}` (one of {})", BUILT_IN_CONFIGS.join(", "))));
         }
@@ -293,4 +302,23 @@ fn run_on_device(args: &BenchArgs, device: &crate::device::Device, precision: Pr
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_config_parses_and_modernbert_base_has_its_published_shape() {
+        for name in BUILT_IN_CONFIGS {
+            built_in_config(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let config = built_in_config("modernbert-base").unwrap();
+        let modern = config.modern.as_ref().expect("a ModernBERT config");
+        assert_eq!((config.num_hidden_layers, config.intermediate_size, config.head_dim()), (22, 1152, 64));
+        let global: Vec<usize> = (0..22).filter(|&l| modern.global_layers[l]).collect();
+        assert_eq!(global, [0, 3, 6, 9, 12, 15, 18, 21]);
+        assert_eq!((modern.window, config.max_sequence_length()), (64, 8192));
+        assert!(built_in_config("modernbert-large").unwrap_err().to_string().contains("modernbert-base"));
+    }
 }

@@ -1,19 +1,23 @@
-//! The BERT encoder: embeddings, then `num_hidden_layers` post-LN
-//! transformer layers, written once on the tape so forward and backward
-//! share one description of the model. RoBERTa, XLM-R, ELECTRA and
-//! DistilBERT run the same encoder; their `Family` changes the position
-//! rows, the token types, the embeddings' width and the attention-output
-//! dropout.
+//! The BERT encoder: embeddings, then `num_hidden_layers` transformer
+//! layers, written once on the tape so forward and backward share one
+//! description of the model. RoBERTa, XLM-R, ELECTRA and DistilBERT run the
+//! same encoder; their `Family` changes the position rows, the token types,
+//! the embeddings' width and the attention-output dropout. ModernBERT runs
+//! it too, through its variation points: embeddings without position or
+//! type tables, pre-norm layers ([`pre_norm_layer`]) with linears and norms
+//! that have no bias, rotary q and k, a sliding window on local layers, the
+//! GeGLU feed-forward, and a final norm.
 
 use std::sync::Arc;
 
-use super::config::BertConfig;
+use super::config::{BertConfig, Family, ModernBertSettings};
 use super::params::{ParamStore, WeightCache};
-use crate::autograd::attention::{attention, packed_attention};
-use crate::autograd::basic::{DropoutKey, add, dropout, gelu};
-use crate::autograd::embedding::embeddings_ln;
+use crate::autograd::attention::{packed_windowed_attention, windowed_attention};
+use crate::autograd::basic::{DropoutKey, add, dropout, geglu, gelu};
+use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{linear_int8, linear_with};
 use crate::autograd::norm::layer_norm;
+use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
 use crate::backend;
@@ -73,34 +77,55 @@ pub mod streams {
     pub const CLASSIFIER_INPUT: u64 = (1 << 20) + 1;
 }
 
-/// Indices into the ParamStore of one encoder layer's parameters.
+/// The store positions of a linear layer or a norm: its weight, and its
+/// bias where the family has one (ModernBERT has none).
+#[derive(Clone, Copy, Debug)]
+pub struct Affine {
+    pub weight: usize,
+    pub bias: Option<usize>,
+}
+
+/// Indices into the ParamStore of one encoder layer's parameters. A
+/// post-norm layer (BERT) normalises after each residual add
+/// (`attention_norm`, `output_norm`); a pre-norm layer (ModernBERT) before
+/// each block (`attention_norm`, absent on its first layer, and
+/// `output_norm`, the norm before the feed-forward).
 #[derive(Clone, Debug)]
 struct LayerParams {
-    query: (usize, usize),
-    key: (usize, usize),
-    value: (usize, usize),
-    attention_output: (usize, usize),
-    attention_norm: (usize, usize),
-    intermediate: (usize, usize),
-    output: (usize, usize),
-    output_norm: (usize, usize),
+    query: Affine,
+    key: Affine,
+    value: Affine,
+    attention_output: Affine,
+    attention_norm: Option<Affine>,
+    intermediate: Affine,
+    output: Affine,
+    output_norm: Affine,
 }
 
 /// The encoder's parameter positions, resolved once at load.
 #[derive(Clone, Debug)]
 pub struct EncoderParams {
     word: usize,
-    position: usize,
-    /// None: the family has no token types (DistilBERT).
+    /// None: the family has no position table (ModernBERT).
+    position: Option<usize>,
+    /// None: the family has no token types (DistilBERT, ModernBERT).
     token_type: Option<usize>,
-    embedding_norm: (usize, usize),
+    embedding_norm: Affine,
     /// ELECTRA's `embeddings_project` (embedding width -> hidden size).
-    projection: Option<(usize, usize)>,
+    projection: Option<Affine>,
     layers: Vec<LayerParams>,
+    /// ModernBERT's norm after the last layer.
+    final_norm: Option<Affine>,
 }
 
-fn pair(store: &ParamStore, prefix: &str, weight: &str, bias: &str) -> Result<(usize, usize)> {
-    Ok((store.position(&format!("{prefix}.{weight}"))?, store.position(&format!("{prefix}.{bias}"))?))
+/// `prefix.weight` and `prefix.bias`.
+fn pair(store: &ParamStore, prefix: &str) -> Result<Affine> {
+    Ok(Affine { weight: store.position(&format!("{prefix}.weight"))?, bias: Some(store.position(&format!("{prefix}.bias"))?) })
+}
+
+/// `prefix.weight` alone.
+fn weight_only(store: &ParamStore, prefix: &str) -> Result<Affine> {
+    Ok(Affine { weight: store.position(&format!("{prefix}.weight"))?, bias: None })
 }
 
 impl EncoderParams {
@@ -109,23 +134,26 @@ impl EncoderParams {
         self.word
     }
 
-    /// The (weight, bias) positions of layer `layer`'s query and key projections.
-    pub fn query_key(&self, layer: usize) -> ((usize, usize), (usize, usize)) {
+    /// The positions of layer `layer`'s query and key projections.
+    pub fn query_key(&self, layer: usize) -> (Affine, Affine) {
         (self.layers[layer].query, self.layers[layer].key)
     }
 
     pub fn resolve(store: &ParamStore, config: &BertConfig) -> Result<EncoderParams> {
+        if config.family == Family::ModernBert {
+            return Self::resolve_modernbert(store, config);
+        }
         let e = "bert.embeddings";
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
             let p = format!("bert.encoder.layer.{l}");
-            let wb = |name: &str| pair(store, &format!("{p}.{name}"), "weight", "bias");
+            let wb = |name: &str| pair(store, &format!("{p}.{name}"));
             layers.push(LayerParams {
                 query: wb("attention.self.query")?,
                 key: wb("attention.self.key")?,
                 value: wb("attention.self.value")?,
                 attention_output: wb("attention.output.dense")?,
-                attention_norm: wb("attention.output.LayerNorm")?,
+                attention_norm: Some(wb("attention.output.LayerNorm")?),
                 intermediate: wb("intermediate.dense")?,
                 output: wb("output.dense")?,
                 output_norm: wb("output.LayerNorm")?,
@@ -133,24 +161,208 @@ impl EncoderParams {
         }
         Ok(EncoderParams {
             word: store.position(&format!("{e}.word_embeddings.weight"))?,
-            position: store.position(&format!("{e}.position_embeddings.weight"))?,
+            position: Some(store.position(&format!("{e}.position_embeddings.weight"))?),
             token_type: match config.family.has_token_type_table() {
                 true => Some(store.position(&format!("{e}.token_type_embeddings.weight"))?),
                 false => None,
             },
-            embedding_norm: pair(store, &format!("{e}.LayerNorm"), "weight", "bias")?,
+            embedding_norm: pair(store, &format!("{e}.LayerNorm"))?,
             projection: match config.projects_embeddings() {
-                true => Some(pair(store, "bert.embeddings_project", "weight", "bias")?),
+                true => Some(pair(store, "bert.embeddings_project")?),
                 false => None,
             },
             layers,
+            final_norm: None,
+        })
+    }
+
+    /// ModernBERT's names (`params::expected_parameters`): weights only.
+    fn resolve_modernbert(store: &ParamStore, config: &BertConfig) -> Result<EncoderParams> {
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("bert.encoder.layer.{l}");
+            let w = |name: &str| weight_only(store, &format!("{p}.{name}"));
+            layers.push(LayerParams {
+                query: w("attention.self.query")?,
+                key: w("attention.self.key")?,
+                value: w("attention.self.value")?,
+                attention_output: w("attention.output.dense")?,
+                attention_norm: if l == 0 { None } else { Some(w("attention.LayerNorm")?) },
+                intermediate: w("intermediate.dense")?,
+                output: w("output.dense")?,
+                output_norm: w("intermediate.LayerNorm")?,
+            });
+        }
+        Ok(EncoderParams {
+            word: store.position("bert.embeddings.word_embeddings.weight")?,
+            position: None,
+            token_type: None,
+            embedding_norm: weight_only(store, "bert.embeddings.LayerNorm")?,
+            projection: None,
+            layers,
+            final_norm: Some(weight_only(store, "bert.final_norm.LayerNorm")?),
         })
     }
 }
 
+/// A constant zero vector of `width` where `like` lives, as a leaf without
+/// gradient: the bias of a norm that has none.
+fn zero_leaf(tape: &mut Tape, like: Var, width: usize) -> Result<Var> {
+    let t = tape.value(like);
+    let zeros = backend::of(t).zeros_like(t, &[width])?;
+    Ok(tape.leaf(zeros, false))
+}
+
+/// What every layer of one forward pass shares: the parameters, the cached
+/// weights, the batch's layout and the dropout mode.
+struct LayerContext<'a> {
+    config: &'a BertConfig,
+    params: &'a [Var],
+    cache: Option<(&'a ParamStore, &'a WeightCache)>,
+    batch: &'a Batch,
+    mode: ForwardMode,
+    /// With `skip_padding` on a backend that packs rows: the real tokens'
+    /// rows in the padded (B·T) layout, and each sequence's length.
+    real_rows: Option<Arc<[usize]>>,
+    sequence_lengths: Option<Arc<[usize]>>,
+    /// The zero bias of norms without one (ModernBERT).
+    zero_bias: Option<Var>,
+}
+
+impl LayerContext<'_> {
+    /// A linear layer, using the cache's INT8 or transposed weight when one is current.
+    fn linear(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
+        let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
+        if let Some(quantized) = self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
+            return linear_int8(tape, x, quantized, bias);
+        }
+        let weight_t = self.cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
+        linear_with(tape, x, self.params[w], bias, weight_t)
+    }
+
+    fn norm(&self, tape: &mut Tape, x: Var, norm: Affine) -> Result<Var> {
+        let bias = match norm.bias {
+            Some(b) => self.params[b],
+            None => self.zero_bias.expect("a family with bias-free norms makes its zero bias"),
+        };
+        layer_norm(tape, x, self.params[norm.weight], bias, self.config.layer_norm_eps)
+    }
+
+    /// (N, H) rows as the heads expect them: (B, T, H), padding rows zero.
+    fn padded(&self, tape: &mut Tape, v: Var) -> Result<Var> {
+        match &self.real_rows {
+            Some(rows) => {
+                let width = tape.value(v).shape()[1];
+                scatter_rows(tape, v, rows.clone(), &[self.batch.batch_size, self.batch.seq_len, width])
+            }
+            None => Ok(v),
+        }
+    }
+
+    /// (B, T, H) -> the real tokens' rows (N, H) when packing; else unchanged.
+    fn packed(&self, tape: &mut Tape, v: Var) -> Result<Var> {
+        match &self.real_rows {
+            Some(rows) => gather_rows(tape, v, rows.clone()),
+            None => Ok(v),
+        }
+    }
+
+    /// Self-attention's context, q, k, v (rows of x's layout) -> (same
+    /// layout, H): packed where the rows are packed and no probability is
+    /// dropped, else over the padded batch.
+    fn attention(&self, tape: &mut Tape, (q, k, v): (Var, Var, Var), layer: usize, window: Option<usize>) -> Result<Var> {
+        let (heads, config) = (self.config.num_attention_heads, self.config);
+        let scale = 1.0 / (config.head_dim() as f64).sqrt();
+        let probs_dropout = self.mode.key(streams::attention_probs(layer)).map(|key| (config.attention_probs_dropout_prob, key));
+        match self.sequence_lengths.as_ref() {
+            Some(lens) if probs_dropout.is_none() => packed_windowed_attention(tape, (q, k, v), lens.clone(), heads, scale, window),
+            _ => {
+                let (q, k, v) = (self.padded(tape, q)?, self.padded(tape, k)?, self.padded(tape, v)?);
+                let context = windowed_attention(tape, (q, k, v), &self.batch.attention_mask, heads, scale, window, probs_dropout)?;
+                self.packed(tape, context)
+            }
+        }
+    }
+
+    /// Each row's position in its sequence: the column of the padded
+    /// layout (berth pads on the right, so real tokens count from 0).
+    fn positions(&self) -> Arc<[usize]> {
+        let t = self.batch.seq_len.max(1);
+        match &self.real_rows {
+            Some(rows) => rows.iter().map(|r| r % t).collect(),
+            None => (0..self.batch.batch_size * self.batch.seq_len).map(|r| r % t).collect(),
+        }
+    }
+}
+
+/// BERT's post-norm layer: x -> LayerNorm(x + attention(x)) -> LayerNorm(· + FFN(·)).
+fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usize, x: Var) -> Result<Var> {
+    let config = cx.config;
+    let hidden_p = config.hidden_dropout_prob;
+    let q = cx.linear(tape, x, lp.query)?;
+    let k = cx.linear(tape, x, lp.key)?;
+    let v = cx.linear(tape, x, lp.value)?;
+    let context = cx.attention(tape, (q, k, v), l, None)?;
+    let attn = cx.linear(tape, context, lp.attention_output)?;
+    let attn = match config.family.drops_attention_output() {
+        true => dropout(tape, attn, hidden_p, cx.mode.key(streams::attention_output(l)))?,
+        false => attn,
+    };
+    let attn = add(tape, attn, x)?;
+    let x1 = cx.norm(tape, attn, lp.attention_norm.expect("post-norm layers have an attention norm"))?;
+
+    // Feed-forward: H -> intermediate (GELU) -> H, residual, LayerNorm.
+    let inner = cx.linear(tape, x1, lp.intermediate)?;
+    let inner = gelu(tape, inner)?;
+    let out = cx.linear(tape, inner, lp.output)?;
+    let out = dropout(tape, out, hidden_p, cx.mode.key(streams::ffn_output(l)))?;
+    let out = add(tape, out, x1)?;
+    cx.norm(tape, out, lp.output_norm)
+}
+
+/// ModernBERT's pre-norm layer: x -> x + attention(norm(x)) -> · + GeGLU-FFN(norm(·)).
+/// Attention rotates q and k by their positions and, on a local layer,
+/// reads a window; the attention dropout falls on the probabilities and on
+/// the output projection, the feed-forward's before its output projection.
+fn pre_norm_layer(
+    tape: &mut Tape,
+    cx: &LayerContext,
+    lp: &LayerParams,
+    l: usize,
+    x: Var,
+    modern: &ModernBertSettings,
+    positions: &Arc<[usize]>,
+) -> Result<Var> {
+    let config = cx.config;
+    let heads = config.num_attention_heads;
+    let h = match lp.attention_norm {
+        Some(norm) => cx.norm(tape, x, norm)?,
+        None => x,
+    };
+    let inv_freq: Arc<[f64]> = modern.inv_freq(l, config.head_dim()).into();
+    let q = cx.linear(tape, h, lp.query)?;
+    let q = rotary(tape, q, positions.clone(), heads, inv_freq.clone())?;
+    let k = cx.linear(tape, h, lp.key)?;
+    let k = rotary(tape, k, positions.clone(), heads, inv_freq)?;
+    let v = cx.linear(tape, h, lp.value)?;
+    let context = cx.attention(tape, (q, k, v), l, modern.window_of(l))?;
+    let attn = cx.linear(tape, context, lp.attention_output)?;
+    let attn = dropout(tape, attn, config.attention_probs_dropout_prob, cx.mode.key(streams::attention_output(l)))?;
+    let x = add(tape, x, attn)?;
+
+    // Feed-forward: norm, H -> 2I (input, gate), GELU(input)·gate, -> H.
+    let h = cx.norm(tape, x, lp.output_norm)?;
+    let inner = cx.linear(tape, h, lp.intermediate)?;
+    let inner = geglu(tape, inner)?;
+    let inner = dropout(tape, inner, config.hidden_dropout_prob, cx.mode.key(streams::ffn_output(l)))?;
+    let out = cx.linear(tape, inner, lp.output)?;
+    add(tape, x, out)
+}
+
 /// Runs the encoder. `params` are the tape variables of the ParamStore, in
 /// store order. Returns the hidden states: the embedding output first, then
-/// the output of each layer, each (B, T, H).
+/// the output of each layer, each (B, T, H); with a final norm
+/// (ModernBERT), the last is the normed output of the last layer.
 pub fn encoder_forward(
     tape: &mut Tape,
     config: &BertConfig,
@@ -160,15 +372,6 @@ pub fn encoder_forward(
     mode: ForwardMode,
     cache: Option<(&ParamStore, &WeightCache)>,
 ) -> Result<Vec<Var>> {
-    // A linear layer from (weight, bias) positions, using the cache's INT8
-    // or transposed weight when one is current.
-    let lin = |tape: &mut Tape, x: Var, (w, b): (usize, usize)| {
-        if let Some(quantized) = cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
-            return linear_int8(tape, x, quantized, Some(params[b]));
-        }
-        let weight_t = cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
-        linear_with(tape, x, params[w], Some(params[b]), weight_t)
-    };
     batch.validate()?;
     let (b, t) = (batch.batch_size, batch.seq_len);
     if t > config.max_sequence_length() {
@@ -179,40 +382,63 @@ pub fn encoder_forward(
             config.position_offset()
         )));
     }
+    let word = params[ids.word];
+    let packs_rows = backend::of(tape.value(word)).packs_rows();
+    if config.modern.is_some() && !packs_rows {
+        return Err(Error::InvalidArgument(
+            "ModernBERT runs on the CPU only for now: its rotary, GeGLU and sliding-window kernels are not on the device yet (drop --device)"
+                .into(),
+        ));
+    }
     let eps = config.layer_norm_eps;
-    let heads = config.num_attention_heads;
     let hidden_p = config.hidden_dropout_prob;
+    let mut cx = LayerContext { config, params, cache, batch, mode, real_rows: None, sequence_lengths: None, zero_bias: None };
+    if ids.embedding_norm.bias.is_none() {
+        cx.zero_bias = Some(zero_leaf(tape, word, config.hidden_size)?);
+    }
 
-    // Embeddings: LayerNorm(word + token type + position), then dropout.
-    let (w, bias) = ids.embedding_norm;
-    let (word, pos, ln) = (params[ids.word], params[ids.position], (params[w], params[bias]));
-    // A family without token types adds a constant zero row instead (no gradient).
-    let types = match ids.token_type {
-        Some(p) => params[p],
+    let x = match ids.position {
+        // BERT's embeddings: LayerNorm(word + token type + position), then dropout.
+        Some(position) => {
+            let ln_bias = params[ids.embedding_norm.bias.expect("tables with positions have a LayerNorm bias")];
+            let ln = (params[ids.embedding_norm.weight], ln_bias);
+            // A family without token types adds a constant zero row instead (no gradient).
+            let types = match ids.token_type {
+                Some(p) => params[p],
+                None => {
+                    let table = tape.value(word);
+                    let zeros = backend::of(table).zeros_like(table, &[1, table.shape()[1]])?;
+                    tape.leaf(zeros, false)
+                }
+            };
+            // RoBERTa's real tokens read position rows offset, offset + 1, ... (its
+            // padding reads row pad_token_id, but padding never reaches a real
+            // token), so the encoder sees the table from row `offset` on; the rows
+            // before it get no gradient, as in transformers.
+            let offset = config.position_offset();
+            let pos = params[position];
+            let pos = if offset > 0 { gather_rows(tape, pos, (offset..offset + t).collect())? } else { pos };
+            let no_types;
+            let type_ids = if config.family.uses_token_types() {
+                &batch.token_type_ids
+            } else {
+                no_types = vec![0; batch.token_type_ids.len()];
+                &no_types
+            };
+            let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, type_ids, (b, t), eps)?;
+            dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?
+        }
+        // ModernBERT's: LayerNorm(word), then its embedding dropout.
         None => {
-            let table = tape.value(word);
-            let zeros = backend::of(table).zeros_like(table, &[1, table.shape()[1]])?;
-            tape.leaf(zeros, false)
+            let x = embedding(tape, word, &batch.input_ids, &[b, t], "input id")?;
+            let x = cx.norm(tape, x, ids.embedding_norm)?;
+            let p = config.modern.as_ref().map_or(hidden_p, |m| m.embedding_dropout);
+            dropout(tape, x, p, mode.key(streams::EMBEDDINGS))?
         }
     };
-    // RoBERTa's real tokens read position rows offset, offset + 1, ... (its
-    // padding reads row pad_token_id, but padding never reaches a real
-    // token), so the encoder sees the table from row `offset` on; the rows
-    // before it get no gradient, as in transformers.
-    let offset = config.position_offset();
-    let pos = if offset > 0 { gather_rows(tape, pos, (offset..offset + t).collect())? } else { pos };
-    let no_types;
-    let type_ids = if config.family.uses_token_types() {
-        &batch.token_type_ids
-    } else {
-        no_types = vec![0; batch.token_type_ids.len()];
-        &no_types
-    };
-    let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, type_ids, (b, t), eps)?;
-    let x = dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?;
     // ELECTRA: (B, T, E) -> (B, T, H).
     let x = match ids.projection {
-        Some(p) => lin(tape, x, p)?,
+        Some(p) => cx.linear(tape, x, p)?,
         None => x,
     };
 
@@ -220,60 +446,34 @@ pub fn encoder_forward(
     // the real tokens only, packed (N, H); `real_rows` are their positions in
     // the padded (B·T) layout. Hidden states are returned padded, as the
     // heads expect.
-    let hidden = config.hidden_size;
-    let packs_rows = backend::of(tape.value(x)).packs_rows();
-    let real_rows: Option<Arc<[usize]>> = (mode.skip_padding && packs_rows)
+    cx.real_rows = (mode.skip_padding && packs_rows)
         .then(|| batch.attention_mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect());
     // Real tokens per sequence (packed, each sequence's rows are consecutive);
     // only the packed path needs them.
-    let sequence_lengths: Option<Arc<[usize]>> =
-        real_rows.as_ref().map(|_| batch.attention_mask.chunks(t.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect());
-    let padded = |tape: &mut Tape, v: Var| match &real_rows {
-        Some(rows) => scatter_rows(tape, v, rows.clone(), &[b, t, hidden]),
-        None => Ok(v),
-    };
-    let packed = |tape: &mut Tape, v: Var| match &real_rows {
-        Some(rows) => gather_rows(tape, v, rows.clone()),
-        None => Ok(v),
-    };
-    let mut x = packed(tape, x)?;
-    let mut hidden_states = vec![padded(tape, x)?];
-    tape.release_since(0, &[hidden_states[0], x]);
-    let scale_factor = 1.0 / (config.head_dim() as f64).sqrt();
+    cx.sequence_lengths =
+        cx.real_rows.as_ref().map(|_| batch.attention_mask.chunks(t.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect());
+    let mut x = cx.packed(tape, x)?;
+    let mut hidden_states = vec![cx.padded(tape, x)?];
+    let mut keep_always: Vec<Var> = cx.zero_bias.into_iter().collect();
+    keep_always.push(hidden_states[0]);
+    tape.release_since(0, &[&keep_always[..], &[x]].concat());
+    let positions = config.modern.as_ref().map(|_| cx.positions());
+    let last = ids.layers.len().saturating_sub(1);
     for (l, lp) in ids.layers.iter().enumerate() {
         let layer_start = tape.len();
-        // Self-attention: (B, T, H) -> per-head (B, heads, T, d).
-        let q = lin(tape, x, lp.query)?;
-        let k = lin(tape, x, lp.key)?;
-        let v = lin(tape, x, lp.value)?;
-        let probs_dropout = mode.key(streams::attention_probs(l)).map(|key| (config.attention_probs_dropout_prob, key));
-        let context = match sequence_lengths.as_ref() {
-            Some(lens) if probs_dropout.is_none() => packed_attention(tape, q, k, v, lens.clone(), heads, scale_factor)?,
-            _ => {
-                let (q, k, v) = (padded(tape, q)?, padded(tape, k)?, padded(tape, v)?);
-                let context = attention(tape, (q, k, v), &batch.attention_mask, heads, scale_factor, probs_dropout)?;
-                packed(tape, context)?
-            }
+        x = match (&config.modern, &positions) {
+            (Some(modern), Some(positions)) => pre_norm_layer(tape, &cx, lp, l, x, modern, positions)?,
+            _ => post_norm_layer(tape, &cx, lp, l, x)?,
         };
-        let attn = lin(tape, context, lp.attention_output)?;
-        let attn = match config.family.drops_attention_output() {
-            true => dropout(tape, attn, hidden_p, mode.key(streams::attention_output(l)))?,
-            false => attn,
-        };
-        let attn = add(tape, attn, x)?;
-        let x1 = layer_norm(tape, attn, params[lp.attention_norm.0], params[lp.attention_norm.1], eps)?;
-
-        // Feed-forward: H -> intermediate (GELU) -> H, residual, LayerNorm.
-        let inner = lin(tape, x1, lp.intermediate)?;
-        let inner = gelu(tape, inner)?;
-        let out = lin(tape, inner, lp.output)?;
-        let out = dropout(tape, out, hidden_p, mode.key(streams::ffn_output(l)))?;
-        let out = add(tape, out, x1)?;
-        x = layer_norm(tape, out, params[lp.output_norm.0], params[lp.output_norm.1], eps)?;
-        let state = padded(tape, x)?;
+        if l == last
+            && let Some(norm) = ids.final_norm
+        {
+            x = cx.norm(tape, x, norm)?;
+        }
+        let state = cx.padded(tape, x)?;
         hidden_states.push(state);
-        let keep: Vec<Var> = hidden_states.iter().copied().chain([x]).collect();
-        tape.release_since(layer_start, &keep);
+        keep_always.push(state);
+        tape.release_since(layer_start, &[&keep_always[..], &[x]].concat());
     }
     Ok(hidden_states)
 }

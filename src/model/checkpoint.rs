@@ -81,6 +81,9 @@ pub fn canonical_name_in(family: Family, name: &str) -> String {
     if family == Family::DistilBert {
         return distilbert_to_bert(&n);
     }
+    if family == Family::ModernBert {
+        return modernbert_to_bert(&n);
+    }
     if family.has_roberta_head() {
         if let Some(rest) = n.strip_prefix(family.tensor_prefix()).and_then(|r| r.strip_prefix('.')) {
             return format!("bert.{rest}");
@@ -105,6 +108,9 @@ pub fn hf_tensor_name(family: Family, head: HeadKind, name: &str) -> String {
     if family == Family::DistilBert {
         return bert_to_distilbert(name);
     }
+    if family == Family::ModernBert {
+        return bert_to_modernbert(name);
+    }
     if !family.has_roberta_head() {
         return name.to_owned();
     }
@@ -120,6 +126,152 @@ pub fn hf_tensor_name(family: Family, head: HeadKind, name: &str) -> String {
         Some(rest) => format!("{}.{rest}", family.tensor_prefix()),
         None => name.to_owned(),
     }
+}
+
+/// A ModernBERT layer's tensor names and the names berth keeps them under.
+/// Its fused `attn.Wqkv` (3H, H) is kept as BERT's three projections: it is
+/// split at load and joined at save ([`split_fused_qkv`], [`join_fused_qkv`]).
+const MODERNBERT_LAYER_NAMES: [(&str, &str); 7] = [
+    ("attn_norm", "attention.LayerNorm"),
+    ("attn.Wqkv", "attention.self.qkv"),
+    ("attn.Wo", "attention.output.dense"),
+    ("mlp_norm", "intermediate.LayerNorm"),
+    ("mlp.Wi", "intermediate.dense"),
+    ("mlp.Wo", "output.dense"),
+    // Listed last: berth's name of the joined projection, for the inverse only.
+    ("attn.Wqkv", "attention.self.query_key_value"),
+];
+
+/// ModernBERT's names outside its layers and berth's.
+const MODERNBERT_NAMES: [(&str, &str); 5] = [
+    ("model.embeddings.tok_embeddings.", "bert.embeddings.word_embeddings."),
+    ("model.embeddings.norm.", "bert.embeddings.LayerNorm."),
+    ("model.final_norm.", "bert.final_norm.LayerNorm."),
+    ("head.dense.", "bert.pooler.dense."),
+    ("head.norm.", "bert.pooler.LayerNorm."),
+];
+
+/// `model.layers.N.mlp.Wi.weight` -> `bert.encoder.layer.N.intermediate.dense.weight`;
+/// the masked-LM decoder comes out under `cls.`.
+fn modernbert_to_bert(name: &str) -> String {
+    if name.starts_with("decoder.") {
+        return format!("cls.{name}");
+    }
+    for (theirs, ours) in MODERNBERT_NAMES {
+        if let Some(tail) = name.strip_prefix(theirs) {
+            return format!("{ours}{tail}");
+        }
+    }
+    if let Some(layer) = name.strip_prefix("model.layers.") {
+        let (index, part) = layer.split_once('.').unwrap_or((layer, ""));
+        for (theirs, ours) in &MODERNBERT_LAYER_NAMES[..6] {
+            if let Some(tail) = part.strip_prefix(theirs).and_then(|t| t.strip_prefix('.')) {
+                return format!("bert.encoder.layer.{index}.{ours}.{tail}");
+            }
+        }
+        return format!("bert.encoder.layer.{index}.{part}");
+    }
+    if name.starts_with("classifier.") || name.starts_with("cls.") {
+        return name.to_owned();
+    }
+    format!("bert.{}", name.strip_prefix("model.").unwrap_or(name))
+}
+
+/// The inverse of [`modernbert_to_bert`] (the three projections' joined
+/// name is `attention.self.query_key_value`, see [`join_fused_qkv`]).
+fn bert_to_modernbert(name: &str) -> String {
+    for (theirs, ours) in MODERNBERT_NAMES {
+        if let Some(tail) = name.strip_prefix(ours) {
+            return format!("{theirs}{tail}");
+        }
+    }
+    if let Some(layer) = name.strip_prefix("bert.encoder.layer.") {
+        let (index, part) = layer.split_once('.').unwrap_or((layer, ""));
+        for (theirs, ours) in MODERNBERT_LAYER_NAMES {
+            if let Some(tail) = part.strip_prefix(ours).and_then(|t| t.strip_prefix('.')) {
+                return format!("model.layers.{index}.{theirs}.{tail}");
+            }
+        }
+        return format!("model.layers.{index}.{part}");
+    }
+    match name.strip_prefix("bert.") {
+        Some(rest) => format!("model.{rest}"),
+        None => name.to_owned(),
+    }
+}
+
+/// The three projections berth keeps a fused (3H, H) q/k/v weight as, in its order.
+const QKV_PARTS: [&str; 3] = ["query", "key", "value"];
+
+/// Replaces every `….attention.self.qkv.weight` (3H, H) of `tensors` with
+/// its three (H, H) row blocks, `query`, `key` and `value` (ModernBERT's
+/// `Wqkv` holds them in that order). A first dimension not divisible by 3
+/// is left whole, for the shape check to report.
+pub fn split_fused_qkv(tensors: &mut BTreeMap<String, Tensor>) -> Result<()> {
+    let fused: Vec<String> = tensors.keys().filter(|k| k.ends_with(".attention.self.qkv.weight")).cloned().collect();
+    for name in fused {
+        let t = tensors.remove(&name).expect("listed above");
+        tensors.extend(split_qkv_tensor(name, t)?);
+    }
+    Ok(())
+}
+
+/// As [`split_fused_qkv`] on a (name, tensor) list, keeping its order: each
+/// fused weight becomes query, key, value where it stood.
+pub fn split_fused_qkv_in_order(named: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::with_capacity(named.len() + 2);
+    for (name, t) in named {
+        out.extend(split_qkv_tensor(name, t)?);
+    }
+    Ok(out)
+}
+
+/// One tensor: a fused `….attention.self.qkv.weight` (3H, H) as its three
+/// (H, H) blocks; anything else (or a shape not divisible by 3) unchanged.
+fn split_qkv_tensor(name: String, t: Tensor) -> Result<Vec<(String, Tensor)>> {
+    let Some(stem) = name.strip_suffix("qkv.weight").filter(|_| name.ends_with(".attention.self.qkv.weight")) else {
+        return Ok(vec![(name, t)]);
+    };
+    if t.dims() != 2 || !t.shape()[0].is_multiple_of(3) {
+        return Ok(vec![(name, t)]);
+    }
+    let (rows, cols) = (t.shape()[0] / 3, t.shape()[1]);
+    let values = t.to_f64_vec();
+    let mut parts = Vec::with_capacity(3);
+    for (i, part) in QKV_PARTS.iter().enumerate() {
+        let block = values[i * rows * cols..(i + 1) * rows * cols].to_vec();
+        parts.push((format!("{stem}{part}.weight"), Tensor::from_f64_like(block, &[rows, cols], &t)?));
+    }
+    Ok(parts)
+}
+
+/// The inverse of [`split_fused_qkv`] on a store's (name, tensor) list, in
+/// order: each layer's query, key and value weights become one
+/// `….attention.self.query_key_value.weight` (3H, H) where the query was.
+pub fn join_fused_qkv(named: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+    let parts: BTreeMap<String, Tensor> = named.iter().filter(|(n, _)| is_qkv_part(n)).cloned().collect();
+    let mut out = Vec::with_capacity(named.len());
+    for (name, tensor) in named {
+        if !is_qkv_part(&name) {
+            out.push((name, tensor));
+            continue;
+        }
+        let Some(stem) = name.strip_suffix("query.weight") else { continue };
+        let mut values = Vec::with_capacity(3 * tensor.numel());
+        for part in QKV_PARTS {
+            let t = parts
+                .get(&format!("{stem}{part}.weight"))
+                .ok_or_else(|| Error::InvalidArgument(format!("{stem}{part}.weight is missing: the fused q/k/v weight needs all three")))?;
+            values.extend(t.to_host()?.to_f64_vec());
+        }
+        let shape = [3 * tensor.shape()[0], tensor.shape()[1]];
+        out.push((format!("{stem}query_key_value.weight"), Tensor::from_f64_like(values, &shape, &tensor)?));
+    }
+    Ok(out)
+}
+
+fn is_qkv_part(name: &str) -> bool {
+    name.starts_with("bert.encoder.layer.") && QKV_PARTS.iter().any(|p| name.ends_with(&format!(".attention.self.{p}.weight")))
 }
 
 /// A DistilBERT layer's tensor names and the BERT names berth keeps them under.
@@ -360,6 +512,9 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
             message: format!("non-finite weights, the model cannot be used:\n    {}", non_finite.join("\n    ")),
         });
     }
+    if family == Family::ModernBert {
+        split_fused_qkv(&mut by_name)?;
+    }
     let stored_dtype: HashMap<String, Dtype> = non_float.into_iter().map(|(n, d)| (canonical_name_in(family, &n), d)).collect();
     if ignored_pretraining > 0 {
         report.notes.push(format!("ignored {ignored_pretraining} pre-training head tensors (cls.*, lm_head.*, *_predictions.*)"));
@@ -401,7 +556,7 @@ pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<(BertClassifier, 
         }
     }
     // A pooler stored for a token head is unused, as in HF.
-    if head == HeadKind::TokenClassification {
+    if head == HeadKind::TokenClassification && !family.token_head_has_transform() {
         let pooler: Vec<String> = by_name.keys().filter(|k| k.starts_with("bert.pooler.")).cloned().collect();
         for k in pooler {
             by_name.remove(&k);
@@ -461,8 +616,12 @@ pub fn save_model(model: &BertClassifier, dir: &Path, dtype: DType) -> Result<()
     let config_text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
     write_atomic(&dir.join("config.json"), config_text.as_bytes())?;
 
-    let names: Vec<String> = model.params.names().iter().map(|n| hf_tensor_name(family, head, n)).collect();
-    write_safetensors(&dir.join("model.safetensors"), names.iter().map(String::as_str).zip(model.params.tensors()), dtype)
+    let mut named: Vec<(String, Tensor)> = model.params.iter().map(|(n, t)| (n.to_owned(), t.clone())).collect();
+    if family == Family::ModernBert {
+        named = join_fused_qkv(named)?;
+    }
+    let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (hf_tensor_name(family, head, &n), t)).collect();
+    write_safetensors(&dir.join("model.safetensors"), named.iter().map(|(n, t)| (n.as_str(), t)), dtype)
 }
 
 /// Writes named tensors, converted to `dtype`, as one safetensors file (atomically).

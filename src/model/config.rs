@@ -84,6 +84,9 @@ pub struct BertConfig {
     /// From `model_type` (absent: BERT).
     #[serde(skip)]
     pub family: Family,
+    /// ModernBERT's own architecture settings (None for every other family).
+    #[serde(skip)]
+    pub modern: Option<ModernBertSettings>,
     /// The whole file as read, so that fields berth does not use survive a save.
     #[serde(skip)]
     pub raw: Value,
@@ -112,7 +115,7 @@ fn default_position_type() -> String {
 }
 
 /// `model_type` values berth runs (a config without the field is taken as BERT).
-pub const SUPPORTED_MODEL_TYPES: [&str; 5] = ["bert", "roberta", "xlm-roberta", "electra", "distilbert"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 6] = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "modernbert"];
 
 /// The encoder families berth runs. They share one encoder; a family fixes
 /// the variation points: the position scheme, whether token types are used,
@@ -135,7 +138,142 @@ pub enum Family {
     /// dropout after the attention's output projection, and a head of
     /// `pre_classifier` + ReLU + `classifier`.
     DistilBert,
+    /// ModernBERT: pre-norm layers without biases, rotary positions (no
+    /// position table), GeGLU feed-forward, global and sliding-window local
+    /// layers, a final norm, and a head of dense + GELU + norm over the
+    /// mean or the first token (at every token for token heads); its
+    /// settings are [`ModernBertSettings`].
+    ModernBert,
 }
+
+/// How ModernBERT pools the sequence for its sequence head (`classifier_pooling`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean of the final-norm output over the real tokens.
+    Mean,
+    /// The first token.
+    Cls,
+}
+
+/// The settings of a ModernBERT config that BERT's keys do not hold, read
+/// from either spelling: transformers 5's `layer_types` and
+/// `rope_parameters`, or the published checkpoints'
+/// `global_attn_every_n_layers`, `global_rope_theta` and `local_rope_theta`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModernBertSettings {
+    /// Per layer: true for global (full) attention, false for sliding-window.
+    pub global_layers: Vec<bool>,
+    pub global_rope_theta: f64,
+    pub local_rope_theta: f64,
+    /// The half-width of a local layer's window: query i reads keys
+    /// |i − j| ≤ `local_attention / 2`.
+    pub window: usize,
+    pub pooling: Pooling,
+    pub embedding_dropout: f64,
+}
+
+impl ModernBertSettings {
+    fn from_raw(raw: &Value, layers: usize, path: &Path) -> Result<ModernBertSettings> {
+        let bad = |message: String| Err(Error::Config { path: path.into(), message });
+        let number = |key: &str| raw.get(key).and_then(Value::as_f64);
+        for flag in ["attention_bias", "mlp_bias", "norm_bias", "classifier_bias"] {
+            if raw.get(flag).and_then(Value::as_bool) == Some(true) {
+                return bad(format!("{flag} true is not supported; berth implements ModernBERT without biases, as it is published"));
+            }
+        }
+        if let Some(act) = raw.get("classifier_activation").and_then(Value::as_str)
+            && act != "gelu"
+        {
+            return bad(format!("classifier_activation `{act}` is not supported; berth implements the exact erf GELU (`gelu`) only"));
+        }
+        let global_layers = match raw.get("layer_types") {
+            Some(Value::Array(types)) => {
+                let mut kinds = Vec::with_capacity(types.len());
+                for (i, t) in types.iter().enumerate() {
+                    kinds.push(match t.as_str() {
+                        Some("full_attention") => true,
+                        Some("sliding_attention") => false,
+                        _ => return bad(format!("layer_types[{i}] is {t}; berth knows full_attention and sliding_attention")),
+                    });
+                }
+                kinds
+            }
+            Some(other) => return bad(format!("layer_types is {other}, not a list")),
+            None => {
+                let every = raw.get("global_attn_every_n_layers").and_then(Value::as_u64).unwrap_or(3) as usize;
+                if every == 0 {
+                    return bad("global_attn_every_n_layers must be positive".into());
+                }
+                (0..layers).map(|l| l % every == 0).collect()
+            }
+        };
+        if global_layers.len() != layers {
+            return bad(format!("layer_types has {} entries for {layers} layers (num_hidden_layers)", global_layers.len()));
+        }
+        let theta = |kind: &str, flat: &str, default: f64| -> Result<f64> {
+            let Some(params) = raw.get("rope_parameters").filter(|v| !v.is_null()) else {
+                return Ok(number(flat).unwrap_or(default));
+            };
+            let entry = params.get(kind).unwrap_or(params);
+            if let Some(rope_type) = entry.get("rope_type").and_then(Value::as_str)
+                && rope_type != "default"
+            {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: format!(
+                        "rope_parameters.{kind}.rope_type `{rope_type}` is not supported; berth implements `default` RoPE only"
+                    ),
+                });
+            }
+            entry
+                .get("rope_theta")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| Error::Config { path: path.into(), message: format!("rope_parameters.{kind} has no rope_theta") })
+        };
+        let global_rope_theta = theta("full_attention", "global_rope_theta", 160_000.0)?;
+        let local_rope_theta = theta("sliding_attention", "local_rope_theta", 10_000.0)?;
+        if !(global_rope_theta > 0.0 && local_rope_theta > 0.0) {
+            return bad(format!("rope theta must be positive (global {global_rope_theta}, local {local_rope_theta})"));
+        }
+        let local_attention = raw.get("local_attention").and_then(Value::as_u64).unwrap_or(128) as usize;
+        let pooling = match raw.get("classifier_pooling").and_then(Value::as_str).unwrap_or("cls") {
+            "mean" => Pooling::Mean,
+            "cls" => Pooling::Cls,
+            other => return bad(format!("classifier_pooling `{other}` is not supported; berth implements `mean` and `cls`")),
+        };
+        let embedding_dropout = number("embedding_dropout").unwrap_or(0.0);
+        Ok(ModernBertSettings {
+            global_layers,
+            global_rope_theta,
+            local_rope_theta,
+            window: local_attention / 2,
+            pooling,
+            embedding_dropout,
+        })
+    }
+
+    /// Layer `layer`'s rotary inverse frequencies (D/2): `1 / theta^(2i/D)`
+    /// in f64. Stock transformers builds this table in float32; the f64
+    /// fixtures keep it in float64 and match this to 1e-15, while the f32
+    /// table misses them by 1.5e-9.
+    pub fn inv_freq(&self, layer: usize, head_dim: usize) -> Vec<f64> {
+        let theta = if self.global_layers[layer] { self.global_rope_theta } else { self.local_rope_theta };
+        (0..head_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f64 / head_dim as f64)).collect()
+    }
+
+    /// Layer `layer`'s window half-width, None on a global layer.
+    pub fn window_of(&self, layer: usize) -> Option<usize> {
+        (!self.global_layers[layer]).then_some(self.window)
+    }
+}
+
+/// ModernBERT's config keys and the BERT keys berth reads them as.
+const MODERNBERT_KEYS: [(&str, &str); 4] = [
+    ("hidden_activation", "hidden_act"),
+    ("norm_eps", "layer_norm_eps"),
+    ("mlp_dropout", "hidden_dropout_prob"),
+    ("attention_dropout", "attention_probs_dropout_prob"),
+];
 
 /// DistilBERT's config keys and the BERT keys berth reads them as.
 const DISTILBERT_KEYS: [(&str, &str); 6] = [
@@ -157,6 +295,11 @@ pub enum SequenceHead {
     /// RoBERTa and ELECTRA: dropout, dense, an activation, dropout,
     /// `out_proj`, stored as `classifier.dense` and `classifier.out_proj`.
     DenseThenProjection { gelu: bool },
+    /// ModernBERT: the pooled vector (mean or first token), dense (no
+    /// bias), GELU, LayerNorm (no bias), dropout, `classifier`; stored as
+    /// `head.dense`, `head.norm` (berth: `bert.pooler.dense`,
+    /// `bert.pooler.LayerNorm`). Its token head runs the same at every token.
+    PooledDenseNorm,
 }
 
 impl Family {
@@ -167,6 +310,7 @@ impl Family {
             "xlm-roberta" => Some(Family::XlmRoberta),
             "electra" => Some(Family::Electra),
             "distilbert" => Some(Family::DistilBert),
+            "modernbert" => Some(Family::ModernBert),
             _ => None,
         }
     }
@@ -178,6 +322,7 @@ impl Family {
             Family::XlmRoberta => "xlm-roberta",
             Family::Electra => "electra",
             Family::DistilBert => "distilbert",
+            Family::ModernBert => "modernbert",
         }
     }
 
@@ -188,6 +333,7 @@ impl Family {
             Family::Roberta | Family::XlmRoberta => "roberta",
             Family::Electra => "electra",
             Family::DistilBert => "distilbert",
+            Family::ModernBert => "model",
         }
     }
 
@@ -199,6 +345,7 @@ impl Family {
             Family::XlmRoberta => "XLMRoberta",
             Family::Electra => "Electra",
             Family::DistilBert => "DistilBert",
+            Family::ModernBert => "ModernBert",
         }
     }
 
@@ -218,6 +365,7 @@ impl Family {
             Family::Roberta | Family::XlmRoberta => SequenceHead::DenseThenProjection { gelu: false },
             Family::Electra => SequenceHead::DenseThenProjection { gelu: true },
             Family::DistilBert => SequenceHead::PreClassifier,
+            Family::ModernBert => SequenceHead::PooledDenseNorm,
         }
     }
 
@@ -229,7 +377,20 @@ impl Family {
 
     /// Whether the model has a token-type table at all (DistilBERT has none).
     pub fn has_token_type_table(self) -> bool {
-        self != Family::DistilBert
+        !matches!(self, Family::DistilBert | Family::ModernBert)
+    }
+
+    /// Whether the model has a learned position table (ModernBERT rotates q
+    /// and k instead).
+    pub fn has_position_table(self) -> bool {
+        self != Family::ModernBert
+    }
+
+    /// Whether token heads run the sequence head's dense + GELU + norm at
+    /// every token before `classifier` (ModernBERT), so they own the
+    /// `bert.pooler` slot too.
+    pub fn token_head_has_transform(self) -> bool {
+        self == Family::ModernBert
     }
 
     /// Whether a layer drops out its attention output before the residual
@@ -262,6 +423,15 @@ impl BertConfig {
             Some(name) => Family::from_model_type(name).expect("validate checked the model_type"),
             None => Family::Bert,
         };
+        if config.family == Family::ModernBert {
+            config.modern = Some(ModernBertSettings::from_raw(&config.raw, config.num_hidden_layers, path)?);
+            if !config.head_dim().is_multiple_of(2) {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: format!("head size {} is odd; rotary embeddings turn pairs of features", config.head_dim()),
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -269,6 +439,24 @@ impl BertConfig {
     /// read as BERT's, its fixed LayerNorm eps and its one dropout. Other
     /// families already use BERT's keys.
     fn bert_keyed(raw: &Value, path: &Path) -> Result<Value> {
+        if raw.get("model_type").and_then(Value::as_str) == Some("modernbert") {
+            let mut keyed = raw.clone();
+            let obj = keyed.as_object_mut().ok_or_else(|| Error::Config { path: path.into(), message: "not a JSON object".into() })?;
+            for (theirs, ours) in MODERNBERT_KEYS {
+                if let Some(v) = raw.get(theirs) {
+                    obj.insert(ours.into(), v.clone());
+                }
+            }
+            // transformers' defaults where the published configs rely on them.
+            for (key, default) in [("hidden_act", json!("gelu")), ("layer_norm_eps", json!(1e-5))] {
+                obj.entry(key).or_insert(default);
+            }
+            for key in ["hidden_dropout_prob", "attention_probs_dropout_prob"] {
+                obj.entry(key).or_insert(json!(0.0));
+            }
+            obj.insert("type_vocab_size".into(), json!(1));
+            return Ok(keyed);
+        }
         if raw.get("model_type").and_then(Value::as_str) != Some("distilbert") {
             return Ok(raw.clone());
         }
@@ -297,6 +485,7 @@ impl BertConfig {
         match (self.family, sequence_head) {
             (Family::DistilBert, true) => self.seq_classif_dropout.unwrap_or(0.2),
             (Family::DistilBert, false) => self.hidden_dropout_prob,
+            (Family::ModernBert, _) => self.classifier_dropout.unwrap_or(0.0),
             _ => self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
         }
     }
@@ -364,7 +553,7 @@ impl BertConfig {
 
     fn position_offset_of(&self, family: Family) -> usize {
         match family {
-            Family::Bert | Family::Electra | Family::DistilBert => 0,
+            Family::Bert | Family::Electra | Family::DistilBert | Family::ModernBert => 0,
             Family::Roberta | Family::XlmRoberta => self.pad_token_id.unwrap_or(1) + 1,
         }
     }
@@ -415,7 +604,7 @@ impl BertConfig {
         obj.insert("problem_type".into(), problem_type.map_or(Value::Null, |p| json!(p.hf_name())));
         obj.remove("num_labels");
         obj.insert("model_type".into(), json!(self.family.model_type()));
-        if self.family == Family::DistilBert {
+        if matches!(self.family, Family::DistilBert | Family::ModernBert) {
             // Its own keys, as read: berth changes none of them.
             return out;
         }
@@ -449,6 +638,31 @@ impl BertConfig {
             "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
             "num_attention_heads": heads, "intermediate_size": intermediate,
             "max_position_embeddings": 512, "model_type": "bert"
+        });
+        BertConfig::from_json_str(&text.to_string(), Path::new("<built-in config>")).expect("valid built-in config")
+    }
+
+    /// A ModernBERT config of these sizes (for gradient checks and tests):
+    /// layers alternate global and sliding-window attention (every second
+    /// layer global, from layer 0), windows of half-width
+    /// `local_attention / 2`, mean pooling, and `dropout` in every dropout
+    /// slot ModernBERT has.
+    pub fn synthetic_modernbert(
+        vocab: usize,
+        hidden: usize,
+        layers: usize,
+        heads: usize,
+        intermediate: usize,
+        local_attention: usize,
+        dropout: f64,
+    ) -> BertConfig {
+        let text = json!({
+            "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": intermediate,
+            "max_position_embeddings": 512, "model_type": "modernbert", "pad_token_id": 0,
+            "global_attn_every_n_layers": 2, "local_attention": local_attention,
+            "global_rope_theta": 160000.0, "local_rope_theta": 10000.0, "classifier_pooling": "mean",
+            "embedding_dropout": dropout, "mlp_dropout": dropout, "attention_dropout": dropout, "classifier_dropout": dropout
         });
         BertConfig::from_json_str(&text.to_string(), Path::new("<built-in config>")).expect("valid built-in config")
     }

@@ -1,17 +1,40 @@
 //! `BertForSequenceClassification` and `BertForTokenClassification`: the
 //! encoder plus a head, and the loss each problem type uses.
 
-use super::bert::{EncoderParams, ForwardMode, encoder_forward, streams};
-use super::config::{BertConfig, ProblemType, SequenceHead};
+use super::bert::{Affine, EncoderParams, ForwardMode, encoder_forward, streams};
+use super::config::{BertConfig, Pooling, ProblemType, SequenceHead};
 use super::loss::{LossKind, LossSpec};
 use super::params::{HeadKind, ParamStore, WeightCache};
-use crate::autograd::basic::{dropout, first_token, gelu, relu, tanh};
-use crate::autograd::linear::linear;
+use crate::autograd::basic::{dropout, first_token, gelu, relu, reshape, tanh};
+use crate::autograd::linear::{batched_matmul_op, linear};
 use crate::autograd::loss::{bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
+use crate::autograd::norm::layer_norm;
 use crate::autograd::{Tape, Var};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
+
+/// x (B, T, H) -> (B, H): the mean over each row's real tokens (mask 1),
+/// as a product with constant weights mask/count, so backward is the
+/// product's. A row without real tokens pools to zero.
+fn mean_over_real_tokens(tape: &mut Tape, x: Var, batch: &Batch) -> Result<Var> {
+    let (b, t) = (batch.batch_size, batch.seq_len);
+    let mut weights = vec![0.0; b * t];
+    for (row, mask) in weights.chunks_mut(t.max(1)).zip(batch.attention_mask.chunks(t.max(1))) {
+        let count = mask.iter().filter(|&&m| m != 0).count();
+        for (w, &m) in row.iter_mut().zip(mask) {
+            if m != 0 {
+                *w = 1.0 / count as f64;
+            }
+        }
+    }
+    let like = tape.value(x);
+    let hidden = like.shape()[2];
+    let weights = Tensor::from_f64_like(weights, &[b, 1, t], like)?;
+    let weights = tape.leaf(weights, false);
+    let pooled = batched_matmul_op(tape, weights, x, false, false)?;
+    reshape(tape, pooled, &[b, hidden])
+}
 
 /// Targets for one batch, in the form each problem type needs.
 #[derive(Clone, Debug)]
@@ -58,7 +81,11 @@ pub struct BertClassifier {
     /// Which parameters receive gradients (all, unless `--freeze` says otherwise).
     pub trainable: Vec<bool>,
     encoder: EncoderParams,
-    pooler: Option<(usize, usize)>,
+    /// The head's first dense layer (BERT's pooler, RoBERTa's
+    /// `classifier.dense`, ModernBERT's `head.dense`, which has no bias).
+    pooler: Option<Affine>,
+    /// ModernBERT's `head.norm`, after the dense layer's GELU.
+    head_norm: Option<usize>,
     classifier: (usize, usize),
 }
 
@@ -72,11 +99,16 @@ impl BertClassifier {
         params: ParamStore,
     ) -> Result<BertClassifier> {
         let encoder = EncoderParams::resolve(&params, &config)?;
-        let pooler = if head.has_pooler() {
-            Some((params.position("bert.pooler.dense.weight")?, params.position("bert.pooler.dense.bias")?))
-        } else {
-            None
+        let modern = config.family.sequence_head() == SequenceHead::PooledDenseNorm;
+        let pooler = match (head.has_pooler() || config.family.token_head_has_transform(), modern) {
+            (false, _) => None,
+            (true, false) => Some(Affine {
+                weight: params.position("bert.pooler.dense.weight")?,
+                bias: Some(params.position("bert.pooler.dense.bias")?),
+            }),
+            (true, true) => Some(Affine { weight: params.position("bert.pooler.dense.weight")?, bias: None }),
         };
+        let head_norm = if modern { Some(params.position("bert.pooler.LayerNorm.weight")?) } else { None };
         let classifier = (params.position("classifier.weight")?, params.position("classifier.bias")?);
         let rows = params.tensors()[classifier.0].shape()[0];
         if rows != labels.len() {
@@ -89,7 +121,7 @@ impl BertClassifier {
             }
         };
         let trainable = vec![true; params.len()];
-        Ok(BertClassifier { config, head, problem_type, labels, params, trainable, encoder, pooler, classifier })
+        Ok(BertClassifier { config, head, problem_type, labels, params, trainable, encoder, pooler, head_norm, classifier })
     }
 
     /// Where the encoder's parameters sit in the store.
@@ -202,9 +234,13 @@ impl BertClassifier {
         let last = *hidden_states.last().expect("embedding output is always present");
         let classifier_p = self.config.classifier_dropout_for(self.head == HeadKind::SequenceClassification);
         let (cw, cb) = (params[self.classifier.0], params[self.classifier.1]);
+        if self.config.family.sequence_head() == SequenceHead::PooledDenseNorm {
+            return self.modernbert_head(tape, params, hidden_states, batch, mode);
+        }
         let (logits, pooled) = match self.head {
             HeadKind::SequenceClassification => {
-                let (pw, pb) = self.pooler.expect("sequence heads have a pooler");
+                let pooler = self.pooler.expect("sequence heads have a pooler");
+                let (pw, pb) = (pooler.weight, pooler.bias.expect("BERT-style poolers have a bias"));
                 let mut cls = first_token(tape, last)?; // (B, H)
                 let head = self.config.family.sequence_head();
                 if let SequenceHead::DenseThenProjection { .. } = head {
@@ -225,6 +261,45 @@ impl BertClassifier {
                 (linear(tape, x, cw, Some(cb))?, None)
             }
         };
+        Ok(ForwardOutput { logits, hidden_states, pooled, params })
+    }
+
+    /// ModernBERT's head over the final-norm output `hidden_states.last()`
+    /// (B, T, H): a sequence head pools it (the mean over real tokens, or
+    /// the first token) to (B, H); a token head keeps every position. Then
+    /// dense (no bias) -> GELU -> LayerNorm (no bias) -> dropout -> classifier.
+    fn modernbert_head(
+        &self,
+        tape: &mut Tape,
+        params: Vec<Var>,
+        hidden_states: Vec<Var>,
+        batch: &Batch,
+        mode: ForwardMode,
+    ) -> Result<ForwardOutput> {
+        let last = *hidden_states.last().expect("embedding output is always present");
+        let x = match self.head {
+            HeadKind::TokenClassification => last,
+            HeadKind::SequenceClassification => match self.config.modern.as_ref().map(|m| m.pooling) {
+                Some(Pooling::Cls) => first_token(tape, last)?,
+                _ => mean_over_real_tokens(tape, last, batch)?,
+            },
+        };
+        let dense = self.pooler.expect("ModernBERT heads have a dense layer");
+        let h = linear(tape, x, params[dense.weight], dense.bias.map(|b| params[b]))?;
+        let h = gelu(tape, h)?;
+        let norm = self.head_norm.expect("ModernBERT heads have a norm");
+        let width = self.config.hidden_size;
+        let zero = {
+            let like = tape.value(h);
+            let zeros = crate::backend::of(like).zeros_like(like, &[width])?;
+            tape.leaf(zeros, false)
+        };
+        let h = layer_norm(tape, h, params[norm], zero, self.config.layer_norm_eps)?;
+        let p = self.config.classifier_dropout_for(self.head == HeadKind::SequenceClassification);
+        let dropped = dropout(tape, h, p, mode.key(streams::CLASSIFIER))?;
+        let (cw, cb) = (params[self.classifier.0], params[self.classifier.1]);
+        let logits = linear(tape, dropped, cw, Some(cb))?;
+        let pooled = (self.head == HeadKind::SequenceClassification).then_some(h);
         Ok(ForwardOutput { logits, hidden_states, pooled, params })
     }
 

@@ -8,6 +8,7 @@
 //! layer's own query and key projections on the tape, then softmax(q·kᵀ·s)
 //! per head in f64. The hidden states are the encoder's own.
 
+use super::config::Family;
 use super::heads::BertClassifier;
 use super::params::HeadKind;
 use crate::autograd::Tape;
@@ -37,6 +38,14 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
     if batch.batch_size != 1 || batch.attention_mask.contains(&0) {
         return Err(Error::shape("inspect", format!("one unpadded input, got a batch of {} with padding", batch.batch_size)));
     }
+    if model.config.family == Family::ModernBert {
+        // Its attention reads normed, rotated q and k through a window; the
+        // recomputation below is BERT's.
+        return Err(Error::InvalidArgument(
+            "inspect does not yet give ModernBERT's attention probabilities (pre-norm, rotary, sliding window); predict and eval run it"
+                .into(),
+        ));
+    }
     let t = batch.seq_len;
     let mut tape = Tape::no_grad();
     let out = model.forward(&mut tape, batch, ForwardMode::eval())?;
@@ -47,9 +56,9 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
     for layer in 0..config.num_hidden_layers {
         // The layer's input is the previous hidden state.
         let x = out.hidden_states[layer];
-        let ((wq, bq), (wk, bk)) = model.encoder_params().query_key(layer);
-        let q = linear(&mut tape, x, out.params[wq], Some(out.params[bq]))?;
-        let k = linear(&mut tape, x, out.params[wk], Some(out.params[bk]))?;
+        let (query, key) = model.encoder_params().query_key(layer);
+        let q = linear(&mut tape, x, out.params[query.weight], query.bias.map(|b| out.params[b]))?;
+        let k = linear(&mut tape, x, out.params[key.weight], key.bias.map(|b| out.params[b]))?;
         let (q, k) = (tape.value(q).to_f64_vec(), tape.value(k).to_f64_vec());
         let width = heads * d;
         let mut probs = Vec::with_capacity(heads * t * t);

@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::model::checkpoint::{TokenizerFiles, canonical_name_in, hf_tensor_name, read_safetensors, write_safetensors};
+use crate::model::checkpoint::{
+    TokenizerFiles, canonical_name_in, hf_tensor_name, join_fused_qkv, read_safetensors, split_fused_qkv_in_order, write_safetensors,
+};
 use crate::model::params::{HeadKind, ParamStore, expected_parameters};
 use crate::model::task::Task;
 use crate::model::{BertClassifier, BertConfig, Family};
-use crate::tensor::DType;
+use crate::tensor::{DType, Tensor};
 
 pub const HEADS_FILE: &str = "heads.json";
 
@@ -101,9 +103,15 @@ impl MultiTaskModel {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let heads: HeadsJson = serde_json::from_str(&text).map_err(|e| Error::Config { path: path.clone(), message: e.to_string() })?;
         let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let mut named: Vec<(String, Tensor)> = read_safetensors(&dir.join("model.safetensors"), DType::F32)?
+            .into_iter()
+            .map(|(name, t)| (if name.starts_with("heads.") { name } else { canonical_name_in(config.family, &name) }, t))
+            .collect();
+        if config.family == Family::ModernBert {
+            named = split_fused_qkv_in_order(named)?;
+        }
         let mut store = ParamStore::default();
-        for (name, tensor) in read_safetensors(&dir.join("model.safetensors"), DType::F32)? {
-            let name = if name.starts_with("heads.") { name } else { canonical_name_in(config.family, &name) };
+        for (name, tensor) in named {
             store.push(name, tensor);
         }
         let model = MultiTaskModel { config, heads: heads.heads, mixing: heads.mixing, store };
@@ -120,14 +128,17 @@ impl MultiTaskModel {
         let family = self.config.family;
         let config = self.config.to_json(&format!("{}Model", family.class_stem()), &["LABEL_0".to_string()], None);
         write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&config).expect("json").as_bytes())?;
-        // The encoder under the family's own names, so that AutoModel loads it.
-        let names: Vec<String> = self
-            .store
-            .names()
-            .iter()
-            .map(|n| if n.starts_with("heads.") { n.clone() } else { hf_tensor_name(family, HeadKind::TokenClassification, n) })
+        // The encoder under the family's own names (ModernBERT's q, k and v
+        // fused again), so that AutoModel loads it.
+        let mut named: Vec<(String, Tensor)> = self.store.iter().map(|(n, t)| (n.to_owned(), t.clone())).collect();
+        if family == Family::ModernBert {
+            named = join_fused_qkv(named)?;
+        }
+        let named: Vec<(String, Tensor)> = named
+            .into_iter()
+            .map(|(n, t)| (if n.starts_with("heads.") { n } else { hf_tensor_name(family, HeadKind::TokenClassification, &n) }, t))
             .collect();
-        write_safetensors(&dir.join("model.safetensors"), names.iter().map(String::as_str).zip(self.store.tensors()), DType::F32)?;
+        write_safetensors(&dir.join("model.safetensors"), named.iter().map(|(n, t)| (n.as_str(), t)), DType::F32)?;
         let heads = HeadsJson { mixing: self.mixing.clone(), heads: self.heads.clone() };
         write_atomic(&dir.join(HEADS_FILE), serde_json::to_string_pretty(&heads).expect("json").as_bytes())?;
         tokenizer.write(dir)

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::config::BertConfig;
+use super::config::{BertConfig, Family};
 use crate::backend::QuantizedLinear;
 use crate::error::{Error, Result};
 use crate::rng;
@@ -193,6 +193,9 @@ impl WeightCache {
 
 /// Every parameter a model of this config and head has, with its shape, in HF order.
 pub fn expected_parameters(config: &BertConfig, head: HeadKind, num_labels: usize) -> Vec<(String, Vec<usize>)> {
+    if config.family == Family::ModernBert {
+        return modernbert_parameters(config, num_labels);
+    }
     let h = config.hidden_size;
     let i = config.intermediate_size;
     let e = config.embedding_width();
@@ -236,6 +239,42 @@ pub fn expected_parameters(config: &BertConfig, head: HeadKind, num_labels: usiz
         out.push(("bert.pooler.dense.weight".into(), vec![h, h]));
         out.push(("bert.pooler.dense.bias".into(), vec![h]));
     }
+    out.push(("classifier.weight".into(), vec![num_labels, h]));
+    out.push(("classifier.bias".into(), vec![num_labels]));
+    out
+}
+
+/// ModernBERT's parameters under berth's names (see `checkpoint`'s
+/// ModernBERT tables): no biases but the classifier's, no position or type
+/// table, no `attn_norm` on layer 0, `Wqkv` as three projections, `Wi`
+/// (2I, H) holding the GeGLU's input and gate, a final norm, and the head's
+/// dense + norm for both head kinds.
+fn modernbert_parameters(config: &BertConfig, num_labels: usize) -> Vec<(String, Vec<usize>)> {
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    let mut out: Vec<(String, Vec<usize>)> = vec![
+        ("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]),
+        ("bert.embeddings.LayerNorm.weight".into(), vec![h]),
+    ];
+    for l in 0..config.num_hidden_layers {
+        let p = format!("bert.encoder.layer.{l}");
+        if l > 0 {
+            out.push((format!("{p}.attention.LayerNorm.weight"), vec![h]));
+        }
+        for (name, shape) in [
+            ("attention.self.query.weight", vec![h, h]),
+            ("attention.self.key.weight", vec![h, h]),
+            ("attention.self.value.weight", vec![h, h]),
+            ("attention.output.dense.weight", vec![h, h]),
+            ("intermediate.LayerNorm.weight", vec![h]),
+            ("intermediate.dense.weight", vec![2 * i, h]),
+            ("output.dense.weight", vec![h, i]),
+        ] {
+            out.push((format!("{p}.{name}"), shape));
+        }
+    }
+    out.push(("bert.final_norm.LayerNorm.weight".into(), vec![h]));
+    out.push(("bert.pooler.dense.weight".into(), vec![h, h]));
+    out.push(("bert.pooler.LayerNorm.weight".into(), vec![h]));
     out.push(("classifier.weight".into(), vec![num_labels, h]));
     out.push(("classifier.bias".into(), vec![num_labels]));
     out

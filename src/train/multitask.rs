@@ -27,7 +27,7 @@ use crate::model::checkpoint::TokenizerFiles;
 use crate::model::multitask::{HeadInfo, MultiTaskModel, head_param_name, is_per_head};
 use crate::model::params::{ParamStore, expected_parameters, init_parameter};
 use crate::model::task::Task;
-use crate::model::{ForwardMode, HeadKind, LoadOptions, ProblemType, load_model};
+use crate::model::{Family, ForwardMode, HeadKind, LoadOptions, ProblemType, load_model};
 use crate::optim::AdamW;
 use crate::rng::{SeqRng, mix64};
 use crate::tensor::{DType, Tensor};
@@ -141,7 +141,7 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
         dtype: DType::F32,
         require_trained_head: false,
     };
-    let (encoder, _) = load_model(&config.model, &load)?;
+    let (encoder, load_report) = load_model(&config.model, &load)?;
     let tokenizer_files = TokenizerFiles::read(&config.model)?;
     let tokenizer = BerthTokenizer::from_dir(
         &config.model,
@@ -202,10 +202,19 @@ pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainS
         };
         // The head's own classifier (and the dense layer before it, where the
         // family's head has one), initialised as HF does, one seed per head.
+        // ModernBERT's head.dense and head.norm come pretrained with the
+        // masked-LM checkpoint, and each head starts from them, as
+        // transformers' task classes load them.
         for (name, shape) in expected_parameters(&encoder.config, task.head(), labels.len()) {
             if is_per_head(family, &name) {
-                let seed = mix64(config.seed ^ (h as u64 + 1));
-                let t = init_parameter(&name, &shape, encoder.config.initializer_range, seed, DType::F32);
+                let pretrained =
+                    (family == Family::ModernBert && name.starts_with("bert.pooler.") && !load_report.initialized.contains(&name))
+                        .then(|| encoder.params.get(&name).cloned())
+                        .flatten();
+                let t = pretrained.unwrap_or_else(|| {
+                    let seed = mix64(config.seed ^ (h as u64 + 1));
+                    init_parameter(&name, &shape, encoder.config.initializer_range, seed, DType::F32)
+                });
                 store.push(head_param_name(&opts.name, &name), t);
             }
         }

@@ -86,6 +86,51 @@ pub fn gelu_bwd<T: Float>(x: &[T], dy: &[T]) -> Vec<T> {
     dx
 }
 
+/// GELU's derivative Φ(x) + x·φ(x), for one value.
+#[inline(always)]
+fn gelu_derivative<T: Float>(v: T) -> T {
+    let inv_sqrt_2pi = T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+    normal_cdf(v) + v * inv_sqrt_2pi * (-(T::from_f64(0.5) * v * v)).exp()
+}
+
+/// x (R, 2I) -> GELU(x[:, :I]) · x[:, I:] (R, I): ModernBERT's gated
+/// feed-forward, the first half the input, the second the gate.
+pub fn geglu_fwd<T: Float>(x: &[T], inner: usize) -> Vec<T> {
+    let rows = x.len() / (2 * inner).max(1);
+    let mut y = crate::tensor::pool::take::<T>(rows * inner);
+    let rows_per_task = (CHUNK / (2 * inner).max(1)).max(1);
+    y.par_chunks_mut(rows_per_task * inner).zip(x.par_chunks(rows_per_task * 2 * inner)).for_each(|(y, x)| {
+        for (out, row) in y.chunks_mut(inner).zip(x.chunks(2 * inner)) {
+            let (input, gate) = row.split_at(inner);
+            for ((o, &v), &g) in out.iter_mut().zip(input).zip(gate) {
+                *o = v * normal_cdf(v) * g;
+            }
+        }
+    });
+    y
+}
+
+/// x (R, 2I), dy (R, I) -> dx (R, 2I): d input = dy · gate · GELU'(input),
+/// d gate = dy · GELU(input).
+pub fn geglu_bwd<T: Float>(x: &[T], dy: &[T], inner: usize) -> Vec<T> {
+    let mut dx = crate::tensor::pool::take::<T>(x.len());
+    let rows_per_task = (CHUNK / (2 * inner).max(1)).max(1);
+    dx.par_chunks_mut(rows_per_task * 2 * inner)
+        .zip(x.par_chunks(rows_per_task * 2 * inner).zip(dy.par_chunks(rows_per_task * inner)))
+        .for_each(|(dx, (x, dy))| {
+            for ((drow, row), g) in dx.chunks_mut(2 * inner).zip(x.chunks(2 * inner)).zip(dy.chunks(inner)) {
+                let (input, gate) = row.split_at(inner);
+                let (dinput, dgate) = drow.split_at_mut(inner);
+                for j in 0..inner {
+                    let v = input[j];
+                    dinput[j] = g[j] * gate[j] * gelu_derivative(v);
+                    dgate[j] = g[j] * v * normal_cdf(v);
+                }
+            }
+        });
+    dx
+}
+
 pub fn tanh_fwd<T: Float>(x: &[T]) -> Vec<T> {
     map(x, |v| v.tanh())
 }

@@ -34,6 +34,7 @@ pub struct AttentionSaved<T: Poolable> {
     key_mask: Vec<u8>,
     dims: Dims,
     scale: f64,
+    window: Option<usize>,
     dropout: Option<AttentionDropout>,
 }
 
@@ -48,7 +49,8 @@ impl<T: Poolable> Drop for AttentionSaved<T> {
     }
 }
 
-/// q, k, v (B, T, H·D), key mask (B·T) -> context (B, T, H·D) and the saved state.
+/// q, k, v (B, T, H·D), key mask (B·T), an optional sliding-window
+/// half-width (query i reads keys |i − j| ≤ w) -> context (B, T, H·D) and the saved state.
 /// The intermediates go back to the pool, so the next call (the next layer)
 /// reuses their memory instead of faulting in fresh pages.
 pub fn attention_fwd<T: Float>(
@@ -56,6 +58,7 @@ pub fn attention_fwd<T: Float>(
     key_mask: &[u8],
     dims: Dims,
     scale_factor: f64,
+    window: Option<usize>,
     dropout: Option<AttentionDropout>,
 ) -> (Vec<T>, AttentionSaved<T>) {
     let Dims { batch, seq_len: t, heads: h, head_dim: d } = dims;
@@ -66,15 +69,25 @@ pub fn attention_fwd<T: Float>(
     batched_matmul(groups, &heads_q, t, d, false, &heads_k, t, d, true, &mut raw_scores, false);
     let scores = scale(&raw_scores, T::from_f64(scale_factor));
     pool::give(raw_scores);
-    let probs = masked_softmax_fwd(&scores, key_mask, h, t, t);
+    let probs = masked_softmax_fwd(&scores, key_mask, h, t, t, window);
     pool::give(scores);
     let dropped = dropout.map(|drop| dropout_apply(&probs, drop.p, drop.key));
     let mut context = pool::take::<T>(groups * t * d);
     batched_matmul(groups, dropped.as_deref().unwrap_or(&probs), t, t, false, &heads_v, t, d, false, &mut context, false);
     let out = permute_heads(&context, batch, t, h, d, false);
     pool::give(context);
-    let saved =
-        AttentionSaved { heads_q, heads_k, heads_v, probs, dropped, key_mask: key_mask.to_vec(), dims, scale: scale_factor, dropout };
+    let saved = AttentionSaved {
+        heads_q,
+        heads_k,
+        heads_v,
+        probs,
+        dropped,
+        key_mask: key_mask.to_vec(),
+        dims,
+        scale: scale_factor,
+        window,
+        dropout,
+    };
     (out, saved)
 }
 
@@ -98,7 +111,7 @@ pub fn attention_bwd<T: Float>(saved: &AttentionSaved<T>, dout: &[T]) -> (Vec<T>
         }
         None => dprobs,
     };
-    let dsoftmax = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t);
+    let dsoftmax = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t, saved.window);
     pool::give(dprobs);
     let dscores = scale(&dsoftmax, T::from_f64(saved.scale));
     pool::give(dsoftmax);

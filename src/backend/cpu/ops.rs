@@ -74,6 +74,25 @@ impl Backend for Cpu {
         with_float!(x.dtype(), "gelu", |T| Tensor::from_vec(activation::gelu_bwd(x.data::<T>()?, dy.data::<T>()?), x.shape()))
     }
 
+    fn geglu_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        let cols = x.rows_cols().1;
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().expect("checked by the op") = cols / 2;
+        with_float!(x.dtype(), "geglu", |T| Tensor::from_vec(activation::geglu_fwd(x.data::<T>()?, cols / 2), &shape))
+    }
+
+    fn geglu_bwd(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let cols = x.rows_cols().1;
+        with_float!(x.dtype(), "geglu", |T| Tensor::from_vec(activation::geglu_bwd(x.data::<T>()?, dy.data::<T>()?, cols / 2), x.shape()))
+    }
+
+    fn rotary(&self, x: &Tensor, positions: &[usize], heads: usize, inv_freq: &[f64], inverse: bool) -> Result<Tensor> {
+        with_float!(x.dtype(), "rotary", |T| Tensor::from_vec(
+            super::rotary::rotary(x.data::<T>()?, positions, heads, inv_freq, inverse),
+            x.shape()
+        ))
+    }
+
     fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor> {
         with_float!(x.dtype(), "tanh", |T| Tensor::from_vec(activation::tanh_fwd(x.data::<T>()?), x.shape()))
     }
@@ -294,12 +313,13 @@ impl Backend for Cpu {
         key_mask: &[u8],
         heads: usize,
         scale: f64,
+        window: Option<usize>,
         dropout: Option<AttentionDropout>,
     ) -> Result<(Tensor, Saved)> {
         let (batch, seq_len, c) = (q.shape()[0], q.shape()[1], q.shape()[2]);
         let dims = Dims { batch, seq_len, heads, head_dim: c / heads };
         with_float!(q.dtype(), "attention", |T| {
-            let (out, saved) = attention_fwd((q.data::<T>()?, k.data::<T>()?, v.data::<T>()?), key_mask, dims, scale, dropout);
+            let (out, saved) = attention_fwd((q.data::<T>()?, k.data::<T>()?, v.data::<T>()?), key_mask, dims, scale, window, dropout);
             Ok((Tensor::from_vec(out, q.shape())?, Saved::new(saved)))
         })
     }
@@ -312,9 +332,16 @@ impl Backend for Cpu {
         })
     }
 
-    fn packed_attention_fwd(&self, [q, k, v]: [&Tensor; 3], lens: &[usize], heads: usize, scale: f64) -> Result<Tensor> {
+    fn packed_attention_fwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        lens: &[usize],
+        heads: usize,
+        scale: f64,
+        window: Option<usize>,
+    ) -> Result<Tensor> {
         with_float!(q.dtype(), "packed_attention", |T| Tensor::from_vec(
-            packed_attention_fwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, lens, heads, scale),
+            packed_attention_fwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, lens, heads, scale, window),
             q.shape()
         ))
     }
@@ -326,9 +353,11 @@ impl Backend for Cpu {
         lens: &[usize],
         heads: usize,
         scale: f64,
+        window: Option<usize>,
     ) -> Result<[Tensor; 3]> {
         with_float!(dout.dtype(), "packed_attention", |T| {
-            let (dq, dk, dv) = packed_attention_bwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, dout.data::<T>()?, lens, heads, scale);
+            let (dq, dk, dv) =
+                packed_attention_bwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, dout.data::<T>()?, lens, heads, scale, window);
             Ok([Tensor::from_vec(dq, q.shape())?, Tensor::from_vec(dk, k.shape())?, Tensor::from_vec(dv, v.shape())?])
         })
     }
@@ -346,7 +375,7 @@ impl Backend for Cpu {
     fn masked_softmax_fwd(&self, scores: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
         let (h, tq, tk) = (scores.shape()[1], scores.shape()[2], scores.shape()[3]);
         with_float!(scores.dtype(), "masked_softmax", |T| Tensor::from_vec(
-            masked_softmax_fwd(scores.data::<T>()?, key_mask, h, tq, tk),
+            masked_softmax_fwd(scores.data::<T>()?, key_mask, h, tq, tk, None),
             scores.shape()
         ))
     }
@@ -354,7 +383,7 @@ impl Backend for Cpu {
     fn masked_softmax_bwd(&self, probs: &Tensor, dprobs: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
         let (h, tq, tk) = (probs.shape()[1], probs.shape()[2], probs.shape()[3]);
         with_float!(probs.dtype(), "masked_softmax", |T| Tensor::from_vec(
-            masked_softmax_bwd(probs.data::<T>()?, dprobs.data::<T>()?, key_mask, h, tq, tk),
+            masked_softmax_bwd(probs.data::<T>()?, dprobs.data::<T>()?, key_mask, h, tq, tk, None),
             probs.shape()
         ))
     }

@@ -50,15 +50,18 @@ fn product<T: Float>(a: Operand<T>, b: Operand<T>, rows: usize, cols: usize) -> 
 
 /// The attention probabilities of one head of one sequence: (len, len),
 /// row i the softmax over keys j of scale · q_i · k_j; q, k are (len, d).
-fn probabilities<T: Float>(q: &[T], k: &[T], len: usize, d: usize, scale: T) -> Vec<T> {
+/// With a window of half-width w, row i covers keys |i − j| ≤ w only (the
+/// others get 0, so backward's formula needs no mask of its own).
+fn probabilities<T: Float>(q: &[T], k: &[T], len: usize, d: usize, scale: T, window: Option<usize>) -> Vec<T> {
     let mut p = product(Operand::new(q, len, d, false), Operand::new(k, len, d, true), len, len);
-    for row in p.chunks_mut(len) {
+    for (i, row) in p.chunks_mut(len).enumerate() {
+        let open = |j: usize| window.is_none_or(|w| i.abs_diff(j) <= w);
         for s in row.iter_mut() {
             *s *= scale;
         }
-        let max = row.iter().copied().fold(T::MIN, T::max);
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
+        let max = row.iter().enumerate().filter(|&(j, _)| open(j)).map(|(_, &s)| s).fold(T::MIN, T::max);
+        for (j, s) in row.iter_mut().enumerate() {
+            *s = if open(j) { (*s - max).exp() } else { T::ZERO };
         }
         let inv = T::ONE / sum(row);
         for s in row.iter_mut() {
@@ -90,8 +93,17 @@ fn assemble<T: Float>(blocks: Vec<Vec<T>>, lens: &[usize], heads: usize, cols: u
     out
 }
 
-/// q, k, v (N, heads·D), `lens` summing to N -> context (N, heads·D).
-pub fn packed_attention_fwd<T: Float>(q: &[T], k: &[T], v: &[T], lens: &[usize], heads: usize, scale: f64) -> Vec<T> {
+/// q, k, v (N, heads·D), `lens` summing to N, an optional window half-width
+/// -> context (N, heads·D).
+pub fn packed_attention_fwd<T: Float>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    lens: &[usize],
+    heads: usize,
+    scale: f64,
+    window: Option<usize>,
+) -> Vec<T> {
     let n: usize = lens.iter().sum();
     let cols = q.len() / n.max(1);
     let d = cols / heads.max(1);
@@ -102,7 +114,7 @@ pub fn packed_attention_fwd<T: Float>(q: &[T], k: &[T], v: &[T], lens: &[usize],
         .map(|(s, h)| {
             let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
             let [q, k, v] = [q, k, v].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
-            let p = probabilities(&q, &k, len, d, scale);
+            let p = probabilities(&q, &k, len, d, scale, window);
             product(Operand::new(&p, len, len, false), Operand::new(&v, len, d, false), len, d)
         })
         .collect();
@@ -113,6 +125,7 @@ pub fn packed_attention_fwd<T: Float>(q: &[T], k: &[T], v: &[T], lens: &[usize],
 /// (dq, dk, dv). With p the probabilities and dp = dout · vᵀ:
 /// dv = pᵀ · dout, ds = p ∘ (dp − rowsum(dp ∘ p)), dq = scale · ds · k,
 /// dk = scale · dsᵀ · q.
+#[allow(clippy::too_many_arguments)] // q, k, v, dout, the layout (lens, heads), the scale and the window
 pub fn packed_attention_bwd<T: Float>(
     q: &[T],
     k: &[T],
@@ -121,6 +134,7 @@ pub fn packed_attention_bwd<T: Float>(
     lens: &[usize],
     heads: usize,
     scale: f64,
+    window: Option<usize>,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let n: usize = lens.iter().sum();
     let cols = q.len() / n.max(1);
@@ -132,7 +146,7 @@ pub fn packed_attention_bwd<T: Float>(
         .map(|(s, h)| {
             let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
             let [q, k, v, dout] = [q, k, v, dout].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
-            let p = probabilities(&q, &k, len, d, scale);
+            let p = probabilities(&q, &k, len, d, scale, window);
             let dv = product(Operand::new(&p, len, len, true), Operand::new(&dout, len, d, false), len, d);
             let mut ds = product(Operand::new(&dout, len, d, false), Operand::new(&v, len, d, true), len, len);
             for (row, p_row) in ds.chunks_mut(len).zip(p.chunks(len)) {

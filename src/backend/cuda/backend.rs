@@ -119,6 +119,19 @@ impl Backend for Cuda {
         map("gelu", x, x.shape(), |xb, dx| gelu::gelu_bwd(xb, d, dx))
     }
 
+    // ModernBERT's ops have no CUDA kernels yet: a ModernBERT model runs on the CPU.
+    fn geglu_fwd(&self, _: &Tensor) -> Result<Tensor> {
+        unsupported("geglu", NAME)
+    }
+
+    fn geglu_bwd(&self, _: &Tensor, _: &Tensor) -> Result<Tensor> {
+        unsupported("geglu", NAME)
+    }
+
+    fn rotary(&self, _: &Tensor, _: &[usize], _: usize, _: &[f64], _: bool) -> Result<Tensor> {
+        unsupported("rotary", NAME)
+    }
+
     fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor> {
         map("tanh", x, x.shape(), elementwise::tanh_fwd)
     }
@@ -273,8 +286,13 @@ impl Backend for Cuda {
         key_mask: &[u8],
         heads: usize,
         scale: f64,
+        window: Option<usize>,
         dropout: Option<AttentionDropout>,
     ) -> Result<(Tensor, Saved)> {
+        // ModernBERT's local layers: the flash kernels have no window yet.
+        if window.is_some() {
+            return unsupported("sliding-window attention", NAME);
+        }
         let (b, t, c) = (q.shape()[0], q.shape()[1], q.shape()[2]);
         let dims = AttentionDims { batch: b, seq_len: t, heads, head_dim: c / heads };
         let qb = buf("attention", q)?;
@@ -398,11 +416,11 @@ impl Backend for Cuda {
         unsupported("embedding", NAME)
     }
 
-    fn packed_attention_fwd(&self, _: [&Tensor; 3], _: &[usize], _: usize, _: f64) -> Result<Tensor> {
+    fn packed_attention_fwd(&self, _: [&Tensor; 3], _: &[usize], _: usize, _: f64, _: Option<usize>) -> Result<Tensor> {
         unsupported("packed_attention", NAME)
     }
 
-    fn packed_attention_bwd(&self, _: [&Tensor; 3], _: &Tensor, _: &[usize], _: usize, _: f64) -> Result<[Tensor; 3]> {
+    fn packed_attention_bwd(&self, _: [&Tensor; 3], _: &Tensor, _: &[usize], _: usize, _: f64, _: Option<usize>) -> Result<[Tensor; 3]> {
         unsupported("packed_attention", NAME)
     }
 
