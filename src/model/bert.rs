@@ -273,7 +273,12 @@ impl LayerContext<'_> {
     fn attention(&self, tape: &mut Tape, (q, k, v): (Var, Var, Var), layer: usize, window: Option<usize>) -> Result<Var> {
         let (heads, config) = (self.config.num_attention_heads, self.config);
         let scale = 1.0 / (config.head_dim() as f64).sqrt();
-        let probs_dropout = self.mode.key(streams::attention_probs(layer)).map(|key| (config.attention_probs_dropout_prob, key));
+        // No dropout at p = 0 (ModernBERT's default): it would still draw a mask.
+        let probs_dropout = self
+            .mode
+            .key(streams::attention_probs(layer))
+            .filter(|_| config.attention_probs_dropout_prob > 0.0)
+            .map(|key| (config.attention_probs_dropout_prob, key));
         match self.sequence_lengths.as_ref() {
             Some(lens) if probs_dropout.is_none() => packed_windowed_attention(tape, (q, k, v), lens.clone(), heads, scale, window),
             _ => {

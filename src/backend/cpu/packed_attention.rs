@@ -51,20 +51,29 @@ fn product<T: Float>(a: Operand<T>, b: Operand<T>, rows: usize, cols: usize) -> 
 /// The attention probabilities of one head of one sequence: (len, len),
 /// row i the softmax over keys j of scale · q_i · k_j; q, k are (len, d).
 /// With a window of half-width w, row i covers keys |i − j| ≤ w only (the
-/// others get 0, so backward's formula needs no mask of its own).
+/// others get 0, so backward's formula needs no mask of its own); only the
+/// band is exponentiated, in straight loops that vectorise.
 fn probabilities<T: Float>(q: &[T], k: &[T], len: usize, d: usize, scale: T, window: Option<usize>) -> Vec<T> {
     let mut p = product(Operand::new(q, len, d, false), Operand::new(k, len, d, true), len, len);
     for (i, row) in p.chunks_mut(len).enumerate() {
-        let open = |j: usize| window.is_none_or(|w| i.abs_diff(j) <= w);
-        for s in row.iter_mut() {
+        let (lo, hi) = match window {
+            Some(w) => (i.saturating_sub(w), (i + w + 1).min(len)),
+            None => (0, len),
+        };
+        row[..lo].fill(T::ZERO);
+        row[hi..].fill(T::ZERO);
+        let band = &mut row[lo..hi];
+        let mut lanes = [T::MIN; 8];
+        for (j, s) in band.iter_mut().enumerate() {
             *s *= scale;
+            lanes[j % 8] = lanes[j % 8].max(*s);
         }
-        let max = row.iter().enumerate().filter(|&(j, _)| open(j)).map(|(_, &s)| s).fold(T::MIN, T::max);
-        for (j, s) in row.iter_mut().enumerate() {
-            *s = if open(j) { (*s - max).exp() } else { T::ZERO };
+        let max = lanes.iter().copied().fold(T::MIN, T::max);
+        for s in band.iter_mut() {
+            *s = (*s - max).exp();
         }
-        let inv = T::ONE / sum(row);
-        for s in row.iter_mut() {
+        let inv = T::ONE / sum(band);
+        for s in band.iter_mut() {
             *s *= inv;
         }
     }
