@@ -66,3 +66,55 @@ extern "C" __global__ void gelu_bwd_bf16(const __nv_bfloat16* x, const __nv_bflo
                                          __nv_bfloat16* dx, int n) {
     gelu_bwd(x, dy, dx, n);
 }
+
+// ---------- GeGLU: ModernBERT's gated feed-forward activation ----------
+//
+//   x (rows, 2I) = [input | gate] -> y (rows, I) = gelu(input) * gate
+//   dinput = dy * gate * gelu'(input),  dgate = dy * gelu(input)
+//
+// One thread per output element (grid-stride); row r, column c reads
+// x[r, c] and x[r, I + c].
+
+// x (rows, 2I) -> y (rows, I); n = rows * I
+template <typename T>
+BERTH_DEVICE_INLINE void geglu_fwd(const T* x, T* y, int n, int inner) {
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        long long r = i / inner, c = i % inner;
+        float input = load_f32(x, r * 2 * inner + c);
+        float gate = load_f32(x, r * 2 * inner + inner + c);
+        store_f32(y, i, gelu_f32(input) * gate);
+    }
+}
+
+// x (rows, 2I), dy (rows, I) -> dx (rows, 2I), written; n = rows * I
+template <typename T>
+BERTH_DEVICE_INLINE void geglu_bwd(const T* x, const T* dy, T* dx, int n, int inner) {
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        long long r = i / inner, c = i % inner;
+        long long at_input = r * 2 * inner + c, at_gate = at_input + inner;
+        float input = load_f32(x, at_input), gate = load_f32(x, at_gate), d = load_f32(dy, i);
+        store_f32(dx, at_input, d * gate * gelu_grad_f32(input));
+        store_f32(dx, at_gate, d * gelu_f32(input));
+    }
+}
+
+// x (rows, 2I) f32 -> y (rows, I) f32; n = rows * I
+extern "C" __global__ void geglu_fwd_f32(const float* x, float* y, int n, int inner) {
+    geglu_fwd(x, y, n, inner);
+}
+
+// x (rows, 2I), dy (rows, I) f32 -> dx (rows, 2I) f32, written
+extern "C" __global__ void geglu_bwd_f32(const float* x, const float* dy, float* dx, int n, int inner) {
+    geglu_bwd(x, dy, dx, n, inner);
+}
+
+// x (rows, 2I) bf16 -> y (rows, I) bf16, computed in f32
+extern "C" __global__ void geglu_fwd_bf16(const __nv_bfloat16* x, __nv_bfloat16* y, int n, int inner) {
+    geglu_fwd(x, y, n, inner);
+}
+
+// x (rows, 2I), dy (rows, I) bf16 -> dx (rows, 2I) bf16, written, computed in f32
+extern "C" __global__ void geglu_bwd_bf16(const __nv_bfloat16* x, const __nv_bfloat16* dy, __nv_bfloat16* dx, int n,
+                                          int inner) {
+    geglu_bwd(x, dy, dx, n, inner);
+}

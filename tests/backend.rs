@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use berth::autograd::attention::{attention, masked_softmax, merge_heads, split_heads};
-use berth::autograd::basic::{DropoutKey, add, dropout, scale};
+use berth::autograd::basic::{DropoutKey, add, dropout, geglu, scale};
 use berth::autograd::embedding::{embedding, embeddings_ln};
 use berth::autograd::linear::batched_matmul_op;
 use berth::autograd::norm::layer_norm;
+use berth::autograd::rotary::rotary;
 use berth::autograd::rows::gather_rows;
 use berth::autograd::{Tape, Var};
 use berth::device::{DeviceChoice, open};
@@ -172,6 +173,43 @@ fn r16_an_op_the_device_lacks_is_a_typed_error_naming_op_and_backend() {
     let cpu = tape.leaf(tensor_f32(32, &[2, 3, 4]), false);
     let err = add(&mut tape, v, cpu).map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("add"), "{err}");
+}
+
+/// ModernBERT's rotary and GeGLU run on the simulated device through the
+/// tape as on the CPU: values and input gradients to f32 rounding, with
+/// packed positions that restart per sequence and reach past the table's
+/// first rows.
+#[test]
+fn r19_rotary_and_geglu_on_the_device_match_the_cpu_through_the_tape() {
+    let device = open(DeviceChoice::Sim).expect("the simulated device opens").expect("a device");
+    let elem = Precision::Fp32.elem().unwrap();
+    let positions: Arc<[usize]> = [5usize, 3].iter().flat_map(|&len| 0..len).chain([700]).collect();
+    let inv_freq: Arc<[f64]> = (0..4).map(|i| 10_000f64.powf(-(2.0 * i as f64) / 8.0)).collect();
+    type Op<'a> = &'a dyn Fn(&mut Tape, Var) -> berth::Result<Var>;
+    let run = |on_device: bool, op: Op, x: &Tensor, w: &Tensor| {
+        let place = |t: &Tensor| if on_device { t.to_device(&device, elem).unwrap() } else { t.clone() };
+        let mut tape = Tape::new();
+        let v = tape.leaf(place(x), true);
+        let y = op(&mut tape, v).unwrap();
+        let value = tape.value(y).to_host().unwrap().to_f64_vec();
+        let grads = tape.backward_with(y, place(w)).unwrap();
+        (value, grads.get(v).unwrap().to_host().unwrap().to_f64_vec())
+    };
+    let rotary_op = |t: &mut Tape, v: Var| rotary(t, v, positions.clone(), 3, inv_freq.clone());
+    let geglu_op = |t: &mut Tape, v: Var| geglu(t, v);
+    let cases: [(&str, Op, Tensor, Tensor); 2] = [
+        ("rotary", &rotary_op, tensor_f32(40, &[9, 24]), tensor_f32(41, &[9, 24])),
+        ("geglu", &geglu_op, tensor_f32(42, &[2, 5, 12]), tensor_f32(43, &[2, 5, 6])),
+    ];
+    for (name, op, x, w) in cases {
+        let (cpu, device_run) = (run(false, op, &x, &w), run(true, op, &x, &w));
+        for (what, a, b) in [("value", &cpu.0, &device_run.0), ("gradient", &cpu.1, &device_run.1)] {
+            assert_eq!(a.len(), b.len(), "{name} {what}");
+            let worst = a.iter().zip(b.iter()).map(|(p, q)| (p - q).abs() / (1.0 + p.abs())).fold(0.0, f64::max);
+            assert!(worst < 1e-5, "{name} {what}: device and CPU differ by {worst}");
+        }
+        assert!(cpu.1.iter().any(|g| g.abs() > 1e-3), "{name}: a gradient to compare");
+    }
 }
 
 /// AdamW and the gradient norm are backend methods: on the CPU the update

@@ -30,7 +30,20 @@ fn r4_every_kernel_matches_the_cpu_reference() {
     let failed: Vec<String> = rows.iter().filter(|r| !r.pass).map(|r| format!("{} {}: {}", r.kernel, r.shapes, r.note)).collect();
     assert!(failed.is_empty(), "{} of {} parity rows failed:\n{}", failed.len(), rows.len(), failed.join("\n"));
     // Every kernel family contributes rows, in both float types.
-    for family in ["gemm", "gelu", "dropout", "layer_norm", "embedding", "attention", "cross_entropy", "focal", "adamw", "grad_norm"] {
+    for family in [
+        "gemm",
+        "gelu",
+        "dropout",
+        "layer_norm",
+        "embedding",
+        "attention",
+        "cross_entropy",
+        "focal",
+        "adamw",
+        "grad_norm",
+        "geglu",
+        "rotary",
+    ] {
         assert!(rows.iter().any(|r| r.kernel.contains(family)), "no parity rows for {family}");
     }
     assert!(rows.iter().any(|r| r.kernel.ends_with("bf16") || r.kernel.contains("bf16 ")), "no bf16 rows");

@@ -19,6 +19,7 @@ mod gelu;
 mod gemm;
 mod layernorm;
 mod loss;
+mod rotary;
 mod rows;
 
 use half::bf16;
@@ -195,6 +196,7 @@ pub fn all_cases() -> Vec<(&'static str, CaseFn)> {
     vec![
         ("gemm", gemm::cases),
         ("gelu", gelu::cases),
+        ("geglu", gelu::geglu_cases),
         ("elementwise", elementwise::cases),
         ("dropout", dropout::cases),
         ("layernorm", layernorm::cases),
@@ -203,6 +205,7 @@ pub fn all_cases() -> Vec<(&'static str, CaseFn)> {
         ("loss", loss::cases),
         ("adamw", adamw::cases),
         ("rows", rows::cases),
+        ("rotary", rotary::cases),
     ]
 }
 

@@ -42,6 +42,7 @@ mod naming {
         "dropout",
         "dropout_add",
         "gelu",
+        "geglu",
         "tanh",
         "relu",
         "first_token",

@@ -391,8 +391,7 @@ pub fn encoder_forward(
     let packs_rows = backend::of(tape.value(word)).packs_rows();
     if config.modern.is_some() && !packs_rows {
         return Err(Error::InvalidArgument(
-            "ModernBERT runs on the CPU only for now: its rotary, GeGLU and sliding-window kernels are not on the device yet (drop --device)"
-                .into(),
+            "ModernBERT runs on the CPU only for now: the device attention has no sliding window yet (drop --device)".into(),
         ));
     }
     let eps = config.layer_norm_eps;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, attention_bwd, attention_fwd};
 use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
 use super::ops::rows as row_ops;
-use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss};
+use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss, rotary};
 use crate::backend::{
     AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, QuantizedLinear, Saved, unsupported,
 };
@@ -119,17 +119,29 @@ impl Backend for Cuda {
         map("gelu", x, x.shape(), |xb, dx| gelu::gelu_bwd(xb, d, dx))
     }
 
-    // ModernBERT's ops have no CUDA kernels yet: a ModernBERT model runs on the CPU.
-    fn geglu_fwd(&self, _: &Tensor) -> Result<Tensor> {
-        unsupported("geglu", NAME)
+    // ModernBERT's GeGLU and rotary kernels (kernels/gelu.cu, rotary.cu).
+    fn geglu_fwd(&self, x: &Tensor) -> Result<Tensor> {
+        let mut shape = x.shape().to_vec();
+        let last = shape.last_mut().ok_or_else(|| Error::shape("geglu", "x is a scalar".to_string()))?;
+        *last /= 2;
+        let inner = *last;
+        map("geglu", x, &shape, |xb, out| gelu::geglu_fwd(xb, out, inner))
     }
 
-    fn geglu_bwd(&self, _: &Tensor, _: &Tensor) -> Result<Tensor> {
-        unsupported("geglu", NAME)
+    fn geglu_bwd(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let d = buf("geglu", dy)?;
+        let inner = x.shape().last().copied().unwrap_or(0) / 2;
+        map("geglu", x, x.shape(), |xb, dx| gelu::geglu_bwd(xb, d, dx, inner))
     }
 
-    fn rotary(&self, _: &Tensor, _: &[usize], _: usize, _: &[f64], _: bool) -> Result<Tensor> {
-        unsupported("rotary", NAME)
+    fn rotary(&self, x: &Tensor, positions: &[usize], heads: usize, inv_freq: &[f64], inverse: bool) -> Result<Tensor> {
+        let xb = buf("rotary", x)?;
+        let device = xb.device();
+        let rows = DeviceBuffer::from_u32(device, &row_indices("rotary", positions)?)?;
+        let count = positions.iter().max().map_or(0, |&p| p + 1);
+        let (cos, sin) = rotary::rotary_tables(count, inv_freq);
+        let (cos, sin) = (DeviceBuffer::from_f32(device, &cos, Elem::F32)?, DeviceBuffer::from_f32(device, &sin, Elem::F32)?);
+        map("rotary", x, x.shape(), |xb, out| rotary::rotary(xb, out, &rows, &cos, &sin, heads, inv_freq.len(), inverse))
     }
 
     fn tanh_fwd(&self, x: &Tensor) -> Result<Tensor> {
