@@ -308,6 +308,29 @@ fn windowed_packed_attention_equals_the_padded_path_at_real_positions() {
 }
 
 #[test]
+fn banded_packed_attention_over_long_sequences_equals_the_padded_path() {
+    // Sequences of 200, 7 and 131 tokens, padded to 200: windows of 20 and 3
+    // take the banded forward (blocks of 64 queries, used when 64 + 2w is
+    // under the length) on the long two, a window of 70 the full one.
+    let (lens, t_len, heads) = ([200usize, 7, 131], 200, 2);
+    let mask: Vec<u8> = lens.iter().flat_map(|&l| (0..t_len).map(move |i| u8::from(i < l))).collect();
+    let real: Arc<[usize]> = mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect();
+    let mut tape = Tape::no_grad();
+    let qkv: Vec<Var> = (0..3).map(|i| tape.leaf(randt(90 + i, &[3, t_len, 6]), false)).collect();
+    let packed: Vec<Var> = qkv.iter().map(|&x| gather_rows(&mut tape, x, real.clone()).unwrap()).collect();
+    for window in [20, 3, 70] {
+        let padded = windowed_attention(&mut tape, (qkv[0], qkv[1], qkv[2]), &mask, heads, 0.9, Some(window), None).unwrap();
+        let want = gather_rows(&mut tape, padded, real.clone()).unwrap();
+        let got =
+            packed_windowed_attention(&mut tape, (packed[0], packed[1], packed[2]), Arc::from(lens.to_vec()), heads, 0.9, Some(window))
+                .unwrap();
+        let (got, want) = (tape.value(got).to_f64_vec(), tape.value(want).to_f64_vec());
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-13, "window {window}: banded packed and padded attention differ by {worst}");
+    }
+}
+
+#[test]
 fn op_gather_and_scatter_rows() {
     let rows: Arc<[usize]> = Arc::from(vec![0, 1, 2, 4, 5]);
     let r = rows.clone();

@@ -51,8 +51,7 @@ fn product<T: Float>(a: Operand<T>, b: Operand<T>, rows: usize, cols: usize) -> 
 /// The attention probabilities of one head of one sequence: (len, len),
 /// row i the softmax over keys j of scale · q_i · k_j; q, k are (len, d).
 /// With a window of half-width w, row i covers keys |i − j| ≤ w only (the
-/// others get 0, so backward's formula needs no mask of its own); only the
-/// band is exponentiated, in straight loops that vectorise.
+/// others get 0, so backward's formula needs no mask of its own).
 fn probabilities<T: Float>(q: &[T], k: &[T], len: usize, d: usize, scale: T, window: Option<usize>) -> Vec<T> {
     let mut p = product(Operand::new(q, len, d, false), Operand::new(k, len, d, true), len, len);
     for (i, row) in p.chunks_mut(len).enumerate() {
@@ -60,24 +59,60 @@ fn probabilities<T: Float>(q: &[T], k: &[T], len: usize, d: usize, scale: T, win
             Some(w) => (i.saturating_sub(w), (i + w + 1).min(len)),
             None => (0, len),
         };
-        row[..lo].fill(T::ZERO);
-        row[hi..].fill(T::ZERO);
-        let band = &mut row[lo..hi];
-        let mut lanes = [T::MIN; 8];
-        for (j, s) in band.iter_mut().enumerate() {
-            *s *= scale;
-            lanes[j % 8] = lanes[j % 8].max(*s);
-        }
-        let max = lanes.iter().copied().fold(T::MIN, T::max);
-        for s in band.iter_mut() {
-            *s = (*s - max).exp();
-        }
-        let inv = T::ONE / sum(band);
-        for s in band.iter_mut() {
-            *s *= inv;
-        }
+        softmax_band(row, lo, hi, scale);
     }
     p
+}
+
+/// Raw scores `row` -> probabilities: the softmax of scale · row over
+/// [lo, hi), 0 elsewhere. Only the band is exponentiated, in straight
+/// loops that vectorise.
+fn softmax_band<T: Float>(row: &mut [T], lo: usize, hi: usize, scale: T) {
+    row[..lo].fill(T::ZERO);
+    row[hi..].fill(T::ZERO);
+    let band = &mut row[lo..hi];
+    let mut lanes = [T::MIN; 8];
+    for (j, s) in band.iter_mut().enumerate() {
+        *s *= scale;
+        lanes[j % 8] = lanes[j % 8].max(*s);
+    }
+    let max = lanes.iter().copied().fold(T::MIN, T::max);
+    for s in band.iter_mut() {
+        *s = (*s - max).exp();
+    }
+    let inv = T::ONE / sum(band);
+    for s in band.iter_mut() {
+        *s *= inv;
+    }
+}
+
+/// Queries per block of the banded forward.
+const BAND_BLOCK: usize = 64;
+
+/// Whether a window of half-width `window` over `len` tokens is narrow
+/// enough for the banded forward to skip work.
+fn banded(window: Option<usize>, len: usize) -> Option<usize> {
+    window.filter(|&w| BAND_BLOCK + 2 * w < len)
+}
+
+/// The context of one head of one sequence under a window of half-width
+/// w, computing only the keys a block of BAND_BLOCK queries can see:
+/// q, k, v (len, d) -> (len, d). The same function as
+/// probabilities · v, with (BAND_BLOCK + 2w) keys per block instead of len.
+fn banded_context<T: Float>(q: &[T], k: &[T], v: &[T], len: usize, d: usize, scale: T, w: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(len * d);
+    for r0 in (0..len).step_by(BAND_BLOCK) {
+        let r1 = (r0 + BAND_BLOCK).min(len);
+        let (k0, k1) = (r0.saturating_sub(w), (r1 + w).min(len));
+        let (rows, span) = (r1 - r0, k1 - k0);
+        let mut p = product(Operand::new(&q[r0 * d..r1 * d], rows, d, false), Operand::new(&k[k0 * d..k1 * d], span, d, true), rows, span);
+        for (r, row) in p.chunks_mut(span).enumerate() {
+            let i = r0 + r;
+            softmax_band(row, i.saturating_sub(w) - k0, (i + w + 1).min(len) - k0, scale);
+        }
+        out.extend(product(Operand::new(&p, rows, span, false), Operand::new(&v[k0 * d..k1 * d], span, d, false), rows, d));
+    }
+    out
 }
 
 /// Writes per-(sequence, head) blocks (len, d), in task order, into
@@ -123,6 +158,9 @@ pub fn packed_attention_fwd<T: Float>(
         .map(|(s, h)| {
             let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
             let [q, k, v] = [q, k, v].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
+            if let Some(w) = banded(window, len) {
+                return banded_context(&q, &k, &v, len, d, scale, w);
+            }
             let p = probabilities(&q, &k, len, d, scale, window);
             product(Operand::new(&p, len, len, false), Operand::new(&v, len, d, false), len, d)
         })
