@@ -205,11 +205,12 @@ impl EncoderParams {
     }
 }
 
-/// A constant zero vector of `width` where `like` lives, as a leaf without
-/// gradient: the bias of a norm that has none.
-fn zero_leaf(tape: &mut Tape, like: Var, width: usize) -> Result<Var> {
+/// A constant zero tensor of `shape` where `like` lives, as a leaf without
+/// gradient: the bias of a norm that has none, or the token-type row of a
+/// family without token types.
+pub(super) fn zero_leaf(tape: &mut Tape, like: Var, shape: &[usize]) -> Result<Var> {
     let t = tape.value(like);
-    let zeros = backend::of(t).zeros_like(t, &[width])?;
+    let zeros = backend::of(t).zeros_like(t, shape)?;
     Ok(tape.leaf(zeros, false))
 }
 
@@ -398,7 +399,7 @@ pub fn encoder_forward(
     let hidden_p = config.hidden_dropout_prob;
     let mut cx = LayerContext { config, params, cache, batch, mode, real_rows: None, sequence_lengths: None, zero_bias: None };
     if ids.embedding_norm.bias.is_none() {
-        cx.zero_bias = Some(zero_leaf(tape, word, config.hidden_size)?);
+        cx.zero_bias = Some(zero_leaf(tape, word, &[config.hidden_size])?);
     }
 
     let x = match ids.position {
@@ -410,9 +411,8 @@ pub fn encoder_forward(
             let types = match ids.token_type {
                 Some(p) => params[p],
                 None => {
-                    let table = tape.value(word);
-                    let zeros = backend::of(table).zeros_like(table, &[1, table.shape()[1]])?;
-                    tape.leaf(zeros, false)
+                    let width = tape.value(word).shape()[1];
+                    zero_leaf(tape, word, &[1, width])?
                 }
             };
             // RoBERTa's real tokens read position rows offset, offset + 1, ... (its

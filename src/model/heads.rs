@@ -1,7 +1,7 @@
 //! `BertForSequenceClassification` and `BertForTokenClassification`: the
 //! encoder plus a head, and the loss each problem type uses.
 
-use super::bert::{Affine, EncoderParams, ForwardMode, encoder_forward, streams};
+use super::bert::{Affine, EncoderParams, ForwardMode, encoder_forward, streams, zero_leaf};
 use super::config::{BertConfig, Pooling, ProblemType, SequenceHead};
 use super::loss::{LossKind, LossSpec};
 use super::params::{HeadKind, ParamStore, WeightCache};
@@ -231,12 +231,12 @@ impl BertClassifier {
     ) -> Result<ForwardOutput> {
         let cache = cache.map(|c| (&self.params, c));
         let hidden_states = encoder_forward(tape, &self.config, &self.encoder, &params, batch, mode, cache)?;
-        let last = *hidden_states.last().expect("embedding output is always present");
-        let classifier_p = self.config.classifier_dropout_for(self.head == HeadKind::SequenceClassification);
-        let (cw, cb) = (params[self.classifier.0], params[self.classifier.1]);
         if self.config.family.sequence_head() == SequenceHead::PooledDenseNorm {
             return self.modernbert_head(tape, params, hidden_states, batch, mode);
         }
+        let last = *hidden_states.last().expect("embedding output is always present");
+        let classifier_p = self.config.classifier_dropout_for(self.head == HeadKind::SequenceClassification);
+        let (cw, cb) = (params[self.classifier.0], params[self.classifier.1]);
         let (logits, pooled) = match self.head {
             HeadKind::SequenceClassification => {
                 let pooler = self.pooler.expect("sequence heads have a pooler");
@@ -288,12 +288,7 @@ impl BertClassifier {
         let h = linear(tape, x, params[dense.weight], dense.bias.map(|b| params[b]))?;
         let h = gelu(tape, h)?;
         let norm = self.head_norm.expect("ModernBERT heads have a norm");
-        let width = self.config.hidden_size;
-        let zero = {
-            let like = tape.value(h);
-            let zeros = crate::backend::of(like).zeros_like(like, &[width])?;
-            tape.leaf(zeros, false)
-        };
+        let zero = zero_leaf(tape, h, &[self.config.hidden_size])?;
         let h = layer_norm(tape, h, params[norm], zero, self.config.layer_norm_eps)?;
         let p = self.config.classifier_dropout_for(self.head == HeadKind::SequenceClassification);
         let dropped = dropout(tape, h, p, mode.key(streams::CLASSIFIER))?;
