@@ -1,4 +1,4 @@
-//! Issues 18 and 19: the encoder families other than BERT (RoBERTa, XLM-R, ELECTRA, DistilBERT, ModernBERT), against the float64
+//! Issues 18 and 19: the encoder families other than BERT (RoBERTa, XLM-R, ELECTRA, DistilBERT, ModernBERT, DeBERTa-v3), against the float64
 //! fixtures transformers made (`../shared/fixtures/families`): token ids,
 //! logits, loss, every hidden state and every parameter gradient.
 //!
@@ -82,6 +82,12 @@ fn check_family(name: &str, dtype: DType, tol: f64, skip_padding: bool) {
     for (i, h) in out.hidden_states.iter().enumerate() {
         let want = &reference.floats[&format!("hidden.{i}")].1;
         compare(format!("hidden.{i}"), &real_rows(&tape.value(*h).to_f64_vec(), mask), &real_rows(want, mask));
+        // Padded, the padding rows follow transformers' arithmetic too (DeBERTa's
+        // zeroed embeddings and uniform padding queries, ModernBERT's empty
+        // windows), except RoBERTa's and XLM-R's, whose padding reads its own position row.
+        if !skip_padding && !matches!(family, Family::Roberta | Family::XlmRoberta) {
+            compare(format!("hidden.{i} with padding rows"), &tape.value(*h).to_f64_vec(), want);
+        }
     }
     let grads = tape.backward(loss).unwrap();
     let mut named: Vec<(String, Tensor)> = model
@@ -121,7 +127,7 @@ fn check_family(name: &str, dtype: DType, tol: f64, skip_padding: bool) {
     eprintln!("{name} {dtype:?} skip-padding {skip_padding}: {} quantities, max relative error {max:.3e}", errors.len());
 }
 
-const FAMILY_FIXTURES: [&str; 9] = [
+const FAMILY_FIXTURES: [&str; 12] = [
     "roberta-seqcls",
     "roberta-tokcls",
     "xlmr-seqcls",
@@ -131,6 +137,9 @@ const FAMILY_FIXTURES: [&str; 9] = [
     "modernbert-seqcls",
     "modernbert-seqcls-cls",
     "modernbert-tokcls",
+    "deberta-v3-seqcls",
+    "deberta-v3-tokcls",
+    "deberta-v3-pair",
 ];
 
 #[test]

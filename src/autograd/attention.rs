@@ -203,3 +203,77 @@ pub fn packed_windowed_attention(
     let out = backend::of(tq).packed_attention_fwd([tq, tk, tv], &lens, heads, scale, window)?;
     Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale, window }))
 }
+
+// ---------- DeBERTa's disentangled attention ----------
+
+struct RelativeAttention {
+    saved: Saved,
+}
+
+impl Backward for RelativeAttention {
+    fn name(&self) -> &'static str {
+        "relative_attention"
+    }
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        // Q·Kᵀ and P·V as in attention, plus q·pkᵀ and k·pqᵀ: 2·R·C each per row.
+        let t = inputs.first().map_or(0, |q| q.shape().get(1).copied().unwrap_or(0)) as f64;
+        let r = inputs.get(3).map_or(0, |pq| pq.shape()[0]) as f64;
+        output.numel() as f64 * (4.0 * t + 4.0 * r)
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let grads = backend::of(dout).relative_attention_bwd(ctx.inputs[0], ctx.inputs[3], &self.saved, dout)?;
+        Ok(grads.into_iter().map(Some).collect())
+    }
+}
+
+/// DeBERTa's disentangled self-attention: q, k, v (B, T, H·D), the
+/// relative embeddings projected by the layer's query and key projections,
+/// pq and pk (R, H·D), the key mask (B·T), and `rows` (2T − 1), the table
+/// row each query − key distance reads, from −(T−1) up -> context (B, T, H·D).
+/// Scores are (q_i·k_j + q_i·pk[row] + k_j·pq[row])·scale; the mask is
+/// query × key, so a padding query is uniform over all T keys, as in
+/// transformers. Dropout (p, site) falls on the probabilities.
+#[allow(clippy::too_many_arguments)]
+pub fn relative_attention(
+    tape: &mut Tape,
+    (q, k, v): (Var, Var, Var),
+    (pq, pk): (Var, Var),
+    key_mask: &[u8],
+    rows: &[u32],
+    heads: usize,
+    scale: f64,
+    dropout: Option<(f64, DropoutKey)>,
+) -> Result<Var> {
+    let tq = tape.value(q);
+    let shape = tq.shape().to_vec();
+    if tq.dims() != 3 || heads == 0 || shape[2] % heads != 0 || key_mask.len() != shape[0] * shape[1] {
+        return Err(Error::shape("relative_attention", format!("q {shape:?} into {heads} heads with {} mask entries", key_mask.len())));
+    }
+    for other in [k, v] {
+        let t = tape.value(other);
+        if t.shape() != tq.shape() || t.dtype() != tq.dtype() {
+            return Err(Error::shape("relative_attention", format!("q {shape:?} vs {:?}", t.shape())));
+        }
+    }
+    let (tpq, tpk) = (tape.value(pq), tape.value(pk));
+    let positions = tpq.shape().first().copied().unwrap_or(0);
+    let table_fits = |t: &Tensor| t.dims() == 2 && t.shape() == [positions, shape[2]] && t.dtype() == tq.dtype();
+    if positions == 0 || !table_fits(tpq) || !table_fits(tpk) {
+        return Err(Error::shape("relative_attention", format!("pq {:?}, pk {:?} for q {shape:?}", tpq.shape(), tpk.shape())));
+    }
+    if rows.len() != (2 * shape[1]).saturating_sub(1) || rows.iter().any(|&r| r as usize >= positions) {
+        return Err(Error::shape(
+            "relative_attention",
+            format!("{} distance rows (need {}) reading tables of {positions} rows", rows.len(), (2 * shape[1]).saturating_sub(1)),
+        ));
+    }
+    if let Some((p, _)) = dropout
+        && p >= 1.0
+    {
+        return Err(Error::InvalidArgument(format!("dropout probability {p} must be below 1")));
+    }
+    let dropout = dropout.filter(|&(p, _)| p > 0.0).map(|(p, key)| AttentionDropout { p, key });
+    let qkv = [tq, tape.value(k), tape.value(v)];
+    let (out, saved) = backend::of(tq).relative_attention_fwd(qkv, [tpq, tpk], key_mask, rows, heads, scale, dropout)?;
+    Ok(tape.push(out, &[q, k, v, pq, pk], RelativeAttention { saved }))
+}

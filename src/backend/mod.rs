@@ -257,6 +257,25 @@ pub trait Backend: Send + Sync {
         scale: f64,
         window: Option<usize>,
     ) -> Result<[Tensor; 3]>;
+    /// DeBERTa's disentangled attention: q, k, v (B, T, H·D), the layer's
+    /// projected relative embeddings pq, pk (R, H·D), key mask (B·T),
+    /// `rows` (2T − 1: the table row read for each query − key distance,
+    /// from −(T−1)) -> context (B, T, H·D) with scores
+    /// (q·k + q·pk[row] + k·pq[row])·scale, a query × key mask (a padding
+    /// query is uniform) and optional dropout on the probabilities.
+    #[allow(clippy::too_many_arguments)]
+    fn relative_attention_fwd(
+        &self,
+        qkv: [&Tensor; 3],
+        tables: [&Tensor; 2],
+        key_mask: &[u8],
+        rows: &[u32],
+        heads: usize,
+        scale: f64,
+        dropout: Option<AttentionDropout>,
+    ) -> Result<(Tensor, Saved)>;
+    /// q (B, T, H·D), pq (R, H·D), dout (B, T, H·D) -> [dq, dk, dv, dpq, dpk].
+    fn relative_attention_bwd(&self, q: &Tensor, pq: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 5]>;
     /// x (B, T, H·D) -> (B, H, T, D) when `split`; (B, H, T, D) -> (B, T, H·D) otherwise.
     fn permute_heads(&self, x: &Tensor, heads: usize, split: bool) -> Result<Tensor>;
     /// scores (B, H, Tq, Tk), key mask (B·Tk) -> probabilities over keys.

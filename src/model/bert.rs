@@ -11,8 +11,9 @@
 use std::sync::Arc;
 
 use super::config::{BertConfig, Family, ModernBertSettings};
+use super::deberta::DebertaSettings;
 use super::params::{ParamStore, WeightCache};
-use crate::autograd::attention::{packed_windowed_attention, windowed_attention};
+use crate::autograd::attention::{packed_windowed_attention, relative_attention, windowed_attention};
 use crate::autograd::basic::{DropoutKey, add, dropout, geglu, gelu};
 use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{linear_int8, linear_with};
@@ -72,6 +73,10 @@ pub mod streams {
     pub fn ffn_output(layer: usize) -> u64 {
         3 + 3 * layer as u64
     }
+    /// DeBERTa's dropout of the relative embeddings in each layer.
+    pub fn relative_embeddings(layer: usize) -> u64 {
+        (1 << 21) + layer as u64
+    }
     pub const CLASSIFIER: u64 = 1 << 20;
     /// RoBERTa's dropout before the head's dense layer.
     pub const CLASSIFIER_INPUT: u64 = (1 << 20) + 1;
@@ -116,6 +121,8 @@ pub struct EncoderParams {
     layers: Vec<LayerParams>,
     /// ModernBERT's norm after the last layer.
     final_norm: Option<Affine>,
+    /// DeBERTa's relative embeddings (2·span, H) and their LayerNorm.
+    relative: Option<(usize, Option<Affine>)>,
 }
 
 /// `prefix.weight` and `prefix.bias`.
@@ -143,6 +150,7 @@ impl EncoderParams {
         if config.family == Family::ModernBert {
             return Self::resolve_modernbert(store, config);
         }
+        let deberta = config.family == Family::Deberta;
         let e = "bert.embeddings";
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
@@ -161,7 +169,10 @@ impl EncoderParams {
         }
         Ok(EncoderParams {
             word: store.position(&format!("{e}.word_embeddings.weight"))?,
-            position: Some(store.position(&format!("{e}.position_embeddings.weight"))?),
+            position: match config.family.has_position_table() {
+                true => Some(store.position(&format!("{e}.position_embeddings.weight"))?),
+                false => None,
+            },
             token_type: match config.family.has_token_type_table() {
                 true => Some(store.position(&format!("{e}.token_type_embeddings.weight"))?),
                 false => None,
@@ -173,6 +184,16 @@ impl EncoderParams {
             },
             layers,
             final_norm: None,
+            relative: match deberta {
+                true => Some((
+                    store.position("bert.encoder.rel_embeddings.weight")?,
+                    match config.deberta.as_ref().is_some_and(|d| d.normed_relative_embeddings) {
+                        true => Some(pair(store, "bert.encoder.LayerNorm")?),
+                        false => None,
+                    },
+                )),
+                false => None,
+            },
         })
     }
 
@@ -201,6 +222,7 @@ impl EncoderParams {
             projection: None,
             layers,
             final_norm: Some(weight_only(store, "bert.final_norm.LayerNorm")?),
+            relative: None,
         })
     }
 }
@@ -228,6 +250,9 @@ struct LayerContext<'a> {
     sequence_lengths: Option<Arc<[usize]>>,
     /// The zero bias of norms without one (ModernBERT).
     zero_bias: Option<Var>,
+    /// DeBERTa: the (normed) relative embeddings (2·span, H), and the table
+    /// row of each distance of the padded layout (2T − 1).
+    relative: Option<(Var, Arc<[u32]>)>,
 }
 
 impl LayerContext<'_> {
@@ -290,6 +315,28 @@ impl LayerContext<'_> {
         }
     }
 
+    /// DeBERTa's disentangled attention: the layer's own query and key
+    /// projections turn the (dropped-out) relative embeddings into its
+    /// position tables; then attention over the padded batch (packed rows
+    /// are spread out and gathered back).
+    fn relative_attention(&self, tape: &mut Tape, qkv: (Var, Var, Var), lp: &LayerParams, layer: usize) -> Result<Var> {
+        let (rel, rows) = self.relative.clone().expect("DeBERTa layers have relative embeddings");
+        let config = self.config;
+        let rel = dropout(tape, rel, config.hidden_dropout_prob, self.mode.key(streams::relative_embeddings(layer)))?;
+        let pq = self.linear(tape, rel, lp.query)?;
+        let pk = self.linear(tape, rel, lp.key)?;
+        let probs_dropout = self
+            .mode
+            .key(streams::attention_probs(layer))
+            .filter(|_| config.attention_probs_dropout_prob > 0.0)
+            .map(|key| (config.attention_probs_dropout_prob, key));
+        let scale = DebertaSettings::attention_scale(config.head_dim());
+        let (q, k, v) = (self.padded(tape, qkv.0)?, self.padded(tape, qkv.1)?, self.padded(tape, qkv.2)?);
+        let mask = &self.batch.attention_mask;
+        let context = relative_attention(tape, (q, k, v), (pq, pk), mask, &rows, config.num_attention_heads, scale, probs_dropout)?;
+        self.packed(tape, context)
+    }
+
     /// Each row's position in its sequence: the column of the padded
     /// layout (berth pads on the right, so real tokens count from 0).
     fn positions(&self) -> Arc<[usize]> {
@@ -301,6 +348,11 @@ impl LayerContext<'_> {
     }
 }
 
+/// The real tokens' rows in the padded (B·T) layout.
+fn real_rows_of(batch: &Batch) -> Arc<[usize]> {
+    batch.attention_mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect()
+}
+
 /// BERT's post-norm layer: x -> LayerNorm(x + attention(x)) -> LayerNorm(· + FFN(·)).
 fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usize, x: Var) -> Result<Var> {
     let config = cx.config;
@@ -308,7 +360,10 @@ fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usiz
     let q = cx.linear(tape, x, lp.query)?;
     let k = cx.linear(tape, x, lp.key)?;
     let v = cx.linear(tape, x, lp.value)?;
-    let context = cx.attention(tape, (q, k, v), l, None)?;
+    let context = match cx.relative {
+        Some(_) => cx.relative_attention(tape, (q, k, v), lp, l)?,
+        None => cx.attention(tape, (q, k, v), l, None)?,
+    };
     let attn = cx.linear(tape, context, lp.attention_output)?;
     let attn = match config.family.drops_attention_output() {
         true => dropout(tape, attn, hidden_p, cx.mode.key(streams::attention_output(l)))?,
@@ -395,9 +450,15 @@ pub fn encoder_forward(
             "ModernBERT runs on the CPU only for now: the device attention has no sliding window yet (drop --device)".into(),
         ));
     }
+    if config.deberta.is_some() && !packs_rows {
+        return Err(Error::InvalidArgument(
+            "DeBERTa runs on the CPU only for now: the device attention has no relative-position terms yet (drop --device)".into(),
+        ));
+    }
     let eps = config.layer_norm_eps;
     let hidden_p = config.hidden_dropout_prob;
-    let mut cx = LayerContext { config, params, cache, batch, mode, real_rows: None, sequence_lengths: None, zero_bias: None };
+    let mut cx =
+        LayerContext { config, params, cache, batch, mode, real_rows: None, sequence_lengths: None, zero_bias: None, relative: None };
     if ids.embedding_norm.bias.is_none() {
         cx.zero_bias = Some(zero_leaf(tape, word, &[config.hidden_size])?);
     }
@@ -432,10 +493,19 @@ pub fn encoder_forward(
             let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, type_ids, (b, t), eps)?;
             dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?
         }
-        // ModernBERT's: LayerNorm(word), then its embedding dropout.
+        // ModernBERT's and DeBERTa's: LayerNorm(word), then the embedding dropout.
         None => {
             let x = embedding(tape, word, &batch.input_ids, &[b, t], "input id")?;
             let x = cx.norm(tape, x, ids.embedding_norm)?;
+            // DeBERTa multiplies the normed embeddings by the mask: padding rows are 0.
+            let x = match config.deberta {
+                Some(_) => {
+                    let real: Arc<[usize]> = real_rows_of(batch);
+                    let rows = gather_rows(tape, x, real.clone())?;
+                    scatter_rows(tape, rows, real, &[b, t, config.hidden_size])?
+                }
+                None => x,
+            };
             let p = config.modern.as_ref().map_or(hidden_p, |m| m.embedding_dropout);
             dropout(tape, x, p, mode.key(streams::EMBEDDINGS))?
         }
@@ -450,8 +520,7 @@ pub fn encoder_forward(
     // the real tokens only, packed (N, H); `real_rows` are their positions in
     // the padded (B·T) layout. Hidden states are returned padded, as the
     // heads expect.
-    cx.real_rows = (mode.skip_padding && packs_rows)
-        .then(|| batch.attention_mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect());
+    cx.real_rows = (mode.skip_padding && packs_rows).then(|| real_rows_of(batch));
     // Real tokens per sequence (packed, each sequence's rows are consecutive);
     // only the packed path needs them.
     cx.sequence_lengths =
@@ -462,6 +531,15 @@ pub fn encoder_forward(
     keep_always.push(hidden_states[0]);
     tape.release_since(0, &[&keep_always[..], &[x]].concat());
     let positions = config.modern.as_ref().map(|_| cx.positions());
+    // DeBERTa's relative embeddings, normed once for every layer (as transformers does).
+    if let (Some(settings), Some((table, norm))) = (&config.deberta, ids.relative) {
+        let rel = match norm {
+            Some(norm) => cx.norm(tape, params[table], norm)?,
+            None => params[table],
+        };
+        keep_always.push(rel);
+        cx.relative = Some((rel, settings.distance_rows(t).into()));
+    }
     let last = ids.layers.len().saturating_sub(1);
     for (l, lp) in ids.layers.iter().enumerate() {
         let layer_start = tape.len();

@@ -84,6 +84,9 @@ pub fn canonical_name_in(family: Family, name: &str) -> String {
     if family == Family::ModernBert {
         return modernbert_to_bert(&n);
     }
+    if family == Family::Deberta {
+        return deberta_to_bert(&n);
+    }
     if family.has_roberta_head() {
         if let Some(rest) = n.strip_prefix(family.tensor_prefix()).and_then(|r| r.strip_prefix('.')) {
             return format!("bert.{rest}");
@@ -110,6 +113,9 @@ pub fn hf_tensor_name(family: Family, head: HeadKind, name: &str) -> String {
     }
     if family == Family::ModernBert {
         return bert_to_modernbert(name);
+    }
+    if family == Family::Deberta {
+        return bert_to_deberta(name);
     }
     if !family.has_roberta_head() {
         return name.to_owned();
@@ -198,6 +204,47 @@ fn bert_to_modernbert(name: &str) -> String {
         Some(rest) => format!("model.{rest}"),
         None => name.to_owned(),
     }
+}
+
+/// DeBERTa's projection names and berth's (BERT's), inside a layer's `attention.self`.
+const DEBERTA_PROJECTIONS: [(&str, &str); 3] = [("query_proj.", "query."), ("key_proj.", "key."), ("value_proj.", "value.")];
+
+/// `deberta.encoder.layer.N.attention.self.query_proj.weight` ->
+/// `bert.encoder.layer.N.attention.self.query.weight`, `pooler.dense.*` ->
+/// `bert.pooler.dense.*`; the pre-training heads (`lm_predictions.*`,
+/// `mask_predictions.*`) and the absolute position table a v3 model does
+/// not use come out under `cls.`, which loading skips.
+fn deberta_to_bert(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("pooler.") {
+        return format!("bert.pooler.{rest}");
+    }
+    if name.starts_with("classifier.") {
+        return name.to_owned();
+    }
+    let Some(rest) = name.strip_prefix("deberta.") else { return format!("cls.{name}") };
+    if rest.starts_with("embeddings.position_embeddings.") {
+        return format!("cls.{name}");
+    }
+    for (theirs, ours) in DEBERTA_PROJECTIONS {
+        if let Some((stem, tail)) = rest.split_once(&format!("attention.self.{theirs}")) {
+            return format!("bert.{stem}attention.self.{ours}{tail}");
+        }
+    }
+    format!("bert.{rest}")
+}
+
+/// The inverse of [`deberta_to_bert`].
+fn bert_to_deberta(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("bert.pooler.") {
+        return format!("pooler.{rest}");
+    }
+    let Some(rest) = name.strip_prefix("bert.") else { return name.to_owned() };
+    for (theirs, ours) in DEBERTA_PROJECTIONS {
+        if let Some((stem, tail)) = rest.split_once(&format!("attention.self.{ours}")) {
+            return format!("deberta.{stem}attention.self.{theirs}{tail}");
+        }
+    }
+    format!("deberta.{rest}")
 }
 
 /// The three projections berth keeps a fused (3H, H) q/k/v weight as, in its order.

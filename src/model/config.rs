@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::deberta::DebertaSettings;
 use crate::error::{Error, Result};
 
 /// What the loss and the prediction head treat the labels as.
@@ -87,6 +88,9 @@ pub struct BertConfig {
     /// ModernBERT's own architecture settings (None for every other family).
     #[serde(skip)]
     pub modern: Option<ModernBertSettings>,
+    /// DeBERTa's relative-position settings (None for every other family).
+    #[serde(skip)]
+    pub deberta: Option<DebertaSettings>,
     /// The whole file as read, so that fields berth does not use survive a save.
     #[serde(skip)]
     pub raw: Value,
@@ -115,7 +119,7 @@ fn default_position_type() -> String {
 }
 
 /// `model_type` values berth runs (a config without the field is taken as BERT).
-pub const SUPPORTED_MODEL_TYPES: [&str; 6] = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "modernbert"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 7] = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "modernbert", "deberta-v2"];
 
 /// The encoder families berth runs. They share one encoder; a family fixes
 /// the variation points: the position scheme, whether token types are used,
@@ -144,6 +148,12 @@ pub enum Family {
     /// mean or the first token (at every token for token heads); its
     /// settings are [`ModernBertSettings`].
     ModernBert,
+    /// DeBERTa-v2/v3 (`deberta-v2`): BERT's post-norm layers with
+    /// disentangled attention (content and relative-position terms, log
+    /// buckets), no absolute positions and no token types, padding rows of
+    /// the embeddings zeroed, and ContextPooler's head (dense + GELU on the
+    /// first token); its settings are [`DebertaSettings`].
+    Deberta,
 }
 
 /// How ModernBERT pools the sequence for its sequence head (`classifier_pooling`).
@@ -300,6 +310,10 @@ pub enum SequenceHead {
     /// `head.dense`, `head.norm` (berth: `bert.pooler.dense`,
     /// `bert.pooler.LayerNorm`). Its token head runs the same at every token.
     PooledDenseNorm,
+    /// DeBERTa's ContextPooler: dropout (`pooler_dropout`), dense, GELU,
+    /// dropout, `classifier`; stored as `pooler.dense` (berth:
+    /// `bert.pooler.dense`), trained afresh by every fine-tuning.
+    ContextPooler,
 }
 
 impl Family {
@@ -311,6 +325,7 @@ impl Family {
             "electra" => Some(Family::Electra),
             "distilbert" => Some(Family::DistilBert),
             "modernbert" => Some(Family::ModernBert),
+            "deberta-v2" => Some(Family::Deberta),
             _ => None,
         }
     }
@@ -323,6 +338,7 @@ impl Family {
             Family::Electra => "electra",
             Family::DistilBert => "distilbert",
             Family::ModernBert => "modernbert",
+            Family::Deberta => "deberta-v2",
         }
     }
 
@@ -334,6 +350,7 @@ impl Family {
             Family::Electra => "electra",
             Family::DistilBert => "distilbert",
             Family::ModernBert => "model",
+            Family::Deberta => "deberta",
         }
     }
 
@@ -346,6 +363,7 @@ impl Family {
             Family::Electra => "Electra",
             Family::DistilBert => "DistilBert",
             Family::ModernBert => "ModernBert",
+            Family::Deberta => "DebertaV2",
         }
     }
 
@@ -366,6 +384,7 @@ impl Family {
             Family::Electra => SequenceHead::DenseThenProjection { gelu: true },
             Family::DistilBert => SequenceHead::PreClassifier,
             Family::ModernBert => SequenceHead::PooledDenseNorm,
+            Family::Deberta => SequenceHead::ContextPooler,
         }
     }
 
@@ -377,13 +396,13 @@ impl Family {
 
     /// Whether the model has a token-type table at all (DistilBERT has none).
     pub fn has_token_type_table(self) -> bool {
-        !matches!(self, Family::DistilBert | Family::ModernBert)
+        !matches!(self, Family::DistilBert | Family::ModernBert | Family::Deberta)
     }
 
     /// Whether the model has a learned position table (ModernBERT rotates q
     /// and k instead).
     pub fn has_position_table(self) -> bool {
-        self != Family::ModernBert
+        !matches!(self, Family::ModernBert | Family::Deberta)
     }
 
     /// Whether token heads run the sequence head's dense + GELU + norm at
@@ -432,6 +451,10 @@ impl BertConfig {
                 });
             }
         }
+        if config.family == Family::Deberta {
+            let settings = DebertaSettings::from_raw(&config.raw, config.hidden_size, config.max_position_embeddings, path)?;
+            config.deberta = Some(settings);
+        }
         Ok(config)
     }
 
@@ -454,6 +477,15 @@ impl BertConfig {
             for key in ["hidden_dropout_prob", "attention_probs_dropout_prob"] {
                 obj.entry(key).or_insert(json!(0.0));
             }
+            obj.insert("type_vocab_size".into(), json!(1));
+            return Ok(keyed);
+        }
+        if raw.get("model_type").and_then(Value::as_str) == Some("deberta-v2") {
+            let mut keyed = raw.clone();
+            let obj = keyed.as_object_mut().ok_or_else(|| Error::Config { path: path.into(), message: "not a JSON object".into() })?;
+            // transformers' DebertaV2Config default; the table of one (unused)
+            // type satisfies BERT's check, DebertaSettings refuses real types.
+            obj.entry("layer_norm_eps").or_insert(json!(1e-7));
             obj.insert("type_vocab_size".into(), json!(1));
             return Ok(keyed);
         }
@@ -486,6 +518,8 @@ impl BertConfig {
             (Family::DistilBert, true) => self.seq_classif_dropout.unwrap_or(0.2),
             (Family::DistilBert, false) => self.hidden_dropout_prob,
             (Family::ModernBert, _) => self.classifier_dropout.unwrap_or(0.0),
+            (Family::Deberta, true) => self.deberta.as_ref().and_then(|d| d.cls_dropout).unwrap_or(self.hidden_dropout_prob),
+            (Family::Deberta, false) => self.hidden_dropout_prob,
             _ => self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
         }
     }
@@ -553,7 +587,7 @@ impl BertConfig {
 
     fn position_offset_of(&self, family: Family) -> usize {
         match family {
-            Family::Bert | Family::Electra | Family::DistilBert | Family::ModernBert => 0,
+            Family::Bert | Family::Electra | Family::DistilBert | Family::ModernBert | Family::Deberta => 0,
             Family::Roberta | Family::XlmRoberta => self.pad_token_id.unwrap_or(1) + 1,
         }
     }
@@ -604,7 +638,7 @@ impl BertConfig {
         obj.insert("problem_type".into(), problem_type.map_or(Value::Null, |p| json!(p.hf_name())));
         obj.remove("num_labels");
         obj.insert("model_type".into(), json!(self.family.model_type()));
-        if matches!(self.family, Family::DistilBert | Family::ModernBert) {
+        if matches!(self.family, Family::DistilBert | Family::ModernBert | Family::Deberta) {
             // Its own keys, as read: berth changes none of them.
             return out;
         }
@@ -663,6 +697,32 @@ impl BertConfig {
             "global_attn_every_n_layers": 2, "local_attention": local_attention,
             "global_rope_theta": 160000.0, "local_rope_theta": 10000.0, "classifier_pooling": "mean",
             "embedding_dropout": dropout, "mlp_dropout": dropout, "attention_dropout": dropout, "classifier_dropout": dropout
+        });
+        BertConfig::from_json_str(&text.to_string(), Path::new("<built-in config>")).expect("valid built-in config")
+    }
+
+    /// A DeBERTa-v3 config of these sizes (for gradient checks and tests):
+    /// `buckets` position buckets over 64 relative positions (so distances
+    /// beyond half the buckets are log-bucketed), the relative embeddings
+    /// normed, and `dropout` in every dropout slot DeBERTa has.
+    pub fn synthetic_deberta(
+        vocab: usize,
+        hidden: usize,
+        layers: usize,
+        heads: usize,
+        intermediate: usize,
+        buckets: usize,
+        dropout: f64,
+    ) -> BertConfig {
+        let text = json!({
+            "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": intermediate,
+            "max_position_embeddings": 64, "model_type": "deberta-v2", "pad_token_id": 0,
+            "relative_attention": true, "pos_att_type": ["p2c", "c2p"], "share_att_key": true,
+            "position_biased_input": false, "type_vocab_size": 0, "position_buckets": buckets,
+            "max_relative_positions": -1, "norm_rel_ebd": "layer_norm", "layer_norm_eps": 1e-7,
+            "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout,
+            "pooler_dropout": dropout, "pooler_hidden_size": hidden, "pooler_hidden_act": "gelu"
         });
         BertConfig::from_json_str(&text.to_string(), Path::new("<built-in config>")).expect("valid built-in config")
     }

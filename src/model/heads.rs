@@ -243,13 +243,21 @@ impl BertClassifier {
                 let (pw, pb) = (pooler.weight, pooler.bias.expect("BERT-style poolers have a bias"));
                 let mut cls = first_token(tape, last)?; // (B, H)
                 let head = self.config.family.sequence_head();
-                if let SequenceHead::DenseThenProjection { .. } = head {
+                match head {
                     // RoBERTa's and ELECTRA's heads drop out their input too; BERT's pooler does not.
-                    cls = dropout(tape, cls, classifier_p, mode.key(streams::CLASSIFIER_INPUT))?;
+                    SequenceHead::DenseThenProjection { .. } => {
+                        cls = dropout(tape, cls, classifier_p, mode.key(streams::CLASSIFIER_INPUT))?;
+                    }
+                    // DeBERTa's ContextPooler, with its own probability.
+                    SequenceHead::ContextPooler => {
+                        let p = self.config.deberta.as_ref().map_or(0.0, |d| d.pooler_dropout);
+                        cls = dropout(tape, cls, p, mode.key(streams::CLASSIFIER_INPUT))?;
+                    }
+                    _ => {}
                 }
                 let pooled = linear(tape, cls, params[pw], Some(params[pb]))?;
                 let pooled = match head {
-                    SequenceHead::DenseThenProjection { gelu: true } => gelu(tape, pooled)?,
+                    SequenceHead::DenseThenProjection { gelu: true } | SequenceHead::ContextPooler => gelu(tape, pooled)?,
                     SequenceHead::PreClassifier => relu(tape, pooled)?,
                     _ => tanh(tape, pooled)?,
                 };

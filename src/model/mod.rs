@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod deberta;
 pub mod decision;
 pub mod device_model;
 pub mod explain;

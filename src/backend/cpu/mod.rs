@@ -16,6 +16,7 @@ pub mod matmul;
 pub mod norm;
 mod ops;
 pub mod packed_attention;
+pub mod relative_attention;
 pub mod rotary;
 pub mod softmax;
 

@@ -7,6 +7,7 @@ use super::dropout::dropout_apply;
 use super::matmul::{Operand, batched_matmul, linear_bwd_input, linear_bwd_weight, linear_fwd, transpose};
 use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
 use super::packed_attention::{packed_attention_bwd, packed_attention_fwd};
+use super::relative_attention::{RelativeDims, RelativeSaved, relative_attention_bwd, relative_attention_fwd};
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{activation, adamw, layout, loss};
 use crate::backend::{
@@ -329,6 +330,40 @@ impl Backend for Cpu {
             let saved: &AttentionSaved<T> = saved.get("attention")?;
             let (dq, dk, dv) = attention_bwd(saved, dout.data::<T>()?);
             Ok([Tensor::from_vec(dq, q.shape())?, Tensor::from_vec(dk, q.shape())?, Tensor::from_vec(dv, q.shape())?])
+        })
+    }
+
+    fn relative_attention_fwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        [pq, pk]: [&Tensor; 2],
+        key_mask: &[u8],
+        rows: &[u32],
+        heads: usize,
+        scale: f64,
+        dropout: Option<AttentionDropout>,
+    ) -> Result<(Tensor, Saved)> {
+        let (batch, seq_len, c) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let dims = RelativeDims { batch, seq_len, heads, head_dim: c / heads, positions: pq.shape()[0] };
+        with_float!(q.dtype(), "relative_attention", |T| {
+            let qkv = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
+            let (out, saved) = relative_attention_fwd(qkv, (pq.data::<T>()?, pk.data::<T>()?), key_mask, rows, dims, scale, dropout);
+            Ok((Tensor::from_vec(out, q.shape())?, Saved::new(saved)))
+        })
+    }
+
+    fn relative_attention_bwd(&self, q: &Tensor, pq: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 5]> {
+        with_float!(q.dtype(), "relative_attention", |T| {
+            let saved: &RelativeSaved<T> = saved.get("relative_attention")?;
+            let [dq, dk, dv, dpq, dpk] = relative_attention_bwd(saved, dout.data::<T>()?);
+            let (x, table) = (q.shape(), pq.shape());
+            Ok([
+                Tensor::from_vec(dq, x)?,
+                Tensor::from_vec(dk, x)?,
+                Tensor::from_vec(dv, x)?,
+                Tensor::from_vec(dpq, table)?,
+                Tensor::from_vec(dpk, table)?,
+            ])
         })
     }
 

@@ -436,6 +436,23 @@ impl Backend for Cuda {
         unsupported("packed_attention", NAME)
     }
 
+    fn relative_attention_fwd(
+        &self,
+        _: [&Tensor; 3],
+        _: [&Tensor; 2],
+        _: &[u8],
+        _: &[u32],
+        _: usize,
+        _: f64,
+        _: Option<AttentionDropout>,
+    ) -> Result<(Tensor, Saved)> {
+        unsupported("relative_attention", NAME)
+    }
+
+    fn relative_attention_bwd(&self, _: &Tensor, _: &Tensor, _: &Saved, _: &Tensor) -> Result<[Tensor; 5]> {
+        unsupported("relative_attention", NAME)
+    }
+
     fn permute_heads(&self, _: &Tensor, _: usize, split: bool) -> Result<Tensor> {
         unsupported(if split { "split_heads" } else { "merge_heads" }, NAME)
     }

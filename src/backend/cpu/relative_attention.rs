@@ -1,0 +1,251 @@
+//! DeBERTa's disentangled self-attention over a padded batch, as one op.
+//!
+//! Per head, the score of query i and key j adds two relative-position
+//! terms to the content term, all divided by the same scale:
+//!
+//! ```text
+//! s[i, j] = (q_i·k_j + q_i·pk[r(i, j)] + k_j·pq[r(i, j)]) · scale
+//! ```
+//!
+//! where pq and pk (R, D) are the relative embeddings projected by the
+//! layer's own query and key projections (`share_att_key`), and
+//! r(i, j) = clamp(bucket(i − j) + R/2, 0, R − 1) is the row they are read
+//! at. transformers gathers the content-to-position product (T, R) at
+//! r(i, j) and the position-to-content product at clamp(−bucket(j − i) +
+//! R/2), then transposes it; the bucketing is odd, so both are r(i, j), and
+//! r depends on i − j only: `rows` holds it for i − j = −(T−1) … T−1.
+//!
+//! The mask is query × key: a real query reads real keys; a padding query
+//! has every score masked and is uniform over all T keys (transformers
+//! fills every masked score with the dtype's minimum), with zero gradient.
+
+use rayon::prelude::*;
+
+use super::activation::scale;
+use super::dropout::dropout_apply;
+use super::layout::permute_heads;
+use super::matmul::{Operand, batched_matmul, matmul};
+use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
+use crate::backend::AttentionDropout;
+use crate::tensor::Float;
+use crate::tensor::pool::{self, Poolable};
+
+/// The sizes of one call: batch, sequence, heads, head size, and the rows
+/// of the relative tables (2 × the span).
+#[derive(Clone, Copy, Debug)]
+pub struct RelativeDims {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub positions: usize,
+}
+
+/// What forward keeps for backward: the per-head q, k, v (B·H, T, D), the
+/// per-head position tables (H, R, D), the probabilities before and, with
+/// dropout, after it.
+pub struct RelativeSaved<T: Poolable> {
+    heads_q: Vec<T>,
+    heads_k: Vec<T>,
+    heads_v: Vec<T>,
+    heads_pq: Vec<T>,
+    heads_pk: Vec<T>,
+    probs: Vec<T>,
+    dropped: Option<Vec<T>>,
+    key_mask: Vec<u8>,
+    rows: Vec<u32>,
+    dims: RelativeDims,
+    scale: f64,
+    dropout: Option<AttentionDropout>,
+}
+
+impl<T: Poolable> Drop for RelativeSaved<T> {
+    fn drop(&mut self) {
+        for buffer in [&mut self.heads_q, &mut self.heads_k, &mut self.heads_v, &mut self.probs] {
+            pool::give(std::mem::take(buffer));
+        }
+        if let Some(dropped) = self.dropped.take() {
+            pool::give(dropped);
+        }
+    }
+}
+
+/// The table row of query i and key j in a sequence of `t` (`rows` has 2t − 1 entries).
+#[inline]
+fn row_of(rows: &[u32], t: usize, i: usize, j: usize) -> usize {
+    rows[i + t - 1 - j] as usize
+}
+
+/// Whether query `i` of batch row `b` is padding (its whole row is masked).
+#[inline]
+fn padding_query(key_mask: &[u8], t: usize, row: usize, heads: usize) -> bool {
+    let (b, i) = (row / (heads * t), row % t);
+    key_mask[b * t + i] == 0
+}
+
+/// q, k, v (B, T, H·D), pq, pk (R, H·D), key mask (B·T), `rows` (2T − 1)
+/// -> context (B, T, H·D) and the saved state.
+pub fn relative_attention_fwd<T: Float>(
+    (q, k, v): (&[T], &[T], &[T]),
+    (pq, pk): (&[T], &[T]),
+    key_mask: &[u8],
+    rows: &[u32],
+    dims: RelativeDims,
+    scale_factor: f64,
+    dropout: Option<AttentionDropout>,
+) -> (Vec<T>, RelativeSaved<T>) {
+    let RelativeDims { batch, seq_len: t, heads: h, head_dim: d, positions: r } = dims;
+    let split = |x: &[T]| permute_heads(x, batch, t, h, d, true);
+    let (heads_q, heads_k, heads_v) = (split(q), split(k), split(v));
+    let (heads_pq, heads_pk) = (permute_heads(pq, 1, r, h, d, true), permute_heads(pk, 1, r, h, d, true));
+    let groups = batch * h;
+    let mut content = pool::take::<T>(groups * t * t);
+    batched_matmul(groups, &heads_q, t, d, false, &heads_k, t, d, true, &mut content, false);
+    // q·pkᵀ and k·pqᵀ, (B·H, T, R): each group against its head's table.
+    let by_position = |x: &[T], table: &[T]| {
+        let mut out = pool::take::<T>(groups * t * r);
+        out.par_chunks_mut((t * r).max(1)).enumerate().for_each(|(g, out_g)| {
+            let head = g % h;
+            let x_g = Operand::new(&x[g * t * d..(g + 1) * t * d], t, d, false);
+            let table_h = Operand::new(&table[head * r * d..(head + 1) * r * d], r, d, true);
+            matmul(x_g, table_h, out_g, false, false);
+        });
+        out
+    };
+    let c2p = by_position(&heads_q, &heads_pk);
+    let p2c = by_position(&heads_k, &heads_pq);
+    let factor = T::from_f64(scale_factor);
+    let mut scores = pool::take::<T>(groups * t * t);
+    super::for_each_row_mut(&mut scores, t, |row, s| {
+        let (g, i) = (row / t, row % t);
+        let c = &content[row * t..(row + 1) * t];
+        let c2p_i = &c2p[row * r..(row + 1) * r];
+        let p2c_g = &p2c[g * t * r..(g + 1) * t * r];
+        for j in 0..t {
+            let at = row_of(rows, t, i, j);
+            s[j] = (c[j] + c2p_i[at] + p2c_g[j * r + at]) * factor;
+        }
+    });
+    pool::give(content);
+    pool::give(c2p);
+    pool::give(p2c);
+    let mut probs = masked_softmax_fwd(&scores, key_mask, h, t, t, None);
+    pool::give(scores);
+    let uniform = T::ONE / T::from_f64(t.max(1) as f64);
+    super::for_each_row_mut(&mut probs, t, |row, p| {
+        if padding_query(key_mask, t, row, h) {
+            p.fill(uniform);
+        }
+    });
+    let dropped = dropout.map(|drop| dropout_apply(&probs, drop.p, drop.key));
+    let mut context = pool::take::<T>(groups * t * d);
+    batched_matmul(groups, dropped.as_deref().unwrap_or(&probs), t, t, false, &heads_v, t, d, false, &mut context, false);
+    let out = permute_heads(&context, batch, t, h, d, false);
+    pool::give(context);
+    let saved = RelativeSaved {
+        heads_q,
+        heads_k,
+        heads_v,
+        heads_pq,
+        heads_pk,
+        probs,
+        dropped,
+        key_mask: key_mask.to_vec(),
+        rows: rows.to_vec(),
+        dims,
+        scale: scale_factor,
+        dropout,
+    };
+    (out, saved)
+}
+
+/// dout (B, T, H·D) -> (dq, dk, dv) (B, T, H·D) and (dpq, dpk) (R, H·D).
+pub fn relative_attention_bwd<T: Float>(saved: &RelativeSaved<T>, dout: &[T]) -> [Vec<T>; 5] {
+    let RelativeDims { batch, seq_len: t, heads: h, head_dim: d, positions: r } = saved.dims;
+    let groups = batch * h;
+    let dcontext = permute_heads(dout, batch, t, h, d, true);
+    let used_probs = saved.dropped.as_deref().unwrap_or(&saved.probs);
+    let mut dprobs = pool::take::<T>(groups * t * t);
+    batched_matmul(groups, &dcontext, t, d, false, &saved.heads_v, t, d, true, &mut dprobs, false);
+    let mut dheads_v = pool::take::<T>(groups * t * d);
+    batched_matmul(groups, used_probs, t, t, true, &dcontext, t, d, false, &mut dheads_v, false);
+    pool::give(dcontext);
+    let dprobs = match saved.dropout {
+        Some(drop) => {
+            let kept = dropout_apply(&dprobs, drop.p, drop.key);
+            pool::give(dprobs);
+            kept
+        }
+        None => dprobs,
+    };
+    let mut dsoftmax = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t, None);
+    pool::give(dprobs);
+    // A padding query's row is the constant uniform row: no gradient.
+    super::for_each_row_mut(&mut dsoftmax, t, |row, ds| {
+        if padding_query(&saved.key_mask, t, row, h) {
+            ds.fill(T::ZERO);
+        }
+    });
+    let dscores = scale(&dsoftmax, T::from_f64(saved.scale));
+    pool::give(dsoftmax);
+
+    // The content term: dQ = dS·K, dK = dSᵀ·Q.
+    let mut dheads_q = pool::take::<T>(groups * t * d);
+    batched_matmul(groups, &dscores, t, t, false, &saved.heads_k, t, d, false, &mut dheads_q, false);
+    let mut dheads_k = pool::take::<T>(groups * t * d);
+    batched_matmul(groups, &dscores, t, t, true, &saved.heads_q, t, d, false, &mut dheads_k, false);
+    // The relative terms, through the gathers' adjoints: per group,
+    // by_query[i, r] = Σ_j dS[i, j] over the keys j read at row r, and
+    // by_key[j, r] = Σ_i dS[i, j] likewise (B·H, T, R).
+    let mut by_query = pool::take::<T>(groups * t * r);
+    let mut by_key = pool::take::<T>(groups * t * r);
+    by_query.par_chunks_mut((t * r).max(1)).zip(by_key.par_chunks_mut((t * r).max(1))).enumerate().for_each(|(g, (bq, bk))| {
+        bq.fill(T::ZERO);
+        bk.fill(T::ZERO);
+        let ds_g = &dscores[g * t * t..(g + 1) * t * t];
+        for i in 0..t {
+            for j in 0..t {
+                let (at, value) = (row_of(&saved.rows, t, i, j), ds_g[i * t + j]);
+                bq[i * r + at] += value;
+                bk[j * r + at] += value;
+            }
+        }
+    });
+    pool::give(dscores);
+    // dQ += by_query·pk_h, dK += by_key·pq_h.
+    let add_through = |dx: &mut [T], by: &[T], table: &[T]| {
+        dx.par_chunks_mut((t * d).max(1)).enumerate().for_each(|(g, dx_g)| {
+            let head = g % h;
+            let by_g = Operand::new(&by[g * t * r..(g + 1) * t * r], t, r, false);
+            let table_h = Operand::new(&table[head * r * d..(head + 1) * r * d], r, d, false);
+            matmul(by_g, table_h, dx_g, true, false);
+        });
+    };
+    add_through(&mut dheads_q, &by_query, &saved.heads_pk);
+    add_through(&mut dheads_k, &by_key, &saved.heads_pq);
+    // dpk_h = Σ_b by_queryᵀ·q, dpq_h = Σ_b by_keyᵀ·k, (H, R, D).
+    let table_grad = |by: &[T], x: &[T]| {
+        let mut out = vec![T::ZERO; h * r * d];
+        out.par_chunks_mut((r * d).max(1)).enumerate().for_each(|(head, out_h)| {
+            for b in 0..batch {
+                let g = b * h + head;
+                let by_g = Operand::new(&by[g * t * r..(g + 1) * t * r], t, r, true);
+                let x_g = Operand::new(&x[g * t * d..(g + 1) * t * d], t, d, false);
+                matmul(by_g, x_g, out_h, true, false);
+            }
+        });
+        out
+    };
+    let dheads_pk = table_grad(&by_query, &saved.heads_q);
+    let dheads_pq = table_grad(&by_key, &saved.heads_k);
+    pool::give(by_query);
+    pool::give(by_key);
+    let merge = |x: Vec<T>| {
+        let merged = permute_heads(&x, batch, t, h, d, false);
+        pool::give(x);
+        merged
+    };
+    let dpq = permute_heads(&dheads_pq, 1, r, h, d, false);
+    let dpk = permute_heads(&dheads_pk, 1, r, h, d, false);
+    [merge(dheads_q), merge(dheads_k), merge(dheads_v), dpq, dpk]
+}
