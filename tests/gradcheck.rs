@@ -552,6 +552,18 @@ fn tiny_modernbert(head: HeadKind, problem_type: Option<ProblemType>, num_labels
     tiny_model_of(config, head, problem_type, num_labels)
 }
 
+/// The tiny model as DeBERTa-v3: relative attention with 4 buckets (at
+/// T = 5 distances 3 and 4 share a row), normed relative embeddings, the
+/// ContextPooler head, and dropout 0.1 everywhere DeBERTa has it
+/// (embeddings, relative embeddings, probabilities, outputs, pooler, classifier).
+fn tiny_deberta(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
+    let mut config = BertConfig::synthetic_deberta(50, 8, 2, 2, 16, 4, 0.1);
+    config.initializer_range = 0.4;
+    let settings = config.deberta.as_ref().expect("a DeBERTa config");
+    assert_eq!(settings.distance_rows(5), [1, 1, 2, 3, 4, 5, 6, 7, 7], "distances ±3 and ±4 share a bucket");
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
 fn tiny_model_of(config: BertConfig, head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> BertClassifier {
     let mut params = random_parameters(&config, head, num_labels, 5, DType::F64);
     let names: Vec<String> = params.names().to_vec();
@@ -806,6 +818,30 @@ fn modernbert_token_classification_gradients() {
     check_model("modernbert token", &model, &Labels::Token(token_tags()));
 }
 
+#[test]
+fn deberta_single_label_gradients() {
+    let model = tiny_deberta(HeadKind::SequenceClassification, Some(ProblemType::SingleLabel), 3);
+    check_model("deberta single-label", &model, &Labels::SingleLabel(vec![0, 2, 1, 2]));
+}
+
+#[test]
+fn deberta_multi_label_gradients() {
+    let model = tiny_deberta(HeadKind::SequenceClassification, Some(ProblemType::MultiLabel), 4);
+    check_model("deberta multi-label", &model, &Labels::MultiLabel(MULTI_LABEL_TARGETS.to_vec()));
+}
+
+#[test]
+fn deberta_regression_gradients() {
+    let model = tiny_deberta(HeadKind::SequenceClassification, Some(ProblemType::Regression), 1);
+    check_model("deberta regression", &model, &Labels::Regression(REGRESSION_TARGETS.to_vec()));
+}
+
+#[test]
+fn deberta_token_classification_gradients() {
+    let model = tiny_deberta(HeadKind::TokenClassification, None, 5);
+    check_model("deberta token", &model, &Labels::Token(token_tags()));
+}
+
 // ---------- dropout determinism ----------
 
 fn eval_loss(model: &BertClassifier, mode: ForwardMode) -> f64 {
@@ -884,6 +920,10 @@ fn library_gradchecks_all_pass() {
         "bert token",
         "modernbert single-label",
         "modernbert token",
+        "relative_attention",
+        "relative_attention dropout",
+        "deberta single-label",
+        "deberta token",
     ];
     for op in expected {
         assert!(rows.iter().any(|r| r.op == op), "no gradient check for {op}");

@@ -53,6 +53,7 @@ mod r17_int8;
 // Issue 18: RoBERTa, XLM-R, ELECTRA and DistilBERT against their transformers fixtures.
 mod r18_families;
 // Issue 19: ModernBERT's refusals, config spellings, device refusal and multi-task heads.
+mod r19_deberta;
 mod r19_modernbert;
 // Issue 20: long documents read in overlapping windows, against transformers' overflowing windows.
 mod r20_augment;

@@ -154,7 +154,7 @@ fn losses_of(output: &Path, head: &str) -> Vec<f64> {
     log_of(output).iter().filter_map(|e| e[format!("loss_{head}")].as_f64()).collect()
 }
 
-/// Multi-task training on a RoBERTa, a DistilBERT and a ModernBERT encoder:
+/// Multi-task training on a RoBERTa, a DistilBERT, a ModernBERT and a DeBERTa encoder:
 /// the folder keeps the family (config, tensor names), each sequence head
 /// owns the dense layer its family's head starts with (and ModernBERT's
 /// token head its dense + norm too), both losses fall, and every head
@@ -165,6 +165,7 @@ fn r18_multitask_trains_on_other_encoder_families() {
         ("roberta-seqcls", "roberta", "roberta."),
         ("distilbert-seqcls", "distilbert", "distilbert."),
         ("modernbert-seqcls", "modernbert", "model."),
+        ("deberta-v3-seqcls", "deberta-v2", "deberta."),
     ];
     for (fixture, model_type, prefix) in families {
         let Some(model) = fixture_dir(&format!("families/{fixture}")) else { return };

@@ -12,7 +12,8 @@
 //! layering, tolerated because this module is a test harness, not an op).
 
 use crate::autograd::attention::{
-    attention, masked_softmax, merge_heads, packed_attention, packed_windowed_attention, split_heads, windowed_attention,
+    attention, masked_softmax, merge_heads, packed_attention, packed_windowed_attention, relative_attention, split_heads,
+    windowed_attention,
 };
 use crate::autograd::basic::{DropoutKey, add, dropout, first_token, geglu, gelu, relu, reshape, scale, tanh};
 use crate::autograd::embedding::{embedding, embeddings_ln};
@@ -388,7 +389,22 @@ fn modern_cases() -> Result<Vec<GradcheckRow>> {
         packed_windowed_attention(t, (v[0], v[1], v[2]), std::sync::Arc::from(vec![5, 0, 3]), 2, 0.7, Some(1))
     });
     packed.shapes.push_str(" w=1");
-    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed])
+
+    // DeBERTa: q, k, v and both position tables; 4 buckets over distances up
+    // to 4, so distances 3 and 4 share a row (the log buckets cut).
+    let settings = BertConfig::synthetic_deberta(50, 6, 1, 2, 8, 4, 0.0).deberta.expect("a DeBERTa config");
+    let rows = settings.distance_rows(5);
+    let r = settings.relative_rows();
+    let inputs = [qkv[0].clone(), qkv[1].clone(), qkv[2].clone(), random_tensor(70, &[r, 6]), random_tensor(71, &[r, 6])];
+    let rows_ref = &rows;
+    let relative = |p: Option<(f64, DropoutKey)>| {
+        move |t: &mut Tape, v: &[Var]| relative_attention(t, (v[0], v[1], v[2]), (v[3], v[4]), &mask, rows_ref, 2, 0.45, p)
+    };
+    let mut relative_row = check_op("relative_attention", 67, &inputs, relative(None));
+    relative_row.shapes.push_str(&format!(" R={r}, rows {rows:?}"));
+    let mut relative_dropout = check_op("relative_attention dropout", 68, &inputs, relative(Some((0.3, key))));
+    relative_dropout.shapes.push_str(&format!(" R={r}"));
+    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed, relative_row, relative_dropout])
 }
 
 fn loss_cases() -> Result<Vec<GradcheckRow>> {
@@ -464,6 +480,14 @@ fn tiny_modernbert(head: HeadKind, problem_type: Option<ProblemType>, num_labels
     tiny_model_of(config, head, problem_type, num_labels)
 }
 
+/// The tiny model as DeBERTa-v3: relative attention with 4 buckets (at
+/// T = 5 distances 3 and 4 share one), normed relative embeddings, the
+/// ContextPooler head, and dropout 0.1 in each of its places.
+fn tiny_deberta(head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> Result<BertClassifier> {
+    let config = BertConfig::synthetic_deberta(50, 8, 2, 2, 16, 4, 0.1);
+    tiny_model_of(config, head, problem_type, num_labels)
+}
+
 fn tiny_model_of(mut config: BertConfig, head: HeadKind, problem_type: Option<ProblemType>, num_labels: usize) -> Result<BertClassifier> {
     config.initializer_range = 0.4;
     let mut params = random_parameters(&config, head, num_labels, 5, DType::F64);
@@ -533,7 +557,9 @@ fn bert_cases() -> Result<Vec<GradcheckRow>> {
             &tiny_modernbert(seq, Some(ProblemType::SingleLabel), 3)?,
             &Labels::SingleLabel(vec![0, 2, 1, 2]),
         ),
-        bert_row("modernbert token", &tiny_modernbert(HeadKind::TokenClassification, None, 3)?, &Labels::Token(tags)),
+        bert_row("modernbert token", &tiny_modernbert(HeadKind::TokenClassification, None, 3)?, &Labels::Token(tags.clone())),
+        bert_row("deberta single-label", &tiny_deberta(seq, Some(ProblemType::SingleLabel), 3)?, &Labels::SingleLabel(vec![0, 2, 1, 2])),
+        bert_row("deberta token", &tiny_deberta(HeadKind::TokenClassification, None, 3)?, &Labels::Token(tags)),
     ])
 }
 

@@ -38,6 +38,12 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
     if batch.batch_size != 1 || batch.attention_mask.contains(&0) {
         return Err(Error::shape("inspect", format!("one unpadded input, got a batch of {} with padding", batch.batch_size)));
     }
+    if model.config.family == Family::Deberta {
+        // Its scores add relative-position terms; the recomputation below is BERT's.
+        return Err(Error::InvalidArgument(
+            "inspect does not yet give DeBERTa's attention probabilities (relative-position terms); predict and eval run it".into(),
+        ));
+    }
     if model.config.family == Family::ModernBert {
         // Its attention reads normed, rotated q and k through a window; the
         // recomputation below is BERT's.

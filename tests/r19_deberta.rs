@@ -1,0 +1,129 @@
+//! Issue 19, DeBERTa-v3: configs of other DeBERTa shapes are refused by
+//! name, the device and `inspect` are refused before any work, a bare
+//! pretrained encoder (no pooler, no classifier, an unused absolute position
+//! table) loads with a fresh ContextPooler head, and token types are
+//! ignored as transformers ignores them. Parity, gradients, export and
+//! training are in r18_families.rs, gradcheck.rs and r16_multitask.rs.
+
+use std::path::Path;
+
+use berth::autograd::Tape;
+use berth::data::Batch;
+use berth::model::checkpoint::{read_safetensors, write_safetensors};
+use berth::model::{BertConfig, ForwardMode, LoadOptions, load_model};
+use berth::tensor::{DType, Tensor};
+use serde_json::Value;
+
+use crate::common::{fixture_dir, scratch_dir};
+use crate::train::berth;
+
+fn fixture_config(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+fn parse(config: &Value) -> berth::Result<BertConfig> {
+    BertConfig::from_json_str(&config.to_string(), Path::new("model/config.json"))
+}
+
+#[test]
+fn r19_deberta_configs_berth_cannot_run_are_refused_by_name() {
+    let Some(dir) = fixture_dir("families/deberta-v3-seqcls") else { return };
+    let base = fixture_config(&dir);
+    let settings = parse(&base).unwrap().deberta.expect("the fixture is a DeBERTa config");
+    assert_eq!((settings.position_buckets, settings.max_relative_positions, settings.span), (16, 128, 16));
+    assert!(settings.normed_relative_embeddings);
+    type Edit = fn(&mut Value);
+    let refused: [(&str, Edit, &str); 7] = [
+        ("relative_attention", |c| c["relative_attention"] = false.into(), "relative_attention must be true"),
+        ("pos_att_type", |c| c["pos_att_type"] = serde_json::json!(["c2p"]), "pos_att_type [\"c2p\"] is not supported"),
+        ("share_att_key", |c| c["share_att_key"] = false.into(), "share_att_key must be true"),
+        ("position_biased_input", |c| c["position_biased_input"] = true.into(), "position_biased_input true"),
+        ("type_vocab_size", |c| c["type_vocab_size"] = 2.into(), "type_vocab_size 2 is not supported"),
+        ("conv_kernel_size", |c| c["conv_kernel_size"] = 3.into(), "conv_kernel_size"),
+        ("pooler_hidden_act", |c| c["pooler_hidden_act"] = "tanh".into(), "pooler_hidden_act `tanh` is not supported"),
+    ];
+    for (what, edit, want) in refused {
+        let mut config = base.clone();
+        edit(&mut config);
+        let err = parse(&config).unwrap_err().to_string();
+        assert!(err.contains("model/config.json") && err.contains(want), "{what}: {err}");
+    }
+}
+
+fn run_fails(args: &[&str], paths: &[(&str, &Path)]) -> String {
+    let mut cmd = berth();
+    cmd.args(args);
+    for (flag, path) in paths {
+        cmd.arg(flag).arg(path);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && !stderr.contains("panicked"), "{args:?} should fail cleanly:\n{stderr}");
+    stderr
+}
+
+#[test]
+fn r19_deberta_on_the_device_and_in_inspect_is_refused_before_any_work() {
+    let Some(dir) = fixture_dir("families/deberta-v3-seqcls") else { return };
+    let work = scratch_dir("r19-deberta-device");
+    let train = work.join("train.tsv");
+    std::fs::write(&train, "text\tlabel\na fine film\tentailment\na dull film\tneutral\nit was a film\tcontradiction\n").unwrap();
+    let output = work.join("out");
+    let err = run_fails(
+        &["train", "--device", "sim", "--max-steps", "2", "--batch-size", "2"],
+        &[("--model", &dir), ("--train", &train), ("--output", &output)],
+    );
+    assert!(err.contains("DeBERTa runs on the CPU only"), "{err}");
+    assert!(!output.join("model.safetensors").exists(), "nothing is saved");
+    let err = run_fails(&["inspect", "--text", "a fine film"], &[("--model", &dir)]);
+    assert!(err.contains("inspect does not yet give DeBERTa's attention probabilities") && err.contains("predict"), "{err}");
+}
+
+#[test]
+fn r19_a_bare_deberta_encoder_loads_with_a_fresh_context_pooler() {
+    let Some(dir) = fixture_dir("families/deberta-v3-seqcls") else { return };
+    let work = scratch_dir("r19-deberta-bare");
+    // What a pretrained v3 folder holds: the encoder, a masked-LM head and
+    // (in some uploads) an absolute position table the model does not use.
+    let mut tensors: Vec<(String, Tensor)> = read_safetensors(&dir.join("model.safetensors"), DType::F32)
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("deberta."))
+        .collect();
+    tensors.push(("deberta.embeddings.position_embeddings.weight".into(), Tensor::zeros(&[128, 32], DType::F32)));
+    tensors.push(("lm_predictions.lm_head.bias".into(), Tensor::zeros(&[1200], DType::F32)));
+    write_safetensors(&work.join("model.safetensors"), tensors.iter().map(|(n, t)| (n.as_str(), t)), DType::F32).unwrap();
+    let mut config = fixture_config(&dir);
+    config["architectures"] = serde_json::json!(["DebertaV2ForMaskedLM"]);
+    std::fs::write(work.join("config.json"), config.to_string()).unwrap();
+    let (model, report) = load_model(&work, &LoadOptions::default()).unwrap();
+    let mut initialized = report.initialized.clone();
+    initialized.sort();
+    assert_eq!(initialized, ["bert.pooler.dense.bias", "bert.pooler.dense.weight", "classifier.bias", "classifier.weight"]);
+    assert!(report.notes.iter().any(|n| n.contains("ignored 2 pre-training head tensors")), "{:?}", report.notes);
+    // The encoder is the fixture's: the hidden states equal the full model's.
+    let (full, _) = load_model(&dir, &LoadOptions::default()).unwrap();
+    let batch = Batch { batch_size: 1, seq_len: 4, input_ids: vec![1, 40, 41, 2], token_type_ids: vec![0; 4], attention_mask: vec![1; 4] };
+    let hidden = |m: &berth::model::BertClassifier| {
+        let mut tape = Tape::no_grad();
+        let out = m.forward(&mut tape, &batch, ForwardMode::eval()).unwrap();
+        tape.value(*out.hidden_states.last().unwrap()).to_f64_vec()
+    };
+    assert_eq!(hidden(&model), hidden(&full));
+}
+
+#[test]
+fn r19_deberta_ignores_token_types_as_transformers_does() {
+    let Some(dir) = fixture_dir("families/deberta-v3-pair") else { return };
+    let (model, _) = load_model(&dir, &LoadOptions { dtype: DType::F64, ..LoadOptions::default() }).unwrap();
+    let mut batch =
+        Batch { batch_size: 1, seq_len: 6, input_ids: vec![1, 40, 41, 2, 42, 2], token_type_ids: vec![0; 6], attention_mask: vec![1; 6] };
+    let logits = |b: &Batch| {
+        let mut tape = Tape::no_grad();
+        let out = model.forward(&mut tape, b, ForwardMode::eval()).unwrap();
+        tape.value(out.logits).to_f64_vec()
+    };
+    let zeros = logits(&batch);
+    batch.token_type_ids = vec![0, 0, 0, 0, 1, 1];
+    assert_eq!(logits(&batch), zeros, "type_vocab_size 0: the pair's types change nothing");
+}
