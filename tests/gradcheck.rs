@@ -922,6 +922,7 @@ fn library_gradchecks_all_pass() {
         "modernbert token",
         "relative_attention",
         "relative_attention dropout",
+        "packed_relative_attention",
         "deberta single-label",
         "deberta token",
     ];

@@ -277,3 +277,66 @@ pub fn relative_attention(
     let (out, saved) = backend::of(tq).relative_attention_fwd(qkv, [tpq, tpk], key_mask, rows, heads, scale, dropout)?;
     Ok(tape.push(out, &[q, k, v, pq, pk], RelativeAttention { saved }))
 }
+
+struct PackedRelativeAttention {
+    lens: Arc<[usize]>,
+    rows: Arc<[u32]>,
+    heads: usize,
+    scale: f64,
+}
+
+impl Backward for PackedRelativeAttention {
+    fn name(&self) -> &'static str {
+        "packed_relative_attention"
+    }
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        // Per sequence: 4·len²·C for the content products, 4·len·R·C for the relative ones.
+        let width = output.shape().last().copied().unwrap_or(0) as f64;
+        let r = inputs.get(3).map_or(0, |pq| pq.shape()[0]) as f64;
+        self.lens.iter().map(|&l| 4.0 * (l as f64) * (l as f64 + r) * width).sum()
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];
+        let tables = [ctx.inputs[3], ctx.inputs[4]];
+        let grads = backend::of(dout).packed_relative_attention_bwd(qkv, tables, dout, &self.lens, &self.rows, self.heads, self.scale)?;
+        Ok(grads.into_iter().map(Some).collect())
+    }
+}
+
+/// As [`relative_attention`] over packed sequences: q, k, v (N, H·D)
+/// holding sequences of `lens` rows back to back, pq, pk (R, H·D), `rows`
+/// (2·T − 1 for a T at least every length) -> context (N, H·D), each
+/// sequence attending to its own rows. No dropout; only where the backend
+/// packs rows (the CPU).
+pub fn packed_relative_attention(
+    tape: &mut Tape,
+    (q, k, v): (Var, Var, Var),
+    (pq, pk): (Var, Var),
+    lens: Arc<[usize]>,
+    rows: Arc<[u32]>,
+    heads: usize,
+    scale: f64,
+) -> Result<Var> {
+    let (tq, tk, tv) = (tape.value(q), tape.value(k), tape.value(v));
+    let n: usize = lens.iter().sum();
+    let fits = |t: &Tensor| t.dims() == 2 && t.shape() == tq.shape() && t.dtype() == tq.dtype();
+    if !(fits(tk) && fits(tv)) || tq.dims() != 2 || tq.shape()[0] != n || heads == 0 || tq.shape()[1] % heads != 0 {
+        return Err(Error::shape("packed_relative_attention", format!("q {:?} for sequences of {n} rows and {heads} heads", tq.shape())));
+    }
+    let (tpq, tpk) = (tape.value(pq), tape.value(pk));
+    let positions = tpq.shape().first().copied().unwrap_or(0);
+    let table_fits = |t: &Tensor| t.dims() == 2 && t.shape() == [positions, tq.shape()[1]] && t.dtype() == tq.dtype();
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    let reach = rows.len().div_ceil(2);
+    if positions == 0 || !table_fits(tpq) || !table_fits(tpk) || rows.len() % 2 == 0 || reach < longest {
+        return Err(Error::shape(
+            "packed_relative_attention",
+            format!("pq {:?}, pk {:?}, {} distance rows for sequences up to {longest}", tpq.shape(), tpk.shape(), rows.len()),
+        ));
+    }
+    if rows.iter().any(|&r| r as usize >= positions) {
+        return Err(Error::shape("packed_relative_attention", format!("a distance row beyond the tables' {positions} rows")));
+    }
+    let out = backend::of(tq).packed_relative_attention_fwd([tq, tk, tv], [tpq, tpk], &lens, &rows, heads, scale)?;
+    Ok(tape.push(out, &[q, k, v, pq, pk], PackedRelativeAttention { lens, rows, heads, scale }))
+}

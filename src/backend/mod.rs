@@ -276,6 +276,30 @@ pub trait Backend: Send + Sync {
     ) -> Result<(Tensor, Saved)>;
     /// q (B, T, H·D), pq (R, H·D), dout (B, T, H·D) -> [dq, dk, dv, dpq, dpk].
     fn relative_attention_bwd(&self, q: &Tensor, pq: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 5]>;
+    /// As [`Backend::relative_attention_fwd`] over packed sequences: q, k,
+    /// v (N, H·D) holding sequences of `lens` rows back to back, `rows`
+    /// (2·T − 1 for a T at least every length) -> context (N, H·D); no dropout.
+    fn packed_relative_attention_fwd(
+        &self,
+        qkv: [&Tensor; 3],
+        tables: [&Tensor; 2],
+        lens: &[usize],
+        rows: &[u32],
+        heads: usize,
+        scale: f64,
+    ) -> Result<Tensor>;
+    /// dout (N, H·D) -> [dq, dk, dv] (N, H·D), [dpq, dpk] (R, H·D).
+    #[allow(clippy::too_many_arguments)]
+    fn packed_relative_attention_bwd(
+        &self,
+        qkv: [&Tensor; 3],
+        tables: [&Tensor; 2],
+        dout: &Tensor,
+        lens: &[usize],
+        rows: &[u32],
+        heads: usize,
+        scale: f64,
+    ) -> Result<[Tensor; 5]>;
     /// x (B, T, H·D) -> (B, H, T, D) when `split`; (B, H, T, D) -> (B, T, H·D) otherwise.
     fn permute_heads(&self, x: &Tensor, heads: usize, split: bool) -> Result<Tensor>;
     /// scores (B, H, Tq, Tk), key mask (B·Tk) -> probabilities over keys.

@@ -12,8 +12,8 @@
 //! layering, tolerated because this module is a test harness, not an op).
 
 use crate::autograd::attention::{
-    attention, masked_softmax, merge_heads, packed_attention, packed_windowed_attention, relative_attention, split_heads,
-    windowed_attention,
+    attention, masked_softmax, merge_heads, packed_attention, packed_relative_attention, packed_windowed_attention, relative_attention,
+    split_heads, windowed_attention,
 };
 use crate::autograd::basic::{DropoutKey, add, dropout, first_token, geglu, gelu, relu, reshape, scale, tanh};
 use crate::autograd::embedding::{embedding, embeddings_ln};
@@ -404,7 +404,14 @@ fn modern_cases() -> Result<Vec<GradcheckRow>> {
     relative_row.shapes.push_str(&format!(" R={r}, rows {rows:?}"));
     let mut relative_dropout = check_op("relative_attention dropout", 68, &inputs, relative(Some((0.3, key))));
     relative_dropout.shapes.push_str(&format!(" R={r}"));
-    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed, relative_row, relative_dropout])
+    let packed_inputs =
+        [packed_inputs[0].clone(), packed_inputs[1].clone(), packed_inputs[2].clone(), inputs[3].clone(), inputs[4].clone()];
+    let rows_arc: std::sync::Arc<[u32]> = rows.clone().into();
+    let mut packed_relative = check_op("packed_relative_attention", 69, &packed_inputs, |t, v| {
+        packed_relative_attention(t, (v[0], v[1], v[2]), (v[3], v[4]), std::sync::Arc::from(vec![5, 0, 3]), rows_arc.clone(), 2, 0.45)
+    });
+    packed_relative.shapes.push_str(&format!(" R={r}"));
+    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed, relative_row, relative_dropout, packed_relative])
 }
 
 fn loss_cases() -> Result<Vec<GradcheckRow>> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::config::{BertConfig, Family, ModernBertSettings};
 use super::deberta::DebertaSettings;
 use super::params::{ParamStore, WeightCache};
-use crate::autograd::attention::{packed_windowed_attention, relative_attention, windowed_attention};
+use crate::autograd::attention::{packed_relative_attention, packed_windowed_attention, relative_attention, windowed_attention};
 use crate::autograd::basic::{DropoutKey, add, dropout, geglu, gelu};
 use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{linear_int8, linear_with};
@@ -317,8 +317,8 @@ impl LayerContext<'_> {
 
     /// DeBERTa's disentangled attention: the layer's own query and key
     /// projections turn the (dropped-out) relative embeddings into its
-    /// position tables; then attention over the padded batch (packed rows
-    /// are spread out and gathered back).
+    /// position tables; then attention over the packed sequences, or over
+    /// the padded batch when probabilities are dropped out.
     fn relative_attention(&self, tape: &mut Tape, qkv: (Var, Var, Var), lp: &LayerParams, layer: usize) -> Result<Var> {
         let (rel, rows) = self.relative.clone().expect("DeBERTa layers have relative embeddings");
         let config = self.config;
@@ -331,6 +331,9 @@ impl LayerContext<'_> {
             .filter(|_| config.attention_probs_dropout_prob > 0.0)
             .map(|key| (config.attention_probs_dropout_prob, key));
         let scale = DebertaSettings::attention_scale(config.head_dim());
+        if let (Some(lens), None) = (self.sequence_lengths.as_ref(), probs_dropout) {
+            return packed_relative_attention(tape, qkv, (pq, pk), lens.clone(), rows, config.num_attention_heads, scale);
+        }
         let (q, k, v) = (self.padded(tape, qkv.0)?, self.padded(tape, qkv.1)?, self.padded(tape, qkv.2)?);
         let mask = &self.batch.attention_mask;
         let context = relative_attention(tape, (q, k, v), (pq, pk), mask, &rows, config.num_attention_heads, scale, probs_dropout)?;

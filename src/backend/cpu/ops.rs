@@ -7,7 +7,10 @@ use super::dropout::dropout_apply;
 use super::matmul::{Operand, batched_matmul, linear_bwd_input, linear_bwd_weight, linear_fwd, transpose};
 use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
 use super::packed_attention::{packed_attention_bwd, packed_attention_fwd};
-use super::relative_attention::{RelativeDims, RelativeSaved, relative_attention_bwd, relative_attention_fwd};
+use super::relative_attention::{
+    RelativeDims, RelativeSaved, packed_relative_attention_bwd, packed_relative_attention_fwd, relative_attention_bwd,
+    relative_attention_fwd,
+};
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{activation, adamw, layout, loss};
 use crate::backend::{
@@ -356,6 +359,48 @@ impl Backend for Cpu {
         with_float!(q.dtype(), "relative_attention", |T| {
             let saved: &RelativeSaved<T> = saved.get("relative_attention")?;
             let [dq, dk, dv, dpq, dpk] = relative_attention_bwd(saved, dout.data::<T>()?);
+            let (x, table) = (q.shape(), pq.shape());
+            Ok([
+                Tensor::from_vec(dq, x)?,
+                Tensor::from_vec(dk, x)?,
+                Tensor::from_vec(dv, x)?,
+                Tensor::from_vec(dpq, table)?,
+                Tensor::from_vec(dpk, table)?,
+            ])
+        })
+    }
+
+    fn packed_relative_attention_fwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        [pq, pk]: [&Tensor; 2],
+        lens: &[usize],
+        rows: &[u32],
+        heads: usize,
+        scale: f64,
+    ) -> Result<Tensor> {
+        with_float!(q.dtype(), "packed_relative_attention", |T| {
+            let qkv = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
+            let tables = (pq.data::<T>()?, pk.data::<T>()?);
+            Tensor::from_vec(packed_relative_attention_fwd(qkv, tables, lens, rows, heads, pq.shape()[0], scale), q.shape())
+        })
+    }
+
+    fn packed_relative_attention_bwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        [pq, pk]: [&Tensor; 2],
+        dout: &Tensor,
+        lens: &[usize],
+        rows: &[u32],
+        heads: usize,
+        scale: f64,
+    ) -> Result<[Tensor; 5]> {
+        with_float!(q.dtype(), "packed_relative_attention", |T| {
+            let qkv = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
+            let tables = (pq.data::<T>()?, pk.data::<T>()?);
+            let [dq, dk, dv, dpq, dpk] =
+                packed_relative_attention_bwd(qkv, tables, dout.data::<T>()?, lens, rows, heads, pq.shape()[0], scale);
             let (x, table) = (q.shape(), pq.shape());
             Ok([
                 Tensor::from_vec(dq, x)?,

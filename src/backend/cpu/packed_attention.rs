@@ -15,7 +15,7 @@ use super::{dot, sum};
 use crate::tensor::Float;
 
 /// Where each sequence starts, in rows.
-fn offsets(lens: &[usize]) -> Vec<usize> {
+pub(super) fn offsets(lens: &[usize]) -> Vec<usize> {
     lens.iter()
         .scan(0, |start, &len| {
             let here = *start;
@@ -26,13 +26,13 @@ fn offsets(lens: &[usize]) -> Vec<usize> {
 }
 
 /// Every (sequence, head) pair: the unit of work.
-fn tasks(lens: &[usize], heads: usize) -> Vec<(usize, usize)> {
+pub(super) fn tasks(lens: &[usize], heads: usize) -> Vec<(usize, usize)> {
     (0..lens.len()).filter(|&s| lens[s] > 0).flat_map(|s| (0..heads).map(move |h| (s, h))).collect()
 }
 
 /// Head `h` of a sequence's rows (each `cols` wide, heads of `d`), copied
 /// into a contiguous (len, d) matrix for the products.
-fn head_matrix<T: Float>(x: &[T], len: usize, cols: usize, h: usize, d: usize) -> Vec<T> {
+pub(super) fn head_matrix<T: Float>(x: &[T], len: usize, cols: usize, h: usize, d: usize) -> Vec<T> {
     let mut m = Vec::with_capacity(len * d);
     for i in 0..len {
         m.extend_from_slice(&x[i * cols + h * d..i * cols + (h + 1) * d]);
@@ -42,7 +42,7 @@ fn head_matrix<T: Float>(x: &[T], len: usize, cols: usize, h: usize, d: usize) -
 
 /// c = a' · b' for small operands, on this thread (the caller runs one
 /// task per sequence and head in parallel).
-fn product<T: Float>(a: Operand<T>, b: Operand<T>, rows: usize, cols: usize) -> Vec<T> {
+pub(super) fn product<T: Float>(a: Operand<T>, b: Operand<T>, rows: usize, cols: usize) -> Vec<T> {
     let mut c = vec![T::ZERO; rows * cols];
     matmul(a, b, &mut c, false, false);
     c
@@ -117,7 +117,7 @@ fn banded_context<T: Float>(q: &[T], k: &[T], v: &[T], len: usize, d: usize, sca
 
 /// Writes per-(sequence, head) blocks (len, d), in task order, into
 /// (N, H·D) rows; one parallel task per sequence.
-fn assemble<T: Float>(blocks: Vec<Vec<T>>, lens: &[usize], heads: usize, cols: usize, d: usize) -> Vec<T> {
+pub(super) fn assemble<T: Float>(blocks: Vec<Vec<T>>, lens: &[usize], heads: usize, cols: usize, d: usize) -> Vec<T> {
     let n: usize = lens.iter().sum();
     let mut out = crate::tensor::pool::take::<T>(n * cols);
     let mut per_sequence = Vec::with_capacity(lens.len());

@@ -25,7 +25,9 @@ use super::activation::scale;
 use super::dropout::dropout_apply;
 use super::layout::permute_heads;
 use super::matmul::{Operand, batched_matmul, matmul};
+use super::packed_attention::{assemble, head_matrix, offsets, product, tasks};
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
+use super::{dot, sum};
 use crate::backend::AttentionDropout;
 use crate::tensor::Float;
 use crate::tensor::pool::{self, Poolable};
@@ -248,4 +250,151 @@ pub fn relative_attention_bwd<T: Float>(saved: &RelativeSaved<T>, dout: &[T]) ->
     let dpq = permute_heads(&dheads_pq, 1, r, h, d, false);
     let dpk = permute_heads(&dheads_pk, 1, r, h, d, false);
     [merge(dheads_q), merge(dheads_k), merge(dheads_v), dpq, dpk]
+}
+
+// ---------- over packed sequences ----------
+
+/// One head of one sequence of `len` rows: (q, k, v (len, d), pq, pk (R, d)).
+struct HeadInputs<T> {
+    q: Vec<T>,
+    k: Vec<T>,
+    v: Vec<T>,
+    pq: Vec<T>,
+    pk: Vec<T>,
+}
+
+/// The probabilities (len, len) of one head of one sequence, every key
+/// real: the three score terms as in [`relative_attention_fwd`], then softmax.
+fn packed_probabilities<T: Float>(x: &HeadInputs<T>, len: usize, d: usize, r: usize, rows: &[u32], t_rows: usize, scale: T) -> Vec<T> {
+    let mut s = product(Operand::new(&x.q, len, d, false), Operand::new(&x.k, len, d, true), len, len);
+    let c2p = product(Operand::new(&x.q, len, d, false), Operand::new(&x.pk, r, d, true), len, r);
+    let p2c = product(Operand::new(&x.k, len, d, false), Operand::new(&x.pq, r, d, true), len, r);
+    for (i, row) in s.chunks_mut(len).enumerate() {
+        let mut max = T::MIN;
+        for (j, value) in row.iter_mut().enumerate() {
+            let at = row_of(rows, t_rows, i, j);
+            *value = (*value + c2p[i * r + at] + p2c[j * r + at]) * scale;
+            max = max.max(*value);
+        }
+        for value in row.iter_mut() {
+            *value = (*value - max).exp();
+        }
+        let inv = T::ONE / sum(row);
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+    s
+}
+
+/// The inputs of task (sequence s, head h).
+#[allow(clippy::too_many_arguments)]
+fn head_inputs<T: Float>(
+    (q, k, v): (&[T], &[T], &[T]),
+    (pq, pk): (&[T], &[T]),
+    start: usize,
+    len: usize,
+    cols: usize,
+    r: usize,
+    h: usize,
+    d: usize,
+) -> HeadInputs<T> {
+    let rows = start * cols..(start + len) * cols;
+    let [q, k, v] = [q, k, v].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
+    let [pq, pk] = [pq, pk].map(|x| head_matrix(x, r, cols, h, d));
+    HeadInputs { q, k, v, pq, pk }
+}
+
+/// q, k, v (N, H·D) holding sequences of `lens` rows back to back, pq, pk
+/// (R, H·D), `rows` (2·T_rows − 1, T_rows ≥ every length) -> context
+/// (N, H·D): each sequence attends to its own rows, as the padded op does
+/// at every real position. No dropout; one task per (sequence, head).
+#[allow(clippy::too_many_arguments)]
+pub fn packed_relative_attention_fwd<T: Float>(
+    qkv: (&[T], &[T], &[T]),
+    tables: (&[T], &[T]),
+    lens: &[usize],
+    rows: &[u32],
+    heads: usize,
+    positions: usize,
+    scale: f64,
+) -> Vec<T> {
+    let n: usize = lens.iter().sum();
+    let cols = qkv.0.len() / n.max(1);
+    let (d, r, t_rows) = (cols / heads.max(1), positions, rows.len().div_ceil(2));
+    let starts = offsets(lens);
+    let scale = T::from_f64(scale);
+    let blocks: Vec<Vec<T>> = tasks(lens, heads)
+        .into_par_iter()
+        .map(|(s, h)| {
+            let len = lens[s];
+            let x = head_inputs(qkv, tables, starts[s], len, cols, r, h, d);
+            let p = packed_probabilities(&x, len, d, r, rows, t_rows, scale);
+            product(Operand::new(&p, len, len, false), Operand::new(&x.v, len, d, false), len, d)
+        })
+        .collect();
+    assemble(blocks, lens, heads, cols, d)
+}
+
+/// Backward of [`packed_relative_attention_fwd`], recomputing the
+/// probabilities: dout (N, H·D) -> [dq, dk, dv] (N, H·D), [dpq, dpk] (R, H·D).
+#[allow(clippy::too_many_arguments)]
+pub fn packed_relative_attention_bwd<T: Float>(
+    qkv: (&[T], &[T], &[T]),
+    tables: (&[T], &[T]),
+    dout: &[T],
+    lens: &[usize],
+    rows: &[u32],
+    heads: usize,
+    positions: usize,
+    scale: f64,
+) -> [Vec<T>; 5] {
+    let n: usize = lens.iter().sum();
+    let cols = qkv.0.len() / n.max(1);
+    let (d, r, t_rows) = (cols / heads.max(1), positions, rows.len().div_ceil(2));
+    let starts = offsets(lens);
+    let scale = T::from_f64(scale);
+    let work = tasks(lens, heads);
+    let grads: Vec<[Vec<T>; 5]> = work
+        .par_iter()
+        .map(|&(s, h)| {
+            let len = lens[s];
+            let x = head_inputs(qkv, tables, starts[s], len, cols, r, h, d);
+            let dout = head_matrix(&dout[starts[s] * cols..(starts[s] + len) * cols], len, cols, h, d);
+            let p = packed_probabilities(&x, len, d, r, rows, t_rows, scale);
+            let dv = product(Operand::new(&p, len, len, true), Operand::new(&dout, len, d, false), len, d);
+            let mut ds = product(Operand::new(&dout, len, d, false), Operand::new(&x.v, len, d, true), len, len);
+            let (mut by_query, mut by_key) = (vec![T::ZERO; len * r], vec![T::ZERO; len * r]);
+            for (i, (row, p_row)) in ds.chunks_mut(len).zip(p.chunks(len)).enumerate() {
+                let centre = dot(row, p_row);
+                for (j, (value, &pij)) in row.iter_mut().zip(p_row).enumerate() {
+                    *value = pij * (*value - centre) * scale;
+                    let at = row_of(rows, t_rows, i, j);
+                    by_query[i * r + at] += *value;
+                    by_key[j * r + at] += *value;
+                }
+            }
+            let mut dq = product(Operand::new(&ds, len, len, false), Operand::new(&x.k, len, d, false), len, d);
+            matmul(Operand::new(&by_query, len, r, false), Operand::new(&x.pk, r, d, false), &mut dq, true, false);
+            let mut dk = product(Operand::new(&ds, len, len, true), Operand::new(&x.q, len, d, false), len, d);
+            matmul(Operand::new(&by_key, len, r, false), Operand::new(&x.pq, r, d, false), &mut dk, true, false);
+            let dpk = product(Operand::new(&by_query, len, r, true), Operand::new(&x.q, len, d, false), r, d);
+            let dpq = product(Operand::new(&by_key, len, r, true), Operand::new(&x.k, len, d, false), r, d);
+            [dq, dk, dv, dpq, dpk]
+        })
+        .collect();
+    // The tables' gradients: each head's sum over the sequences, as (R, H·D).
+    let (mut dpq, mut dpk) = (vec![T::ZERO; r * cols], vec![T::ZERO; r * cols]);
+    for (&(_, h), g) in work.iter().zip(&grads) {
+        for (table, block) in [(&mut dpq, &g[3]), (&mut dpk, &g[4])] {
+            for (row, values) in table.chunks_mut(cols).zip(block.chunks(d)) {
+                row[h * d..(h + 1) * d].iter_mut().zip(values).for_each(|(a, &b)| *a += b);
+            }
+        }
+    }
+    let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
+    for [q, k, v, _, _] in grads {
+        dq.push(q);
+        dk.push(k);
+        dv.push(v);
+    }
+    [assemble(dq, lens, heads, cols, d), assemble(dk, lens, heads, cols, d), assemble(dv, lens, heads, cols, d), dpq, dpk]
 }

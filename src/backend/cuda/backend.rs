@@ -453,6 +453,23 @@ impl Backend for Cuda {
         unsupported("relative_attention", NAME)
     }
 
+    fn packed_relative_attention_fwd(&self, _: [&Tensor; 3], _: [&Tensor; 2], _: &[usize], _: &[u32], _: usize, _: f64) -> Result<Tensor> {
+        unsupported("packed_relative_attention", NAME)
+    }
+
+    fn packed_relative_attention_bwd(
+        &self,
+        _: [&Tensor; 3],
+        _: [&Tensor; 2],
+        _: &Tensor,
+        _: &[usize],
+        _: &[u32],
+        _: usize,
+        _: f64,
+    ) -> Result<[Tensor; 5]> {
+        unsupported("packed_relative_attention", NAME)
+    }
+
     fn permute_heads(&self, _: &Tensor, _: usize, split: bool) -> Result<Tensor> {
         unsupported(if split { "split_heads" } else { "merge_heads" }, NAME)
     }
