@@ -47,7 +47,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = "models/all-MiniLM-L6-v2"
 ALL_CONFIGS = ("minilm", "bert-base", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base",
-               "modernbert-base")
+               "modernbert-base", "deberta-v3-base")
 # The published base checkpoints' shapes, as `berth bench --config NAME` builds them:
 # (transformers config class, sequence-classification class, config arguments).
 BASE_SIZED = {
@@ -65,6 +65,11 @@ BASE_SIZED = {
         "vocab_size": 50368, "num_hidden_layers": 22, "intermediate_size": 1152, "max_position_embeddings": 8192,
         "local_attention": 128, "global_attn_every_n_layers": 3, "global_rope_theta": 160000.0,
         "local_rope_theta": 10000.0, "pad_token_id": 50283, "classifier_pooling": "mean"}),
+    "deberta-v3-base": ("DebertaV2Config", "DebertaV2ForSequenceClassification", {
+        "vocab_size": 128100, "relative_attention": True, "pos_att_type": ["p2c", "c2p"], "position_buckets": 256,
+        "max_relative_positions": -1, "share_att_key": True, "norm_rel_ebd": "layer_norm",
+        "position_biased_input": False, "type_vocab_size": 0, "layer_norm_eps": 1e-7, "pooler_hidden_size": 768,
+        "pooler_dropout": 0, "pooler_hidden_act": "gelu", "pad_token_id": 0}),
 }
 BERT_BASE_SHAPES = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
                     "num_attention_heads": 12, "intermediate_size": 3072}

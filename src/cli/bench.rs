@@ -28,7 +28,8 @@ pub struct BenchArgs {
     pub model: Option<PathBuf>,
     /// Built-in configuration when no --model is given: bert-base, minilm, or
     /// the published base size of another family: roberta-base,
-    /// xlm-roberta-base, distilbert-base, electra-base, modernbert-base.
+    /// xlm-roberta-base, distilbert-base, electra-base, modernbert-base,
+    /// deberta-v3-base.
     #[arg(long, default_value = "bert-base")]
     pub config: String,
     /// fwd (inference, no tape), train (forward + backward, dropout on; on a
@@ -82,12 +83,21 @@ fn build_model(args: &BenchArgs) -> Result<BertClassifier> {
 }
 
 /// The names `--config` takes.
-pub const BUILT_IN_CONFIGS: [&str; 7] =
-    ["bert-base", "minilm", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base", "modernbert-base"];
+pub const BUILT_IN_CONFIGS: [&str; 8] = [
+    "bert-base",
+    "minilm",
+    "roberta-base",
+    "xlm-roberta-base",
+    "distilbert-base",
+    "electra-base",
+    "modernbert-base",
+    "deberta-v3-base",
+];
 
 /// A built-in configuration: the shapes of the published checkpoint of that
 /// name (roberta-base, xlm-roberta-base, distilbert-base-uncased,
-/// google/electra-base-discriminator, answerdotai/ModernBERT-base), with
+/// google/electra-base-discriminator, answerdotai/ModernBERT-base,
+/// microsoft/deberta-v3-base), with
 /// random weights in the bench.
 pub fn built_in_config(name: &str) -> Result<BertConfig> {
     let base = json!({
@@ -122,6 +132,14 @@ pub fn built_in_config(name: &str) -> Result<BertConfig> {
             "local_attention": 128, "global_attn_every_n_layers": 3, "global_rope_theta": 160000.0,
             "local_rope_theta": 10000.0, "pad_token_id": 50283, "classifier_pooling": "mean", "norm_eps": 1e-5,
         }),
+        // 256 position buckets over 512 distances, relative embeddings normed.
+        "deberta-v3-base" => with(json!({
+            "model_type": "deberta-v2", "vocab_size": 128100, "relative_attention": true,
+            "pos_att_type": ["p2c", "c2p"], "position_buckets": 256, "max_relative_positions": -1,
+            "share_att_key": true, "norm_rel_ebd": "layer_norm", "position_biased_input": false,
+            "type_vocab_size": 0, "layer_norm_eps": 1e-7, "pooler_hidden_size": 768, "pooler_dropout": 0,
+            "pooler_hidden_act": "gelu", "pad_token_id": 0,
+        })),
         other => {
             return Err(Error::InvalidArgument(format!("unknown --config `{other}` (one of {})", BUILT_IN_CONFIGS.join(", "))));
         }
@@ -320,5 +338,8 @@ mod tests {
         assert_eq!(global, [0, 3, 6, 9, 12, 15, 18, 21]);
         assert_eq!((modern.window, config.max_sequence_length()), (64, 8192));
         assert!(built_in_config("modernbert-large").unwrap_err().to_string().contains("modernbert-base"));
+        let deberta = built_in_config("deberta-v3-base").unwrap();
+        let settings = deberta.deberta.as_ref().expect("a DeBERTa config");
+        assert_eq!((settings.relative_rows(), deberta.vocab_size, deberta.max_sequence_length()), (512, 128100, 512));
     }
 }
