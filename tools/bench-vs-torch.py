@@ -137,7 +137,8 @@ def build_model(spec):
     arguments = dict(BERT_BASE_SHAPES) if config_class != "DistilBertConfig" else {"vocab_size": 30522}
     arguments.update(shapes)
     config = getattr(transformers, config_class)(num_labels=NUM_LABELS, **arguments)
-    config._attn_implementation = spec["attn"]
+    # DeBERTa has no sdpa path in transformers: its relative terms run eagerly.
+    config._attn_implementation = "eager" if config_class == "DebertaV2Config" else spec["attn"]
     model = getattr(transformers, model_class)(config)
     return model.to(torch.float32)
 

@@ -83,16 +83,8 @@ fn build_model(args: &BenchArgs) -> Result<BertClassifier> {
 }
 
 /// The names `--config` takes.
-pub const BUILT_IN_CONFIGS: [&str; 8] = [
-    "bert-base",
-    "minilm",
-    "roberta-base",
-    "xlm-roberta-base",
-    "distilbert-base",
-    "electra-base",
-    "modernbert-base",
-    "deberta-v3-base",
-];
+pub const BUILT_IN_CONFIGS: [&str; 8] =
+    ["bert-base", "minilm", "roberta-base", "xlm-roberta-base", "distilbert-base", "electra-base", "modernbert-base", "deberta-v3-base"];
 
 /// A built-in configuration: the shapes of the published checkpoint of that
 /// name (roberta-base, xlm-roberta-base, distilbert-base-uncased,

@@ -250,8 +250,8 @@ struct LayerContext<'a> {
     sequence_lengths: Option<Arc<[usize]>>,
     /// The zero bias of norms without one (ModernBERT).
     zero_bias: Option<Var>,
-    /// DeBERTa: the (normed) relative embeddings (2·span, H), and the table
-    /// row of each distance of the padded layout (2T − 1).
+    /// DeBERTa: the (normed) relative embeddings this batch reads (U, H),
+    /// and the row of them each distance of the padded layout reads (2T − 1).
     relative: Option<(Var, Arc<[u32]>)>,
 }
 
@@ -534,14 +534,24 @@ pub fn encoder_forward(
     keep_always.push(hidden_states[0]);
     tape.release_since(0, &[&keep_always[..], &[x]].concat());
     let positions = config.modern.as_ref().map(|_| cx.positions());
-    // DeBERTa's relative embeddings, normed once for every layer (as transformers does).
+    // DeBERTa's relative embeddings, normed once for every layer (as
+    // transformers does). Only the rows this batch's distances read are
+    // kept (a contiguous run: 255 of deberta-v3-base's 512 at T = 128), so
+    // each layer projects those alone; the others get zero gradient.
     if let (Some(settings), Some((table, norm))) = (&config.deberta, ids.relative) {
-        let rel = match norm {
-            Some(norm) => cx.norm(tape, params[table], norm)?,
-            None => params[table],
+        let mut rows = settings.distance_rows(t);
+        let (first, last) = (rows[0] as usize, rows[rows.len() - 1] as usize);
+        let rel = match last + 1 - first < settings.relative_rows() {
+            true => gather_rows(tape, params[table], (first..=last).collect())?,
+            false => params[table],
         };
+        let rel = match norm {
+            Some(norm) => cx.norm(tape, rel, norm)?,
+            None => rel,
+        };
+        rows.iter_mut().for_each(|r| *r -= first as u32);
         keep_always.push(rel);
-        cx.relative = Some((rel, settings.distance_rows(t).into()));
+        cx.relative = Some((rel, rows.into()));
     }
     let last = ids.layers.len().saturating_sub(1);
     for (l, lp) in ids.layers.iter().enumerate() {

@@ -382,7 +382,7 @@ impl Backend for Cpu {
         with_float!(q.dtype(), "packed_relative_attention", |T| {
             let qkv = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
             let tables = (pq.data::<T>()?, pk.data::<T>()?);
-            Tensor::from_vec(packed_relative_attention_fwd(qkv, tables, lens, rows, heads, pq.shape()[0], scale), q.shape())
+            Tensor::from_vec(packed_relative_attention_fwd(qkv, tables, lens, rows, heads, scale), q.shape())
         })
     }
 

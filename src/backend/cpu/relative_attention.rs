@@ -78,6 +78,15 @@ fn row_of(rows: &[u32], t: usize, i: usize, j: usize) -> usize {
     rows[i + t - 1 - j] as usize
 }
 
+/// The table rows a sequence's distances read: a contiguous run, as the
+/// bucket grows with the distance (`rows` runs from distance −(T−1) up).
+fn used_rows(rows: &[u32]) -> std::ops::Range<usize> {
+    match (rows.first(), rows.last()) {
+        (Some(&lo), Some(&hi)) => lo as usize..hi as usize + 1,
+        _ => 0..0,
+    }
+}
+
 /// Whether query `i` of batch row `b` is padding (its whole row is masked).
 #[inline]
 fn padding_query(key_mask: &[u8], t: usize, row: usize, heads: usize) -> bool {
@@ -103,29 +112,32 @@ pub fn relative_attention_fwd<T: Float>(
     let groups = batch * h;
     let mut content = pool::take::<T>(groups * t * t);
     batched_matmul(groups, &heads_q, t, d, false, &heads_k, t, d, true, &mut content, false);
-    // q·pkᵀ and k·pqᵀ, (B·H, T, R): each group against its head's table.
+    // q·pkᵀ and k·pqᵀ, (B·H, T, U) over the U table rows the distances read.
+    let used = used_rows(rows);
+    let u = used.len();
     let by_position = |x: &[T], table: &[T]| {
-        let mut out = pool::take::<T>(groups * t * r);
-        out.par_chunks_mut((t * r).max(1)).enumerate().for_each(|(g, out_g)| {
+        let mut out = pool::take::<T>(groups * t * u);
+        out.par_chunks_mut((t * u).max(1)).enumerate().for_each(|(g, out_g)| {
             let head = g % h;
             let x_g = Operand::new(&x[g * t * d..(g + 1) * t * d], t, d, false);
-            let table_h = Operand::new(&table[head * r * d..(head + 1) * r * d], r, d, true);
+            let table_h = Operand::new(&table[(head * r + used.start) * d..(head * r + used.end) * d], u, d, true);
             matmul(x_g, table_h, out_g, false, false);
         });
         out
     };
     let c2p = by_position(&heads_q, &heads_pk);
     let p2c = by_position(&heads_k, &heads_pq);
+    let first = used.start;
     let factor = T::from_f64(scale_factor);
     let mut scores = pool::take::<T>(groups * t * t);
     super::for_each_row_mut(&mut scores, t, |row, s| {
         let (g, i) = (row / t, row % t);
         let c = &content[row * t..(row + 1) * t];
-        let c2p_i = &c2p[row * r..(row + 1) * r];
-        let p2c_g = &p2c[g * t * r..(g + 1) * t * r];
+        let c2p_i = &c2p[row * u..(row + 1) * u];
+        let p2c_g = &p2c[g * t * u..(g + 1) * t * u];
         for j in 0..t {
-            let at = row_of(rows, t, i, j);
-            s[j] = (c[j] + c2p_i[at] + p2c_g[j * r + at]) * factor;
+            let at = row_of(rows, t, i, j) - first;
+            s[j] = (c[j] + c2p_i[at] + p2c_g[j * u + at]) * factor;
         }
     });
     pool::give(content);
@@ -199,17 +211,19 @@ pub fn relative_attention_bwd<T: Float>(saved: &RelativeSaved<T>, dout: &[T]) ->
     // The relative terms, through the gathers' adjoints: per group,
     // by_query[i, r] = Σ_j dS[i, j] over the keys j read at row r, and
     // by_key[j, r] = Σ_i dS[i, j] likewise (B·H, T, R).
-    let mut by_query = pool::take::<T>(groups * t * r);
-    let mut by_key = pool::take::<T>(groups * t * r);
-    by_query.par_chunks_mut((t * r).max(1)).zip(by_key.par_chunks_mut((t * r).max(1))).enumerate().for_each(|(g, (bq, bk))| {
+    let used = used_rows(&saved.rows);
+    let u = used.len();
+    let mut by_query = pool::take::<T>(groups * t * u);
+    let mut by_key = pool::take::<T>(groups * t * u);
+    by_query.par_chunks_mut((t * u).max(1)).zip(by_key.par_chunks_mut((t * u).max(1))).enumerate().for_each(|(g, (bq, bk))| {
         bq.fill(T::ZERO);
         bk.fill(T::ZERO);
         let ds_g = &dscores[g * t * t..(g + 1) * t * t];
         for i in 0..t {
             for j in 0..t {
-                let (at, value) = (row_of(&saved.rows, t, i, j), ds_g[i * t + j]);
-                bq[i * r + at] += value;
-                bk[j * r + at] += value;
+                let (at, value) = (row_of(&saved.rows, t, i, j) - used.start, ds_g[i * t + j]);
+                bq[i * u + at] += value;
+                bk[j * u + at] += value;
             }
         }
     });
@@ -218,8 +232,8 @@ pub fn relative_attention_bwd<T: Float>(saved: &RelativeSaved<T>, dout: &[T]) ->
     let add_through = |dx: &mut [T], by: &[T], table: &[T]| {
         dx.par_chunks_mut((t * d).max(1)).enumerate().for_each(|(g, dx_g)| {
             let head = g % h;
-            let by_g = Operand::new(&by[g * t * r..(g + 1) * t * r], t, r, false);
-            let table_h = Operand::new(&table[head * r * d..(head + 1) * r * d], r, d, false);
+            let by_g = Operand::new(&by[g * t * u..(g + 1) * t * u], t, u, false);
+            let table_h = Operand::new(&table[(head * r + used.start) * d..(head * r + used.end) * d], u, d, false);
             matmul(by_g, table_h, dx_g, true, false);
         });
     };
@@ -229,11 +243,12 @@ pub fn relative_attention_bwd<T: Float>(saved: &RelativeSaved<T>, dout: &[T]) ->
     let table_grad = |by: &[T], x: &[T]| {
         let mut out = vec![T::ZERO; h * r * d];
         out.par_chunks_mut((r * d).max(1)).enumerate().for_each(|(head, out_h)| {
+            let out_used = &mut out_h[used.start * d..used.end * d];
             for b in 0..batch {
                 let g = b * h + head;
-                let by_g = Operand::new(&by[g * t * r..(g + 1) * t * r], t, r, true);
+                let by_g = Operand::new(&by[g * t * u..(g + 1) * t * u], t, u, true);
                 let x_g = Operand::new(&x[g * t * d..(g + 1) * t * d], t, d, false);
-                matmul(by_g, x_g, out_h, true, false);
+                matmul(by_g, x_g, out_used, true, false);
             }
         });
         out
@@ -254,8 +269,11 @@ pub fn relative_attention_bwd<T: Float>(saved: &RelativeSaved<T>, dout: &[T]) ->
 
 // ---------- over packed sequences ----------
 
-/// One head of one sequence of `len` rows: (q, k, v (len, d), pq, pk (R, d)).
+/// One head of one sequence of `len` rows: q, k, v (len, d), and the rows
+/// `first..first + pq.len() / d` of the position tables, the only ones its
+/// distances read (pq, pk (used, d)).
 struct HeadInputs<T> {
+    first: usize,
     q: Vec<T>,
     k: Vec<T>,
     v: Vec<T>,
@@ -265,14 +283,15 @@ struct HeadInputs<T> {
 
 /// The probabilities (len, len) of one head of one sequence, every key
 /// real: the three score terms as in [`relative_attention_fwd`], then softmax.
-fn packed_probabilities<T: Float>(x: &HeadInputs<T>, len: usize, d: usize, r: usize, rows: &[u32], t_rows: usize, scale: T) -> Vec<T> {
+fn packed_probabilities<T: Float>(x: &HeadInputs<T>, len: usize, d: usize, rows: &[u32], t_rows: usize, scale: T) -> Vec<T> {
+    let r = x.pq.len() / d;
     let mut s = product(Operand::new(&x.q, len, d, false), Operand::new(&x.k, len, d, true), len, len);
     let c2p = product(Operand::new(&x.q, len, d, false), Operand::new(&x.pk, r, d, true), len, r);
     let p2c = product(Operand::new(&x.k, len, d, false), Operand::new(&x.pq, r, d, true), len, r);
     for (i, row) in s.chunks_mut(len).enumerate() {
         let mut max = T::MIN;
         for (j, value) in row.iter_mut().enumerate() {
-            let at = row_of(rows, t_rows, i, j);
+            let at = row_of(rows, t_rows, i, j) - x.first;
             *value = (*value + c2p[i * r + at] + p2c[j * r + at]) * scale;
             max = max.max(*value);
         }
@@ -285,22 +304,26 @@ fn packed_probabilities<T: Float>(x: &HeadInputs<T>, len: usize, d: usize, r: us
     s
 }
 
-/// The inputs of task (sequence s, head h).
+/// The inputs of task (sequence s, head h). The distances of a sequence
+/// of `len` read a contiguous run of table rows (the buckets grow with the
+/// distance), often far fewer than R: at T = 128 with 256 buckets, 255 of 512.
 #[allow(clippy::too_many_arguments)]
 fn head_inputs<T: Float>(
     (q, k, v): (&[T], &[T], &[T]),
     (pq, pk): (&[T], &[T]),
+    (rows, t_rows): (&[u32], usize),
     start: usize,
     len: usize,
     cols: usize,
-    r: usize,
     h: usize,
     d: usize,
 ) -> HeadInputs<T> {
-    let rows = start * cols..(start + len) * cols;
-    let [q, k, v] = [q, k, v].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
-    let [pq, pk] = [pq, pk].map(|x| head_matrix(x, r, cols, h, d));
-    HeadInputs { q, k, v, pq, pk }
+    let span = start * cols..(start + len) * cols;
+    let [q, k, v] = [q, k, v].map(|x| head_matrix(&x[span.clone()], len, cols, h, d));
+    let (first, last) = (row_of(rows, t_rows, 0, len - 1), row_of(rows, t_rows, len - 1, 0));
+    let used = &(first * cols..(last + 1) * cols);
+    let [pq, pk] = [pq, pk].map(|x| head_matrix(&x[used.clone()], last + 1 - first, cols, h, d));
+    HeadInputs { first, q, k, v, pq, pk }
 }
 
 /// q, k, v (N, H·D) holding sequences of `lens` rows back to back, pq, pk
@@ -314,20 +337,19 @@ pub fn packed_relative_attention_fwd<T: Float>(
     lens: &[usize],
     rows: &[u32],
     heads: usize,
-    positions: usize,
     scale: f64,
 ) -> Vec<T> {
     let n: usize = lens.iter().sum();
     let cols = qkv.0.len() / n.max(1);
-    let (d, r, t_rows) = (cols / heads.max(1), positions, rows.len().div_ceil(2));
+    let (d, t_rows) = (cols / heads.max(1), rows.len().div_ceil(2));
     let starts = offsets(lens);
     let scale = T::from_f64(scale);
     let blocks: Vec<Vec<T>> = tasks(lens, heads)
         .into_par_iter()
         .map(|(s, h)| {
             let len = lens[s];
-            let x = head_inputs(qkv, tables, starts[s], len, cols, r, h, d);
-            let p = packed_probabilities(&x, len, d, r, rows, t_rows, scale);
+            let x = head_inputs(qkv, tables, (rows, t_rows), starts[s], len, cols, h, d);
+            let p = packed_probabilities(&x, len, d, rows, t_rows, scale);
             product(Operand::new(&p, len, len, false), Operand::new(&x.v, len, d, false), len, d)
         })
         .collect();
@@ -353,13 +375,14 @@ pub fn packed_relative_attention_bwd<T: Float>(
     let starts = offsets(lens);
     let scale = T::from_f64(scale);
     let work = tasks(lens, heads);
-    let grads: Vec<[Vec<T>; 5]> = work
+    let grads: Vec<([Vec<T>; 5], usize)> = work
         .par_iter()
         .map(|&(s, h)| {
             let len = lens[s];
-            let x = head_inputs(qkv, tables, starts[s], len, cols, r, h, d);
+            let x = head_inputs(qkv, tables, (rows, t_rows), starts[s], len, cols, h, d);
             let dout = head_matrix(&dout[starts[s] * cols..(starts[s] + len) * cols], len, cols, h, d);
-            let p = packed_probabilities(&x, len, d, r, rows, t_rows, scale);
+            let p = packed_probabilities(&x, len, d, rows, t_rows, scale);
+            let r = x.pq.len() / d;
             let dv = product(Operand::new(&p, len, len, true), Operand::new(&dout, len, d, false), len, d);
             let mut ds = product(Operand::new(&dout, len, d, false), Operand::new(&x.v, len, d, true), len, len);
             let (mut by_query, mut by_key) = (vec![T::ZERO; len * r], vec![T::ZERO; len * r]);
@@ -367,7 +390,7 @@ pub fn packed_relative_attention_bwd<T: Float>(
                 let centre = dot(row, p_row);
                 for (j, (value, &pij)) in row.iter_mut().zip(p_row).enumerate() {
                     *value = pij * (*value - centre) * scale;
-                    let at = row_of(rows, t_rows, i, j);
+                    let at = row_of(rows, t_rows, i, j) - x.first;
                     by_query[i * r + at] += *value;
                     by_key[j * r + at] += *value;
                 }
@@ -378,20 +401,20 @@ pub fn packed_relative_attention_bwd<T: Float>(
             matmul(Operand::new(&by_key, len, r, false), Operand::new(&x.pq, r, d, false), &mut dk, true, false);
             let dpk = product(Operand::new(&by_query, len, r, true), Operand::new(&x.q, len, d, false), r, d);
             let dpq = product(Operand::new(&by_key, len, r, true), Operand::new(&x.k, len, d, false), r, d);
-            [dq, dk, dv, dpq, dpk]
+            ([dq, dk, dv, dpq, dpk], x.first)
         })
         .collect();
     // The tables' gradients: each head's sum over the sequences, as (R, H·D).
     let (mut dpq, mut dpk) = (vec![T::ZERO; r * cols], vec![T::ZERO; r * cols]);
-    for (&(_, h), g) in work.iter().zip(&grads) {
+    for (&(_, h), (g, first)) in work.iter().zip(&grads) {
         for (table, block) in [(&mut dpq, &g[3]), (&mut dpk, &g[4])] {
-            for (row, values) in table.chunks_mut(cols).zip(block.chunks(d)) {
+            for (row, values) in table[first * cols..].chunks_mut(cols).zip(block.chunks(d)) {
                 row[h * d..(h + 1) * d].iter_mut().zip(values).for_each(|(a, &b)| *a += b);
             }
         }
     }
     let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
-    for [q, k, v, _, _] in grads {
+    for ([q, k, v, _, _], _) in grads {
         dq.push(q);
         dk.push(k);
         dv.push(v);
