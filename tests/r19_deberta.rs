@@ -5,25 +5,15 @@
 //! ignored as transformers ignores them. Parity, gradients, export and
 //! training are in r18_families.rs, gradcheck.rs and r16_multitask.rs.
 
-use std::path::Path;
-
 use berth::autograd::Tape;
 use berth::data::Batch;
 use berth::model::checkpoint::{read_safetensors, write_safetensors};
-use berth::model::{BertConfig, ForwardMode, LoadOptions, load_model};
+use berth::model::{ForwardMode, LoadOptions, load_model};
 use berth::tensor::{DType, Tensor};
 use serde_json::Value;
 
 use crate::common::{fixture_dir, scratch_dir};
-use crate::train::berth;
-
-fn fixture_config(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
-}
-
-fn parse(config: &Value) -> berth::Result<BertConfig> {
-    BertConfig::from_json_str(&config.to_string(), Path::new("model/config.json"))
-}
+use crate::r19_modernbert::{fixture_config, parse, run_fails};
 
 #[test]
 fn r19_deberta_configs_berth_cannot_run_are_refused_by_name() {
@@ -48,18 +38,6 @@ fn r19_deberta_configs_berth_cannot_run_are_refused_by_name() {
         let err = parse(&config).unwrap_err().to_string();
         assert!(err.contains("model/config.json") && err.contains(want), "{what}: {err}");
     }
-}
-
-fn run_fails(args: &[&str], paths: &[(&str, &Path)]) -> String {
-    let mut cmd = berth();
-    cmd.args(args);
-    for (flag, path) in paths {
-        cmd.arg(flag).arg(path);
-    }
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success() && !stderr.contains("panicked"), "{args:?} should fail cleanly:\n{stderr}");
-    stderr
 }
 
 #[test]

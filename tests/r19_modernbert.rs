@@ -13,11 +13,11 @@ use serde_json::Value;
 use crate::common::{fixture_dir, scratch_dir};
 use crate::train::berth;
 
-fn fixture_config(dir: &Path) -> Value {
+pub(crate) fn fixture_config(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
 }
 
-fn parse(config: &Value) -> berth::Result<BertConfig> {
+pub(crate) fn parse(config: &Value) -> berth::Result<BertConfig> {
     BertConfig::from_json_str(&config.to_string(), Path::new("model/config.json"))
 }
 
@@ -88,7 +88,7 @@ fn r19_both_modernbert_config_spellings_read_the_same() {
     assert_eq!(parse(&every_third).unwrap().modern.unwrap().global_layers, [true, false, false, true]);
 }
 
-fn run_fails(args: &[&str], paths: &[(&str, &Path)]) -> String {
+pub(crate) fn run_fails(args: &[&str], paths: &[(&str, &Path)]) -> String {
     let mut cmd = berth();
     cmd.args(args);
     for (flag, path) in paths {

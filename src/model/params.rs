@@ -200,7 +200,6 @@ pub fn expected_parameters(config: &BertConfig, head: HeadKind, num_labels: usiz
         return deberta_parameters(config, head, num_labels);
     }
     let h = config.hidden_size;
-    let i = config.intermediate_size;
     let e = config.embedding_width();
     let mut out: Vec<(String, Vec<usize>)> = vec![
         ("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, e]),
@@ -215,29 +214,7 @@ pub fn expected_parameters(config: &BertConfig, head: HeadKind, num_labels: usiz
         out.push(("bert.embeddings_project.weight".into(), vec![h, e]));
         out.push(("bert.embeddings_project.bias".into(), vec![h]));
     }
-    for l in 0..config.num_hidden_layers {
-        let p = format!("bert.encoder.layer.{l}");
-        for (name, shape) in [
-            ("attention.self.query.weight", vec![h, h]),
-            ("attention.self.query.bias", vec![h]),
-            ("attention.self.key.weight", vec![h, h]),
-            ("attention.self.key.bias", vec![h]),
-            ("attention.self.value.weight", vec![h, h]),
-            ("attention.self.value.bias", vec![h]),
-            ("attention.output.dense.weight", vec![h, h]),
-            ("attention.output.dense.bias", vec![h]),
-            ("attention.output.LayerNorm.weight", vec![h]),
-            ("attention.output.LayerNorm.bias", vec![h]),
-            ("intermediate.dense.weight", vec![i, h]),
-            ("intermediate.dense.bias", vec![i]),
-            ("output.dense.weight", vec![h, i]),
-            ("output.dense.bias", vec![h]),
-            ("output.LayerNorm.weight", vec![h]),
-            ("output.LayerNorm.bias", vec![h]),
-        ] {
-            out.push((format!("{p}.{name}"), shape));
-        }
-    }
+    out.extend(post_norm_layer_parameters(config));
     if head.has_pooler() {
         out.push(("bert.pooler.dense.weight".into(), vec![h, h]));
         out.push(("bert.pooler.dense.bias".into(), vec![h]));
@@ -283,23 +260,10 @@ fn modernbert_parameters(config: &BertConfig, num_labels: usize) -> Vec<(String,
     out
 }
 
-/// DeBERTa's parameters under berth's names (see `checkpoint`'s DeBERTa
-/// table): BERT's layers, no position or type table, the relative
-/// embeddings (2·span, H) and their LayerNorm (`norm_rel_ebd`), and the
-/// ContextPooler's dense layer for sequence heads.
-fn deberta_parameters(config: &BertConfig, head: HeadKind, num_labels: usize) -> Vec<(String, Vec<usize>)> {
+/// The parameters of every post-norm (BERT-shaped) layer, BERT's names.
+fn post_norm_layer_parameters(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
     let (h, i) = (config.hidden_size, config.intermediate_size);
-    let settings = config.deberta.as_ref().expect("a DeBERTa config has DeBERTa settings");
-    let mut out: Vec<(String, Vec<usize>)> = vec![
-        ("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]),
-        ("bert.embeddings.LayerNorm.weight".into(), vec![h]),
-        ("bert.embeddings.LayerNorm.bias".into(), vec![h]),
-        ("bert.encoder.rel_embeddings.weight".into(), vec![settings.relative_rows(), h]),
-    ];
-    if settings.normed_relative_embeddings {
-        out.push(("bert.encoder.LayerNorm.weight".into(), vec![h]));
-        out.push(("bert.encoder.LayerNorm.bias".into(), vec![h]));
-    }
+    let mut out = Vec::new();
     for l in 0..config.num_hidden_layers {
         let p = format!("bert.encoder.layer.{l}");
         for (name, shape) in [
@@ -323,6 +287,27 @@ fn deberta_parameters(config: &BertConfig, head: HeadKind, num_labels: usize) ->
             out.push((format!("{p}.{name}"), shape));
         }
     }
+    out
+}
+
+/// DeBERTa's parameters under berth's names (see `checkpoint`'s DeBERTa
+/// table): BERT's layers, no position or type table, the relative
+/// embeddings (2·span, H) and their LayerNorm (`norm_rel_ebd`), and the
+/// ContextPooler's dense layer for sequence heads.
+fn deberta_parameters(config: &BertConfig, head: HeadKind, num_labels: usize) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let settings = config.deberta.as_ref().expect("a DeBERTa config has DeBERTa settings");
+    let mut out: Vec<(String, Vec<usize>)> = vec![
+        ("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]),
+        ("bert.embeddings.LayerNorm.weight".into(), vec![h]),
+        ("bert.embeddings.LayerNorm.bias".into(), vec![h]),
+        ("bert.encoder.rel_embeddings.weight".into(), vec![settings.relative_rows(), h]),
+    ];
+    if settings.normed_relative_embeddings {
+        out.push(("bert.encoder.LayerNorm.weight".into(), vec![h]));
+        out.push(("bert.encoder.LayerNorm.bias".into(), vec![h]));
+    }
+    out.extend(post_norm_layer_parameters(config));
     if head.has_pooler() {
         out.push(("bert.pooler.dense.weight".into(), vec![h, h]));
         out.push(("bert.pooler.dense.bias".into(), vec![h]));

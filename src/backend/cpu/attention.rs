@@ -91,19 +91,27 @@ pub fn attention_fwd<T: Float>(
     (out, saved)
 }
 
-/// dout (B, T, H·D) -> (dq, dk, dv), each (B, T, H·D).
-pub fn attention_bwd<T: Float>(saved: &AttentionSaved<T>, dout: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let Dims { batch, seq_len: t, heads: h, head_dim: d } = saved.dims;
+/// The backward of context = P'·V (P' the probabilities after dropout),
+/// shared with DeBERTa's attention: dout (B, T, H·D), the probabilities
+/// (B·H, T, T) before and after dropout, the per-head v (B·H, T, D) ->
+/// (dP, the gradient of the probabilities before dropout (B·H, T, T); dV (B·H, T, D)).
+pub(super) fn context_bwd<T: Float>(
+    dout: &[T],
+    dims: Dims,
+    (probs, dropped): (&[T], Option<&[T]>),
+    heads_v: &[T],
+    dropout: Option<AttentionDropout>,
+) -> (Vec<T>, Vec<T>) {
+    let Dims { batch, seq_len: t, heads: h, head_dim: d } = dims;
     let groups = batch * h;
     let dcontext = permute_heads(dout, batch, t, h, d, true);
-    // context = P'·V: dP' = dcontext·Vᵀ, dV = P'ᵀ·dcontext.
-    let used_probs = saved.dropped.as_deref().unwrap_or(&saved.probs);
+    // dP' = dcontext·Vᵀ, dV = P'ᵀ·dcontext.
     let mut dprobs = pool::take::<T>(groups * t * t);
-    batched_matmul(groups, &dcontext, t, d, false, &saved.heads_v, t, d, true, &mut dprobs, false);
+    batched_matmul(groups, &dcontext, t, d, false, heads_v, t, d, true, &mut dprobs, false);
     let mut dheads_v = pool::take::<T>(groups * t * d);
-    batched_matmul(groups, used_probs, t, t, true, &dcontext, t, d, false, &mut dheads_v, false);
+    batched_matmul(groups, dropped.unwrap_or(probs), t, t, true, &dcontext, t, d, false, &mut dheads_v, false);
     pool::give(dcontext);
-    let dprobs = match saved.dropout {
+    let dprobs = match dropout {
         Some(drop) => {
             let kept = dropout_apply(&dprobs, drop.p, drop.key);
             pool::give(dprobs);
@@ -111,6 +119,14 @@ pub fn attention_bwd<T: Float>(saved: &AttentionSaved<T>, dout: &[T]) -> (Vec<T>
         }
         None => dprobs,
     };
+    (dprobs, dheads_v)
+}
+
+/// dout (B, T, H·D) -> (dq, dk, dv), each (B, T, H·D).
+pub fn attention_bwd<T: Float>(saved: &AttentionSaved<T>, dout: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let Dims { batch, seq_len: t, heads: h, head_dim: d } = saved.dims;
+    let groups = batch * h;
+    let (dprobs, dheads_v) = context_bwd(dout, saved.dims, (&saved.probs, saved.dropped.as_deref()), &saved.heads_v, saved.dropout);
     let dsoftmax = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t, saved.window);
     pool::give(dprobs);
     let dscores = scale(&dsoftmax, T::from_f64(saved.scale));

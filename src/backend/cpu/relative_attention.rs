@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 
 use super::activation::scale;
+use super::attention::{Dims, context_bwd};
 use super::dropout::dropout_apply;
 use super::layout::permute_heads;
 use super::matmul::{Operand, batched_matmul, matmul};
@@ -177,21 +178,8 @@ pub fn relative_attention_fwd<T: Float>(
 pub fn relative_attention_bwd<T: Float>(saved: &RelativeSaved<T>, dout: &[T]) -> [Vec<T>; 5] {
     let RelativeDims { batch, seq_len: t, heads: h, head_dim: d, positions: r } = saved.dims;
     let groups = batch * h;
-    let dcontext = permute_heads(dout, batch, t, h, d, true);
-    let used_probs = saved.dropped.as_deref().unwrap_or(&saved.probs);
-    let mut dprobs = pool::take::<T>(groups * t * t);
-    batched_matmul(groups, &dcontext, t, d, false, &saved.heads_v, t, d, true, &mut dprobs, false);
-    let mut dheads_v = pool::take::<T>(groups * t * d);
-    batched_matmul(groups, used_probs, t, t, true, &dcontext, t, d, false, &mut dheads_v, false);
-    pool::give(dcontext);
-    let dprobs = match saved.dropout {
-        Some(drop) => {
-            let kept = dropout_apply(&dprobs, drop.p, drop.key);
-            pool::give(dprobs);
-            kept
-        }
-        None => dprobs,
-    };
+    let dims = Dims { batch, seq_len: t, heads: h, head_dim: d };
+    let (dprobs, dheads_v) = context_bwd(dout, dims, (&saved.probs, saved.dropped.as_deref()), &saved.heads_v, saved.dropout);
     let mut dsoftmax = masked_softmax_bwd(&saved.probs, &dprobs, &saved.key_mask, h, t, t, None);
     pool::give(dprobs);
     // A padding query's row is the constant uniform row: no gradient.
