@@ -132,12 +132,14 @@ fn r15_other_model_types_are_refused_with_the_supported_list() {
     copy_dir(&fixture, &dir);
     let config_path = dir.join("config.json");
     let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    // RoBERTa, XLM-R, ELECTRA and DistilBERT load since issue 18; DeBERTa is not there yet.
-    config["model_type"] = "deberta-v2".into();
+    // RoBERTa, XLM-R, ELECTRA and DistilBERT load since issue 18, ModernBERT and DeBERTa since issue 19.
+    config["model_type"] = "mpnet".into();
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let err = predict_fails(&dir, "predict with model_type deberta-v2");
+    let err = predict_fails(&dir, "predict with model_type mpnet");
     assert!(
-        err.contains("model_type \"deberta-v2\" is not supported; berth loads bert, roberta, xlm-roberta, electra, distilbert"),
+        err.contains(
+            "model_type \"mpnet\" is not supported; berth loads bert, roberta, xlm-roberta, electra, distilbert, modernbert, deberta-v2"
+        ),
         "{err}"
     );
 }

@@ -1,5 +1,6 @@
 //! Issue 19, DeBERTa-v3: configs of other DeBERTa shapes are refused by
-//! name, the device and `inspect` are refused before any work, a bare
+//! name, it trains on the simulated device, `inspect` and unnormed relative
+//! embeddings on the device are refused, a bare
 //! pretrained encoder (no pooler, no classifier, an unused absolute position
 //! table) loads with a fresh ContextPooler head, and token types are
 //! ignored as transformers ignores them. Parity, gradients, export and
@@ -41,20 +42,41 @@ fn r19_deberta_configs_berth_cannot_run_are_refused_by_name() {
 }
 
 #[test]
-fn r19_deberta_on_the_device_and_in_inspect_is_refused_before_any_work() {
+fn r19_deberta_trains_on_the_simulated_device_and_inspect_refuses_it() {
     let Some(dir) = fixture_dir("families/deberta-v3-seqcls") else { return };
     let work = scratch_dir("r19-deberta-device");
     let train = work.join("train.tsv");
     std::fs::write(&train, "text\tlabel\na fine film\tentailment\na dull film\tneutral\nit was a film\tcontradiction\n").unwrap();
     let output = work.join("out");
-    let err = run_fails(
-        &["train", "--device", "sim", "--max-steps", "2", "--batch-size", "2"],
-        &[("--model", &dir), ("--train", &train), ("--output", &output)],
-    );
-    assert!(err.contains("DeBERTa runs on the CPU only"), "{err}");
-    assert!(!output.join("model.safetensors").exists(), "nothing is saved");
+    let mut cmd = crate::train::berth();
+    cmd.args(["train", "--device", "sim", "--max-steps", "2", "--batch-size", "2"]);
+    cmd.arg("--model").arg(&dir).arg("--train").arg(&train).arg("--output").arg(&output);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (model, _) = load_model(&output, &LoadOptions::default()).unwrap();
+    assert_eq!(model.config.family, berth::model::Family::Deberta);
     let err = run_fails(&["inspect", "--text", "a fine film"], &[("--model", &dir)]);
     assert!(err.contains("inspect does not yet give DeBERTa's attention probabilities") && err.contains("predict"), "{err}");
+}
+
+#[test]
+fn r19_unnormed_relative_embeddings_are_refused_on_the_device_by_name() {
+    let mut config = berth::model::BertConfig::synthetic_deberta(50, 8, 1, 2, 16, 4, 0.0);
+    config.deberta.as_mut().unwrap().normed_relative_embeddings = false;
+    let params = berth::model::params::random_parameters(&config, berth::model::HeadKind::SequenceClassification, 2, 1, DType::F32);
+    assert!(!params.names().iter().any(|n| n == "bert.encoder.LayerNorm.weight"), "no relative LayerNorm");
+    let labels = vec!["a".to_string(), "b".to_string()];
+    let model = berth::model::BertClassifier::new(config, berth::model::HeadKind::SequenceClassification, None, labels, params).unwrap();
+    let batch = Batch { batch_size: 1, seq_len: 3, input_ids: vec![1, 5, 2], token_type_ids: vec![0; 3], attention_mask: vec![1; 3] };
+    // The CPU runs it.
+    let mut tape = Tape::no_grad();
+    assert!(model.forward(&mut tape, &batch, ForwardMode::eval()).is_ok());
+    let device = berth::device::open(berth::device::DeviceChoice::Sim).unwrap().expect("the simulated device");
+    let tensors: Vec<Tensor> = model.params.tensors().iter().map(|t| t.to_device(&device, berth::device::Elem::F32).unwrap()).collect();
+    let mut tape = Tape::no_grad();
+    let err = model.forward_on(&mut tape, &tensors, &batch, ForwardMode::eval()).err().expect("refused on the device").to_string();
+    assert!(err.contains("norm_rel_ebd `none` runs on the CPU only"), "{err}");
 }
 
 #[test]

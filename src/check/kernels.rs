@@ -19,6 +19,7 @@ mod gelu;
 mod gemm;
 mod layernorm;
 mod loss;
+mod relative_attention;
 mod rotary;
 mod rows;
 
@@ -206,6 +207,7 @@ pub fn all_cases() -> Vec<(&'static str, CaseFn)> {
         ("adamw", adamw::cases),
         ("rows", rows::cases),
         ("rotary", rotary::cases),
+        ("relative_attention", relative_attention::cases),
     ]
 }
 

@@ -9,6 +9,7 @@ use crate::autograd::Tape;
 use crate::backend::cuda::ops::adamw::{AdamWStep, adamw_update, grad_norm};
 use crate::backend::cuda::ops::attention::{AttentionDims, attention_bwd, attention_fwd};
 use crate::backend::cuda::ops::gemm::{self, Batched};
+use crate::backend::cuda::ops::relative_attention::{RelativeDims, relative_attention_bwd, relative_attention_fwd};
 use crate::backend::cuda::ops::{dropout, gelu, layernorm};
 use crate::data::Batch;
 use crate::device::Device;
@@ -248,6 +249,53 @@ pub fn kernel_timings(device: &Device) -> Result<Vec<KernelTiming>> {
             shape: format!("B={b} H={heads} T={t} D={}", h / heads),
             median_us: us(ms),
             achieved: 2.5 * fwd_flops / (ms / 1e3) / 1e12,
+            unit: "TFLOP/s",
+            ceiling: ceiling_flops,
+        });
+        // DeBERTa's composed relative attention (deberta-v3-base's 512 table rows on a GPU).
+        let positions = if device.is_simulated() { 32 } else { 512 };
+        let rel_dims = RelativeDims { batch: b, seq_len: t, heads, head_dim: h / heads, positions };
+        let (pq, pk) = (filled(device, positions * h, elem, 14)?, filled(device, positions * h, elem, 15)?);
+        let span = positions as i64 / 2;
+        let distance_rows: Vec<u32> = (-(t as i64 - 1)..t as i64).map(|d| (d + span).clamp(0, 2 * span - 1) as u32).collect();
+        let rows_buf = DeviceBuffer::from_u32(device, &distance_rows)?;
+        let probs = DeviceBuffer::zeros(device, b * heads * t * t, Elem::F32)?;
+        let dscores = DeviceBuffer::zeros(device, b * heads * t * t, Elem::F32)?;
+        let (ms, _) = time_ms(device, warmup, iters, |_| {
+            relative_attention_fwd((&q, &k, &vv), (&pq, &pk), &rows_buf, &mask, &o, &probs, rel_dims, scale, None)
+        })?;
+        let rel_flops = 8.0 * (b * heads * t * t * (h / heads)) as f64;
+        rows.push(KernelTiming {
+            kernel: format!("relative_attention fwd {sfx}"),
+            shape: format!("B={b} H={heads} T={t} D={} R={positions}", h / heads),
+            median_us: us(ms),
+            achieved: rel_flops / (ms / 1e3) / 1e12,
+            unit: "TFLOP/s",
+            ceiling: ceiling_flops,
+        });
+        let (dpq, dpk) = (DeviceBuffer::zeros(device, positions * h, elem)?, DeviceBuffer::zeros(device, positions * h, elem)?);
+        let (ms, _) = time_ms(device, warmup, iters, |_| {
+            let grads = ((&dq, &dk, &dv), (&dpq, &dpk));
+            relative_attention_bwd(
+                (&q, &k, &vv),
+                (&pq, &pk),
+                &rows_buf,
+                &mask,
+                &probs,
+                &res,
+                &dscores,
+                grads.0,
+                grads.1,
+                rel_dims,
+                scale,
+                None,
+            )
+        })?;
+        rows.push(KernelTiming {
+            kernel: format!("relative_attention bwd {sfx}"),
+            shape: format!("B={b} H={heads} T={t} D={} R={positions}", h / heads),
+            median_us: us(ms),
+            achieved: 2.0 * rel_flops / (ms / 1e3) / 1e12,
             unit: "TFLOP/s",
             ceiling: ceiling_flops,
         });

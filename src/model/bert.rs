@@ -14,7 +14,7 @@ use super::config::{BertConfig, Family, ModernBertSettings};
 use super::deberta::DebertaSettings;
 use super::params::{ParamStore, WeightCache};
 use crate::autograd::attention::{packed_relative_attention, packed_windowed_attention, relative_attention, windowed_attention};
-use crate::autograd::basic::{DropoutKey, add, dropout, geglu, gelu};
+use crate::autograd::basic::{DropoutKey, add, dropout, geglu, gelu, reshape};
 use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{linear_int8, linear_with};
 use crate::autograd::norm::layer_norm;
@@ -351,6 +351,11 @@ impl LayerContext<'_> {
     }
 }
 
+/// Whether a batch's distances read every row of the relative table.
+fn used_all(first: usize, last: usize, settings: &DebertaSettings) -> bool {
+    last + 1 - first == settings.relative_rows()
+}
+
 /// The real tokens' rows in the padded (B·T) layout.
 fn real_rows_of(batch: &Batch) -> Arc<[usize]> {
     batch.attention_mask.iter().enumerate().filter(|&(_, &m)| m != 0).map(|(i, _)| i).collect()
@@ -453,11 +458,6 @@ pub fn encoder_forward(
             "ModernBERT runs on the CPU only for now: the device attention has no sliding window yet (drop --device)".into(),
         ));
     }
-    if config.deberta.is_some() && !packs_rows {
-        return Err(Error::InvalidArgument(
-            "DeBERTa runs on the CPU only for now: the device attention has no relative-position terms yet (drop --device)".into(),
-        ));
-    }
     let eps = config.layer_norm_eps;
     let hidden_p = config.hidden_dropout_prob;
     let mut cx =
@@ -496,19 +496,25 @@ pub fn encoder_forward(
             let x = embeddings_ln(tape, word, types, pos, ln, &batch.input_ids, type_ids, (b, t), eps)?;
             dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?
         }
-        // ModernBERT's and DeBERTa's: LayerNorm(word), then the embedding dropout.
+        // DeBERTa's: LayerNorm(word) through the fused op every backend has
+        // (with constant zero type and position rows: x + 0 + 0 is x), then
+        // the padding rows zeroed (transformers multiplies by the mask), then dropout.
+        None if config.deberta.is_some() => {
+            let width = tape.value(word).shape()[1];
+            let (types, positions) = (zero_leaf(tape, word, &[1, width])?, zero_leaf(tape, word, &[t, width])?);
+            let ln_bias = params[ids.embedding_norm.bias.expect("DeBERTa's embedding LayerNorm has a bias")];
+            let ln = (params[ids.embedding_norm.weight], ln_bias);
+            let no_types = vec![0; batch.token_type_ids.len()];
+            let x = embeddings_ln(tape, word, types, positions, ln, &batch.input_ids, &no_types, (b, t), eps)?;
+            let real: Arc<[usize]> = real_rows_of(batch);
+            let rows = gather_rows(tape, x, real.clone())?;
+            let x = scatter_rows(tape, rows, real, &[b, t, config.hidden_size])?;
+            dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?
+        }
+        // ModernBERT's: LayerNorm(word), then its embedding dropout.
         None => {
             let x = embedding(tape, word, &batch.input_ids, &[b, t], "input id")?;
             let x = cx.norm(tape, x, ids.embedding_norm)?;
-            // DeBERTa multiplies the normed embeddings by the mask: padding rows are 0.
-            let x = match config.deberta {
-                Some(_) => {
-                    let real: Arc<[usize]> = real_rows_of(batch);
-                    let rows = gather_rows(tape, x, real.clone())?;
-                    scatter_rows(tape, rows, real, &[b, t, config.hidden_size])?
-                }
-                None => x,
-            };
             let p = config.modern.as_ref().map_or(hidden_p, |m| m.embedding_dropout);
             dropout(tape, x, p, mode.key(streams::EMBEDDINGS))?
         }
@@ -541,13 +547,26 @@ pub fn encoder_forward(
     if let (Some(settings), Some((table, norm))) = (&config.deberta, ids.relative) {
         let mut rows = settings.distance_rows(t);
         let (first, last) = (rows[0] as usize, rows[rows.len() - 1] as usize);
-        let rel = match last + 1 - first < settings.relative_rows() {
-            true => gather_rows(tape, params[table], (first..=last).collect())?,
-            false => params[table],
-        };
         let rel = match norm {
-            Some(norm) => cx.norm(tape, rel, norm)?,
-            None => rel,
+            // The rows looked up and normed by the fused embeddings op (zero
+            // type and position rows), whose table gradient is F32 on every
+            // backend, as a parameter's must be under BF16.
+            Some(norm) => {
+                let width = tape.value(params[table]).shape()[1];
+                let used = last + 1 - first;
+                let (types, positions) = (zero_leaf(tape, word, &[1, width])?, zero_leaf(tape, word, &[used, width])?);
+                let ln = (params[norm.weight], params[norm.bias.expect("DeBERTa's relative LayerNorm has a bias")]);
+                let ids: Vec<u32> = (first as u32..=last as u32).collect();
+                let rel = embeddings_ln(tape, params[table], types, positions, ln, &ids, &vec![0; used], (1, used), eps)?;
+                reshape(tape, rel, &[used, width])?
+            }
+            None if !packs_rows => {
+                return Err(Error::InvalidArgument(
+                    "a DeBERTa model with norm_rel_ebd `none` runs on the CPU only for now (drop --device)".into(),
+                ));
+            }
+            None if used_all(first, last, settings) => params[table],
+            None => gather_rows(tape, params[table], (first..=last).collect())?,
         };
         rows.iter_mut().for_each(|r| *r -= first as u32);
         keep_always.push(rel);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, attention_bwd, attention_fwd};
 use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
+use super::ops::relative_attention::{RelativeDims, relative_attention_bwd, relative_attention_fwd};
 use super::ops::rows as row_ops;
 use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss, rotary};
 use crate::backend::{
@@ -71,6 +72,19 @@ struct AttentionSaved {
     mask: Arc<DeviceBuffer>,
     lse: DeviceBuffer,
     dims: AttentionDims,
+    scale: f32,
+    dropout: Option<KernelDropout>,
+}
+
+/// What DeBERTa's attention keeps: its five inputs (shared, not copied),
+/// the key mask and distance rows on the device, the probabilities
+/// (B·H·T·T, F32), and the launch's sizes, scale and dropout.
+struct RelativeSaved {
+    tensors: [Tensor; 5],
+    mask: DeviceBuffer,
+    rows: DeviceBuffer,
+    probs: DeviceBuffer,
+    dims: RelativeDims,
     scale: f32,
     dropout: Option<KernelDropout>,
 }
@@ -326,6 +340,67 @@ impl Backend for Cuda {
         Ok([Tensor::from_device(dq, q.shape())?, Tensor::from_device(dk, q.shape())?, Tensor::from_device(dv, q.shape())?])
     }
 
+    fn relative_attention_fwd(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        [pq, pk]: [&Tensor; 2],
+        key_mask: &[u8],
+        rows: &[u32],
+        heads: usize,
+        scale: f64,
+        dropout: Option<AttentionDropout>,
+    ) -> Result<(Tensor, Saved)> {
+        let op = "relative_attention";
+        let (b, t, c) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let dims = RelativeDims { batch: b, seq_len: t, heads, head_dim: c / heads, positions: pq.shape()[0] };
+        let qb = buf(op, q)?;
+        let device = qb.device();
+        let mask = DeviceBuffer::from_u8(device, key_mask)?;
+        let rows = DeviceBuffer::from_u32(device, rows)?;
+        let out = alloc(qb, qb.len(), qb.elem())?;
+        let probs = alloc(qb, b * heads * t * t, Elem::F32)?;
+        let dropout = dropout.map(|d| KernelDropout { p: d.p as f32, stream_key: rng::stream_key(d.key.seed, d.key.stream) });
+        let inputs = (qb, buf(op, k)?, buf(op, v)?);
+        relative_attention_fwd(inputs, (buf(op, pq)?, buf(op, pk)?), &rows, &mask, &out, &probs, dims, scale as f32, dropout)?;
+        let tensors = [q.clone(), k.clone(), v.clone(), pq.clone(), pk.clone()];
+        let saved = RelativeSaved { tensors, mask, rows, probs, dims, scale: scale as f32, dropout };
+        Ok((Tensor::from_device(out, q.shape())?, Saved::new(saved)))
+    }
+
+    fn relative_attention_bwd(&self, q: &Tensor, pq: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 5]> {
+        let op = "relative_attention";
+        let s: &RelativeSaved = saved.get(op)?;
+        let [qb, kb, vb, pqb, pkb] = [0, 1, 2, 3, 4].map(|i| buf(op, &s.tensors[i]));
+        let (qb, kb, vb, pqb, pkb) = (qb?, kb?, vb?, pqb?, pkb?);
+        let [dq, dk, dv] = [0, 1, 2].map(|_| alloc(qb, qb.len(), qb.elem()));
+        let (dq, dk, dv) = (dq?, dk?, dv?);
+        let (dpq, dpk) = (alloc(pqb, pqb.len(), pqb.elem())?, alloc(pqb, pqb.len(), pqb.elem())?);
+        let dscores = alloc(qb, s.probs.len(), Elem::F32)?;
+        let grads = ((&dq, &dk, &dv), (&dpq, &dpk));
+        relative_attention_bwd(
+            (qb, kb, vb),
+            (pqb, pkb),
+            &s.rows,
+            &s.mask,
+            &s.probs,
+            buf(op, dout)?,
+            &dscores,
+            grads.0,
+            grads.1,
+            s.dims,
+            s.scale,
+            s.dropout,
+        )?;
+        let (x, table) = (q.shape(), pq.shape());
+        Ok([
+            Tensor::from_device(dq, x)?,
+            Tensor::from_device(dk, x)?,
+            Tensor::from_device(dv, x)?,
+            Tensor::from_device(dpq, table)?,
+            Tensor::from_device(dpk, table)?,
+        ])
+    }
+
     fn loss(&self, logits: &Tensor, kind: LossKind) -> Result<(Tensor, Tensor)> {
         let (rows, classes) = logits.rows_cols();
         let lb = buf("loss", logits)?;
@@ -434,23 +509,6 @@ impl Backend for Cuda {
 
     fn packed_attention_bwd(&self, _: [&Tensor; 3], _: &Tensor, _: &[usize], _: usize, _: f64, _: Option<usize>) -> Result<[Tensor; 3]> {
         unsupported("packed_attention", NAME)
-    }
-
-    fn relative_attention_fwd(
-        &self,
-        _: [&Tensor; 3],
-        _: [&Tensor; 2],
-        _: &[u8],
-        _: &[u32],
-        _: usize,
-        _: f64,
-        _: Option<AttentionDropout>,
-    ) -> Result<(Tensor, Saved)> {
-        unsupported("relative_attention", NAME)
-    }
-
-    fn relative_attention_bwd(&self, _: &Tensor, _: &Tensor, _: &Saved, _: &Tensor) -> Result<[Tensor; 5]> {
-        unsupported("relative_attention", NAME)
     }
 
     fn packed_relative_attention_fwd(&self, _: [&Tensor; 3], _: [&Tensor; 2], _: &[usize], _: &[u32], _: usize, _: f64) -> Result<Tensor> {

@@ -78,7 +78,7 @@ pub fn split(head_dim: usize) -> u32 {
 
 /// The kernel arguments the dropout turns into: (stream_key, threshold, keep_scale).
 /// Element kept when rng_bits24 >= threshold; threshold 0 with keep_scale 1 is no dropout.
-fn dropout_args(op: &'static str, dropout: Option<AttentionDropout>) -> Result<(u64, u32, f32)> {
+pub(super) fn dropout_args(op: &'static str, dropout: Option<AttentionDropout>) -> Result<(u64, u32, f32)> {
     match dropout {
         None => Ok((0, 0, 1.0)),
         Some(d) => {

@@ -11,6 +11,7 @@ pub mod gelu;
 pub mod gemm;
 pub mod layernorm;
 pub mod loss;
+pub mod relative_attention;
 pub mod rotary;
 pub mod rows;
 
