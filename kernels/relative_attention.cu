@@ -62,7 +62,7 @@ BERTH_DEVICE_INLINE bool rel_uniform_row(const unsigned char* key_mask, int b, i
 }
 
 // scores -> probabilities in place, one thread per (b, h, i) row
-extern "C" __global__ void rel_softmax(float* probs, const unsigned char* key_mask, int batch, int heads, int seq) {
+extern "C" __global__ void rel_softmax_f32(float* probs, const unsigned char* key_mask, int batch, int heads, int seq) {
     long long rows_total = (long long)batch * heads * seq;
     for (long long row = grid_start(); row < rows_total; row += grid_stride()) {
         int i = (int)(row % seq);

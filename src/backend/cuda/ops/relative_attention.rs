@@ -82,7 +82,7 @@ pub fn relative_attention_fwd(
     let rows_total = dims.batch * dims.heads * dims.seq_len;
     KernelArgs::new().buf(probs).buf(key_mask).len(dims.batch)?.len(dims.heads)?.len(dims.seq_len)?.launch(
         device,
-        "rel_softmax",
+        "rel_softmax_f32",
         shape(rows_total),
     )?;
     let args = KernelArgs::new().buf(probs).buf(v).buf(out);
