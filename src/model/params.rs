@@ -215,12 +215,7 @@ pub fn expected_parameters(config: &BertConfig, head: HeadKind, num_labels: usiz
         out.push(("bert.embeddings_project.bias".into(), vec![h]));
     }
     out.extend(post_norm_layer_parameters(config));
-    if head.has_pooler() {
-        out.push(("bert.pooler.dense.weight".into(), vec![h, h]));
-        out.push(("bert.pooler.dense.bias".into(), vec![h]));
-    }
-    out.push(("classifier.weight".into(), vec![num_labels, h]));
-    out.push(("classifier.bias".into(), vec![num_labels]));
+    out.extend(head_parameters(h, head, num_labels));
     out
 }
 
@@ -290,6 +285,19 @@ fn post_norm_layer_parameters(config: &BertConfig) -> Vec<(String, Vec<usize>)> 
     out
 }
 
+/// A BERT-shaped head's parameters: the pooler slot's dense layer (with a
+/// bias) for sequence heads, and the classifier.
+fn head_parameters(h: usize, head: HeadKind, num_labels: usize) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    if head.has_pooler() {
+        out.push(("bert.pooler.dense.weight".into(), vec![h, h]));
+        out.push(("bert.pooler.dense.bias".into(), vec![h]));
+    }
+    out.push(("classifier.weight".into(), vec![num_labels, h]));
+    out.push(("classifier.bias".into(), vec![num_labels]));
+    out
+}
+
 /// DeBERTa's parameters under berth's names (see `checkpoint`'s DeBERTa
 /// table): BERT's layers, no position or type table, the relative
 /// embeddings (2·span, H) and their LayerNorm (`norm_rel_ebd`), and the
@@ -308,12 +316,7 @@ fn deberta_parameters(config: &BertConfig, head: HeadKind, num_labels: usize) ->
         out.push(("bert.encoder.LayerNorm.bias".into(), vec![h]));
     }
     out.extend(post_norm_layer_parameters(config));
-    if head.has_pooler() {
-        out.push(("bert.pooler.dense.weight".into(), vec![h, h]));
-        out.push(("bert.pooler.dense.bias".into(), vec![h]));
-    }
-    out.push(("classifier.weight".into(), vec![num_labels, h]));
-    out.push(("classifier.bias".into(), vec![num_labels]));
+    out.extend(head_parameters(h, head, num_labels));
     out
 }
 
