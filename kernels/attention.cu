@@ -22,6 +22,12 @@
 //             (its forward is constant in the scores)
 //   dq_i    = scale Σ_j dS_ij k_j,   dk_j = scale Σ_i dS_ij q_i
 //
+// Sliding window (window >= 0, ModernBERT's local layers): key j counts
+// for query i only when |i - j| <= window, and a query whose window holds no
+// real key is uniform over all T keys with dS = 0 (uniform_rows marks them;
+// common.cuh). Blocks then visit only the keys (queries) their rows' windows
+// reach, or all of them when a uniform row needs every key.
+//
 // Tiling (scalar f32 FMAs; bf16 at D = 32 and 64 uses the tensor-core
 // kernels of attention_tc.cu instead): a block owns ROWS = 64 rows
 // (query rows in the forward and dq kernels, key rows in the dk/dv kernel)
@@ -93,13 +99,14 @@ BERTH_DEVICE_INLINE void attn_stage(const T* x, float* tile, int b, int T_, int 
 template <typename T, int D, int SPLIT>
 BERTH_DEVICE_INLINE void attention_fwd(const T* q, const T* k, const T* v, const unsigned char* key_mask, T* out,
                                        float* lse, int B, int T_, int H, float scale, unsigned long long key,
-                                       unsigned threshold, float keep_scale) {
+                                       unsigned threshold, float keep_scale, int window,
+                                       const unsigned char* uniform_rows) {
     using Tile = AttnTile<D, SPLIT>;
     constexpr int DP = Tile::DP;
     __shared__ __align__(16) float ks[ATTN_TILE * Tile::ROW];
     __shared__ __align__(16) float vs[ATTN_TILE * Tile::ROW];
     __shared__ float bias[ATTN_TILE];  // 0 for a key that counts, -inf otherwise
-    __shared__ int flag;
+    __shared__ int flag, uniform_flag;
     (void)B;
     int tiles = (T_ + ATTN_ROWS - 1) / ATTN_ROWS;
     int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
@@ -109,6 +116,9 @@ BERTH_DEVICE_INLINE void attention_fwd(const T* q, const T* k, const T* v, const
     long long at = ((long long)b * T_ + i) * H * D + (long long)h * D + part * DP;
     bool all_masked;
     int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked);
+    int first = (blockIdx.x % tiles) * ATTN_ROWS, kbegin;
+    kend = attn_key_range(uniform_rows, window, kend, b, T_, first, first + ATTN_ROWS, &uniform_flag, &kbegin);
+    bool uniform = attn_row_uniform(uniform_rows, window, all_masked, b, T_, i);
 
     float qr[DP], acc[DP];
     #pragma unroll
@@ -119,7 +129,7 @@ BERTH_DEVICE_INLINE void attention_fwd(const T* q, const T* k, const T* v, const
     float m = -INFINITY, l = 0.0f;
     long long offset_row = ((long long)bh * T_ + i) * T_;
     #pragma unroll 1
-    for (int j0 = 0; j0 < kend; j0 += ATTN_TILE) {
+    for (int j0 = kbegin; j0 < kend; j0 += ATTN_TILE) {
         int n = kend - j0 < ATTN_TILE ? kend - j0 : ATTN_TILE;
         __syncthreads();  // the previous tile is no longer read
         attn_stage<T, D, SPLIT>(k, ks, b, T_, H, h, j0, n);
@@ -144,7 +154,8 @@ BERTH_DEVICE_INLINE void attention_fwd(const T* q, const T* k, const T* v, const
             #pragma unroll
             for (int c = 0; c < ATTN_CH; ++c) {
                 float dot = split_sum<SPLIT>(s[c]);
-                s[c] = (all_masked ? 0.0f : dot * scale) + bias[c0 + c];
+                int jl = c0 + c;
+                s[c] = (uniform ? 0.0f : dot * scale) + attn_bias(bias[jl], uniform, jl < n, i, j0 + jl, window);
                 cmax = fmaxf(cmax, s[c]);
             }
             float m_new = fmaxf(m, cmax);
@@ -180,13 +191,14 @@ template <typename T, int D, int SPLIT>
 BERTH_DEVICE_INLINE void attention_bwd_dq(const T* q, const T* k, const T* v, const unsigned char* key_mask,
                                           const T* out, const float* lse, const T* dout, T* dq, float* delta,
                                           int B, int T_, int H, float scale, unsigned long long key,
-                                          unsigned threshold, float keep_scale) {
+                                          unsigned threshold, float keep_scale, int window,
+                                          const unsigned char* uniform_rows) {
     using Tile = AttnTile<D, SPLIT>;
     constexpr int DP = Tile::DP;
     __shared__ __align__(16) float ks[ATTN_TILE * Tile::ROW];
     __shared__ __align__(16) float vs[ATTN_TILE * Tile::ROW];
     __shared__ float bias[ATTN_TILE];
-    __shared__ int flag;
+    __shared__ int flag, uniform_flag;
     (void)B;
     int tiles = (T_ + ATTN_ROWS - 1) / ATTN_ROWS;
     int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
@@ -196,6 +208,9 @@ BERTH_DEVICE_INLINE void attention_bwd_dq(const T* q, const T* k, const T* v, co
     long long at = ((long long)b * T_ + i) * H * D + (long long)h * D + part * DP;
     bool all_masked;
     int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked);
+    int first = (blockIdx.x % tiles) * ATTN_ROWS, kbegin;
+    kend = attn_key_range(uniform_rows, window, kend, b, T_, first, first + ATTN_ROWS, &uniform_flag, &kbegin);
+    bool uniform = attn_row_uniform(uniform_rows, window, all_masked, b, T_, i);
 
     float qr[DP], dor[DP], dqa[DP];
     float partial = 0.0f;
@@ -212,7 +227,7 @@ BERTH_DEVICE_INLINE void attention_bwd_dq(const T* q, const T* k, const T* v, co
 
     long long offset_row = ((long long)bh * T_ + i) * T_;
     #pragma unroll 1
-    for (int j0 = 0; j0 < kend; j0 += ATTN_TILE) {
+    for (int j0 = kbegin; j0 < kend; j0 += ATTN_TILE) {
         int n = kend - j0 < ATTN_TILE ? kend - j0 : ATTN_TILE;
         __syncthreads();
         attn_stage<T, D, SPLIT>(k, ks, b, T_, H, h, j0, n);
@@ -239,11 +254,12 @@ BERTH_DEVICE_INLINE void attention_bwd_dq(const T* q, const T* k, const T* v, co
             #pragma unroll
             for (int c = 0; c < ATTN_CH; ++c) {
                 float dot = split_sum<SPLIT>(s[c]);
-                float sc = (all_masked ? 0.0f : dot * scale) + bias[c0 + c];
+                int jl = c0 + c;
+                float sc = (uniform ? 0.0f : dot * scale) + attn_bias(bias[jl], uniform, jl < n, i, j0 + jl, window);
                 float dpv = split_sum<SPLIT>(dp[c]);
                 float p = expf(sc - lse_i);
-                float z = attn_dropout(key, threshold, keep_scale, offset_row + j0 + c0 + c);
-                ds[c] = all_masked ? 0.0f : p * (dpv * z - delta_i);
+                float z = attn_dropout(key, threshold, keep_scale, offset_row + j0 + jl);
+                ds[c] = uniform ? 0.0f : p * (dpv * z - delta_i);
             }
             ATTN_RELOAD_SHARED();
             #pragma unroll
@@ -266,14 +282,16 @@ template <typename T, int D, int SPLIT>
 BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, const unsigned char* key_mask,
                                             const float* lse, const float* delta, const T* dout, T* dk, T* dv,
                                             int B, int T_, int H, float scale, unsigned long long key,
-                                            unsigned threshold, float keep_scale) {
+                                            unsigned threshold, float keep_scale, int window,
+                                            const unsigned char* uniform_rows) {
     using Tile = AttnTile<D, SPLIT>;
     constexpr int DP = Tile::DP;
     __shared__ __align__(16) float qs[ATTN_TILE * Tile::ROW];
     __shared__ __align__(16) float dos[ATTN_TILE * Tile::ROW];
     __shared__ float lse_s[ATTN_TILE];    // +inf past T, so P = 0 there
     __shared__ float delta_s[ATTN_TILE];
-    __shared__ int flag;
+    __shared__ unsigned char uniform_s[ATTN_TILE];  // the streamed queries' uniform flags
+    __shared__ int flag, uniform_flag;
     (void)B;
     int tiles = (T_ + ATTN_ROWS - 1) / ATTN_ROWS;
     int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
@@ -295,16 +313,19 @@ BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, 
         dva[d] = 0.0f;
     }
     long long offset_base = (long long)bh * T_ * T_ + j;  // + i·T
-    int i_end = (blockIdx.x % tiles) * ATTN_ROWS < kend ? T_ : 0;  // keys all past kend: dk = dv = 0
+    int first = (blockIdx.x % tiles) * ATTN_ROWS, i_begin;
+    // Keys all past kend, read by no uniform row: dk = dv = 0.
+    int i_end = attn_query_range(uniform_rows, window, kend, b, T_, first, first + ATTN_ROWS, &uniform_flag, &i_begin);
     #pragma unroll 1
-    for (int i0 = 0; i0 < i_end; i0 += ATTN_TILE) {
-        int n = T_ - i0 < ATTN_TILE ? T_ - i0 : ATTN_TILE;
+    for (int i0 = i_begin; i0 < i_end; i0 += ATTN_TILE) {
+        int n = i_end - i0 < ATTN_TILE ? i_end - i0 : ATTN_TILE;
         __syncthreads();
         attn_stage<T, D, SPLIT>(q, qs, b, T_, H, h, i0, n);
         attn_stage<T, D, SPLIT>(dout, dos, b, T_, H, h, i0, n);
         for (int r = threadIdx.x; r < ATTN_TILE; r += blockDim.x) {
             lse_s[r] = r < n ? lse[(long long)bh * T_ + i0 + r] : INFINITY;
             delta_s[r] = r < n ? delta[(long long)bh * T_ + i0 + r] : 0.0f;
+            uniform_s[r] = r < n && attn_row_uniform(uniform_rows, window, all_masked, b, T_, i0 + r);
         }
         __syncthreads();
         #pragma unroll 1
@@ -324,13 +345,14 @@ BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, 
             #pragma unroll
             for (int c = 0; c < ATTN_CH; ++c) {
                 int r = c0 + c;
+                bool uniform = uniform_s[r] != 0;
                 float dot = split_sum<SPLIT>(s[c]);
-                float sc = (all_masked ? 0.0f : dot * scale) + bias;
+                float sc = (uniform ? 0.0f : dot * scale) + attn_bias(bias, uniform, active, i0 + r, j, window);
                 float dpv = split_sum<SPLIT>(dp[c]);
                 float p = expf(sc - lse_s[r]);
                 float z = attn_dropout(key, threshold, keep_scale, offset_base + (long long)(i0 + r) * T_);
                 pz[c] = p * z;
-                ds[c] = all_masked ? 0.0f : p * (dpv * z - delta_s[r]);
+                ds[c] = uniform ? 0.0f : p * (dpv * z - delta_s[r]);
             }
             ATTN_RELOAD_SHARED();
             #pragma unroll
@@ -361,12 +383,18 @@ BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, 
 // line of the table after it (build.rs reads both).
 // ---------------------------------------------------------------------------
 
+// Every entry ends with (window, uniform_rows): the sliding-window half-width
+// (-1: none) and the (B, T) u8 uniform-query flags it needs (any buffer
+// without a window: then it is not read).
+
 // q, k, v (B, T, H·D) ELEM, key_mask (B, T) u8 -> out (B, T, H·D) ELEM, lse (B, H, T) f32
 #define ATTENTION_FWD_ENTRY(name, ELEM, D, SPLIT)                                                                   \
     extern "C" __global__ void name(const ELEM* q, const ELEM* k, const ELEM* v, const unsigned char* key_mask,    \
                                     ELEM* out, float* lse, int B, int T, int H, float scale, unsigned long long key, \
-                                    unsigned threshold, float keep_scale) {                                         \
-        attention_fwd<ELEM, D, SPLIT>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale);    \
+                                    unsigned threshold, float keep_scale, int window,                               \
+                                    const unsigned char* uniform_rows) {                                            \
+        attention_fwd<ELEM, D, SPLIT>(q, k, v, key_mask, out, lse, B, T, H, scale, key, threshold, keep_scale,     \
+                                      window, uniform_rows);                                                        \
     }
 
 // q, k, v, out, dout (B, T, H·D) ELEM, key_mask (B, T) u8, lse (B, H, T) f32
@@ -375,9 +403,9 @@ BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, 
     extern "C" __global__ void name(const ELEM* q, const ELEM* k, const ELEM* v, const unsigned char* key_mask,    \
                                     const ELEM* out, const float* lse, const ELEM* dout, ELEM* dq, float* delta,  \
                                     int B, int T, int H, float scale, unsigned long long key, unsigned threshold, \
-                                    float keep_scale) {                                                           \
+                                    float keep_scale, int window, const unsigned char* uniform_rows) {            \
         attention_bwd_dq<ELEM, D, SPLIT>(q, k, v, key_mask, out, lse, dout, dq, delta, B, T, H, scale, key,       \
-                                         threshold, keep_scale);                                                  \
+                                         threshold, keep_scale, window, uniform_rows);                            \
     }
 
 // q, k, v, dout (B, T, H·D) ELEM, key_mask (B, T) u8, lse, delta (B, H, T) f32
@@ -386,9 +414,9 @@ BERTH_DEVICE_INLINE void attention_bwd_dkdv(const T* q, const T* k, const T* v, 
     extern "C" __global__ void name(const ELEM* q, const ELEM* k, const ELEM* v, const unsigned char* key_mask,      \
                                     const float* lse, const float* delta, const ELEM* dout, ELEM* dk, ELEM* dv,     \
                                     int B, int T, int H, float scale, unsigned long long key, unsigned threshold,   \
-                                    float keep_scale) {                                                             \
+                                    float keep_scale, int window, const unsigned char* uniform_rows) {              \
         attention_bwd_dkdv<ELEM, D, SPLIT>(q, k, v, key_mask, lse, delta, dout, dk, dv, B, T, H, scale, key,        \
-                                           threshold, keep_scale);                                                  \
+                                           threshold, keep_scale, window, uniform_rows);                            \
     }
 
 // clang-format off

@@ -5,7 +5,9 @@
 // memory, masked keys get probability exactly 0, an all-masked batch row is
 // uniform with a zero scores gradient, dropout draws rng_bits24 at offset
 // ((b·H + h)·T + i)·T + j, lse (B, H, T) is saved and the backward recomputes
-// the probabilities from it.
+// the probabilities from it. A sliding window (window >= 0) masks keys
+// outside |i - j| <= window and makes the rows uniform_rows marks uniform
+// over every key, as in attention.cu.
 //
 // Tiling: a block has 4 warps and owns 64 rows of one (b, h) (query rows in
 // the forward and dq kernels, key rows in the dk/dv kernel); each warp owns
@@ -116,7 +118,8 @@ BERTH_DEVICE_INLINE void tc_write_rows(const TcFragC* acc, float* stage, float m
 template <int D>
 BERTH_DEVICE_INLINE void attention_tc_fwd(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                                           const unsigned char* key_mask, __nv_bfloat16* out, float* lse, int T_, int H,
-                                          float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+                                          float scale, unsigned long long key, unsigned threshold, float keep_scale,
+                                          int window, const unsigned char* uniform_rows) {
     constexpr int KT = TC_FWD_TILE, LDH = D + 8, LDP = KT + 8, LDS = KT + 4, QP = LDH > LDP ? LDH : LDP;
     // Q rows while the warps load their fragments; then each warp's P (16 x LDP).
     __shared__ __align__(32) __nv_bfloat16 qp[TC_ROWS * QP];
@@ -124,14 +127,16 @@ BERTH_DEVICE_INLINE void attention_tc_fwd(const __nv_bfloat16* q, const __nv_bfl
     __shared__ __align__(32) __nv_bfloat16 vs[KT * LDH];
     __shared__ __align__(32) float sbuf[4 * 16 * LDS];  // each warp's scores; its output rows at the end
     __shared__ float bias[KT];                          // 0 for a key that counts, -inf otherwise
-    __shared__ int flag;
+    __shared__ int flag, uniform_flag;
     int tiles = (T_ + TC_ROWS - 1) / TC_ROWS;
     int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
     int i0 = (blockIdx.x % tiles) * TC_ROWS;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
     int i = i0 + warp * 16 + r;  // this lane pair's query row
     bool all_masked;
-    int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked);
+    int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked), kbegin;
+    kend = attn_key_range(uniform_rows, window, kend, b, T_, i0, i0 + TC_ROWS, &uniform_flag, &kbegin);
+    bool uniform = attn_row_uniform(uniform_rows, window, all_masked, b, T_, i);
 
     tc_stage<D>(q, qp, TC_ROWS, b, T_, H, h, i0, T_ - i0 < TC_ROWS ? T_ - i0 : TC_ROWS);
     __syncthreads();
@@ -147,7 +152,7 @@ BERTH_DEVICE_INLINE void attention_tc_fwd(const __nv_bfloat16* q, const __nv_bfl
     float m = -INFINITY, l = 0.0f;  // running max and sum of row i (both lanes of the pair)
     long long offset_row = ((long long)bh * T_ + i) * T_;
     #pragma unroll 1
-    for (int j0 = 0; j0 < kend; j0 += KT) {
+    for (int j0 = kbegin; j0 < kend; j0 += KT) {
         int n = kend - j0 < KT ? kend - j0 : KT, nb = (n + 15) / 16;
         __syncthreads();  // the previous tile (and, the first time, every warp's Q rows) is no longer read
         tc_stage<D>(k, ks, KT, b, T_, H, h, j0, n);
@@ -166,7 +171,7 @@ BERTH_DEVICE_INLINE void attention_tc_fwd(const __nv_bfloat16* q, const __nv_bfl
         // Online softmax of row r over this tile's columns c = half, half + 2, ...
         float tmax = -INFINITY;
         for (int c = half; c < nb * 16; c += 2) {
-            float s = (all_masked ? 0.0f : sw[r * LDS + c] * scale) + bias[c];
+            float s = (uniform ? 0.0f : sw[r * LDS + c] * scale) + attn_bias(bias[c], uniform, c < n, i, j0 + c, window);
             sw[r * LDS + c] = s;
             tmax = fmaxf(tmax, s);
         }
@@ -209,7 +214,8 @@ template <int D>
 BERTH_DEVICE_INLINE void attention_tc_bwd_dq(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                                              const unsigned char* key_mask, const __nv_bfloat16* out, const float* lse,
                                              const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int T_, int H,
-                                             float scale, unsigned long long key, unsigned threshold, float keep_scale) {
+                                             float scale, unsigned long long key, unsigned threshold, float keep_scale,
+                                             int window, const unsigned char* uniform_rows) {
     constexpr int KT = TC_BWD_TILE, LDH = D + 8, LDP = KT + 8, LDS = KT + 4;
     static_assert(LDP <= LDH, "dS fits in the warp's Q rows");
     static_assert(2 * 16 * LDS >= 16 * (D + 4), "the output rows fit in the warp's float blocks");
@@ -219,7 +225,7 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dq(const __nv_bfloat16* q, const __nv_
     __shared__ __align__(32) __nv_bfloat16 vs[KT * LDH];
     __shared__ __align__(32) float fbuf[4 * 2 * 16 * LDS];  // per warp: scores, dP (16 x LDS each)
     __shared__ float bias[KT];
-    __shared__ int flag;
+    __shared__ int flag, uniform_flag;
     int tiles = (T_ + TC_ROWS - 1) / TC_ROWS;
     int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
     int i0 = (blockIdx.x % tiles) * TC_ROWS;
@@ -227,7 +233,9 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dq(const __nv_bfloat16* q, const __nv_
     int i = i0 + warp * 16 + r;
     bool active = i < T_;
     bool all_masked;
-    int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked);
+    int kend = attn_key_end(key_mask, b, T_, &flag, &all_masked), kbegin;
+    kend = attn_key_range(uniform_rows, window, kend, b, T_, i0, i0 + TC_ROWS, &uniform_flag, &kbegin);
+    bool uniform = attn_row_uniform(uniform_rows, window, all_masked, b, T_, i);
 
     // delta_i = dout_i · out_i, half a row per lane.
     float partial = 0.0f;
@@ -256,7 +264,7 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dq(const __nv_bfloat16* q, const __nv_
     __nv_bfloat16* dsw = qds + warp * 16 * LDP;
     long long offset_row = ((long long)bh * T_ + i) * T_;
     #pragma unroll 1
-    for (int j0 = 0; j0 < kend; j0 += KT) {
+    for (int j0 = kbegin; j0 < kend; j0 += KT) {
         int n = kend - j0 < KT ? kend - j0 : KT, nb = (n + 15) / 16;
         __syncthreads();
         tc_stage<D>(k, ks, KT, b, T_, H, h, j0, n);
@@ -275,10 +283,10 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dq(const __nv_bfloat16* q, const __nv_
         }
         __syncwarp();
         for (int c = half; c < nb * 16; c += 2) {
-            float s = (all_masked ? 0.0f : sw[r * LDS + c] * scale) + bias[c];
+            float s = (uniform ? 0.0f : sw[r * LDS + c] * scale) + attn_bias(bias[c], uniform, c < n, i, j0 + c, window);
             float p = expf(s - lse_i);
             float z = attn_dropout(key, threshold, keep_scale, offset_row + j0 + c);
-            float ds = all_masked ? 0.0f : p * (dpw[r * LDS + c] * z - delta_i);
+            float ds = uniform ? 0.0f : p * (dpw[r * LDS + c] * z - delta_i);
             dsw[r * LDP + c] = __float2bfloat16(ds);
         }
         __syncwarp();
@@ -295,7 +303,7 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
                                                const unsigned char* key_mask, const float* lse, const float* delta,
                                                const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int T_,
                                                int H, float scale, unsigned long long key, unsigned threshold,
-                                               float keep_scale) {
+                                               float keep_scale, int window, const unsigned char* uniform_rows) {
     constexpr int QT = TC_BWD_TILE, LDH = D + 8, LDP = QT + 8, LDS = QT + 4;
     static_assert(LDP <= LDH, "P and dS fit in the warp's K and V rows");
     static_assert(2 * 16 * LDS >= 16 * (D + 4), "the output rows fit in the warp's float blocks");
@@ -306,7 +314,8 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
     __shared__ __align__(32) float fbuf[4 * 2 * 16 * LDS];  // per warp: scoresᵀ, dPᵀ (16 x LDS each)
     __shared__ float lse_s[QT];                             // +inf past T, so P = 0 there
     __shared__ float delta_s[QT];
-    __shared__ int flag;
+    __shared__ unsigned char uniform_s[QT];  // the streamed queries' uniform flags
+    __shared__ int flag, uniform_flag;
     int tiles = (T_ + TC_ROWS - 1) / TC_ROWS;
     int bh = blockIdx.x / tiles, b = bh / H, h = bh % H;
     int j0 = (blockIdx.x % tiles) * TC_ROWS;
@@ -335,16 +344,18 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
     __nv_bfloat16* pw = kp + warp * 16 * LDP;
     __nv_bfloat16* dsw = vds + warp * 16 * LDP;
     long long offset_base = (long long)bh * T_ * T_ + j;  // + i·T
-    int i_end = j0 < kend ? T_ : 0;                       // keys all past kend: dk = dv = 0
+    // Keys all past kend, read by no uniform row: dk = dv = 0.
+    int i_begin, i_end = attn_query_range(uniform_rows, window, kend, b, T_, j0, j0 + TC_ROWS, &uniform_flag, &i_begin);
     #pragma unroll 1
-    for (int i0 = 0; i0 < i_end; i0 += QT) {
-        int n = T_ - i0 < QT ? T_ - i0 : QT, nb = (n + 15) / 16;
+    for (int i0 = i_begin; i0 < i_end; i0 += QT) {
+        int n = i_end - i0 < QT ? i_end - i0 : QT, nb = (n + 15) / 16;
         __syncthreads();  // the previous tile (and, the first time, every warp's K and V rows) is no longer read
         tc_stage<D>(q, qs, QT, b, T_, H, h, i0, n);
         tc_stage<D>(dout, dos, QT, b, T_, H, h, i0, n);
         for (int c = threadIdx.x; c < QT; c += blockDim.x) {
             lse_s[c] = c < n ? lse[(long long)bh * T_ + i0 + c] : INFINITY;
             delta_s[c] = c < n ? delta[(long long)bh * T_ + i0 + c] : 0.0f;
+            uniform_s[c] = c < n && attn_row_uniform(uniform_rows, window, all_masked, b, T_, i0 + c);
         }
         __syncthreads();
         for (int nt = 0; nt < nb; ++nt) {
@@ -356,11 +367,12 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
         }
         __syncwarp();
         for (int c = half; c < nb * 16; c += 2) {
-            float s = (all_masked ? 0.0f : sw[r * LDS + c] * scale) + bias;
+            bool uniform = uniform_s[c] != 0;
+            float s = (uniform ? 0.0f : sw[r * LDS + c] * scale) + attn_bias(bias, uniform, j < T_, i0 + c, j, window);
             float p = expf(s - lse_s[c]);
             float z = attn_dropout(key, threshold, keep_scale, offset_base + (long long)(i0 + c) * T_);
             pw[r * LDP + c] = __float2bfloat16(p * z);
-            dsw[r * LDP + c] = __float2bfloat16(all_masked ? 0.0f : p * (dpw[r * LDS + c] * z - delta_s[c]));
+            dsw[r * LDP + c] = __float2bfloat16(uniform ? 0.0f : p * (dpw[r * LDS + c] * z - delta_s[c]));
         }
         __syncwarp();
         tc_accumulate<D>(dvf, pw, LDP, dos, nb);
@@ -373,7 +385,7 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
 // ---------------------------------------------------------------------------
 // extern "C" entry points: attention_tc_d<D>_<fwd|bwd_dq|bwd_dkdv>_bf16, each
 // launched as B·H·ceil(T/64) blocks of 128 threads. Arguments as the scalar
-// kernels' (B is unused: the grid carries it). Each family is defined once,
+// kernels', window and uniform_rows included (B is unused: the grid carries it). Each family is defined once,
 // and each kernel is one line of the table after it (build.rs reads both).
 // ---------------------------------------------------------------------------
 
@@ -382,9 +394,10 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
     extern "C" __global__ void name(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,        \
                                     const unsigned char* key_mask, __nv_bfloat16* out, float* lse, int B, int T,   \
                                     int H, float scale, unsigned long long key, unsigned threshold,                \
-                                    float keep_scale) {                                                           \
+                                    float keep_scale, int window, const unsigned char* uniform_rows) {            \
         (void)B;                                                                                                  \
-        attention_tc_fwd<D>(q, k, v, key_mask, out, lse, T, H, scale, key, threshold, keep_scale);                \
+        attention_tc_fwd<D>(q, k, v, key_mask, out, lse, T, H, scale, key, threshold, keep_scale, window,         \
+                            uniform_rows);                                                                        \
     }
 
 // q, k, v, out, dout (B, T, H·D) bf16, key_mask (B, T) u8, lse (B, H, T) f32
@@ -394,10 +407,10 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
                                     const unsigned char* key_mask, const __nv_bfloat16* out, const float* lse,     \
                                     const __nv_bfloat16* dout, __nv_bfloat16* dq, float* delta, int B, int T,      \
                                     int H, float scale, unsigned long long key, unsigned threshold,                \
-                                    float keep_scale) {                                                           \
+                                    float keep_scale, int window, const unsigned char* uniform_rows) {            \
         (void)B;                                                                                                  \
         attention_tc_bwd_dq<D>(q, k, v, key_mask, out, lse, dout, dq, delta, T, H, scale, key, threshold,         \
-                               keep_scale);                                                                       \
+                               keep_scale, window, uniform_rows);                                                 \
     }
 
 // q, k, v, dout (B, T, H·D) bf16, key_mask (B, T) u8, lse, delta (B, H, T) f32
@@ -407,10 +420,10 @@ BERTH_DEVICE_INLINE void attention_tc_bwd_dkdv(const __nv_bfloat16* q, const __n
                                     const unsigned char* key_mask, const float* lse, const float* delta,           \
                                     const __nv_bfloat16* dout, __nv_bfloat16* dk, __nv_bfloat16* dv, int B, int T, \
                                     int H, float scale, unsigned long long key, unsigned threshold,                \
-                                    float keep_scale) {                                                           \
+                                    float keep_scale, int window, const unsigned char* uniform_rows) {            \
         (void)B;                                                                                                  \
         attention_tc_bwd_dkdv<D>(q, k, v, key_mask, lse, delta, dout, dk, dv, T, H, scale, key, threshold,        \
-                                 keep_scale);                                                                     \
+                                 keep_scale, window, uniform_rows);                                               \
     }
 
 // clang-format off

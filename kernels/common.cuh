@@ -155,5 +155,75 @@ BERTH_DEVICE_INLINE int attn_key_end(const unsigned char* key_mask, int b, int T
     return end == 0 ? T : end;
 }
 
+// ---------------------------------------------------------------------------
+// Sliding-window attention (ModernBERT's local layers). With window w >= 0,
+// query i reads key j only when |i - j| <= w (w < 0: no window). A query
+// whose window holds no real key is uniform over all T keys with a zero
+// scores gradient, as the CPU softmax does (transformers adds finfo.min to
+// every score of such a row). The host marks those queries in uniform_rows
+// (B, T) u8; without a window the only uniform rows are those of an
+// all-masked batch row, and uniform_rows is not read.
+// ---------------------------------------------------------------------------
+
+BERTH_DEVICE_INLINE bool attn_in_window(int i, int j, int window) {
+    return window < 0 || (i > j ? i - j : j - i) <= window;
+}
+
+// Whether query i of batch row b is uniform (false past T).
+BERTH_DEVICE_INLINE bool attn_row_uniform(const unsigned char* uniform_rows, int window, bool all_masked, int b, int T,
+                                          int i) {
+    if (window < 0) return all_masked;
+    return i < T && uniform_rows[(long long)b * T + i] != 0;
+}
+
+// The additive mask of query i and key j: key_bias is the key's own (0 for a
+// key that counts, -inf for padding or past the staged tile); a window adds
+// -inf outside it, and a uniform row counts every key of the tile.
+BERTH_DEVICE_INLINE float attn_bias(float key_bias, bool uniform, bool in_tile, int i, int j, int window) {
+    if (window < 0) return key_bias;
+    if (uniform) return in_tile ? 0.0f : -INFINITY;
+    return attn_in_window(i, j, window) ? key_bias : -INFINITY;
+}
+
+// Whether any query in [i0, i1) of batch row b is uniform; the whole block
+// agrees. Syncs.
+BERTH_DEVICE_INLINE bool attn_any_uniform(const unsigned char* uniform_rows, int b, int T, int i0, int i1, int* flag) {
+    if (threadIdx.x == 0) *flag = 0;
+    __syncthreads();
+    for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+        if (uniform_rows[(long long)b * T + i]) atomicMax(flag, 1);
+    }
+    __syncthreads();
+    return *flag != 0;
+}
+
+// The keys [*lo, return) that the block's query rows [i0, i1) must visit:
+// [0, kend) without a window; with one, [i0 - w, i1 + w) within [0, kend),
+// or every key when one of the rows is uniform. Syncs (with a window).
+BERTH_DEVICE_INLINE int attn_key_range(const unsigned char* uniform_rows, int window, int kend, int b, int T, int i0,
+                                       int i1, int* flag, int* lo) {
+    *lo = 0;
+    if (window < 0) return kend;
+    if (i1 > T) i1 = T;
+    if (attn_any_uniform(uniform_rows, b, T, i0, i1, flag)) return T;
+    *lo = i0 - window > 0 ? i0 - window : 0;
+    return i1 + window < kend ? i1 + window : kend;
+}
+
+// The queries [*lo, return) that the block's key rows [j0, j1) must visit:
+// every query, or none when the keys are all past kend (they count for no
+// row); with a window, [j0 - w, j1 + w) within [0, T), or every query when
+// a uniform row of the batch row reads every key. Syncs (with a window).
+BERTH_DEVICE_INLINE int attn_query_range(const unsigned char* uniform_rows, int window, int kend, int b, int T, int j0,
+                                         int j1, int* flag, int* lo) {
+    *lo = 0;
+    if (window < 0) return j0 < kend ? T : 0;
+    if (attn_any_uniform(uniform_rows, b, T, 0, T, flag)) return T;
+    if (j0 >= kend) return 0;
+    if (j1 > T) j1 = T;
+    *lo = j0 - window > 0 ? j0 - window : 0;
+    return j1 + window < T ? j1 + window : T;
+}
+
 #endif  // BERTH_KERNELS_COMMON_CUH
 

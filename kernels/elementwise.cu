@@ -1,6 +1,6 @@
 // Small elementwise and reduction kernels: add, add-assign, scale, cast,
-// fill, column sums (bias gradients), the first ([CLS]) token, the
-// pooler's tanh and DistilBERT's ReLU. CPU references: src/backend/cpu/activation.rs (add, scale,
+// fill, column sums (bias gradients), the first ([CLS]) token, the mean
+// over real tokens (ModernBERT's pooling), the pooler's tanh and DistilBERT's ReLU. CPU references: src/backend/cpu/activation.rs (add, scale,
 // tanh), src/backend/cpu/norm.rs (sum_rows), src/autograd/basic.rs
 // (first_token).
 //
@@ -190,6 +190,58 @@ extern "C" __global__ void first_token_bwd_f32(const float* dy, float* dx, int b
 // dy (B, C) bf16 -> dx (B, T, C) bf16, written
 extern "C" __global__ void first_token_bwd_bf16(const __nv_bfloat16* dy, __nv_bfloat16* dx, int batch, int seq_len, int cols) {
     first_token_bwd_impl(dy, dx, batch, seq_len, cols);
+}
+
+// ---------------------------------------------------------------------------
+// mean_pool: ModernBERT's mean over each sequence's real tokens
+// ---------------------------------------------------------------------------
+
+// x (B, T, C), weights (B, T) f32 (1/count at a real token, 0 at padding)
+//   -> y (B, C) = Σ_t weights[b, t]·x[b, t, :], accumulated in f32
+template <typename T>
+BERTH_DEVICE_INLINE void mean_pool_fwd_impl(const T* x, const float* weights, T* y, int batch, int seq_len, int cols) {
+    long long n = (long long)batch * cols;
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        long long b = i / cols, c = i % cols;
+        float acc = 0.0f;
+        for (int t = 0; t < seq_len; ++t) {
+            float w = weights[b * seq_len + t];
+            if (w != 0.0f) acc += w * load_f32(x, (b * seq_len + t) * cols + c);
+        }
+        store_f32(y, i, acc);
+    }
+}
+
+// dy (B, C), weights (B, T) f32 -> dx (B, T, C) = weights[b, t]·dy[b, :] (written)
+template <typename T>
+BERTH_DEVICE_INLINE void mean_pool_bwd_impl(const T* dy, const float* weights, T* dx, int batch, int seq_len, int cols) {
+    long long n = (long long)batch * seq_len * cols;
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        long long bt = i / cols, b = bt / seq_len;
+        store_f32(dx, i, weights[bt] * load_f32(dy, b * cols + i % cols));
+    }
+}
+
+// x (B, T, C) f32, weights (B, T) f32 -> y (B, C) f32
+extern "C" __global__ void mean_pool_fwd_f32(const float* x, const float* weights, float* y, int batch, int seq_len, int cols) {
+    mean_pool_fwd_impl(x, weights, y, batch, seq_len, cols);
+}
+
+// x (B, T, C) bf16, weights (B, T) f32 -> y (B, C) bf16
+extern "C" __global__ void mean_pool_fwd_bf16(const __nv_bfloat16* x, const float* weights, __nv_bfloat16* y, int batch,
+                                              int seq_len, int cols) {
+    mean_pool_fwd_impl(x, weights, y, batch, seq_len, cols);
+}
+
+// dy (B, C) f32, weights (B, T) f32 -> dx (B, T, C) f32, written
+extern "C" __global__ void mean_pool_bwd_f32(const float* dy, const float* weights, float* dx, int batch, int seq_len, int cols) {
+    mean_pool_bwd_impl(dy, weights, dx, batch, seq_len, cols);
+}
+
+// dy (B, C) bf16, weights (B, T) f32 -> dx (B, T, C) bf16, written
+extern "C" __global__ void mean_pool_bwd_bf16(const __nv_bfloat16* dy, const float* weights, __nv_bfloat16* dx, int batch,
+                                              int seq_len, int cols) {
+    mean_pool_bwd_impl(dy, weights, dx, batch, seq_len, cols);
 }
 
 // ---------------------------------------------------------------------------

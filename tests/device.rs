@@ -155,10 +155,17 @@ fn r18_each_family_trains_on_the_device_as_on_the_cpu() {
 // One fixture per family's new device path (RoBERTa's position gather and
 // head, ELECTRA's projection and GELU head, DistilBERT's zero type row, ReLU
 // and undropped attention output, DeBERTa's relative attention, zeroed
-// padding embeddings and ContextPooler); the token heads are BERT's, which
-// the r4 steps cover. XLM-R runs RoBERTa's code. Each simulated step costs CI time.
-const FAMILY_FIXTURES: [&str; 4] =
-    ["families/roberta-seqcls", "families/electra-seqcls", "families/distilbert-seqcls", "families/deberta-v3-seqcls"];
+// padding embeddings and ContextPooler, ModernBERT's rotary, GeGLU, sliding
+// window (half-width 4 at T 70: uniform padding queries) and mean pooling);
+// the token heads are BERT's, which the r4 steps cover. XLM-R runs RoBERTa's
+// code. Each simulated step costs CI time.
+const FAMILY_FIXTURES: [&str; 5] = [
+    "families/roberta-seqcls",
+    "families/electra-seqcls",
+    "families/distilbert-seqcls",
+    "families/deberta-v3-seqcls",
+    "families/modernbert-seqcls",
+];
 
 fn f32_step_matches_the_cpu(device: &Device, name: &str) {
     let Some((model, batch, labels)) = fixture(name, DType::F32) else { return };
@@ -368,6 +375,8 @@ fn r4_bench_kernel_table_covers_every_family() {
         "dropout",
         "attention fwd",
         "attention bwd",
+        "attention window fwd",
+        "attention window bwd",
         "relative_attention fwd",
         "relative_attention bwd",
         "grad_norm",

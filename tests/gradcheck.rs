@@ -10,7 +10,7 @@ use std::sync::Arc;
 use berth::autograd::attention::{
     masked_softmax, merge_heads, packed_attention, packed_windowed_attention, split_heads, windowed_attention,
 };
-use berth::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, reshape, scale, tanh};
+use berth::autograd::basic::{DropoutKey, add, dropout, first_token, gelu, mean_pool, reshape, scale, tanh};
 use berth::autograd::embedding::embedding;
 use berth::autograd::linear::{batched_matmul_op, linear, matmul_op};
 use berth::autograd::loss::{
@@ -182,6 +182,17 @@ fn op_tanh() {
 #[test]
 fn op_first_token() {
     check_op("first_token", 16, &[randt(8, &[3, 4, 5])], |t, v| first_token(t, v[0]));
+}
+
+/// Mean pooling: a full row, a padded row (its padding gets zero gradient)
+/// and a row without real tokens (pools to 0, no gradient).
+#[test]
+fn op_mean_pool() {
+    check_op("mean_pool", 17, &[randt(17, &[3, 4, 5])], |t, v| {
+        let mask: std::sync::Arc<[u8]> = std::sync::Arc::from(vec![1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0]);
+        let y = mean_pool(t, v[0], mask)?;
+        tanh(t, y)
+    });
 }
 
 #[test]
@@ -893,6 +904,7 @@ fn library_gradchecks_all_pass() {
         "tanh",
         "reshape",
         "first_token",
+        "mean_pool",
         "split_heads",
         "merge_heads",
         "dropout",

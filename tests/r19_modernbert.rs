@@ -100,23 +100,51 @@ pub(crate) fn run_fails(args: &[&str], paths: &[(&str, &Path)]) -> String {
     stderr
 }
 
+/// ModernBERT on the (simulated) device: training runs and saves a model,
+/// and prediction on a text longer than the local window (half-width 4)
+/// gives the CPU's probabilities, padded rows included (the batch holds a
+/// short text too).
 #[test]
-fn r19_modernbert_on_the_device_is_refused_before_any_work() {
+fn r19_modernbert_trains_and_predicts_on_the_simulated_device_as_on_the_cpu() {
     let Some(dir) = fixture_dir("families/modernbert-seqcls") else { return };
     let work = scratch_dir("r19-device");
     let train = work.join("train.tsv");
     std::fs::write(&train, "text\tlabel\na fine film\tpositive\na dull film\tnegative\nit was a film\tneutral\n").unwrap();
     let output = work.join("out");
-    let err = run_fails(
-        &["train", "--device", "sim", "--max-steps", "2", "--batch-size", "2"],
-        &[("--model", &dir), ("--train", &train), ("--output", &output)],
-    );
-    assert!(err.contains("ModernBERT runs on the CPU only"), "{err}");
-    assert!(!output.join("model.safetensors").exists(), "nothing is saved");
+    let mut cmd = berth();
+    cmd.args(["train", "--device", "sim", "--max-steps", "2", "--batch-size", "2"]);
+    cmd.arg("--model").arg(&dir).arg("--train").arg(&train).arg("--output").arg(&output);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (model, _) = berth::model::load_model(&output, &berth::model::LoadOptions::default()).unwrap();
+    assert_eq!(model.config.family, berth::model::Family::ModernBert);
+
     let input = work.join("input.txt");
-    std::fs::write(&input, "a fine film\n").unwrap();
-    let err = run_fails(&["predict", "--device", "sim"], &[("--model", &dir), ("--input", &input), ("--output", &work.join("p.jsonl"))]);
-    assert!(err.contains("ModernBERT runs on the CPU only"), "{err}");
+    std::fs::write(&input, "a fine film\nit was a long and rather dull film that went on and on with no end in sight at all\n").unwrap();
+    let predict = |device: &str| -> Vec<Vec<f64>> {
+        let path = work.join(format!("p-{device}.jsonl"));
+        let mut cmd = berth();
+        cmd.args(["predict", "--device", device, "--batch-size", "2"]).arg("--model").arg(&output).arg("--input").arg(&input);
+        cmd.arg("--output").arg(&path);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{device}: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect()
+            })
+            .collect()
+    };
+    let (cpu, sim) = (predict("cpu"), predict("sim"));
+    assert_eq!(cpu.len(), 2);
+    for (c, s) in cpu.iter().zip(&sim) {
+        assert_eq!(c.len(), 3);
+        for (a, b) in c.iter().zip(s) {
+            assert!((a - b).abs() <= 1e-5, "cpu {cpu:?} vs sim {sim:?}");
+        }
+    }
 }
 
 #[test]

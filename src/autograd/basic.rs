@@ -2,6 +2,8 @@
 //! taking the first ([CLS]) token, and dropout. Each forward sits beside its
 //! `Backward`; the kernels are the backend's ([`crate::backend::Backend`]).
 
+use std::sync::Arc;
+
 use super::{Backward, BackwardContext, Tape, Var};
 use crate::backend;
 pub use crate::backend::DropoutKey;
@@ -176,6 +178,31 @@ pub fn first_token(tape: &mut Tape, x: Var) -> Result<Var> {
     }
     let out = backend::of(t).first_token_fwd(t)?;
     Ok(tape.push(out, &[x], FirstToken))
+}
+
+// ---------- mean pool: x (B, T, C) -> (B, C), the mean over real tokens ----------
+
+struct MeanPool {
+    key_mask: Arc<[u8]>,
+}
+impl Backward for MeanPool {
+    fn name(&self) -> &'static str {
+        "mean_pool"
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(backend::of(dout).mean_pool_bwd(dout, &self.key_mask, ctx.inputs[0].shape())?)])
+    }
+}
+
+/// x (B, T, C), key_mask (B·T, 1 = real token) -> (B, C): each sequence's
+/// mean over its real tokens (ModernBERT's pooling; 0 for one without any).
+pub fn mean_pool(tape: &mut Tape, x: Var, key_mask: Arc<[u8]>) -> Result<Var> {
+    let t = tape.value(x);
+    if t.dims() != 3 || key_mask.len() != t.shape()[0] * t.shape()[1] {
+        return Err(Error::shape("mean_pool", format!("expected (B, T, C) with a (B·T) mask, got {:?} and {}", t.shape(), key_mask.len())));
+    }
+    let out = backend::of(t).mean_pool_fwd(t, &key_mask)?;
+    Ok(tape.push(out, &[x], MeanPool { key_mask }))
 }
 
 // ---------- dropout with the counter-based RNG ----------

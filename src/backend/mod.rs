@@ -156,6 +156,12 @@ pub trait Backend: Send + Sync {
     fn first_token_fwd(&self, x: &Tensor) -> Result<Tensor>;
     /// dy (B, C) -> dx `input_shape` (B, T, C), zero except the first token.
     fn first_token_bwd(&self, dy: &Tensor, input_shape: &[usize]) -> Result<Tensor>;
+    /// x (B, T, C), key_mask (B·T, 1 = real) -> (B, C): the mean over each
+    /// sequence's real tokens (0 for a sequence with none).
+    fn mean_pool_fwd(&self, x: &Tensor, key_mask: &[u8]) -> Result<Tensor>;
+    /// dy (B, C), key_mask (B·T), `input_shape` (B, T, C) -> dx (B, T, C):
+    /// dy / count at real tokens, 0 at padding.
+    fn mean_pool_bwd(&self, dy: &Tensor, key_mask: &[u8], input_shape: &[usize]) -> Result<Tensor>;
     /// x (…) -> x with each element zeroed with probability p and the rest
     /// scaled by 1/(1−p).
     fn dropout_fwd(&self, x: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor>;

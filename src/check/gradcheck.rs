@@ -15,7 +15,7 @@ use crate::autograd::attention::{
     attention, masked_softmax, merge_heads, packed_attention, packed_relative_attention, packed_windowed_attention, relative_attention,
     split_heads, windowed_attention,
 };
-use crate::autograd::basic::{DropoutKey, add, dropout, first_token, geglu, gelu, relu, reshape, scale, tanh};
+use crate::autograd::basic::{DropoutKey, add, dropout, first_token, geglu, gelu, mean_pool, relu, reshape, scale, tanh};
 use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{batched_matmul_op, linear};
 use crate::autograd::loss::{
@@ -258,6 +258,12 @@ fn views() -> Result<Vec<GradcheckRow>> {
             tanh(t, y)
         }),
         check_op("first_token", 16, &[random_tensor(8, &[3, 4, 5])], |t, v| first_token(t, v[0])),
+        // Mean pooling over real tokens: a full row, a padded one, one without any.
+        check_op("mean_pool", 17, &[random_tensor(17, &[3, 4, 5])], |t, v| {
+            let mask: std::sync::Arc<[u8]> = std::sync::Arc::from(vec![1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0]);
+            let y = mean_pool(t, v[0], mask)?;
+            tanh(t, y)
+        }),
         check_op("packed_attention", 49, &[random_tensor(49, &[7, 6]), random_tensor(50, &[7, 6]), random_tensor(51, &[7, 6])], |t, v| {
             packed_attention(t, v[0], v[1], v[2], std::sync::Arc::from(vec![4, 0, 3]), 2, 0.7)
         }),

@@ -46,6 +46,7 @@ mod naming {
         "tanh",
         "relu",
         "first_token",
+        "mean_pool",
         "cross_entropy",
         "focal_cross_entropy",
         "bce_with_logits",

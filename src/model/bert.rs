@@ -15,7 +15,7 @@ use super::deberta::DebertaSettings;
 use super::params::{ParamStore, WeightCache};
 use crate::autograd::attention::{packed_relative_attention, packed_windowed_attention, relative_attention, windowed_attention};
 use crate::autograd::basic::{DropoutKey, add, dropout, geglu, gelu, reshape};
-use crate::autograd::embedding::{embedding, embeddings_ln};
+use crate::autograd::embedding::embeddings_ln;
 use crate::autograd::linear::{linear_int8, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
@@ -453,11 +453,6 @@ pub fn encoder_forward(
     }
     let word = params[ids.word];
     let packs_rows = backend::of(tape.value(word)).packs_rows();
-    if config.modern.is_some() && !packs_rows {
-        return Err(Error::InvalidArgument(
-            "ModernBERT runs on the CPU only for now: the device attention has no sliding window yet (drop --device)".into(),
-        ));
-    }
     let eps = config.layer_norm_eps;
     let hidden_p = config.hidden_dropout_prob;
     let mut cx =
@@ -511,10 +506,18 @@ pub fn encoder_forward(
             let x = scatter_rows(tape, rows, real, &[b, t, config.hidden_size])?;
             dropout(tape, x, hidden_p, mode.key(streams::EMBEDDINGS))?
         }
-        // ModernBERT's: LayerNorm(word), then its embedding dropout.
+        // ModernBERT's: LayerNorm(word) (bias-free: a zero bias) through the
+        // same fused op, then its embedding dropout.
         None => {
-            let x = embedding(tape, word, &batch.input_ids, &[b, t], "input id")?;
-            let x = cx.norm(tape, x, ids.embedding_norm)?;
+            let width = tape.value(word).shape()[1];
+            let (types, positions) = (zero_leaf(tape, word, &[1, width])?, zero_leaf(tape, word, &[t, width])?);
+            let ln_bias = match ids.embedding_norm.bias {
+                Some(bias) => params[bias],
+                None => cx.zero_bias.expect("a bias-free norm has the zero bias"),
+            };
+            let ln = (params[ids.embedding_norm.weight], ln_bias);
+            let no_types = vec![0; batch.token_type_ids.len()];
+            let x = embeddings_ln(tape, word, types, positions, ln, &batch.input_ids, &no_types, (b, t), eps)?;
             let p = config.modern.as_ref().map_or(hidden_p, |m| m.embedding_dropout);
             dropout(tape, x, p, mode.key(streams::EMBEDDINGS))?
         }

@@ -5,36 +5,14 @@ use super::bert::{Affine, EncoderParams, ForwardMode, encoder_forward, streams, 
 use super::config::{BertConfig, Pooling, ProblemType, SequenceHead};
 use super::loss::{LossKind, LossSpec};
 use super::params::{HeadKind, ParamStore, WeightCache};
-use crate::autograd::basic::{dropout, first_token, gelu, relu, reshape, tanh};
-use crate::autograd::linear::{batched_matmul_op, linear};
+use crate::autograd::basic::{dropout, first_token, gelu, mean_pool, relu, tanh};
+use crate::autograd::linear::linear;
 use crate::autograd::loss::{bce_with_logits, bce_with_logits_weighted, cross_entropy, focal_cross_entropy, mse, sigmoid_focal};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::{Tape, Var};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
-
-/// x (B, T, H) -> (B, H): the mean over each row's real tokens (mask 1),
-/// as a product with constant weights mask/count, so backward is the
-/// product's. A row without real tokens pools to zero.
-fn mean_over_real_tokens(tape: &mut Tape, x: Var, batch: &Batch) -> Result<Var> {
-    let (b, t) = (batch.batch_size, batch.seq_len);
-    let mut weights = vec![0.0; b * t];
-    for (row, mask) in weights.chunks_mut(t.max(1)).zip(batch.attention_mask.chunks(t.max(1))) {
-        let count = mask.iter().filter(|&&m| m != 0).count();
-        for (w, &m) in row.iter_mut().zip(mask) {
-            if m != 0 {
-                *w = 1.0 / count as f64;
-            }
-        }
-    }
-    let like = tape.value(x);
-    let hidden = like.shape()[2];
-    let weights = Tensor::from_f64_like(weights, &[b, 1, t], like)?;
-    let weights = tape.leaf(weights, false);
-    let pooled = batched_matmul_op(tape, weights, x, false, false)?;
-    reshape(tape, pooled, &[b, hidden])
-}
 
 /// Targets for one batch, in the form each problem type needs.
 #[derive(Clone, Debug)]
@@ -289,7 +267,7 @@ impl BertClassifier {
             HeadKind::TokenClassification => last,
             HeadKind::SequenceClassification => match self.config.modern.as_ref().map(|m| m.pooling) {
                 Some(Pooling::Cls) => first_token(tape, last)?,
-                _ => mean_over_real_tokens(tape, last, batch)?,
+                _ => mean_pool(tape, last, batch.attention_mask.clone().into())?,
             },
         };
         let dense = self.pooler.expect("ModernBERT heads have a dense layer");

@@ -50,6 +50,44 @@ pub fn first_token_bwd<T: Float>(dy: &[T], b: usize, t: usize, c: usize) -> Vec<
     dx
 }
 
+/// x (B, T, C), key_mask (B·T) -> (B, C): each sequence's sum over its real
+/// tokens divided by their count, as transformers computes it (0 without any).
+pub fn mean_pool_fwd<T: Float>(x: &[T], key_mask: &[u8], b: usize, t: usize, c: usize) -> Vec<T> {
+    let mut y = pool::zeros::<T>(b * c);
+    for (i, out) in y.chunks_mut(c.max(1)).enumerate().take(b) {
+        let mask = &key_mask[i * t..(i + 1) * t];
+        for (row, _) in mask.iter().enumerate().filter(|&(_, &m)| m != 0) {
+            let at = (i * t + row) * c;
+            for (o, &v) in out.iter_mut().zip(&x[at..at + c]) {
+                *o += v;
+            }
+        }
+        let count = mask.iter().filter(|&&m| m != 0).count();
+        if count > 0 {
+            let n = T::from_f64(count as f64);
+            out.iter_mut().for_each(|o| *o = *o / n);
+        }
+    }
+    y
+}
+
+/// dy (B, C), key_mask (B·T) -> dx (B, T, C): dy / count at each real token, 0 at padding.
+pub fn mean_pool_bwd<T: Float>(dy: &[T], key_mask: &[u8], b: usize, t: usize, c: usize) -> Vec<T> {
+    let mut dx = pool::zeros::<T>(b * t * c);
+    for i in 0..b {
+        let mask = &key_mask[i * t..(i + 1) * t];
+        let count = mask.iter().filter(|&&m| m != 0).count();
+        let n = T::from_f64(count.max(1) as f64);
+        for (row, _) in mask.iter().enumerate().filter(|&(_, &m)| m != 0) {
+            let at = (i * t + row) * c;
+            for (d, &g) in dx[at..at + c].iter_mut().zip(&dy[i * c..(i + 1) * c]) {
+                *d = g / n;
+            }
+        }
+    }
+    dx
+}
+
 /// (B, T, H·D) -> (B, H, T, D) when `split`, and the inverse otherwise.
 pub fn permute_heads<T: Float>(x: &[T], b: usize, t: usize, h: usize, d: usize, split: bool) -> Vec<T> {
     let mut y = pool::take::<T>(x.len());

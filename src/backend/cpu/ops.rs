@@ -122,6 +122,16 @@ impl Backend for Cpu {
         with_float!(x.dtype(), "first_token", |T| Tensor::from_vec(layout::first_token_fwd(x.data::<T>()?, b, t, c), &[b, c]))
     }
 
+    fn mean_pool_fwd(&self, x: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        with_float!(x.dtype(), "mean_pool", |T| Tensor::from_vec(layout::mean_pool_fwd(x.data::<T>()?, key_mask, b, t, c), &[b, c]))
+    }
+
+    fn mean_pool_bwd(&self, dy: &Tensor, key_mask: &[u8], input_shape: &[usize]) -> Result<Tensor> {
+        let (b, t, c) = (input_shape[0], input_shape[1], input_shape[2]);
+        with_float!(dy.dtype(), "mean_pool", |T| Tensor::from_vec(layout::mean_pool_bwd(dy.data::<T>()?, key_mask, b, t, c), input_shape))
+    }
+
     fn first_token_bwd(&self, dy: &Tensor, input_shape: &[usize]) -> Result<Tensor> {
         let (b, t, c) = (input_shape[0], input_shape[1], input_shape[2]);
         with_float!(dy.dtype(), "first_token", |T| Tensor::from_vec(layout::first_token_bwd(dy.data::<T>()?, b, t, c), input_shape))

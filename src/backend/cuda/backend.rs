@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, attention_bwd, attention_fwd};
+use super::ops::attention::{
+    AttentionDims, AttentionDropout as KernelDropout, AttentionWindow, attention_bwd, attention_fwd, uniform_rows,
+};
 use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
 use super::ops::relative_attention::{RelativeDims, relative_attention_bwd, relative_attention_fwd};
 use super::ops::rows as row_ops;
@@ -44,6 +46,11 @@ fn zeros(like: &DeviceBuffer, len: usize, elem: Elem) -> Result<DeviceBuffer> {
     DeviceBuffer::zeros(like.device(), len, elem)
 }
 
+/// key_mask (B·T) -> the mean pool's (B·T) F32 weights on x's device.
+fn mean_pool_weights(like: &DeviceBuffer, key_mask: &[u8], seq_len: usize) -> Result<DeviceBuffer> {
+    DeviceBuffer::from_f32(like.device(), &elementwise::mean_pool_weights(key_mask, seq_len), Elem::F32)
+}
+
 /// A buffer of x's size and type, filled by `launch`, as a tensor of `shape`.
 fn map(op: &'static str, x: &Tensor, shape: &[usize], launch: impl FnOnce(&DeviceBuffer, &DeviceBuffer) -> Result<()>) -> Result<Tensor> {
     let xb = buf(op, x)?;
@@ -67,13 +74,21 @@ struct EmbeddingsSaved {
 }
 
 /// What flash attention keeps: the key mask, the log-sum-exp per query row
-/// (B·H·T, F32), and the launch's sizes, scale and dropout.
+/// (B·H·T, F32), the launch's sizes, scale and dropout, and a sliding
+/// window's half-width with its uniform-row flags (B·T, U8).
 struct AttentionSaved {
     mask: Arc<DeviceBuffer>,
     lse: DeviceBuffer,
     dims: AttentionDims,
     scale: f32,
     dropout: Option<KernelDropout>,
+    window: Option<(usize, DeviceBuffer)>,
+}
+
+impl AttentionSaved {
+    fn window(&self) -> Option<AttentionWindow<'_>> {
+        self.window.as_ref().map(|(half_width, uniform_rows)| AttentionWindow { half_width: *half_width, uniform_rows })
+    }
 }
 
 /// What DeBERTa's attention keeps: its five inputs (shared, not copied),
@@ -189,6 +204,18 @@ impl Backend for Cuda {
     fn first_token_bwd(&self, dy: &Tensor, input_shape: &[usize]) -> Result<Tensor> {
         let (b, t, c) = (input_shape[0], input_shape[1], input_shape[2]);
         map("first_token", dy, input_shape, |d, dx| elementwise::first_token_bwd(d, dx, b, t, c))
+    }
+
+    fn mean_pool_fwd(&self, x: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let weights = mean_pool_weights(buf("mean_pool", x)?, key_mask, t)?;
+        map("mean_pool", x, &[b, c], |xb, y| elementwise::mean_pool_fwd(xb, &weights, y, b, t, c))
+    }
+
+    fn mean_pool_bwd(&self, dy: &Tensor, key_mask: &[u8], input_shape: &[usize]) -> Result<Tensor> {
+        let (b, t, c) = (input_shape[0], input_shape[1], input_shape[2]);
+        let weights = mean_pool_weights(buf("mean_pool", dy)?, key_mask, t)?;
+        map("mean_pool", dy, input_shape, |d, dx| elementwise::mean_pool_bwd(d, &weights, dx, b, t, c))
     }
 
     fn dropout_fwd(&self, x: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor> {
@@ -315,10 +342,6 @@ impl Backend for Cuda {
         window: Option<usize>,
         dropout: Option<AttentionDropout>,
     ) -> Result<(Tensor, Saved)> {
-        // ModernBERT's local layers: the flash kernels have no window yet.
-        if window.is_some() {
-            return unsupported("sliding-window attention", NAME);
-        }
         let (b, t, c) = (q.shape()[0], q.shape()[1], q.shape()[2]);
         let dims = AttentionDims { batch: b, seq_len: t, heads, head_dim: c / heads };
         let qb = buf("attention", q)?;
@@ -326,8 +349,25 @@ impl Backend for Cuda {
         let out = alloc(qb, qb.len(), qb.elem())?;
         let lse = alloc(qb, b * heads * t, Elem::F32)?;
         let dropout = dropout.map(|d| KernelDropout { p: d.p as f32, stream_key: rng::stream_key(d.key.seed, d.key.stream) });
-        attention_fwd(qb, buf("attention", k)?, buf("attention", v)?, &mask, &out, &lse, dims, scale as f32, dropout)?;
-        Ok((Tensor::from_device(out, q.shape())?, Saved::new(AttentionSaved { mask, lse, dims, scale: scale as f32, dropout })))
+        // ModernBERT's local layers: which queries' windows hold no real key.
+        let window = match window {
+            Some(w) => Some((w, DeviceBuffer::from_u8(qb.device(), &uniform_rows(key_mask, t, w))?)),
+            None => None,
+        };
+        let saved = AttentionSaved { mask, lse, dims, scale: scale as f32, dropout, window };
+        attention_fwd(
+            qb,
+            buf("attention", k)?,
+            buf("attention", v)?,
+            &saved.mask,
+            &out,
+            &saved.lse,
+            dims,
+            saved.scale,
+            dropout,
+            saved.window(),
+        )?;
+        Ok((Tensor::from_device(out, q.shape())?, Saved::new(saved)))
     }
 
     fn attention_bwd(&self, [q, k, v]: [&Tensor; 3], output: &Tensor, saved: &Saved, dout: &Tensor) -> Result<[Tensor; 3]> {
@@ -336,7 +376,7 @@ impl Backend for Cuda {
         let (out, d) = (buf("attention", output)?, buf("attention", dout)?);
         let [dq, dk, dv] = [0, 1, 2].map(|_| alloc(qb, qb.len(), qb.elem()));
         let (dq, dk, dv) = (dq?, dk?, dv?);
-        attention_bwd(qb, kb, vb, &s.mask, out, &s.lse, d, &dq, &dk, &dv, s.dims, s.scale, s.dropout)?;
+        attention_bwd(qb, kb, vb, &s.mask, out, &s.lse, d, &dq, &dk, &dv, s.dims, s.scale, s.dropout, s.window())?;
         Ok([Tensor::from_device(dq, q.shape())?, Tensor::from_device(dk, q.shape())?, Tensor::from_device(dv, q.shape())?])
     }
 

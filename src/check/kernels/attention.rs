@@ -13,14 +13,21 @@
 //! attention_tc.cu) also T = 130 (three 64-key forward tiles, five 32-row
 //! backward tiles, a padded row whose last two 64-key blocks are past its last
 //! key), with dropout at 32 and without at 64, so the tensor-core kernels see
-//! dropout on and off at both. Rows are named after the kernels that ran.
+//! dropout on and off at both. Sliding windows (ModernBERT's local layers)
+//! at every head dim: T = 150 with half-width 20 and a row of 40 real keys
+//! (queries 40–59 are padding that still reads real keys, 60 on are uniform
+//! over all 150 keys; the windows cut every 64-row block's key range), and
+//! T = 90 with half-width 7, an all-masked row and dropout. Rows are named
+//! after the kernels that ran, with `w<half-width>` in their shapes.
 //! On a real GPU, also bert-base-sized cases (B 8, H 12, D 64, T 128 and
 //! 512) with timings in the note.
 
 use rayon::prelude::*;
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, compare_with_plain, random};
-use crate::backend::cuda::ops::attention::{AttentionDims, AttentionDropout, HEAD_DIMS, attention_bwd, attention_fwd, kernel_name};
+use crate::backend::cuda::ops::attention::{
+    AttentionDims, AttentionDropout, AttentionWindow, HEAD_DIMS, attention_bwd, attention_fwd, kernel_name, uniform_rows,
+};
 use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
 
@@ -32,6 +39,8 @@ struct Case {
     /// Real keys per batch row (the rest of the row is padding); 0 = all masked.
     lens: Vec<usize>,
     dropout: Option<f32>,
+    /// A sliding window's half-width.
+    window: Option<usize>,
     /// Time the kernels after checking them (real GPU only); the note holds the result.
     timed: bool,
 }
@@ -88,6 +97,7 @@ fn reference_head(
     h: usize,
     scale: f64,
     dropout: Option<AttentionDropout>,
+    window: Option<usize>,
     rounding: Rounding,
 ) -> [Vec<f64>; 5] {
     let AttentionDims { seq_len: t, heads, head_dim: d, .. } = dims;
@@ -100,16 +110,18 @@ fn reference_head(
     let [q, k, v, dout]: [Vec<Vec<f64>>; 4] = x.map(|a| (0..t).map(|i| row(a, i)).collect());
     let dot = |a: &[f64], c: &[f64]| a.iter().zip(c).map(|(x, y)| x * y).sum::<f64>();
     let mask = &mask[b * t..(b + 1) * t];
-    let all_masked = mask.iter().all(|&m| m == 0);
     let (mut out, mut lse) = (vec![0.0; t * d], vec![0.0; t]);
     let (mut dq, mut dk, mut dv) = (vec![0.0; t * d], vec![0.0; t * d], vec![0.0; t * d]);
     for i in 0..t {
-        // Scores with the mask; an all-masked row scores every key 0 (uniform).
+        // Key j counts when it is real and (with a window) |i − j| <= w; a
+        // row where none counts scores every key 0 (uniform), with dS = 0.
+        let counts = |j: usize| mask[j] != 0 && window.is_none_or(|w| i.abs_diff(j) <= w);
+        let uniform = !(0..t).any(counts);
         let s: Vec<f64> = (0..t)
             .map(|j| {
-                if all_masked {
+                if uniform {
                     0.0
-                } else if mask[j] != 0 {
+                } else if counts(j) {
                     scale * dot(&q[i], &k[j])
                 } else {
                     f64::NEG_INFINITY
@@ -139,7 +151,7 @@ fn reference_head(
         let dp: Vec<f64> = (0..t).map(|j| z[j] * dot(&dout[i], &v[j])).collect();
         let rowdot = dot(&dout[i], &out[i * d..(i + 1) * d]);
         for j in 0..t {
-            let ds = if all_masked { 0.0 } else { r(p[j] * (dp[j] - rowdot)) };
+            let ds = if uniform { 0.0 } else { r(p[j] * (dp[j] - rowdot)) };
             for c in 0..d {
                 dq[i * d + c] += scale * ds * k[j][c];
                 dk[j * d + c] += scale * ds * q[i][c];
@@ -158,12 +170,13 @@ fn reference(
     dims: AttentionDims,
     scale: f64,
     dropout: Option<AttentionDropout>,
+    window: Option<usize>,
     rounding: Rounding,
 ) -> Reference {
     let AttentionDims { batch, seq_len: t, heads, head_dim: d } = dims;
     let heads_out: Vec<[Vec<f64>; 5]> = (0..batch * heads)
         .into_par_iter()
-        .map(|bh| reference_head(x, mask, dims, bh / heads, bh % heads, scale, dropout, rounding))
+        .map(|bh| reference_head(x, mask, dims, bh / heads, bh % heads, scale, dropout, window, rounding))
         .collect();
     let n = batch * t * heads * d;
     let mut r = Reference { out: vec![0.0; n], lse: vec![0.0; batch * heads * t], dq: vec![0.0; n], dk: vec![0.0; n], dv: vec![0.0; n] };
@@ -190,25 +203,31 @@ fn run_case(device: &Device, case: &Case, elem: Elem, seed: u64) -> Result<Vec<C
     let hosts: Vec<Vec<f32>> = (0..4).map(|s| random(seed + s, n, 1.0)).collect();
     let stored: Vec<Vec<f64>> = hosts.iter().map(|x| as_stored(x, elem)).collect();
     let inputs = [&stored[0][..], &stored[1], &stored[2], &stored[3]];
-    let want = reference(inputs, &mask, dims, scale as f64, dropout, Rounding::Exact);
+    let want = reference(inputs, &mask, dims, scale as f64, dropout, case.window, Rounding::Exact);
     // BF16 outputs are allowed twice a plain flash BF16 attention's error.
-    let plain = (elem == Elem::BF16).then(|| reference(inputs, &mask, dims, scale as f64, dropout, Rounding::PlainBf16));
+    let plain = (elem == Elem::BF16).then(|| reference(inputs, &mask, dims, scale as f64, dropout, case.window, Rounding::PlainBf16));
 
     let up = |x: &[f32]| DeviceBuffer::from_f32(device, x, elem);
     let (q, k, v, dout) = (up(&hosts[0])?, up(&hosts[1])?, up(&hosts[2])?, up(&hosts[3])?);
     let key_mask = DeviceBuffer::from_u8(device, &mask)?;
+    let uniform = match case.window {
+        Some(w) => Some((w, DeviceBuffer::from_u8(device, &uniform_rows(&mask, t, w))?)),
+        None => None,
+    };
+    let window = uniform.as_ref().map(|(half_width, uniform_rows)| AttentionWindow { half_width: *half_width, uniform_rows });
     let out = DeviceBuffer::uninit(device, n, elem)?;
     let lse = DeviceBuffer::uninit(device, b * case.heads * t, Elem::F32)?;
     let grads = [DeviceBuffer::uninit(device, n, elem)?, DeviceBuffer::uninit(device, n, elem)?, DeviceBuffer::uninit(device, n, elem)?];
     for buf in [&out, &lse, &grads[0], &grads[1], &grads[2]] {
         buf.poison()?;
     }
-    attention_fwd(&q, &k, &v, &key_mask, &out, &lse, dims, scale, dropout)?;
-    attention_bwd(&q, &k, &v, &key_mask, &out, &lse, &dout, &grads[0], &grads[1], &grads[2], dims, scale, dropout)?;
+    attention_fwd(&q, &k, &v, &key_mask, &out, &lse, dims, scale, dropout, window)?;
+    attention_bwd(&q, &k, &v, &key_mask, &out, &lse, &dout, &grads[0], &grads[1], &grads[2], dims, scale, dropout, window)?;
 
     let lens: Vec<String> = case.lens.iter().map(|l| l.to_string()).collect();
     let p = case.dropout.map_or(String::new(), |p| format!(" p{p}"));
-    let shapes = format!("B{b} T{t} H{} D{} len[{}]{p}", case.heads, case.head_dim, lens.join(","));
+    let w = case.window.map_or(String::new(), |w| format!(" w{w}"));
+    let shapes = format!("B{b} T{t} H{} D{} len[{}]{p}{w}", case.heads, case.head_dim, lens.join(","));
     let tol = Tolerance::for_elem(elem);
     let name = |pass: &str, what: &str| format!("{} {what}", kernel_name(case.head_dim, elem, pass));
     let check = |kernel: &str, got: &DeviceBuffer, want: &[f64], plain: Option<&[f64]>| -> Result<CheckRow> {
@@ -239,9 +258,10 @@ fn run_case(device: &Device, case: &Case, elem: Elem, seed: u64) -> Result<Vec<C
             device.synchronize()?;
             Ok(start.elapsed().as_secs_f64() * 1e3 / iters as f64)
         };
-        let fwd_ms = time(&|| attention_fwd(&q, &k, &v, &key_mask, &out, &lse, dims, scale, dropout))?;
-        let bwd_ms =
-            time(&|| attention_bwd(&q, &k, &v, &key_mask, &out, &lse, &dout, &grads[0], &grads[1], &grads[2], dims, scale, dropout))?;
+        let fwd_ms = time(&|| attention_fwd(&q, &k, &v, &key_mask, &out, &lse, dims, scale, dropout, window))?;
+        let bwd_ms = time(&|| {
+            attention_bwd(&q, &k, &v, &key_mask, &out, &lse, &dout, &grads[0], &grads[1], &grads[2], dims, scale, dropout, window)
+        })?;
         // Useful FLOPs: 2 T² D per product; forward 2 products, backward 5 (scores recomputed twice).
         let gflop = (b * case.heads) as f64 * 2.0 * (t * t * case.head_dim) as f64 / 1e9;
         rows[0].note =
@@ -255,14 +275,38 @@ pub fn cases(device: &Device) -> Result<Vec<CheckRow>> {
     for &elem in &FLOAT_TYPES {
         for (n, &head_dim) in HEAD_DIMS.iter().enumerate() {
             let mut cases = vec![
-                Case { batch: 2, seq_len: 1, heads: 2, head_dim, lens: vec![1, 0], dropout: Some(0.1), timed: false },
-                Case { batch: 2, seq_len: 37, heads: 1, head_dim, lens: vec![30, 0], dropout: Some(0.1), timed: false },
-                Case { batch: 2, seq_len: 70, heads: 2, head_dim, lens: vec![61, 70], dropout: (n % 2 == 1).then_some(0.1), timed: false },
+                Case { batch: 2, seq_len: 1, heads: 2, head_dim, lens: vec![1, 0], dropout: Some(0.1), window: None, timed: false },
+                Case { batch: 2, seq_len: 37, heads: 1, head_dim, lens: vec![30, 0], dropout: Some(0.1), window: None, timed: false },
+                Case {
+                    batch: 2,
+                    seq_len: 70,
+                    heads: 2,
+                    head_dim,
+                    lens: vec![61, 70],
+                    dropout: (n % 2 == 1).then_some(0.1),
+                    window: None,
+                    timed: false,
+                },
             ];
             if head_dim >= 32 {
                 let dropout = (head_dim == 32).then_some(0.1);
-                cases.push(Case { batch: 2, seq_len: 130, heads: 1, head_dim, lens: vec![50, 130], dropout, timed: false });
+                cases.push(Case { batch: 2, seq_len: 130, heads: 1, head_dim, lens: vec![50, 130], dropout, window: None, timed: false });
             }
+            // Sliding windows that cut: padding queries reading real keys,
+            // uniform padding queries, an all-masked row, key ranges that
+            // start past 0 and end before T.
+            let dropout = (n % 2 == 0).then_some(0.1);
+            cases.push(Case { batch: 2, seq_len: 150, heads: 1, head_dim, lens: vec![150, 40], dropout, window: Some(20), timed: false });
+            cases.push(Case {
+                batch: 2,
+                seq_len: 90,
+                heads: 1,
+                head_dim,
+                lens: vec![0, 90],
+                dropout: Some(0.1),
+                window: Some(7),
+                timed: false,
+            });
             for (c, case) in cases.iter().enumerate() {
                 rows.extend(run_case(device, case, elem, 100 + 10 * c as u64 + n as u64)?);
             }
@@ -270,7 +314,7 @@ pub fn cases(device: &Device) -> Result<Vec<CheckRow>> {
         if !device.is_simulated() {
             for t in [128, 512] {
                 let lens = (0..8).map(|b| t - (b * t) / 10).collect();
-                let case = Case { batch: 8, seq_len: t, heads: 12, head_dim: 64, lens, dropout: Some(0.1), timed: true };
+                let case = Case { batch: 8, seq_len: t, heads: 12, head_dim: 64, lens, dropout: Some(0.1), window: None, timed: true };
                 rows.extend(run_case(device, &case, elem, 7)?);
             }
         }

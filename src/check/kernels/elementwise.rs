@@ -1,7 +1,7 @@
 //! Parity for kernels/elementwise.cu: add, add_assign (every accepted type
 //! pair), scale, cast (including round-to-nearest-even ties), fill,
 //! sum_rows (one-stage and two-stage, ragged), first_token (T = 1 too),
-//! tanh and relu, in f32 and bf16, with in-place rows where the launcher allows it.
+//! mean_pool (padded rows, a row without real tokens), tanh and relu, in f32 and bf16, with in-place rows where the launcher allows it.
 //!
 //! References are the CPU's (activation.rs, norm.rs, the autograd tape's
 //! first_token) run in f64 on the stored inputs. Outputs that are F32
@@ -11,7 +11,7 @@ use half::bf16;
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, random};
 use crate::autograd::Tape;
-use crate::autograd::basic::first_token;
+use crate::autograd::basic::{first_token, mean_pool};
 use crate::backend::cpu::activation;
 use crate::backend::cpu::norm;
 use crate::backend::cuda::ops::elementwise as ew;
@@ -48,6 +48,7 @@ pub fn cases(device: &Device) -> Result<Vec<CheckRow>> {
         }
         for &dims in ft_shapes {
             rows.extend(first_token_case(device, elem, dims)?);
+            rows.extend(mean_pool_case(device, elem, dims)?);
         }
     }
     Ok(rows)
@@ -219,6 +220,32 @@ fn sum_rows(device: &Device, elem: Elem, rows: usize, cols: usize) -> Result<Vec
         });
     }
     Ok(result)
+}
+
+// x (B, T, C) with a mask whose row r has T − r real tokens (none when r ≥ T)
+// -> y (B, C), and dy (B, C) -> dx (B, T, C), against the CPU tape's mean_pool
+fn mean_pool_case(device: &Device, elem: Elem, (b, t, c): (usize, usize, usize)) -> Result<Vec<CheckRow>> {
+    let (tol, sfx, shapes) = (Tolerance::for_elem(elem), elem.suffix(), format!("x ({b}, {t}, {c}), row r has T − r tokens"));
+    let (x_host, dy_host) = (random(93, b * t * c, 1.0), random(94, b * c, 1.0));
+    let mask: Vec<u8> = (0..b * t).map(|i| u8::from(i % t + i / t < t)).collect();
+    let mut tape = Tape::new();
+    let xv = tape.leaf(Tensor::from_vec(as_stored(&x_host, elem), &[b, t, c])?, true);
+    let yv = mean_pool(&mut tape, xv, mask.clone().into())?;
+    let want_y = tape.value(yv).data::<f64>()?.to_vec();
+    let grads = tape.backward_with(yv, Tensor::from_vec(as_stored(&dy_host, elem), &[b, c])?)?;
+    let want_dx = grads.get(xv).ok_or_else(|| Error::shape("mean_pool check", "the CPU tape gave x no gradient"))?.data::<f64>()?.to_vec();
+
+    let weights = DeviceBuffer::from_f32(device, &ew::mean_pool_weights(&mask, t), Elem::F32)?;
+    let x = DeviceBuffer::from_f32(device, &x_host, elem)?;
+    let dy = DeviceBuffer::from_f32(device, &dy_host, elem)?;
+    let y = poisoned(device, b * c, elem)?;
+    ew::mean_pool_fwd(&x, &weights, &y, b, t, c)?;
+    let dx = poisoned(device, b * t * c, elem)?;
+    ew::mean_pool_bwd(&dy, &weights, &dx, b, t, c)?;
+    Ok(vec![
+        compare(&format!("mean_pool_fwd_{sfx}"), &shapes, &y.to_f32_vec()?, &want_y, tol),
+        compare(&format!("mean_pool_bwd_{sfx}"), &shapes, &dx.to_f32_vec()?, &want_dx, tol),
+    ])
 }
 
 // x (B, T, C) -> y (B, C), and dy (B, C) -> dx (B, T, C), against the CPU tape's first_token

@@ -7,6 +7,9 @@
 //! `softmax(q·kᵀ·scale, key_mask)` with masked keys at exactly 0 and an
 //! all-masked batch row uniform (its scores gradient is 0), then dropout
 //! with the counter-based RNG at offset ((b·H + h)·T + i)·T + j, then ·v.
+//! An optional sliding window ([`AttentionWindow`], ModernBERT's local
+//! layers) masks keys with |i − j| > w too; a query whose window holds no
+//! real key is uniform over all T keys, as on the CPU.
 //!
 //! Launch branches, by head_dim and dtype ([`path`]):
 //! - BF16 at head_dim 32 and 64 (MiniLM, bert-base): the tensor-core
@@ -42,6 +45,51 @@ pub struct AttentionDims {
 pub struct AttentionDropout {
     pub p: f32,
     pub stream_key: u64,
+}
+
+/// A sliding window: query i reads key j only when |i − j| ≤ half_width.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionWindow<'a> {
+    pub half_width: usize,
+    /// (B, T) U8 from [`uniform_rows`]: 1 marks a query whose window holds no real key.
+    pub uniform_rows: &'a DeviceBuffer,
+}
+
+/// key_mask (B·T, 1 = real), the window's half-width w -> (B·T) u8, 1 where
+/// query i of its batch row has no real key j with |i − j| ≤ w: that query
+/// is uniform over all T keys (transformers' finfo.min on every score).
+pub fn uniform_rows(key_mask: &[u8], seq_len: usize, half_width: usize) -> Vec<u8> {
+    let mut flags = Vec::with_capacity(key_mask.len());
+    for row in key_mask.chunks(seq_len.max(1)) {
+        // real[j] = real keys among the first j.
+        let mut real = vec![0usize; row.len() + 1];
+        for (j, &m) in row.iter().enumerate() {
+            real[j + 1] = real[j] + usize::from(m != 0);
+        }
+        for i in 0..row.len() {
+            let (lo, hi) = (i.saturating_sub(half_width), (i + half_width + 1).min(row.len()));
+            flags.push(u8::from(real[hi] == real[lo]));
+        }
+    }
+    flags
+}
+
+/// The kernels' trailing (window, uniform_rows) arguments: −1 and any buffer
+/// (not read) without a window.
+fn window_args<'a>(
+    op: &'static str,
+    window: Option<AttentionWindow<'a>>,
+    key_mask: &'a DeviceBuffer,
+    dims: AttentionDims,
+) -> Result<(i32, &'a DeviceBuffer)> {
+    match window {
+        None => Ok((-1, key_mask)),
+        Some(w) => {
+            expect(op, "uniform_rows", w.uniform_rows, dims.batch * dims.seq_len, Elem::U8)?;
+            let half = i32::try_from(w.half_width.min(dims.seq_len)).expect("seq_len fits in i32");
+            Ok((half, w.uniform_rows))
+        }
+    }
 }
 
 /// Which kernels a launch uses.
@@ -124,7 +172,8 @@ fn check(
     })
 }
 
-// q, k, v (B, T, H·D) T; key_mask (B, T) U8 -> out (B, T, H·D) T, lse (B, H, T) F32
+// q, k, v (B, T, H·D) T; key_mask (B, T) U8; an optional window with its
+// (B, T) U8 uniform rows -> out (B, T, H·D) T, lse (B, H, T) F32
 #[allow(clippy::too_many_arguments)]
 pub fn attention_fwd(
     q: &DeviceBuffer,
@@ -136,10 +185,12 @@ pub fn attention_fwd(
     dims: AttentionDims,
     scale: f32,
     dropout: Option<AttentionDropout>,
+    window: Option<AttentionWindow<'_>>,
 ) -> Result<()> {
     let op = "attention_fwd";
     let shape = check(op, dims, &[("q", q), ("k", k), ("v", v), ("out", out)], key_mask, lse)?;
     let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
+    let (half_width, uniform) = window_args(op, window, key_mask, dims)?;
     KernelArgs::new()
         .buf(q)
         .buf(k)
@@ -154,6 +205,8 @@ pub fn attention_fwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
+        .i32(half_width)
+        .buf(uniform)
         .launch(q.device(), &kernel_name(dims.head_dim, q.elem(), "fwd"), shape)
 }
 
@@ -176,11 +229,13 @@ pub fn attention_bwd(
     dims: AttentionDims,
     scale: f32,
     dropout: Option<AttentionDropout>,
+    window: Option<AttentionWindow<'_>>,
 ) -> Result<()> {
     let op = "attention_bwd";
     let inputs = [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout), ("dq", dq), ("dk", dk), ("dv", dv)];
     let shape = check(op, dims, &inputs, key_mask, lse)?;
     let (key, threshold, keep_scale) = dropout_args(op, dropout)?;
+    let (half_width, uniform) = window_args(op, window, key_mask, dims)?;
     let delta = DeviceBuffer::uninit(q.device(), dims.batch * dims.heads * dims.seq_len, Elem::F32)?;
     KernelArgs::new()
         .buf(q)
@@ -199,6 +254,8 @@ pub fn attention_bwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
+        .i32(half_width)
+        .buf(uniform)
         .launch(q.device(), &kernel_name(dims.head_dim, q.elem(), "bwd_dq"), shape)?;
     KernelArgs::new()
         .buf(q)
@@ -217,5 +274,7 @@ pub fn attention_bwd(
         .u64(key)
         .u32(threshold)
         .f32(keep_scale)
+        .i32(half_width)
+        .buf(uniform)
         .launch(q.device(), &kernel_name(dims.head_dim, q.elem(), "bwd_dkdv"), shape)
 }

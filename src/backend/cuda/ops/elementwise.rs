@@ -160,6 +160,61 @@ pub fn first_token_bwd(dy: &DeviceBuffer, dx: &DeviceBuffer, batch: usize, seq_l
     KernelArgs::new().buf(dy).buf(dx).len(batch)?.len(seq_len)?.len(cols)?.launch(dy.device(), &kernel, linear(n))
 }
 
+/// key_mask (B·T, 1 = real) -> the mean pool's (B·T) weights: 1/count at
+/// each real token of a sequence, 0 at padding.
+pub fn mean_pool_weights(key_mask: &[u8], seq_len: usize) -> Vec<f32> {
+    let mut weights = vec![0.0f32; key_mask.len()];
+    for (w, mask) in weights.chunks_mut(seq_len.max(1)).zip(key_mask.chunks(seq_len.max(1))) {
+        let count = mask.iter().filter(|&&m| m != 0).count();
+        for (w, &m) in w.iter_mut().zip(mask) {
+            if m != 0 {
+                *w = 1.0 / count as f32;
+            }
+        }
+    }
+    weights
+}
+
+fn mean_pool_check(
+    op: &'static str,
+    full: &DeviceBuffer,
+    pooled: &DeviceBuffer,
+    weights: &DeviceBuffer,
+    dims: (usize, usize, usize),
+) -> Result<()> {
+    let (batch, seq_len, cols) = dims;
+    expect_float(op, "(B, T, C) tensor", full, batch * seq_len * cols)?;
+    expect_float(op, "(B, C) tensor", pooled, batch * cols)?;
+    expect(op, "weights", weights, batch * seq_len, Elem::F32)?;
+    same_dtype(op, &[("(B, T, C)", full), ("(B, C)", pooled)])?;
+    // The kernels' flat indices run over the (B, T, C) tensor.
+    let n = batch * seq_len * cols;
+    i32::try_from(n).map(|_| ()).map_err(|_| Error::shape(op, format!("{n} elements do not fit an int")))
+}
+
+// x (B, T, C), weights (B, T) F32 (1/count at real tokens, 0 at padding)
+// -> y (B, C) = Σ_t weights[b, t]·x[b, t, :]
+pub fn mean_pool_fwd(x: &DeviceBuffer, weights: &DeviceBuffer, y: &DeviceBuffer, batch: usize, seq_len: usize, cols: usize) -> Result<()> {
+    mean_pool_check("mean_pool_fwd", x, y, weights, (batch, seq_len, cols))?;
+    let kernel = format!("mean_pool_fwd_{}", x.elem().suffix());
+    KernelArgs::new().buf(x).buf(weights).buf(y).len(batch)?.len(seq_len)?.len(cols)?.launch(x.device(), &kernel, linear(batch * cols))
+}
+
+// dy (B, C), weights (B, T) F32 -> dx (B, T, C) = weights[b, t]·dy[b, :] (written)
+pub fn mean_pool_bwd(
+    dy: &DeviceBuffer,
+    weights: &DeviceBuffer,
+    dx: &DeviceBuffer,
+    batch: usize,
+    seq_len: usize,
+    cols: usize,
+) -> Result<()> {
+    mean_pool_check("mean_pool_bwd", dx, dy, weights, (batch, seq_len, cols))?;
+    let kernel = format!("mean_pool_bwd_{}", dy.elem().suffix());
+    let n = batch * seq_len * cols;
+    KernelArgs::new().buf(dy).buf(weights).buf(dx).len(batch)?.len(seq_len)?.len(cols)?.launch(dy.device(), &kernel, linear(n))
+}
+
 // x (n) -> y (n) = tanh(x); y may be x
 pub fn tanh_fwd(x: &DeviceBuffer, y: &DeviceBuffer) -> Result<()> {
     let n = x.len();
