@@ -13,5 +13,7 @@ trap 'tools/skip-summary.sh "$BERTH_SKIP_LOG"; rm -f "$BERTH_SKIP_LOG"' EXIT
 cargo fmt --check
 cargo test --all-features --tests --lib --bins
 cargo test --all-features --doc
-cargo build --examples
-cargo bench --no-run
+# The examples and benchmarks only need to compile here (benchmarks are run
+# with `cargo bench`): built with the tests' features and profile settings,
+# they reuse the library the tests built instead of compiling it twice more.
+cargo build --all-features --examples --benches

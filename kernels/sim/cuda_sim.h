@@ -4,7 +4,8 @@
 //
 // Execution model (implemented in sim_runtime.cpp):
 //   - blocks run one after another;
-//   - the threads of a block run as OS threads, all started once per launch;
+//   - the threads of a block run as fibers on the launching OS thread,
+//     switched at barriers and warp collectives;
 //   - __syncthreads is a barrier over the block's threads that have not
 //     returned; warp collectives are barriers over the warp's live lanes;
 //   - __shared__ is `static`: blocks never overlap, so one copy per kernel
@@ -42,7 +43,7 @@
 #define __shared__ static
 #define __launch_bounds__(...)
 
-// The builtin index variables, set per OS thread by the runtime.
+// The builtin index variables, set by the runtime before it resumes a thread.
 struct berth_sim_dim3 {
     unsigned int x, y, z;
 };

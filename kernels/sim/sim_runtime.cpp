@@ -1,20 +1,21 @@
 // The simulated device's scheduler: runs one kernel launch on the CPU with
 // CUDA's block and thread structure (see cuda_sim.h for the model).
 //
-// A launch runs on blockDim OS threads, taken from a pool that lives as long
-// as the process (creating 256 threads per launch cost more than the
-// kernels). Every thread walks the grid's blocks in order; after each block
-// all threads meet at a block-end barrier, so block b+1 never sees block b's
-// shared memory in use. Launches are serialised by the caller.
-#include <atomic>
-#include <barrier>
-#include <condition_variable>
+// The threads of a block are fibers (ucontext) on the launching OS thread,
+// not OS threads: a barrier is then a switch back to the scheduler instead
+// of a futex wake-up of every thread, which on a 2-core machine cost more
+// than the kernels themselves. Blocks run one after another; within a block
+// the scheduler runs each runnable fiber until it waits at a barrier or
+// returns, and releases a barrier once every live thread it covers waits
+// there. A thread that returns drops out, so a later __syncthreads among
+// the others does not wait for it (as on sm_70 and newer). Launches are
+// serialised by the caller.
+#include <sys/mman.h>
+#include <ucontext.h>
+
 #include <cstdint>
-#include <cstring>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <thread>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "cuda_sim.h"
@@ -26,169 +27,176 @@ thread_local berth_sim_dim3 gridDim;
 
 namespace {
 
-// A barrier over the threads that are still running the current block. A
-// thread that returns from the kernel drops out, so a later __syncthreads
-// among the others does not wait for it (as on sm_70 and newer).
-//
-// The live and arrived counts share one atomic word, so an arrival and a
-// drop can never both miss that the barrier is complete; waiters sleep on a
-// generation counter (a futex through std::atomic::wait), which wakes them
-// without a mutex for all of them to queue on.
-class LiveBarrier {
-   public:
-    void reset(int live) {
-        state_.store((uint64_t)(uint32_t)live << 32, std::memory_order_release);
-    }
+// Each fiber's stack: far more than any kernel's locals (the largest are
+// the tensor-core kernels' fragment arrays, a few KiB). Mapped without
+// reserving memory, so only the pages a kernel touches are committed.
+constexpr size_t STACK_BYTES = 1 << 20;
 
-    void arrive_and_wait() {
-        uint32_t generation = generation_.load(std::memory_order_acquire);
-        uint64_t state = state_.load(std::memory_order_acquire);
-        for (;;) {
-            uint32_t live = (uint32_t)(state >> 32), arrived = (uint32_t)state + 1;
-            uint64_t next = arrived >= live ? (uint64_t)live << 32 : ((uint64_t)live << 32) | arrived;
-            if (state_.compare_exchange_weak(state, next, std::memory_order_acq_rel)) {
-                if (arrived >= live) {
-                    release();
-                    return;
-                }
-                break;
-            }
-        }
-        while (generation_.load(std::memory_order_acquire) == generation) generation_.wait(generation);
-    }
+enum class State { Runnable, AtBlockBarrier, AtWarpBarrier, Done };
 
-    // Threads still running the block (meaningful once the barrier completed).
-    uint32_t live() const { return (uint32_t)(state_.load(std::memory_order_acquire) >> 32); }
-
-    void drop() {
-        uint64_t state = state_.load(std::memory_order_acquire);
-        for (;;) {
-            uint32_t live = (uint32_t)(state >> 32) - 1, arrived = (uint32_t)state;
-            bool complete = arrived > 0 && arrived >= live;
-            uint64_t next = complete ? (uint64_t)live << 32 : ((uint64_t)live << 32) | arrived;
-            if (state_.compare_exchange_weak(state, next, std::memory_order_acq_rel)) {
-                if (complete) release();
-                return;
-            }
-        }
-    }
-
-   private:
-    void release() {
-        generation_.fetch_add(1, std::memory_order_acq_rel);
-        generation_.notify_all();
-    }
-
-    std::atomic<uint64_t> state_{0};  // live << 32 | arrived
-    std::atomic<uint32_t> generation_{0};
-};
-
-struct Warp {
-    LiveBarrier barrier;
-    uint64_t slots[32] = {};
+struct Fiber {
+    ucontext_t context;
+    void* stack = nullptr;
+    State state = State::Done;
 };
 
 struct Launch {
-    LiveBarrier block_barrier;
-    std::vector<std::unique_ptr<Warp>> warps;
-    std::vector<unsigned char> dynamic_shared;
+    void (*kernel)(void**) = nullptr;
+    void** args = nullptr;
+    unsigned bx = 1, by = 1;
     int threads = 0;
-
-    // Live-lane counts at the start of every block.
-    void reset_block() {
-        block_barrier.reset(threads);
-        for (size_t w = 0; w < warps.size(); ++w) {
-            int lanes = threads - (int)w * 32;
-            warps[w]->barrier.reset(lanes < 32 ? lanes : 32);
-        }
-    }
+    std::vector<Fiber> fibers;
+    std::vector<uint64_t> slots;  // one per thread, for warp exchanges
+    std::vector<unsigned char> dynamic_shared;
+    ucontext_t scheduler;
+    int running = 0;  // the linear thread whose fiber runs now
 };
 
 thread_local Launch* current_launch = nullptr;
-thread_local int current_linear_thread = 0;
 
-// Worker threads that sleep between launches. Worker w runs linear thread
-// w + 1 of a launch; the launching thread itself runs thread 0.
-class Pool {
-   public:
-    // Starts body(linear) for linear = 1..threads-1 on pool workers; the
-    // caller runs thread 0 itself, then calls wait().
-    void start(int threads, const std::function<void(int)>& body) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        while ((int)workers_ + 1 < threads) {
-            std::thread(&Pool::loop, this, (int)workers_).detach();
-            ++workers_;
-        }
-        body_ = &body;
-        needed_ = threads - 1;
-        finished_ = 0;
-        ++generation_;
-        start_.notify_all();
+// Stacks outlive launches (mapping 1 MiB per thread per launch would cost
+// more than small kernels): one pool per OS thread that launches, unmapped
+// when that thread exits.
+struct StackPool {
+    std::vector<void*> stacks;
+    ~StackPool() {
+        for (void* s : stacks) munmap(s, STACK_BYTES);
     }
-
-    void wait() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [&] { return finished_ == needed_; });
-        body_ = nullptr;
-    }
-
-   private:
-    void loop(int id) {
-        uint64_t seen = 0;
-        std::unique_lock<std::mutex> lock(mutex_);
-        for (;;) {
-            start_.wait(lock, [&] { return generation_ != seen; });
-            seen = generation_;
-            if (id >= needed_) continue;
-            const std::function<void(int)>* body = body_;
-            lock.unlock();
-            (*body)(id + 1);
-            lock.lock();
-            if (++finished_ == needed_) done_.notify_one();
-        }
-    }
-
-    std::mutex mutex_;
-    std::condition_variable start_, done_;
-    size_t workers_ = 0;
-    uint64_t generation_ = 0;
-    int needed_ = 0;
-    int finished_ = 0;
-    const std::function<void(int)>* body_ = nullptr;
 };
+thread_local StackPool stack_pool;
 
-// Never destroyed: its detached workers outlive every static destructor.
-Pool& pool() {
-    static Pool* p = new Pool();
-    return *p;
+void* stack_for(int linear) {
+    while ((int)stack_pool.stacks.size() <= linear) {
+        void* s = mmap(nullptr, STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (s == MAP_FAILED) {
+            std::fprintf(stderr, "simulated device: cannot map a %zu-byte fiber stack\n", STACK_BYTES);
+            std::abort();
+        }
+        stack_pool.stacks.push_back(s);
+    }
+    return stack_pool.stacks[linear];
+}
+
+// Sets the builtin index variables of linear thread `linear`.
+void enter(Launch& launch, int linear) {
+    launch.running = linear;
+    threadIdx = {(unsigned)linear % launch.bx, ((unsigned)linear / launch.bx) % launch.by,
+                 (unsigned)linear / (launch.bx * launch.by)};
+}
+
+void fiber_main() {
+    Launch& launch = *current_launch;
+    launch.kernel(launch.args);
+    launch.fibers[launch.running].state = State::Done;
+    // Returning resumes uc_link: the scheduler.
+}
+
+// The calling fiber waits in `state` until the scheduler releases it.
+void wait_as(State state) {
+    Launch& launch = *current_launch;
+    int me = launch.running;
+    launch.fibers[me].state = state;
+    swapcontext(&launch.fibers[me].context, &launch.scheduler);
+    enter(launch, me);  // the scheduler ran other fibers meanwhile
+}
+
+// Releases every warp whose live lanes all wait at its barrier, else the
+// block barrier when every live thread waits there. Returns whether any
+// fiber became runnable.
+bool release(Launch& launch) {
+    bool released = false;
+    for (int w0 = 0; w0 < launch.threads; w0 += 32) {
+        int w1 = w0 + 32 < launch.threads ? w0 + 32 : launch.threads;
+        bool any = false, all = true;
+        for (int t = w0; t < w1; ++t) {
+            State s = launch.fibers[t].state;
+            if (s == State::Done) continue;
+            any = true;
+            all = all && s == State::AtWarpBarrier;
+        }
+        if (any && all) {
+            for (int t = w0; t < w1; ++t) {
+                if (launch.fibers[t].state == State::AtWarpBarrier) launch.fibers[t].state = State::Runnable;
+            }
+            released = true;
+        }
+    }
+    if (released) return true;
+    bool any = false, all = true;
+    for (const Fiber& f : launch.fibers) {
+        if (f.state == State::Done) continue;
+        any = true;
+        all = all && f.state == State::AtBlockBarrier;
+    }
+    if (any && all) {
+        for (Fiber& f : launch.fibers) f.state = State::Runnable;
+        return true;
+    }
+    if (any) {
+        std::fprintf(stderr,
+                     "simulated device: block (%u,%u,%u) deadlocks: its threads wait at different barriers "
+                     "(__syncthreads and a warp collective); a real GPU would hang\n",
+                     blockIdx.x, blockIdx.y, blockIdx.z);
+        std::abort();
+    }
+    return false;
+}
+
+// Runs the current block to completion.
+void run_block(Launch& launch) {
+    for (int t = 0; t < launch.threads; ++t) {
+        Fiber& f = launch.fibers[t];
+        getcontext(&f.context);
+        f.context.uc_stack.ss_sp = f.stack;
+        f.context.uc_stack.ss_size = STACK_BYTES;
+        f.context.uc_link = &launch.scheduler;
+        makecontext(&f.context, fiber_main, 0);
+        f.state = State::Runnable;
+    }
+    do {
+        for (int t = 0; t < launch.threads; ++t) {
+            // A fiber may run several times in one pass: each release makes
+            // the waiting ones runnable again.
+            while (launch.fibers[t].state == State::Runnable) {
+                enter(launch, t);
+                swapcontext(&launch.scheduler, &launch.fibers[t].context);
+            }
+        }
+    } while (release(launch));
 }
 
 }  // namespace
 
-extern "C" void berth_sim_syncthreads() { current_launch->block_barrier.arrive_and_wait(); }
+extern "C" void berth_sim_syncthreads() { wait_as(State::AtBlockBarrier); }
 
-extern "C" void berth_sim_syncwarp() {
-    current_launch->warps[current_linear_thread / 32]->barrier.arrive_and_wait();
-}
+extern "C" void berth_sim_syncwarp() { wait_as(State::AtWarpBarrier); }
 
 extern "C" uint64_t berth_sim_warp_exchange(uint64_t value, int src_lane) {
-    Warp& warp = *current_launch->warps[current_linear_thread / 32];
-    warp.slots[current_linear_thread % 32] = value;
-    warp.barrier.arrive_and_wait();
-    uint64_t got = warp.slots[src_lane & 31];
-    warp.barrier.arrive_and_wait();
+    Launch& launch = *current_launch;
+    int me = launch.running, warp0 = me / 32 * 32;
+    launch.slots[me] = value;
+    wait_as(State::AtWarpBarrier);
+    int src = warp0 + (src_lane & 31);
+    uint64_t got = src < launch.threads ? launch.slots[src] : 0;
+    wait_as(State::AtWarpBarrier);  // every lane has read before a slot is reused
     return got;
 }
 
 extern "C" int berth_sim_warp_collective(uint64_t tag) {
-    Warp& warp = *current_launch->warps[current_linear_thread / 32];
-    warp.slots[current_linear_thread % 32] = tag;
-    warp.barrier.arrive_and_wait();
-    int status = warp.barrier.live() < 32 ? 2 : 0;
+    Launch& launch = *current_launch;
+    int me = launch.running, warp0 = me / 32 * 32;
+    launch.slots[me] = tag;
+    wait_as(State::AtWarpBarrier);
+    int status = 0;
     for (int lane = 0; lane < 32 && status == 0; ++lane) {
-        if (warp.slots[lane] != tag) status = 1;
+        int t = warp0 + lane;
+        if (t >= launch.threads || launch.fibers[t].state == State::Done) {
+            status = 2;  // fewer than 32 live lanes
+        } else if (launch.slots[t] != tag) {
+            status = 1;
+        }
     }
-    warp.barrier.arrive_and_wait();
+    wait_as(State::AtWarpBarrier);
     return status;
 }
 
@@ -204,35 +212,28 @@ extern "C" int berth_sim_run(void (*kernel)(void**), void** args, unsigned gx, u
         return 1;
     }
     Launch launch;
+    launch.kernel = kernel;
+    launch.args = args;
+    launch.bx = bx;
+    launch.by = by;
     launch.threads = (int)threads;
-    for (unsigned long long w = 0; w < (threads + 31) / 32; ++w) launch.warps.push_back(std::make_unique<Warp>());
+    launch.fibers.resize(threads);
+    for (int t = 0; t < launch.threads; ++t) launch.fibers[t].stack = stack_for(t);
+    launch.slots.assign(threads, 0);
     // Poisoned, like uninitialised shared memory should be treated.
     launch.dynamic_shared.assign(shared_bytes + 16, 0xff);
-    launch.reset_block();
-    std::barrier block_end((std::ptrdiff_t)threads, [&launch]() noexcept { launch.reset_block(); });
-
-    auto worker = [&](int linear) {
-        current_launch = &launch;
-        current_linear_thread = linear;
-        threadIdx = {(unsigned)linear % bx, ((unsigned)linear / bx) % by, (unsigned)linear / (bx * by)};
-        blockDim = {bx, by, bz};
-        gridDim = {gx, gy, gz};
-        for (unsigned z = 0; z < gz; ++z) {
-            for (unsigned y = 0; y < gy; ++y) {
-                for (unsigned x = 0; x < gx; ++x) {
-                    blockIdx = {x, y, z};
-                    kernel(args);
-                    launch.block_barrier.drop();
-                    launch.warps[linear / 32]->barrier.drop();
-                    block_end.arrive_and_wait();
-                }
+    Launch* outer = current_launch;
+    current_launch = &launch;
+    blockDim = {bx, by, bz};
+    gridDim = {gx, gy, gz};
+    for (unsigned z = 0; z < gz; ++z) {
+        for (unsigned y = 0; y < gy; ++y) {
+            for (unsigned x = 0; x < gx; ++x) {
+                blockIdx = {x, y, z};
+                run_block(launch);
             }
         }
-        current_launch = nullptr;
-    };
-    std::function<void(int)> body = worker;
-    pool().start((int)threads, body);
-    worker(0);
-    pool().wait();
+    }
+    current_launch = outer;
     return 0;
 }
