@@ -148,13 +148,6 @@ fn r19_modernbert_trains_and_predicts_on_the_simulated_device_as_on_the_cpu() {
 }
 
 #[test]
-fn r19_inspect_refuses_modernbert_by_name_and_points_at_predict() {
-    let Some(dir) = fixture_dir("families/modernbert-seqcls") else { return };
-    let err = run_fails(&["inspect", "--text", "a fine film"], &[("--model", &dir)]);
-    assert!(err.contains("inspect does not yet give ModernBERT's attention probabilities") && err.contains("predict"), "{err}");
-}
-
-#[test]
 fn r19_an_overlong_max_length_is_clamped_to_the_positions_modernbert_has() {
     let Some(dir) = fixture_dir("families/modernbert-seqcls") else { return };
     let work = scratch_dir("r19-clamp");

@@ -9,6 +9,11 @@ the hidden states of the padded batch; these are the unpadded ones, which
 equal them at the real positions. tests/r21_inspect.rs compares them with
 `berth inspect --dump`.
 
+ModernBERT's stock code runs three steps in float32 even in a float64
+model (the RoPE tables, the q/k rotation, the attention softmax); as for
+the family fixtures, they are kept in float64 here, which is what berth
+computes.
+
 For the real all-MiniLM-L6-v2 checkpoint (float32 test) it stores the first
 two texts of fixtures/minilm-l6/reference.json, in float32.
 
@@ -36,7 +41,39 @@ FIXTURES = {
     "families/distilbert-seqcls": "seq",
     "families/distilbert-tokcls": "tok",
     "families/electra-seqcls": "seq",
+    "families/modernbert-seqcls": "seq",
+    "families/modernbert-tokcls": "tok",
 }
+
+
+def keep_modernbert_in_float64():
+    """Runs ModernBERT's RoPE tables, q/k rotation and attention softmax in
+    the model's dtype instead of float32 (the inverse frequencies from the
+    float64 formula, as berth's ModernBertSettings::inv_freq)."""
+    from transformers.models.modernbert import modeling_modernbert as mb
+
+    def rotary_forward(self, x, position_ids, layer_type):
+        base = self.config.rope_parameters[layer_type]["rope_theta"]
+        dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+        freqs = position_ids[..., None].to(torch.float64) * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+    def apply_rotary(q, k, cos, sin, unsqueeze_dim=1):
+        cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+        return q * cos + mb.rotate_half(q) * sin, k * cos + mb.rotate_half(k) * sin
+
+    def eager(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            weights = weights + attention_mask
+        weights = torch.nn.functional.softmax(weights, dim=-1)
+        return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+    mb.ModernBertRotaryEmbedding.forward = rotary_forward
+    mb.apply_rotary_pos_emb = apply_rotary
+    mb.eager_attention_forward = eager
 
 
 def inputs_of(reference):
@@ -62,6 +99,7 @@ def run(model, tokenizer, text, pair, dtype):
 
 
 def main(fixtures, minilm, out_dir):
+    keep_modernbert_in_float64()
     os.makedirs(out_dir, exist_ok=True)
     manifest = {}
     for name, kind in FIXTURES.items():
@@ -92,7 +130,8 @@ def main(fixtures, minilm, out_dir):
         "command": "tools/inspect-reference.py ../shared/fixtures models/all-MiniLM-L6-v2 tests/data/inspect",
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
-        "note": "float64 from the stored float32 weights, eval mode, eager attention, one input at a time, unpadded",
+        "note": "float64 from the stored float32 weights, eval mode, eager attention, one input at a time, unpadded; "
+        "ModernBERT's RoPE, rotation and softmax kept in float64",
     }
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)

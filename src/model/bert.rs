@@ -146,6 +146,13 @@ impl EncoderParams {
         (self.layers[layer].query, self.layers[layer].key)
     }
 
+    /// The position of layer `layer`'s attention norm: after the attention
+    /// in post-norm layers, before it in pre-norm ones (ModernBERT's; None
+    /// on its layer 0).
+    pub fn attention_norm(&self, layer: usize) -> Option<Affine> {
+        self.layers[layer].attention_norm
+    }
+
     pub fn resolve(store: &ParamStore, config: &BertConfig) -> Result<EncoderParams> {
         if config.family == Family::ModernBert {
             return Self::resolve_modernbert(store, config);

@@ -5,14 +5,22 @@
 //!
 //! The encoder's attention is one fused op that never keeps its
 //! probabilities, so they are recomputed here from each layer's input: the
-//! layer's own query and key projections on the tape, then softmax(q·kᵀ·s)
-//! per head in f64. The hidden states are the encoder's own.
+//! layer's own query and key projections on the tape (ModernBERT's after
+//! its pre-norm, turned by rotary embeddings), then softmax(q·kᵀ·s) per head
+//! in f64, within the window on ModernBERT's local layers. The hidden states
+//! are the encoder's own.
 
 use super::config::Family;
 use super::heads::BertClassifier;
 use super::params::HeadKind;
+use std::sync::Arc;
+
+use super::bert::zero_leaf;
 use crate::autograd::Tape;
+use crate::autograd::basic::reshape;
 use crate::autograd::linear::linear;
+use crate::autograd::norm::layer_norm;
+use crate::autograd::rotary::rotary;
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::ForwardMode;
@@ -44,14 +52,6 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
             "inspect does not yet give DeBERTa's attention probabilities (relative-position terms); predict and eval run it".into(),
         ));
     }
-    if model.config.family == Family::ModernBert {
-        // Its attention reads normed, rotated q and k through a window; the
-        // recomputation below is BERT's.
-        return Err(Error::InvalidArgument(
-            "inspect does not yet give ModernBERT's attention probabilities (pre-norm, rotary, sliding window); predict and eval run it"
-                .into(),
-        ));
-    }
     let t = batch.seq_len;
     let mut tape = Tape::no_grad();
     let out = model.forward(&mut tape, batch, ForwardMode::eval())?;
@@ -61,18 +61,41 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
     let mut attention = Vec::with_capacity(config.num_hidden_layers);
     for layer in 0..config.num_hidden_layers {
         // The layer's input is the previous hidden state.
-        let x = out.hidden_states[layer];
-        let (query, key) = model.encoder_params().query_key(layer);
-        let q = linear(&mut tape, x, out.params[query.weight], query.bias.map(|b| out.params[b]))?;
-        let k = linear(&mut tape, x, out.params[key.weight], key.bias.map(|b| out.params[b]))?;
+        let mut x = out.hidden_states[layer];
+        let encoder = model.encoder_params();
+        if let (Some(_), Some(norm)) = (&config.modern, encoder.attention_norm(layer)) {
+            // ModernBERT's pre-norm (bias-free: a zero bias).
+            let bias = match norm.bias {
+                Some(b) => out.params[b],
+                None => zero_leaf(&mut tape, x, &[config.hidden_size])?,
+            };
+            x = layer_norm(&mut tape, x, out.params[norm.weight], bias, config.layer_norm_eps)?;
+        }
+        let (query, key) = encoder.query_key(layer);
+        let mut q = linear(&mut tape, x, out.params[query.weight], query.bias.map(|b| out.params[b]))?;
+        let mut k = linear(&mut tape, x, out.params[key.weight], key.bias.map(|b| out.params[b]))?;
+        let mut window = None;
+        if let Some(modern) = &config.modern {
+            // Turned by their positions, as the layer does; a local layer reads a window.
+            let positions: Arc<[usize]> = (0..t).collect();
+            let inv_freq: Arc<[f64]> = modern.inv_freq(layer, d).into();
+            let (q2, k2) = (reshape(&mut tape, q, &[t, heads * d])?, reshape(&mut tape, k, &[t, heads * d])?);
+            q = rotary(&mut tape, q2, positions.clone(), heads, inv_freq.clone())?;
+            k = rotary(&mut tape, k2, positions, heads, inv_freq)?;
+            window = modern.window_of(layer);
+        }
         let (q, k) = (tape.value(q).to_f64_vec(), tape.value(k).to_f64_vec());
         let width = heads * d;
         let mut probs = Vec::with_capacity(heads * t * t);
         for h in 0..heads {
             for i in 0..t {
                 let qi = &q[i * width + h * d..i * width + (h + 1) * d];
+                // Keys outside the window score -inf: probability exactly 0.
                 let scores: Vec<f64> = (0..t)
-                    .map(|j| qi.iter().zip(&k[j * width + h * d..j * width + (h + 1) * d]).map(|(a, b)| a * b).sum::<f64>() * scale)
+                    .map(|j| match window {
+                        Some(w) if i.abs_diff(j) > w => f64::NEG_INFINITY,
+                        _ => qi.iter().zip(&k[j * width + h * d..j * width + (h + 1) * d]).map(|(a, b)| a * b).sum::<f64>() * scale,
+                    })
                     .collect();
                 probs.extend(softmax(&scores));
             }
