@@ -88,18 +88,6 @@ fn r19_both_modernbert_config_spellings_read_the_same() {
     assert_eq!(parse(&every_third).unwrap().modern.unwrap().global_layers, [true, false, false, true]);
 }
 
-pub(crate) fn run_fails(args: &[&str], paths: &[(&str, &Path)]) -> String {
-    let mut cmd = berth();
-    cmd.args(args);
-    for (flag, path) in paths {
-        cmd.arg(flag).arg(path);
-    }
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success() && !stderr.contains("panicked"), "{args:?} should fail cleanly:\n{stderr}");
-    stderr
-}
-
 /// ModernBERT on the (simulated) device: training runs and saves a model,
 /// and prediction on a text longer than the local window (half-width 4)
 /// gives the CPU's probabilities, padded rows included (the batch holds a

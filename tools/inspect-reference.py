@@ -43,6 +43,9 @@ FIXTURES = {
     "families/electra-seqcls": "seq",
     "families/modernbert-seqcls": "seq",
     "families/modernbert-tokcls": "tok",
+    "families/deberta-v3-seqcls": "seq",
+    "families/deberta-v3-pair": "seq",
+    "families/deberta-v3-tokcls": "tok",
 }
 
 

@@ -146,6 +146,11 @@ impl EncoderParams {
         (self.layers[layer].query, self.layers[layer].key)
     }
 
+    /// DeBERTa's relative-embedding table and its LayerNorm (None without `norm_rel_ebd` layer_norm).
+    pub fn relative(&self) -> Option<(usize, Option<Affine>)> {
+        self.relative
+    }
+
     /// The position of layer `layer`'s attention norm: after the attention
     /// in post-norm layers, before it in pre-norm ones (ModernBERT's; None
     /// on its layer 0).

@@ -7,10 +7,11 @@
 //! probabilities, so they are recomputed here from each layer's input: the
 //! layer's own query and key projections on the tape (ModernBERT's after
 //! its pre-norm, turned by rotary embeddings), then softmax(q·kᵀ·s) per head
-//! in f64, within the window on ModernBERT's local layers. The hidden states
-//! are the encoder's own.
+//! in f64, within the window on ModernBERT's local layers and with DeBERTa's
+//! content-to-position and position-to-content terms added. The hidden
+//! states are the encoder's own.
 
-use super::config::Family;
+use super::deberta::DebertaSettings;
 use super::heads::BertClassifier;
 use super::params::HeadKind;
 use std::sync::Arc;
@@ -46,18 +47,27 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
     if batch.batch_size != 1 || batch.attention_mask.contains(&0) {
         return Err(Error::shape("inspect", format!("one unpadded input, got a batch of {} with padding", batch.batch_size)));
     }
-    if model.config.family == Family::Deberta {
-        // Its scores add relative-position terms; the recomputation below is BERT's.
-        return Err(Error::InvalidArgument(
-            "inspect does not yet give DeBERTa's attention probabilities (relative-position terms); predict and eval run it".into(),
-        ));
-    }
     let t = batch.seq_len;
     let mut tape = Tape::no_grad();
     let out = model.forward(&mut tape, batch, ForwardMode::eval())?;
     let config = &model.config;
     let (heads, d) = (config.num_attention_heads, config.head_dim());
-    let scale = 1.0 / (d as f64).sqrt();
+    let mut scale = 1.0 / (d as f64).sqrt();
+    // DeBERTa: the relative embeddings as every layer reads them (normed),
+    // the table row of each distance i − j, and its one scale 1/sqrt(3·D).
+    let mut relative = None;
+    if let (Some(settings), Some((table, norm))) = (&config.deberta, model.encoder_params().relative()) {
+        let table = out.params[table];
+        let rel = match norm {
+            Some(norm) => {
+                let bias = norm.bias.map(|b| out.params[b]).expect("DeBERTa's relative LayerNorm has a bias");
+                layer_norm(&mut tape, table, out.params[norm.weight], bias, config.layer_norm_eps)?
+            }
+            None => table,
+        };
+        relative = Some((rel, settings.distance_rows(t)));
+        scale = DebertaSettings::attention_scale(d);
+    }
     let mut attention = Vec::with_capacity(config.num_hidden_layers);
     for layer in 0..config.num_hidden_layers {
         // The layer's input is the previous hidden state.
@@ -84,17 +94,36 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
             k = rotary(&mut tape, k2, positions, heads, inv_freq)?;
             window = modern.window_of(layer);
         }
+        // DeBERTa's position tables, through this layer's own projections.
+        let tables = match &relative {
+            Some((rel, rows)) => {
+                let pq = linear(&mut tape, *rel, out.params[query.weight], query.bias.map(|b| out.params[b]))?;
+                let pk = linear(&mut tape, *rel, out.params[key.weight], key.bias.map(|b| out.params[b]))?;
+                Some((tape.value(pq).to_f64_vec(), tape.value(pk).to_f64_vec(), rows))
+            }
+            None => None,
+        };
         let (q, k) = (tape.value(q).to_f64_vec(), tape.value(k).to_f64_vec());
         let width = heads * d;
         let mut probs = Vec::with_capacity(heads * t * t);
         for h in 0..heads {
             for i in 0..t {
                 let qi = &q[i * width + h * d..i * width + (h + 1) * d];
+                let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
                 // Keys outside the window score -inf: probability exactly 0.
                 let scores: Vec<f64> = (0..t)
-                    .map(|j| match window {
-                        Some(w) if i.abs_diff(j) > w => f64::NEG_INFINITY,
-                        _ => qi.iter().zip(&k[j * width + h * d..j * width + (h + 1) * d]).map(|(a, b)| a * b).sum::<f64>() * scale,
+                    .map(|j| {
+                        let kj = &k[j * width + h * d..j * width + (h + 1) * d];
+                        match (window, &tables) {
+                            (Some(w), _) if i.abs_diff(j) > w => f64::NEG_INFINITY,
+                            // q_i·k_j + q_i·pk[r] + k_j·pq[r], r the row of distance i − j.
+                            (_, Some((pq, pk, rows))) => {
+                                let r = rows[i + t - 1 - j] as usize;
+                                let at = r * width + h * d..r * width + (h + 1) * d;
+                                (dot(qi, kj) + dot(qi, &pk[at.clone()]) + dot(kj, &pq[at])) * scale
+                            }
+                            _ => dot(qi, kj) * scale,
+                        }
                     })
                     .collect();
                 probs.extend(softmax(&scores));
