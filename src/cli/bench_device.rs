@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::autograd::Tape;
 use crate::backend::cuda::ops::adamw::{AdamWStep, adamw_update, grad_norm};
-use crate::backend::cuda::ops::attention::{AttentionDims, AttentionWindow, attention_bwd, attention_fwd, uniform_rows};
+use crate::backend::cuda::ops::attention::{AttentionDims, WindowFlags, attention_bwd, attention_fwd};
 use crate::backend::cuda::ops::gemm::{self, Batched};
 use crate::backend::cuda::ops::relative_attention::{RelativeDims, relative_attention_bwd, relative_attention_fwd};
 use crate::backend::cuda::ops::{dropout, gelu, layernorm};
@@ -227,59 +227,45 @@ pub fn kernel_timings(device: &Device) -> Result<Vec<KernelTiming>> {
         let mask = DeviceBuffer::from_u8(device, &vec![1u8; n])?;
         let (o, lse) = (DeviceBuffer::zeros(device, n * h, elem)?, DeviceBuffer::zeros(device, b * heads * t, Elem::F32)?);
         let scale = 1.0 / ((h / heads) as f32).sqrt();
-        let (ms, _) = time_ms(device, warmup, iters, |_| attention_fwd(&q, &k, &vv, &mask, &o, &lse, dims, scale, None, None))?;
-        let fwd_flops = 4.0 * (b * heads * t * t * (h / heads)) as f64;
-        rows.push(KernelTiming {
-            kernel: format!("attention fwd {sfx}"),
-            shape: format!("B={b} H={heads} T={t} D={}", h / heads),
-            median_us: us(ms),
-            achieved: fwd_flops / (ms / 1e3) / 1e12,
-            unit: "TFLOP/s",
-            ceiling: ceiling_flops,
-        });
         let (dq, dk, dv) = (
             DeviceBuffer::zeros(device, n * h, elem)?,
             DeviceBuffer::zeros(device, n * h, elem)?,
             DeviceBuffer::zeros(device, n * h, elem)?,
         );
-        let (ms, _) =
-            time_ms(device, warmup, iters, |_| attention_bwd(&q, &k, &vv, &mask, &o, &lse, &res, &dq, &dk, &dv, dims, scale, None, None))?;
-        rows.push(KernelTiming {
-            kernel: format!("attention bwd {sfx}"),
-            shape: format!("B={b} H={heads} T={t} D={}", h / heads),
-            median_us: us(ms),
-            achieved: 2.5 * fwd_flops / (ms / 1e3) / 1e12,
-            unit: "TFLOP/s",
-            ceiling: ceiling_flops,
-        });
-        // ModernBERT's local layers: a sliding window of half-width 64
-        // (local_attention 128) on a GPU, T/8 on the simulator. Useful FLOPs
-        // count only the query-key pairs inside the window.
+        // Full attention, then ModernBERT's local layers: a sliding window of
+        // half-width 64 (local_attention 128) on a GPU, T/8 on the simulator,
+        // whose useful FLOPs count only the query-key pairs inside it.
         let half_width = if device.is_simulated() { (t / 8).max(1) } else { 64 };
-        let uniform = DeviceBuffer::from_u8(device, &uniform_rows(&vec![1u8; n], t, half_width))?;
-        let window = Some(AttentionWindow { half_width, uniform_rows: &uniform });
-        let pairs: usize = (0..t).map(|i| (i + half_width).min(t - 1) + 1 - i.saturating_sub(half_width)).sum();
-        let window_flops = 4.0 * (b * heads * pairs * (h / heads)) as f64;
-        let (ms, _) = time_ms(device, warmup, iters, |_| attention_fwd(&q, &k, &vv, &mask, &o, &lse, dims, scale, None, window))?;
-        rows.push(KernelTiming {
-            kernel: format!("attention window fwd {sfx}"),
-            shape: format!("B={b} H={heads} T={t} D={} w={half_width}", h / heads),
-            median_us: us(ms),
-            achieved: window_flops / (ms / 1e3) / 1e12,
-            unit: "TFLOP/s",
-            ceiling: ceiling_flops,
-        });
-        let (ms, _) = time_ms(device, warmup, iters, |_| {
-            attention_bwd(&q, &k, &vv, &mask, &o, &lse, &res, &dq, &dk, &dv, dims, scale, None, window)
-        })?;
-        rows.push(KernelTiming {
-            kernel: format!("attention window bwd {sfx}"),
-            shape: format!("B={b} H={heads} T={t} D={} w={half_width}", h / heads),
-            median_us: us(ms),
-            achieved: 2.5 * window_flops / (ms / 1e3) / 1e12,
-            unit: "TFLOP/s",
-            ceiling: ceiling_flops,
-        });
+        let flags = WindowFlags::new(device, &vec![1u8; n], t, half_width)?;
+        let pairs_in_window: usize = (0..t).map(|i| (i + half_width).min(t - 1) + 1 - i.saturating_sub(half_width)).sum();
+        let variants = [
+            ("attention", None, t * t, String::new()),
+            ("attention window", Some(flags.window()), pairs_in_window, format!(" w={half_width}")),
+        ];
+        for (name, window, pairs, suffix) in variants {
+            let shape = format!("B={b} H={heads} T={t} D={}{suffix}", h / heads);
+            let fwd_flops = 4.0 * (b * heads * pairs * (h / heads)) as f64;
+            let (ms, _) = time_ms(device, warmup, iters, |_| attention_fwd(&q, &k, &vv, &mask, &o, &lse, dims, scale, None, window))?;
+            rows.push(KernelTiming {
+                kernel: format!("{name} fwd {sfx}"),
+                shape: shape.clone(),
+                median_us: us(ms),
+                achieved: fwd_flops / (ms / 1e3) / 1e12,
+                unit: "TFLOP/s",
+                ceiling: ceiling_flops,
+            });
+            let (ms, _) = time_ms(device, warmup, iters, |_| {
+                attention_bwd(&q, &k, &vv, &mask, &o, &lse, &res, &dq, &dk, &dv, dims, scale, None, window)
+            })?;
+            rows.push(KernelTiming {
+                kernel: format!("{name} bwd {sfx}"),
+                shape,
+                median_us: us(ms),
+                achieved: 2.5 * fwd_flops / (ms / 1e3) / 1e12,
+                unit: "TFLOP/s",
+                ceiling: ceiling_flops,
+            });
+        }
         // DeBERTa's composed relative attention (deberta-v3-base's 512 table rows on a GPU).
         let positions = if device.is_simulated() { 32 } else { 512 };
         let rel_dims = RelativeDims { batch: b, seq_len: t, heads, head_dim: h / heads, positions };
@@ -335,7 +321,7 @@ pub fn kernel_timings(device: &Device) -> Result<Vec<KernelTiming>> {
             kernel: format!("gemm batched q·kᵀ {sfx}"),
             shape: format!("({}) {t}×{hd} · {hd}×{t}", b * heads),
             median_us: us(ms),
-            achieved: fwd_flops / 2.0 / (ms / 1e3) / 1e12,
+            achieved: 2.0 * (b * heads * t * t * hd) as f64 / (ms / 1e3) / 1e12,
             unit: "TFLOP/s",
             ceiling: ceiling_flops,
         });

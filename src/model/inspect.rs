@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use super::bert::zero_leaf;
 use crate::autograd::Tape;
-use crate::autograd::basic::reshape;
 use crate::autograd::linear::linear;
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
@@ -89,9 +88,8 @@ pub fn inspect(model: &BertClassifier, batch: &Batch) -> Result<Inspection> {
             // Turned by their positions, as the layer does; a local layer reads a window.
             let positions: Arc<[usize]> = (0..t).collect();
             let inv_freq: Arc<[f64]> = modern.inv_freq(layer, d).into();
-            let (q2, k2) = (reshape(&mut tape, q, &[t, heads * d])?, reshape(&mut tape, k, &[t, heads * d])?);
-            q = rotary(&mut tape, q2, positions.clone(), heads, inv_freq.clone())?;
-            k = rotary(&mut tape, k2, positions, heads, inv_freq)?;
+            q = rotary(&mut tape, q, positions.clone(), heads, inv_freq.clone())?;
+            k = rotary(&mut tape, k, positions, heads, inv_freq)?;
             window = modern.window_of(layer);
         }
         // DeBERTa's position tables, through this layer's own projections.

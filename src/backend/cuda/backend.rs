@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use super::ops::attention::{
-    AttentionDims, AttentionDropout as KernelDropout, AttentionWindow, attention_bwd, attention_fwd, uniform_rows,
-};
+use super::ops::attention::{AttentionDims, AttentionDropout as KernelDropout, AttentionWindow, WindowFlags, attention_bwd, attention_fwd};
 use super::ops::dropout::{DropoutParams, dropout_bwd, dropout_fwd};
 use super::ops::relative_attention::{RelativeDims, relative_attention_bwd, relative_attention_fwd};
 use super::ops::rows as row_ops;
@@ -82,12 +80,12 @@ struct AttentionSaved {
     dims: AttentionDims,
     scale: f32,
     dropout: Option<KernelDropout>,
-    window: Option<(usize, DeviceBuffer)>,
+    window: Option<WindowFlags>,
 }
 
 impl AttentionSaved {
     fn window(&self) -> Option<AttentionWindow<'_>> {
-        self.window.as_ref().map(|(half_width, uniform_rows)| AttentionWindow { half_width: *half_width, uniform_rows })
+        self.window.as_ref().map(WindowFlags::window)
     }
 }
 
@@ -350,10 +348,7 @@ impl Backend for Cuda {
         let lse = alloc(qb, b * heads * t, Elem::F32)?;
         let dropout = dropout.map(|d| KernelDropout { p: d.p as f32, stream_key: rng::stream_key(d.key.seed, d.key.stream) });
         // ModernBERT's local layers: which queries' windows hold no real key.
-        let window = match window {
-            Some(w) => Some((w, DeviceBuffer::from_u8(qb.device(), &uniform_rows(key_mask, t, w))?)),
-            None => None,
-        };
+        let window = window.map(|w| WindowFlags::new(qb.device(), key_mask, t, w)).transpose()?;
         let saved = AttentionSaved { mask, lse, dims, scale: scale as f32, dropout, window };
         attention_fwd(
             qb,

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::{CheckRow, FLOAT_TYPES, Tolerance, as_stored, compare, compare_with_plain, random};
 use crate::backend::cuda::ops::attention::{
-    AttentionDims, AttentionDropout, AttentionWindow, HEAD_DIMS, attention_bwd, attention_fwd, kernel_name, uniform_rows,
+    AttentionDims, AttentionDropout, HEAD_DIMS, WindowFlags, attention_bwd, attention_fwd, kernel_name,
 };
 use crate::device::{Device, DeviceBuffer, Elem};
 use crate::error::Result;
@@ -210,11 +210,8 @@ fn run_case(device: &Device, case: &Case, elem: Elem, seed: u64) -> Result<Vec<C
     let up = |x: &[f32]| DeviceBuffer::from_f32(device, x, elem);
     let (q, k, v, dout) = (up(&hosts[0])?, up(&hosts[1])?, up(&hosts[2])?, up(&hosts[3])?);
     let key_mask = DeviceBuffer::from_u8(device, &mask)?;
-    let uniform = match case.window {
-        Some(w) => Some((w, DeviceBuffer::from_u8(device, &uniform_rows(&mask, t, w))?)),
-        None => None,
-    };
-    let window = uniform.as_ref().map(|(half_width, uniform_rows)| AttentionWindow { half_width: *half_width, uniform_rows });
+    let flags = case.window.map(|w| WindowFlags::new(device, &mask, t, w)).transpose()?;
+    let window = flags.as_ref().map(WindowFlags::window);
     let out = DeviceBuffer::uninit(device, n, elem)?;
     let lse = DeviceBuffer::uninit(device, b * case.heads * t, Elem::F32)?;
     let grads = [DeviceBuffer::uninit(device, n, elem)?, DeviceBuffer::uninit(device, n, elem)?, DeviceBuffer::uninit(device, n, elem)?];

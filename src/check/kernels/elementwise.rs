@@ -1,7 +1,8 @@
 //! Parity for kernels/elementwise.cu: add, add_assign (every accepted type
 //! pair), scale, cast (including round-to-nearest-even ties), fill,
 //! sum_rows (one-stage and two-stage, ragged), first_token (T = 1 too),
-//! mean_pool (padded rows, a row without real tokens), tanh and relu, in f32 and bf16, with in-place rows where the launcher allows it.
+//! mean_pool (padded rows, a row without real tokens), tanh and relu, in
+//! f32 and bf16, with in-place rows where the launcher allows it.
 //!
 //! References are the CPU's (activation.rs, norm.rs, the autograd tape's
 //! first_token) run in f64 on the stored inputs. Outputs that are F32

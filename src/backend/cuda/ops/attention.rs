@@ -24,7 +24,7 @@
 //! shared memory. Any other head_dim is an error.
 
 use super::{expect, expect_float};
-use crate::device::{DeviceBuffer, Elem, KernelArgs, LaunchShape};
+use crate::device::{Device, DeviceBuffer, Elem, KernelArgs, LaunchShape};
 use crate::error::{Error, Result};
 
 /// Rows (queries or keys) a block owns; also the tile of the streamed side.
@@ -72,6 +72,25 @@ pub fn uniform_rows(key_mask: &[u8], seq_len: usize, half_width: usize) -> Vec<u
         }
     }
     flags
+}
+
+/// A window's half-width with its uniform-row flags on the device, made
+/// from the host key mask; [`WindowFlags::window`] is what the launchers take.
+pub struct WindowFlags {
+    pub half_width: usize,
+    pub uniform_rows: DeviceBuffer,
+}
+
+impl WindowFlags {
+    /// key_mask (B·T) over rows of `seq_len` -> the flags of a window of
+    /// `half_width`, uploaded to `device`.
+    pub fn new(device: &Device, key_mask: &[u8], seq_len: usize, half_width: usize) -> Result<WindowFlags> {
+        Ok(WindowFlags { half_width, uniform_rows: DeviceBuffer::from_u8(device, &uniform_rows(key_mask, seq_len, half_width))? })
+    }
+
+    pub fn window(&self) -> AttentionWindow<'_> {
+        AttentionWindow { half_width: self.half_width, uniform_rows: &self.uniform_rows }
+    }
 }
 
 /// The kernels' trailing (window, uniform_rows) arguments: −1 and any buffer
