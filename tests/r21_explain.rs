@@ -8,9 +8,10 @@ use std::path::Path;
 use berth::data::tokenize::BerthTokenizer;
 use berth::infer::explain::explain_text;
 use berth::model::explain::{Baseline, ExplainMethod, ExplainOptions, IntegrationRule, explain_pieces};
+use berth::model::settings::Aggregate;
 use berth::model::{LoadOptions, load_model};
 use berth::tensor::DType;
-use berth::{Classifier, DeviceChoice};
+use berth::{Classifier, ClassifierOptions, DeviceChoice};
 use serde_json::{Value, json};
 
 use crate::common::{fixture_dir, minilm_dir, rel_error, scratch_dir};
@@ -332,8 +333,6 @@ fn r21_serve_explains_within_its_limits_beside_ordinary_requests() {
     // Gradient × input takes one step whatever the rule says.
     let r = server.post(&json!({"inputs": text, "explain": {"method": "grad-x-input", "rule": "trapezoid"}}));
     assert_eq!((r.status, r.json()["explanation"]["method"].as_str()), (200, Some("grad-x-input")), "{}", r.body);
-    let (code, message) = status(json!({"inputs": text, "explain": true, "long_text": "chunk"}));
-    assert!(code == 400 && message.contains("long_text"), "{code} {message}");
     drop(server);
     // The server's own explanation flags.
     let mut cmd = berth();
@@ -353,6 +352,74 @@ fn r21_serve_explains_within_its_limits_beside_ordinary_requests() {
     let r = off.post(&json!({"inputs": text, "explain": true}));
     assert!(r.status == 400 && r.body.contains("--explain-concurrency 0"), "{} {}", r.status, r.body);
     assert_eq!(off.post(&json!({"inputs": text})).status, 200, "ordinary requests still served");
+}
+
+#[test]
+fn r21_serve_explains_chunked_documents_and_token_models_as_the_library_does() {
+    let (Some(seqcls), Some(tokcls)) = (fixture_dir("a-seqcls"), fixture_dir("a-tokcls")) else { return };
+    // A chunked request: the document's explanation is its windows' as the mean combines them.
+    let options = ClassifierOptions { device: DeviceChoice::Cpu, max_length: Some(24), ..ClassifierOptions::default() };
+    let classifier = Classifier::load_with(&seqcls, &options).unwrap();
+    let words: Vec<&str> = ["great", "film", "awful", "plot", "and", "the", "actors"].iter().copied().cycle().take(30).collect();
+    let document = words.join(" ");
+    let windows = classifier.encode_windows(&document, None, classifier.chunk_settings()).unwrap().windows;
+    assert!(windows.len() >= 2, "the document must need several windows");
+    // Room for the document's windows and the short text's one; not for the document twice.
+    let limit = (windows.len() + 1).to_string();
+    let server = Server::start(&seqcls, &["--max-length", "24", "--explain-max-inputs", &limit]);
+    let reply = server.post(&json!({"inputs": [document, "A short one."], "long_text": "chunk", "explain": {"steps": 16}}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    let explain = ExplainOptions { steps: 16, ..ExplainOptions::default() };
+    let ours = classifier.explain_windows(&windows, Aggregate::Mean, &explain).unwrap();
+    let served = &answer[0]["explanation"];
+    assert_eq!((served["aggregate"].as_str(), served["windows"].as_u64()), (Some("mean"), Some(windows.len() as u64)), "{served}");
+    let served_words: Vec<f64> = served["words"].as_array().unwrap().iter().map(|w| w["attribution"].as_f64().unwrap()).collect();
+    let library: Vec<f64> = ours.words.iter().map(|w| w.attribution).collect();
+    assert_eq!(served_words.len(), 30, "every word of the document, once");
+    assert!(rel_error(&served_words, &library) < 1e-12, "served {served_words:?}\nlibrary {library:?}");
+    // F is the logit the chunked prediction reports for the target.
+    let raw = server.post(&json!({"inputs": document, "long_text": "chunk", "raw_scores": true})).json();
+    let target = served["target"].as_str().unwrap();
+    let logit = raw.as_array().unwrap().iter().find(|s| s["label"] == target).unwrap()["score"].as_f64().unwrap();
+    assert!((served["logit"].as_f64().unwrap() - logit).abs() < 1e-5, "{} vs {logit}", served["logit"]);
+    assert!(served["completeness_gap"].as_f64().unwrap() < 0.05, "{served}");
+    assert_eq!(answer[1]["explanation"]["windows"], 1);
+    // Each explained window counts against --explain-max-inputs.
+    let twice = server.post(&json!({"inputs": [document, document], "long_text": "chunk", "explain": true}));
+    assert!(twice.status == 413 && twice.body.contains("windows") && twice.body.contains("--explain-max-inputs"), "{}", twice.body);
+    drop(server);
+
+    // A token model: one explanation per predicted entity, equal to the library's.
+    let server = Server::start(&tokcls, &["--explain-max-inputs", "40"]);
+    let classifier = Classifier::load(&tokcls, DeviceChoice::Cpu).unwrap();
+    let sentence = "EU rejects German call to boycott British lamb . Peter Blackburn met EU officials in Zurich";
+    let reply = server.post(&json!({"inputs": [sentence], "explain": {"steps": 16}}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let served = &reply.json()[0];
+    let split: Vec<String> = sentence.split_whitespace().map(String::from).collect();
+    let (predictions, ours) = classifier.explain_entities(std::slice::from_ref(&split), &explain).unwrap();
+    assert_eq!(served["tags"], json!(predictions[0].tags));
+    let explanations = served["explanations"].as_array().unwrap();
+    assert!(!ours[0].is_empty(), "the fixture predicts no entity in {sentence:?}: pick another sentence");
+    assert_eq!(explanations.len(), ours[0].len(), "one explanation per entity");
+    assert_eq!(explanations.len(), served["entities"].as_array().unwrap().len());
+    for (e, mine) in explanations.iter().zip(&ours[0]) {
+        assert_eq!(e["text"].as_str(), Some(mine.text.as_str()));
+        let served: Vec<f64> = e["tokens"].as_array().unwrap().iter().map(|t| t["attribution"].as_f64().unwrap()).collect();
+        let library: Vec<f64> = mine.explanation.tokens.iter().map(|t| t.attribution).collect();
+        assert!(rel_error(&served, &library) < 1e-12, "{}: served {served:?}\nlibrary {library:?}", mine.text);
+    }
+    assert_eq!(server.metric("berth_explanations_total"), 1.0);
+    let refused = server.post(&json!({"inputs": sentence, "explain": {"target": "B-PER"}}));
+    assert!(refused.status == 400 && refused.body.contains("`explain.target`"), "{}", refused.body);
+    drop(server);
+    // Entities are counted once predicted: more than the limit is 413.
+    let tight = Server::start(&tokcls, &["--explain-max-inputs", "1"]);
+    let over = tight.post(&json!({"inputs": sentence, "explain": true}));
+    assert!(ours[0].len() > 1, "the sentence needs several entities");
+    assert!(over.status == 413 && over.body.contains("predicted entities"), "{}", over.body);
+    assert_eq!(tight.post(&json!({"inputs": sentence})).status, 200, "ordinary requests still served");
 }
 
 #[test]

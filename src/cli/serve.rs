@@ -67,7 +67,9 @@ pub struct ServeArgs {
     /// Integration steps of an explanation that does not say.
     #[arg(long, default_value_t = 32)]
     pub explain_steps: usize,
-    /// Most inputs in one request with `"explain"` (413 beyond).
+    /// Most explanations one request with `"explain"` may ask for, each
+    /// costing one: a text, a chunked document's explained window (every
+    /// window under the mean), a token model's predicted entity (413 beyond).
     #[arg(long, default_value_t = 8)]
     pub explain_max_inputs: usize,
     /// CPU threads the explanations compute on, apart from the batcher's.

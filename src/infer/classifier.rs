@@ -15,7 +15,7 @@ use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::infer::explain::{
     DocumentExplanation, EntityExplanation, TextExplanation, check_explainable, explain_document, explain_encoded, explain_entities,
-    explain_text,
+    explain_text, explain_windows,
 };
 use crate::infer::predictor::{Prediction, Predictor, WordPrediction};
 use crate::model::device_model::Precision;
@@ -309,6 +309,24 @@ impl Classifier {
     /// its document logit is made: see [`DocumentExplanation`].
     pub fn explain_document(&self, text: &str, pair: Option<&str>, options: &ExplainOptions) -> Result<DocumentExplanation> {
         explain_document(&self.predictor, "Classifier::explain_document", text, pair, options)
+    }
+
+    /// As [`Classifier::explain_document`], for a document already cut into
+    /// windows by [`Classifier::encode_windows`] whose logits `aggregate`
+    /// combines (as `berth serve` reads a request with `"long_text": "chunk"`).
+    pub fn explain_windows(&self, windows: &[Encoded], aggregate: Aggregate, options: &ExplainOptions) -> Result<DocumentExplanation> {
+        explain_windows(&self.predictor, "Classifier::explain_windows", windows, aggregate, options)
+    }
+
+    /// As [`Classifier::explain_entities`], for one sentence whose prediction
+    /// the caller already has (from [`Classifier::predict_words`]).
+    pub fn explain_predicted_entities(
+        &self,
+        words: &[String],
+        prediction: &WordPrediction,
+        options: &ExplainOptions,
+    ) -> Result<Vec<EntityExplanation>> {
+        explain_entities(&self.predictor, "Classifier::explain_predicted_entities", words, prediction, options)
     }
 
     /// As [`Classifier::explain`], for an input tokenised by

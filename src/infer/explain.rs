@@ -306,13 +306,39 @@ pub fn explain_document(
     let chunks = predictor
         .long_text()
         .ok_or_else(|| Error::InvalidArgument(format!("{what}: a document explanation needs a model that reads long inputs in windows")))?;
+    let windows = predictor.tokenizer.encode_windows(text, pair, chunks.max_chunks)?.windows;
+    let mut explanation = explain_windows(predictor, what, &windows, chunks.aggregate, options)?;
+    explanation.seconds = started.elapsed().as_secs_f64();
+    Ok(explanation)
+}
+
+/// How many window explanations a document of `windows` windows costs
+/// under `aggregate`: every window for the mean, one otherwise.
+pub fn windows_explained(aggregate: Aggregate, windows: usize) -> usize {
+    match aggregate {
+        Aggregate::Mean => windows,
+        Aggregate::Max | Aggregate::First => windows.min(1),
+    }
+}
+
+/// A document already cut into its windows (each a whole encoding, as
+/// [`BerthTokenizer::encode_windows`] makes them) whose logits `aggregate`
+/// combines -> its document-level explanation (see [`DocumentExplanation`]).
+pub fn explain_windows(
+    predictor: &Predictor,
+    what: &str,
+    windows: &[Encoded],
+    aggregate: Aggregate,
+    options: &ExplainOptions,
+) -> Result<DocumentExplanation> {
+    let started = std::time::Instant::now();
+    check_sequence_gradients(predictor, what)?;
     let (model, tokenizer) = (&predictor.model, &predictor.tokenizer);
-    let windows = tokenizer.encode_windows(text, pair, chunks.max_chunks)?.windows;
     if windows.is_empty() {
         return Err(Error::InvalidArgument(format!("{what}: the input gave no window")));
     }
     let rows = windows.iter().map(|w| input_logits(model, w)).collect::<Result<Vec<_>>>()?;
-    let document = chunks.aggregate.combine(&rows);
+    let document = aggregate.combine(&rows);
     let classes = model.num_labels();
     let target = match options.target {
         Some(t) if t >= classes => {
@@ -322,7 +348,7 @@ pub fn explain_document(
         None => argmax(&document),
     };
     let n = windows.len();
-    let (explained, weights): (Vec<usize>, Vec<f64>) = match chunks.aggregate {
+    let (explained, weights): (Vec<usize>, Vec<f64>) = match aggregate {
         Aggregate::Mean => ((0..n).collect(), vec![1.0 / n as f64; n]),
         Aggregate::First => (vec![0], vec![1.0]),
         Aggregate::Max => {
@@ -358,7 +384,7 @@ pub fn explain_document(
     Ok(DocumentExplanation {
         target: model.labels[target].clone(),
         target_index: target,
-        aggregate: chunks.aggregate.name(),
+        aggregate: aggregate.name(),
         windows: n,
         explained_windows: explained,
         weights,

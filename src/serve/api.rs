@@ -39,13 +39,18 @@
 //! integrated gradients with the server's default steps; an object may set
 //! `method` (`"ig"`, `"grad-x-input"`), `steps`, `baseline` (`"pad"`,
 //! `"zero"`), `rule` (an integration rule's name) and `target` (a label).
-//! The server bounds the steps, the inputs and the explanations running at
-//! once (`--explain-*`), so explanations cannot starve ordinary requests.
+//! A chunked text's `explanation` is its document's (how the aggregate of
+//! its windows is made), and a token model's answer gains `explanations`,
+//! one per predicted entity, as `berth predict --words --explain` writes
+//! them. The server bounds the steps, the explanations one request may ask
+//! for (its texts, a chunked document's explained windows, a token model's
+//! entities) and the explanations running at once (`--explain-*`), so
+//! explanations cannot starve ordinary requests.
 
 use serde_json::{Map, Value};
 
 use crate::data::tokenize::Truncation;
-use crate::infer::explain::TextExplanation;
+use crate::infer::explain::EntityExplanation;
 use crate::infer::{LabelScore, ModelKind, TextPrediction, WordPrediction};
 use crate::model::explain::{Baseline, ExplainMethod, IntegrationRule};
 use crate::numerics::{sigmoid, softmax};
@@ -381,8 +386,14 @@ pub fn check_for_kind(request: &PredictRequest, kind: ModelKind) -> Result<(), R
     if kind != ModelKind::TokenClassification {
         return Ok(());
     }
+    if request.explain.as_ref().is_some_and(|e| e.target.is_some()) {
+        return Err(RequestError::Invalid(
+            "`explain.target` names a label to explain, but this token-classification model explains each predicted entity by \
+             its own tags; leave `target` out"
+                .into(),
+        ));
+    }
     let asked = [
-        (request.explain.is_some(), "`explain`"),
         (request.raw_scores, "`raw_scores`"),
         (request.top_k.is_some(), "`parameters.top_k`"),
         (request.function.is_some(), "`parameters.function_to_apply`"),
@@ -435,9 +446,9 @@ pub fn text_answer(predictions: &[TextPrediction], labels: &[String], request: &
 }
 
 /// The answer to a request with `"explain"`: each input's scores and explanation.
-pub fn explained_answer(
+pub fn explained_answer<E: serde::Serialize>(
     predictions: &[TextPrediction],
-    explanations: &[TextExplanation],
+    explanations: &[E],
     labels: &[String],
     request: &PredictRequest,
 ) -> Value {
@@ -446,6 +457,17 @@ pub fn explained_answer(
             "scores": scores(p, labels, request),
             "explanation": e,
         })
+    });
+    shape(rows, request)
+}
+
+/// The answer to a token model's request with `"explain"`: each sentence's
+/// words, tags and entities, and `explanations`, one per entity in order.
+pub fn explained_word_answer(predictions: &[WordPrediction], explanations: &[Vec<EntityExplanation>], request: &PredictRequest) -> Value {
+    let rows = predictions.iter().zip(explanations).map(|(p, e)| {
+        let mut row = serde_json::to_value(p).expect("word predictions serialise");
+        row["explanations"] = serde_json::to_value(e).expect("explanations serialise");
+        row
     });
     shape(rows, request)
 }
@@ -537,10 +559,12 @@ mod tests {
         assert!(invalid(r#"{"inputs": "a", "explain": {"baseline": 0}}"#).ends_with("found a number"));
         assert!(invalid(r#"{"inputs": "a", "explain": {"target": 1}}"#).contains("`explain.target` must be a label's name"));
         assert!(invalid(r#"{"inputs": "a", "explain": {"stps": 1}}"#).starts_with("unknown field `explain.stps`"));
+        // A token model explains its entities, each by its own tags: no target.
         let token = ModelKind::TokenClassification;
+        assert!(check_for_kind(&parse(r#"{"inputs": "a", "explain": true}"#).unwrap(), token).is_ok());
         assert!(matches!(
-            check_for_kind(&parse(r#"{"inputs": "a", "explain": true}"#).unwrap(), token),
-            Err(RequestError::Invalid(m)) if m.starts_with("`explain`")
+            check_for_kind(&parse(r#"{"inputs": "a", "explain": {"target": "B-PER"}}"#).unwrap(), token),
+            Err(RequestError::Invalid(m)) if m.starts_with("`explain.target`")
         ));
     }
 

@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{Error, Result};
+use crate::infer::explain::windows_explained;
 use crate::infer::{Classifier, ClassifierOptions, ModelKind};
 use crate::model::explain::{ExplainMethod, ExplainOptions};
 use api::{Example, PredictRequest, RequestError, RequestLimits};
@@ -78,7 +79,7 @@ pub struct ExplainLimits {
     pub max_steps: usize,
     /// Steps when a request does not say.
     pub default_steps: usize,
-    /// Most inputs in one request with `"explain"` (413 beyond).
+    /// Most explanations one request may ask for: texts, chunked windows explained, or entities (413 beyond).
     pub max_inputs: usize,
     /// Threads of the explanations' pool (the batcher keeps the rest).
     pub threads: usize,
@@ -450,17 +451,18 @@ async fn answer(app: &App, headers: &HeaderMap, body: Body, started: Instant) ->
         None => None,
     };
     let (input, tokens) = prepare(app, &request).await?;
-    let explain_inputs = match (&explaining, &input) {
+    // What the explanation reads, copied before the job takes the input.
+    let explain_work = match (&explaining, &input) {
         (None, _) => None,
-        (Some(_), JobInput::Texts(encoded)) => Some(encoded.clone()),
-        (Some(_), _) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "validation",
-                "`explain` reads one window per input, and this request is read in windows (the model's saved --long-text chunk, \
-                 or \"long_text\": \"chunk\"); send \"long_text\": \"truncate\" to explain it",
-            ));
+        (Some(_), JobInput::Texts(encoded)) => Some(ExplainWork::Texts(encoded.clone())),
+        (Some(_), JobInput::Documents { windows, spans, aggregate }) => {
+            // Under the mean every window is explained: each counts against the limit.
+            let passes: usize = spans.iter().map(|&(_, n)| windows_explained(*aggregate, n)).sum();
+            check_explanation_count(app, passes, "windows of the documents (the mean explains every window)")?;
+            let documents = spans.iter().map(|&(first, n)| windows[first..first + n].to_vec()).collect();
+            Some(ExplainWork::Documents { documents, aggregate: *aggregate })
         }
+        (Some(_), JobInput::Words(sentences)) => Some(ExplainWork::Words(sentences.clone())),
     };
     let (reply, answer) = oneshot::channel();
     match app.queue.push(Job { input, tokens, reply }) {
@@ -478,15 +480,69 @@ async fn answer(app: &App, headers: &HeaderMap, body: Body, started: Instant) ->
         Ok(Ok(Ok(output))) => output,
     };
     app.metrics.inputs.fetch_add(n as u64, Ordering::Relaxed);
-    if let (Some((permit, options)), Some(encoded), JobOutput::Texts(p)) = (explaining, explain_inputs, &output) {
-        let explanations = explain_off_the_batcher(app, permit, options, encoded, deadline).await?;
+    if let (Some((permit, options)), Some(work)) = (explaining, explain_work) {
+        let labels = app.classifier.labels();
+        let answer = match (work, &output) {
+            (ExplainWork::Texts(encoded), JobOutput::Texts(p)) => {
+                let explanations = explain_off_the_batcher(app, permit, deadline, move |classifier| {
+                    encoded.iter().map(|e| classifier.explain_encoded(e, &options)).collect::<Result<Vec<_>>>()
+                })
+                .await?;
+                api::explained_answer(p, &explanations, labels, &request)
+            }
+            (ExplainWork::Documents { documents, aggregate }, JobOutput::Texts(p)) => {
+                let explanations = explain_off_the_batcher(app, permit, deadline, move |classifier| {
+                    documents.iter().map(|w| classifier.explain_windows(w, aggregate, &options)).collect::<Result<Vec<_>>>()
+                })
+                .await?;
+                api::explained_answer(p, &explanations, labels, &request)
+            }
+            (ExplainWork::Words(sentences), JobOutput::Words(p)) => {
+                // Each predicted entity is one explanation, known only now.
+                let entities: usize = p.iter().map(|w| w.entities.len()).sum();
+                check_explanation_count(app, entities, "predicted entities")?;
+                let predictions = p.clone();
+                let explanations = explain_off_the_batcher(app, permit, deadline, move |classifier| {
+                    sentences
+                        .iter()
+                        .zip(&predictions)
+                        .map(|(words, prediction)| classifier.explain_predicted_entities(words, prediction, &options))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .await?;
+                api::explained_word_answer(p, &explanations, &request)
+            }
+            _ => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "backend", "the batcher answered another kind of job")),
+        };
         app.metrics.explanations.fetch_add(n as u64, Ordering::Relaxed);
-        return Ok(api::explained_answer(p, &explanations, app.classifier.labels(), &request));
+        return Ok(answer);
     }
     Ok(match output {
         JobOutput::Texts(p) => api::text_answer(&p, app.classifier.labels(), &request),
         JobOutput::Words(p) => api::word_answer(&p, &request),
     })
+}
+
+/// What an explanation reads: the texts' encodings, each document's
+/// windows with the aggregate that combines them, or a token model's sentences.
+enum ExplainWork {
+    Texts(Vec<crate::data::Encoded>),
+    Documents { documents: Vec<Vec<crate::data::Encoded>>, aggregate: crate::model::settings::Aggregate },
+    Words(Vec<Vec<String>>),
+}
+
+/// 413 when a request asks for more explanations than `--explain-max-inputs`:
+/// `what` names what is counted (an input, a window, an entity each cost one).
+fn check_explanation_count(app: &App, count: usize, what: &str) -> std::result::Result<(), ApiError> {
+    let limit = app.options.explain.max_inputs;
+    if count > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "validation",
+            format!("`explain` would explain {count} {what}; the limit is {limit} explanations per request (--explain-max-inputs)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `"explain"` against the server's limits and takes one of the
@@ -538,20 +594,19 @@ fn admit_explanation(
     Ok((permit, options))
 }
 
-/// Explains `encoded` in the explanations' pool, holding `permit` until
-/// the work ends (even past the deadline: the slot stays taken while the
+/// Runs `explain` in the explanations' pool, holding `permit` until the
+/// work ends (even past the deadline: the slot stays taken while the
 /// threads are busy, so the bound on concurrent explanations holds).
-async fn explain_off_the_batcher(
+async fn explain_off_the_batcher<T: Send + 'static>(
     app: &App,
     permit: tokio::sync::OwnedSemaphorePermit,
-    options: ExplainOptions,
-    encoded: Vec<crate::data::Encoded>,
     deadline: tokio::time::Instant,
-) -> std::result::Result<Vec<crate::infer::explain::TextExplanation>, ApiError> {
+    explain: impl FnOnce(&Classifier) -> Result<T> + Send + 'static,
+) -> std::result::Result<T, ApiError> {
     let (classifier, pool) = (app.classifier.clone(), app.explain_pool.clone());
     let work = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        pool.install(|| encoded.iter().map(|e| classifier.explain_encoded(e, &options)).collect::<Result<Vec<_>>>())
+        pool.install(|| explain(&classifier))
     });
     match tokio::time::timeout_at(deadline, work).await {
         Err(_) => Err(ApiError::new(
