@@ -130,6 +130,68 @@ fn fixture(name: &str, dtype: DType) -> Option<(BertClassifier, berth::data::Bat
     Some((model, batch, labels))
 }
 
+/// Issue 21: a kernel profile's bytes are those its launches name: a
+/// kernel's buffers (each as often as passed), a GEMM's A, B and D (D twice
+/// when β ≠ 0) and its bias, so GB/s can be read from every row.
+#[test]
+fn r21_kernel_profile_counts_the_bytes_each_launch_names() {
+    use berth::backend::cuda::ops::elementwise::add;
+    use berth::device::{DeviceBuffer, Elem, Epilogue, GEMM_PROFILE_NAME, Gemm};
+    let device = test_device();
+    let n = 1000;
+    let a = DeviceBuffer::from_f32(&device, &vec![1.0; n], Elem::F32).unwrap();
+    let b = DeviceBuffer::from_f32(&device, &vec![2.0; n], Elem::F32).unwrap();
+    let (m, k, cols) = (3u64, 5u64, 4u64);
+    let lhs = DeviceBuffer::from_f32(&device, &vec![0.5; (m * k) as usize], Elem::BF16).unwrap();
+    let rhs = DeviceBuffer::from_f32(&device, &vec![0.25; (k * cols) as usize], Elem::BF16).unwrap();
+    let out = DeviceBuffer::zeros(&device, (m * cols) as usize, Elem::F32).unwrap();
+    let bias = DeviceBuffer::zeros(&device, m as usize, Elem::F32).unwrap();
+    device.start_kernel_profile().unwrap();
+    add(&a, &b, &a).unwrap(); // in place: a read and written, named twice
+    add(&a, &b, &a).unwrap();
+    let gemm = Gemm {
+        trans_a: false,
+        trans_b: false,
+        m,
+        n: cols,
+        k,
+        a: lhs.ptr(),
+        lda: m,
+        stride_a: 0,
+        b: rhs.ptr(),
+        ldb: k,
+        stride_b: 0,
+        d: out.ptr(),
+        ldd: m,
+        stride_d: 0,
+        ab_type: Elem::BF16,
+        d_type: Elem::F32,
+        batch: 1,
+        alpha: 1.0,
+        beta: 1.0,
+        epilogue: Epilogue::Bias,
+        bias: bias.ptr(),
+    };
+    // SAFETY: every operand above holds its stored (rows × columns) elements.
+    unsafe { device.gemm(&gemm) }.unwrap();
+    let rows = device.take_kernel_profile().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r.kernel == name).unwrap_or_else(|| panic!("no {name} in {rows:?}"));
+    assert_eq!((row("add_f32").launches, row("add_f32").bytes), (2, 2.0 * 3.0 * 4.0 * n as f64));
+    // A and B in bf16, D read and written in f32 (β = 1), the bias read.
+    let expected = (m * k + k * cols) as f64 * 2.0 + 2.0 * (m * cols) as f64 * 4.0 + m as f64 * 4.0;
+    assert_eq!(row(GEMM_PROFILE_NAME).bytes, expected);
+    assert_eq!(gemm.bytes(), expected);
+    assert_eq!(out.to_f32_vec().unwrap(), vec![0.5 * 0.25 * k as f32; (m * cols) as usize]);
+    let json = berth::device::kernel_profile_json(&rows, device.is_simulated());
+    for k in json["kernels"].as_array().unwrap() {
+        let (bytes, ms) = (k["bytes"].as_f64().unwrap(), k["total_ms"].as_f64().unwrap());
+        if ms > 0.0 {
+            let gb_per_s = k["gb_per_s"].as_f64().unwrap();
+            assert!((gb_per_s - bytes / (ms / 1e3) / 1e9).abs() <= 1e-9 * gb_per_s, "{k}");
+        }
+    }
+}
+
 const FIXTURES: [&str; 5] = ["a-seqcls", "a-tokcls", "a-pair", "a-multilabel", "a-regression"];
 
 /// DESIGN.md: CUDA f32 against CPU f32 within 1e-5 (‖a−b‖/‖b‖), with dropout

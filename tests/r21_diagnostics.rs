@@ -191,6 +191,10 @@ fn r21_train_and_bench_profile_write_profile_json_and_a_report_table() {
     let gemm = bench_sim["kernels"].as_array().unwrap().iter().find(|k| k["kernel"] == "gemm (cuBLASLt)").unwrap();
     assert_eq!(gemm["flops"].as_f64().unwrap(), 3.0 * per_pass, "{gemm}");
     assert_eq!(gemm["launches"].as_u64().unwrap() as f64, 3.0 * (6.0 * l + 2.0), "{gemm}");
+    // Every kernel carries the bytes its launches name, and its GB/s.
+    for k in bench_sim["kernels"].as_array().unwrap() {
+        assert!(k["bytes"].as_f64().unwrap() > 0.0 && k["gb_per_s"].as_f64().unwrap() > 0.0, "{k}");
+    }
 
     // bench --profile writes the same format.
     let path = work.join("bench-profile.json");

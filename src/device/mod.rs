@@ -178,8 +178,10 @@ pub trait DeviceApi: Send + Sync {
     ///
     /// # Safety
     /// `args` matches the kernel's parameters in number, order and type, and
-    /// every buffer they name is large enough for the launch.
-    unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &mut [*mut c_void]) -> Result<()>;
+    /// every buffer they name is large enough for the launch. `buffer_bytes`
+    /// is the size of those buffers ([`KernelArgs`] sums them), for the
+    /// kernel profile's GB/s; it changes nothing else.
+    unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &mut [*mut c_void], buffer_bytes: f64) -> Result<()>;
     /// # Safety
     /// Every pointer in `gemm` addresses enough memory for its layout.
     unsafe fn gemm(&self, gemm: &Gemm) -> Result<()>;
@@ -205,6 +207,13 @@ pub struct KernelProfileRow {
     /// GEMMs: 2·m·n·k·batch summed over the launches; 0 for other kernels,
     /// whose work the launch does not describe.
     pub flops: f64,
+    /// The bytes the launches name, summed: a kernel's buffer arguments
+    /// (each as often as it is passed; of a table it gathers from or
+    /// scatters into, the rows it touches), a GEMM's A, B, D (twice when
+    /// β ≠ 0: read and written) and bias. The least traffic when every
+    /// element is read or written once; a kernel that reads and writes a
+    /// buffer it names once moves more.
+    pub bytes: f64,
 }
 
 impl Gemm {
@@ -212,21 +221,38 @@ impl Gemm {
     pub fn flops(&self) -> f64 {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
     }
+
+    /// Bytes of its operands: A and B read, D written (and read when β ≠ 0),
+    /// the bias read (Bias) or written (BGradB), over every batch.
+    pub fn bytes(&self) -> f64 {
+        let [(ar, ac), (br, bc), (dr, dc)] = self.stored_dims();
+        let batch = self.batch as f64;
+        let (ab, d) = (self.ab_type.size() as f64, self.d_type.size() as f64);
+        let d_passes = if self.beta != 0.0 { 2.0 } else { 1.0 };
+        let bias = match self.epilogue {
+            Epilogue::Default => 0.0,
+            Epilogue::Bias => self.m as f64,
+            Epilogue::BGradB => self.n as f64,
+        };
+        batch * ((ar * ac + br * bc) as f64 * ab + d_passes * (dr * dc) as f64 * d) + bias * d
+    }
 }
 
 /// profile.json's kernel part: `kernel_timing` says how the times were
 /// taken, and each row of `kernels` gains its mean, its share of the kernels'
-/// total and, for GEMMs, the TFLOP/s it achieved.
+/// total, the GB/s of the bytes its launches name ([`KernelProfileRow::bytes`])
+/// and, for GEMMs, the TFLOP/s it achieved.
 pub fn kernel_profile_json(rows: &[KernelProfileRow], simulated: bool) -> serde_json::Value {
     let total: f64 = rows.iter().map(|r| r.total_ms).sum();
     let kernels: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
             let tflops = (r.flops > 0.0 && r.total_ms > 0.0).then(|| r.flops / (r.total_ms / 1e3) / 1e12);
+            let gb_per_s = (r.bytes > 0.0 && r.total_ms > 0.0).then(|| r.bytes / (r.total_ms / 1e3) / 1e9);
             serde_json::json!({
                 "kernel": r.kernel, "launches": r.launches, "total_ms": r.total_ms,
                 "mean_ms": r.total_ms / r.launches.max(1) as f64, "share": r.total_ms / total.max(1e-12),
-                "flops": r.flops, "tflops": tflops,
+                "flops": r.flops, "tflops": tflops, "bytes": r.bytes, "gb_per_s": gb_per_s,
             })
         })
         .collect();
@@ -239,12 +265,12 @@ pub fn kernel_profile_json(rows: &[KernelProfileRow], simulated: bool) -> serde_
     serde_json::json!({"kernel_timing": timing, "simulated": simulated, "kernels_total_ms": total, "kernels": kernels})
 }
 
-/// Accumulates (kernel, seconds, flops) into per-kernel rows.
+/// Accumulates (kernel, seconds, flops, bytes) into per-kernel rows.
 #[derive(Default)]
 pub(crate) struct KernelTally(HashMap<String, KernelProfileRow>);
 
 impl KernelTally {
-    pub(crate) fn add(&mut self, kernel: &str, seconds: f64, flops: f64) {
+    pub(crate) fn add(&mut self, kernel: &str, seconds: f64, flops: f64, bytes: f64) {
         let row = self
             .0
             .entry(kernel.to_string())
@@ -252,6 +278,7 @@ impl KernelTally {
         row.launches += 1;
         row.total_ms += seconds * 1e3;
         row.flops += flops;
+        row.bytes += bytes;
     }
 
     /// The rows, largest total first.
@@ -408,20 +435,34 @@ impl DeviceBuffer {
 #[derive(Default)]
 pub struct KernelArgs {
     slots: Vec<u64>,
+    /// The bytes of the buffers passed with [`KernelArgs::buf`], for the profile.
+    buffer_bytes: usize,
 }
 
 impl KernelArgs {
     pub fn new() -> KernelArgs {
-        KernelArgs { slots: Vec::with_capacity(16) }
+        KernelArgs { slots: Vec::with_capacity(16), buffer_bytes: 0 }
     }
 
-    /// A buffer's device address (a `T*` parameter).
+    /// A buffer's device address (a `T*` parameter); its size counts in the
+    /// launch's bytes ([`KernelProfileRow::bytes`]).
     pub fn buf(mut self, b: &DeviceBuffer) -> Self {
         self.slots.push(b.ptr());
+        self.buffer_bytes += b.bytes();
         self
     }
 
-    /// A raw device address, for sub-views or nullable pointers (0 is nullptr).
+    /// A buffer of which the launch reads or writes only `elements` (a
+    /// table's gathered rows): those count in the launch's bytes, not the
+    /// whole buffer.
+    pub fn buf_touching(mut self, b: &DeviceBuffer, elements: usize) -> Self {
+        self.slots.push(b.ptr());
+        self.buffer_bytes += elements.min(b.len()) * b.elem().size();
+        self
+    }
+
+    /// A raw device address, for sub-views or nullable pointers (0 is
+    /// nullptr); it does not count in the launch's bytes.
     pub fn ptr(mut self, p: DevPtr) -> Self {
         self.slots.push(p);
         self
@@ -460,7 +501,7 @@ impl KernelArgs {
         // SAFETY: the launchers in ops/ build each argument list against the
         // kernel's signature, and the check table runs every one of them on
         // the simulated device, which reads arguments through the same array.
-        unsafe { device.launch(kernel, shape, &mut pointers) }
+        unsafe { device.launch(kernel, shape, &mut pointers, self.buffer_bytes as f64) }
     }
 }
 

@@ -40,6 +40,7 @@ struct TimedLaunch {
     start: drv_sys::CUevent,
     end: drv_sys::CUevent,
     flops: f64,
+    bytes: f64,
 }
 
 // SAFETY: the cuBLASLt handle is used only through &self methods that bind
@@ -109,11 +110,11 @@ impl CudaDevice {
     }
 
     /// Closes a profiled launch that `start` opened.
-    fn end_profiled(&self, start: Option<drv_sys::CUevent>, kernel: &str, flops: f64) -> Result<()> {
+    fn end_profiled(&self, start: Option<drv_sys::CUevent>, kernel: &str, flops: f64, bytes: f64) -> Result<()> {
         let Some(start) = start else { return Ok(()) };
         let end = self.profile_event()?.ok_or_else(|| Error::Device("profiling stopped during a launch".into()))?;
         if let Some(timed) = self.timed.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            timed.push(TimedLaunch { kernel: kernel.to_string(), start, end, flops });
+            timed.push(TimedLaunch { kernel: kernel.to_string(), start, end, flops, bytes });
         }
         Ok(())
     }
@@ -308,7 +309,7 @@ impl DeviceApi for CudaDevice {
         unsafe { drv::memset_d8_async(dst, value, bytes, self.stream.cu_stream()) }.map_err(driver_err("memset"))
     }
 
-    unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &mut [*mut c_void]) -> Result<()> {
+    unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &mut [*mut c_void], buffer_bytes: f64) -> Result<()> {
         self.bind()?;
         let f = self.function(kernel)?;
         if shape.shared_bytes > 48 * 1024 {
@@ -327,7 +328,7 @@ impl DeviceApi for CudaDevice {
         // SAFETY: per the trait contract, args match the kernel's parameters.
         unsafe { drv::launch_kernel(f.cu_function(), shape.grid, shape.block, shape.shared_bytes, self.stream.cu_stream(), args) }
             .map_err(|e| Error::Device(format!("{kernel} {shape:?}: {e}")))?;
-        self.end_profiled(start, kernel, 0.0)
+        self.end_profiled(start, kernel, 0.0, buffer_bytes)
     }
 
     unsafe fn gemm(&self, g: &Gemm) -> Result<()> {
@@ -393,7 +394,7 @@ impl DeviceApi for CudaDevice {
             )
             .map_err(lt_err("matmul"))?;
         }
-        self.end_profiled(start, super::GEMM_PROFILE_NAME, g.flops())
+        self.end_profiled(start, super::GEMM_PROFILE_NAME, g.flops(), g.bytes())
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -417,7 +418,7 @@ impl DeviceApi for CudaDevice {
         for t in timed {
             // SAFETY: both events were created and recorded on this stream, which has finished.
             match unsafe { drv::event::elapsed(t.start, t.end) } {
-                Ok(ms) => tally.add(&t.kernel, ms as f64 / 1e3, t.flops),
+                Ok(ms) => tally.add(&t.kernel, ms as f64 / 1e3, t.flops, t.bytes),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
             // SAFETY: the events are not used again.

@@ -134,7 +134,7 @@ impl DeviceApi for SimDevice {
     }
 
     #[cfg(berth_sim)]
-    unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &mut [*mut c_void]) -> Result<()> {
+    unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &mut [*mut c_void], buffer_bytes: f64) -> Result<()> {
         let name = CString::new(kernel).map_err(|_| Error::Device(format!("kernel name {kernel:?}")))?;
         // Kernels use `static` shared memory and one process-wide thread pool:
         // one launch at a time in the whole process, across SimDevice instances.
@@ -144,7 +144,7 @@ impl DeviceApi for SimDevice {
         // SAFETY: the caller guarantees the argument array matches the kernel.
         let status = unsafe { berth_sim_launch(name.as_ptr(), g.0, g.1, g.2, b.0, b.1, b.2, shape.shared_bytes, args.as_mut_ptr()) };
         if let Some(tally) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            tally.add(kernel, started.elapsed().as_secs_f64(), 0.0);
+            tally.add(kernel, started.elapsed().as_secs_f64(), 0.0, buffer_bytes);
         }
         match status {
             0 => Ok(()),
@@ -154,7 +154,7 @@ impl DeviceApi for SimDevice {
     }
 
     #[cfg(not(berth_sim))]
-    unsafe fn launch(&self, kernel: &str, _shape: LaunchShape, _args: &mut [*mut c_void]) -> Result<()> {
+    unsafe fn launch(&self, kernel: &str, _shape: LaunchShape, _args: &mut [*mut c_void], _buffer_bytes: f64) -> Result<()> {
         let _ = (CString::new(""), &SIM_LAUNCH_LOCK);
         Err(Error::Device(format!("{kernel}: the simulated device was not built")))
     }
@@ -178,7 +178,7 @@ impl DeviceApi for SimDevice {
         // SAFETY: every operand's extent was checked against the allocation table.
         unsafe { interpret_gemm(g) };
         if let Some(tally) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            tally.add(GEMM_PROFILE_NAME, started.elapsed().as_secs_f64(), g.flops());
+            tally.add(GEMM_PROFILE_NAME, started.elapsed().as_secs_f64(), g.flops(), g.bytes());
         }
         Ok(())
     }

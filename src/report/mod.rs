@@ -325,16 +325,18 @@ fn profile_table(profile: &Value) -> String {
 /// A device run's kernels (profile.json's `kernels`): the 15 largest, and the rest summed.
 fn kernel_table(profile: &Value, kernels: &[Value]) -> String {
     let mut md = format!(
-        "\n### Kernels\n\n{} Total {:.0} ms.\n\n| kernel | launches | total ms | mean ms | share | TFLOP/s |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+        "\n### Kernels\n\n{} Total {:.0} ms. GB/s is the bytes each launch names (its buffers; a GEMM's operands) over its time.\n\n\
+         | kernel | launches | total ms | mean ms | share | GB/s | TFLOP/s |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         profile["kernel_timing"].as_str().map(|t| format!("Timed by {t}.")).unwrap_or_default(),
         profile["kernels_total_ms"].as_f64().unwrap_or(0.0)
     );
     for k in kernels.iter().take(15) {
         let tflops = k["tflops"].as_f64().map(|t| format!("{t:.3}")).unwrap_or_default();
+        let gb_per_s = k["gb_per_s"].as_f64().map(|g| format!("{g:.1}")).unwrap_or_default();
         let _ = writeln!(
             md,
-            "| `{}` | {} | {:.1} | {:.3} | {:.1}% | {tflops} |",
+            "| `{}` | {} | {:.1} | {:.3} | {:.1}% | {gb_per_s} | {tflops} |",
             k["kernel"].as_str().unwrap_or("?"),
             k["launches"].as_u64().unwrap_or(0),
             k["total_ms"].as_f64().unwrap_or(0.0),
@@ -344,7 +346,7 @@ fn kernel_table(profile: &Value, kernels: &[Value]) -> String {
     }
     if kernels.len() > 15 {
         let rest: f64 = kernels[15..].iter().filter_map(|k| k["share"].as_f64()).sum();
-        let _ = writeln!(md, "| {} other kernels | | | | {:.1}% | |", kernels.len() - 15, 100.0 * rest);
+        let _ = writeln!(md, "| {} other kernels | | | | {:.1}% | | |", kernels.len() - 15, 100.0 * rest);
     }
     md
 }

@@ -35,6 +35,20 @@ struct Dims {
     types: usize,
 }
 
+/// Elements of each table an embedding forward reads: a word row per
+/// token, the first `seq_len` position rows, every type row.
+struct TableReads {
+    word: usize,
+    position: usize,
+    token_type: usize,
+}
+
+impl Dims {
+    fn table_reads(&self, seq_len: usize) -> TableReads {
+        TableReads { word: self.tokens * self.cols, position: seq_len * self.cols, token_type: self.types * self.cols }
+    }
+}
+
 /// Checks the ids (U32, one per token), and that `out` (tokens, cols) and the
 /// three tables (rows, cols) agree on cols; dtypes are checked by the callers.
 fn dims(
@@ -94,12 +108,13 @@ pub fn embedding_fwd(
     same_float(op, out.elem(), &[("word", word), ("position", position), ("token_type", token_type)])?;
     // One warp per token row, grid-stride over rows.
     let blocks = elementwise_blocks(d.tokens * 32, THREADS);
+    let read = d.table_reads(seq_len);
     KernelArgs::new()
         .buf(input_ids)
         .buf(token_type_ids)
-        .buf(word)
-        .buf(position)
-        .buf(token_type)
+        .buf_touching(word, read.word)
+        .buf_touching(position, read.position)
+        .buf_touching(token_type, read.token_type)
         .buf(out)
         .len(d.vocab)?
         .len(d.positions)?
@@ -140,12 +155,13 @@ pub fn embedding_ln_fwd(
     expect(op, "mean", mean, d.tokens, Elem::F32)?;
     expect(op, "rstd", rstd, d.tokens, Elem::F32)?;
     let kernel = format!("embedding_ln_{}_fwd_{}", branch(d.cols).0, elem.suffix());
+    let read = d.table_reads(seq_len);
     KernelArgs::new()
         .buf(input_ids)
         .buf(token_type_ids)
-        .buf(word)
-        .buf(position)
-        .buf(token_type)
+        .buf_touching(word, read.word)
+        .buf_touching(position, read.position)
+        .buf_touching(token_type, read.token_type)
         .len(d.vocab)?
         .len(d.positions)?
         .len(d.types)?
@@ -214,6 +230,11 @@ impl Segments {
         s
     }
 
+    /// Table rows the items add into directly (the others go through slots).
+    fn rows_added_directly(&self) -> usize {
+        self.item_dest.iter().filter(|&&d| d & SLOT_BIT == 0).count()
+    }
+
     /// dsum (tokens, cols) -> table (rows, cols) F32, accumulated.
     fn launch(&self, device: &Device, dsum: &DeviceBuffer, table: &DeviceBuffer, cols: usize) -> Result<()> {
         let items = self.item_dest.len();
@@ -229,7 +250,7 @@ impl Segments {
             .buf(&item_dest)
             .buf(&token_rows)
             .buf(dsum)
-            .buf(table)
+            .buf_touching(table, self.rows_added_directly() * cols)
             .buf(&partial)
             .len(items)?
             .len(cols)?
@@ -243,11 +264,14 @@ impl Segments {
             return Ok(());
         }
         let (group_begin, group_dest) = (upload(&self.group_begin)?, upload(&self.group_dest)?);
-        KernelArgs::new().buf(&group_begin).buf(&group_dest).buf(&partial).buf(table).len(groups)?.len(cols)?.launch(
-            device,
-            "embedding_bwd_merge_f32",
-            LaunchShape::linear(elementwise_blocks(groups * cols, THREADS), THREADS),
-        )
+        KernelArgs::new()
+            .buf(&group_begin)
+            .buf(&group_dest)
+            .buf(&partial)
+            .buf_touching(table, groups * cols)
+            .len(groups)?
+            .len(cols)?
+            .launch(device, "embedding_bwd_merge_f32", LaunchShape::linear(elementwise_blocks(groups * cols, THREADS), THREADS))
     }
 }
 

@@ -36,7 +36,7 @@ pub fn gather_rows(x: &DeviceBuffer, rows: &DeviceBuffer, host_rows: &[u32], out
     let n = host_rows.len();
     let shape = LaunchShape::linear(elementwise_blocks(n * cols, THREADS), THREADS);
     let kernel = format!("gather_rows_{}", x.elem().suffix());
-    KernelArgs::new().buf(x).buf(rows).buf(out).len(n)?.len(cols)?.launch(x.device(), &kernel, shape)
+    KernelArgs::new().buf_touching(x, n * cols).buf(rows).buf(out).len(n)?.len(cols)?.launch(x.device(), &kernel, shape)
 }
 
 // x (n, cols) T, rows (n) U32 distinct -> out (R, cols) T with row rows[i] = x[i];
@@ -48,5 +48,5 @@ pub fn scatter_rows(x: &DeviceBuffer, rows: &DeviceBuffer, host_rows: &[u32], ou
     let n = host_rows.len();
     let shape = LaunchShape::linear(elementwise_blocks(n * cols, THREADS), THREADS);
     let kernel = format!("scatter_rows_{}", x.elem().suffix());
-    KernelArgs::new().buf(x).buf(rows).buf(out).len(n)?.len(cols)?.launch(x.device(), &kernel, shape)
+    KernelArgs::new().buf(x).buf(rows).buf_touching(out, n * cols).len(n)?.len(cols)?.launch(x.device(), &kernel, shape)
 }
