@@ -14,8 +14,10 @@ cd "$(dirname "$0")/.."
 data=../shared/data/reuters
 [ -d "$data" ] || { echo "reuters-runs: ../shared/data/reuters is missing; nothing to run" >&2; exit 0; }
 tools/fetch-model.sh >/dev/null
-cargo build --release --bin berth
-berth=target/release/berth
+# BERTH: a copy of the binary, so that builds during the runs do not change it.
+# EPOCHS: 2 unless set.
+if [ -z "${BERTH:-}" ]; then cargo build --release --bin berth; fi
+berth=${BERTH:-target/release/berth}
 model=models/all-MiniLM-L6-v2
 mkdir -p runs/reuters
 awk 'NR % 2 == 1' $data/dev.jsonl > runs/reuters/dev-tune.jsonl
@@ -23,7 +25,7 @@ awk 'NR % 2 == 0' $data/dev.jsonl > runs/reuters/dev-report.jsonl
 
 common=(train --task multi-label --model $model --train $data/train.jsonl --eval runs/reuters/dev-tune.jsonl
     --labels $data/labels.txt --text-column text --label-column labels --tune-thresholds --head-bias-init prior
-    --epochs 2 --batch-size 32 --lr 1e-4 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42
+    --epochs ${EPOCHS:-2} --batch-size 32 --lr 1e-4 --warmup-ratio 0.1 --weight-decay 0.01 --max-length 128 --seed 42
     --logging-steps 100 --overwrite)
 
 run() {

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::metrics::classification::classification_report;
 use crate::metrics::entity::{EntityScheme, entity_report};
 use crate::metrics::evaluation::{Evaluation, RegressionScores, TaskReport};
-use crate::metrics::multilabel::{multilabel_report, tune_thresholds};
+use crate::metrics::multilabel::{multilabel_report, tune_thresholds_pooling_rare};
 use crate::metrics::regression::{pearson, spearman};
 use crate::model::decision::Decision;
 use crate::model::params::WeightCache;
@@ -167,7 +167,9 @@ pub fn evaluate_weights(
 /// with a trained folder's settings. The rule is [`Decision`].
 pub trait Redecide: Sized {
     /// Multi-label: each label's threshold tuned for that label's F1 on this data.
-    fn with_tuned_thresholds(&self, labels: &[String]) -> Result<Self>;
+    /// Multi-label: each label's threshold tuned on this data; labels with
+    /// fewer than `min_positives` positives share a pooled one.
+    fn with_tuned_thresholds(&self, labels: &[String], min_positives: usize) -> Result<Self>;
     /// Multi-label: other thresholds.
     fn with_thresholds(&self, labels: &[String], thresholds: Vec<f64>) -> Result<Self>;
     /// Single-label: another temperature and binary threshold.
@@ -176,13 +178,15 @@ pub trait Redecide: Sized {
 
 impl Redecide for Evaluation {
     /// Multi-label: the same evaluation with each label's threshold tuned for
-    /// that label's F1 on this data (from the stored probabilities: no new
-    /// forward pass). Other tasks: an error.
-    fn with_tuned_thresholds(&self, labels: &[String]) -> Result<Evaluation> {
+    /// that label's F1 on this data, labels with fewer than `min_positives`
+    /// positives sharing one tuned on their pooled cells
+    /// ([`tune_thresholds_pooling_rare`]; from the stored probabilities: no
+    /// new forward pass). Other tasks: an error.
+    fn with_tuned_thresholds(&self, labels: &[String], min_positives: usize) -> Result<Evaluation> {
         if !matches!(self.report, TaskReport::MultiLabel(..)) {
             return Err(Error::InvalidArgument("thresholds are tuned for multi-label tasks only".into()));
         }
-        self.with_thresholds(labels, tune_thresholds(&self.probabilities, &self.gold_multi, 0.5))
+        self.with_thresholds(labels, tune_thresholds_pooling_rare(&self.probabilities, &self.gold_multi, 0.5, min_positives))
     }
 
     /// Multi-label: the same evaluation with other thresholds (no new forward pass).

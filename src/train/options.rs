@@ -65,6 +65,12 @@ pub struct TrainOptions {
     /// its F1 on the evaluation file; saved with the model and used by predict.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub tune_thresholds: Option<bool>,
+    /// With --tune-thresholds: a label with fewer positives than this in the
+    /// evaluation file shares one threshold with the other such labels, tuned
+    /// on their pooled cells, instead of one fitted to a handful of examples
+    /// (default 5; 1 tunes every label alone).
+    #[arg(long)]
+    pub threshold_min_positives: Option<usize>,
     /// Class imbalance: per-class loss weights: inverse, sqrt-inverse or
     /// effective[:beta] (from the training counts, scaled to mean 1; beta
     /// 0.9999 by default), or a file with one weight per class. Multi-label
@@ -276,6 +282,7 @@ impl TrainOptions {
             task,
             alignment,
             tune_thresholds,
+            threshold_min_positives,
             class_weights,
             sampler,
             epoch_length,
@@ -332,6 +339,9 @@ impl TrainOptions {
                 task.metrics().join(", ")
             )));
         }
+        if self.threshold_min_positives.is_some() && self.tune_thresholds != Some(true) {
+            return Err(Error::InvalidArgument("--threshold-min-positives applies to --tune-thresholds; add it or drop the flag".into()));
+        }
         // The enumerated options, parsed once.
         let alignment = Alignment::from_text(self.alignment.as_deref().unwrap_or("first"))?;
         let sampler = SamplerKind::from_text(self.sampler.as_deref().unwrap_or("random"))?;
@@ -364,6 +374,7 @@ impl TrainOptions {
             alignment,
             label_separator: columns.label_separator.clone().unwrap_or_else(|| ",".into()),
             tune_thresholds: self.tune_thresholds.unwrap_or(false),
+            threshold_min_positives: self.threshold_min_positives.unwrap_or(DEFAULT_THRESHOLD_MIN_POSITIVES),
             class_weights,
             sampler,
             epoch_length: self.epoch_length,
@@ -438,6 +449,9 @@ pub struct TrainConfig {
     pub alignment: Alignment,
     pub label_separator: String,
     pub tune_thresholds: bool,
+    /// Runs from before the flag tuned every label alone: 1.
+    #[serde(default = "one")]
+    pub threshold_min_positives: usize,
     #[serde(default, with = "opt_text")]
     pub class_weights: Option<ClassWeightSpec>,
     #[serde(default = "default_sampler", with = "as_text")]
@@ -525,6 +539,13 @@ fn unit_weight() -> f64 {
     1.0
 }
 
+/// `--threshold-min-positives` when not given.
+pub const DEFAULT_THRESHOLD_MIN_POSITIVES: usize = 5;
+
+fn one() -> usize {
+    1
+}
+
 fn default_sampler() -> SamplerKind {
     SamplerKind::Random
 }
@@ -586,6 +607,9 @@ impl TrainConfig {
         }
         if self.tune_thresholds && (self.task != Task::MultiLabel || self.eval.is_none()) {
             return bad("--tune-thresholds needs --task multi-label and an --eval file to tune on".into());
+        }
+        if self.threshold_min_positives == 0 {
+            return bad("--threshold-min-positives must be at least 1 (1 tunes every label alone)".into());
         }
         if self.heads.is_some() && self.head_bias_init != HeadBiasInit::Zero {
             return bad("--head-bias-init prior is for single-head runs; --heads initialises each head as transformers does".into());

@@ -296,9 +296,17 @@ impl Finish<'_> {
             && let (Some(data), Some(e)) = (self.eval_data, final_eval.as_ref())
         {
             let untuned = e.with_thresholds(&model.labels, vec![0.5; model.num_labels()])?;
-            let tuned = e.with_tuned_thresholds(&model.labels)?;
+            let tuned = e.with_tuned_thresholds(&model.labels, config.threshold_min_positives)?;
+            let min = config.threshold_min_positives;
+            let pooled = (0..model.num_labels())
+                .filter(|&c| e.gold_multi.iter().filter(|row| row.get(c).copied().unwrap_or(false)).count() < min)
+                .count();
+            let pooled_note = match pooled {
+                0 => String::new(),
+                n => format!("; {n} labels with fewer than {min} positives share one pooled threshold (--threshold-min-positives)"),
+            };
             eprintln!(
-                "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned",
+                "thresholds tuned on {}: macro F1 {:.4} at 0.5, {:.4} tuned{pooled_note}",
                 data.path.display(),
                 untuned.metric("macro_f1"),
                 tuned.metric("macro_f1")
@@ -575,7 +583,7 @@ impl Job for SingleJob<'_> {
         let mut evaluation = evaluate_with(model, ctx.device_params, data, config.batch_size.max(32), self.pad_id, None)?;
         if config.tune_thresholds {
             // Select the best model by what predict will do: tuned thresholds.
-            evaluation = evaluation.with_tuned_thresholds(&model.labels)?;
+            evaluation = evaluation.with_tuned_thresholds(&model.labels, config.threshold_min_positives)?;
         }
         if config.tune_threshold
             && let Some((t, _)) = evaluation.best_binary_threshold()
