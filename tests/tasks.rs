@@ -115,6 +115,61 @@ fn t6_multi_label_trains_tunes_thresholds_and_predict_uses_them() {
     }
 }
 
+/// `--threshold-min-positives`: labels with fewer tuning positives than it
+/// share one threshold, tuned on their pooled cells; bad values are errors.
+#[test]
+fn t6_labels_with_few_tuning_positives_share_a_pooled_threshold() {
+    let Some(model) = fixture_dir("a-seqcls") else { return };
+    let dir = scratch_dir("t6-pooled-thresholds");
+    let (train, dev, labels) = (dir.join("train.tsv"), dir.join("dev.tsv"), dir.join("labels.txt"));
+    std::fs::write(&train, emotion_rows(48, 0)).unwrap();
+    // "fear" (2) only in rows 102 and 110 of the 16 dev rows: two positives.
+    let dev_rows: String = emotion_rows(16, 100)
+        .lines()
+        .filter(|l| !l.contains("terrified") || l.contains("today 102") || l.contains("today 110"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&dev, &dev_rows).unwrap();
+    let fear_positives = dev_rows.lines().filter(|l| l.split('\t').nth(1).unwrap().split(',').any(|id| id == "2")).count();
+    assert!((1..3).contains(&fear_positives), "{fear_positives} fear rows in\n{dev_rows}");
+    std::fs::write(&labels, EMOTIONS.join("\n")).unwrap();
+    let train_with = |out: &Path, extra: &[&str]| {
+        run(
+            &[
+                &["train", "--task", "multi-label", "--header", "false", "--text-column", "0", "--label-column", "1"][..],
+                &TRAIN_FLAGS,
+                &["--max-steps", "6"],
+                extra,
+            ]
+            .concat(),
+            &[("--model", &model), ("--train", &train), ("--eval", &dev), ("--labels", &labels), ("--output", out)],
+        )
+    };
+    let thresholds = |out: &Path| -> Vec<f64> {
+        read_json(&out.join("berth-inference.json"))["thresholds"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    // Every label alone, then every label pooled (none has 100 positives).
+    let (alone, pooled, default) = (dir.join("alone"), dir.join("pooled"), dir.join("default"));
+    succeed(train_with(&alone, &["--tune-thresholds", "--threshold-min-positives", "1"]), "tuned alone");
+    let out = train_with(&pooled, &["--tune-thresholds", "--threshold-min-positives", "100"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    succeed(out, "tuned pooled");
+    assert!(stderr.contains("4 labels with fewer than 100 positives share one pooled threshold"), "{stderr}");
+    let all = thresholds(&pooled);
+    assert!(all.iter().all(|&t| t == all[0]), "one shared cut: {all:?}");
+    // The default, 5: fear (two positives) is pooled, and alone it had its own cut.
+    let out = train_with(&default, &["--tune-thresholds"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    succeed(out, "tuned with the default");
+    assert!(stderr.contains("with fewer than 5 positives share one pooled threshold"), "{stderr}");
+    assert_ne!(thresholds(&alone), thresholds(&default), "pooling changed a cut");
+
+    let err = fail(train_with(&dir.join("zero"), &["--tune-thresholds", "--threshold-min-positives", "0"]), "min 0");
+    assert!(err.contains("--threshold-min-positives must be at least 1"), "{err}");
+    let err = fail(train_with(&dir.join("untuned"), &["--threshold-min-positives", "3"]), "without tuning");
+    assert!(err.contains("--threshold-min-positives applies to --tune-thresholds"), "{err}");
+}
+
 /// `--head-bias-init prior` starts a new multi-label head at each label's
 /// training log-odds (with a learning rate too small to move it in one step).
 #[test]
