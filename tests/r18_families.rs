@@ -560,3 +560,49 @@ fn r18_freezing_the_encoder_leaves_the_whole_family_head_training() {
         }
     }
 }
+
+/// Issue 17: a CPU training step over packed rows (no padding computed) is
+/// the padded step, dropout on everywhere (set to 0.1 where a fixture has
+/// none): every mask, on hidden rows and on attention probabilities, is
+/// keyed by the padded layout, so packing changes nothing but rounding.
+#[test]
+fn r17_packed_training_step_equals_the_padded_one_with_dropout() {
+    let tiny = ["a-seqcls", "a-pair", "a-multilabel", "a-regression", "a-tokcls"].map(String::from);
+    let names: Vec<String> = tiny.into_iter().chain(FAMILY_FIXTURES.iter().map(|n| format!("families/{n}"))).collect();
+    let mut checked = 0;
+    for name in names {
+        let Some(dir) = fixture_dir(&name) else { continue };
+        let reference = read_reference(&dir);
+        let (mut model, _) = load_model(&dir, &LoadOptions { dtype: DType::F64, ..LoadOptions::default() }).unwrap();
+        model.config.hidden_dropout_prob = 0.1;
+        model.config.attention_probs_dropout_prob = 0.1;
+        let batch = batch_of(&reference);
+        assert!(batch.attention_mask.contains(&0), "{name}: the batch has padding to skip");
+        let labels = fixture_labels(&model, &reference);
+        // -> (loss, every parameter's gradient, whether attention ran packed).
+        let step = |mode: ForwardMode| -> (f64, Vec<Vec<f64>>, bool) {
+            let mut tape = Tape::new();
+            tape.enable_profile();
+            let out = model.forward(&mut tape, &batch, mode).unwrap();
+            let loss = model.loss(&mut tape, out.logits, &labels, None).unwrap();
+            let value = tape.value(loss).to_f64_vec()[0];
+            let packed_attention = tape.profile().is_some_and(|p| p.forward.contains_key("packed_attention"));
+            let grads = tape.backward(loss).unwrap();
+            (value, out.params.iter().map(|p| grads.get(*p).map(Tensor::to_f64_vec).unwrap_or_default()).collect(), packed_attention)
+        };
+        let (padded_loss, padded, padded_attention) = step(ForwardMode::train(11));
+        let (packed_loss, packed, packed_attention) = step(ForwardMode::train(11).skipping_padding());
+        // DeBERTa's relative attention still reads the padded batch when probabilities are dropped.
+        assert!(!padded_attention && (packed_attention || model.config.family == Family::Deberta), "{name}: attention ran packed");
+        let (other_seed, _, _) = step(ForwardMode::train(12).skipping_padding());
+        assert!((other_seed - padded_loss).abs() > 1e-9, "{name}: dropout is on, so another seed changes the loss");
+        assert!((packed_loss - padded_loss).abs() <= 1e-12 * padded_loss.abs().max(1.0), "{name}: loss {packed_loss} vs {padded_loss}");
+        for ((pname, a), b) in model.params.names().iter().zip(&packed).zip(&padded) {
+            let norm = b.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let diff = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+            assert!(diff <= 1e-10 * norm.max(1e-3), "{name}: grad.{pname} differs by {diff:e} (norm {norm:e}) when packed");
+        }
+        checked += 1;
+    }
+    assert!(checked == 0 || checked >= 10, "only {checked} fixtures ran");
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{Backward, BackwardContext, Tape, Var};
-use crate::backend::{self, AttentionDropout, DropoutKey, Saved};
+use crate::backend::{self, AttentionDropout, DropoutKey, PackedAttentionMode, Saved};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -152,7 +152,7 @@ struct PackedAttention {
     lens: Arc<[usize]>,
     heads: usize,
     scale: f64,
-    window: Option<usize>,
+    mode: PackedAttentionMode,
 }
 
 impl Backward for PackedAttention {
@@ -167,7 +167,7 @@ impl Backward for PackedAttention {
     }
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];
-        let grads = backend::of(dout).packed_attention_bwd(qkv, dout, &self.lens, self.heads, self.scale, self.window)?;
+        let grads = backend::of(dout).packed_attention_bwd(qkv, dout, &self.lens, self.heads, self.scale, self.mode)?;
         Ok(grads.into_iter().map(Some).collect())
     }
 }
@@ -185,11 +185,28 @@ pub fn packed_attention(tape: &mut Tape, q: Var, k: Var, v: Var, lens: Arc<[usiz
 /// `window` within each sequence (see [`windowed_attention`]).
 pub fn packed_windowed_attention(
     tape: &mut Tape,
-    (q, k, v): (Var, Var, Var),
+    qkv: (Var, Var, Var),
     lens: Arc<[usize]>,
     heads: usize,
     scale: f64,
     window: Option<usize>,
+) -> Result<Var> {
+    packed_attention_in(tape, qkv, lens, heads, scale, PackedAttentionMode { window, dropout: None })
+}
+
+/// As [`packed_windowed_attention`], with `mode`'s window and dropout on
+/// the probabilities, drawn as the padded layout draws them (sequence s is
+/// batch row s of a batch padded to `padded_len`; see [`PackedDropout`]),
+/// so a packed training step equals the padded one.
+///
+/// [`PackedDropout`]: crate::backend::PackedDropout
+pub fn packed_attention_in(
+    tape: &mut Tape,
+    (q, k, v): (Var, Var, Var),
+    lens: Arc<[usize]>,
+    heads: usize,
+    scale: f64,
+    mode: PackedAttentionMode,
 ) -> Result<Var> {
     let (tq, tk, tv) = (tape.value(q), tape.value(k), tape.value(v));
     let rows: usize = lens.iter().sum();
@@ -200,8 +217,16 @@ pub fn packed_windowed_attention(
             format!("q {:?}, k {:?}, v {:?} for sequences of {rows} rows in all and {heads} heads", tq.shape(), tk.shape(), tv.shape()),
         ));
     }
-    let out = backend::of(tq).packed_attention_fwd([tq, tk, tv], &lens, heads, scale, window)?;
-    Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale, window }))
+    if let Some(drop) = mode.dropout
+        && lens.iter().any(|&l| l > drop.padded_len)
+    {
+        return Err(Error::shape(
+            "packed_attention",
+            format!("a sequence longer than the padded length {} its dropout is keyed by", drop.padded_len),
+        ));
+    }
+    let out = backend::of(tq).packed_attention_fwd([tq, tk, tv], &lens, heads, scale, mode)?;
+    Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale, mode }))
 }
 
 // ---------- DeBERTa's disentangled attention ----------

@@ -225,14 +225,45 @@ impl Backward for Dropout {
 /// rest by 1/(1−p). With `key = None` (evaluation) or p = 0 it is the
 /// identity and records nothing.
 pub fn dropout(tape: &mut Tape, x: Var, p: f64, key: Option<DropoutKey>) -> Result<Var> {
-    let Some(key) = key else { return Ok(x) };
-    if p <= 0.0 {
-        return Ok(x);
-    }
-    if p >= 1.0 {
-        return Err(Error::InvalidArgument(format!("dropout probability {p} must be below 1")));
-    }
+    let Some(key) = drawing_key(p, key)? else { return Ok(x) };
     let t = tape.value(x);
     let out = backend::of(t).dropout_fwd(t, p, key)?;
     Ok(tape.push(out, &[x], Dropout { p, key }))
+}
+
+/// The key a dropout of probability `p` draws with, or None where it is the
+/// identity (evaluation, or p = 0); p ≥ 1 is an error.
+fn drawing_key(p: f64, key: Option<DropoutKey>) -> Result<Option<DropoutKey>> {
+    let Some(key) = key.filter(|_| p > 0.0) else { return Ok(None) };
+    if p >= 1.0 {
+        return Err(Error::InvalidArgument(format!("dropout probability {p} must be below 1")));
+    }
+    Ok(Some(key))
+}
+
+struct DropoutRows {
+    p: f64,
+    key: DropoutKey,
+    rows: Arc<[usize]>,
+}
+
+impl Backward for DropoutRows {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+    fn backward(&self, dout: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(backend::of(dout).dropout_rows(dout, self.p, self.key, &self.rows)?)])
+    }
+}
+
+/// As [`dropout`], on packed rows x (N, C) whose row r is row `rows[r]` of
+/// the padded (B·T, C) layout: each element draws the mask the padded
+/// dropout draws there, so packing changes no mask (only where the backend
+/// packs rows: the CPU). `rows` None is [`dropout`].
+pub fn dropout_rows(tape: &mut Tape, x: Var, p: f64, key: Option<DropoutKey>, rows: Option<&Arc<[usize]>>) -> Result<Var> {
+    let Some(rows) = rows else { return dropout(tape, x, p, key) };
+    let Some(key) = drawing_key(p, key)? else { return Ok(x) };
+    let t = tape.value(x);
+    let out = backend::of(t).dropout_rows(t, p, key, rows)?;
+    Ok(tape.push(out, &[x], DropoutRows { p, key, rows: rows.clone() }))
 }

@@ -44,6 +44,25 @@ pub struct AttentionDropout {
     pub key: DropoutKey,
 }
 
+/// How attention over packed sequences runs besides its shapes: an
+/// optional sliding window of half-width `window`, and optional dropout on
+/// the probabilities.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PackedAttentionMode {
+    pub window: Option<usize>,
+    pub dropout: Option<PackedDropout>,
+}
+
+/// Dropout on packed attention probabilities, keyed as in the padded
+/// (B·H, T, T) layout so that packing draws the padded path's mask (and the
+/// device's): sequence s is batch row s, `padded_len` is T, and the mask of
+/// (s, head h, query i, key j) is element ((s·H + h)·T + i)·T + j.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PackedDropout {
+    pub dropout: AttentionDropout,
+    pub padded_len: usize,
+}
+
 /// Layer norm's per-row statistics, saved by forward for backward: mean and
 /// 1/σ, (rows). On a device they are F32; on the CPU the tensor's dtype.
 #[derive(Clone, Debug)]
@@ -167,6 +186,11 @@ pub trait Backend: Send + Sync {
     fn dropout_fwd(&self, x: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor>;
     /// dy (…) -> dx (…): the same mask and scale, applied to dy.
     fn dropout_bwd(&self, dy: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor>;
+    /// Dropout of packed rows keyed by the padded layout: x (N, C) whose row
+    /// r is row `rows[r]` of the padded (B·T, C) -> y (N, C), element (r, c)
+    /// drawing the mask of padded element rows[r]·C + c, so it equals the
+    /// padded dropout's at every real row. Its own backward on dy.
+    fn dropout_rows(&self, x: &Tensor, p: f64, key: DropoutKey, rows: &[usize]) -> Result<Tensor>;
 
     // ---- linear and matrix products ----
 
@@ -252,7 +276,14 @@ pub trait Backend: Send + Sync {
     /// q, k, v (N, H·D) holding sequences of `lens` rows back to back, an
     /// optional window half-width -> context (N, H·D), each sequence
     /// attending to its own rows (within the window); no dropout.
-    fn packed_attention_fwd(&self, qkv: [&Tensor; 3], lens: &[usize], heads: usize, scale: f64, window: Option<usize>) -> Result<Tensor>;
+    fn packed_attention_fwd(
+        &self,
+        qkv: [&Tensor; 3],
+        lens: &[usize],
+        heads: usize,
+        scale: f64,
+        mode: PackedAttentionMode,
+    ) -> Result<Tensor>;
     /// dout (N, H·D) -> [dq, dk, dv] (N, H·D).
     fn packed_attention_bwd(
         &self,
@@ -261,7 +292,7 @@ pub trait Backend: Send + Sync {
         lens: &[usize],
         heads: usize,
         scale: f64,
-        window: Option<usize>,
+        mode: PackedAttentionMode,
     ) -> Result<[Tensor; 3]>;
     /// DeBERTa's disentangled attention: q, k, v (B, T, H·D), the layer's
     /// projected relative embeddings pq, pk (R, H·D), key mask (B·T),

@@ -12,10 +12,10 @@
 //! layering, tolerated because this module is a test harness, not an op).
 
 use crate::autograd::attention::{
-    attention, masked_softmax, merge_heads, packed_attention, packed_relative_attention, packed_windowed_attention, relative_attention,
-    split_heads, windowed_attention,
+    attention, masked_softmax, merge_heads, packed_attention, packed_attention_in, packed_relative_attention, packed_windowed_attention,
+    relative_attention, split_heads, windowed_attention,
 };
-use crate::autograd::basic::{DropoutKey, add, dropout, first_token, geglu, gelu, mean_pool, relu, reshape, scale, tanh};
+use crate::autograd::basic::{DropoutKey, add, dropout, dropout_rows, first_token, geglu, gelu, mean_pool, relu, reshape, scale, tanh};
 use crate::autograd::embedding::{embedding, embeddings_ln};
 use crate::autograd::linear::{batched_matmul_op, linear};
 use crate::autograd::loss::{
@@ -25,6 +25,7 @@ use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
+use crate::backend::{AttentionDropout, PackedAttentionMode, PackedDropout};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::params::random_parameters;
@@ -290,7 +291,12 @@ fn dropout_case() -> Result<Vec<GradcheckRow>> {
     let key = DropoutKey { seed: 1234, stream: 7 };
     let mut row = check_op("dropout", 17, &[random_tensor(9, &[4, 25])], |t, v| dropout(t, v[0], 0.3, Some(key)));
     row.shapes.push_str(" p=0.3");
-    Ok(vec![row])
+    // Packed rows 0, 1, 5, 6, 7 of a padded layout of 8 rows.
+    let rows: std::sync::Arc<[usize]> = std::sync::Arc::from(vec![0, 1, 5, 6, 7]);
+    let mut packed =
+        check_op("dropout rows", 72, &[random_tensor(72, &[5, 25])], |t, v| dropout_rows(t, v[0], 0.3, Some(key), Some(&rows)));
+    packed.shapes.push_str(" p=0.3, rows 0,1,5,6,7");
+    Ok(vec![row, packed])
 }
 
 fn embedding_case() -> Result<Vec<GradcheckRow>> {
@@ -395,6 +401,12 @@ fn modern_cases() -> Result<Vec<GradcheckRow>> {
         packed_windowed_attention(t, (v[0], v[1], v[2]), std::sync::Arc::from(vec![5, 0, 3]), 2, 0.7, Some(1))
     });
     packed.shapes.push_str(" w=1");
+    let packed_dropout = PackedDropout { dropout: AttentionDropout { p: 0.3, key }, padded_len: 5 };
+    let mut packed_dropped = check_op("packed_attention dropout", 73, &packed_inputs, |t, v| {
+        let mode = PackedAttentionMode { window: None, dropout: Some(packed_dropout) };
+        packed_attention_in(t, (v[0], v[1], v[2]), std::sync::Arc::from(vec![5, 0, 3]), 2, 0.7, mode)
+    });
+    packed_dropped.shapes.push_str(" p=0.3, T=5");
 
     // DeBERTa: q, k, v and both position tables; 4 buckets over distances up
     // to 4, so distances 3 and 4 share a row (the log buckets cut).
@@ -417,7 +429,7 @@ fn modern_cases() -> Result<Vec<GradcheckRow>> {
         packed_relative_attention(t, (v[0], v[1], v[2]), (v[3], v[4]), std::sync::Arc::from(vec![5, 0, 3]), rows_arc.clone(), 2, 0.45)
     });
     packed_relative.shapes.push_str(&format!(" R={r}"));
-    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed, relative_row, relative_dropout, packed_relative])
+    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed, packed_dropped, relative_row, relative_dropout, packed_relative])
 }
 
 fn loss_cases() -> Result<Vec<GradcheckRow>> {

@@ -13,15 +13,15 @@ use std::sync::Arc;
 use super::config::{BertConfig, Family, ModernBertSettings};
 use super::deberta::DebertaSettings;
 use super::params::{ParamStore, WeightCache};
-use crate::autograd::attention::{packed_relative_attention, packed_windowed_attention, relative_attention, windowed_attention};
-use crate::autograd::basic::{DropoutKey, add, dropout, geglu, gelu, reshape};
+use crate::autograd::attention::{packed_attention_in, packed_relative_attention, relative_attention, windowed_attention};
+use crate::autograd::basic::{DropoutKey, add, dropout, dropout_rows, geglu, gelu, reshape};
 use crate::autograd::embedding::embeddings_ln;
 use crate::autograd::linear::{linear_int8, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
 use crate::autograd::{Tape, Var};
-use crate::backend;
+use crate::backend::{self, AttentionDropout, PackedAttentionMode, PackedDropout};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 
@@ -286,6 +286,13 @@ impl LayerContext<'_> {
         layer_norm(tape, x, self.params[norm.weight], bias, self.config.layer_norm_eps)
     }
 
+    /// Dropout at site `stream` of rows in this layout: packed rows draw
+    /// the masks of their places in the padded layout, so packing a
+    /// training batch changes no mask.
+    fn dropout(&self, tape: &mut Tape, x: Var, p: f64, stream: u64) -> Result<Var> {
+        dropout_rows(tape, x, p, self.mode.key(stream), self.real_rows.as_ref())
+    }
+
     /// (N, H) rows as the heads expect them: (B, T, H), padding rows zero.
     fn padded(&self, tape: &mut Tape, v: Var) -> Result<Var> {
         match &self.real_rows {
@@ -306,8 +313,8 @@ impl LayerContext<'_> {
     }
 
     /// Self-attention's context, q, k, v (rows of x's layout) -> (same
-    /// layout, H): packed where the rows are packed and no probability is
-    /// dropped, else over the padded batch.
+    /// layout, H): packed where the rows are packed (probability dropout
+    /// keyed by the padded layout), else over the padded batch.
     fn attention(&self, tape: &mut Tape, (q, k, v): (Var, Var, Var), layer: usize, window: Option<usize>) -> Result<Var> {
         let (heads, config) = (self.config.num_attention_heads, self.config);
         let scale = 1.0 / (config.head_dim() as f64).sqrt();
@@ -318,8 +325,12 @@ impl LayerContext<'_> {
             .filter(|_| config.attention_probs_dropout_prob > 0.0)
             .map(|key| (config.attention_probs_dropout_prob, key));
         match self.sequence_lengths.as_ref() {
-            Some(lens) if probs_dropout.is_none() => packed_windowed_attention(tape, (q, k, v), lens.clone(), heads, scale, window),
-            _ => {
+            Some(lens) => {
+                let dropout =
+                    probs_dropout.map(|(p, key)| PackedDropout { dropout: AttentionDropout { p, key }, padded_len: self.batch.seq_len });
+                packed_attention_in(tape, (q, k, v), lens.clone(), heads, scale, PackedAttentionMode { window, dropout })
+            }
+            None => {
                 let (q, k, v) = (self.padded(tape, q)?, self.padded(tape, k)?, self.padded(tape, v)?);
                 let context = windowed_attention(tape, (q, k, v), &self.batch.attention_mask, heads, scale, window, probs_dropout)?;
                 self.packed(tape, context)
@@ -386,7 +397,7 @@ fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usiz
     };
     let attn = cx.linear(tape, context, lp.attention_output)?;
     let attn = match config.family.drops_attention_output() {
-        true => dropout(tape, attn, hidden_p, cx.mode.key(streams::attention_output(l)))?,
+        true => cx.dropout(tape, attn, hidden_p, streams::attention_output(l))?,
         false => attn,
     };
     let attn = add(tape, attn, x)?;
@@ -396,7 +407,7 @@ fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usiz
     let inner = cx.linear(tape, x1, lp.intermediate)?;
     let inner = gelu(tape, inner)?;
     let out = cx.linear(tape, inner, lp.output)?;
-    let out = dropout(tape, out, hidden_p, cx.mode.key(streams::ffn_output(l)))?;
+    let out = cx.dropout(tape, out, hidden_p, streams::ffn_output(l))?;
     let out = add(tape, out, x1)?;
     cx.norm(tape, out, lp.output_norm)
 }
@@ -428,14 +439,14 @@ fn pre_norm_layer(
     let v = cx.linear(tape, h, lp.value)?;
     let context = cx.attention(tape, (q, k, v), l, modern.window_of(l))?;
     let attn = cx.linear(tape, context, lp.attention_output)?;
-    let attn = dropout(tape, attn, config.attention_probs_dropout_prob, cx.mode.key(streams::attention_output(l)))?;
+    let attn = cx.dropout(tape, attn, config.attention_probs_dropout_prob, streams::attention_output(l))?;
     let x = add(tape, x, attn)?;
 
     // Feed-forward: norm, H -> 2I (input, gate), GELU(input)·gate, -> H.
     let h = cx.norm(tape, x, lp.output_norm)?;
     let inner = cx.linear(tape, h, lp.intermediate)?;
     let inner = geglu(tape, inner)?;
-    let inner = dropout(tape, inner, config.hidden_dropout_prob, cx.mode.key(streams::ffn_output(l)))?;
+    let inner = cx.dropout(tape, inner, config.hidden_dropout_prob, streams::ffn_output(l))?;
     let out = cx.linear(tape, inner, lp.output)?;
     add(tape, x, out)
 }

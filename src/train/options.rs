@@ -185,6 +185,12 @@ pub struct TrainOptions {
     /// Group examples of similar length into batches to pad less (default true).
     #[arg(long)]
     pub length_bucketing: Option<bool>,
+    /// CPU: compute only each batch's real tokens (packed rows; every
+    /// dropout mask as in the padded layout, so the step is the padded one
+    /// up to rounding); false computes the padding too, as a device does
+    /// (default true).
+    #[arg(long)]
+    pub skip_padding: Option<bool>,
 
     /// Evaluate every N optimizer steps (default: at the end of every epoch).
     #[arg(long, allow_negative_numbers = true)]
@@ -311,6 +317,7 @@ impl TrainOptions {
             augment_max_share,
             seed,
             length_bucketing,
+            skip_padding,
             eval_every,
             save_every,
             save_limit,
@@ -410,6 +417,7 @@ impl TrainOptions {
             augment_max_share: self.augment_max_share,
             seed: self.seed.unwrap_or(42),
             length_bucketing: self.length_bucketing.unwrap_or(true),
+            skip_padding: self.skip_padding.unwrap_or(true),
             eval_every: self.eval_every,
             save_every: self.save_every,
             save_limit: self.save_limit.unwrap_or(2),
@@ -509,6 +517,9 @@ pub struct TrainConfig {
     pub augment_max_share: Option<f64>,
     pub seed: u64,
     pub length_bucketing: bool,
+    /// Runs from before the flag padded; packing changes only rounding.
+    #[serde(default = "yes")]
+    pub skip_padding: bool,
     pub eval_every: Option<u64>,
     pub save_every: Option<u64>,
     pub save_limit: usize,
@@ -544,6 +555,10 @@ pub const DEFAULT_THRESHOLD_MIN_POSITIVES: usize = 5;
 
 fn one() -> usize {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_sampler() -> SamplerKind {

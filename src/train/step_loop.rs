@@ -235,7 +235,8 @@ fn optimizer_step<J: Job>(
     let cache = job.step_cache(run.engine.is_some())?;
     for (k, batch) in group.iter().enumerate() {
         let dropout_seed = mix64(config.seed ^ mix64(state.micro_batches + k as u64 + 1));
-        let mode = ForwardMode::train(dropout_seed);
+        // Packed where the backend packs rows (the CPU); a device pads.
+        let mode = if config.skip_padding { ForwardMode::train(dropout_seed).skipping_padding() } else { ForwardMode::train(dropout_seed) };
         let device_params = run.engine.as_ref().map(|e| e.params());
         let out = job.micro_batch(batch, device_params, &cache, mode, 1.0 / group.len() as f64, &mut grads)?;
         if !out.loss.is_finite() {

@@ -26,3 +26,43 @@ pub fn dropout_apply<T: Float>(x: &[T], p: f64, key: DropoutKey) -> Vec<T> {
     });
     y
 }
+
+/// One dropout site's mask as integers: element i is kept when its 24-bit
+/// draw is at least `threshold`, and then scaled by `keep_scale`.
+#[derive(Clone, Copy, Debug)]
+pub struct MaskDraw {
+    stream_key: u64,
+    threshold: u32,
+    keep_scale: f64,
+}
+
+impl MaskDraw {
+    pub fn new(p: f64, key: DropoutKey) -> MaskDraw {
+        MaskDraw {
+            stream_key: rng::stream_key(key.seed, key.stream),
+            threshold: (p * (1u32 << 24) as f64).round() as u32,
+            keep_scale: 1.0 / (1.0 - p),
+        }
+    }
+
+    /// v after the mask of element `index`: v / (1 − p) or 0.
+    #[inline]
+    pub fn apply<T: Float>(&self, v: T, index: u64) -> T {
+        if rng::bits24(self.stream_key, index) >= self.threshold { v * T::from_f64(self.keep_scale) } else { T::ZERO }
+    }
+}
+
+/// x (N, cols) whose row r is row rows[r] of a padded (R, cols) layout ->
+/// y (N, cols): element (r, c) takes the mask of padded element rows[r]·cols + c,
+/// which [`dropout_apply`] on the padded layout draws there. Its own backward.
+pub fn dropout_rows_apply<T: Float>(x: &[T], cols: usize, p: f64, key: DropoutKey, rows: &[usize]) -> Vec<T> {
+    let draw = MaskDraw::new(p, key);
+    let mut y = crate::tensor::pool::take::<T>(x.len());
+    y.par_chunks_mut(cols.max(1)).zip(x.par_chunks(cols.max(1))).zip(rows.par_iter()).for_each(|((y, x), &row)| {
+        let base = (row * cols) as u64;
+        for (c, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+            *o = draw.apply(v, base + c as u64);
+        }
+    });
+    y
+}

@@ -3,7 +3,7 @@
 //! kernel of its family in this folder.
 
 use super::attention::{AttentionSaved, Dims, attention_bwd, attention_fwd};
-use super::dropout::dropout_apply;
+use super::dropout::{dropout_apply, dropout_rows_apply};
 use super::matmul::{Operand, batched_matmul, linear_bwd_input, linear_bwd_weight, linear_fwd, transpose};
 use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
 use super::packed_attention::{packed_attention_bwd, packed_attention_fwd};
@@ -14,7 +14,8 @@ use super::relative_attention::{
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{activation, adamw, layout, loss};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, QuantizedLinear, Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, QuantizedLinear,
+    Saved, unsupported,
 };
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
@@ -143,6 +144,14 @@ impl Backend for Cpu {
 
     fn dropout_bwd(&self, dy: &Tensor, p: f64, key: DropoutKey) -> Result<Tensor> {
         self.dropout_fwd(dy, p, key)
+    }
+
+    fn dropout_rows(&self, x: &Tensor, p: f64, key: DropoutKey, rows: &[usize]) -> Result<Tensor> {
+        let (n, cols) = x.rows_cols();
+        if rows.len() != n {
+            return Err(Error::shape("dropout_rows", format!("{} padded rows for x {:?}", rows.len(), x.shape())));
+        }
+        with_float!(x.dtype(), "dropout", |T| Tensor::from_vec(dropout_rows_apply(x.data::<T>()?, cols, p, key, rows), x.shape()))
     }
 
     fn linear_fwd(
@@ -428,10 +437,10 @@ impl Backend for Cpu {
         lens: &[usize],
         heads: usize,
         scale: f64,
-        window: Option<usize>,
+        mode: PackedAttentionMode,
     ) -> Result<Tensor> {
         with_float!(q.dtype(), "packed_attention", |T| Tensor::from_vec(
-            packed_attention_fwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, lens, heads, scale, window),
+            packed_attention_fwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, lens, heads, scale, mode),
             q.shape()
         ))
     }
@@ -443,11 +452,11 @@ impl Backend for Cpu {
         lens: &[usize],
         heads: usize,
         scale: f64,
-        window: Option<usize>,
+        mode: PackedAttentionMode,
     ) -> Result<[Tensor; 3]> {
         with_float!(dout.dtype(), "packed_attention", |T| {
             let (dq, dk, dv) =
-                packed_attention_bwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, dout.data::<T>()?, lens, heads, scale, window);
+                packed_attention_bwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, dout.data::<T>()?, lens, heads, scale, mode);
             Ok([Tensor::from_vec(dq, q.shape())?, Tensor::from_vec(dk, k.shape())?, Tensor::from_vec(dv, v.shape())?])
         })
     }

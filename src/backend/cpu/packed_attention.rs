@@ -10,8 +10,10 @@
 
 use rayon::prelude::*;
 
+use super::dropout::MaskDraw;
 use super::matmul::{Operand, matmul};
 use super::{dot, sum};
+use crate::backend::{PackedAttentionMode, PackedDropout};
 use crate::tensor::Float;
 
 /// Where each sequence starts, in rows.
@@ -115,6 +117,19 @@ fn banded_context<T: Float>(q: &[T], k: &[T], v: &[T], len: usize, d: usize, sca
     out
 }
 
+/// Probabilities p (len, len) of sequence s, head h -> p after dropout,
+/// each element with the mask of its place in the padded (B·H, T, T) layout.
+fn drop_probabilities<T: Float>(p: &[T], len: usize, (s, h, heads): (usize, usize, usize), drop: &PackedDropout) -> Vec<T> {
+    let draw = MaskDraw::new(drop.dropout.p, drop.dropout.key);
+    let t = drop.padded_len;
+    let mut out = Vec::with_capacity(p.len());
+    for (i, row) in p.chunks(len).enumerate() {
+        let base = (((s * heads + h) * t + i) * t) as u64;
+        out.extend(row.iter().enumerate().map(|(j, &v)| draw.apply(v, base + j as u64)));
+    }
+    out
+}
+
 /// Writes per-(sequence, head) blocks (len, d), in task order, into
 /// (N, H·D) rows; one parallel task per sequence.
 pub(super) fn assemble<T: Float>(blocks: Vec<Vec<T>>, lens: &[usize], heads: usize, cols: usize, d: usize) -> Vec<T> {
@@ -137,8 +152,8 @@ pub(super) fn assemble<T: Float>(blocks: Vec<Vec<T>>, lens: &[usize], heads: usi
     out
 }
 
-/// q, k, v (N, heads·D), `lens` summing to N, an optional window half-width
-/// -> context (N, heads·D).
+/// q, k, v (N, heads·D), `lens` summing to N (sequence s is batch row s),
+/// an optional window and probability dropout -> context (N, heads·D).
 pub fn packed_attention_fwd<T: Float>(
     q: &[T],
     k: &[T],
@@ -146,7 +161,7 @@ pub fn packed_attention_fwd<T: Float>(
     lens: &[usize],
     heads: usize,
     scale: f64,
-    window: Option<usize>,
+    PackedAttentionMode { window, dropout }: PackedAttentionMode,
 ) -> Vec<T> {
     let n: usize = lens.iter().sum();
     let cols = q.len() / n.max(1);
@@ -158,10 +173,14 @@ pub fn packed_attention_fwd<T: Float>(
         .map(|(s, h)| {
             let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
             let [q, k, v] = [q, k, v].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
-            if let Some(w) = banded(window, len) {
+            if let (Some(w), None) = (banded(window, len), dropout) {
                 return banded_context(&q, &k, &v, len, d, scale, w);
             }
             let p = probabilities(&q, &k, len, d, scale, window);
+            let p = match &dropout {
+                Some(drop) => drop_probabilities(&p, len, (s, h, heads), drop),
+                None => p,
+            };
             product(Operand::new(&p, len, len, false), Operand::new(&v, len, d, false), len, d)
         })
         .collect();
@@ -169,9 +188,9 @@ pub fn packed_attention_fwd<T: Float>(
 }
 
 /// Backward of [`packed_attention_fwd`]: from dout (N, heads·D), returns
-/// (dq, dk, dv). With p the probabilities and dp = dout · vᵀ:
-/// dv = pᵀ · dout, ds = p ∘ (dp − rowsum(dp ∘ p)), dq = scale · ds · k,
-/// dk = scale · dsᵀ · q.
+/// (dq, dk, dv). With p the probabilities, p' = mask(p) after dropout (p
+/// without it) and dp = mask(dout · vᵀ): dv = p'ᵀ · dout,
+/// ds = p ∘ (dp − rowsum(dp ∘ p)), dq = scale · ds · k, dk = scale · dsᵀ · q.
 #[allow(clippy::too_many_arguments)] // q, k, v, dout, the layout (lens, heads), the scale and the window
 pub fn packed_attention_bwd<T: Float>(
     q: &[T],
@@ -181,7 +200,7 @@ pub fn packed_attention_bwd<T: Float>(
     lens: &[usize],
     heads: usize,
     scale: f64,
-    window: Option<usize>,
+    PackedAttentionMode { window, dropout }: PackedAttentionMode,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let n: usize = lens.iter().sum();
     let cols = q.len() / n.max(1);
@@ -194,8 +213,14 @@ pub fn packed_attention_bwd<T: Float>(
             let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
             let [q, k, v, dout] = [q, k, v, dout].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
             let p = probabilities(&q, &k, len, d, scale, window);
-            let dv = product(Operand::new(&p, len, len, true), Operand::new(&dout, len, d, false), len, d);
-            let mut ds = product(Operand::new(&dout, len, d, false), Operand::new(&v, len, d, true), len, len);
+            let dropped = dropout.as_ref().map(|drop| drop_probabilities(&p, len, (s, h, heads), drop));
+            let dv = product(Operand::new(dropped.as_deref().unwrap_or(&p), len, len, true), Operand::new(&dout, len, d, false), len, d);
+            let ds = product(Operand::new(&dout, len, d, false), Operand::new(&v, len, d, true), len, len);
+            // The gradient of p' is masked back onto p (the same mask and scale).
+            let mut ds = match &dropout {
+                Some(drop) => drop_probabilities(&ds, len, (s, h, heads), drop),
+                None => ds,
+            };
             for (row, p_row) in ds.chunks_mut(len).zip(p.chunks(len)) {
                 let centre = dot(row, p_row);
                 for (x, &pij) in row.iter_mut().zip(p_row) {

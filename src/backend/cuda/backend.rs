@@ -13,7 +13,8 @@ use super::ops::relative_attention::{RelativeDims, relative_attention_bwd, relat
 use super::ops::rows as row_ops;
 use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss, rotary};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, QuantizedLinear, Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, QuantizedLinear,
+    Saved, unsupported,
 };
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
@@ -538,12 +539,24 @@ impl Backend for Cuda {
         unsupported("embedding", NAME)
     }
 
-    fn packed_attention_fwd(&self, _: [&Tensor; 3], _: &[usize], _: usize, _: f64, _: Option<usize>) -> Result<Tensor> {
+    fn packed_attention_fwd(&self, _: [&Tensor; 3], _: &[usize], _: usize, _: f64, _: PackedAttentionMode) -> Result<Tensor> {
         unsupported("packed_attention", NAME)
     }
 
-    fn packed_attention_bwd(&self, _: [&Tensor; 3], _: &Tensor, _: &[usize], _: usize, _: f64, _: Option<usize>) -> Result<[Tensor; 3]> {
+    fn packed_attention_bwd(
+        &self,
+        _: [&Tensor; 3],
+        _: &Tensor,
+        _: &[usize],
+        _: usize,
+        _: f64,
+        _: PackedAttentionMode,
+    ) -> Result<[Tensor; 3]> {
         unsupported("packed_attention", NAME)
+    }
+
+    fn dropout_rows(&self, _: &Tensor, _: f64, _: DropoutKey, _: &[usize]) -> Result<Tensor> {
+        unsupported("dropout_rows", NAME)
     }
 
     fn packed_relative_attention_fwd(&self, _: [&Tensor; 3], _: [&Tensor; 2], _: &[usize], _: &[u32], _: usize, _: f64) -> Result<Tensor> {
