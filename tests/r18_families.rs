@@ -586,14 +586,15 @@ fn r17_packed_training_step_equals_the_padded_one_with_dropout() {
             let out = model.forward(&mut tape, &batch, mode).unwrap();
             let loss = model.loss(&mut tape, out.logits, &labels, None).unwrap();
             let value = tape.value(loss).to_f64_vec()[0];
-            let packed_attention = tape.profile().is_some_and(|p| p.forward.contains_key("packed_attention"));
+            let packed_attention = tape
+                .profile()
+                .is_some_and(|p| p.forward.contains_key("packed_attention") || p.forward.contains_key("packed_relative_attention"));
             let grads = tape.backward(loss).unwrap();
             (value, out.params.iter().map(|p| grads.get(*p).map(Tensor::to_f64_vec).unwrap_or_default()).collect(), packed_attention)
         };
         let (padded_loss, padded, padded_attention) = step(ForwardMode::train(11));
         let (packed_loss, packed, packed_attention) = step(ForwardMode::train(11).skipping_padding());
-        // DeBERTa's relative attention still reads the padded batch when probabilities are dropped.
-        assert!(!padded_attention && (packed_attention || model.config.family == Family::Deberta), "{name}: attention ran packed");
+        assert!(!padded_attention && packed_attention, "{name}: attention ran packed");
         let (other_seed, _, _) = step(ForwardMode::train(12).skipping_padding());
         assert!((other_seed - padded_loss).abs() > 1e-9, "{name}: dropout is on, so another seed changes the loss");
         assert!((packed_loss - padded_loss).abs() <= 1e-12 * padded_loss.abs().max(1.0), "{name}: loss {packed_loss} vs {padded_loss}");

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{Backward, BackwardContext, Tape, Var};
-use crate::backend::{self, AttentionDropout, DropoutKey, PackedAttentionMode, Saved};
+use crate::backend::{self, AttentionDropout, DropoutKey, PackedAttentionMode, PackedDropout, Saved};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -308,6 +308,7 @@ struct PackedRelativeAttention {
     rows: Arc<[u32]>,
     heads: usize,
     scale: f64,
+    dropout: Option<PackedDropout>,
 }
 
 impl Backward for PackedRelativeAttention {
@@ -323,7 +324,16 @@ impl Backward for PackedRelativeAttention {
     fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
         let qkv = [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]];
         let tables = [ctx.inputs[3], ctx.inputs[4]];
-        let grads = backend::of(dout).packed_relative_attention_bwd(qkv, tables, dout, &self.lens, &self.rows, self.heads, self.scale)?;
+        let grads = backend::of(dout).packed_relative_attention_bwd(
+            qkv,
+            tables,
+            dout,
+            &self.lens,
+            &self.rows,
+            self.heads,
+            self.scale,
+            self.dropout,
+        )?;
         Ok(grads.into_iter().map(Some).collect())
     }
 }
@@ -331,8 +341,10 @@ impl Backward for PackedRelativeAttention {
 /// As [`relative_attention`] over packed sequences: q, k, v (N, H·D)
 /// holding sequences of `lens` rows back to back, pq, pk (R, H·D), `rows`
 /// (2·T − 1 for a T at least every length) -> context (N, H·D), each
-/// sequence attending to its own rows. No dropout; only where the backend
-/// packs rows (the CPU).
+/// sequence attending to its own rows; probability dropout drawn as the
+/// padded layout draws it (a [`PackedDropout`] whose `padded_len` is that
+/// T). Only where the backend packs rows (the CPU).
+#[allow(clippy::too_many_arguments)]
 pub fn packed_relative_attention(
     tape: &mut Tape,
     (q, k, v): (Var, Var, Var),
@@ -341,6 +353,7 @@ pub fn packed_relative_attention(
     rows: Arc<[u32]>,
     heads: usize,
     scale: f64,
+    dropout: Option<PackedDropout>,
 ) -> Result<Var> {
     let (tq, tk, tv) = (tape.value(q), tape.value(k), tape.value(v));
     let n: usize = lens.iter().sum();
@@ -362,6 +375,9 @@ pub fn packed_relative_attention(
     if rows.iter().any(|&r| r as usize >= positions) {
         return Err(Error::shape("packed_relative_attention", format!("a distance row beyond the tables' {positions} rows")));
     }
-    let out = backend::of(tq).packed_relative_attention_fwd([tq, tk, tv], [tpq, tpk], &lens, &rows, heads, scale)?;
-    Ok(tape.push(out, &[q, k, v, pq, pk], PackedRelativeAttention { lens, rows, heads, scale }))
+    if dropout.is_some_and(|drop| drop.padded_len != reach) {
+        return Err(Error::shape("packed_relative_attention", format!("dropout keyed by a padded length other than the rows' {reach}")));
+    }
+    let out = backend::of(tq).packed_relative_attention_fwd([tq, tk, tv], [tpq, tpk], &lens, &rows, heads, scale, dropout)?;
+    Ok(tape.push(out, &[q, k, v, pq, pk], PackedRelativeAttention { lens, rows, heads, scale, dropout }))
 }

@@ -324,6 +324,7 @@ pub trait Backend: Send + Sync {
         rows: &[u32],
         heads: usize,
         scale: f64,
+        dropout: Option<PackedDropout>,
     ) -> Result<Tensor>;
     /// dout (N, H·D) -> [dq, dk, dv] (N, H·D), [dpq, dpk] (R, H·D).
     #[allow(clippy::too_many_arguments)]
@@ -336,6 +337,7 @@ pub trait Backend: Send + Sync {
         rows: &[u32],
         heads: usize,
         scale: f64,
+        dropout: Option<PackedDropout>,
     ) -> Result<[Tensor; 5]>;
     /// x (B, T, H·D) -> (B, H, T, D) when `split`; (B, H, T, D) -> (B, T, H·D) otherwise.
     fn permute_heads(&self, x: &Tensor, heads: usize, split: bool) -> Result<Tensor>;

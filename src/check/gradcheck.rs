@@ -426,10 +426,26 @@ fn modern_cases() -> Result<Vec<GradcheckRow>> {
         [packed_inputs[0].clone(), packed_inputs[1].clone(), packed_inputs[2].clone(), inputs[3].clone(), inputs[4].clone()];
     let rows_arc: std::sync::Arc<[u32]> = rows.clone().into();
     let mut packed_relative = check_op("packed_relative_attention", 69, &packed_inputs, |t, v| {
-        packed_relative_attention(t, (v[0], v[1], v[2]), (v[3], v[4]), std::sync::Arc::from(vec![5, 0, 3]), rows_arc.clone(), 2, 0.45)
+        packed_relative_attention(t, (v[0], v[1], v[2]), (v[3], v[4]), std::sync::Arc::from(vec![5, 0, 3]), rows_arc.clone(), 2, 0.45, None)
     });
     packed_relative.shapes.push_str(&format!(" R={r}"));
-    Ok(vec![rotary_row, geglu_row, windowed, windowed_dropout, packed, packed_dropped, relative_row, relative_dropout, packed_relative])
+    let mut packed_relative_dropped = check_op("packed_relative_attention dropout", 74, &packed_inputs, |t, v| {
+        let lens = std::sync::Arc::from(vec![5, 0, 3]);
+        packed_relative_attention(t, (v[0], v[1], v[2]), (v[3], v[4]), lens, rows_arc.clone(), 2, 0.45, Some(packed_dropout))
+    });
+    packed_relative_dropped.shapes.push_str(&format!(" R={r}, p=0.3, T=5"));
+    Ok(vec![
+        rotary_row,
+        geglu_row,
+        windowed,
+        windowed_dropout,
+        packed,
+        packed_dropped,
+        relative_row,
+        relative_dropout,
+        packed_relative,
+        packed_relative_dropped,
+    ])
 }
 
 fn loss_cases() -> Result<Vec<GradcheckRow>> {

@@ -340,8 +340,8 @@ impl LayerContext<'_> {
 
     /// DeBERTa's disentangled attention: the layer's own query and key
     /// projections turn the (dropped-out) relative embeddings into its
-    /// position tables; then attention over the packed sequences, or over
-    /// the padded batch when probabilities are dropped out.
+    /// position tables; then attention over the packed sequences (dropout
+    /// keyed by the padded layout), or over the padded batch.
     fn relative_attention(&self, tape: &mut Tape, qkv: (Var, Var, Var), lp: &LayerParams, layer: usize) -> Result<Var> {
         let (rel, rows) = self.relative.clone().expect("DeBERTa layers have relative embeddings");
         let config = self.config;
@@ -354,8 +354,10 @@ impl LayerContext<'_> {
             .filter(|_| config.attention_probs_dropout_prob > 0.0)
             .map(|key| (config.attention_probs_dropout_prob, key));
         let scale = DebertaSettings::attention_scale(config.head_dim());
-        if let (Some(lens), None) = (self.sequence_lengths.as_ref(), probs_dropout) {
-            return packed_relative_attention(tape, qkv, (pq, pk), lens.clone(), rows, config.num_attention_heads, scale);
+        if let Some(lens) = self.sequence_lengths.as_ref() {
+            let dropout =
+                probs_dropout.map(|(p, key)| PackedDropout { dropout: AttentionDropout { p, key }, padded_len: self.batch.seq_len });
+            return packed_relative_attention(tape, qkv, (pq, pk), lens.clone(), rows, config.num_attention_heads, scale, dropout);
         }
         let (q, k, v) = (self.padded(tape, qkv.0)?, self.padded(tape, qkv.1)?, self.padded(tape, qkv.2)?);
         let mask = &self.batch.attention_mask;

@@ -14,8 +14,8 @@ use super::relative_attention::{
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{activation, adamw, layout, loss};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, QuantizedLinear,
-    Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, PackedDropout,
+    QuantizedLinear, Saved, unsupported,
 };
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
@@ -397,11 +397,12 @@ impl Backend for Cpu {
         rows: &[u32],
         heads: usize,
         scale: f64,
+        dropout: Option<PackedDropout>,
     ) -> Result<Tensor> {
         with_float!(q.dtype(), "packed_relative_attention", |T| {
             let qkv = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
             let tables = (pq.data::<T>()?, pk.data::<T>()?);
-            Tensor::from_vec(packed_relative_attention_fwd(qkv, tables, lens, rows, heads, scale), q.shape())
+            Tensor::from_vec(packed_relative_attention_fwd(qkv, tables, lens, rows, heads, scale, dropout), q.shape())
         })
     }
 
@@ -414,12 +415,13 @@ impl Backend for Cpu {
         rows: &[u32],
         heads: usize,
         scale: f64,
+        dropout: Option<PackedDropout>,
     ) -> Result<[Tensor; 5]> {
         with_float!(q.dtype(), "packed_relative_attention", |T| {
             let qkv = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
             let tables = (pq.data::<T>()?, pk.data::<T>()?);
             let [dq, dk, dv, dpq, dpk] =
-                packed_relative_attention_bwd(qkv, tables, dout.data::<T>()?, lens, rows, heads, pq.shape()[0], scale);
+                packed_relative_attention_bwd(qkv, tables, dout.data::<T>()?, lens, rows, heads, pq.shape()[0], scale, dropout);
             let (x, table) = (q.shape(), pq.shape());
             Ok([
                 Tensor::from_vec(dq, x)?,

@@ -119,7 +119,7 @@ fn banded_context<T: Float>(q: &[T], k: &[T], v: &[T], len: usize, d: usize, sca
 
 /// Probabilities p (len, len) of sequence s, head h -> p after dropout,
 /// each element with the mask of its place in the padded (B·H, T, T) layout.
-fn drop_probabilities<T: Float>(p: &[T], len: usize, (s, h, heads): (usize, usize, usize), drop: &PackedDropout) -> Vec<T> {
+pub(super) fn drop_probabilities<T: Float>(p: &[T], len: usize, (s, h, heads): (usize, usize, usize), drop: &PackedDropout) -> Vec<T> {
     let draw = MaskDraw::new(drop.dropout.p, drop.dropout.key);
     let t = drop.padded_len;
     let mut out = Vec::with_capacity(p.len());

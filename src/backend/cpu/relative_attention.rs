@@ -26,10 +26,10 @@ use super::attention::{Dims, context_bwd};
 use super::dropout::dropout_apply;
 use super::layout::permute_heads;
 use super::matmul::{Operand, batched_matmul, matmul};
-use super::packed_attention::{assemble, head_matrix, offsets, product, tasks};
+use super::packed_attention::{assemble, drop_probabilities, head_matrix, offsets, product, tasks};
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{dot, sum};
-use crate::backend::AttentionDropout;
+use crate::backend::{AttentionDropout, PackedDropout};
 use crate::tensor::Float;
 use crate::tensor::pool::{self, Poolable};
 
@@ -317,7 +317,8 @@ fn head_inputs<T: Float>(
 /// q, k, v (N, H·D) holding sequences of `lens` rows back to back, pq, pk
 /// (R, H·D), `rows` (2·T_rows − 1, T_rows ≥ every length) -> context
 /// (N, H·D): each sequence attends to its own rows, as the padded op does
-/// at every real position. No dropout; one task per (sequence, head).
+/// at every real position, with probability dropout drawn at each
+/// element's padded place; one task per (sequence, head).
 #[allow(clippy::too_many_arguments)]
 pub fn packed_relative_attention_fwd<T: Float>(
     qkv: (&[T], &[T], &[T]),
@@ -326,6 +327,7 @@ pub fn packed_relative_attention_fwd<T: Float>(
     rows: &[u32],
     heads: usize,
     scale: f64,
+    dropout: Option<PackedDropout>,
 ) -> Vec<T> {
     let n: usize = lens.iter().sum();
     let cols = qkv.0.len() / n.max(1);
@@ -338,6 +340,10 @@ pub fn packed_relative_attention_fwd<T: Float>(
             let len = lens[s];
             let x = head_inputs(qkv, tables, (rows, t_rows), starts[s], len, cols, h, d);
             let p = packed_probabilities(&x, len, d, rows, t_rows, scale);
+            let p = match &dropout {
+                Some(drop) => drop_probabilities(&p, len, (s, h, heads), drop),
+                None => p,
+            };
             product(Operand::new(&p, len, len, false), Operand::new(&x.v, len, d, false), len, d)
         })
         .collect();
@@ -356,6 +362,7 @@ pub fn packed_relative_attention_bwd<T: Float>(
     heads: usize,
     positions: usize,
     scale: f64,
+    dropout: Option<PackedDropout>,
 ) -> [Vec<T>; 5] {
     let n: usize = lens.iter().sum();
     let cols = qkv.0.len() / n.max(1);
@@ -371,8 +378,14 @@ pub fn packed_relative_attention_bwd<T: Float>(
             let dout = head_matrix(&dout[starts[s] * cols..(starts[s] + len) * cols], len, cols, h, d);
             let p = packed_probabilities(&x, len, d, rows, t_rows, scale);
             let r = x.pq.len() / d;
-            let dv = product(Operand::new(&p, len, len, true), Operand::new(&dout, len, d, false), len, d);
-            let mut ds = product(Operand::new(&dout, len, d, false), Operand::new(&x.v, len, d, true), len, len);
+            let dropped = dropout.as_ref().map(|drop| drop_probabilities(&p, len, (s, h, heads), drop));
+            let dv = product(Operand::new(dropped.as_deref().unwrap_or(&p), len, len, true), Operand::new(&dout, len, d, false), len, d);
+            let ds = product(Operand::new(&dout, len, d, false), Operand::new(&x.v, len, d, true), len, len);
+            // The gradient of the dropped probabilities, masked back onto p.
+            let mut ds = match &dropout {
+                Some(drop) => drop_probabilities(&ds, len, (s, h, heads), drop),
+                None => ds,
+            };
             let (mut by_query, mut by_key) = (vec![T::ZERO; len * r], vec![T::ZERO; len * r]);
             for (i, (row, p_row)) in ds.chunks_mut(len).zip(p.chunks(len)).enumerate() {
                 let centre = dot(row, p_row);

@@ -13,8 +13,8 @@ use super::ops::relative_attention::{RelativeDims, relative_attention_bwd, relat
 use super::ops::rows as row_ops;
 use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss, rotary};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, QuantizedLinear,
-    Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, PackedDropout,
+    QuantizedLinear, Saved, unsupported,
 };
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
@@ -559,7 +559,16 @@ impl Backend for Cuda {
         unsupported("dropout_rows", NAME)
     }
 
-    fn packed_relative_attention_fwd(&self, _: [&Tensor; 3], _: [&Tensor; 2], _: &[usize], _: &[u32], _: usize, _: f64) -> Result<Tensor> {
+    fn packed_relative_attention_fwd(
+        &self,
+        _: [&Tensor; 3],
+        _: [&Tensor; 2],
+        _: &[usize],
+        _: &[u32],
+        _: usize,
+        _: f64,
+        _: Option<PackedDropout>,
+    ) -> Result<Tensor> {
         unsupported("packed_relative_attention", NAME)
     }
 
@@ -572,6 +581,7 @@ impl Backend for Cuda {
         _: &[u32],
         _: usize,
         _: f64,
+        _: Option<PackedDropout>,
     ) -> Result<[Tensor; 5]> {
         unsupported("packed_relative_attention", NAME)
     }
