@@ -32,5 +32,5 @@ mod report;
 pub use classification::{ClassificationReport, Scores, classification_report};
 pub use entity::{Entity, EntityReport, EntityScheme, entity_report, extract_entities};
 pub use evaluation::{Evaluation, RegressionScores, TaskReport};
-pub use multilabel::{MultiLabelReport, best_f1_threshold, multilabel_report, tune_thresholds, tune_thresholds_pooling_rare};
+pub use multilabel::{MultiLabelReport, best_f1_threshold, multilabel_report, rare_labels, tune_thresholds, tune_thresholds_pooling_rare};
 pub use regression::{mse, pearson, spearman};

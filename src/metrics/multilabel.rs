@@ -237,6 +237,13 @@ pub fn tune_thresholds(probs: &[Vec<f64>], y_true: &[Vec<bool>], default: f64) -
         .collect()
 }
 
+/// The labels (of `labels` columns) with fewer than `min_positives`
+/// positives in `y_true`: those [`tune_thresholds_pooling_rare`] pools.
+pub fn rare_labels(y_true: &[Vec<bool>], labels: usize, min_positives: usize) -> Vec<usize> {
+    let positives = |c: usize| y_true.iter().filter(|row| row.get(c).copied().unwrap_or(false)).count();
+    (0..labels).filter(|&c| positives(c) < min_positives).collect()
+}
+
 /// As [`tune_thresholds`], except that a label with fewer than
 /// `min_positives` positives in `y_true` does not get a cut of its own:
 /// those labels share one, the [`best_f1_threshold`] of all their (row,
@@ -251,8 +258,7 @@ pub fn tune_thresholds_pooling_rare(probs: &[Vec<f64>], y_true: &[Vec<bool>], de
     if probs.len() != y_true.len() {
         return thresholds;
     }
-    let positives = |c: usize| y_true.iter().filter(|row| row.get(c).copied().unwrap_or(false)).count();
-    let rare: Vec<usize> = (0..thresholds.len()).filter(|&c| positives(c) < min_positives).collect();
+    let rare = rare_labels(y_true, thresholds.len(), min_positives);
     if rare.is_empty() {
         return thresholds;
     }

@@ -298,9 +298,7 @@ impl Finish<'_> {
             let untuned = e.with_thresholds(&model.labels, vec![0.5; model.num_labels()])?;
             let tuned = e.with_tuned_thresholds(&model.labels, config.threshold_min_positives)?;
             let min = config.threshold_min_positives;
-            let pooled = (0..model.num_labels())
-                .filter(|&c| e.gold_multi.iter().filter(|row| row.get(c).copied().unwrap_or(false)).count() < min)
-                .count();
+            let pooled = crate::metrics::rare_labels(&e.gold_multi, model.num_labels(), min).len();
             let pooled_note = match pooled {
                 0 => String::new(),
                 n => format!("; {n} labels with fewer than {min} positives share one pooled threshold (--threshold-min-positives)"),

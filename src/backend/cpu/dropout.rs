@@ -13,15 +13,13 @@ use crate::tensor::Float;
 /// covers two elements (rng::bits32). The same call is its own backward on dy.
 pub fn dropout_apply<T: Float>(x: &[T], p: f64, key: DropoutKey) -> Vec<T> {
     const CHUNK: usize = 1 << 14; // even, so a chunk starts on a hash pair
-    let keep_scale = T::from_f64(1.0 / (1.0 - p));
-    let threshold = (p * (1u32 << 24) as f64).round() as u32;
-    let stream_key = rng::stream_key(key.seed, key.stream);
+    let draw = MaskDraw::new(p, key);
+    let keep_scale = draw.keep_scale::<T>();
     let mut y = crate::tensor::pool::take::<T>(x.len());
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (y, x))| {
         let base = (c * CHUNK) as u64;
         for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
-            let keep = rng::bits24(stream_key, base + i as u64) >= threshold;
-            *o = if keep { v * keep_scale } else { T::ZERO };
+            *o = if draw.keeps(base + i as u64) { v * keep_scale } else { T::ZERO };
         }
     });
     y
@@ -45,10 +43,15 @@ impl MaskDraw {
         }
     }
 
-    /// v after the mask of element `index`: v / (1 − p) or 0.
-    #[inline]
-    pub fn apply<T: Float>(&self, v: T, index: u64) -> T {
-        if rng::bits24(self.stream_key, index) >= self.threshold { v * T::from_f64(self.keep_scale) } else { T::ZERO }
+    /// Whether element `index` is kept.
+    #[inline(always)]
+    pub fn keeps(&self, index: u64) -> bool {
+        rng::bits24(self.stream_key, index) >= self.threshold
+    }
+
+    /// What a kept element is multiplied by: 1 / (1 − p).
+    pub fn keep_scale<T: Float>(&self) -> T {
+        T::from_f64(self.keep_scale)
     }
 }
 
@@ -57,11 +60,12 @@ impl MaskDraw {
 /// which [`dropout_apply`] on the padded layout draws there. Its own backward.
 pub fn dropout_rows_apply<T: Float>(x: &[T], cols: usize, p: f64, key: DropoutKey, rows: &[usize]) -> Vec<T> {
     let draw = MaskDraw::new(p, key);
+    let keep_scale = draw.keep_scale::<T>();
     let mut y = crate::tensor::pool::take::<T>(x.len());
     y.par_chunks_mut(cols.max(1)).zip(x.par_chunks(cols.max(1))).zip(rows.par_iter()).for_each(|((y, x), &row)| {
         let base = (row * cols) as u64;
         for (c, (o, &v)) in y.iter_mut().zip(x).enumerate() {
-            *o = draw.apply(v, base + c as u64);
+            *o = if draw.keeps(base + c as u64) { v * keep_scale } else { T::ZERO };
         }
     });
     y

@@ -117,17 +117,24 @@ fn banded_context<T: Float>(q: &[T], k: &[T], v: &[T], len: usize, d: usize, sca
     out
 }
 
-/// Probabilities p (len, len) of sequence s, head h -> p after dropout,
-/// each element with the mask of its place in the padded (B·H, T, T) layout.
-pub(super) fn drop_probabilities<T: Float>(p: &[T], len: usize, (s, h, heads): (usize, usize, usize), drop: &PackedDropout) -> Vec<T> {
+/// The dropout of one head's probabilities (len, len) of sequence s, head
+/// h: each element's factor, 1/(1 − p) or 0, drawn at its place in the
+/// padded (B·H, T, T) layout. Forward multiplies p by it, backward the
+/// gradient of the dropped probabilities (one draw serves both there).
+pub(super) fn probability_mask<T: Float>(len: usize, (s, h, heads): (usize, usize, usize), drop: &PackedDropout) -> Vec<T> {
     let draw = MaskDraw::new(drop.dropout.p, drop.dropout.key);
-    let t = drop.padded_len;
-    let mut out = Vec::with_capacity(p.len());
-    for (i, row) in p.chunks(len).enumerate() {
+    let (t, keep_scale) = (drop.padded_len, draw.keep_scale::<T>());
+    let mut mask = Vec::with_capacity(len * len);
+    for i in 0..len {
         let base = (((s * heads + h) * t + i) * t) as u64;
-        out.extend(row.iter().enumerate().map(|(j, &v)| draw.apply(v, base + j as u64)));
+        mask.extend((0..len).map(|j| if draw.keeps(base + j as u64) { keep_scale } else { T::ZERO }));
     }
-    out
+    mask
+}
+
+/// x ∘ mask, element by element.
+pub(super) fn masked<T: Float>(x: &[T], mask: &[T]) -> Vec<T> {
+    x.iter().zip(mask).map(|(&v, &m)| v * m).collect()
 }
 
 /// Writes per-(sequence, head) blocks (len, d), in task order, into
@@ -178,7 +185,7 @@ pub fn packed_attention_fwd<T: Float>(
             }
             let p = probabilities(&q, &k, len, d, scale, window);
             let p = match &dropout {
-                Some(drop) => drop_probabilities(&p, len, (s, h, heads), drop),
+                Some(drop) => masked(&p, &probability_mask(len, (s, h, heads), drop)),
                 None => p,
             };
             product(Operand::new(&p, len, len, false), Operand::new(&v, len, d, false), len, d)
@@ -213,12 +220,13 @@ pub fn packed_attention_bwd<T: Float>(
             let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
             let [q, k, v, dout] = [q, k, v, dout].map(|x| head_matrix(&x[rows.clone()], len, cols, h, d));
             let p = probabilities(&q, &k, len, d, scale, window);
-            let dropped = dropout.as_ref().map(|drop| drop_probabilities(&p, len, (s, h, heads), drop));
+            let mask = dropout.as_ref().map(|drop| probability_mask(len, (s, h, heads), drop));
+            let dropped = mask.as_ref().map(|m| masked(&p, m));
             let dv = product(Operand::new(dropped.as_deref().unwrap_or(&p), len, len, true), Operand::new(&dout, len, d, false), len, d);
             let ds = product(Operand::new(&dout, len, d, false), Operand::new(&v, len, d, true), len, len);
             // The gradient of p' is masked back onto p (the same mask and scale).
-            let mut ds = match &dropout {
-                Some(drop) => drop_probabilities(&ds, len, (s, h, heads), drop),
+            let mut ds = match &mask {
+                Some(m) => masked(&ds, m),
                 None => ds,
             };
             for (row, p_row) in ds.chunks_mut(len).zip(p.chunks(len)) {

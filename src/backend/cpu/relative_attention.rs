@@ -26,7 +26,7 @@ use super::attention::{Dims, context_bwd};
 use super::dropout::dropout_apply;
 use super::layout::permute_heads;
 use super::matmul::{Operand, batched_matmul, matmul};
-use super::packed_attention::{assemble, drop_probabilities, head_matrix, offsets, product, tasks};
+use super::packed_attention::{assemble, head_matrix, masked, offsets, probability_mask, product, tasks};
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{dot, sum};
 use crate::backend::{AttentionDropout, PackedDropout};
@@ -341,7 +341,7 @@ pub fn packed_relative_attention_fwd<T: Float>(
             let x = head_inputs(qkv, tables, (rows, t_rows), starts[s], len, cols, h, d);
             let p = packed_probabilities(&x, len, d, rows, t_rows, scale);
             let p = match &dropout {
-                Some(drop) => drop_probabilities(&p, len, (s, h, heads), drop),
+                Some(drop) => masked(&p, &probability_mask(len, (s, h, heads), drop)),
                 None => p,
             };
             product(Operand::new(&p, len, len, false), Operand::new(&x.v, len, d, false), len, d)
@@ -378,12 +378,13 @@ pub fn packed_relative_attention_bwd<T: Float>(
             let dout = head_matrix(&dout[starts[s] * cols..(starts[s] + len) * cols], len, cols, h, d);
             let p = packed_probabilities(&x, len, d, rows, t_rows, scale);
             let r = x.pq.len() / d;
-            let dropped = dropout.as_ref().map(|drop| drop_probabilities(&p, len, (s, h, heads), drop));
+            let mask = dropout.as_ref().map(|drop| probability_mask(len, (s, h, heads), drop));
+            let dropped = mask.as_ref().map(|m| masked(&p, m));
             let dv = product(Operand::new(dropped.as_deref().unwrap_or(&p), len, len, true), Operand::new(&dout, len, d, false), len, d);
             let ds = product(Operand::new(&dout, len, d, false), Operand::new(&x.v, len, d, true), len, len);
             // The gradient of the dropped probabilities, masked back onto p.
-            let mut ds = match &dropout {
-                Some(drop) => drop_probabilities(&ds, len, (s, h, heads), drop),
+            let mut ds = match &mask {
+                Some(m) => masked(&ds, m),
                 None => ds,
             };
             let (mut by_query, mut by_key) = (vec![T::ZERO; len * r], vec![T::ZERO; len * r]);
