@@ -129,18 +129,24 @@ const SENTENCES: [&str; 8] = [
     "a mess of a movie that somehow still charms",
 ];
 
-/// A kind of layer: its name, which parameter names it covers, and its error bound.
-type LayerKind = (&'static str, fn(&str) -> bool, f64);
-
-#[test]
-fn r17_int8_error_per_layer_type_on_minilm() {
-    let Some(dir) = minilm_dir() else { return };
+/// all-MiniLM-L6-v2 (None, with a SKIP line, where it is absent) and the
+/// sentences above as one padded batch.
+fn minilm_and_sentences() -> Option<(berth::model::BertClassifier, berth::data::Batch)> {
+    let dir = minilm_dir()?;
     let (model, _) = load_model(&dir, &LoadOptions::default()).unwrap();
     let tokenizer = BerthTokenizer::from_dir(&dir, 128).unwrap();
     let inputs: Vec<(String, Option<String>)> = SENTENCES.iter().map(|s| (s.to_string(), None)).collect();
     let encoded = tokenizer.encode_many(&inputs).unwrap();
     let refs: Vec<&Encoded> = encoded.iter().collect();
-    let batch = pad_batch(&refs, tokenizer.pad_id());
+    Some((model, pad_batch(&refs, tokenizer.pad_id())))
+}
+
+/// A kind of layer: its name, which parameter names it covers, and its error bound.
+type LayerKind = (&'static str, fn(&str) -> bool, f64);
+
+#[test]
+fn r17_int8_error_per_layer_type_on_minilm() {
+    let Some((model, batch)) = minilm_and_sentences() else { return };
     let mode = ForwardMode::eval().skipping_padding();
     // The last hidden state at the real tokens, and the pooled output.
     let run = |cache: &WeightCache| {
@@ -188,6 +194,35 @@ fn r17_int8_error_per_layer_type_on_minilm() {
         WeightCache::build_for(&model.params, berth::Precision::Int8).unwrap().quantized_count(),
         6 * model.config.num_hidden_layers
     );
+}
+
+/// Under `--precision int8` each layer projects q, k and v in one fused
+/// INT8 GEMM and its attention reads them in place. Quantization is per
+/// output channel, so that must change no bit against the three
+/// projections apart (the per-layer-type cache, which does not fuse), on a
+/// padded batch of ragged lengths; and it must really run fused.
+#[test]
+fn r17_fused_qkv_projection_changes_no_bit_of_int8_inference() {
+    let Some((model, batch)) = minilm_and_sentences() else { return };
+    assert!(batch.attention_mask.contains(&0), "the batch has padding, so the sequences are ragged");
+    let run = |cache: &WeightCache| {
+        let mut tape = Tape::no_grad();
+        tape.enable_profile();
+        let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), Some(cache)).unwrap();
+        let profile = tape.profile().unwrap();
+        let calls = |op: &str| profile.forward.get(op).map_or(0, |t| t.calls);
+        let values = [*out.hidden_states.last().unwrap(), out.pooled.unwrap()].map(|v| tape.value(v).to_f64_vec());
+        (values, calls("linear_int8"), calls("packed_attention_qkv"), calls("packed_attention"))
+    };
+    let layers = model.config.num_hidden_layers;
+    let fused = run(&WeightCache::build_for(&model.params, berth::Precision::Int8).unwrap());
+    let apart = run(&WeightCache::build_quantizing(&model.params, quantized_under_int8).unwrap());
+    assert_eq!((fused.1, fused.2, fused.3), (4 * layers, layers, 0), "fused: one q|k|v GEMM and one fused attention per layer");
+    assert_eq!((apart.1, apart.2, apart.3), (6 * layers, 0, layers), "apart: three projections and the plain packed attention");
+    for (which, (f, a)) in ["last hidden state", "pooled output"].iter().zip(fused.0.iter().zip(&apart.0)) {
+        let differing = f.iter().zip(a).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        assert_eq!(differing, 0, "{which}: {differing} of {} values differ between fused and separate projections", f.len());
+    }
 }
 
 fn predict(model: &Path, input: &Path, output: &Path, precision: &str, portable: bool) -> Output {

@@ -229,6 +229,47 @@ pub fn packed_attention_in(
     Ok(tape.push(out, &[q, k, v], PackedAttention { lens, heads, scale, mode }))
 }
 
+// ---------- packed attention on one fused q|k|v projection (inference) ----------
+
+struct PackedAttentionQkv {
+    lens: Arc<[usize]>,
+}
+
+impl Backward for PackedAttentionQkv {
+    fn name(&self) -> &'static str {
+        "packed_attention_qkv"
+    }
+    fn forward_flops(&self, _: &[&Tensor], output: &Tensor) -> f64 {
+        let width = output.shape().last().copied().unwrap_or(0) as f64;
+        self.lens.iter().map(|&l| 4.0 * (l as f64) * (l as f64) * width).sum()
+    }
+    fn backward(&self, _: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        Err(Error::InvalidArgument(
+            "attention on a fused q|k|v projection is for inference only; training projects q, k and v apart".into(),
+        ))
+    }
+}
+
+/// qkv (N, 3·heads·D): q, k and v side by side, each row one token, holding
+/// sequences of `lens` rows back to back -> context (N, heads·D), as
+/// [`packed_attention`] on the three. For a tape without gradients (the
+/// CPU's inference, where one projection makes all three).
+pub fn packed_attention_qkv(tape: &mut Tape, qkv: Var, lens: Arc<[usize]>, heads: usize, scale: f64) -> Result<Var> {
+    let t = tape.value(qkv);
+    let rows: usize = lens.iter().sum();
+    if tape.grad_enabled() {
+        return Err(Error::InvalidArgument("attention on a fused q|k|v projection runs on a tape without gradients only".into()));
+    }
+    if t.dims() != 2 || t.shape()[0] != rows || heads == 0 || t.shape()[1] % (3 * heads) != 0 {
+        return Err(Error::shape(
+            "packed_attention_qkv",
+            format!("qkv {:?} for sequences of {rows} rows in all and {heads} heads", t.shape()),
+        ));
+    }
+    let out = backend::of(t).packed_attention_qkv_fwd(t, &lens, heads, scale)?;
+    Ok(tape.push(out, &[qkv], PackedAttentionQkv { lens }))
+}
+
 // ---------- DeBERTa's disentangled attention ----------
 
 struct RelativeAttention {

@@ -284,6 +284,10 @@ pub trait Backend: Send + Sync {
         scale: f64,
         mode: PackedAttentionMode,
     ) -> Result<Tensor>;
+    /// Inference only: q, k and v side by side in one (N, 3·H·D) tensor (the
+    /// output of one fused projection), sequences of `lens` rows back to
+    /// back -> context (N, H·D); no window, no dropout, no backward.
+    fn packed_attention_qkv_fwd(&self, qkv: &Tensor, lens: &[usize], heads: usize, scale: f64) -> Result<Tensor>;
     /// dout (N, H·D) -> [dq, dk, dv] (N, H·D).
     fn packed_attention_bwd(
         &self,

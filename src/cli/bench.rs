@@ -164,7 +164,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let model = build_model(&args)?;
     if args.case == "kernels" {
-        let rows = super::bench_cpu::cpu_kernel_timings(&model.config, args.batch_size * args.seq_len, args.warmup, args.iters)?;
+        let rows = super::bench_cpu::cpu_kernel_timings(&model.config, (args.batch_size, args.seq_len), args.warmup, args.iters)?;
         match args.json {
             true => println!("{}", serde_json::to_string(&rows).expect("timings serialise")),
             false => print!("{}", super::bench_cpu::format_cpu_timings(&rows)),
@@ -209,7 +209,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if args.profile {
                 tape.enable_profile();
             }
-            let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval(), Some(&inference_cache))?;
+            // As predict, eval and serve run on the CPU: packed rows.
+            let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), Some(&inference_cache))?;
             std::hint::black_box(tape.value(out.logits).numel());
             if let Some(p) = tape.profile() {
                 profile.borrow_mut().merge(p);

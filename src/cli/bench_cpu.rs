@@ -5,9 +5,11 @@
 
 use std::time::Instant;
 
-use crate::backend::Int8Path;
+use crate::backend::cpu::fused_attention::AttentionPath;
 use crate::backend::cpu::int8::{QuantizedLinear, QuantizedRows, best_path, linear_int8_fwd};
 use crate::backend::cpu::matmul::{Operand, linear_fwd, transpose};
+use crate::backend::cpu::packed_attention::packed_attention_fwd_on;
+use crate::backend::{Int8Path, PackedAttentionMode};
 use crate::error::Result;
 use crate::model::BertConfig;
 
@@ -139,8 +141,14 @@ fn linear_shapes(config: &BertConfig) -> Vec<(&'static str, usize, usize)> {
     vec![("query/key/value/attention output", h, h), ("feed-forward in", h, i), ("feed-forward out", i, h)]
 }
 
-/// The table for `config` at `rows` tokens per call (B·T).
-pub fn cpu_kernel_timings(config: &BertConfig, rows: usize, warmup: usize, iters: usize) -> Result<Vec<CpuKernelTiming>> {
+/// The table for `config` at B sequences of T tokens per call (B·T rows).
+pub fn cpu_kernel_timings(
+    config: &BertConfig,
+    (batch, seq_len): (usize, usize),
+    warmup: usize,
+    iters: usize,
+) -> Result<Vec<CpuKernelTiming>> {
+    let rows = batch * seq_len;
     let (fma, int8) = measured_ceilings();
     let mut out = vec![CpuKernelTiming {
         kernel: "ceiling fp32 FMA".into(),
@@ -205,7 +213,42 @@ pub fn cpu_kernel_timings(config: &BertConfig, rows: usize, warmup: usize, iters
             });
         }
     }
+    out.extend(attention_timings(config, (batch, seq_len), warmup, iters, fma / 1e9));
     Ok(out)
+}
+
+/// The packed attention's f32 forward (B sequences of T tokens, every
+/// head) on each path this CPU has: 4·T²·H FLOPs per sequence (q·kᵀ and p·v).
+fn attention_timings(
+    config: &BertConfig,
+    (batch, seq_len): (usize, usize),
+    warmup: usize,
+    iters: usize,
+    ceiling: f64,
+) -> Vec<CpuKernelTiming> {
+    let (heads, cols) = (config.num_attention_heads, config.hidden_size);
+    let lens = vec![seq_len; batch];
+    let n = batch * seq_len;
+    let [q, k, v] =
+        [7919usize, 104_729, 15_485_863].map(|p| (0..n * cols).map(|i| ((i * p % 1000) as f32 / 500.0) - 1.0).collect::<Vec<f32>>());
+    let flops = 4.0 * (batch * seq_len * seq_len * cols) as f64;
+    let scale = 1.0 / (config.head_dim() as f64).sqrt();
+    [AttentionPath::Avx512, AttentionPath::Reference]
+        .into_iter()
+        .filter(|path| path.available() && path.serves(config.head_dim()))
+        .map(|path| {
+            let (median, _) = time_ms(warmup, iters, || {
+                std::hint::black_box(packed_attention_fwd_on(path, (&q, &k, &v), &lens, heads, scale, PackedAttentionMode::default()));
+            });
+            CpuKernelTiming {
+                kernel: format!("attention fp32/{} forward", path.name()),
+                shape: format!("{batch} × {seq_len} tokens, {heads} heads of {}", config.head_dim()),
+                median_ms: median,
+                achieved: flops / median / 1e6,
+                ceiling,
+            }
+        })
+        .collect()
 }
 
 /// The table as text, one row per kernel.

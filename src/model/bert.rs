@@ -13,7 +13,9 @@ use std::sync::Arc;
 use super::config::{BertConfig, Family, ModernBertSettings};
 use super::deberta::DebertaSettings;
 use super::params::{ParamStore, WeightCache};
-use crate::autograd::attention::{packed_attention_in, packed_relative_attention, relative_attention, windowed_attention};
+use crate::autograd::attention::{
+    packed_attention_in, packed_attention_qkv, packed_relative_attention, relative_attention, windowed_attention,
+};
 use crate::autograd::basic::{DropoutKey, add, dropout, dropout_rows, geglu, gelu, reshape};
 use crate::autograd::embedding::embeddings_ln;
 use crate::autograd::linear::{linear_int8, linear_with};
@@ -315,15 +317,40 @@ impl LayerContext<'_> {
     /// Self-attention's context, q, k, v (rows of x's layout) -> (same
     /// layout, H): packed where the rows are packed (probability dropout
     /// keyed by the padded layout), else over the padded batch.
+    /// The attention probabilities' dropout of `layer` in this pass, if any.
+    fn probs_dropout(&self, layer: usize) -> Option<(f64, DropoutKey)> {
+        // No dropout at p = 0 (ModernBERT's default): it would still draw a mask.
+        let p = self.config.attention_probs_dropout_prob;
+        self.mode.key(streams::attention_probs(layer)).filter(|_| p > 0.0).map(|key| (p, key))
+    }
+
+    /// Inference on the CPU under INT8: q, k and v from one fused projection
+    /// and the attention reading them in place, where the cache holds the
+    /// layer's fused weight, the tape keeps no gradients, rows are packed,
+    /// no dropout runs and attention is plain (not DeBERTa's). None elsewhere.
+    fn fused_qkv_attention(&self, tape: &mut Tape, x: Var, lp: &LayerParams, layer: usize) -> Result<Option<Var>> {
+        let (Some((store, cache)), Some(lens)) = (self.cache, self.sequence_lengths.as_ref()) else {
+            return Ok(None);
+        };
+        if tape.grad_enabled() || self.relative.is_some() || self.probs_dropout(layer).is_some() {
+            return Ok(None);
+        }
+        let parts = [lp.query, lp.key, lp.value];
+        let positions = parts.iter().map(|a| a.weight).chain(parts.iter().filter_map(|a| a.bias));
+        let current: Vec<_> = positions.map(|i| &store.tensors()[i]).collect();
+        let Some(fused) = cache.fused_qkv(lp.query.weight, &current) else {
+            return Ok(None);
+        };
+        let bias = fused.bias.as_ref().map(|b| tape.leaf(b.clone(), false));
+        let qkv = linear_int8(tape, x, &fused.weight, bias)?;
+        let scale = 1.0 / (self.config.head_dim() as f64).sqrt();
+        packed_attention_qkv(tape, qkv, lens.clone(), self.config.num_attention_heads, scale).map(Some)
+    }
+
     fn attention(&self, tape: &mut Tape, (q, k, v): (Var, Var, Var), layer: usize, window: Option<usize>) -> Result<Var> {
         let (heads, config) = (self.config.num_attention_heads, self.config);
         let scale = 1.0 / (config.head_dim() as f64).sqrt();
-        // No dropout at p = 0 (ModernBERT's default): it would still draw a mask.
-        let probs_dropout = self
-            .mode
-            .key(streams::attention_probs(layer))
-            .filter(|_| config.attention_probs_dropout_prob > 0.0)
-            .map(|key| (config.attention_probs_dropout_prob, key));
+        let probs_dropout = self.probs_dropout(layer);
         match self.sequence_lengths.as_ref() {
             Some(lens) => {
                 let dropout =
@@ -390,12 +417,17 @@ fn real_rows_of(batch: &Batch) -> Arc<[usize]> {
 fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usize, x: Var) -> Result<Var> {
     let config = cx.config;
     let hidden_p = config.hidden_dropout_prob;
-    let q = cx.linear(tape, x, lp.query)?;
-    let k = cx.linear(tape, x, lp.key)?;
-    let v = cx.linear(tape, x, lp.value)?;
-    let context = match cx.relative {
-        Some(_) => cx.relative_attention(tape, (q, k, v), lp, l)?,
-        None => cx.attention(tape, (q, k, v), l, None)?,
+    let context = match cx.fused_qkv_attention(tape, x, lp, l)? {
+        Some(context) => context,
+        None => {
+            let q = cx.linear(tape, x, lp.query)?;
+            let k = cx.linear(tape, x, lp.key)?;
+            let v = cx.linear(tape, x, lp.value)?;
+            match cx.relative {
+                Some(_) => cx.relative_attention(tape, (q, k, v), lp, l)?,
+                None => cx.attention(tape, (q, k, v), l, None)?,
+            }
+        }
     };
     let attn = cx.linear(tape, context, lp.attention_output)?;
     let attn = match config.family.drops_attention_output() {

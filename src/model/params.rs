@@ -102,6 +102,24 @@ impl ParamStore {
 #[derive(Clone, Debug, Default)]
 pub struct WeightCache {
     entries: HashMap<usize, (Tensor, CachedWeight)>,
+    /// Under INT8, each layer's q, k and v projections as one weight, keyed
+    /// by the query weight's position.
+    fused_qkv: HashMap<usize, FusedQkv>,
+}
+
+/// One layer's query, key and value projections as one (3H, H) INT8
+/// weight, quantized at load for inference. Quantization is per output
+/// channel, so its codes and scales are those of the three alone and its
+/// outputs the same bits, from one quantization of the activations and one
+/// GEMM instead of three.
+#[derive(Clone, Debug)]
+pub struct FusedQkv {
+    /// The tensors it was made from (three weights, then the biases there
+    /// are), to check that they are still current.
+    sources: Vec<Tensor>,
+    pub weight: Arc<QuantizedLinear>,
+    /// The three biases end to end (3H), where the layers have biases.
+    pub bias: Option<Tensor>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,7 +153,11 @@ impl WeightCache {
     pub fn build_for(store: &ParamStore, precision: Precision) -> Result<WeightCache> {
         match precision {
             Precision::Fp32 => WeightCache::build_quantizing(store, |_| false),
-            Precision::Int8 => WeightCache::build_quantizing(store, quantized_under_int8),
+            Precision::Int8 => {
+                let mut cache = WeightCache::build_quantizing(store, quantized_under_int8)?;
+                cache.fused_qkv = fuse_qkv_int8(store)?;
+                Ok(cache)
+            }
             Precision::Bf16 => {
                 Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into()))
             }
@@ -162,7 +184,17 @@ impl WeightCache {
             };
             entries.insert(i, (t.clone(), cached));
         }
-        Ok(WeightCache { entries })
+        Ok(WeightCache { entries, fused_qkv: HashMap::new() })
+    }
+
+    /// The fused q|k|v weight of the layer whose query weight is at
+    /// `query_weight`, if it has one and `current` (its three weights, then
+    /// the biases there are, in the order they were fused) are still the
+    /// tensors it was made from.
+    pub fn fused_qkv(&self, query_weight: usize, current: &[&Tensor]) -> Option<&FusedQkv> {
+        self.fused_qkv
+            .get(&query_weight)
+            .filter(|f| f.sources.len() == current.len() && f.sources.iter().zip(current).all(|(source, now)| source.shares_storage(now)))
     }
 
     fn current(&self, index: usize, current: &Tensor) -> Option<&CachedWeight> {
@@ -189,6 +221,51 @@ impl WeightCache {
     pub fn quantized_count(&self) -> usize {
         self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Int8(_))).count()
     }
+}
+
+/// Every encoder layer's query, key and value weights (and biases) fused
+/// into one INT8 weight ([`FusedQkv`]), keyed by the query weight's
+/// position. A layer whose three do not share a shape and dtype, or whose
+/// biases are neither all there nor all absent, is left unfused.
+fn fuse_qkv_int8(store: &ParamStore) -> Result<HashMap<usize, FusedQkv>> {
+    let position: HashMap<&str, usize> = store.iter().enumerate().map(|(i, (name, _))| (name, i)).collect();
+    let tensors = store.tensors();
+    let mut fused = HashMap::new();
+    for (name, &query) in &position {
+        let Some(prefix) = name.strip_suffix("attention.self.query.weight").filter(|p| p.starts_with("bert.encoder.layer.")) else {
+            continue;
+        };
+        let find = |part: &str, kind: &str| position.get(format!("{prefix}attention.self.{part}.{kind}").as_str()).copied();
+        let (Some(key), Some(value)) = (find("key", "weight"), find("value", "weight")) else { continue };
+        let weights = [query, key, value].map(|i| &tensors[i]);
+        let shape = weights[0].shape();
+        if shape.len() != 2 || weights.iter().any(|w| w.shape() != shape || w.dtype() != DType::F32) {
+            continue;
+        }
+        let biases: Vec<usize> = ["query", "key", "value"].iter().filter_map(|part| find(part, "bias")).collect();
+        if !biases.is_empty() && biases.len() != 3 {
+            continue;
+        }
+        let (out, k) = (shape[0], shape[1]);
+        let mut joined = Vec::with_capacity(3 * out * k);
+        for w in weights {
+            joined.extend_from_slice(w.data::<f32>()?);
+        }
+        let weight = Arc::new(QuantizedLinear::quantize(&format!("{prefix}attention.self.query|key|value.weight"), &joined, 3 * out, k)?);
+        let bias = match biases.is_empty() {
+            true => None,
+            false => {
+                let mut values = Vec::with_capacity(3 * out);
+                for &b in &biases {
+                    values.extend_from_slice(tensors[b].data::<f32>()?);
+                }
+                Some(Tensor::from_vec(values, &[3 * out])?)
+            }
+        };
+        let sources = [query, key, value].into_iter().chain(biases).map(|i| tensors[i].clone()).collect();
+        fused.insert(query, FusedQkv { sources, weight, bias });
+    }
+    Ok(fused)
 }
 
 /// Every parameter a model of this config and head has, with its shape, in HF order.

@@ -9,6 +9,7 @@ pub mod activation;
 pub mod adamw;
 pub mod attention;
 pub mod dropout;
+pub mod fused_attention;
 pub mod int8;
 pub mod layout;
 pub mod loss;

@@ -6,7 +6,9 @@ use super::attention::{AttentionSaved, Dims, attention_bwd, attention_fwd};
 use super::dropout::{dropout_apply, dropout_rows_apply};
 use super::matmul::{Operand, batched_matmul, linear_bwd_input, linear_bwd_weight, linear_fwd, transpose};
 use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
-use super::packed_attention::{packed_attention_bwd, packed_attention_fwd};
+use super::packed_attention::{
+    packed_attention_bwd, packed_attention_fwd, packed_attention_fwd_f32, packed_attention_qkv_fwd, packed_attention_qkv_fwd_f32,
+};
 use super::relative_attention::{
     RelativeDims, RelativeSaved, packed_relative_attention_bwd, packed_relative_attention_fwd, relative_attention_bwd,
     relative_attention_fwd,
@@ -18,7 +20,7 @@ use crate::backend::{
     QuantizedLinear, Saved, unsupported,
 };
 use crate::error::{Error, Result};
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{DType, Float, Tensor};
 use crate::with_float;
 
 /// The CPU backend (stateless: the rayon pool is global).
@@ -441,9 +443,25 @@ impl Backend for Cpu {
         scale: f64,
         mode: PackedAttentionMode,
     ) -> Result<Tensor> {
+        if q.dtype() == DType::F32 {
+            let out = packed_attention_fwd_f32(q.data::<f32>()?, k.data::<f32>()?, v.data::<f32>()?, lens, heads, scale, mode);
+            return Tensor::from_vec(out, q.shape());
+        }
         with_float!(q.dtype(), "packed_attention", |T| Tensor::from_vec(
             packed_attention_fwd(q.data::<T>()?, k.data::<T>()?, v.data::<T>()?, lens, heads, scale, mode),
             q.shape()
+        ))
+    }
+
+    fn packed_attention_qkv_fwd(&self, qkv: &Tensor, lens: &[usize], heads: usize, scale: f64) -> Result<Tensor> {
+        let (n, width) = qkv.rows_cols();
+        let shape = [n, width / 3];
+        if qkv.dtype() == DType::F32 {
+            return Tensor::from_vec(packed_attention_qkv_fwd_f32(qkv.data::<f32>()?, lens, heads, scale), &shape);
+        }
+        with_float!(qkv.dtype(), "packed_attention_qkv", |T| Tensor::from_vec(
+            packed_attention_qkv_fwd(qkv.data::<T>()?, lens, heads, scale),
+            &shape
         ))
     }
 

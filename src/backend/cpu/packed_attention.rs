@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::dropout::MaskDraw;
+use super::fused_attention::{self, AttentionPath, HeadDropout, HeadInput};
 use super::matmul::{Operand, matmul};
 use super::{dot, sum};
 use crate::backend::{PackedAttentionMode, PackedDropout};
@@ -192,6 +193,98 @@ pub fn packed_attention_fwd<T: Float>(
         })
         .collect();
     assemble(blocks, lens, heads, cols, d)
+}
+
+/// The f32 forward on the fastest path this CPU has ([`fused_attention::best_path`]).
+pub fn packed_attention_fwd_f32(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lens: &[usize],
+    heads: usize,
+    scale: f64,
+    mode: PackedAttentionMode,
+) -> Vec<f32> {
+    packed_attention_fwd_on(fused_attention::best_path(), (q, k, v), lens, heads, scale, mode)
+}
+
+/// As [`packed_attention_fwd`] in f32, on `path` where it is available and
+/// serves the call (its head size, and a window, if any, that reaches every
+/// key of every sequence), on the generic path otherwise.
+pub fn packed_attention_fwd_on(
+    path: AttentionPath,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    lens: &[usize],
+    heads: usize,
+    scale: f64,
+    mode: PackedAttentionMode,
+) -> Vec<f32> {
+    let n: usize = lens.iter().sum();
+    let cols = q.len() / n.max(1);
+    let d = cols / heads.max(1);
+    let sees_every_key = |len: usize| mode.window.is_none_or(|w| w + 1 >= len);
+    let fused = path != AttentionPath::Reference
+        && path.available()
+        && path.serves(d)
+        && d * heads == cols
+        && lens.iter().all(|&l| sees_every_key(l));
+    if !fused {
+        return packed_attention_fwd(q, k, v, lens, heads, scale, mode);
+    }
+    let starts = offsets(lens);
+    let blocks: Vec<Vec<f32>> = tasks(lens, heads)
+        .into_par_iter()
+        .map(|(s, h)| {
+            let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
+            let input =
+                HeadInput { q: &q[rows.clone()], k: &k[rows.clone()], v: &v[rows], len, cols, head: h, head_dim: d, scale: scale as f32 };
+            let dropout = mode.dropout.as_ref().map(|dropout| HeadDropout { dropout, sequence: s, head: h, heads });
+            fused_attention::head_context(path, input, dropout)
+        })
+        .collect();
+    assemble(blocks, lens, heads, cols, d)
+}
+
+/// q, k and v side by side, (N, 3·heads·D) rows (one fused projection's
+/// output), `lens` summing to N -> context (N, heads·D); no window, no
+/// dropout. The generic path, on the three split apart.
+pub fn packed_attention_qkv_fwd<T: Float>(qkv: &[T], lens: &[usize], heads: usize, scale: f64) -> Vec<T> {
+    let n: usize = lens.iter().sum();
+    let width = qkv.len() / n.max(1) / 3;
+    let part =
+        |p: usize| -> Vec<T> { qkv.chunks(3 * width.max(1)).flat_map(|row| row[p * width..(p + 1) * width].iter().copied()).collect() };
+    packed_attention_fwd(&part(0), &part(1), &part(2), lens, heads, scale, PackedAttentionMode::default())
+}
+
+/// As [`packed_attention_qkv_fwd`] in f32: the fused kernel reads q, k and v
+/// in place where it serves the heads, the generic path runs elsewhere.
+pub fn packed_attention_qkv_fwd_f32(qkv: &[f32], lens: &[usize], heads: usize, scale: f64) -> Vec<f32> {
+    let n: usize = lens.iter().sum();
+    let stride = qkv.len() / n.max(1);
+    let (width, path) = (stride / 3, fused_attention::best_path());
+    let d = width / heads.max(1);
+    if !(path == AttentionPath::Avx512 && path.available() && path.serves(d) && d * heads == width) {
+        return packed_attention_qkv_fwd(qkv, lens, heads, scale);
+    }
+    let starts = offsets(lens);
+    let blocks: Vec<Vec<f32>> = tasks(lens, heads)
+        .into_par_iter()
+        .map(|(s, h)| {
+            let rows = &qkv[starts[s] * stride..(starts[s] + lens[s]) * stride];
+            let input = HeadInput {
+                q: rows,
+                k: &rows[width..],
+                v: &rows[2 * width..],
+                len: lens[s],
+                cols: stride,
+                head: h,
+                head_dim: d,
+                scale: scale as f32,
+            };
+            fused_attention::head_context(path, input, None)
+        })
+        .collect();
+    assemble(blocks, lens, heads, width, d)
 }
 
 /// Backward of [`packed_attention_fwd`]: from dout (N, heads·D), returns

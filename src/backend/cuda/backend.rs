@@ -543,6 +543,10 @@ impl Backend for Cuda {
         unsupported("packed_attention", NAME)
     }
 
+    fn packed_attention_qkv_fwd(&self, _: &Tensor, _: &[usize], _: usize, _: f64) -> Result<Tensor> {
+        unsupported("packed_attention_qkv", NAME)
+    }
+
     fn packed_attention_bwd(
         &self,
         _: [&Tensor; 3],
