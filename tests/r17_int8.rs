@@ -196,13 +196,14 @@ fn r17_int8_error_per_layer_type_on_minilm() {
     );
 }
 
-/// Under `--precision int8` each layer projects q, k and v in one fused
-/// INT8 GEMM and its attention reads them in place. Quantization is per
-/// output channel, so that must change no bit against the three
-/// projections apart (the per-layer-type cache, which does not fuse), on a
-/// padded batch of ragged lengths; and it must really run fused.
+/// For inference each layer projects q, k and v in one fused GEMM and its
+/// attention reads them in place (`BertClassifier::inference_cache`). Under
+/// INT8 quantization is per output channel, so that must change no bit
+/// against the three projections apart (`WeightCache::build_for` alone);
+/// in f32 it may change the GEMM's blocking, so only rounding. On a padded
+/// batch of ragged lengths, and it must really run fused.
 #[test]
-fn r17_fused_qkv_projection_changes_no_bit_of_int8_inference() {
+fn r17_fused_qkv_projection_changes_no_bit_in_int8_and_only_rounding_in_fp32() {
     let Some((model, batch)) = minilm_and_sentences() else { return };
     assert!(batch.attention_mask.contains(&0), "the batch has padding, so the sequences are ragged");
     let run = |cache: &WeightCache| {
@@ -212,16 +213,27 @@ fn r17_fused_qkv_projection_changes_no_bit_of_int8_inference() {
         let profile = tape.profile().unwrap();
         let calls = |op: &str| profile.forward.get(op).map_or(0, |t| t.calls);
         let values = [*out.hidden_states.last().unwrap(), out.pooled.unwrap()].map(|v| tape.value(v).to_f64_vec());
-        (values, calls("linear_int8"), calls("packed_attention_qkv"), calls("packed_attention"))
+        (values, [calls("linear_int8"), calls("linear"), calls("packed_attention_qkv"), calls("packed_attention")])
     };
     let layers = model.config.num_hidden_layers;
-    let fused = run(&WeightCache::build_for(&model.params, berth::Precision::Int8).unwrap());
-    let apart = run(&WeightCache::build_quantizing(&model.params, quantized_under_int8).unwrap());
-    assert_eq!((fused.1, fused.2, fused.3), (4 * layers, layers, 0), "fused: one q|k|v GEMM and one fused attention per layer");
-    assert_eq!((apart.1, apart.2, apart.3), (6 * layers, 0, layers), "apart: three projections and the plain packed attention");
-    for (which, (f, a)) in ["last hidden state", "pooled output"].iter().zip(fused.0.iter().zip(&apart.0)) {
-        let differing = f.iter().zip(a).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
-        assert_eq!(differing, 0, "{which}: {differing} of {} values differ between fused and separate projections", f.len());
+    for precision in [berth::Precision::Int8, berth::Precision::Fp32] {
+        let fused_cache = model.inference_cache(precision).unwrap();
+        assert_eq!(fused_cache.fused_qkv_count(), layers);
+        let (fused, fused_calls) = run(&fused_cache);
+        let (apart, apart_calls) = run(&WeightCache::build_for(&model.params, precision).unwrap());
+        let linear = if precision == berth::Precision::Int8 { 0 } else { 1 };
+        assert_eq!(apart_calls[linear] - fused_calls[linear], 2 * layers, "{precision:?}: one q|k|v GEMM per layer instead of three");
+        assert_eq!((fused_calls[2], fused_calls[3]), (layers, 0), "{precision:?}: the fused attention in every layer");
+        assert_eq!((apart_calls[2], apart_calls[3]), (0, layers), "{precision:?}: apart, the plain packed attention");
+        for (which, (f, a)) in ["last hidden state", "pooled output"].iter().zip(fused.iter().zip(&apart)) {
+            if precision == berth::Precision::Int8 {
+                let differing = f.iter().zip(a).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                assert_eq!(differing, 0, "{which}: {differing} of {} values differ between fused and separate projections", f.len());
+            } else {
+                let error = rel_error(f, a);
+                assert!(error < 1e-5, "{which}: fused f32 projections moved ‖Δ‖/‖x‖ by {error}");
+            }
+        }
     }
 }
 

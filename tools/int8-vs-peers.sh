@@ -11,16 +11,18 @@
 #   tools/int8-vs-peers.sh [OUT_DIR]      default runs/int8-vs-peers
 #
 # Environment: PYTHON (default .py-venv/bin/python) with torch, transformers,
-# onnxruntime, onnx and onnxscript; ITERS_B1 (default 20), ITERS_B32 (default 5).
+# onnxruntime, onnx and onnxscript; ITERS_B1 (default 20), ITERS_B32 (default 5);
+# BERTH (default: target/release/berth, built first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/int8-vs-peers}
 PYTHON=${PYTHON:-.py-venv/bin/python}
 ITERS_B1=${ITERS_B1:-20}
 ITERS_B32=${ITERS_B32:-5}
-BERTH=target/release/berth
+# BERTH: a copy of the binary to measure (default: build target/release/berth).
+if [ -z "${BERTH:-}" ]; then cargo build --release --bin berth; fi
+BERTH=${BERTH:-target/release/berth}
 mkdir -p "$OUT"
-cargo build --release --bin berth
 
 : > "$OUT/berth.jsonl"
 rm -f "$OUT"/peers-*.json

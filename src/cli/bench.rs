@@ -13,7 +13,7 @@ use crate::backend::select_device;
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::device_model::Precision;
-use crate::model::params::{WeightCache, random_parameters};
+use crate::model::params::random_parameters;
 use crate::model::{BertClassifier, BertConfig, ForwardMode, HeadKind, Labels, LoadOptions, load_model};
 use crate::rng::SeqRng;
 use crate::tensor::DType;
@@ -184,7 +184,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let profile = std::cell::RefCell::new(crate::autograd::Profile::default());
     // Inference reuses one cache of transposed (or INT8) weights, as the
     // predictor does; a train step rebuilds it every time, as weights change.
-    let inference_cache = WeightCache::build_for(&model.params, precision)?;
+    let inference_cache = model.inference_cache(precision)?;
     let precision_name = match precision {
         Precision::Int8 => format!("int8/{}", crate::backend::cpu::int8::best_path().name()),
         _ => "fp32".to_string(),

@@ -12,7 +12,6 @@ use crate::infer::explain::explain_encoded;
 use crate::io::write_atomic;
 use crate::model::device_model::{DeviceModel, Precision};
 use crate::model::explain::ExplainOptions;
-use crate::model::params::WeightCache;
 use crate::model::settings::{DataSettings, InferenceSettings, choose};
 use crate::model::task::Task;
 use crate::model::{InferenceWeights, LoadOptions, load_model};
@@ -168,7 +167,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             InferenceWeights::Device(&on_device.params)
         }
         None => {
-            cache = WeightCache::build_for(&model.params, precision)?;
+            cache = model.inference_cache(precision)?;
             InferenceWeights::Cpu(&cache)
         }
     };

@@ -137,7 +137,7 @@ impl Predictor {
         }
         let engine = match device {
             Some(d) => Engine::Device(DeviceModel::upload(d, precision, &model.params)?),
-            None => Engine::Cpu(WeightCache::build_for(&model.params, precision)?, precision),
+            None => Engine::Cpu(model.inference_cache(precision)?, precision),
         };
         let long_text = settings.long_text;
         let mut predictor = Predictor { model, tokenizer, settings, long_text: None, engine };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::config::{BertConfig, Family, ModernBertSettings};
 use super::deberta::DebertaSettings;
-use super::params::{ParamStore, WeightCache};
+use super::params::{FusedWeight, ParamStore, WeightCache};
 use crate::autograd::attention::{
     packed_attention_in, packed_attention_qkv, packed_relative_attention, relative_attention, windowed_attention,
 };
@@ -324,7 +324,7 @@ impl LayerContext<'_> {
         self.mode.key(streams::attention_probs(layer)).filter(|_| p > 0.0).map(|key| (p, key))
     }
 
-    /// Inference on the CPU under INT8: q, k and v from one fused projection
+    /// Inference on the CPU: q, k and v from one fused projection
     /// and the attention reading them in place, where the cache holds the
     /// layer's fused weight, the tape keeps no gradients, rows are packed,
     /// no dropout runs and attention is plain (not DeBERTa's). None elsewhere.
@@ -342,7 +342,13 @@ impl LayerContext<'_> {
             return Ok(None);
         };
         let bias = fused.bias.as_ref().map(|b| tape.leaf(b.clone(), false));
-        let qkv = linear_int8(tape, x, &fused.weight, bias)?;
+        let qkv = match &fused.weight {
+            FusedWeight::Int8(weight) => linear_int8(tape, x, weight, bias)?,
+            FusedWeight::F32 { weight, transposed } => {
+                let weight = tape.leaf(weight.clone(), false);
+                linear_with(tape, x, weight, bias, Some(transposed))?
+            }
+        };
         let scale = 1.0 / (self.config.head_dim() as f64).sqrt();
         packed_attention_qkv(tape, qkv, lens.clone(), self.config.num_attention_heads, scale).map(Some)
     }

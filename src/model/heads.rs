@@ -166,6 +166,18 @@ impl BertClassifier {
         WeightCache::build(&self.params)
     }
 
+    /// The CPU's load-time weights for inference in `precision`
+    /// ([`WeightCache::build_for`]), with each layer's q, k and v joined
+    /// into one projection where the layers read them together
+    /// ([`WeightCache::fuse_qkv`]). Only for tapes without gradients.
+    pub fn inference_cache(&self, precision: crate::tensor::Precision) -> Result<WeightCache> {
+        let cache = WeightCache::build_for(&self.params, precision)?;
+        match self.config.modern.is_none() && self.config.deberta.is_none() {
+            true => cache.fuse_qkv(&self.params),
+            false => Ok(cache),
+        }
+    }
+
     /// As [`Self::forward`], using transposed weights from `cache` where they
     /// are still current (faster on the CPU; results are identical up to rounding order).
     pub fn forward_cached(&self, tape: &mut Tape, batch: &Batch, mode: ForwardMode, cache: Option<&WeightCache>) -> Result<ForwardOutput> {

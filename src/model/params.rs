@@ -102,24 +102,33 @@ impl ParamStore {
 #[derive(Clone, Debug, Default)]
 pub struct WeightCache {
     entries: HashMap<usize, (Tensor, CachedWeight)>,
-    /// Under INT8, each layer's q, k and v projections as one weight, keyed
-    /// by the query weight's position.
+    /// For inference ([`WeightCache::fuse_qkv`]): each layer's q, k and v
+    /// projections as one weight, keyed by the query weight's position.
     fused_qkv: HashMap<usize, FusedQkv>,
 }
 
-/// One layer's query, key and value projections as one (3H, H) INT8
-/// weight, quantized at load for inference. Quantization is per output
-/// channel, so its codes and scales are those of the three alone and its
-/// outputs the same bits, from one quantization of the activations and one
-/// GEMM instead of three.
+/// One layer's query, key and value projections as one (3H, H) weight, made
+/// at load for inference: one GEMM (and under INT8 one quantization of the
+/// activations) instead of three.
 #[derive(Clone, Debug)]
 pub struct FusedQkv {
     /// The tensors it was made from (three weights, then the biases there
     /// are), to check that they are still current.
     sources: Vec<Tensor>,
-    pub weight: Arc<QuantizedLinear>,
+    pub weight: FusedWeight,
     /// The three biases end to end (3H), where the layers have biases.
     pub bias: Option<Tensor>,
+}
+
+/// The joined weight as the forward reads it.
+#[derive(Clone, Debug)]
+pub enum FusedWeight {
+    /// Quantized per output channel, so its codes and scales are those of
+    /// the three alone, and its outputs the same bits.
+    Int8(Arc<QuantizedLinear>),
+    /// f32: the (3H, H) weight and its (H, 3H) transpose, which the CPU's
+    /// GEMM reads (the three transposed copies are dropped for it).
+    F32 { weight: Tensor, transposed: Tensor },
 }
 
 #[derive(Clone, Debug)]
@@ -153,11 +162,7 @@ impl WeightCache {
     pub fn build_for(store: &ParamStore, precision: Precision) -> Result<WeightCache> {
         match precision {
             Precision::Fp32 => WeightCache::build_quantizing(store, |_| false),
-            Precision::Int8 => {
-                let mut cache = WeightCache::build_quantizing(store, quantized_under_int8)?;
-                cache.fused_qkv = fuse_qkv_int8(store)?;
-                Ok(cache)
-            }
+            Precision::Int8 => WeightCache::build_quantizing(store, quantized_under_int8),
             Precision::Bf16 => {
                 Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into()))
             }
@@ -185,6 +190,70 @@ impl WeightCache {
             entries.insert(i, (t.clone(), cached));
         }
         Ok(WeightCache { entries, fused_qkv: HashMap::new() })
+    }
+
+    /// Joins each encoder layer's query, key and value weights (and biases)
+    /// into one weight ([`FusedQkv`]): INT8 where the query weight is held
+    /// INT8, f32 (dropping the three transposed copies) where it is held
+    /// transposed. For a cache that serves inference only, of a model whose
+    /// layers project q, k and v from the same input (not DeBERTa's
+    /// relative attention nor ModernBERT's pre-norm layers, which read the
+    /// three apart). A layer whose three do not share a shape and dtype, or
+    /// whose biases are neither all there nor all absent, is left as it is.
+    pub fn fuse_qkv(mut self, store: &ParamStore) -> Result<WeightCache> {
+        let position: HashMap<&str, usize> = store.iter().enumerate().map(|(i, (name, _))| (name, i)).collect();
+        let tensors = store.tensors();
+        for (name, &query) in &position {
+            let Some(prefix) = name.strip_suffix("attention.self.query.weight").filter(|p| p.starts_with("bert.encoder.layer.")) else {
+                continue;
+            };
+            let find = |part: &str, kind: &str| position.get(format!("{prefix}attention.self.{part}.{kind}").as_str()).copied();
+            let (Some(key), Some(value)) = (find("key", "weight"), find("value", "weight")) else { continue };
+            let weights = [query, key, value];
+            let shape = tensors[query].shape();
+            if shape.len() != 2 || weights.iter().any(|&w| tensors[w].shape() != shape || tensors[w].dtype() != DType::F32) {
+                continue;
+            }
+            let biases: Vec<usize> = ["query", "key", "value"].iter().filter_map(|part| find(part, "bias")).collect();
+            if !biases.is_empty() && biases.len() != 3 {
+                continue;
+            }
+            let (out, k) = (shape[0], shape[1]);
+            let join = |parts: &[usize]| -> Result<Vec<f32>> {
+                let mut joined = Vec::new();
+                for &p in parts {
+                    joined.extend_from_slice(tensors[p].data::<f32>()?);
+                }
+                Ok(joined)
+            };
+            let weight = match self.current(query, &tensors[query]) {
+                Some(CachedWeight::Int8(_)) => {
+                    let label = format!("{prefix}attention.self.query|key|value.weight");
+                    FusedWeight::Int8(Arc::new(QuantizedLinear::quantize(&label, &join(&weights)?, 3 * out, k)?))
+                }
+                Some(CachedWeight::Transposed(_)) => {
+                    let weight = Tensor::from_vec(join(&weights)?, &[3 * out, k])?;
+                    let transposed = crate::backend::of(&weight).transpose(&weight)?;
+                    for w in weights {
+                        self.entries.remove(&w);
+                    }
+                    FusedWeight::F32 { weight, transposed }
+                }
+                None => continue,
+            };
+            let bias = match biases.is_empty() {
+                true => None,
+                false => Some(Tensor::from_vec(join(&biases)?, &[3 * out])?),
+            };
+            let sources = weights.into_iter().chain(biases).map(|i| tensors[i].clone()).collect();
+            self.fused_qkv.insert(query, FusedQkv { sources, weight, bias });
+        }
+        Ok(self)
+    }
+
+    /// How many layers project q, k and v in one weight.
+    pub fn fused_qkv_count(&self) -> usize {
+        self.fused_qkv.len()
     }
 
     /// The fused q|k|v weight of the layer whose query weight is at
@@ -221,51 +290,6 @@ impl WeightCache {
     pub fn quantized_count(&self) -> usize {
         self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Int8(_))).count()
     }
-}
-
-/// Every encoder layer's query, key and value weights (and biases) fused
-/// into one INT8 weight ([`FusedQkv`]), keyed by the query weight's
-/// position. A layer whose three do not share a shape and dtype, or whose
-/// biases are neither all there nor all absent, is left unfused.
-fn fuse_qkv_int8(store: &ParamStore) -> Result<HashMap<usize, FusedQkv>> {
-    let position: HashMap<&str, usize> = store.iter().enumerate().map(|(i, (name, _))| (name, i)).collect();
-    let tensors = store.tensors();
-    let mut fused = HashMap::new();
-    for (name, &query) in &position {
-        let Some(prefix) = name.strip_suffix("attention.self.query.weight").filter(|p| p.starts_with("bert.encoder.layer.")) else {
-            continue;
-        };
-        let find = |part: &str, kind: &str| position.get(format!("{prefix}attention.self.{part}.{kind}").as_str()).copied();
-        let (Some(key), Some(value)) = (find("key", "weight"), find("value", "weight")) else { continue };
-        let weights = [query, key, value].map(|i| &tensors[i]);
-        let shape = weights[0].shape();
-        if shape.len() != 2 || weights.iter().any(|w| w.shape() != shape || w.dtype() != DType::F32) {
-            continue;
-        }
-        let biases: Vec<usize> = ["query", "key", "value"].iter().filter_map(|part| find(part, "bias")).collect();
-        if !biases.is_empty() && biases.len() != 3 {
-            continue;
-        }
-        let (out, k) = (shape[0], shape[1]);
-        let mut joined = Vec::with_capacity(3 * out * k);
-        for w in weights {
-            joined.extend_from_slice(w.data::<f32>()?);
-        }
-        let weight = Arc::new(QuantizedLinear::quantize(&format!("{prefix}attention.self.query|key|value.weight"), &joined, 3 * out, k)?);
-        let bias = match biases.is_empty() {
-            true => None,
-            false => {
-                let mut values = Vec::with_capacity(3 * out);
-                for &b in &biases {
-                    values.extend_from_slice(tensors[b].data::<f32>()?);
-                }
-                Some(Tensor::from_vec(values, &[3 * out])?)
-            }
-        };
-        let sources = [query, key, value].into_iter().chain(biases).map(|i| tensors[i].clone()).collect();
-        fused.insert(query, FusedQkv { sources, weight, bias });
-    }
-    Ok(fused)
 }
 
 /// Every parameter a model of this config and head has, with its shape, in HF order.

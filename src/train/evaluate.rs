@@ -10,7 +10,6 @@ use crate::metrics::evaluation::{Evaluation, RegressionScores, TaskReport};
 use crate::metrics::multilabel::{multilabel_report, tune_thresholds_pooling_rare};
 use crate::metrics::regression::{pearson, spearman};
 use crate::model::decision::Decision;
-use crate::model::params::WeightCache;
 use crate::model::{BertClassifier, InferenceWeights};
 use crate::numerics::{argmax, log_sum_exp, softplus};
 use crate::tensor::Tensor;
@@ -37,7 +36,7 @@ pub fn evaluate_with(
     let weights = match device_params {
         Some(params) => InferenceWeights::Device(params),
         None => {
-            cache = WeightCache::build(&model.params)?;
+            cache = model.inference_cache(crate::tensor::Precision::Fp32)?;
             InferenceWeights::Cpu(&cache)
         }
     };
