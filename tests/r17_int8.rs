@@ -235,6 +235,20 @@ fn r17_fused_qkv_projection_changes_no_bit_in_int8_and_only_rounding_in_fp32() {
             }
         }
     }
+    // A tape that keeps gradients never takes the forward-only fused path,
+    // even with a fused cache: it projects apart (the f32 cache dropped the
+    // three transposed copies, so from the weights themselves), same values.
+    let fused_cache = model.inference_cache(berth::Precision::Fp32).unwrap();
+    let mut tape = Tape::new();
+    tape.enable_profile();
+    let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), Some(&fused_cache)).unwrap();
+    assert!(!tape.profile().unwrap().forward.contains_key("packed_attention_qkv"), "a tape with gradients ran the fused attention");
+    let with_grads = tape.value(out.pooled.unwrap()).to_f64_vec();
+    let (no_grads, _) = run(&fused_cache);
+    assert!(rel_error(&with_grads, &no_grads[1]) < 1e-5);
+    let qkv = tape.leaf(berth::tensor::Tensor::from_vec(vec![0f32; 2 * 3 * 384], &[2, 3 * 384]).unwrap(), false);
+    let refused = berth::autograd::attention::packed_attention_qkv(&mut tape, qkv, vec![2].into(), 12, 0.125).unwrap_err();
+    assert!(refused.to_string().contains("without gradients"), "{refused}");
 }
 
 fn predict(model: &Path, input: &Path, output: &Path, precision: &str, portable: bool) -> Output {
