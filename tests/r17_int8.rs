@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use berth::autograd::Tape;
 use berth::backend::Int8Path;
-use berth::backend::cpu::int8::{QuantizedLinear, QuantizedRows, linear_int8_fwd, linear_int8_quantized};
+use berth::backend::cpu::int8::{Epilogue, QuantizedLinear, QuantizedRows, linear_int8_fwd, linear_int8_quantized, linear_int8_with};
 use berth::backend::cpu::matmul::{Operand, linear_fwd};
 use berth::data::{BerthTokenizer, Encoded, pad_batch};
 use berth::model::params::{WeightCache, quantized_under_int8};
@@ -76,6 +76,27 @@ fn r17_int8_kernels_equal_exact_integer_sums_on_every_path() {
                 "{} differs from the portable path at ({n}, {k}, {out})",
                 path.name()
             );
+        }
+    }
+}
+
+/// GELU in the INT8 epilogue (the feed-forward's first layer) gives the
+/// bits of the plain kernel followed by `gelu_fwd`, on every path and shape.
+#[test]
+fn r17_int8_gelu_epilogue_equals_linear_then_gelu_bit_for_bit() {
+    for (n, k, out) in SHAPES {
+        let x = values(n * k, 4, 1.0);
+        let w = values(out * k, 5, 0.05);
+        let bias = values(out, 6, 0.1);
+        let weight = QuantizedLinear::quantize("w", &w, out, k).unwrap();
+        for path in paths_here() {
+            let fused = linear_int8_with(&x, n, &weight, Some(&bias), Epilogue::Gelu, path).unwrap();
+            let plain = linear_int8_fwd(&x, n, &weight, Some(&bias), path).unwrap();
+            let then = berth::backend::cpu::activation::gelu_fwd(&plain);
+            let differing = fused.iter().zip(&then).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differing, 0, "{} at ({n}, {k}, {out}): {differing} outputs differ", path.name());
+            // GELU really ran: negative pre-activations were squashed towards 0.
+            assert!(plain.iter().zip(&fused).any(|(p, f)| *p < -0.5 && f.abs() < p.abs() / 2.0) || n * out < 8);
         }
     }
 }

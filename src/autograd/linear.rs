@@ -66,10 +66,12 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
 
 // ---------- INT8 linear (inference only): y (…, out) = x (…, in) · Q(W)ᵀ + b ----------
 
-struct LinearInt8;
+struct LinearInt8 {
+    then_gelu: bool,
+}
 impl Backward for LinearInt8 {
     fn name(&self) -> &'static str {
-        "linear_int8"
+        if self.then_gelu { "linear_int8_gelu" } else { "linear_int8" }
     }
     fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
         linear_flops(inputs, output)
@@ -84,6 +86,16 @@ impl Backward for LinearInt8 {
 /// x (…, in) f32, a weight quantized at load (out, in), bias (out) -> (…, out)
 /// f32. Only the bias is a tape input: the quantized weight is a constant.
 pub fn linear_int8(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>) -> Result<Var> {
+    linear_int8_then(tape, x, weight, bias, false)
+}
+
+/// As [`linear_int8`], then GELU, in the kernel's epilogue: the same values
+/// as `gelu(linear_int8(…))`, without a second pass over the output.
+pub fn linear_int8_gelu(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>) -> Result<Var> {
+    linear_int8_then(tape, x, weight, bias, true)
+}
+
+fn linear_int8_then(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>, then_gelu: bool) -> Result<Var> {
     let tx = tape.value(x);
     if tx.dims() == 0 || *tx.shape().last().unwrap() != weight.in_features {
         return Err(Error::shape(
@@ -93,12 +105,12 @@ pub fn linear_int8(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, b
     }
     let mut out_shape = tx.shape().to_vec();
     *out_shape.last_mut().unwrap() = weight.out_features;
-    let out = backend::of(tx).linear_int8_fwd(tx, weight, bias.map(|b| tape.value(b)), &out_shape)?;
+    let out = backend::of(tx).linear_int8_fwd(tx, weight, bias.map(|b| tape.value(b)), then_gelu, &out_shape)?;
     let inputs: Vec<Var> = match bias {
         Some(b) => vec![x, b],
         None => vec![x],
     };
-    Ok(tape.push(out, &inputs, LinearInt8))
+    Ok(tape.push(out, &inputs, LinearInt8 { then_gelu }))
 }
 
 // ---------- batched matmul: c (…, M, N) = a' (…, M, K) · b' (…, K, N) ----------

@@ -225,8 +225,17 @@ pub trait Backend: Send + Sync {
     fn transpose(&self, x: &Tensor) -> Result<Tensor>;
     /// x (N, in) f32 as `out_shape`'s rows, a weight (out, in) quantized to
     /// INT8 at load, bias (out) f32 -> `out_shape` (…, out) f32: dynamic
-    /// INT8 inference (`--precision int8`). There is no backward.
-    fn linear_int8_fwd(&self, x: &Tensor, weight: &QuantizedLinear, bias: Option<&Tensor>, out_shape: &[usize]) -> Result<Tensor>;
+    /// INT8 inference (`--precision int8`). With `then_gelu`, GELU of that,
+    /// applied in the kernel's epilogue (the same bits as `gelu_fwd` after).
+    /// There is no backward.
+    fn linear_int8_fwd(
+        &self,
+        x: &Tensor,
+        weight: &QuantizedLinear,
+        bias: Option<&Tensor>,
+        then_gelu: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
 
     // ---- layer norm ----
 

@@ -18,7 +18,7 @@ use crate::autograd::attention::{
 };
 use crate::autograd::basic::{DropoutKey, add, dropout, dropout_rows, geglu, gelu, reshape};
 use crate::autograd::embedding::embeddings_ln;
-use crate::autograd::linear::{linear_int8, linear_with};
+use crate::autograd::linear::{linear_int8, linear_int8_gelu, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
@@ -280,6 +280,16 @@ impl LayerContext<'_> {
         linear_with(tape, x, self.params[w], bias, weight_t)
     }
 
+    /// GELU(linear(x)): under INT8 one op, GELU in the kernel's epilogue.
+    fn linear_gelu(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
+        let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
+        if let Some(quantized) = self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
+            return linear_int8_gelu(tape, x, quantized, bias);
+        }
+        let inner = self.linear(tape, x, layer)?;
+        gelu(tape, inner)
+    }
+
     fn norm(&self, tape: &mut Tape, x: Var, norm: Affine) -> Result<Var> {
         let bias = match norm.bias {
             Some(b) => self.params[b],
@@ -444,8 +454,7 @@ fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usiz
     let x1 = cx.norm(tape, attn, lp.attention_norm.expect("post-norm layers have an attention norm"))?;
 
     // Feed-forward: H -> intermediate (GELU) -> H, residual, LayerNorm.
-    let inner = cx.linear(tape, x1, lp.intermediate)?;
-    let inner = gelu(tape, inner)?;
+    let inner = cx.linear_gelu(tape, x1, lp.intermediate)?;
     let out = cx.linear(tape, inner, lp.output)?;
     let out = cx.dropout(tape, out, hidden_p, streams::ffn_output(l))?;
     let out = add(tape, out, x1)?;

@@ -48,7 +48,7 @@ pub fn gelu_fwd<T: Float>(x: &[T]) -> Vec<T> {
 /// One chunk of GELU. Where the CPU has AVX-512 the same loop is compiled
 /// for 16 lanes instead of the build's 8: the same IEEE operations in the
 /// same order, so the same bits, in half the instructions.
-fn gelu_chunk<T: Float>(x: &[T], y: &mut [T]) {
+pub(super) fn gelu_chunk<T: Float>(x: &[T], y: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the feature was detected.

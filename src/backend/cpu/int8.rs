@@ -292,8 +292,29 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+/// What the epilogue does after the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    Plain,
+    /// GELU of each output, block by block while it is in cache: the
+    /// function `activation::gelu_fwd` computes, so the same bits.
+    Gelu,
+}
+
 /// x (N, in) f32, the quantized weight, bias (out) -> y (N, out) f32, on `path`.
 pub fn linear_int8_fwd(x: &[f32], n: usize, weight: &QuantizedLinear, bias: Option<&[f32]>, path: Int8Path) -> Result<Vec<f32>> {
+    linear_int8_with(x, n, weight, bias, Epilogue::Plain, path)
+}
+
+/// As [`linear_int8_fwd`], with `epilogue` after the bias.
+pub fn linear_int8_with(
+    x: &[f32],
+    n: usize,
+    weight: &QuantizedLinear,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    path: Int8Path,
+) -> Result<Vec<f32>> {
     let k = weight.in_features;
     let out = weight.out_features;
     if x.len() != n * k || bias.is_some_and(|b| b.len() != out) {
@@ -303,12 +324,23 @@ pub fn linear_int8_fwd(x: &[f32], n: usize, weight: &QuantizedLinear, bias: Opti
         return Err(Error::InvalidArgument(format!("the INT8 path {} needs instructions this CPU lacks", path.name())));
     }
     let quantized = QuantizedRows::quantize(x, n, k, path)?;
-    Ok(linear_int8_quantized(&quantized, weight, bias, path))
+    Ok(linear_int8_quantized_with(&quantized, weight, bias, epilogue, path))
 }
 
 /// As [`linear_int8_fwd`], from activations already quantized (the test of
 /// the kernels against an exact integer reference uses it).
 pub fn linear_int8_quantized(x: &QuantizedRows, weight: &QuantizedLinear, bias: Option<&[f32]>, path: Int8Path) -> Vec<f32> {
+    linear_int8_quantized_with(x, weight, bias, Epilogue::Plain, path)
+}
+
+/// As [`linear_int8_quantized`], with `epilogue` after the bias.
+pub fn linear_int8_quantized_with(
+    x: &QuantizedRows,
+    weight: &QuantizedLinear,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    path: Int8Path,
+) -> Vec<f32> {
     let (n, out) = (x.rows, weight.out_features);
     assert_eq!(x.cols, weight.in_features, "checked by linear_int8_fwd");
     assert!(path.available(), "checked by linear_int8_fwd");
@@ -329,7 +361,7 @@ pub fn linear_int8_quantized(x: &QuantizedRows, weight: &QuantizedLinear, bias: 
         let (row_task, panel) = (task / weight.panels, task % weight.panels);
         let r0 = row_task * task_rows;
         let r1 = (r0 + task_rows).min(n);
-        let block = Block { x, w: weight, bias, panel, out: shared };
+        let block = Block { x, w: weight, bias, epilogue, panel, out: shared };
         let mut r = r0;
         while r < r1 {
             let rows = (r1 - r).min(MICRO_ROWS);
@@ -348,6 +380,7 @@ struct Block<'a> {
     x: &'a QuantizedRows,
     w: &'a QuantizedLinear,
     bias: Option<&'a [f32]>,
+    epilogue: Epilogue,
     panel: usize,
     out: SharedOut,
 }
@@ -380,6 +413,16 @@ impl Block<'_> {
                 portable_sums(activations, x.stride, rows, weights, w.groups, &mut sums);
                 // SAFETY: the caller's contract.
                 unsafe { self.epilogue(r0, rows, &sums) };
+            }
+        }
+        if self.epilogue == Epilogue::Gelu {
+            let (c0, width) = self.columns();
+            let mut row = [0f32; PANEL];
+            for r in r0..r0 + rows {
+                // SAFETY: as above: these rows of the panel's columns are this task's.
+                let y = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r * w.out_features + c0), width) };
+                row[..width].copy_from_slice(y);
+                super::activation::gelu_chunk(&row[..width], y);
             }
         }
     }

@@ -253,7 +253,14 @@ impl Backend for Cpu {
         with_float!(x.dtype(), "transpose", |T| Tensor::from_vec(transpose(x.data::<T>()?, rows, cols), &[cols, rows]))
     }
 
-    fn linear_int8_fwd(&self, x: &Tensor, weight: &QuantizedLinear, bias: Option<&Tensor>, out_shape: &[usize]) -> Result<Tensor> {
+    fn linear_int8_fwd(
+        &self,
+        x: &Tensor,
+        weight: &QuantizedLinear,
+        bias: Option<&Tensor>,
+        then_gelu: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
         let (n, k) = x.rows_cols();
         if k != weight.in_features || out_shape.last() != Some(&weight.out_features) {
             return Err(Error::shape(
@@ -262,7 +269,8 @@ impl Backend for Cpu {
             ));
         }
         let bias = bias.map(|b| b.data::<f32>()).transpose()?;
-        let y = super::int8::linear_int8_fwd(x.data::<f32>()?, n, weight, bias, super::int8::best_path())?;
+        let epilogue = if then_gelu { super::int8::Epilogue::Gelu } else { super::int8::Epilogue::Plain };
+        let y = super::int8::linear_int8_with(x.data::<f32>()?, n, weight, bias, epilogue, super::int8::best_path())?;
         Tensor::from_vec(y, out_shape)
     }
 

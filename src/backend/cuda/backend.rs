@@ -527,7 +527,7 @@ impl Backend for Cuda {
         unsupported("transpose", NAME)
     }
 
-    fn linear_int8_fwd(&self, _: &Tensor, _: &QuantizedLinear, _: Option<&Tensor>, _: &[usize]) -> Result<Tensor> {
+    fn linear_int8_fwd(&self, _: &Tensor, _: &QuantizedLinear, _: Option<&Tensor>, _: bool, _: &[usize]) -> Result<Tensor> {
         unsupported("linear_int8", NAME)
     }
 
