@@ -379,8 +379,29 @@ mod tests {
         }
     }
 
-    /// Dropout really drops: another key changes the context, and p = 0.25
-    /// zeroes about a quarter of the probabilities' weight.
+    /// Attention on one fused q|k|v projection's output equals attention on
+    /// the three apart: bit for bit in f32 (the same kernel, reading in
+    /// place) and in f64 (the generic path, on the split columns).
+    #[test]
+    fn qkv_side_by_side_equals_the_three_apart() {
+        use crate::backend::cpu::packed_attention::{packed_attention_fwd_f32, packed_attention_qkv_fwd, packed_attention_qkv_fwd_f32};
+        let (lens, heads, d) = ([5usize, 1, 33], 4, 16);
+        let (n, width) = (39, 4 * 16);
+        let [q, k, v] = [1, 2, 3].map(|seed| values(n * width, seed));
+        let qkv: Vec<f32> =
+            (0..n).flat_map(|r| [&q, &k, &v].into_iter().flat_map(move |x| x[r * width..(r + 1) * width].to_vec())).collect();
+        let apart = packed_attention_fwd_f32(&q, &k, &v, &lens, heads, 0.25, PackedAttentionMode::default());
+        let joined = packed_attention_qkv_fwd_f32(&qkv, &lens, heads, 0.25);
+        assert!(apart.iter().zip(&joined).all(|(a, b)| a.to_bits() == b.to_bits()), "f32: fused q|k|v changed the context");
+        let wide = |x: &[f32]| x.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        let apart = packed_attention_fwd(&wide(&q), &wide(&k), &wide(&v), &lens, heads, 0.25, PackedAttentionMode::default());
+        let joined = packed_attention_qkv_fwd(&wide(&qkv), &lens, heads, 0.25);
+        assert_eq!(apart, joined, "f64: the split columns changed the context");
+        assert_eq!(joined.len(), n * heads * d);
+    }
+
+    /// Dropout really drops: another key changes most of the context, and
+    /// so does turning it off.
     #[test]
     fn fused_dropout_follows_its_key() {
         if !AttentionPath::Avx512.available() {
