@@ -221,28 +221,11 @@ pub fn packed_attention_fwd_on(
 ) -> Vec<f32> {
     let n: usize = lens.iter().sum();
     let cols = q.len() / n.max(1);
-    let d = cols / heads.max(1);
     let sees_every_key = |len: usize| mode.window.is_none_or(|w| w + 1 >= len);
-    let fused = path != AttentionPath::Reference
-        && path.available()
-        && path.serves(d)
-        && d * heads == cols
-        && lens.iter().all(|&l| sees_every_key(l));
-    if !fused {
+    if !fused_serves(path, cols, heads) || !lens.iter().all(|&l| sees_every_key(l)) {
         return packed_attention_fwd(q, k, v, lens, heads, scale, mode);
     }
-    let starts = offsets(lens);
-    let blocks: Vec<Vec<f32>> = tasks(lens, heads)
-        .into_par_iter()
-        .map(|(s, h)| {
-            let (len, rows) = (lens[s], starts[s] * cols..(starts[s] + lens[s]) * cols);
-            let input =
-                HeadInput { q: &q[rows.clone()], k: &k[rows.clone()], v: &v[rows], len, cols, head: h, head_dim: d, scale: scale as f32 };
-            let dropout = mode.dropout.as_ref().map(|dropout| HeadDropout { dropout, sequence: s, head: h, heads });
-            fused_attention::head_context(path, input, dropout)
-        })
-        .collect();
-    assemble(blocks, lens, heads, cols, d)
+    fused_context(path, lens, heads, cols, scale, mode.dropout.as_ref(), |rows| [&q[rows.clone()], &k[rows.clone()], &v[rows]], cols)
 }
 
 /// q, k and v side by side, (N, 3·heads·D) rows (one fused projection's
@@ -262,26 +245,51 @@ pub fn packed_attention_qkv_fwd_f32(qkv: &[f32], lens: &[usize], heads: usize, s
     let n: usize = lens.iter().sum();
     let stride = qkv.len() / n.max(1);
     let (width, path) = (stride / 3, fused_attention::best_path());
-    let d = width / heads.max(1);
-    if !(path == AttentionPath::Avx512 && path.available() && path.serves(d) && d * heads == width) {
+    if !fused_serves(path, width, heads) {
         return packed_attention_qkv_fwd(qkv, lens, heads, scale);
     }
-    let starts = offsets(lens);
+    // Sequence rows r0..r1 of the (N, 3·width) rows begin at r0·stride; k and
+    // v start width and 2·width further in, each row `stride` apart.
+    fused_context(
+        path,
+        lens,
+        heads,
+        width,
+        scale,
+        None,
+        |rows| [&qkv[rows.clone()], &qkv[rows.start + width..rows.end], &qkv[rows.start + 2 * width..rows.end]],
+        stride,
+    )
+}
+
+/// Whether the fused kernel on `path` runs rows `width` wide of `heads` heads.
+fn fused_serves(path: AttentionPath, width: usize, heads: usize) -> bool {
+    let d = width / heads.max(1);
+    path == AttentionPath::Avx512 && path.available() && path.serves(d) && d * heads == width
+}
+
+/// The fused kernel over every (sequence, head) -> context (N, width):
+/// `read` gives the q, k and v slices that begin at a sequence's first row
+/// from the range of its elements in rows `stride` wide.
+#[allow(clippy::too_many_arguments)] // the layout (lens, heads, width, stride), the scale, dropout and the reader
+fn fused_context<'a>(
+    path: AttentionPath,
+    lens: &[usize],
+    heads: usize,
+    width: usize,
+    scale: f64,
+    dropout: Option<&PackedDropout>,
+    read: impl Fn(std::ops::Range<usize>) -> [&'a [f32]; 3] + Sync,
+    stride: usize,
+) -> Vec<f32> {
+    let (d, starts) = (width / heads, offsets(lens));
     let blocks: Vec<Vec<f32>> = tasks(lens, heads)
         .into_par_iter()
         .map(|(s, h)| {
-            let rows = &qkv[starts[s] * stride..(starts[s] + lens[s]) * stride];
-            let input = HeadInput {
-                q: rows,
-                k: &rows[width..],
-                v: &rows[2 * width..],
-                len: lens[s],
-                cols: stride,
-                head: h,
-                head_dim: d,
-                scale: scale as f32,
-            };
-            fused_attention::head_context(path, input, None)
+            let [q, k, v] = read(starts[s] * stride..(starts[s] + lens[s]) * stride);
+            let input = HeadInput { q, k, v, len: lens[s], cols: stride, head: h, head_dim: d, scale: scale as f32 };
+            let dropout = dropout.map(|dropout| HeadDropout { dropout, sequence: s, head: h, heads });
+            fused_attention::head_context(path, input, dropout)
         })
         .collect();
     assemble(blocks, lens, heads, width, d)
