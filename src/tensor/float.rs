@@ -137,6 +137,10 @@ impl_float!(f64, F64, libm::erf, libm::erfc, f64::exp);
 pub mod fast_f32 {
     /// e^x: x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 Taylor
     /// polynomial (truncation below 1e-8), 2^n by building the exponent bits.
+    /// Every multiply-add is fused (`mul_add`, one FMA instruction on the
+    /// x86-64-v3 baseline this crate is built for): a third fewer
+    /// instructions than separate roundings, and the same operations as the
+    /// 16-lane copy in `backend::cpu::fused_attention`.
     #[inline(always)]
     pub fn exp(x: f32) -> f32 {
         const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -147,12 +151,15 @@ pub mod fast_f32 {
         // sits in the low mantissa bits of `biased` (no libm call and no
         // saturating float-to-int cast, so the loop vectorises).
         const ROUNDER: f32 = 12_582_912.0;
-        let biased = x * LOG2E + ROUNDER;
+        let biased = x.mul_add(LOG2E, ROUNDER);
         let n = biased - ROUNDER;
         let n_int = biased.to_bits().wrapping_sub(ROUNDER.to_bits()) as i32;
-        let r = (x - n * LN2_HI) - n * LN2_LO;
-        let p =
-            1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+        let r = (-n).mul_add(LN2_HI, x);
+        let r = (-n).mul_add(LN2_LO, r);
+        let mut p: f32 = 1.0 / 5040.0;
+        for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = p.mul_add(r, c);
+        }
         // Wrapping, so a NaN input (whose n_int is garbage) gives NaN in debug
         // builds too instead of an overflow panic; in range it is exact.
         let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
@@ -165,15 +172,25 @@ pub mod fast_f32 {
     /// for z = |x|, and 2 − erfc(|x|) for negative x.
     #[inline(always)]
     pub fn erfc(x: f32) -> f32 {
+        const P: [f32; 10] = [
+            0.170_872_77,
+            -0.822_152_23,
+            1.488_515_9,
+            -1.135_203_9,
+            0.278_868_07,
+            -0.186_288_06,
+            0.096_784_18,
+            0.374_091_96,
+            1.000_023_7,
+            -1.265_512_2,
+        ];
         let z = x.abs();
-        let t = 1.0 / (1.0 + 0.5 * z);
-        let poly = -1.265_512_2
-            + t * (1.000_023_7
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07 + t * (-1.135_203_9 + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-        let r = t * exp(-z * z + poly);
+        let t = 1.0 / z.mul_add(0.5, 1.0);
+        let mut poly = P[0];
+        for &c in &P[1..] {
+            poly = poly.mul_add(t, c);
+        }
+        let r = t * exp((-z).mul_add(z, poly));
         if x >= 0.0 { r } else { 2.0 - r }
     }
 
