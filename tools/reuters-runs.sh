@@ -15,7 +15,8 @@ data=../shared/data/reuters
 [ -d "$data" ] || { echo "reuters-runs: ../shared/data/reuters is missing; nothing to run" >&2; exit 0; }
 tools/fetch-model.sh >/dev/null
 # BERTH: a copy of the binary, so that builds during the runs do not change it.
-# EPOCHS: 2 unless set.
+# EPOCHS: 2 unless set. RUN_TAG: appended to every run's name (say -5ep), so
+# that a longer run does not overwrite an earlier one's model and report.
 if [ -z "${BERTH:-}" ]; then cargo build --release --bin berth; fi
 berth=${BERTH:-target/release/berth}
 model=models/all-MiniLM-L6-v2
@@ -29,7 +30,7 @@ common=(train --task multi-label --model $model --train $data/train.jsonl --eval
     --logging-steps 100 --overwrite)
 
 run() {
-    local name=$1
+    local name=$1${RUN_TAG:-}
     shift
     echo "=== reuters-$name: berth $*"
     local t0=$SECONDS
