@@ -101,6 +101,31 @@ fn r17_int8_gelu_epilogue_equals_linear_then_gelu_bit_for_bit() {
     }
 }
 
+/// The residual connection in the INT8 epilogue (each layer's two output
+/// projections) gives the bits of the plain kernel followed by `add`, on
+/// every path and shape; a residual of the wrong size is an error.
+#[test]
+fn r17_int8_residual_epilogue_equals_linear_then_add_bit_for_bit() {
+    for (n, k, out) in SHAPES {
+        let x = values(n * k, 4, 1.0);
+        let w = values(out * k, 5, 0.05);
+        let bias = values(out, 6, 0.1);
+        let residual = values(n * out, 7, 3.0);
+        let weight = QuantizedLinear::quantize("w", &w, out, k).unwrap();
+        for path in paths_here() {
+            let fused = linear_int8_with(&x, n, &weight, Some(&bias), Epilogue::Residual(&residual), path).unwrap();
+            let plain = linear_int8_fwd(&x, n, &weight, Some(&bias), path).unwrap();
+            let then = berth::backend::cpu::activation::add(&plain, &residual);
+            let differing = fused.iter().zip(&then).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differing, 0, "{} at ({n}, {k}, {out}): {differing} outputs differ", path.name());
+            // The residual was really added: the outputs moved by it.
+            assert!(fused.iter().zip(&plain).any(|(f, p)| (f - p).abs() > 0.5) || n * out < 8);
+            let short = linear_int8_with(&x, n, &weight, Some(&bias), Epilogue::Residual(&residual[1..]), path).unwrap_err();
+            assert!(short.to_string().contains("residual"), "{short}");
+        }
+    }
+}
+
 #[test]
 fn r17_int8_linear_stays_within_the_quantization_bound() {
     // x = s_x(q_x + e_x), w = s_w(q_w + e_w), |e| ≤ 1/2, so
@@ -160,6 +185,34 @@ fn minilm_and_sentences() -> Option<(berth::model::BertClassifier, berth::data::
     let encoded = tokenizer.encode_many(&inputs).unwrap();
     let refs: Vec<&Encoded> = encoded.iter().collect();
     Some((model, pad_batch(&refs, tokenizer.pad_id())))
+}
+
+/// Prediction, evaluation and training keep only the final hidden state
+/// (`ForwardMode::last_state_only`): with packed rows that skips scattering
+/// every layer's state back to the padded layout, and must change no value
+/// the heads read, in a plain forward and under INT8 alike.
+#[test]
+fn r17_last_state_only_skips_the_layer_scatters_and_changes_no_bit() {
+    let Some((model, batch)) = minilm_and_sentences() else { return };
+    let layers = model.config.num_hidden_layers;
+    for precision in [berth::Precision::Fp32, berth::Precision::Int8] {
+        let cache = model.inference_cache(precision).unwrap();
+        let run = |mode: ForwardMode| {
+            let mut tape = Tape::no_grad();
+            tape.enable_profile();
+            let out = model.forward_cached(&mut tape, &batch, mode, Some(&cache)).unwrap();
+            let scatters = tape.profile().unwrap().forward.get("scatter_rows").map_or(0, |t| t.calls);
+            let values = [*out.hidden_states.last().unwrap(), out.logits].map(|v| tape.value(v).to_f64_vec());
+            (values, out.hidden_states.len(), scatters)
+        };
+        let (all, all_states, all_scatters) = run(ForwardMode::eval().skipping_padding());
+        let (last, last_states, last_scatters) = run(ForwardMode::eval().skipping_padding().last_state_only());
+        assert_eq!((all_states, all_scatters), (layers + 1, layers + 1), "{precision:?}: every state, each scattered");
+        assert_eq!((last_states, last_scatters), (1, 1), "{precision:?}: the final state alone");
+        for (which, (a, l)) in ["last hidden state", "logits"].iter().zip(all.iter().zip(&last)) {
+            assert!(a.iter().zip(l).all(|(x, y)| x.to_bits() == y.to_bits()), "{precision:?}: {which} changed");
+        }
+    }
 }
 
 /// A kind of layer: its name, which parameter names it covers, and its error bound.
@@ -234,14 +287,20 @@ fn r17_fused_qkv_projection_changes_no_bit_in_int8_and_only_rounding_in_fp32() {
         let profile = tape.profile().unwrap();
         let calls = |op: &str| profile.forward.get(op).map_or(0, |t| t.calls);
         let values = [*out.hidden_states.last().unwrap(), out.pooled.unwrap()].map(|v| tape.value(v).to_f64_vec());
-        (values, [calls("linear_int8"), calls("linear"), calls("packed_attention_qkv"), calls("packed_attention")])
+        let residual_ops = (calls("linear_int8_residual"), calls("add"));
+        (values, [calls("linear_int8"), calls("linear"), calls("packed_attention_qkv"), calls("packed_attention")], residual_ops)
     };
     let layers = model.config.num_hidden_layers;
     for precision in [berth::Precision::Int8, berth::Precision::Fp32] {
         let fused_cache = model.inference_cache(precision).unwrap();
         assert_eq!(fused_cache.fused_qkv_count(), layers);
-        let (fused, fused_calls) = run(&fused_cache);
-        let (apart, apart_calls) = run(&WeightCache::build_for(&model.params, precision).unwrap());
+        let (fused, fused_calls, residual_ops) = run(&fused_cache);
+        let (apart, apart_calls, _) = run(&WeightCache::build_for(&model.params, precision).unwrap());
+        // Under INT8 both residual connections of every layer are added in
+        // the output projections' epilogue (bit for bit: the kernel test
+        // above); in f32 they stay separate adds.
+        let expected = if precision == berth::Precision::Int8 { (2 * layers, 0) } else { (0, 2 * layers) };
+        assert_eq!(residual_ops, expected, "{precision:?}: (fused residual epilogues, adds)");
         let linear = if precision == berth::Precision::Int8 { 0 } else { 1 };
         assert_eq!(apart_calls[linear] - fused_calls[linear], 2 * layers, "{precision:?}: one q|k|v GEMM per layer instead of three");
         assert_eq!((fused_calls[2], fused_calls[3]), (layers, 0), "{precision:?}: the fused attention in every layer");
@@ -265,7 +324,7 @@ fn r17_fused_qkv_projection_changes_no_bit_in_int8_and_only_rounding_in_fp32() {
     let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), Some(&fused_cache)).unwrap();
     assert!(!tape.profile().unwrap().forward.contains_key("packed_attention_qkv"), "a tape with gradients ran the fused attention");
     let with_grads = tape.value(out.pooled.unwrap()).to_f64_vec();
-    let (no_grads, _) = run(&fused_cache);
+    let (no_grads, _, _) = run(&fused_cache);
     assert!(rel_error(&with_grads, &no_grads[1]) < 1e-5);
     let qkv = tape.leaf(berth::tensor::Tensor::from_vec(vec![0f32; 2 * 3 * 384], &[2, 3 * 384]).unwrap(), false);
     let refused = berth::autograd::attention::packed_attention_qkv(&mut tape, qkv, vec![2].into(), 12, 0.125).unwrap_err();

@@ -67,11 +67,11 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
 // ---------- INT8 linear (inference only): y (…, out) = x (…, in) · Q(W)ᵀ + b ----------
 
 struct LinearInt8 {
-    then_gelu: bool,
+    name: &'static str,
 }
 impl Backward for LinearInt8 {
     fn name(&self) -> &'static str {
-        if self.then_gelu { "linear_int8_gelu" } else { "linear_int8" }
+        self.name
     }
     fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
         linear_flops(inputs, output)
@@ -86,16 +86,30 @@ impl Backward for LinearInt8 {
 /// x (…, in) f32, a weight quantized at load (out, in), bias (out) -> (…, out)
 /// f32. Only the bias is a tape input: the quantized weight is a constant.
 pub fn linear_int8(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>) -> Result<Var> {
-    linear_int8_then(tape, x, weight, bias, false)
+    linear_int8_then(tape, x, weight, bias, Then::Nothing)
 }
 
 /// As [`linear_int8`], then GELU, in the kernel's epilogue: the same values
 /// as `gelu(linear_int8(…))`, without a second pass over the output.
 pub fn linear_int8_gelu(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>) -> Result<Var> {
-    linear_int8_then(tape, x, weight, bias, true)
+    linear_int8_then(tape, x, weight, bias, Then::Gelu)
 }
 
-fn linear_int8_then(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>, then_gelu: bool) -> Result<Var> {
+/// As [`linear_int8`], plus `residual` (…, out), in the kernel's epilogue:
+/// the same values as `add(linear_int8(…), residual)`, without a second
+/// pass and a second output.
+pub fn linear_int8_residual(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>, residual: Var) -> Result<Var> {
+    linear_int8_then(tape, x, weight, bias, Then::Residual(residual))
+}
+
+/// What an INT8 linear op does after the bias.
+enum Then {
+    Nothing,
+    Gelu,
+    Residual(Var),
+}
+
+fn linear_int8_then(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>, then: Then) -> Result<Var> {
     let tx = tape.value(x);
     if tx.dims() == 0 || *tx.shape().last().unwrap() != weight.in_features {
         return Err(Error::shape(
@@ -105,12 +119,16 @@ fn linear_int8_then(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, 
     }
     let mut out_shape = tx.shape().to_vec();
     *out_shape.last_mut().unwrap() = weight.out_features;
-    let out = backend::of(tx).linear_int8_fwd(tx, weight, bias.map(|b| tape.value(b)), then_gelu, &out_shape)?;
-    let inputs: Vec<Var> = match bias {
-        Some(b) => vec![x, b],
-        None => vec![x],
+    let (epilogue, name, residual) = match then {
+        Then::Nothing => (backend::Int8Epilogue::Plain, "linear_int8", None),
+        Then::Gelu => (backend::Int8Epilogue::Gelu, "linear_int8_gelu", None),
+        Then::Residual(r) => (backend::Int8Epilogue::Residual(tape.value(r)), "linear_int8_residual", Some(r)),
     };
-    Ok(tape.push(out, &inputs, LinearInt8 { then_gelu }))
+    let out = backend::of(tx).linear_int8_fwd(tx, weight, bias.map(|b| tape.value(b)), epilogue, &out_shape)?;
+    let mut inputs = vec![x];
+    inputs.extend(bias);
+    inputs.extend(residual);
+    Ok(tape.push(out, &inputs, LinearInt8 { name }))
 }
 
 // ---------- batched matmul: c (…, M, N) = a' (…, M, K) · b' (…, K, N) ----------

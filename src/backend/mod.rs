@@ -118,6 +118,18 @@ impl LossKind<'_> {
 }
 
 pub use cpu::int8::{Int8Path, QuantizedLinear};
+
+/// What an INT8 linear layer does to its output after the bias, while each
+/// block is in cache.
+#[derive(Clone, Copy)]
+pub enum Int8Epilogue<'a> {
+    Plain,
+    /// GELU (the feed-forward's first layer).
+    Gelu,
+    /// + residual, a tensor of the output's shape (the residual connection
+    /// after an output projection).
+    Residual(&'a Tensor),
+}
 pub use cpu::loss::IGNORE_INDEX;
 
 /// Gradients of a linear layer's inputs; None where not asked for.
@@ -225,15 +237,14 @@ pub trait Backend: Send + Sync {
     fn transpose(&self, x: &Tensor) -> Result<Tensor>;
     /// x (N, in) f32 as `out_shape`'s rows, a weight (out, in) quantized to
     /// INT8 at load, bias (out) f32 -> `out_shape` (…, out) f32: dynamic
-    /// INT8 inference (`--precision int8`). With `then_gelu`, GELU of that,
-    /// applied in the kernel's epilogue (the same bits as `gelu_fwd` after).
-    /// There is no backward.
+    /// INT8 inference (`--precision int8`), then `epilogue` in the kernel's
+    /// epilogue (the same bits as the op applied after). There is no backward.
     fn linear_int8_fwd(
         &self,
         x: &Tensor,
         weight: &QuantizedLinear,
         bias: Option<&Tensor>,
-        then_gelu: bool,
+        epilogue: Int8Epilogue<'_>,
         out_shape: &[usize],
     ) -> Result<Tensor>;
 

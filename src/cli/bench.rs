@@ -197,7 +197,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             let cache = model.weight_cache()?;
             // As training runs on the CPU: packed rows (here no padding, so only the attention's layout differs).
-            let out = model.forward_cached(&mut tape, &batch, ForwardMode::train(i as u64).skipping_padding(), Some(&cache))?;
+            let out =
+                model.forward_cached(&mut tape, &batch, ForwardMode::train(i as u64).skipping_padding().last_state_only(), Some(&cache))?;
             let loss = model.loss(&mut tape, out.logits, &labels, None)?;
             let grads = tape.backward(loss)?;
             std::hint::black_box(grads.get(out.params[0]).map(|g| g.numel()));
@@ -210,7 +211,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 tape.enable_profile();
             }
             // As predict, eval and serve run on the CPU: packed rows.
-            let out = model.forward_cached(&mut tape, &batch, ForwardMode::eval().skipping_padding(), Some(&inference_cache))?;
+            let out = model.forward_cached(
+                &mut tape,
+                &batch,
+                ForwardMode::eval().skipping_padding().last_state_only(),
+                Some(&inference_cache),
+            )?;
             std::hint::black_box(tape.value(out.logits).numel());
             if let Some(p) = tape.profile() {
                 profile.borrow_mut().merge(p);

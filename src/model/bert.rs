@@ -18,7 +18,7 @@ use crate::autograd::attention::{
 };
 use crate::autograd::basic::{DropoutKey, add, dropout, dropout_rows, geglu, gelu, reshape};
 use crate::autograd::embedding::embeddings_ln;
-use crate::autograd::linear::{linear_int8, linear_int8_gelu, linear_with};
+use crate::autograd::linear::{linear_int8, linear_int8_gelu, linear_int8_residual, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
@@ -35,15 +35,25 @@ pub struct ForwardMode {
     /// On the CPU, compute the batch's real tokens only, none of its
     /// padding (see [`ForwardMode::skipping_padding`]).
     pub skip_padding: bool,
+    /// Return the final hidden state only (see [`ForwardMode::last_state_only`]).
+    pub last_state_only: bool,
 }
 
 impl ForwardMode {
     pub fn eval() -> Self {
-        ForwardMode { dropout_seed: None, skip_padding: false }
+        ForwardMode { dropout_seed: None, skip_padding: false, last_state_only: false }
     }
 
     pub fn train(seed: u64) -> Self {
-        ForwardMode { dropout_seed: Some(seed), skip_padding: false }
+        ForwardMode { dropout_seed: Some(seed), skip_padding: false, last_state_only: false }
+    }
+
+    /// The same mode, but the output's `hidden_states` holds the final
+    /// layer's state alone, what the heads read: with packed rows each
+    /// layer's state would otherwise be scattered back to the padded
+    /// layout and kept, for nobody (prediction, evaluation, training).
+    pub fn last_state_only(self) -> Self {
+        ForwardMode { last_state_only: true, ..self }
     }
 
     /// The same mode, but on the CPU the encoder computes the batch's real
@@ -290,6 +300,21 @@ impl LayerContext<'_> {
         gelu(tape, inner)
     }
 
+    /// dropout(linear(x)) + residual, the residual connection after an
+    /// output projection: under INT8 (inference, so the dropout draws
+    /// nothing) one op, the residual added in the kernel's epilogue.
+    fn linear_dropout_residual(&self, tape: &mut Tape, x: Var, layer: Affine, dropout: (f64, u64), residual: Var) -> Result<Var> {
+        let (p, stream) = dropout;
+        let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
+        let draws = p > 0.0 && self.mode.key(stream).is_some();
+        if !draws && let Some(quantized) = self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
+            return linear_int8_residual(tape, x, quantized, bias, residual);
+        }
+        let y = self.linear(tape, x, layer)?;
+        let y = self.dropout(tape, y, p, stream)?;
+        add(tape, y, residual)
+    }
+
     fn norm(&self, tape: &mut Tape, x: Var, norm: Affine) -> Result<Var> {
         let bias = match norm.bias {
             Some(b) => self.params[b],
@@ -445,19 +470,14 @@ fn post_norm_layer(tape: &mut Tape, cx: &LayerContext, lp: &LayerParams, l: usiz
             }
         }
     };
-    let attn = cx.linear(tape, context, lp.attention_output)?;
-    let attn = match config.family.drops_attention_output() {
-        true => cx.dropout(tape, attn, hidden_p, streams::attention_output(l))?,
-        false => attn,
-    };
-    let attn = add(tape, attn, x)?;
+    // A family that does not drop out the attention output draws nothing there (p = 0).
+    let attention_p = if config.family.drops_attention_output() { hidden_p } else { 0.0 };
+    let attn = cx.linear_dropout_residual(tape, context, lp.attention_output, (attention_p, streams::attention_output(l)), x)?;
     let x1 = cx.norm(tape, attn, lp.attention_norm.expect("post-norm layers have an attention norm"))?;
 
     // Feed-forward: H -> intermediate (GELU) -> H, residual, LayerNorm.
     let inner = cx.linear_gelu(tape, x1, lp.intermediate)?;
-    let out = cx.linear(tape, inner, lp.output)?;
-    let out = cx.dropout(tape, out, hidden_p, streams::ffn_output(l))?;
-    let out = add(tape, out, x1)?;
+    let out = cx.linear_dropout_residual(tape, inner, lp.output, (hidden_p, streams::ffn_output(l)), x1)?;
     cx.norm(tape, out, lp.output_norm)
 }
 
@@ -610,9 +630,13 @@ pub fn encoder_forward(
     cx.sequence_lengths =
         cx.real_rows.as_ref().map(|_| batch.attention_mask.chunks(t.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect());
     let mut x = cx.packed(tape, x)?;
-    let mut hidden_states = vec![cx.padded(tape, x)?];
+    let last = ids.layers.len().checked_sub(1);
+    let mut hidden_states = Vec::new();
     let mut keep_always: Vec<Var> = cx.zero_bias.into_iter().collect();
-    keep_always.push(hidden_states[0]);
+    if !mode.last_state_only || last.is_none() {
+        hidden_states.push(cx.padded(tape, x)?);
+        keep_always.push(hidden_states[0]);
+    }
     tape.release_since(0, &[&keep_always[..], &[x]].concat());
     let positions = config.modern.as_ref().map(|_| cx.positions());
     // DeBERTa's relative embeddings, normed once for every layer (as
@@ -647,21 +671,22 @@ pub fn encoder_forward(
         keep_always.push(rel);
         cx.relative = Some((rel, rows.into()));
     }
-    let last = ids.layers.len().saturating_sub(1);
     for (l, lp) in ids.layers.iter().enumerate() {
         let layer_start = tape.len();
         x = match (&config.modern, &positions) {
             (Some(modern), Some(positions)) => pre_norm_layer(tape, &cx, lp, l, x, modern, positions)?,
             _ => post_norm_layer(tape, &cx, lp, l, x)?,
         };
-        if l == last
+        if Some(l) == last
             && let Some(norm) = ids.final_norm
         {
             x = cx.norm(tape, x, norm)?;
         }
-        let state = cx.padded(tape, x)?;
-        hidden_states.push(state);
-        keep_always.push(state);
+        if !mode.last_state_only || Some(l) == last {
+            let state = cx.padded(tape, x)?;
+            hidden_states.push(state);
+            keep_always.push(state);
+        }
         tape.release_since(layer_start, &[&keep_always[..], &[x]].concat());
     }
     Ok(hidden_states)

@@ -31,7 +31,8 @@ pub enum Labels {
 pub struct ForwardOutput {
     /// (B, C) for sequence heads, (B, T, C) for token heads.
     pub logits: Var,
-    /// The embedding output, then each layer's output, each (B, T, H).
+    /// The embedding output, then each layer's output, each (B, T, H); the
+    /// final layer's alone under [`ForwardMode::last_state_only`].
     pub hidden_states: Vec<Var>,
     /// (B, H) tanh pooler output, for sequence heads.
     pub pooled: Option<Var>,
@@ -193,7 +194,9 @@ impl BertClassifier {
     pub fn infer_logits(&self, weights: InferenceWeights<'_>, batch: &Batch) -> Result<Vec<f64>> {
         let mut tape = Tape::no_grad();
         let out = match weights {
-            InferenceWeights::Cpu(cache) => self.forward_cached(&mut tape, batch, ForwardMode::eval().skipping_padding(), Some(cache))?,
+            InferenceWeights::Cpu(cache) => {
+                self.forward_cached(&mut tape, batch, ForwardMode::eval().skipping_padding().last_state_only(), Some(cache))?
+            }
             InferenceWeights::Device(tensors) => self.forward_on(&mut tape, tensors, batch, ForwardMode::eval())?,
         };
         Ok(tape.value(out.logits).to_f64_vec())

@@ -236,7 +236,8 @@ fn optimizer_step<J: Job>(
     for (k, batch) in group.iter().enumerate() {
         let dropout_seed = mix64(config.seed ^ mix64(state.micro_batches + k as u64 + 1));
         // Packed where the backend packs rows (the CPU); a device pads.
-        let mode = if config.skip_padding { ForwardMode::train(dropout_seed).skipping_padding() } else { ForwardMode::train(dropout_seed) };
+        let mode = ForwardMode::train(dropout_seed).last_state_only();
+        let mode = if config.skip_padding { mode.skipping_padding() } else { mode };
         let device_params = run.engine.as_ref().map(|e| e.params());
         let out = job.micro_batch(batch, device_params, &cache, mode, 1.0 / group.len() as f64, &mut grads)?;
         if !out.loss.is_finite() {

@@ -293,12 +293,16 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 /// What the epilogue does after the bias.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Epilogue {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Epilogue<'a> {
     Plain,
     /// GELU of each output, block by block while it is in cache: the
     /// function `activation::gelu_fwd` computes, so the same bits.
     Gelu,
+    /// y + residual, residual (N, out) row-major: the residual connection
+    /// after a layer's output projection, added as `activation::add` adds
+    /// (one f32 addition per output), so the same bits as adding after.
+    Residual(&'a [f32]),
 }
 
 /// x (N, in) f32, the quantized weight, bias (out) -> y (N, out) f32, on `path`.
@@ -312,13 +316,18 @@ pub fn linear_int8_with(
     n: usize,
     weight: &QuantizedLinear,
     bias: Option<&[f32]>,
-    epilogue: Epilogue,
+    epilogue: Epilogue<'_>,
     path: Int8Path,
 ) -> Result<Vec<f32>> {
     let k = weight.in_features;
     let out = weight.out_features;
     if x.len() != n * k || bias.is_some_and(|b| b.len() != out) {
         return Err(Error::shape("linear_int8", format!("x of {} values for ({n}, {k}), weight ({out}, {k})", x.len())));
+    }
+    if let Epilogue::Residual(residual) = epilogue
+        && residual.len() != n * out
+    {
+        return Err(Error::shape("linear_int8", format!("a residual of {} values for ({n}, {out}) outputs", residual.len())));
     }
     if !path.available() {
         return Err(Error::InvalidArgument(format!("the INT8 path {} needs instructions this CPU lacks", path.name())));
@@ -338,13 +347,14 @@ pub fn linear_int8_quantized_with(
     x: &QuantizedRows,
     weight: &QuantizedLinear,
     bias: Option<&[f32]>,
-    epilogue: Epilogue,
+    epilogue: Epilogue<'_>,
     path: Int8Path,
 ) -> Vec<f32> {
     let (n, out) = (x.rows, weight.out_features);
     assert_eq!(x.cols, weight.in_features, "checked by linear_int8_fwd");
     assert!(path.available(), "checked by linear_int8_fwd");
     assert!(bias.is_none_or(|b| b.len() == out), "checked by linear_int8_fwd");
+    assert!(!matches!(epilogue, Epilogue::Residual(r) if r.len() != n * out), "checked by linear_int8_with");
     let mut y = crate::tensor::pool::take::<f32>(n * out);
     if n == 0 || out == 0 {
         return y;
@@ -380,7 +390,7 @@ struct Block<'a> {
     x: &'a QuantizedRows,
     w: &'a QuantizedLinear,
     bias: Option<&'a [f32]>,
-    epilogue: Epilogue,
+    epilogue: Epilogue<'a>,
     panel: usize,
     out: SharedOut,
 }
@@ -415,14 +425,27 @@ impl Block<'_> {
                 unsafe { self.epilogue(r0, rows, &sums) };
             }
         }
-        if self.epilogue == Epilogue::Gelu {
-            let (c0, width) = self.columns();
-            let mut row = [0f32; PANEL];
-            for r in r0..r0 + rows {
-                // SAFETY: as above: these rows of the panel's columns are this task's.
-                let y = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r * w.out_features + c0), width) };
-                row[..width].copy_from_slice(y);
-                super::activation::gelu_chunk(&row[..width], y);
+        let (c0, width) = self.columns();
+        match self.epilogue {
+            Epilogue::Plain => {}
+            Epilogue::Gelu => {
+                let mut row = [0f32; PANEL];
+                for r in r0..r0 + rows {
+                    // SAFETY: as above: these rows of the panel's columns are this task's.
+                    let y = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r * w.out_features + c0), width) };
+                    row[..width].copy_from_slice(y);
+                    super::activation::gelu_chunk(&row[..width], y);
+                }
+            }
+            Epilogue::Residual(residual) => {
+                for r in r0..r0 + rows {
+                    // SAFETY: as above; the residual holds n × out values (checked).
+                    let y = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r * w.out_features + c0), width) };
+                    let from = &residual[r * w.out_features + c0..r * w.out_features + c0 + width];
+                    for (y, &v) in y.iter_mut().zip(from) {
+                        *y += v;
+                    }
+                }
             }
         }
     }

@@ -16,8 +16,8 @@ use super::relative_attention::{
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{activation, adamw, layout, loss};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, PackedDropout,
-    QuantizedLinear, Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, Int8Epilogue, LinearGrads, LossKind, NormStats, PackedAttentionMode,
+    PackedDropout, QuantizedLinear, Saved, unsupported,
 };
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Float, Tensor};
@@ -258,7 +258,7 @@ impl Backend for Cpu {
         x: &Tensor,
         weight: &QuantizedLinear,
         bias: Option<&Tensor>,
-        then_gelu: bool,
+        epilogue: Int8Epilogue<'_>,
         out_shape: &[usize],
     ) -> Result<Tensor> {
         let (n, k) = x.rows_cols();
@@ -269,7 +269,16 @@ impl Backend for Cpu {
             ));
         }
         let bias = bias.map(|b| b.data::<f32>()).transpose()?;
-        let epilogue = if then_gelu { super::int8::Epilogue::Gelu } else { super::int8::Epilogue::Plain };
+        let epilogue = match epilogue {
+            Int8Epilogue::Plain => super::int8::Epilogue::Plain,
+            Int8Epilogue::Gelu => super::int8::Epilogue::Gelu,
+            Int8Epilogue::Residual(residual) => {
+                if residual.shape() != out_shape {
+                    return Err(Error::shape("linear_int8", format!("a residual {:?} for outputs {out_shape:?}", residual.shape())));
+                }
+                super::int8::Epilogue::Residual(residual.data::<f32>()?)
+            }
+        };
         let y = super::int8::linear_int8_with(x.data::<f32>()?, n, weight, bias, epilogue, super::int8::best_path())?;
         Tensor::from_vec(y, out_shape)
     }

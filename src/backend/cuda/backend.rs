@@ -13,8 +13,8 @@ use super::ops::relative_attention::{RelativeDims, relative_attention_bwd, relat
 use super::ops::rows as row_ops;
 use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss, rotary};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearGrads, LossKind, NormStats, PackedAttentionMode, PackedDropout,
-    QuantizedLinear, Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, Int8Epilogue, LinearGrads, LossKind, NormStats, PackedAttentionMode,
+    PackedDropout, QuantizedLinear, Saved, unsupported,
 };
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
@@ -527,7 +527,7 @@ impl Backend for Cuda {
         unsupported("transpose", NAME)
     }
 
-    fn linear_int8_fwd(&self, _: &Tensor, _: &QuantizedLinear, _: Option<&Tensor>, _: bool, _: &[usize]) -> Result<Tensor> {
+    fn linear_int8_fwd(&self, _: &Tensor, _: &QuantizedLinear, _: Option<&Tensor>, _: Int8Epilogue<'_>, _: &[usize]) -> Result<Tensor> {
         unsupported("linear_int8", NAME)
     }
 
