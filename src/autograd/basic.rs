@@ -231,10 +231,17 @@ pub fn dropout(tape: &mut Tape, x: Var, p: f64, key: Option<DropoutKey>) -> Resu
     Ok(tape.push(out, &[x], Dropout { p, key }))
 }
 
+/// Whether a dropout of probability `p` with `key` draws a mask at all
+/// (not at evaluation, key None, nor at p = 0): where it does not, it is
+/// the identity, and a fused inference path may stand in for it.
+pub fn dropout_draws(p: f64, key: Option<DropoutKey>) -> bool {
+    p > 0.0 && key.is_some()
+}
+
 /// The key a dropout of probability `p` draws with, or None where it is the
-/// identity (evaluation, or p = 0); p ≥ 1 is an error.
+/// identity ([`dropout_draws`]); p ≥ 1 is an error.
 fn drawing_key(p: f64, key: Option<DropoutKey>) -> Result<Option<DropoutKey>> {
-    let Some(key) = key.filter(|_| p > 0.0) else { return Ok(None) };
+    let Some(key) = key.filter(|_| dropout_draws(p, key)) else { return Ok(None) };
     if p >= 1.0 {
         return Err(Error::InvalidArgument(format!("dropout probability {p} must be below 1")));
     }

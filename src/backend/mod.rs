@@ -118,6 +118,7 @@ impl LossKind<'_> {
 }
 
 pub use cpu::int8::{Int8Path, QuantizedLinear};
+pub use cpu::loss::IGNORE_INDEX;
 
 /// What an INT8 linear layer does to its output after the bias, while each
 /// block is in cache.
@@ -130,7 +131,6 @@ pub enum Int8Epilogue<'a> {
     /// after an output projection).
     Residual(&'a Tensor),
 }
-pub use cpu::loss::IGNORE_INDEX;
 
 /// Gradients of a linear layer's inputs; None where not asked for.
 pub struct LinearGrads {

@@ -16,7 +16,7 @@ use super::params::{FusedWeight, ParamStore, WeightCache};
 use crate::autograd::attention::{
     packed_attention_in, packed_attention_qkv, packed_relative_attention, relative_attention, windowed_attention,
 };
-use crate::autograd::basic::{DropoutKey, add, dropout, dropout_rows, geglu, gelu, reshape};
+use crate::autograd::basic::{DropoutKey, add, dropout, dropout_draws, dropout_rows, geglu, gelu, reshape};
 use crate::autograd::embedding::embeddings_ln;
 use crate::autograd::linear::{linear_int8, linear_int8_gelu, linear_int8_residual, linear_with};
 use crate::autograd::norm::layer_norm;
@@ -283,17 +283,22 @@ impl LayerContext<'_> {
     /// A linear layer, using the cache's INT8 or transposed weight when one is current.
     fn linear(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
-        if let Some(quantized) = self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
+        if let Some(quantized) = self.quantized(w) {
             return linear_int8(tape, x, quantized, bias);
         }
         let weight_t = self.cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
         linear_with(tape, x, self.params[w], bias, weight_t)
     }
 
+    /// The INT8 copy of weight `w` in the inference cache, if it has one.
+    fn quantized(&self, w: usize) -> Option<&backend::QuantizedLinear> {
+        self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w]))
+    }
+
     /// GELU(linear(x)): under INT8 one op, GELU in the kernel's epilogue.
     fn linear_gelu(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
-        if let Some(quantized) = self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
+        if let Some(quantized) = self.quantized(w) {
             return linear_int8_gelu(tape, x, quantized, bias);
         }
         let inner = self.linear(tape, x, layer)?;
@@ -306,8 +311,9 @@ impl LayerContext<'_> {
     fn linear_dropout_residual(&self, tape: &mut Tape, x: Var, layer: Affine, dropout: (f64, u64), residual: Var) -> Result<Var> {
         let (p, stream) = dropout;
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
-        let draws = p > 0.0 && self.mode.key(stream).is_some();
-        if !draws && let Some(quantized) = self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w])) {
+        if !dropout_draws(p, self.mode.key(stream))
+            && let Some(quantized) = self.quantized(w)
+        {
             return linear_int8_residual(tape, x, quantized, bias, residual);
         }
         let y = self.linear(tape, x, layer)?;
