@@ -50,6 +50,8 @@ mod r16_multitask;
 
 // Issue 17: dynamic INT8 inference on the CPU: kernels against exact integer sums, error bounds, the CLI, refusals.
 mod r17_int8;
+// Issue 17: the f32 inference linear layer packed at load: paths, epilogues, the packed cache against the gemm crate's.
+mod r17_packed_linear;
 // Issue 18: RoBERTa, XLM-R, ELECTRA and DistilBERT against their transformers fixtures.
 mod r18_families;
 // Issue 19: ModernBERT's refusals, config spellings, device refusal and multi-task heads.

@@ -64,12 +64,12 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
     Ok(tape.push(out, &inputs, Linear))
 }
 
-// ---------- INT8 linear (inference only): y (…, out) = x (…, in) · Q(W)ᵀ + b ----------
+// ---------- packed linear (inference only): y (…, out) = x (…, in) · Wᵀ + b, W packed at load ----------
 
-struct LinearInt8 {
+struct LinearPacked {
     name: &'static str,
 }
-impl Backward for LinearInt8 {
+impl Backward for LinearPacked {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -77,58 +77,65 @@ impl Backward for LinearInt8 {
         linear_flops(inputs, output)
     }
     fn backward(&self, _: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        Err(Error::InvalidArgument(
-            "an INT8 linear layer has no gradient: --precision int8 is for inference (train in fp32, or bf16 on a device)".into(),
-        ))
+        Err(Error::InvalidArgument(match self.name.starts_with("linear_int8") {
+            true => "an INT8 linear layer has no gradient: --precision int8 is for inference (train in fp32, or bf16 on a device)".into(),
+            false => "a linear layer on a weight packed for inference has no gradient (the inference cache is for tapes without gradients)"
+                .into(),
+        }))
     }
 }
 
-/// x (…, in) f32, a weight quantized at load (out, in), bias (out) -> (…, out)
-/// f32. Only the bias is a tape input: the quantized weight is a constant.
-pub fn linear_int8(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>) -> Result<Var> {
-    linear_int8_then(tape, x, weight, bias, Then::Nothing)
+/// x (…, in) f32, a weight packed at load (out, in) — INT8 or f32 —, bias
+/// (out) -> (…, out) f32. Only the bias is a tape input: the packed weight
+/// is a constant. The op is `linear_int8` or `linear_packed` (f32) on the
+/// tape and in profiles.
+pub fn linear_packed(tape: &mut Tape, x: Var, weight: &backend::PackedWeight, bias: Option<Var>) -> Result<Var> {
+    linear_packed_then(tape, x, weight, bias, Then::Nothing)
 }
 
-/// As [`linear_int8`], then GELU, in the kernel's epilogue: the same values
-/// as `gelu(linear_int8(…))`, without a second pass over the output.
-pub fn linear_int8_gelu(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>) -> Result<Var> {
-    linear_int8_then(tape, x, weight, bias, Then::Gelu)
+/// As [`linear_packed`], then GELU, in the kernel's epilogue: the same values
+/// as `gelu(linear_packed(…))`, without a second pass over the output.
+pub fn linear_packed_gelu(tape: &mut Tape, x: Var, weight: &backend::PackedWeight, bias: Option<Var>) -> Result<Var> {
+    linear_packed_then(tape, x, weight, bias, Then::Gelu)
 }
 
-/// As [`linear_int8`], plus `residual` (…, out), in the kernel's epilogue:
-/// the same values as `add(linear_int8(…), residual)`, without a second
+/// As [`linear_packed`], plus `residual` (…, out), in the kernel's epilogue:
+/// the same values as `add(linear_packed(…), residual)`, without a second
 /// pass and a second output.
-pub fn linear_int8_residual(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>, residual: Var) -> Result<Var> {
-    linear_int8_then(tape, x, weight, bias, Then::Residual(residual))
+pub fn linear_packed_residual(tape: &mut Tape, x: Var, weight: &backend::PackedWeight, bias: Option<Var>, residual: Var) -> Result<Var> {
+    linear_packed_then(tape, x, weight, bias, Then::Residual(residual))
 }
 
-/// What an INT8 linear op does after the bias.
+/// What a packed linear op does after the bias.
 enum Then {
     Nothing,
     Gelu,
     Residual(Var),
 }
 
-fn linear_int8_then(tape: &mut Tape, x: Var, weight: &backend::QuantizedLinear, bias: Option<Var>, then: Then) -> Result<Var> {
+fn linear_packed_then(tape: &mut Tape, x: Var, weight: &backend::PackedWeight, bias: Option<Var>, then: Then) -> Result<Var> {
     let tx = tape.value(x);
-    if tx.dims() == 0 || *tx.shape().last().unwrap() != weight.in_features {
-        return Err(Error::shape(
-            "linear_int8",
-            format!("x {:?} · INT8 weight ({}, {})ᵀ", tx.shape(), weight.out_features, weight.in_features),
-        ));
+    let (out_features, in_features) = weight.shape();
+    let int8 = matches!(weight, backend::PackedWeight::Int8(_));
+    let op = if int8 { "linear_int8" } else { "linear_packed" };
+    if tx.dims() == 0 || *tx.shape().last().unwrap() != in_features {
+        return Err(Error::shape(op, format!("x {:?} · packed weight ({out_features}, {in_features})ᵀ", tx.shape())));
     }
     let mut out_shape = tx.shape().to_vec();
-    *out_shape.last_mut().unwrap() = weight.out_features;
-    let (epilogue, name, residual) = match then {
-        Then::Nothing => (backend::Int8Epilogue::Plain, "linear_int8", None),
-        Then::Gelu => (backend::Int8Epilogue::Gelu, "linear_int8_gelu", None),
-        Then::Residual(r) => (backend::Int8Epilogue::Residual(tape.value(r)), "linear_int8_residual", Some(r)),
+    *out_shape.last_mut().unwrap() = out_features;
+    let (epilogue, name, residual) = match (then, int8) {
+        (Then::Nothing, true) => (backend::LinearEpilogue::Plain, "linear_int8", None),
+        (Then::Nothing, false) => (backend::LinearEpilogue::Plain, "linear_packed", None),
+        (Then::Gelu, true) => (backend::LinearEpilogue::Gelu, "linear_int8_gelu", None),
+        (Then::Gelu, false) => (backend::LinearEpilogue::Gelu, "linear_packed_gelu", None),
+        (Then::Residual(r), true) => (backend::LinearEpilogue::Residual(tape.value(r)), "linear_int8_residual", Some(r)),
+        (Then::Residual(r), false) => (backend::LinearEpilogue::Residual(tape.value(r)), "linear_packed_residual", Some(r)),
     };
-    let out = backend::of(tx).linear_int8_fwd(tx, weight, bias.map(|b| tape.value(b)), epilogue, &out_shape)?;
+    let out = backend::of(tx).linear_packed_fwd(tx, weight, bias.map(|b| tape.value(b)), epilogue, &out_shape)?;
     let mut inputs = vec![x];
     inputs.extend(bias);
     inputs.extend(residual);
-    Ok(tape.push(out, &inputs, LinearInt8 { name }))
+    Ok(tape.push(out, &inputs, LinearPacked { name }))
 }
 
 // ---------- batched matmul: c (…, M, N) = a' (…, M, K) · b' (…, K, N) ----------

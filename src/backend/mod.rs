@@ -119,11 +119,37 @@ impl LossKind<'_> {
 
 pub use cpu::int8::{Int8Path, QuantizedLinear};
 pub use cpu::loss::IGNORE_INDEX;
+pub use cpu::packed_linear::PackedLinear;
 
-/// What an INT8 linear layer does to its output after the bias, while each
-/// block is in cache.
+/// Whether CPU inference packs its f32 weights for the packed kernel
+/// (`cpu::packed_linear`: where the CPU has AVX-512F, unless
+/// `BERTH_CPU_LINEAR=gemm`), or keeps them transposed for the gemm crate.
+pub fn cpu_packs_f32() -> bool {
+    cpu::packed_linear::fast_path().is_some()
+}
+
+/// A linear weight (out, in) packed once at load for the CPU's inference
+/// kernels: INT8 under `--precision int8`, else f32 in the panel layout.
+#[derive(Clone, Debug)]
+pub enum PackedWeight {
+    Int8(QuantizedLinear),
+    F32(PackedLinear),
+}
+
+impl PackedWeight {
+    /// (out, in).
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            PackedWeight::Int8(w) => (w.out_features, w.in_features),
+            PackedWeight::F32(w) => (w.out_features, w.in_features),
+        }
+    }
+}
+
+/// What a packed linear layer does to its output after the bias, while
+/// each block is in cache.
 #[derive(Clone, Copy)]
-pub enum Int8Epilogue<'a> {
+pub enum LinearEpilogue<'a> {
     Plain,
     /// GELU (the feed-forward's first layer).
     Gelu,
@@ -235,16 +261,17 @@ pub trait Backend: Send + Sync {
     ) -> Result<(Option<Tensor>, Option<Tensor>)>;
     /// x (R, C) -> (C, R), a copy (the CPU's cached transposed weights).
     fn transpose(&self, x: &Tensor) -> Result<Tensor>;
-    /// x (N, in) f32 as `out_shape`'s rows, a weight (out, in) quantized to
-    /// INT8 at load, bias (out) f32 -> `out_shape` (…, out) f32: dynamic
-    /// INT8 inference (`--precision int8`), then `epilogue` in the kernel's
-    /// epilogue (the same bits as the op applied after). There is no backward.
-    fn linear_int8_fwd(
+    /// x (N, in) f32 as `out_shape`'s rows, a weight (out, in) packed at
+    /// load (INT8 for `--precision int8`, dynamic quantization of x; or
+    /// f32), bias (out) f32 -> `out_shape` (…, out) f32, then `epilogue` in
+    /// the kernel's epilogue (the same bits as the op applied after).
+    /// Inference only: there is no backward.
+    fn linear_packed_fwd(
         &self,
         x: &Tensor,
-        weight: &QuantizedLinear,
+        weight: &PackedWeight,
         bias: Option<&Tensor>,
-        epilogue: Int8Epilogue<'_>,
+        epilogue: LinearEpilogue<'_>,
         out_shape: &[usize],
     ) -> Result<Tensor>;
 

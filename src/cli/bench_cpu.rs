@@ -9,6 +9,7 @@ use crate::backend::cpu::fused_attention::AttentionPath;
 use crate::backend::cpu::int8::{QuantizedLinear, QuantizedRows, best_path, linear_int8_fwd};
 use crate::backend::cpu::matmul::{Operand, linear_fwd, transpose};
 use crate::backend::cpu::packed_attention::packed_attention_fwd_on;
+use crate::backend::cpu::packed_linear;
 use crate::backend::{Int8Path, PackedAttentionMode};
 use crate::error::Result;
 use crate::model::BertConfig;
@@ -177,12 +178,28 @@ pub fn cpu_kernel_timings(
             std::hint::black_box(linear_fwd(&x, rows, k, Operand::new(&w_t, k, n_out, false), Some(&bias), n_out));
         });
         out.push(CpuKernelTiming {
-            kernel: format!("linear fp32 {name}"),
+            kernel: format!("linear fp32/gemm crate {name}"),
             shape: shape.clone(),
             median_ms: median,
             achieved: ops / median / 1e6,
             ceiling: fma / 1e9,
         });
+        // The kernel inference runs where the CPU has AVX-512: the weight
+        // packed once at load (not timed), as the inference cache holds it.
+        if let Some(path) = packed_linear::fast_path() {
+            let packed = packed_linear::PackedLinear::pack(name, &w, n_out, k)?;
+            let (median, _) = time_ms(warmup, iters, || {
+                let y = packed_linear::linear_packed_with(&x, rows, &packed, Some(&bias), packed_linear::Epilogue::Plain, path);
+                std::hint::black_box(y.expect("checked shapes"));
+            });
+            out.push(CpuKernelTiming {
+                kernel: format!("linear fp32/packed {} {name}", path.name()),
+                shape: shape.clone(),
+                median_ms: median,
+                achieved: ops / median / 1e6,
+                ceiling: fma / 1e9,
+            });
+        }
         let quantized = QuantizedLinear::quantize(name, &w, n_out, k)?;
         // The activations' quantization alone, which every INT8 call includes.
         let (median, _) = time_ms(warmup, iters, || {

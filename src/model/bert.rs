@@ -18,7 +18,7 @@ use crate::autograd::attention::{
 };
 use crate::autograd::basic::{DropoutKey, add, dropout, dropout_draws, dropout_rows, geglu, gelu, reshape};
 use crate::autograd::embedding::embeddings_ln;
-use crate::autograd::linear::{linear_int8, linear_int8_gelu, linear_int8_residual, linear_with};
+use crate::autograd::linear::{linear_packed, linear_packed_gelu, linear_packed_residual, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
@@ -280,41 +280,48 @@ struct LayerContext<'a> {
 }
 
 impl LayerContext<'_> {
-    /// A linear layer, using the cache's INT8 or transposed weight when one is current.
+    /// A linear layer, using the cache's packed or transposed weight when one is current.
     fn linear(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
-        if let Some(quantized) = self.quantized(w) {
-            return linear_int8(tape, x, quantized, bias);
+        if let Some(packed) = self.packed_weight(tape, w) {
+            return linear_packed(tape, x, packed, bias);
         }
         let weight_t = self.cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
         linear_with(tape, x, self.params[w], bias, weight_t)
     }
 
-    /// The INT8 copy of weight `w` in the inference cache, if it has one.
-    fn quantized(&self, w: usize) -> Option<&backend::QuantizedLinear> {
-        self.cache.and_then(|(store, c)| c.quantized(w, &store.tensors()[w]))
+    /// The packed copy of weight `w` in the inference cache, if it has one:
+    /// INT8 always (its op refuses a backward), f32 only on a tape without
+    /// gradients (with them the ordinary op runs, so that training works
+    /// whatever cache it is handed).
+    fn packed_weight(&self, tape: &Tape, w: usize) -> Option<&backend::PackedWeight> {
+        let packed = self.cache.and_then(|(store, c)| c.packed(w, &store.tensors()[w]))?;
+        match packed {
+            backend::PackedWeight::F32(_) if tape.grad_enabled() => None,
+            _ => Some(packed),
+        }
     }
 
-    /// GELU(linear(x)): under INT8 one op, GELU in the kernel's epilogue.
+    /// GELU(linear(x)): with a packed weight one op, GELU in the kernel's epilogue.
     fn linear_gelu(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
-        if let Some(quantized) = self.quantized(w) {
-            return linear_int8_gelu(tape, x, quantized, bias);
+        if let Some(packed) = self.packed_weight(tape, w) {
+            return linear_packed_gelu(tape, x, packed, bias);
         }
         let inner = self.linear(tape, x, layer)?;
         gelu(tape, inner)
     }
 
     /// dropout(linear(x)) + residual, the residual connection after an
-    /// output projection: under INT8 (inference, so the dropout draws
-    /// nothing) one op, the residual added in the kernel's epilogue.
+    /// output projection: with a packed weight (inference, so the dropout
+    /// draws nothing) one op, the residual added in the kernel's epilogue.
     fn linear_dropout_residual(&self, tape: &mut Tape, x: Var, layer: Affine, dropout: (f64, u64), residual: Var) -> Result<Var> {
         let (p, stream) = dropout;
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
         if !dropout_draws(p, self.mode.key(stream))
-            && let Some(quantized) = self.quantized(w)
+            && let Some(packed) = self.packed_weight(tape, w)
         {
-            return linear_int8_residual(tape, x, quantized, bias, residual);
+            return linear_packed_residual(tape, x, packed, bias, residual);
         }
         let y = self.linear(tape, x, layer)?;
         let y = self.dropout(tape, y, p, stream)?;
@@ -384,7 +391,7 @@ impl LayerContext<'_> {
         };
         let bias = fused.bias.as_ref().map(|b| tape.leaf(b.clone(), false));
         let qkv = match &fused.weight {
-            FusedWeight::Int8(weight) => linear_int8(tape, x, weight, bias)?,
+            FusedWeight::Packed(weight) => linear_packed(tape, x, weight, bias)?,
             FusedWeight::F32 { weight, transposed } => {
                 let weight = tape.leaf(weight.clone(), false);
                 linear_with(tape, x, weight, bias, Some(transposed))?

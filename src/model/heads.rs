@@ -170,13 +170,16 @@ impl BertClassifier {
     /// The CPU's load-time weights for inference in `precision`
     /// ([`WeightCache::build_for`]), with each layer's q, k and v joined
     /// into one projection where the layers read them together
-    /// ([`WeightCache::fuse_qkv`]). Only for tapes without gradients.
+    /// ([`WeightCache::fuse_qkv`]), and the f32 weights packed for the
+    /// inference kernel where the CPU has one ([`WeightCache::pack_f32`]).
+    /// Only for tapes without gradients.
     pub fn inference_cache(&self, precision: crate::tensor::Precision) -> Result<WeightCache> {
         let cache = WeightCache::build_for(&self.params, precision)?;
-        match self.config.modern.is_none() && self.config.deberta.is_none() {
-            true => cache.fuse_qkv(&self.params),
-            false => Ok(cache),
-        }
+        let cache = match self.config.modern.is_none() && self.config.deberta.is_none() {
+            true => cache.fuse_qkv(&self.params)?,
+            false => cache,
+        };
+        cache.pack_f32()
     }
 
     /// As [`Self::forward`], using transposed weights from `cache` where they

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::config::{BertConfig, Family};
-use crate::backend::QuantizedLinear;
+use crate::backend::{PackedLinear, PackedWeight, QuantizedLinear};
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::tensor::{DType, Precision, Tensor};
@@ -94,8 +94,11 @@ impl ParamStore {
 }
 
 /// The CPU's load-time copies of the linear weights: transposed to (in, out)
-/// for a faster f32 forward pass, or, under `--precision int8`, the encoder
-/// layers' weights quantized and packed ([`QuantizedLinear`]).
+/// for a faster f32 forward pass through the gemm crate, or packed for the
+/// inference kernels ([`PackedWeight`]): under `--precision int8` the
+/// encoder layers' weights quantized ([`QuantizedLinear`]), and for
+/// inference on a CPU with AVX-512 the f32 ones in panels
+/// ([`WeightCache::pack_f32`]; [`PackedLinear`]).
 /// A snapshot: each entry remembers the tensor it was made from and is used
 /// only while the parameter still shares that storage, so an optimizer
 /// update (which copies or replaces the storage) can never meet a stale copy.
@@ -123,9 +126,10 @@ pub struct FusedQkv {
 /// The joined weight as the forward reads it.
 #[derive(Clone, Debug)]
 pub enum FusedWeight {
-    /// Quantized per output channel, so its codes and scales are those of
-    /// the three alone, and its outputs the same bits.
-    Int8(Arc<QuantizedLinear>),
+    /// Packed for the inference kernels: INT8 quantized per output channel,
+    /// so its codes and scales are those of the three alone, and its outputs
+    /// the same bits; or f32 in panels ([`WeightCache::pack_f32`]).
+    Packed(Arc<PackedWeight>),
     /// f32: the (3H, H) weight and its (H, 3H) transpose, which the CPU's
     /// GEMM reads (the three transposed copies are dropped for it).
     F32 { weight: Tensor, transposed: Tensor },
@@ -134,7 +138,7 @@ pub enum FusedWeight {
 #[derive(Clone, Debug)]
 enum CachedWeight {
     Transposed(Tensor),
-    Int8(Arc<QuantizedLinear>),
+    Packed(Arc<PackedWeight>),
 }
 
 /// Whether `name` is the 2-D weight of a linear layer (embeddings excluded).
@@ -183,7 +187,7 @@ impl WeightCache {
                     return Err(Error::InvalidArgument(format!("--precision int8 quantizes f32 weights; {name} is {}", t.dtype().name())));
                 }
                 let (out, k) = (t.shape()[0], t.shape()[1]);
-                CachedWeight::Int8(Arc::new(QuantizedLinear::quantize(name, t.data::<f32>()?, out, k)?))
+                CachedWeight::Packed(Arc::new(PackedWeight::Int8(QuantizedLinear::quantize(name, t.data::<f32>()?, out, k)?)))
             } else {
                 CachedWeight::Transposed(crate::backend::of(t).transpose(t)?)
             };
@@ -227,9 +231,18 @@ impl WeightCache {
                 Ok(joined)
             };
             let weight = match self.current(query, &tensors[query]) {
-                Some(CachedWeight::Int8(_)) => {
+                Some(CachedWeight::Packed(packed)) => {
                     let label = format!("{prefix}attention.self.query|key|value.weight");
-                    FusedWeight::Int8(Arc::new(QuantizedLinear::quantize(&label, &join(&weights)?, 3 * out, k)?))
+                    let joined = join(&weights)?;
+                    FusedWeight::Packed(Arc::new(match **packed {
+                        PackedWeight::Int8(_) => PackedWeight::Int8(QuantizedLinear::quantize(&label, &joined, 3 * out, k)?),
+                        PackedWeight::F32(_) => {
+                            for w in weights {
+                                self.entries.remove(&w);
+                            }
+                            PackedWeight::F32(PackedLinear::pack(&label, &joined, 3 * out, k)?)
+                        }
+                    }))
                 }
                 Some(CachedWeight::Transposed(_)) => {
                     let weight = Tensor::from_vec(join(&weights)?, &[3 * out, k])?;
@@ -274,21 +287,54 @@ impl WeightCache {
     pub fn get(&self, index: usize, current: &Tensor) -> Option<&Tensor> {
         match self.current(index, current)? {
             CachedWeight::Transposed(t) => Some(t),
-            CachedWeight::Int8(_) => None,
+            CachedWeight::Packed(_) => None,
         }
     }
 
-    /// The INT8 copy of parameter `index`, if it has one and it is still current.
-    pub fn quantized(&self, index: usize, current: &Tensor) -> Option<&QuantizedLinear> {
+    /// The packed copy (INT8 or f32) of parameter `index`, if it has one and
+    /// it is still current.
+    pub fn packed(&self, index: usize, current: &Tensor) -> Option<&PackedWeight> {
         match self.current(index, current)? {
-            CachedWeight::Int8(q) => Some(q),
+            CachedWeight::Packed(p) => Some(p),
             CachedWeight::Transposed(_) => None,
         }
     }
 
     /// How many weights are held quantized (0 unless built for Int8).
     pub fn quantized_count(&self) -> usize {
-        self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Int8(_))).count()
+        self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Packed(p) if matches!(**p, PackedWeight::Int8(_)))).count()
+    }
+
+    /// How many weights (fused q|k|v ones included) are held packed in f32.
+    pub fn packed_f32_count(&self) -> usize {
+        let is_f32 = |p: &PackedWeight| matches!(p, PackedWeight::F32(_));
+        let single = self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Packed(p) if is_f32(p))).count();
+        single + self.fused_qkv.values().filter(|f| matches!(&f.weight, FusedWeight::Packed(p) if is_f32(p))).count()
+    }
+
+    /// For inference on a CPU with AVX-512 ([`crate::backend::cpu_packs_f32`]):
+    /// every f32 weight held transposed, fused q|k|v ones included, packed
+    /// into the inference kernel's panels instead (the transposed copies
+    /// dropped). Elsewhere the cache is returned as it is, for the gemm crate.
+    pub fn pack_f32(mut self) -> Result<WeightCache> {
+        if !crate::backend::cpu_packs_f32() {
+            return Ok(self);
+        }
+        for (index, (source, cached)) in self.entries.iter_mut() {
+            if matches!(cached, CachedWeight::Transposed(_)) && source.dtype() == DType::F32 && source.dims() == 2 {
+                let (out, k) = (source.shape()[0], source.shape()[1]);
+                let packed = PackedLinear::pack(&format!("parameter {index}"), source.data::<f32>()?, out, k)?;
+                *cached = CachedWeight::Packed(Arc::new(PackedWeight::F32(packed)));
+            }
+        }
+        for fused in self.fused_qkv.values_mut() {
+            if let FusedWeight::F32 { weight, .. } = &fused.weight {
+                let (out, k) = (weight.shape()[0], weight.shape()[1]);
+                let packed = PackedLinear::pack("fused query|key|value", weight.data::<f32>()?, out, k)?;
+                fused.weight = FusedWeight::Packed(Arc::new(PackedWeight::F32(packed)));
+            }
+        }
+        Ok(self)
     }
 }
 

@@ -28,6 +28,8 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+pub use super::epilogue::Epilogue;
+use super::epilogue::SharedOut;
 use crate::error::{Error, Result};
 
 /// Outputs per packed panel: four 16-lane vectors.
@@ -285,26 +287,6 @@ fn quantize_row(row: &[f32], out: &mut [u8], path: Int8Path) -> Option<(f32, i32
     Some((scale, z as i32))
 }
 
-/// A raw pointer to the output that parallel tasks share; each task writes a
-/// block (rows × panel columns) no other task touches.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-/// What the epilogue does after the bias.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Epilogue<'a> {
-    Plain,
-    /// GELU of each output, block by block while it is in cache: the
-    /// function `activation::gelu_fwd` computes, so the same bits.
-    Gelu,
-    /// y + residual, residual (N, out) row-major: the residual connection
-    /// after a layer's output projection, added as `activation::add` adds
-    /// (one f32 addition per output), so the same bits as adding after.
-    Residual(&'a [f32]),
-}
-
 /// x (N, in) f32, the quantized weight, bias (out) -> y (N, out) f32, on `path`.
 pub fn linear_int8_fwd(x: &[f32], n: usize, weight: &QuantizedLinear, bias: Option<&[f32]>, path: Int8Path) -> Result<Vec<f32>> {
     linear_int8_with(x, n, weight, bias, Epilogue::Plain, path)
@@ -324,11 +306,7 @@ pub fn linear_int8_with(
     if x.len() != n * k || bias.is_some_and(|b| b.len() != out) {
         return Err(Error::shape("linear_int8", format!("x of {} values for ({n}, {k}), weight ({out}, {k})", x.len())));
     }
-    if let Epilogue::Residual(residual) = epilogue
-        && residual.len() != n * out
-    {
-        return Err(Error::shape("linear_int8", format!("a residual of {} values for ({n}, {out}) outputs", residual.len())));
-    }
+    epilogue.check("linear_int8", n, out)?;
     if !path.available() {
         return Err(Error::InvalidArgument(format!("the INT8 path {} needs instructions this CPU lacks", path.name())));
     }
@@ -426,28 +404,8 @@ impl Block<'_> {
             }
         }
         let (c0, width) = self.columns();
-        match self.epilogue {
-            Epilogue::Plain => {}
-            Epilogue::Gelu => {
-                let mut row = [0f32; PANEL];
-                for r in r0..r0 + rows {
-                    // SAFETY: as above: these rows of the panel's columns are this task's.
-                    let y = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r * w.out_features + c0), width) };
-                    row[..width].copy_from_slice(y);
-                    super::activation::gelu_chunk(&row[..width], y);
-                }
-            }
-            Epilogue::Residual(residual) => {
-                for r in r0..r0 + rows {
-                    // SAFETY: as above; the residual holds n × out values (checked).
-                    let y = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(r * w.out_features + c0), width) };
-                    let from = &residual[r * w.out_features + c0..r * w.out_features + c0 + width];
-                    for (y, &v) in y.iter_mut().zip(from) {
-                        *y += v;
-                    }
-                }
-            }
-        }
+        // SAFETY: the caller's contract; the residual's length was checked.
+        unsafe { self.epilogue.apply(self.out, w.out_features, r0, rows, c0, width) };
     }
 
     /// The panel's first column and how many of its 64 columns are real.

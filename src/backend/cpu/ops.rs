@@ -4,6 +4,7 @@
 
 use super::attention::{AttentionSaved, Dims, attention_bwd, attention_fwd};
 use super::dropout::{dropout_apply, dropout_rows_apply};
+use super::epilogue::Epilogue;
 use super::matmul::{Operand, batched_matmul, linear_bwd_input, linear_bwd_weight, linear_fwd, transpose};
 use super::norm::{layer_norm_bwd, layer_norm_fwd, sum_rows};
 use super::packed_attention::{
@@ -16,8 +17,8 @@ use super::relative_attention::{
 use super::softmax::{masked_softmax_bwd, masked_softmax_fwd};
 use super::{activation, adamw, layout, loss};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, Int8Epilogue, LinearGrads, LossKind, NormStats, PackedAttentionMode,
-    PackedDropout, QuantizedLinear, Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearEpilogue, LinearGrads, LossKind, NormStats, PackedAttentionMode,
+    PackedDropout, PackedWeight, Saved, unsupported,
 };
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Float, Tensor};
@@ -253,33 +254,41 @@ impl Backend for Cpu {
         with_float!(x.dtype(), "transpose", |T| Tensor::from_vec(transpose(x.data::<T>()?, rows, cols), &[cols, rows]))
     }
 
-    fn linear_int8_fwd(
+    fn linear_packed_fwd(
         &self,
         x: &Tensor,
-        weight: &QuantizedLinear,
+        weight: &PackedWeight,
         bias: Option<&Tensor>,
-        epilogue: Int8Epilogue<'_>,
+        epilogue: LinearEpilogue<'_>,
         out_shape: &[usize],
     ) -> Result<Tensor> {
         let (n, k) = x.rows_cols();
-        if k != weight.in_features || out_shape.last() != Some(&weight.out_features) {
+        let (out, in_features) = weight.shape();
+        if k != in_features || out_shape.last() != Some(&out) {
             return Err(Error::shape(
-                "linear_int8",
-                format!("x {:?} · INT8 weight ({}, {})ᵀ -> {out_shape:?}", x.shape(), weight.out_features, weight.in_features),
+                "linear_packed",
+                format!("x {:?} · packed weight ({out}, {in_features})ᵀ -> {out_shape:?}", x.shape()),
             ));
         }
         let bias = bias.map(|b| b.data::<f32>()).transpose()?;
         let epilogue = match epilogue {
-            Int8Epilogue::Plain => super::int8::Epilogue::Plain,
-            Int8Epilogue::Gelu => super::int8::Epilogue::Gelu,
-            Int8Epilogue::Residual(residual) => {
+            LinearEpilogue::Plain => Epilogue::Plain,
+            LinearEpilogue::Gelu => Epilogue::Gelu,
+            LinearEpilogue::Residual(residual) => {
                 if residual.shape() != out_shape {
-                    return Err(Error::shape("linear_int8", format!("a residual {:?} for outputs {out_shape:?}", residual.shape())));
+                    return Err(Error::shape("linear_packed", format!("a residual {:?} for outputs {out_shape:?}", residual.shape())));
                 }
-                super::int8::Epilogue::Residual(residual.data::<f32>()?)
+                Epilogue::Residual(residual.data::<f32>()?)
             }
         };
-        let y = super::int8::linear_int8_with(x.data::<f32>()?, n, weight, bias, epilogue, super::int8::best_path())?;
+        let x = x.data::<f32>()?;
+        let y = match weight {
+            PackedWeight::Int8(w) => super::int8::linear_int8_with(x, n, w, bias, epilogue, super::int8::best_path())?,
+            PackedWeight::F32(w) => {
+                let path = super::packed_linear::fast_path().unwrap_or(super::packed_linear::PackedPath::Portable);
+                super::packed_linear::linear_packed_with(x, n, w, bias, epilogue, path)?
+            }
+        };
         Tensor::from_vec(y, out_shape)
     }
 

@@ -13,8 +13,8 @@ use super::ops::relative_attention::{RelativeDims, relative_attention_bwd, relat
 use super::ops::rows as row_ops;
 use super::ops::{adamw, elementwise, embedding, gelu, gemm, layernorm, loss, rotary};
 use crate::backend::{
-    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, Int8Epilogue, LinearGrads, LossKind, NormStats, PackedAttentionMode,
-    PackedDropout, QuantizedLinear, Saved, unsupported,
+    AdamWScalars, AttentionDropout, Backend, DropoutKey, GradClip, LinearEpilogue, LinearGrads, LossKind, NormStats, PackedAttentionMode,
+    PackedDropout, PackedWeight, Saved, unsupported,
 };
 use crate::device::{DeviceBuffer, Elem};
 use crate::error::{Error, Result};
@@ -527,8 +527,8 @@ impl Backend for Cuda {
         unsupported("transpose", NAME)
     }
 
-    fn linear_int8_fwd(&self, _: &Tensor, _: &QuantizedLinear, _: Option<&Tensor>, _: Int8Epilogue<'_>, _: &[usize]) -> Result<Tensor> {
-        unsupported("linear_int8", NAME)
+    fn linear_packed_fwd(&self, _: &Tensor, _: &PackedWeight, _: Option<&Tensor>, _: LinearEpilogue<'_>, _: &[usize]) -> Result<Tensor> {
+        unsupported("linear_packed", NAME)
     }
 
     fn embedding_fwd(&self, _: &Tensor, _: &[u32], _: &[usize]) -> Result<Tensor> {
