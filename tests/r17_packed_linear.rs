@@ -145,3 +145,58 @@ fn r17_packed_inference_cache_matches_the_gemm_path_and_stays_off_tapes_with_gra
     assert!(!grad_calls.keys().any(|op| op.starts_with("linear_packed")), "a tape with gradients ran a packed op: {grad_calls:?}");
     assert!(rel_error(&with_grads[1], &packed[1]) < 1e-5);
 }
+
+/// Training's per-step cache packs the f32 weights too (where the CPU
+/// packs them): the forward products come from the packed kernel, the
+/// backward is the ordinary op's. A dropout-on training step gives the
+/// loss and every parameter's gradient of the gemm crate's path (the
+/// transposed cache) to rounding, through the same ops on the tape.
+#[test]
+fn r17_training_on_the_packed_cache_gives_the_gemm_paths_loss_and_gradients() {
+    let Some((model, batch)) = crate::r17_int8::minilm_and_sentences() else { return };
+    let labels = berth::model::Labels::SingleLabel((0..batch.batch_size as i64).map(|i| i % 2).collect());
+    let step = |cache: &WeightCache| {
+        let mut tape = Tape::new();
+        tape.enable_profile();
+        let out = model.forward_cached(&mut tape, &batch, ForwardMode::train(3).skipping_padding(), Some(cache)).unwrap();
+        let loss = model.loss(&mut tape, out.logits, &labels, None).unwrap();
+        let loss_value = tape.value(loss).to_f64_vec()[0];
+        let ops: Vec<String> = tape.profile().unwrap().forward.keys().map(|op| op.to_string()).collect();
+        let grads = tape.backward(loss).unwrap();
+        let grads: Vec<Vec<f64>> = out.params.iter().map(|&p| grads.get(p).map(|g| g.to_f64_vec()).unwrap_or_default()).collect();
+        (loss_value, grads, ops)
+    };
+    let packed_cache = model.weight_cache().unwrap();
+    match fast_path() {
+        // Per layer q, k, v, attention output, feed-forward in and out, then pooler and classifier.
+        Some(_) => assert_eq!(packed_cache.packed_f32_count(), 6 * model.config.num_hidden_layers + 2),
+        None => eprintln!("SKIP packed training cache: no AVX-512F here (or BERTH_CPU_LINEAR=gemm)"),
+    }
+    let (packed_loss, packed_grads, packed_ops) = step(&packed_cache);
+    let (gemm_loss, gemm_grads, gemm_ops) = step(&WeightCache::build(&model.params).unwrap());
+    assert_eq!(packed_ops, gemm_ops, "the same ops on the tape");
+    assert!((packed_loss - gemm_loss).abs() <= 1e-6 * gemm_loss.abs(), "loss {packed_loss} against {gemm_loss}");
+    let names: Vec<&str> = model.params.iter().map(|(name, _)| name).collect();
+    assert_eq!(names.len(), packed_grads.len());
+    let mut compared = 0;
+    for ((name, p), g) in names.iter().zip(&packed_grads).zip(&gemm_grads) {
+        assert_eq!(p.len(), g.len(), "{name}: a gradient on one path only");
+        // The key bias adds the same q·b to every score of a query, which
+        // the softmax cancels: its gradient is zero up to rounding on both
+        // paths, so their relative difference says nothing.
+        if name.ends_with("attention.self.key.bias") || g.iter().all(|v| *v == 0.0) {
+            continue;
+        }
+        let error = rel_error(p, g);
+        assert!(error < 1e-4, "{name}: gradient ‖Δ‖/‖g‖ = {error}");
+        compared += 1;
+    }
+    assert!(compared > 6 * model.config.num_hidden_layers, "only {compared} gradients compared");
+    // An INT8 weight has no gradient: the trainable packed op refuses it.
+    let int8 = berth::backend::PackedWeight::Int8(berth::backend::QuantizedLinear::quantize("w", &[0.5; 6], 2, 3).unwrap());
+    let mut tape = Tape::new();
+    let x = tape.leaf(berth::tensor::Tensor::from_vec(vec![1f32; 3], &[1, 3]).unwrap(), true);
+    let w = tape.leaf(berth::tensor::Tensor::from_vec(vec![0.5f32; 6], &[2, 3]).unwrap(), true);
+    let err = berth::autograd::linear::linear_from_packed(&mut tape, x, w, None, &int8).unwrap_err().to_string();
+    assert!(err.contains("INT8") && err.contains("no gradient"), "{err}");
+}

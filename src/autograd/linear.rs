@@ -64,6 +64,32 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
     Ok(tape.push(out, &inputs, Linear))
 }
 
+/// As [`linear`] (the same op on the tape, the same backward), with the
+/// forward product read from `packed`, the same weight packed for the CPU's
+/// kernel (an f32 [`backend::PackedWeight`] made from `weight`'s current
+/// value: training's per-step cache). An INT8 weight is refused: it has
+/// no gradient.
+pub fn linear_from_packed(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, packed: &backend::PackedWeight) -> Result<Var> {
+    let (tx, tw) = (tape.value(x), tape.value(weight));
+    let (out_features, in_features) = packed.shape();
+    if matches!(packed, backend::PackedWeight::Int8(_)) {
+        return Err(Error::InvalidArgument("an INT8 weight has no gradient: train on f32 weights".into()));
+    }
+    if tw.shape() != [out_features, in_features] || tx.dims() == 0 || *tx.shape().last().unwrap() != in_features {
+        return Err(Error::shape(
+            "linear",
+            format!("x {:?} · weight {:?}ᵀ packed as ({out_features}, {in_features})", tx.shape(), tw.shape()),
+        ));
+    }
+    let mut out_shape = tx.shape().to_vec();
+    *out_shape.last_mut().unwrap() = out_features;
+    let tb = bias.map(|b| tape.value(b));
+    let out = backend::of(tx).linear_packed_fwd(tx, packed, tb, backend::LinearEpilogue::Plain, &out_shape)?;
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    Ok(tape.push(out, &inputs, Linear))
+}
+
 // ---------- packed linear (inference only): y (…, out) = x (…, in) · Wᵀ + b, W packed at load ----------
 
 struct LinearPacked {

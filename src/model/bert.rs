@@ -18,7 +18,7 @@ use crate::autograd::attention::{
 };
 use crate::autograd::basic::{DropoutKey, add, dropout, dropout_draws, dropout_rows, geglu, gelu, reshape};
 use crate::autograd::embedding::embeddings_ln;
-use crate::autograd::linear::{linear_packed, linear_packed_gelu, linear_packed_residual, linear_with};
+use crate::autograd::linear::{linear_from_packed, linear_packed, linear_packed_gelu, linear_packed_residual, linear_with};
 use crate::autograd::norm::layer_norm;
 use crate::autograd::rotary::rotary;
 use crate::autograd::rows::{gather_rows, scatter_rows};
@@ -286,14 +286,20 @@ impl LayerContext<'_> {
         if let Some(packed) = self.packed_weight(tape, w) {
             return linear_packed(tape, x, packed, bias);
         }
+        if let Some(packed) = self.cache.and_then(|(store, c)| c.packed(w, &store.tensors()[w])) {
+            // A tape with gradients and an f32 packed weight: the packed
+            // forward, the ordinary backward.
+            return linear_from_packed(tape, x, self.params[w], bias, packed);
+        }
         let weight_t = self.cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
         linear_with(tape, x, self.params[w], bias, weight_t)
     }
 
-    /// The packed copy of weight `w` in the inference cache, if it has one:
-    /// INT8 always (its op refuses a backward), f32 only on a tape without
-    /// gradients (with them the ordinary op runs, so that training works
-    /// whatever cache it is handed).
+    /// The packed copy of weight `w` in the cache for the forward-only packed
+    /// ops, if it has one: INT8 always (its op refuses a backward), f32 only
+    /// on a tape without gradients (with them `linear` runs the ordinary op
+    /// on the packed forward, `linear_from_packed`, and GELU and the
+    /// residual stay ops of their own, whose backward they need).
     fn packed_weight(&self, tape: &Tape, w: usize) -> Option<&backend::PackedWeight> {
         let packed = self.cache.and_then(|(store, c)| c.packed(w, &store.tensors()[w]))?;
         match packed {

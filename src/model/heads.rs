@@ -162,9 +162,12 @@ impl BertClassifier {
         self.forward_cached(tape, batch, mode, None)
     }
 
-    /// Transposed copies of the linear weights, for [`Self::forward_cached`].
+    /// The CPU's per-step copies of the linear weights, for
+    /// [`Self::forward_cached`] in training: packed for the CPU's kernel
+    /// where it has one ([`WeightCache::pack_f32`]; the backward is the
+    /// ordinary op's), else transposed for the gemm crate.
     pub fn weight_cache(&self) -> Result<WeightCache> {
-        WeightCache::build(&self.params)
+        WeightCache::build(&self.params)?.pack_f32()
     }
 
     /// The CPU's load-time weights for inference in `precision`

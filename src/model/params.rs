@@ -312,10 +312,12 @@ impl WeightCache {
         single + self.fused_qkv.values().filter(|f| matches!(&f.weight, FusedWeight::Packed(p) if is_f32(p))).count()
     }
 
-    /// For inference on a CPU with AVX-512 ([`crate::backend::cpu_packs_f32`]):
-    /// every f32 weight held transposed, fused q|k|v ones included, packed
-    /// into the inference kernel's panels instead (the transposed copies
-    /// dropped). Elsewhere the cache is returned as it is, for the gemm crate.
+    /// On a CPU with AVX-512 ([`crate::backend::cpu_packs_f32`]): every f32
+    /// weight held transposed, fused q|k|v ones included, packed into the
+    /// CPU kernel's panels instead (the transposed copies dropped), for
+    /// inference and for training's forward (whose backward reads the
+    /// weights themselves). Elsewhere the cache is returned as it is, for
+    /// the gemm crate.
     pub fn pack_f32(mut self) -> Result<WeightCache> {
         if !crate::backend::cpu_packs_f32() {
             return Ok(self);
