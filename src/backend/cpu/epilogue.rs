@@ -1,7 +1,7 @@
 //! What the CPU's inference linear kernels (INT8 in `int8.rs`, packed f32
 //! in `packed_linear.rs`) do to an output block after the bias, while the
 //! block is still in cache. Both kernels write y (N, out) in blocks of rows
-//! × one panel of columns from parallel tasks, through [`SharedOut`].
+//! × one panel of columns from parallel tasks, through `SharedOut`.
 
 use crate::error::{Error, Result};
 
