@@ -283,29 +283,32 @@ impl LayerContext<'_> {
     /// A linear layer, using the cache's packed or transposed weight when one is current.
     fn linear(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
-        if let Some(packed) = self.packed_weight(tape, w) {
-            return linear_packed(tape, x, packed, bias);
-        }
-        if let Some(packed) = self.cache.and_then(|(store, c)| c.packed(w, &store.tensors()[w])) {
+        match self.cached_packed(w) {
             // A tape with gradients and an f32 packed weight: the packed
             // forward, the ordinary backward.
-            return linear_from_packed(tape, x, self.params[w], bias, packed);
+            Some(packed @ backend::PackedWeight::F32(_)) if tape.grad_enabled() => {
+                linear_from_packed(tape, x, self.params[w], bias, packed)
+            }
+            Some(packed) => linear_packed(tape, x, packed, bias),
+            None => {
+                let weight_t = self.cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
+                linear_with(tape, x, self.params[w], bias, weight_t)
+            }
         }
-        let weight_t = self.cache.and_then(|(store, c)| c.get(w, &store.tensors()[w]));
-        linear_with(tape, x, self.params[w], bias, weight_t)
     }
 
-    /// The packed copy of weight `w` in the cache for the forward-only packed
-    /// ops, if it has one: INT8 always (its op refuses a backward), f32 only
-    /// on a tape without gradients (with them `linear` runs the ordinary op
-    /// on the packed forward, `linear_from_packed`, and GELU and the
-    /// residual stay ops of their own, whose backward they need).
+    /// The cache's packed copy (INT8 or f32) of weight `w`, if it has one.
+    fn cached_packed(&self, w: usize) -> Option<&backend::PackedWeight> {
+        self.cache.and_then(|(store, c)| c.packed(w, &store.tensors()[w]))
+    }
+
+    /// The packed copy of weight `w` for the forward-only packed ops, if it
+    /// has one: INT8 always (its op refuses a backward), f32 only on a tape
+    /// without gradients (with them `linear` runs the ordinary op on the
+    /// packed forward, `linear_from_packed`, and GELU and the residual stay
+    /// ops of their own, whose backward they need).
     fn packed_weight(&self, tape: &Tape, w: usize) -> Option<&backend::PackedWeight> {
-        let packed = self.cache.and_then(|(store, c)| c.packed(w, &store.tensors()[w]))?;
-        match packed {
-            backend::PackedWeight::F32(_) if tape.grad_enabled() => None,
-            _ => Some(packed),
-        }
+        self.cached_packed(w).filter(|packed| !(matches!(packed, backend::PackedWeight::F32(_)) && tape.grad_enabled()))
     }
 
     /// GELU(linear(x)): with a packed weight one op, GELU in the kernel's epilogue.

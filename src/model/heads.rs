@@ -164,25 +164,23 @@ impl BertClassifier {
 
     /// The CPU's per-step copies of the linear weights, for
     /// [`Self::forward_cached`] in training: packed for the CPU's kernel
-    /// where it has one ([`WeightCache::pack_f32`]; the backward is the
+    /// where it has one ([`WeightCache::build_packed`]; the backward is the
     /// ordinary op's), else transposed for the gemm crate.
     pub fn weight_cache(&self) -> Result<WeightCache> {
-        WeightCache::build(&self.params)?.pack_f32()
+        WeightCache::build_packed(&self.params, crate::tensor::Precision::Fp32)
     }
 
-    /// The CPU's load-time weights for inference in `precision`
-    /// ([`WeightCache::build_for`]), with each layer's q, k and v joined
+    /// The CPU's load-time weights for inference in `precision`, the f32
+    /// ones packed for the CPU's kernel where it has one
+    /// ([`WeightCache::build_packed`]), with each layer's q, k and v joined
     /// into one projection where the layers read them together
-    /// ([`WeightCache::fuse_qkv`]), and the f32 weights packed for the
-    /// inference kernel where the CPU has one ([`WeightCache::pack_f32`]).
-    /// Only for tapes without gradients.
+    /// ([`WeightCache::fuse_qkv`]). Only for tapes without gradients.
     pub fn inference_cache(&self, precision: crate::tensor::Precision) -> Result<WeightCache> {
-        let cache = WeightCache::build_for(&self.params, precision)?;
-        let cache = match self.config.modern.is_none() && self.config.deberta.is_none() {
-            true => cache.fuse_qkv(&self.params)?,
-            false => cache,
-        };
-        cache.pack_f32()
+        let cache = WeightCache::build_packed(&self.params, precision)?;
+        match self.config.modern.is_none() && self.config.deberta.is_none() {
+            true => cache.fuse_qkv(&self.params),
+            false => Ok(cache),
+        }
     }
 
     /// As [`Self::forward`], using transposed weights from `cache` where they

@@ -97,8 +97,8 @@ impl ParamStore {
 /// for a faster f32 forward pass through the gemm crate, or packed for the
 /// inference kernels ([`PackedWeight`]): under `--precision int8` the
 /// encoder layers' weights quantized ([`QuantizedLinear`]), and for
-/// inference on a CPU with AVX-512 the f32 ones in panels
-/// ([`WeightCache::pack_f32`]; [`PackedLinear`]).
+/// the CPU's forward on a CPU with AVX-512 the f32 ones in panels
+/// ([`WeightCache::build_packed`]; [`PackedLinear`]).
 /// A snapshot: each entry remembers the tensor it was made from and is used
 /// only while the parameter still shares that storage, so an optimizer
 /// update (which copies or replaces the storage) can never meet a stale copy.
@@ -128,7 +128,7 @@ pub struct FusedQkv {
 pub enum FusedWeight {
     /// Packed for the inference kernels: INT8 quantized per output channel,
     /// so its codes and scales are those of the three alone, and its outputs
-    /// the same bits; or f32 in panels ([`WeightCache::pack_f32`]).
+    /// the same bits; or f32 in panels ([`WeightCache::build_packed`]).
     Packed(Arc<PackedWeight>),
     /// f32: the (3H, H) weight and its (H, 3H) transpose, which the CPU's
     /// GEMM reads (the three transposed copies are dropped for it).
@@ -154,40 +154,64 @@ pub fn quantized_under_int8(name: &str) -> bool {
     name.starts_with("bert.encoder.layer.") && name.ends_with(".weight") && !name.contains("LayerNorm")
 }
 
+/// Which linear weights a CPU forward in `precision` quantizes; BF16 has no
+/// CPU path and is refused.
+fn quantized_for(precision: Precision) -> Result<fn(&str) -> bool> {
+    match precision {
+        Precision::Fp32 => Ok(|_| false),
+        Precision::Int8 => Ok(quantized_under_int8),
+        Precision::Bf16 => {
+            Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into()))
+        }
+    }
+}
+
 impl WeightCache {
     /// Transposes every 2-D weight of a linear layer (embeddings excluded).
     pub fn build(store: &ParamStore) -> Result<WeightCache> {
         WeightCache::build_for(store, Precision::Fp32)
     }
 
-    /// The copies a CPU forward pass in `precision` reads: under Int8 the
-    /// encoder layers' weights quantized (f32 models only), every other
-    /// linear weight transposed. BF16 has no CPU path and is refused.
+    /// The copies a CPU forward pass in `precision` reads through the gemm
+    /// crate: under Int8 the encoder layers' weights quantized (f32 models
+    /// only), every other linear weight transposed. BF16 has no CPU path and
+    /// is refused.
     pub fn build_for(store: &ParamStore, precision: Precision) -> Result<WeightCache> {
-        match precision {
-            Precision::Fp32 => WeightCache::build_quantizing(store, |_| false),
-            Precision::Int8 => WeightCache::build_quantizing(store, quantized_under_int8),
-            Precision::Bf16 => {
-                Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into()))
-            }
-        }
+        WeightCache::build_with(store, quantized_for(precision)?, false)
+    }
+
+    /// As [`WeightCache::build_for`], with the f32 weights packed into the
+    /// CPU kernel's panels instead of transposed where the CPU packs them
+    /// ([`crate::backend::cpu_packs_f32`]): the copies the CPU's forward
+    /// reads, in inference and in training (whose backward reads the
+    /// weights themselves). Elsewhere the same cache as `build_for`.
+    pub fn build_packed(store: &ParamStore, precision: Precision) -> Result<WeightCache> {
+        WeightCache::build_with(store, quantized_for(precision)?, crate::backend::cpu_packs_f32())
     }
 
     /// As [`WeightCache::build_for`], quantizing the linear weights whose
     /// name `quantize` accepts (the per-layer-type error test picks one kind
     /// of layer at a time) and transposing the others.
     pub fn build_quantizing(store: &ParamStore, quantize: impl Fn(&str) -> bool) -> Result<WeightCache> {
+        WeightCache::build_with(store, quantize, false)
+    }
+
+    /// Each linear weight quantized where `quantize` accepts its name, else
+    /// (f32) packed when `pack_f32`, else transposed.
+    fn build_with(store: &ParamStore, quantize: impl Fn(&str) -> bool, pack_f32: bool) -> Result<WeightCache> {
         let mut entries = HashMap::new();
         for (i, (name, t)) in store.iter().enumerate() {
             if !is_linear_weight(name, t) {
                 continue;
             }
+            let (out, k) = (t.shape()[0], t.shape()[1]);
             let cached = if quantize(name) {
                 if t.dtype() != DType::F32 {
                     return Err(Error::InvalidArgument(format!("--precision int8 quantizes f32 weights; {name} is {}", t.dtype().name())));
                 }
-                let (out, k) = (t.shape()[0], t.shape()[1]);
                 CachedWeight::Packed(Arc::new(PackedWeight::Int8(QuantizedLinear::quantize(name, t.data::<f32>()?, out, k)?)))
+            } else if pack_f32 && t.dtype() == DType::F32 {
+                CachedWeight::Packed(Arc::new(PackedWeight::F32(PackedLinear::pack(name, t.data::<f32>()?, out, k)?)))
             } else {
                 CachedWeight::Transposed(crate::backend::of(t).transpose(t)?)
             };
@@ -198,8 +222,9 @@ impl WeightCache {
 
     /// Joins each encoder layer's query, key and value weights (and biases)
     /// into one weight ([`FusedQkv`]): INT8 where the query weight is held
-    /// INT8, f32 (dropping the three transposed copies) where it is held
-    /// transposed. For a cache that serves inference only, of a model whose
+    /// INT8, packed f32 where it is held packed, f32 with its transpose
+    /// where it is held transposed (the three copies dropped in both f32
+    /// cases). For a cache that serves inference only, of a model whose
     /// layers project q, k and v from the same input (not DeBERTa's
     /// relative attention nor ModernBERT's pre-norm layers, which read the
     /// three apart). A layer whose three do not share a shape and dtype, or
@@ -310,33 +335,6 @@ impl WeightCache {
         let is_f32 = |p: &PackedWeight| matches!(p, PackedWeight::F32(_));
         let single = self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Packed(p) if is_f32(p))).count();
         single + self.fused_qkv.values().filter(|f| matches!(&f.weight, FusedWeight::Packed(p) if is_f32(p))).count()
-    }
-
-    /// On a CPU with AVX-512 ([`crate::backend::cpu_packs_f32`]): every f32
-    /// weight held transposed, fused q|k|v ones included, packed into the
-    /// CPU kernel's panels instead (the transposed copies dropped), for
-    /// inference and for training's forward (whose backward reads the
-    /// weights themselves). Elsewhere the cache is returned as it is, for
-    /// the gemm crate.
-    pub fn pack_f32(mut self) -> Result<WeightCache> {
-        if !crate::backend::cpu_packs_f32() {
-            return Ok(self);
-        }
-        for (index, (source, cached)) in self.entries.iter_mut() {
-            if matches!(cached, CachedWeight::Transposed(_)) && source.dtype() == DType::F32 && source.dims() == 2 {
-                let (out, k) = (source.shape()[0], source.shape()[1]);
-                let packed = PackedLinear::pack(&format!("parameter {index}"), source.data::<f32>()?, out, k)?;
-                *cached = CachedWeight::Packed(Arc::new(PackedWeight::F32(packed)));
-            }
-        }
-        for fused in self.fused_qkv.values_mut() {
-            if let FusedWeight::F32 { weight, .. } = &fused.weight {
-                let (out, k) = (weight.shape()[0], weight.shape()[1]);
-                let packed = PackedLinear::pack("fused query|key|value", weight.data::<f32>()?, out, k)?;
-                fused.weight = FusedWeight::Packed(Arc::new(PackedWeight::F32(packed)));
-            }
-        }
-        Ok(self)
     }
 }
 
