@@ -52,6 +52,8 @@ mod r16_multitask;
 mod r17_int8;
 // Issue 17: the f32 inference linear layer packed at load: paths, epilogues, the packed cache against the gemm crate's.
 mod r17_packed_linear;
+// Issue 17: --precision bf16 on the CPU: every kernel path against the exact sum, epilogues, the cache's bound against fp32, refusals.
+mod r17_bf16;
 // Issue 18: RoBERTa, XLM-R, ELECTRA and DistilBERT against their transformers fixtures.
 mod r18_families;
 // Issue 19: ModernBERT's refusals, config spellings, device refusal and multi-task heads.

@@ -334,7 +334,7 @@ fn r17_fused_qkv_projection_changes_no_bit_in_int8_and_only_rounding_in_fp32() {
     assert!(refused.to_string().contains("without gradients"), "{refused}");
 }
 
-fn predict(model: &Path, input: &Path, output: &Path, precision: &str, portable: bool) -> Output {
+pub(crate) fn predict(model: &Path, input: &Path, output: &Path, precision: &str, portable: bool) -> Output {
     let mut cmd = berth();
     cmd.args(["predict", "--model"]).arg(model).arg("--input").arg(input).arg("--output").arg(output).args(["--precision", precision]);
     if portable {
@@ -343,7 +343,7 @@ fn predict(model: &Path, input: &Path, output: &Path, precision: &str, portable:
     cmd.output().unwrap()
 }
 
-fn logits_of(path: &Path) -> Vec<f64> {
+pub(crate) fn logits_of(path: &Path) -> Vec<f64> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

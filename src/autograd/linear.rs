@@ -72,8 +72,8 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
 pub fn linear_from_packed(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, packed: &backend::PackedWeight) -> Result<Var> {
     let (tx, tw) = (tape.value(x), tape.value(weight));
     let (out_features, in_features) = packed.shape();
-    if matches!(packed, backend::PackedWeight::Int8(_)) {
-        return Err(Error::InvalidArgument("an INT8 weight has no gradient: train on f32 weights".into()));
+    if !matches!(packed, backend::PackedWeight::F32(_)) {
+        return Err(Error::InvalidArgument("an INT8 or BF16 inference weight has no gradient: train on f32 weights".into()));
     }
     if tw.shape() != [out_features, in_features] || tx.dims() == 0 || *tx.shape().last().unwrap() != in_features {
         return Err(Error::shape(
@@ -103,18 +103,20 @@ impl Backward for LinearPacked {
         linear_flops(inputs, output)
     }
     fn backward(&self, _: &Tensor, _: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        Err(Error::InvalidArgument(match self.name.starts_with("linear_int8") {
-            true => "an INT8 linear layer has no gradient: --precision int8 is for inference (train in fp32, or bf16 on a device)".into(),
-            false => "a linear layer on a weight packed for inference has no gradient (the inference cache is for tapes without gradients)"
-                .into(),
+        Err(Error::InvalidArgument(if self.name.starts_with("linear_int8") {
+            "an INT8 linear layer has no gradient: --precision int8 is for inference (train in fp32, or bf16 on a device)".into()
+        } else if self.name.starts_with("linear_bf16") {
+            "a BF16 linear layer of the CPU's inference cache has no gradient: --precision bf16 on the CPU is for inference (train in fp32, or bf16 on a device)".into()
+        } else {
+            "a linear layer on a weight packed for inference has no gradient (the inference cache is for tapes without gradients)".into()
         }))
     }
 }
 
-/// x (…, in) f32, a weight packed at load (out, in) — INT8 or f32 —, bias
-/// (out) -> (…, out) f32. Only the bias is a tape input: the packed weight
-/// is a constant. The op is `linear_int8` or `linear_packed` (f32) on the
-/// tape and in profiles.
+/// x (…, in) f32, a weight packed at load (out, in) — INT8, BF16 or f32 —,
+/// bias (out) -> (…, out) f32. Only the bias is a tape input: the packed
+/// weight is a constant. The op is `linear_int8`, `linear_bf16` or
+/// `linear_packed` (f32) on the tape and in profiles.
 pub fn linear_packed(tape: &mut Tape, x: Var, weight: &backend::PackedWeight, bias: Option<Var>) -> Result<Var> {
     linear_packed_then(tape, x, weight, bias, Then::Nothing)
 }
@@ -142,20 +144,25 @@ enum Then {
 fn linear_packed_then(tape: &mut Tape, x: Var, weight: &backend::PackedWeight, bias: Option<Var>, then: Then) -> Result<Var> {
     let tx = tape.value(x);
     let (out_features, in_features) = weight.shape();
-    let int8 = matches!(weight, backend::PackedWeight::Int8(_));
-    let op = if int8 { "linear_int8" } else { "linear_packed" };
+    // The op's name says which kernel ran: INT8, BF16 or packed f32.
+    let op = match weight {
+        backend::PackedWeight::Int8(_) => "linear_int8",
+        backend::PackedWeight::Bf16(_) => "linear_bf16",
+        backend::PackedWeight::F32(_) => "linear_packed",
+    };
     if tx.dims() == 0 || *tx.shape().last().unwrap() != in_features {
         return Err(Error::shape(op, format!("x {:?} · packed weight ({out_features}, {in_features})ᵀ", tx.shape())));
     }
     let mut out_shape = tx.shape().to_vec();
     *out_shape.last_mut().unwrap() = out_features;
-    let (epilogue, name, residual) = match (then, int8) {
-        (Then::Nothing, true) => (backend::LinearEpilogue::Plain, "linear_int8", None),
-        (Then::Nothing, false) => (backend::LinearEpilogue::Plain, "linear_packed", None),
-        (Then::Gelu, true) => (backend::LinearEpilogue::Gelu, "linear_int8_gelu", None),
-        (Then::Gelu, false) => (backend::LinearEpilogue::Gelu, "linear_packed_gelu", None),
-        (Then::Residual(r), true) => (backend::LinearEpilogue::Residual(tape.value(r)), "linear_int8_residual", Some(r)),
-        (Then::Residual(r), false) => (backend::LinearEpilogue::Residual(tape.value(r)), "linear_packed_residual", Some(r)),
+    let (epilogue, name, residual): (_, &'static str, _) = match (then, op) {
+        (Then::Nothing, _) => (backend::LinearEpilogue::Plain, op, None),
+        (Then::Gelu, "linear_int8") => (backend::LinearEpilogue::Gelu, "linear_int8_gelu", None),
+        (Then::Gelu, "linear_bf16") => (backend::LinearEpilogue::Gelu, "linear_bf16_gelu", None),
+        (Then::Gelu, _) => (backend::LinearEpilogue::Gelu, "linear_packed_gelu", None),
+        (Then::Residual(r), "linear_int8") => (backend::LinearEpilogue::Residual(tape.value(r)), "linear_int8_residual", Some(r)),
+        (Then::Residual(r), "linear_bf16") => (backend::LinearEpilogue::Residual(tape.value(r)), "linear_bf16_residual", Some(r)),
+        (Then::Residual(r), _) => (backend::LinearEpilogue::Residual(tape.value(r)), "linear_packed_residual", Some(r)),
     };
     let out = backend::of(tx).linear_packed_fwd(tx, weight, bias.map(|b| tape.value(b)), epilogue, &out_shape)?;
     let mut inputs = vec![x];

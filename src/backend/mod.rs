@@ -117,6 +117,7 @@ impl LossKind<'_> {
     }
 }
 
+pub use cpu::bf16_linear::PackedBf16Linear;
 pub use cpu::int8::{Int8Path, QuantizedLinear};
 pub use cpu::loss::IGNORE_INDEX;
 pub use cpu::packed_linear::PackedLinear;
@@ -129,10 +130,12 @@ pub fn cpu_packs_f32() -> bool {
 }
 
 /// A linear weight (out, in) packed once at load for the CPU's inference
-/// kernels: INT8 under `--precision int8`, else f32 in the panel layout.
+/// kernels: INT8 under `--precision int8`, BF16 under `--precision bf16`,
+/// else f32 in the panel layout.
 #[derive(Clone, Debug)]
 pub enum PackedWeight {
     Int8(QuantizedLinear),
+    Bf16(PackedBf16Linear),
     F32(PackedLinear),
 }
 
@@ -141,6 +144,7 @@ impl PackedWeight {
     pub fn shape(&self) -> (usize, usize) {
         match self {
             PackedWeight::Int8(w) => (w.out_features, w.in_features),
+            PackedWeight::Bf16(w) => (w.out_features, w.in_features),
             PackedWeight::F32(w) => (w.out_features, w.in_features),
         }
     }
@@ -502,17 +506,24 @@ pub fn parse_device(device: &str, precision: &str) -> Result<(DeviceChoice, Prec
     Ok((choice, precision))
 }
 
-/// Opens the device a parsed `--device` names (None: the CPU); BF16 needs one.
+/// As [`open_device`], for training (train, multi-task): on the CPU,
+/// `--precision bf16` is refused, as its BF16 path is inference's.
+pub fn open_training_device(choice: DeviceChoice, precision: Precision) -> Result<(Option<Device>, Precision)> {
+    let (device, precision) = open_device(choice, precision)?;
+    if device.is_none() && precision == Precision::Bf16 {
+        return Err(Error::InvalidArgument(crate::tensor::BF16_ON_THE_CPU_IS_INFERENCE.into()));
+    }
+    Ok((device, precision))
+}
+
+/// Opens the device a parsed `--device` names (None: the CPU). On the CPU,
+/// BF16 is inference's (`cpu::bf16_linear`): training refuses it
+/// ([`crate::tensor::BF16_ON_THE_CPU_IS_INFERENCE`]).
 pub fn open_device(choice: DeviceChoice, precision: Precision) -> Result<(Option<Device>, Precision)> {
     if precision == Precision::Int8 && matches!(choice, DeviceChoice::Cuda | DeviceChoice::Sim) {
         return Err(Error::InvalidArgument(crate::tensor::INT8_IS_CPU_INFERENCE.into()));
     }
     // Auto picks the CPU for INT8, even where a GPU is present.
     let device = if precision == Precision::Int8 { None } else { open(choice)? };
-    if device.is_none() && precision == Precision::Bf16 {
-        return Err(Error::InvalidArgument(
-            "--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into(),
-        ));
-    }
     Ok((device, precision))
 }

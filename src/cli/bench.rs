@@ -182,13 +182,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if train && precision == Precision::Int8 {
         return Err(Error::InvalidArgument(format!("--case train --precision int8: {}", crate::tensor::INT8_IS_CPU_INFERENCE)));
     }
+    if train && precision == Precision::Bf16 {
+        return Err(Error::InvalidArgument(format!("--case train --precision bf16: {}", crate::tensor::BF16_ON_THE_CPU_IS_INFERENCE)));
+    }
     let profile = std::cell::RefCell::new(crate::autograd::Profile::default());
     // Inference reuses one cache of transposed (or INT8) weights, as the
     // predictor does; a train step rebuilds it every time, as weights change.
     let inference_cache = model.inference_cache(precision)?;
     let precision_name = match precision {
         Precision::Int8 => format!("int8/{}", crate::backend::cpu::int8::best_path().name()),
-        _ => "fp32".to_string(),
+        Precision::Bf16 => format!("bf16/{}", crate::backend::cpu::bf16_linear::best_path().name()),
+        Precision::Fp32 => "fp32".to_string(),
     };
     // A CPU training step ends as the trainer's does: the gradient norm
     // (clipped at 1.0, the factor applied inside AdamW) and AdamW with HF

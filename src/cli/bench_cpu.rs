@@ -1,10 +1,11 @@
 //! `berth bench --device cpu --case kernels`: the CPU's linear layers in
-//! fp32 and INT8 at a model's shapes, against ceilings measured on this
-//! machine by small loops of the instruction each path uses (fp32 FMA and
-//! the INT8 dot product), with all threads.
+//! fp32, BF16 and INT8 at a model's shapes, against ceilings measured on
+//! this machine by small loops of the instruction each path uses (fp32 FMA,
+//! the BF16 and the INT8 dot products), with all threads.
 
 use std::time::Instant;
 
+use crate::backend::cpu::bf16_linear::{self, Bf16Path, PackedBf16Linear, linear_bf16_with};
 use crate::backend::cpu::fused_attention::AttentionPath;
 use crate::backend::cpu::int8::{QuantizedLinear, QuantizedRows, best_path, linear_int8_fwd};
 use crate::backend::cpu::matmul::{Operand, linear_fwd, transpose};
@@ -44,7 +45,7 @@ fn time_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
 
 /// Register-resident loops of one instruction on every thread -> ops/s:
 /// the ceiling a kernel on that instruction can approach.
-fn measured_ceilings() -> (f64, Option<f64>) {
+fn measured_ceilings() -> (f64, Option<f64>, Option<f64>) {
     let threads = rayon::current_num_threads();
     let rounds = 20_000_000u64;
     // Plain threads, one per core, all started before any finishes.
@@ -58,7 +59,8 @@ fn measured_ceilings() -> (f64, Option<f64>) {
     };
     let fma = run(peak::fp32_fma);
     let int8 = Int8Path::Avx512Vnni.available().then(|| run(peak::int8_dot));
-    (fma, int8)
+    let bf16 = Bf16Path::Avx512Bf16.available().then(|| run(peak::bf16_dot));
+    (fma, int8, bf16)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -117,6 +119,27 @@ mod peak {
         std::hint::black_box(acc);
         (rounds * CHAINS as u64 * 64 * 2) as f64
     }
+
+    /// `rounds` × 12 `vdpbf16ps` (32 BF16 products each) -> the FLOPs done.
+    pub fn bf16_dot(rounds: u64) -> f64 {
+        // SAFETY: called only where Bf16Path::Avx512Bf16 is available.
+        unsafe { bf16_512(rounds) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn bf16_512(rounds: u64) -> f64 {
+        let mut acc = [_mm512_setzero_ps(); CHAINS];
+        // BF16 pairs of small values, so the sums stay finite.
+        let a: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(0x3380_3380)) };
+        let b: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(0x3F80_3F80)) };
+        for _ in 0..rounds {
+            for c in acc.iter_mut() {
+                *c = _mm512_dpbf16_ps(*c, a, b);
+            }
+        }
+        std::hint::black_box(acc);
+        (rounds * CHAINS as u64 * 32 * 2) as f64
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -132,6 +155,9 @@ mod peak {
         (rounds / 16 * 24) as f64
     }
     pub fn int8_dot(_: u64) -> f64 {
+        0.0
+    }
+    pub fn bf16_dot(_: u64) -> f64 {
         0.0
     }
 }
@@ -150,7 +176,7 @@ pub fn cpu_kernel_timings(
     iters: usize,
 ) -> Result<Vec<CpuKernelTiming>> {
     let rows = batch * seq_len;
-    let (fma, int8) = measured_ceilings();
+    let (fma, int8, bf16) = measured_ceilings();
     let mut out = vec![CpuKernelTiming {
         kernel: "ceiling fp32 FMA".into(),
         shape: format!("{} threads", rayon::current_num_threads()),
@@ -165,6 +191,15 @@ pub fn cpu_kernel_timings(
             median_ms: 0.0,
             achieved: int8 / 1e9,
             ceiling: int8 / 1e9,
+        });
+    }
+    if let Some(bf16) = bf16 {
+        out.push(CpuKernelTiming {
+            kernel: "ceiling BF16 vdpbf16ps".into(),
+            shape: format!("{} threads", rayon::current_num_threads()),
+            median_ms: 0.0,
+            achieved: bf16 / 1e9,
+            ceiling: bf16 / 1e9,
         });
     }
     for (name, k, n_out) in linear_shapes(config) {
@@ -200,6 +235,25 @@ pub fn cpu_kernel_timings(
                 ceiling: fma / 1e9,
             });
         }
+        // BF16 (`--precision bf16`): the weight rounded and packed at load
+        // (not timed); each call rounds its input (timed).
+        let bf16_packed = PackedBf16Linear::pack(name, &w, n_out, k)?;
+        let bf16_path = bf16_linear::best_path();
+        let (median, _) = time_ms(warmup, iters, || {
+            let y = linear_bf16_with(&x, rows, &bf16_packed, Some(&bias), packed_linear::Epilogue::Plain, bf16_path);
+            std::hint::black_box(y.expect("checked shapes"));
+        });
+        out.push(CpuKernelTiming {
+            kernel: format!("linear bf16/{} {name}", bf16_path.name()),
+            shape: shape.clone(),
+            median_ms: median,
+            achieved: ops / median / 1e6,
+            ceiling: match bf16_path {
+                Bf16Path::Avx512Bf16 => bf16.unwrap_or(f64::NAN) / 1e9,
+                Bf16Path::Avx512Widen => fma / 1e9,
+                Bf16Path::Portable => f64::NAN,
+            },
+        });
         let quantized = QuantizedLinear::quantize(name, &w, n_out, k)?;
         // The activations' quantization alone, which every INT8 call includes.
         let (median, _) = time_ms(warmup, iters, || {

@@ -76,10 +76,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     let (device, precision) = args.device.open()?;
-    if args.explain.is_some() && precision == Precision::Int8 {
-        return Err(Error::InvalidArgument(
-            "--explain needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32".into(),
-        ));
+    let no_gradients = match precision {
+        Precision::Int8 => Some("--precision int8"),
+        Precision::Bf16 if device.is_none() => Some("--precision bf16 on the CPU"),
+        _ => None,
+    };
+    if args.explain.is_some()
+        && let Some(name) = no_gradients
+    {
+        return Err(Error::InvalidArgument(format!(
+            "--explain needs gradients, and {name} has none (its layers are inference only): explain in fp32"
+        )));
     }
     let (model, _) = load_model(&args.model, &LoadOptions::for_prediction())?;
     let settings = InferenceSettings::read(&args.model, model.num_labels())?;
@@ -171,8 +178,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             InferenceWeights::Cpu(&cache)
         }
     };
-    if precision == Precision::Int8 {
-        eprintln!("engine: cpu ({})", crate::backend::cpu::int8::describe());
+    if device.is_none() {
+        match precision {
+            Precision::Int8 => eprintln!("engine: cpu ({})", crate::backend::cpu::int8::describe()),
+            Precision::Bf16 => eprintln!("engine: cpu ({})", crate::backend::cpu::bf16_linear::describe()),
+            Precision::Fp32 => {}
+        }
     }
     let mut evaluation = evaluate_weights(&model, weights, &data, args.batch_size, tokenizer.pad_id(), settings.thresholds.as_deref())?;
     if task == Task::Classification && (settings.threshold.is_some() || settings.temperature.is_some()) {

@@ -117,14 +117,14 @@ fn check_sequence_gradients(predictor: &Predictor, what: &str) -> Result<()> {
     check_gradients(predictor, what)
 }
 
-/// Refuses a predictor whose layers have no gradients (INT8).
+/// Refuses a predictor whose layers have no gradients (INT8; BF16 on the CPU).
 fn check_gradients(predictor: &Predictor, what: &str) -> Result<()> {
-    if predictor.precision() == crate::tensor::Precision::Int8 {
-        return Err(Error::InvalidArgument(format!(
-            "{what} needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32"
-        )));
-    }
-    Ok(())
+    let name = match predictor.precision() {
+        crate::tensor::Precision::Int8 => "--precision int8",
+        crate::tensor::Precision::Bf16 if predictor.on_cpu() => "--precision bf16 on the CPU",
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidArgument(format!("{what} needs gradients, and {name} has none (its layers are inference only): explain in fp32")))
 }
 
 /// text (and pair) -> its attributions, per piece and per word.

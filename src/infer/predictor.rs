@@ -169,9 +169,15 @@ impl Predictor {
     pub fn device_name(&self) -> String {
         match &self.engine {
             Engine::Cpu(_, Precision::Int8) => format!("cpu ({})", crate::backend::cpu::int8::describe()),
+            Engine::Cpu(_, Precision::Bf16) => format!("cpu ({})", crate::backend::cpu::bf16_linear::describe()),
             Engine::Cpu(..) => "cpu".into(),
             Engine::Device(d) => format!("{} ({:?})", d.device().describe(), d.precision()),
         }
+    }
+
+    /// Whether the forward passes run on the CPU.
+    pub fn on_cpu(&self) -> bool {
+        matches!(self.engine, Engine::Cpu(..))
     }
 
     /// The precision the forward passes run in.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::config::{BertConfig, Family};
-use crate::backend::{PackedLinear, PackedWeight, QuantizedLinear};
+use crate::backend::{PackedBf16Linear, PackedLinear, PackedWeight, QuantizedLinear};
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::tensor::{DType, Precision, Tensor};
@@ -154,15 +154,22 @@ pub fn quantized_under_int8(name: &str) -> bool {
     name.starts_with("bert.encoder.layer.") && name.ends_with(".weight") && !name.contains("LayerNorm")
 }
 
-/// Which linear weights a CPU forward in `precision` quantizes; BF16 has no
-/// CPU path and is refused.
-fn quantized_for(precision: Precision) -> Result<fn(&str) -> bool> {
+/// How the CPU's forward holds a linear weight below f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lowered {
+    Int8,
+    Bf16,
+}
+
+/// Which linear weights a CPU forward in `precision` holds below f32, and
+/// how: `--precision int8` quantizes the encoder layers
+/// ([`quantized_under_int8`]), `--precision bf16` rounds the same layers to
+/// BF16; the embeddings, pooler and classifier stay f32 in both.
+fn lowered_for(precision: Precision) -> fn(&str) -> Option<Lowered> {
     match precision {
-        Precision::Fp32 => Ok(|_| false),
-        Precision::Int8 => Ok(quantized_under_int8),
-        Precision::Bf16 => {
-            Err(Error::InvalidArgument("--precision bf16 needs a CUDA device (--device cuda or sim); the CPU runs fp32 or int8".into()))
-        }
+        Precision::Fp32 => |_| None,
+        Precision::Int8 => |name| quantized_under_int8(name).then_some(Lowered::Int8),
+        Precision::Bf16 => |name| quantized_under_int8(name).then_some(Lowered::Bf16),
     }
 }
 
@@ -173,11 +180,11 @@ impl WeightCache {
     }
 
     /// The copies a CPU forward pass in `precision` reads through the gemm
-    /// crate: under Int8 the encoder layers' weights quantized (f32 models
-    /// only), every other linear weight transposed. BF16 has no CPU path and
-    /// is refused.
+    /// crate: under Int8 the encoder layers' weights quantized, under Bf16
+    /// the same layers rounded to BF16 and packed (f32 models only), every
+    /// other linear weight transposed.
     pub fn build_for(store: &ParamStore, precision: Precision) -> Result<WeightCache> {
-        WeightCache::build_with(store, quantized_for(precision)?, false)
+        WeightCache::build_with(store, lowered_for(precision), false)
     }
 
     /// As [`WeightCache::build_for`], with the f32 weights packed into the
@@ -186,30 +193,36 @@ impl WeightCache {
     /// reads, in inference and in training (whose backward reads the
     /// weights themselves). Elsewhere the same cache as `build_for`.
     pub fn build_packed(store: &ParamStore, precision: Precision) -> Result<WeightCache> {
-        WeightCache::build_with(store, quantized_for(precision)?, crate::backend::cpu_packs_f32())
+        WeightCache::build_with(store, lowered_for(precision), crate::backend::cpu_packs_f32())
     }
 
     /// As [`WeightCache::build_for`], quantizing the linear weights whose
     /// name `quantize` accepts (the per-layer-type error test picks one kind
     /// of layer at a time) and transposing the others.
     pub fn build_quantizing(store: &ParamStore, quantize: impl Fn(&str) -> bool) -> Result<WeightCache> {
-        WeightCache::build_with(store, quantize, false)
+        WeightCache::build_with(store, |name| quantize(name).then_some(Lowered::Int8), false)
     }
 
-    /// Each linear weight quantized where `quantize` accepts its name, else
-    /// (f32) packed when `pack_f32`, else transposed.
-    fn build_with(store: &ParamStore, quantize: impl Fn(&str) -> bool, pack_f32: bool) -> Result<WeightCache> {
+    /// Each linear weight lowered to INT8 or BF16 where `lower` says so,
+    /// else (f32) packed when `pack_f32`, else transposed.
+    fn build_with(store: &ParamStore, lower: impl Fn(&str) -> Option<Lowered>, pack_f32: bool) -> Result<WeightCache> {
         let mut entries = HashMap::new();
         for (i, (name, t)) in store.iter().enumerate() {
             if !is_linear_weight(name, t) {
                 continue;
             }
             let (out, k) = (t.shape()[0], t.shape()[1]);
-            let cached = if quantize(name) {
+            let lowered = lower(name);
+            let cached = if let Some(lowered) = lowered {
                 if t.dtype() != DType::F32 {
-                    return Err(Error::InvalidArgument(format!("--precision int8 quantizes f32 weights; {name} is {}", t.dtype().name())));
+                    let flag = if lowered == Lowered::Int8 { "int8 quantizes" } else { "bf16 rounds" };
+                    return Err(Error::InvalidArgument(format!("--precision {flag} f32 weights; {name} is {}", t.dtype().name())));
                 }
-                CachedWeight::Packed(Arc::new(PackedWeight::Int8(QuantizedLinear::quantize(name, t.data::<f32>()?, out, k)?)))
+                let weight = t.data::<f32>()?;
+                CachedWeight::Packed(Arc::new(match lowered {
+                    Lowered::Int8 => PackedWeight::Int8(QuantizedLinear::quantize(name, weight, out, k)?),
+                    Lowered::Bf16 => PackedWeight::Bf16(PackedBf16Linear::pack(name, weight, out, k)?),
+                }))
             } else if pack_f32 && t.dtype() == DType::F32 {
                 CachedWeight::Packed(Arc::new(PackedWeight::F32(PackedLinear::pack(name, t.data::<f32>()?, out, k)?)))
             } else {
@@ -261,6 +274,12 @@ impl WeightCache {
                     let joined = join(&weights)?;
                     FusedWeight::Packed(Arc::new(match **packed {
                         PackedWeight::Int8(_) => PackedWeight::Int8(QuantizedLinear::quantize(&label, &joined, 3 * out, k)?),
+                        PackedWeight::Bf16(_) => {
+                            for w in weights {
+                                self.entries.remove(&w);
+                            }
+                            PackedWeight::Bf16(PackedBf16Linear::pack(&label, &joined, 3 * out, k)?)
+                        }
                         PackedWeight::F32(_) => {
                             for w in weights {
                                 self.entries.remove(&w);
@@ -332,9 +351,17 @@ impl WeightCache {
 
     /// How many weights (fused q|k|v ones included) are held packed in f32.
     pub fn packed_f32_count(&self) -> usize {
-        let is_f32 = |p: &PackedWeight| matches!(p, PackedWeight::F32(_));
-        let single = self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Packed(p) if is_f32(p))).count();
-        single + self.fused_qkv.values().filter(|f| matches!(&f.weight, FusedWeight::Packed(p) if is_f32(p))).count()
+        self.packed_count(|p| matches!(p, PackedWeight::F32(_)))
+    }
+
+    /// How many weights (fused q|k|v ones included) are held in BF16.
+    pub fn bf16_count(&self) -> usize {
+        self.packed_count(|p| matches!(p, PackedWeight::Bf16(_)))
+    }
+
+    fn packed_count(&self, kind: impl Fn(&PackedWeight) -> bool) -> usize {
+        let single = self.entries.values().filter(|(_, c)| matches!(c, CachedWeight::Packed(p) if kind(p))).count();
+        single + self.fused_qkv.values().filter(|f| matches!(&f.weight, FusedWeight::Packed(p) if kind(p))).count()
     }
 }
 

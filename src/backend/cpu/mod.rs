@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod adamw;
 pub mod attention;
+pub mod bf16_linear;
 pub mod dropout;
 pub mod epilogue;
 pub mod fused_attention;

@@ -284,6 +284,7 @@ impl Backend for Cpu {
         let x = x.data::<f32>()?;
         let y = match weight {
             PackedWeight::Int8(w) => super::int8::linear_int8_with(x, n, w, bias, epilogue, super::int8::best_path())?,
+            PackedWeight::Bf16(w) => super::bf16_linear::linear_bf16_with(x, n, w, bias, epilogue, super::bf16_linear::best_path())?,
             PackedWeight::F32(w) => {
                 let path = super::packed_linear::fast_path().unwrap_or(super::packed_linear::PackedPath::Portable);
                 super::packed_linear::linear_packed_with(x, n, w, bias, epilogue, path)?

@@ -26,10 +26,10 @@ use super::epilogue::SharedOut;
 use crate::error::{Error, Result};
 
 /// Outputs per packed panel: four 16-lane vectors.
-const PANEL: usize = 64;
+pub(super) const PANEL: usize = 64;
 /// Rows per micro-kernel call: 6 rows × 4 vectors = 24 accumulators, which
 /// leaves registers for the 4 weight vectors and the broadcast.
-const MICRO_ROWS: usize = 6;
+pub(super) const MICRO_ROWS: usize = 6;
 /// Inputs per block: 768 × 64 weights × 4 bytes = 192 KB of panel, in L2.
 /// Blocks of 128 (32 KB, in L1) and 256 were no faster in a scratch timing
 /// at MiniLM's and bert-base's shapes (2-core AMD EPYC; each block after
@@ -145,45 +145,70 @@ pub fn linear_packed_with(
         return Err(Error::InvalidArgument(format!("the packed linear path {} needs instructions this CPU lacks", path.name())));
     }
     let mut y = crate::tensor::pool::take::<f32>(n * out);
-    if n == 0 || out == 0 {
-        return Ok(y);
-    }
-    // As the INT8 kernel splits them: rows evenly over the tasks, in whole
-    // micro-kernel calls, and at least two row tasks when there are rows
-    // for them, so that a layer with few panels still feeds every core.
-    let row_tasks = n.div_ceil(TASK_ROWS).max(n.div_ceil(MICRO_ROWS).min(2));
-    let task_rows = n.div_ceil(row_tasks).div_ceil(MICRO_ROWS) * MICRO_ROWS;
-    let row_tasks = n.div_ceil(task_rows);
     let shared = SharedOut(y.as_mut_ptr());
-    let task = |task: usize| {
-        let (row_task, panel) = (task / weight.panels, task % weight.panels);
-        let r0 = row_task * task_rows;
-        let r1 = (r0 + task_rows).min(n);
+    let tasks = PanelTasks { n, k, out, panels: weight.panels, k_block: K_BLOCK };
+    tasks.run(shared, epilogue, |panel, r, rows, ks| {
         let block = Block { x, w: weight, bias, panel, out: shared };
-        let mut k0 = 0;
-        while k0 < k.max(1) {
-            let k1 = (k0 + K_BLOCK).min(k);
-            let mut r = r0;
-            while r < r1 {
-                let rows = (r1 - r).min(MICRO_ROWS);
-                // SAFETY: rows r..r+rows and the panel's columns belong to
-                // this task alone, and lie inside y (n × out).
-                unsafe { block.rows(r, rows, k0..k1, path) };
-                r += rows;
-            }
-            k0 = k1.max(k0 + 1);
-        }
-        let (c0, width) = block.columns();
-        // SAFETY: as above; the residual's length was checked.
-        unsafe { epilogue.apply(shared, out, r0, r1 - r0, c0, width) };
-    };
-    let tasks = row_tasks * weight.panels;
-    if tasks == 1 {
-        task(0);
-    } else {
-        (0..tasks).into_par_iter().for_each(task);
-    }
+        // SAFETY: `run` hands each (rows, panel) block to one task alone.
+        unsafe { block.rows(r, rows, ks, path) };
+    });
     Ok(y)
+}
+
+/// How the packed kernels (f32 here, BF16 in `bf16_linear.rs`) split y (N,
+/// out) into parallel tasks: rows evenly over the tasks, in whole
+/// micro-kernel calls, and at least two row tasks when there are rows for
+/// them, so that a layer with few panels still feeds every core (as the
+/// INT8 kernel splits them); each task one panel of 64 columns.
+pub(super) struct PanelTasks {
+    pub n: usize,
+    pub k: usize,
+    pub out: usize,
+    pub panels: usize,
+    /// Inputs per block (a multiple of 2 for BF16's pairs).
+    pub k_block: usize,
+}
+
+impl PanelTasks {
+    /// Runs `rows(panel, r0, rows ≤ MICRO_ROWS, inputs)` over every block of
+    /// every task, the input blocks of one (rows, panel) block in order,
+    /// then the epilogue on the task's block. `rows` may write only rows
+    /// r0..r0+rows of the panel's columns of y.
+    pub fn run(&self, y: SharedOut, epilogue: Epilogue<'_>, rows: impl Fn(usize, usize, usize, std::ops::Range<usize>) + Sync) {
+        let (n, k) = (self.n, self.k);
+        if n == 0 || self.out == 0 {
+            return;
+        }
+        let row_tasks = n.div_ceil(TASK_ROWS).max(n.div_ceil(MICRO_ROWS).min(2));
+        let task_rows = n.div_ceil(row_tasks).div_ceil(MICRO_ROWS) * MICRO_ROWS;
+        let row_tasks = n.div_ceil(task_rows);
+        let task = |task: usize| {
+            let (row_task, panel) = (task / self.panels, task % self.panels);
+            let r0 = row_task * task_rows;
+            let r1 = (r0 + task_rows).min(n);
+            let mut k0 = 0;
+            while k0 < k.max(1) {
+                let k1 = (k0 + self.k_block).min(k);
+                let mut r = r0;
+                while r < r1 {
+                    let count = (r1 - r).min(MICRO_ROWS);
+                    rows(panel, r, count, k0..k1);
+                    r += count;
+                }
+                k0 = k1.max(k0 + 1);
+            }
+            let c0 = panel * PANEL;
+            // SAFETY: the task's rows and the panel's columns lie inside y
+            // and belong to it alone; the residual's length was checked.
+            unsafe { epilogue.apply(y, self.out, r0, r1 - r0, c0, (self.out - c0).min(PANEL)) };
+        };
+        let tasks = row_tasks * self.panels;
+        if tasks == 1 {
+            task(0);
+        } else {
+            (0..tasks).into_par_iter().for_each(task);
+        }
+    }
 }
 
 /// What one task's micro-kernel calls share.
@@ -250,10 +275,68 @@ impl Block<'_> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Block, PANEL};
+
+    /// The write masks of a panel's four 16-column vectors, `width` of its
+    /// 64 columns real.
+    pub(in crate::backend::cpu) fn masks(width: usize) -> [__mmask16; 4] {
+        std::array::from_fn(|v| {
+            let lanes = width.saturating_sub(v * 16).min(16);
+            ((1u32 << lanes) - 1) as __mmask16
+        })
+    }
+
+    /// MR rows × 4 vectors of accumulators: zeros at the first input block,
+    /// else the partial sums stored in y.
+    ///
+    /// # Safety
+    /// AVX-512F; `y_at(r, v)` points at 16 floats readable under the mask.
+    #[target_feature(enable = "avx512f")]
+    pub(in crate::backend::cpu) unsafe fn start<const MR: usize>(
+        first: bool,
+        masks: &[__mmask16; 4],
+        y_at: impl Fn(usize, usize) -> *mut f32,
+    ) -> [[__m512; 4]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); 4]; MR];
+        if !first {
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                for (v, a) in acc_r.iter_mut().enumerate() {
+                    *a = unsafe { _mm512_maskz_loadu_ps(masks[v], y_at(r, v)) };
+                }
+            }
+        }
+        acc
+    }
+
+    /// Stores the accumulators, + bias (after the last block) at columns
+    /// c0.., under the masks.
+    ///
+    /// # Safety
+    /// As [`start`], writable; the bias holds the panel's real columns.
+    #[target_feature(enable = "avx512f")]
+    pub(in crate::backend::cpu) unsafe fn finish<const MR: usize>(
+        acc: &[[__m512; 4]; MR],
+        bias: Option<&[f32]>,
+        c0: usize,
+        masks: &[__mmask16; 4],
+        y_at: impl Fn(usize, usize) -> *mut f32,
+    ) {
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, &a) in acc_r.iter().enumerate() {
+                if masks[v] == 0 {
+                    break;
+                }
+                let a = match bias {
+                    Some(bias) => _mm512_add_ps(a, unsafe { _mm512_maskz_loadu_ps(masks[v], bias.as_ptr().add(c0 + v * 16)) }),
+                    None => a,
+                };
+                unsafe { _mm512_mask_storeu_ps(y_at(r, v), masks[v], a) };
+            }
+        }
+    }
 
     /// MR rows of x · the panel's inputs `ks` -> y's (MR, ≤ 64) block:
     /// 4 weight vectors loaded per input, each row's x broadcast against them.
@@ -265,22 +348,12 @@ mod avx512 {
         let (k, out) = (b.w.in_features, b.w.out_features);
         let (c0, width) = b.columns();
         assert!(ks.end <= k && (r0 + MR) * k <= b.x.len() && (b.panel + 1) * k * PANEL <= b.w.packed.len());
-        let masks: [__mmask16; 4] = std::array::from_fn(|v| {
-            let lanes = width.saturating_sub(v * 16).min(16);
-            ((1u32 << lanes) - 1) as __mmask16
-        });
+        let masks = masks(width);
         // SAFETY (whole function): rows r0..r0+MR of x hold k values each,
         // the panel k·64 weights (asserted); y is touched under the masks
         // of real columns only, in the caller's rows.
         let y_at = |r: usize, v: usize| unsafe { b.out.0.add((r0 + r) * out + c0 + v * 16) };
-        let mut acc = [[_mm512_setzero_ps(); 4]; MR];
-        if !first {
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                for (v, a) in acc_r.iter_mut().enumerate() {
-                    *a = unsafe { _mm512_maskz_loadu_ps(masks[v], y_at(r, v)) };
-                }
-            }
-        }
+        let mut acc = unsafe { start::<MR>(first, &masks, y_at) };
         let x = b.x.as_ptr();
         let panel = unsafe { b.w.packed.as_ptr().add(b.panel * k * PANEL) };
         for kk in ks {
@@ -294,18 +367,7 @@ mod avx512 {
                 }
             }
         }
-        for (r, acc_r) in acc.iter().enumerate() {
-            for (v, &a) in acc_r.iter().enumerate() {
-                if masks[v] == 0 {
-                    break;
-                }
-                let a = match (last, b.bias) {
-                    (true, Some(bias)) => _mm512_add_ps(a, unsafe { _mm512_maskz_loadu_ps(masks[v], bias.as_ptr().add(c0 + v * 16)) }),
-                    _ => a,
-                };
-                unsafe { _mm512_mask_storeu_ps(y_at(r, v), masks[v], a) };
-            }
-        }
+        unsafe { finish::<MR>(&acc, if last { b.bias } else { None }, c0, &masks, y_at) };
     }
 }
 
