@@ -349,18 +349,6 @@ fn r15_max_length_above_the_position_table_is_clamped_and_shown() {
 }
 
 #[test]
-fn r15_multitask_bf16_needs_a_device() {
-    let Some(model) = model() else { return };
-    let work = scratch_dir("r15-heads-device");
-    std::fs::write(work.join("heads.toml"), "[[head]]\nname = \"a\"\ntask = \"classification\"\ntrain = \"train.tsv\"\n").unwrap();
-    write_data(&work, &SENTIMENT);
-    let mut cmd = berth();
-    cmd.arg("train").arg("--model").arg(&model).arg("--heads").arg(work.join("heads.toml")).arg("--output").arg(work.join("out"));
-    let err = fail(cmd.args(["--device", "cpu", "--precision", "bf16"]), "--heads with --precision bf16 on the CPU");
-    assert!(err.contains("--precision bf16 on the CPU is for inference") && err.contains("--device cuda or sim"), "{err}");
-}
-
-#[test]
 fn r15_loss_that_is_nan_before_any_update_does_not_blame_the_learning_rate() {
     let Some(model) = model() else { return };
     let work = scratch_dir("r15-nan-first-step");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# berth's CPU inference in fp32 and INT8 against PyTorch (fp32, bf16
+# berth's CPU inference in fp32, BF16 and INT8 against PyTorch (fp32, bf16
 # autocast, quantize_dynamic INT8) and ONNX Runtime (fp32, dynamic INT8), in
 # one run on this machine: MiniLM-L6 and bert-base forward at B=1 and B=32,
 # T=128, random ids, no padding, 2 threads. Each case runs berth and then
@@ -31,7 +31,7 @@ for config in minilm bert-base; do
   [ "$config" = minilm ] && model_args=(--model models/all-MiniLM-L6-v2)
   for batch in 1 32; do
     iters=$([ "$batch" = 1 ] && echo "$ITERS_B1" || echo "$ITERS_B32")
-    for precision in fp32 int8; do
+    for precision in fp32 bf16 int8; do
       echo "berth $config B=$batch $precision ..." >&2
       line=$("$BERTH" bench --device cpu "${model_args[@]}" --case fwd --batch-size "$batch" --seq-len 128 \
         --precision "$precision" --iters "$iters" --warmup 2 --json)
@@ -49,16 +49,16 @@ out = sys.argv[1]
 berth = [json.loads(l) for l in open(f"{out}/berth.jsonl")]
 import glob
 peers = [r for path in sorted(glob.glob(f"{out}/peers-*.json")) for r in json.load(open(path))["results"]]
-print("| model, case | berth fp32 | berth int8 | PyTorch fp32 | PyTorch bf16 | PyTorch int8 | ORT fp32 | ORT int8 | berth int8 against the fastest peer | berth fp32 against ORT fp32 |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| model, case | berth fp32 | berth bf16 | berth int8 | PyTorch fp32 | PyTorch bf16 | PyTorch int8 | ORT fp32 | ORT int8 | berth int8 against the fastest peer | berth fp32 against ORT fp32 | berth bf16 against PyTorch bf16 |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for config in ("minilm", "bert-base"):
     for batch in (1, 32):
         b = {r["mode"]: r["berth"]["median_ms"] for r in berth if r["config"] == config and r["batch"] == batch}
         p = {r["mode"]: r["median_ms"] for r in peers if r["config"] == config and r["batch"] == batch}
         fastest = min(p.values())
-        cells = [b["fp32"], b["int8"]] + [p.get(m, float("nan")) for m in ("fp32", "bf16", "int8", "ort-fp32", "ort-int8")]
+        cells = [b["fp32"], b["bf16"], b["int8"]] + [p.get(m, float("nan")) for m in ("fp32", "bf16", "int8", "ort-fp32", "ort-int8")]
         print(f"| {config} forward B={batch} | " + " | ".join(f"{c:,.1f}" for c in cells)
-              + f" | {fastest / b['int8']:.2f}x | {p['ort-fp32'] / b['fp32']:.2f}x |")
+              + f" | {fastest / b['int8']:.2f}x | {p['ort-fp32'] / b['fp32']:.2f}x | {p['bf16'] / b['bf16']:.2f}x |")
 EOF
 
 for config in minilm bert-base; do

@@ -64,16 +64,41 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
     Ok(tape.push(out, &inputs, Linear))
 }
 
-/// As [`linear`] (the same op on the tape, the same backward), with the
-/// forward product read from `packed`, the same weight packed for the CPU's
-/// kernel (an f32 [`backend::PackedWeight`] made from `weight`'s current
-/// value: training's per-step cache). An INT8 weight is refused: it has
-/// no gradient.
+// ---------- BF16 linear for CPU training: the forward and both backward products on BF16 operands ----------
+
+struct LinearBf16;
+impl Backward for LinearBf16 {
+    fn name(&self) -> &'static str {
+        "linear_bf16"
+    }
+    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
+        linear_flops(inputs, output)
+    }
+    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
+        let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
+        let has_bias = ctx.inputs.len() == 3;
+        let wanted = [ctx.needs_grad[0], ctx.needs_grad[1], has_bias && ctx.needs_grad[2]];
+        let grads = backend::of(x).linear_bf16_bwd(dout, x, w, has_bias, wanted)?;
+        let mut out = vec![grads.input, grads.weight];
+        if has_bias {
+            out.push(grads.bias);
+        }
+        Ok(out)
+    }
+}
+
+/// As [`linear`], with the forward product read from `packed`, the same
+/// weight packed for the CPU's kernel (made from `weight`'s current value:
+/// training's per-step cache). f32: the same op on the tape and the same
+/// backward as [`linear`]. BF16 (`--precision bf16` on the CPU): the op
+/// `linear_bf16`, whose backward products (dx and dW) also run on BF16
+/// operands with f32 sums, against the f32 master weight. An INT8 weight
+/// is refused: it has no gradient.
 pub fn linear_from_packed(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, packed: &backend::PackedWeight) -> Result<Var> {
     let (tx, tw) = (tape.value(x), tape.value(weight));
     let (out_features, in_features) = packed.shape();
-    if !matches!(packed, backend::PackedWeight::F32(_)) {
-        return Err(Error::InvalidArgument("an INT8 or BF16 inference weight has no gradient: train on f32 weights".into()));
+    if matches!(packed, backend::PackedWeight::Int8(_)) {
+        return Err(Error::InvalidArgument("an INT8 weight has no gradient: train on f32 weights".into()));
     }
     if tw.shape() != [out_features, in_features] || tx.dims() == 0 || *tx.shape().last().unwrap() != in_features {
         return Err(Error::shape(
@@ -87,7 +112,10 @@ pub fn linear_from_packed(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var
     let out = backend::of(tx).linear_packed_fwd(tx, packed, tb, backend::LinearEpilogue::Plain, &out_shape)?;
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
-    Ok(tape.push(out, &inputs, Linear))
+    Ok(match packed {
+        backend::PackedWeight::Bf16(_) => tape.push(out, &inputs, LinearBf16),
+        _ => tape.push(out, &inputs, Linear),
+    })
 }
 
 // ---------- packed linear (inference only): y (…, out) = x (…, in) · Wᵀ + b, W packed at load ----------

@@ -250,6 +250,10 @@ pub trait Backend: Send + Sync {
     /// dy (N, out), x (N, in), weight (out, in) -> dx (N, in), dweight (out,
     /// in), dbias (out), each only where `wanted` ([input, weight, bias]).
     fn linear_bwd(&self, dy: &Tensor, x: &Tensor, weight: &Tensor, has_bias: bool, wanted: [bool; 3]) -> Result<LinearGrads>;
+    /// As [`Backend::linear_bwd`] with BF16 operands and f32 sums (CPU
+    /// training in `--precision bf16`): dy (…, out), x (…, in) f32, weight
+    /// (out, in) f32 master copy -> the same gradients' shapes.
+    fn linear_bf16_bwd(&self, dy: &Tensor, x: &Tensor, weight: &Tensor, has_bias: bool, wanted: [bool; 3]) -> Result<LinearGrads>;
     /// a (…, M, K) (or (…, K, M) when `transpose_a`), b likewise -> (…, M, N).
     fn batched_matmul(&self, a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor>;
     /// The gradients of [`Backend::batched_matmul`]: dc (…, M, N) -> (da, db),
@@ -506,19 +510,8 @@ pub fn parse_device(device: &str, precision: &str) -> Result<(DeviceChoice, Prec
     Ok((choice, precision))
 }
 
-/// As [`open_device`], for training (train, multi-task): on the CPU,
-/// `--precision bf16` is refused, as its BF16 path is inference's.
-pub fn open_training_device(choice: DeviceChoice, precision: Precision) -> Result<(Option<Device>, Precision)> {
-    let (device, precision) = open_device(choice, precision)?;
-    if device.is_none() && precision == Precision::Bf16 {
-        return Err(Error::InvalidArgument(crate::tensor::BF16_ON_THE_CPU_IS_INFERENCE.into()));
-    }
-    Ok((device, precision))
-}
-
-/// Opens the device a parsed `--device` names (None: the CPU). On the CPU,
-/// BF16 is inference's (`cpu::bf16_linear`): training refuses it
-/// ([`crate::tensor::BF16_ON_THE_CPU_IS_INFERENCE`]).
+/// Opens the device a parsed `--device` names (None: the CPU; there BF16
+/// runs the CPU's kernels, `cpu::bf16_linear`).
 pub fn open_device(choice: DeviceChoice, precision: Precision) -> Result<(Option<Device>, Precision)> {
     if precision == Precision::Int8 && matches!(choice, DeviceChoice::Cuda | DeviceChoice::Sim) {
         return Err(Error::InvalidArgument(crate::tensor::INT8_IS_CPU_INFERENCE.into()));

@@ -182,9 +182,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if train && precision == Precision::Int8 {
         return Err(Error::InvalidArgument(format!("--case train --precision int8: {}", crate::tensor::INT8_IS_CPU_INFERENCE)));
     }
-    if train && precision == Precision::Bf16 {
-        return Err(Error::InvalidArgument(format!("--case train --precision bf16: {}", crate::tensor::BF16_ON_THE_CPU_IS_INFERENCE)));
-    }
     let profile = std::cell::RefCell::new(crate::autograd::Profile::default());
     // Inference reuses one cache of transposed (or INT8) weights, as the
     // predictor does; a train step rebuilds it every time, as weights change.
@@ -208,7 +205,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if args.profile {
                 tape.enable_profile();
             }
-            let cache = model.weight_cache()?;
+            let cache = model.weight_cache_for(precision)?;
             // As training runs on the CPU: packed rows (here no padding, so only the attention's layout differs).
             let out =
                 model.forward_cached(&mut tape, &batch, ForwardMode::train(i as u64).skipping_padding().last_state_only(), Some(&cache))?;

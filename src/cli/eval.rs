@@ -76,17 +76,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     let (device, precision) = args.device.open()?;
-    let no_gradients = match precision {
-        Precision::Int8 => Some("--precision int8"),
-        Precision::Bf16 if device.is_none() => Some("--precision bf16 on the CPU"),
-        _ => None,
-    };
-    if args.explain.is_some()
-        && let Some(name) = no_gradients
-    {
-        return Err(Error::InvalidArgument(format!(
-            "--explain needs gradients, and {name} has none (its layers are inference only): explain in fp32"
-        )));
+    if args.explain.is_some() && precision == Precision::Int8 {
+        return Err(Error::InvalidArgument(
+            "--explain needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32".into(),
+        ));
+    }
+    if args.explain.is_some() && precision == Precision::Bf16 && device.is_none() {
+        return Err(Error::InvalidArgument(crate::infer::explain::EXPLAIN_IN_FP32_ON_THE_CPU.into()));
     }
     let (model, _) = load_model(&args.model, &LoadOptions::for_prediction())?;
     let settings = InferenceSettings::read(&args.model, model.num_labels())?;

@@ -117,15 +117,22 @@ fn check_sequence_gradients(predictor: &Predictor, what: &str) -> Result<()> {
     check_gradients(predictor, what)
 }
 
-/// Refuses a predictor whose layers have no gradients (INT8; BF16 on the CPU).
+/// Refuses a predictor whose layers have no gradients (INT8), and BF16 on
+/// the CPU, whose rounded products would spoil integrated gradients'
+/// completeness check.
 fn check_gradients(predictor: &Predictor, what: &str) -> Result<()> {
-    let name = match predictor.precision() {
-        crate::tensor::Precision::Int8 => "--precision int8",
-        crate::tensor::Precision::Bf16 if predictor.on_cpu() => "--precision bf16 on the CPU",
-        _ => return Ok(()),
-    };
-    Err(Error::InvalidArgument(format!("{what} needs gradients, and {name} has none (its layers are inference only): explain in fp32")))
+    match predictor.precision() {
+        crate::tensor::Precision::Int8 => Err(Error::InvalidArgument(format!(
+            "{what} needs gradients, and --precision int8 has none (its layers are inference only): explain in fp32"
+        ))),
+        crate::tensor::Precision::Bf16 if predictor.on_cpu() => Err(Error::InvalidArgument(EXPLAIN_IN_FP32_ON_THE_CPU.into())),
+        _ => Ok(()),
+    }
 }
+
+/// Why the CPU explains in fp32 only.
+pub const EXPLAIN_IN_FP32_ON_THE_CPU: &str =
+    "explanations on the CPU run in fp32 (integrated gradients' completeness check needs exact products): drop --precision bf16";
 
 /// text (and pair) -> its attributions, per piece and per word.
 pub fn explain_text(

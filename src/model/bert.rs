@@ -284,9 +284,9 @@ impl LayerContext<'_> {
     fn linear(&self, tape: &mut Tape, x: Var, layer: Affine) -> Result<Var> {
         let (w, bias) = (layer.weight, layer.bias.map(|b| self.params[b]));
         match self.cached_packed(w) {
-            // A tape with gradients and an f32 packed weight: the packed
-            // forward, the ordinary backward.
-            Some(packed @ backend::PackedWeight::F32(_)) if tape.grad_enabled() => {
+            // A tape with gradients and an f32 or BF16 packed weight: the
+            // packed forward, a backward of the weight's precision.
+            Some(packed @ (backend::PackedWeight::F32(_) | backend::PackedWeight::Bf16(_))) if tape.grad_enabled() => {
                 linear_from_packed(tape, x, self.params[w], bias, packed)
             }
             Some(packed) => linear_packed(tape, x, packed, bias),
@@ -297,18 +297,18 @@ impl LayerContext<'_> {
         }
     }
 
-    /// The cache's packed copy (INT8 or f32) of weight `w`, if it has one.
+    /// The cache's packed copy (INT8, BF16 or f32) of weight `w`, if it has one.
     fn cached_packed(&self, w: usize) -> Option<&backend::PackedWeight> {
         self.cache.and_then(|(store, c)| c.packed(w, &store.tensors()[w]))
     }
 
     /// The packed copy of weight `w` for the forward-only packed ops, if it
-    /// has one: INT8 always (its op refuses a backward), f32 only on a tape
-    /// without gradients (with them `linear` runs the ordinary op on the
-    /// packed forward, `linear_from_packed`, and GELU and the residual stay
-    /// ops of their own, whose backward they need).
+    /// has one: INT8 always (its op refuses a backward), f32 and BF16 only on
+    /// a tape without gradients (with them `linear` runs a trainable op on
+    /// the packed forward, `linear_from_packed`, and GELU and the residual
+    /// stay ops of their own, whose backward they need).
     fn packed_weight(&self, tape: &Tape, w: usize) -> Option<&backend::PackedWeight> {
-        self.cached_packed(w).filter(|packed| !(matches!(packed, backend::PackedWeight::F32(_)) && tape.grad_enabled()))
+        self.cached_packed(w).filter(|packed| matches!(packed, backend::PackedWeight::Int8(_)) || !tape.grad_enabled())
     }
 
     /// GELU(linear(x)): with a packed weight one op, GELU in the kernel's epilogue.

@@ -163,11 +163,19 @@ impl BertClassifier {
     }
 
     /// The CPU's per-step copies of the linear weights, for
-    /// [`Self::forward_cached`] in training: packed for the CPU's kernel
-    /// where it has one ([`WeightCache::build_packed`]; the backward is the
-    /// ordinary op's), else transposed for the gemm crate.
+    /// [`Self::forward_cached`] in fp32 training: packed for the CPU's
+    /// kernel where it has one ([`WeightCache::build_packed`]; the backward
+    /// is the ordinary op's), else transposed for the gemm crate.
     pub fn weight_cache(&self) -> Result<WeightCache> {
-        WeightCache::build_packed(&self.params, crate::tensor::Precision::Fp32)
+        self.weight_cache_for(crate::tensor::Precision::Fp32)
+    }
+
+    /// As [`Self::weight_cache`] for training in `precision`: under BF16 the
+    /// encoder layers' weights rounded to BF16 and packed, their forward
+    /// and backward products on BF16 operands (`linear_from_packed`),
+    /// against the f32 master weights the optimizer updates.
+    pub fn weight_cache_for(&self, precision: crate::tensor::Precision) -> Result<WeightCache> {
+        WeightCache::build_packed(&self.params, precision)
     }
 
     /// The CPU's load-time weights for inference in `precision`, the f32

@@ -56,8 +56,6 @@ impl DType {
     }
 }
 
-/// Why a CPU training run refuses `--precision bf16`.
-pub const BF16_ON_THE_CPU_IS_INFERENCE: &str = "--precision bf16 on the CPU is for inference (predict, eval, serve, bench --case fwd): train in fp32 on the CPU, or in bf16 on a device (--device cuda or sim)";
 /// The one message for INT8 where it has no path.
 pub const INT8_IS_CPU_INFERENCE: &str = "--precision int8 is CPU inference only (predict, eval, serve, bench --case fwd): use --device cpu, and train in fp32 (or bf16 on a device)";
 

@@ -17,7 +17,7 @@ use super::state::{RunIdentity, TrainingState, check_same_run, read_state, write
 use super::step_loop::{EvalContext, Job, MicroBatch, MicroOutcome, add_gradients, epoch_float, run_steps, say};
 use super::trainer::TrainSummary;
 use crate::autograd::Tape;
-use crate::backend::open_training_device;
+use crate::backend::open_device;
 use crate::data::BerthTokenizer;
 use crate::data::align::Alignment;
 use crate::error::{Error, Result};
@@ -120,7 +120,7 @@ fn epoch_plan(per_head: &[Vec<Vec<usize>>], mixing: &str, seed: u64, epoch: u64)
 /// end of each epoch (or every `--eval-every` steps).
 pub fn train_multitask(config: &TrainConfig, heads_path: &Path) -> Result<TrainSummary> {
     let start = Instant::now();
-    let (device, precision) = open_training_device(config.device, config.precision)?;
+    let (device, precision) = open_device(config.device, config.precision)?;
     let text = std::fs::read_to_string(heads_path).map_err(|e| Error::io(heads_path, e))?;
     let file: HeadsFile = toml::from_str(&text).map_err(|e| Error::Config { path: heads_path.into(), message: e.to_string() })?;
     let mixing = file.mixing.clone().unwrap_or_else(|| "alternate".into());
@@ -400,7 +400,7 @@ impl Job for MultiJob<'_> {
                 head_model.forward_on(&mut tape, &mapped, &batch, mode)?
             }
             None => {
-                let cache = head_model.weight_cache()?;
+                let cache = head_model.weight_cache_for(self.config.precision)?;
                 head_model.forward_cached(&mut tape, &batch, mode, Some(&cache))?
             }
         };

@@ -102,7 +102,11 @@ pub(super) fn start_run<'a>(
             Some(DeviceTraining::upload(d, precision, store, &optimizer)?)
         }
         None => {
-            eprintln!("device: cpu");
+            match precision {
+                // The encoder's products on the CPU's BF16 kernel, f32 master weights and moments.
+                Precision::Bf16 => eprintln!("device: cpu ({}; master weights f32)", crate::backend::cpu::bf16_linear::describe()),
+                _ => eprintln!("device: cpu"),
+            }
             None
         }
     };

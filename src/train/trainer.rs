@@ -25,7 +25,7 @@ use super::step_loop::{EvalContext, Job, MicroBatch, MicroOutcome, add_gradients
 use crate::autograd::Tape;
 use crate::autograd::row_scale::scale_row_gradients;
 use crate::autograd::windows::aggregate_windows;
-use crate::backend::open_training_device;
+use crate::backend::open_device;
 use crate::data::BerthTokenizer;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -77,7 +77,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainSummary> {
 
 /// One head: the whole run, with the output folder already locked.
 fn train_single(config: &TrainConfig) -> Result<TrainSummary> {
-    let (device, precision) = open_training_device(config.device, config.precision)?;
+    let (device, precision) = open_device(config.device, config.precision)?;
     let start = Instant::now();
     let spec = DataSpec::from_config(config)?;
     let train_raw = spec.read(&config.train)?;
@@ -517,7 +517,7 @@ impl Job for SingleJob<'_> {
 
     /// The CPU's GEMMs want the transposed weights; a device does not.
     fn step_cache(&self, on_device: bool) -> Result<Option<WeightCache>> {
-        if on_device { Ok(None) } else { Ok(Some(self.model.weight_cache()?)) }
+        if on_device { Ok(None) } else { Ok(Some(self.model.weight_cache_for(self.config.precision)?)) }
     }
 
     fn micro_batch(

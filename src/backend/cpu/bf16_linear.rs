@@ -36,13 +36,12 @@ use crate::error::{Error, Result};
 const K_BLOCK: usize = 1536;
 
 /// f32 -> BF16, rounded to nearest even (a NaN stays a quiet NaN).
+#[inline]
 pub fn to_bf16(v: f32) -> u16 {
     let bits = v.to_bits();
-    if v.is_nan() {
-        return ((bits >> 16) | 0x0040) as u16;
-    }
-    let rounding = 0x7FFF + ((bits >> 16) & 1);
-    (bits.wrapping_add(rounding) >> 16) as u16
+    let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
+    // A select, not a branch, so that the conversion loops vectorize.
+    if v.is_nan() { ((bits >> 16) | 0x0040) as u16 } else { rounded }
 }
 
 /// BF16 -> the f32 it stands for (exact).
@@ -162,6 +161,28 @@ impl PackedBf16Linear {
         Ok(PackedBf16Linear { in_features, out_features, pairs, panels, packed })
     }
 
+    /// m (rows, cols) f32 row-major -> mᵀ packed as a layer's weight (out
+    /// = cols, in = rows): w[o, k] = m[k, o]. The backward's operands (the
+    /// weight for dx, the input for dW), packed each step; values are not
+    /// checked (a NaN stays NaN, for the trainer's checks to find).
+    pub fn pack_transposed(m: &[f32], rows: usize, cols: usize) -> Result<PackedBf16Linear> {
+        if m.len() != rows * cols {
+            return Err(Error::shape("pack bf16 linear", format!("{} values for ({rows}, {cols})", m.len())));
+        }
+        let (pairs, panels) = (rows.div_ceil(2), cols.div_ceil(PANEL));
+        let mut packed = vec![0u16; panels * pairs * PANEL * 2];
+        packed.par_chunks_mut((pairs * PANEL * 2).max(1)).enumerate().for_each(|(p, panel)| {
+            let (c0, width) = (p * PANEL, PANEL.min(cols - p * PANEL));
+            for k in 0..rows {
+                let base = (k / 2) * PANEL * 2 + k % 2;
+                for (j, &v) in m[k * cols + c0..k * cols + c0 + width].iter().enumerate() {
+                    panel[base + 2 * j] = to_bf16(v);
+                }
+            }
+        });
+        Ok(PackedBf16Linear { in_features: rows, out_features: cols, pairs, panels, packed })
+    }
+
     /// The weight w[o, k] as packed, back in f32 (tests).
     pub fn weight(&self, o: usize, k: usize) -> f32 {
         from_bf16(self.packed[(((o / PANEL) * self.pairs + k / 2) * PANEL + o % PANEL) * 2 + k % 2])
@@ -174,10 +195,35 @@ fn pairs_of(x: &[f32], n: usize, k: usize) -> Vec<u32> {
     let pairs = k.div_ceil(2);
     let mut out = vec![0u32; n * pairs];
     out.par_chunks_mut(pairs.max(1)).zip(x.par_chunks(k.max(1))).for_each(|(dst, row)| {
-        for (q, d) in dst.iter_mut().enumerate() {
-            let even = to_bf16(row[2 * q]) as u32;
-            let odd = row.get(2 * q + 1).map_or(0, |&v| to_bf16(v) as u32);
-            *d = even | (odd << 16);
+        // Whole pairs in a loop without branches (it vectorizes), then an odd last input.
+        for (d, pair) in dst.iter_mut().zip(row.chunks_exact(2)) {
+            *d = to_bf16(pair[0]) as u32 | ((to_bf16(pair[1]) as u32) << 16);
+        }
+        if k % 2 == 1 {
+            dst[pairs - 1] = to_bf16(row[k - 1]) as u32;
+        }
+    });
+    out
+}
+
+/// m (rows, cols) f32 -> mᵀ's rows in BF16 pairs, (cols, ceil(rows / 2)):
+/// out[c, q] = (m[2q, c], m[2q + 1, c]), without an f32 transpose first
+/// (the backward's dyᵀ for dW). Tasks of 16 columns, each reading two rows
+/// at a time and writing 16 output rows.
+fn pairs_of_transposed(m: &[f32], rows: usize, cols: usize) -> Vec<u32> {
+    const COLUMNS: usize = 16;
+    let pairs = rows.div_ceil(2);
+    let mut out = vec![0u32; cols * pairs];
+    out.par_chunks_mut((COLUMNS * pairs).max(1)).enumerate().for_each(|(block, dst)| {
+        let c0 = block * COLUMNS;
+        let width = COLUMNS.min(cols - c0);
+        for q in 0..pairs {
+            let even = &m[2 * q * cols + c0..2 * q * cols + c0 + width];
+            let odd = (2 * q + 1 < rows).then(|| &m[(2 * q + 1) * cols + c0..(2 * q + 1) * cols + c0 + width]);
+            for j in 0..width {
+                let hi = odd.map_or(0, |odd| to_bf16(odd[j]) as u32);
+                dst[j * pairs + q] = to_bf16(even[j]) as u32 | (hi << 16);
+            }
         }
     });
     out
@@ -201,16 +247,63 @@ pub fn linear_bf16_with(
     if !path.available() {
         return Err(Error::InvalidArgument(format!("the BF16 linear path {} needs instructions this CPU lacks", path.name())));
     }
-    let x_pairs = pairs_of(x, n, k);
+    linear_bf16_on_pairs(&pairs_of(x, n, k), n, weight, bias, epilogue, path)
+}
+
+/// As [`linear_bf16_with`], x already in BF16 pairs (N, ceil(in / 2)).
+fn linear_bf16_on_pairs(
+    x_pairs: &[u32],
+    n: usize,
+    weight: &PackedBf16Linear,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+    path: Bf16Path,
+) -> Result<Vec<f32>> {
+    let (k, out) = (weight.in_features, weight.out_features);
     let mut y = crate::tensor::pool::take::<f32>(n * out);
     let shared = SharedOut(y.as_mut_ptr());
     let tasks = PanelTasks { n, k, out, panels: weight.panels, k_block: K_BLOCK };
     tasks.run(shared, epilogue, |panel, r, rows, ks| {
-        let block = Block { x: &x_pairs, w: weight, bias, panel, out: shared };
+        let block = Block { x: x_pairs, w: weight, bias, panel, out: shared };
         // SAFETY: `run` hands each (rows, panel) block to one task alone.
         unsafe { block.rows(r, rows, ks.start / 2..ks.end.div_ceil(2), path) };
     });
     Ok(y)
+}
+
+/// The gradients of y = bf16(x)·bf16(W)ᵀ + b for training in BF16 on the
+/// CPU, each product on BF16 operands with f32 sums as the forward's:
+/// dy (N, out), x (N, in), w (out, in) -> dx = dy·W (N, in), dW = dyᵀ·x
+/// (out, in), db = Σ_rows dy (out, in f32), each only where wanted.
+pub fn linear_bf16_backward(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    (n, out, k): (usize, usize, usize),
+    wanted: [bool; 3],
+    path: Bf16Path,
+) -> Result<[Option<Vec<f32>>; 3]> {
+    if dy.len() != n * out || x.len() != n * k || w.len() != out * k {
+        return Err(Error::shape(
+            "linear_bf16 backward",
+            format!("dy of {} values for ({n}, {out}), x of {} for ({n}, {k}), weight of {} for ({out}, {k})", dy.len(), x.len(), w.len()),
+        ));
+    }
+    // dx[r, i] = Σ_o dy[r, o]·w[o, i]: the rows dy against wᵀ as a weight (in, out).
+    let dx = match wanted[0] {
+        true => Some(linear_bf16_with(dy, n, &PackedBf16Linear::pack_transposed(w, out, k)?, None, Epilogue::Plain, path)?),
+        false => None,
+    };
+    // dW[o, i] = Σ_r dy[r, o]·x[r, i]: the rows dyᵀ (out, N) against xᵀ as a weight (in, N).
+    let dw = match wanted[1] {
+        true => {
+            let dy_t = pairs_of_transposed(dy, n, out);
+            Some(linear_bf16_on_pairs(&dy_t, out, &PackedBf16Linear::pack_transposed(x, n, k)?, None, Epilogue::Plain, path)?)
+        }
+        false => None,
+    };
+    let db = wanted[2].then(|| super::norm::sum_rows(dy, out));
+    Ok([dx, dw, db])
 }
 
 /// What one task's micro-kernel calls share.

@@ -189,6 +189,26 @@ impl Backend for Cpu {
         })
     }
 
+    fn linear_bf16_bwd(&self, dy: &Tensor, x: &Tensor, weight: &Tensor, has_bias: bool, wanted: [bool; 3]) -> Result<LinearGrads> {
+        let (n, k) = x.rows_cols();
+        let out = weight.shape()[0];
+        let path = super::bf16_linear::best_path();
+        let wanted = [wanted[0], wanted[1], has_bias && wanted[2]];
+        let [dx, dw, db] = super::bf16_linear::linear_bf16_backward(
+            dy.data::<f32>()?,
+            x.data::<f32>()?,
+            weight.data::<f32>()?,
+            (n, out, k),
+            wanted,
+            path,
+        )?;
+        Ok(LinearGrads {
+            input: dx.map(|v| Tensor::from_vec(v, x.shape())).transpose()?,
+            weight: dw.map(|v| Tensor::from_vec(v, weight.shape())).transpose()?,
+            bias: db.map(|v| Tensor::from_vec(v, &[out])).transpose()?,
+        })
+    }
+
     fn batched_matmul(&self, a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor> {
         let (batch, ar, ac) = batch_dims(a);
         let (_, br, bc) = batch_dims(b);

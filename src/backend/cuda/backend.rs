@@ -527,6 +527,11 @@ impl Backend for Cuda {
         unsupported("transpose", NAME)
     }
 
+    fn linear_bf16_bwd(&self, _: &Tensor, _: &Tensor, _: &Tensor, _: bool, _: [bool; 3]) -> Result<LinearGrads> {
+        // The device trains BF16 through its own working copies (linear_bwd on BF16 tensors).
+        unsupported("linear_bf16_bwd", "cuda")
+    }
+
     fn linear_packed_fwd(&self, _: &Tensor, _: &PackedWeight, _: Option<&Tensor>, _: LinearEpilogue<'_>, _: &[usize]) -> Result<Tensor> {
         unsupported("linear_packed", NAME)
     }
