@@ -48,6 +48,9 @@ macro_rules! poolable {
 poolable!(f32);
 poolable!(f64);
 poolable!(half::bf16);
+// The CPU's BF16 kernels: packed weights (u16) and input pairs (u32).
+poolable!(u16);
+poolable!(u32);
 
 /// A buffer of exactly `len` elements with unspecified (but initialised)
 /// contents: the caller overwrites all of them.

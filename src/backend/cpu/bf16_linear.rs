@@ -149,7 +149,7 @@ impl PackedBf16Linear {
             )));
         }
         let (pairs, panels) = (in_features.div_ceil(2), out_features.div_ceil(PANEL));
-        let mut packed = vec![0u16; panels * pairs * PANEL * 2];
+        let mut packed = crate::tensor::pool::zeros::<u16>(panels * pairs * PANEL * 2);
         packed.par_chunks_mut((pairs * PANEL * 2).max(1)).enumerate().for_each(|(p, panel)| {
             for j in 0..PANEL.min(out_features - p * PANEL) {
                 let row = &weight[(p * PANEL + j) * in_features..(p * PANEL + j + 1) * in_features];
@@ -170,7 +170,7 @@ impl PackedBf16Linear {
             return Err(Error::shape("pack bf16 linear", format!("{} values for ({rows}, {cols})", m.len())));
         }
         let (pairs, panels) = (rows.div_ceil(2), cols.div_ceil(PANEL));
-        let mut packed = vec![0u16; panels * pairs * PANEL * 2];
+        let mut packed = crate::tensor::pool::zeros::<u16>(panels * pairs * PANEL * 2);
         packed.par_chunks_mut((pairs * PANEL * 2).max(1)).enumerate().for_each(|(p, panel)| {
             let (c0, width) = (p * PANEL, PANEL.min(cols - p * PANEL));
             for k in 0..rows {
@@ -189,11 +189,21 @@ impl PackedBf16Linear {
     }
 }
 
+/// Packed weights are made per step in training (the cache, and the
+/// backward's operands per call): their buffers go back to the pool, so
+/// that the next step's packing takes them instead of fresh pages.
+impl Drop for PackedBf16Linear {
+    fn drop(&mut self) {
+        crate::tensor::pool::give(std::mem::take(&mut self.packed));
+    }
+}
+
 /// x (N, in) f32 -> (N, ceil(in / 2)) pairs of BF16, the even input in the
 /// low half, a missing odd partner 0.
 fn pairs_of(x: &[f32], n: usize, k: usize) -> Vec<u32> {
     let pairs = k.div_ceil(2);
-    let mut out = vec![0u32; n * pairs];
+    // Every element is written below (the odd partner's 0 included).
+    let mut out = crate::tensor::pool::take::<u32>(n * pairs);
     out.par_chunks_mut(pairs.max(1)).zip(x.par_chunks(k.max(1))).for_each(|(dst, row)| {
         // Whole pairs in a loop without branches (it vectorizes), then an odd last input.
         for (d, pair) in dst.iter_mut().zip(row.chunks_exact(2)) {
@@ -213,7 +223,7 @@ fn pairs_of(x: &[f32], n: usize, k: usize) -> Vec<u32> {
 fn pairs_of_transposed(m: &[f32], rows: usize, cols: usize) -> Vec<u32> {
     const COLUMNS: usize = 16;
     let pairs = rows.div_ceil(2);
-    let mut out = vec![0u32; cols * pairs];
+    let mut out = crate::tensor::pool::take::<u32>(cols * pairs);
     out.par_chunks_mut((COLUMNS * pairs).max(1)).enumerate().for_each(|(block, dst)| {
         let c0 = block * COLUMNS;
         let width = COLUMNS.min(cols - c0);
@@ -247,7 +257,10 @@ pub fn linear_bf16_with(
     if !path.available() {
         return Err(Error::InvalidArgument(format!("the BF16 linear path {} needs instructions this CPU lacks", path.name())));
     }
-    linear_bf16_on_pairs(&pairs_of(x, n, k), n, weight, bias, epilogue, path)
+    let x_pairs = pairs_of(x, n, k);
+    let y = linear_bf16_on_pairs(&x_pairs, n, weight, bias, epilogue, path);
+    crate::tensor::pool::give(x_pairs);
+    y
 }
 
 /// As [`linear_bf16_with`], x already in BF16 pairs (N, ceil(in / 2)).
@@ -298,7 +311,9 @@ pub fn linear_bf16_backward(
     let dw = match wanted[1] {
         true => {
             let dy_t = pairs_of_transposed(dy, n, out);
-            Some(linear_bf16_on_pairs(&dy_t, out, &PackedBf16Linear::pack_transposed(x, n, k)?, None, Epilogue::Plain, path)?)
+            let dw = linear_bf16_on_pairs(&dy_t, out, &PackedBf16Linear::pack_transposed(x, n, k)?, None, Epilogue::Plain, path);
+            crate::tensor::pool::give(dy_t);
+            Some(dw?)
         }
         false => None,
     };
