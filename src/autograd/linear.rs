@@ -13,10 +13,14 @@ fn linear_flops(inputs: &[&Tensor], output: &Tensor) -> f64 {
 
 // ---------- linear: y (…, out) = x (…, in) · Wᵀ + b ----------
 
-struct Linear;
+/// The linear op. `bf16`: the CPU's BF16 training op (`linear_bf16`),
+/// whose backward products (dx, dW) also run on BF16 operands with f32 sums.
+struct Linear {
+    bf16: bool,
+}
 impl Backward for Linear {
     fn name(&self) -> &'static str {
-        "linear"
+        if self.bf16 { "linear_bf16" } else { "linear" }
     }
     fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
         linear_flops(inputs, output)
@@ -25,7 +29,10 @@ impl Backward for Linear {
         let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
         let has_bias = ctx.inputs.len() == 3;
         let wanted = [ctx.needs_grad[0], ctx.needs_grad[1], has_bias && ctx.needs_grad[2]];
-        let grads = backend::of(x).linear_bwd(dout, x, w, has_bias, wanted)?;
+        let grads = match self.bf16 {
+            true => backend::of(x).linear_bf16_bwd(dout, x, w, has_bias, wanted)?,
+            false => backend::of(x).linear_bwd(dout, x, w, has_bias, wanted)?,
+        };
         let mut out = vec![grads.input, grads.weight];
         if has_bias {
             out.push(grads.bias);
@@ -61,30 +68,7 @@ pub fn linear_with(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var>, weig
         Some(b) => vec![x, weight, b],
         None => vec![x, weight],
     };
-    Ok(tape.push(out, &inputs, Linear))
-}
-
-// ---------- BF16 linear for CPU training: the forward and both backward products on BF16 operands ----------
-
-struct LinearBf16;
-impl Backward for LinearBf16 {
-    fn name(&self) -> &'static str {
-        "linear_bf16"
-    }
-    fn forward_flops(&self, inputs: &[&Tensor], output: &Tensor) -> f64 {
-        linear_flops(inputs, output)
-    }
-    fn backward(&self, dout: &Tensor, ctx: &BackwardContext) -> Result<Vec<Option<Tensor>>> {
-        let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
-        let has_bias = ctx.inputs.len() == 3;
-        let wanted = [ctx.needs_grad[0], ctx.needs_grad[1], has_bias && ctx.needs_grad[2]];
-        let grads = backend::of(x).linear_bf16_bwd(dout, x, w, has_bias, wanted)?;
-        let mut out = vec![grads.input, grads.weight];
-        if has_bias {
-            out.push(grads.bias);
-        }
-        Ok(out)
-    }
+    Ok(tape.push(out, &inputs, Linear { bf16: false }))
 }
 
 /// As [`linear`], with the forward product read from `packed`, the same
@@ -112,10 +96,8 @@ pub fn linear_from_packed(tape: &mut Tape, x: Var, weight: Var, bias: Option<Var
     let out = backend::of(tx).linear_packed_fwd(tx, packed, tb, backend::LinearEpilogue::Plain, &out_shape)?;
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
-    Ok(match packed {
-        backend::PackedWeight::Bf16(_) => tape.push(out, &inputs, LinearBf16),
-        _ => tape.push(out, &inputs, Linear),
-    })
+    let bf16 = matches!(packed, backend::PackedWeight::Bf16(_));
+    Ok(tape.push(out, &inputs, Linear { bf16 }))
 }
 
 // ---------- packed linear (inference only): y (…, out) = x (…, in) · Wᵀ + b, W packed at load ----------
